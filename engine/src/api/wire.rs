@@ -1,0 +1,260 @@
+//! JSON request bodies of API.md and their validation.
+//!
+//! Bodies are parsed strictly (unknown fields are errors, so a typo is caught rather
+//! than ignored) with the failing field's path in the message. Validation turns a
+//! request into engine values or an error naming the field; nothing is changed until
+//! a whole request has validated.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::providers::Content;
+use crate::state::ids::validate;
+use crate::state::{Binding, Environment, ProviderKind, Token};
+
+/// Parse a JSON body, naming the offending field on error.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if inner.is_syntax() || inner.is_eof() {
+            format!("request body is not valid JSON: {inner}")
+        } else if path == "." {
+            format!("request body: {inner}")
+        } else {
+            format!("field {path}: {inner}")
+        };
+        ApiError::invalid(msg)
+    })
+}
+
+/// Check an identifier from a body or path.
+pub fn id(field: &str, value: &str) -> Result<Arc<str>, ApiError> {
+    validate(field, value).map_err(ApiError::invalid)?;
+    Ok(Arc::from(value))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindRequest {
+    pub user_id: String,
+    pub provider: String,
+    pub token: String,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+impl BindRequest {
+    pub fn into_binding(self) -> Result<Binding, ApiError> {
+        let user_id = id("user_id", &self.user_id)?;
+        let provider = ProviderKind::parse(&self.provider).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "provider {:?} is not one of apns, apns_voip, fcm, huawei, xiaomi, oppo, vivo, webpush",
+                self.provider
+            ))
+        })?;
+        let environment = match self.environment.as_deref() {
+            None => Environment::Production,
+            Some(e) => Environment::parse(e).ok_or_else(|| {
+                ApiError::invalid(format!("environment {e:?} is not production or sandbox"))
+            })?,
+        };
+        let app_id = match self.app_id {
+            None => None,
+            Some(a) => {
+                validate("app_id", &a).map_err(ApiError::invalid)?;
+                if !a.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ApiError::invalid(
+                        "app_id must be printable ASCII without spaces (it is the apns-topic bundle id)",
+                    ));
+                }
+                Some(Arc::from(a))
+            }
+        };
+        let token = validate_token(provider, &self.token)?;
+        Ok(Binding {
+            user_id,
+            provider,
+            environment,
+            app_id,
+            token,
+        })
+    }
+}
+
+/// Per-provider token formats; the stored form is compact.
+pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiError> {
+    let bad = |why: &str| ApiError::invalid(format!("token: {why}"));
+    match provider {
+        ProviderKind::Apns | ProviderKind::ApnsVoip => {
+            if !(64..=200).contains(&token.len()) || token.len() % 2 != 0 {
+                return Err(bad(
+                    "an APNs device token is an even number (64 to 200) of hex digits",
+                ));
+            }
+            let bytes =
+                hex::decode(token).map_err(|_| bad("an APNs device token is hex digits only"))?;
+            Ok(Token::Bytes(bytes.into_boxed_slice()))
+        }
+        ProviderKind::Webpush => {
+            #[derive(Deserialize)]
+            struct Sub {
+                endpoint: String,
+                keys: Keys,
+            }
+            #[derive(Deserialize)]
+            struct Keys {
+                p256dh: String,
+                auth: String,
+            }
+            let sub: Sub = serde_json::from_str(token).map_err(|_| {
+                bad("a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}")
+            })?;
+            let uri: http::Uri = sub
+                .endpoint
+                .parse()
+                .map_err(|_| bad("subscription endpoint is not a URL"))?;
+            if uri.scheme_str() != Some("https") || uri.host().is_none() {
+                return Err(bad("subscription endpoint must be an https URL"));
+            }
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let p256dh = b64
+                .decode(sub.keys.p256dh.trim_end_matches('='))
+                .map_err(|_| bad("keys.p256dh is not base64url"))?;
+            if p256dh.len() != 65 || p256dh[0] != 4 {
+                return Err(bad("keys.p256dh is not an uncompressed P-256 public key"));
+            }
+            let auth = b64
+                .decode(sub.keys.auth.trim_end_matches('='))
+                .map_err(|_| bad("keys.auth is not base64url"))?;
+            if auth.len() != 16 {
+                return Err(bad("keys.auth must be 16 bytes"));
+            }
+            Ok(Token::Text(token.into()))
+        }
+        ProviderKind::Fcm
+        | ProviderKind::Huawei
+        | ProviderKind::Xiaomi
+        | ProviderKind::Oppo
+        | ProviderKind::Vivo => {
+            let ok_char = |c: char| {
+                c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '+' | '/' | '=')
+            };
+            if token.is_empty() || token.len() > 4096 {
+                return Err(bad("must be 1 to 4096 characters"));
+            }
+            if !token.chars().all(ok_char) {
+                return Err(bad("may only contain letters, digits and _ - : . + / ="));
+            }
+            Ok(Token::Text(token.into()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceRequest {
+    pub events: Vec<PresenceEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceEvent {
+    pub user_id: String,
+    pub session_id: String,
+    pub online: bool,
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
+}
+
+pub const MAX_PRESENCE_EVENTS: usize = 10_000;
+pub const MAX_TTL_S: u64 = 30 * 86_400;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersRequest {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+pub const MAX_MEMBERS_PER_REQUEST: usize = 100_000;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// Legacy name of `payload` (ZIM before 2.5.0).
+    #[serde(default)]
+    pub extended_data: Option<String>,
+    #[serde(default)]
+    pub resources_id: Option<String>,
+    #[serde(default)]
+    pub badge: Option<u32>,
+}
+
+impl PushConfig {
+    pub fn into_content(self) -> Result<Content, ApiError> {
+        if self.payload.is_some() && self.extended_data.is_some() {
+            return Err(ApiError::invalid(
+                "push: give payload or its legacy name extended_data, not both",
+            ));
+        }
+        if let Some(r) = &self.resources_id {
+            validate("push.resources_id", r).map_err(ApiError::invalid)?;
+        }
+        Ok(Content {
+            title: self.title,
+            content: self.content,
+            payload: self.payload.or(self.extended_data),
+            resources_id: self.resources_id,
+            badge: self.badge,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    pub message_id: String,
+    pub sender_id: String,
+    pub conversation_type: String,
+    pub conversation_id: String,
+    #[serde(default)]
+    pub push: Option<PushConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallRequest {
+    pub call_id: String,
+    pub inviter_id: String,
+    pub invitees: Vec<String>,
+    pub timeout_s: u64,
+    #[serde(default)]
+    pub push: Option<PushConfig>,
+}
+
+pub const MAX_INVITEES: usize = 10_000;
+pub const MAX_CALL_TIMEOUT_S: u64 = 86_400;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugPushRequest {
+    pub push_id: String,
+    #[serde(default)]
+    pub push: Option<PushConfig>,
+}

@@ -1,0 +1,413 @@
+//! Configuration: TOML file, embedded defaults, `FANFARE_<SECTION>_<KEY>` overrides.
+//!
+//! [`Config`] mirrors the file (every field documented; unknown keys are errors).
+//! [`Config::load`] reads a file (or nothing), applies environment overrides and
+//! deserializes; [`Config::validate`] checks what serde cannot (addresses, files,
+//! keys) and reports every problem at once, which is what `fanfare check-config`
+//! prints. Secrets are read from files and never appear in `Debug` output or errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Sections that can be overridden from the environment.
+const SECTIONS: [&str; 6] = ["api", "storage", "presence", "messages", "apns", "fcm"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {message}")]
+    Schema { message: String },
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The sidecar HTTP API.
+    pub api: Api,
+    /// Durable state (write-ahead log and snapshots).
+    pub storage: Storage,
+    /// Presence sessions.
+    pub presence: PresenceCfg,
+    /// Message handling.
+    pub messages: Messages,
+    /// Apple Push Notification service; absent key_file = APNs unconfigured.
+    pub apns: Apns,
+    /// Firebase Cloud Messaging HTTP v1; absent service_account_file = FCM unconfigured.
+    pub fcm: Fcm,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Address to listen on (HTTP/1.1 and h2c on one port).
+    pub listen: String,
+    /// Bearer token every `/v1/...` request must carry; required off loopback.
+    pub token: Option<String>,
+    /// Largest request body accepted, in bytes (larger → 413).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            token: None,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Directory for the write-ahead log and snapshots.
+    pub dir: PathBuf,
+    /// `fsync` (ack after the fsync of its group commit), `batch` (fsync every few ms)
+    /// or `none` (tests only).
+    pub durability: Durability,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./fanfare-data"),
+            durability: Durability::Fsync,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Fsync,
+    Batch,
+    None,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceCfg {
+    /// TTL of a session whose event gives no `ttl_s`; 0 = sessions never expire.
+    pub default_ttl_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Messages {
+    /// A repeated `message_id` within this many seconds is not pushed again.
+    pub dedup_window_s: u64,
+    /// How long a message push stays deliverable (APNs expiration, FCM TTL).
+    pub ttl_s: u64,
+    /// Device pushes that may wait per vendor before the API sheds load with 429.
+    pub queue_capacity: usize,
+}
+
+impl Default for Messages {
+    fn default() -> Self {
+        Self {
+            dedup_window_s: 600,
+            ttl_s: 86_400,
+            queue_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Apns {
+    /// The `.p8` token-signing key (PKCS#8 PEM, P-256). Unset = APNs not configured.
+    pub key_file: Option<PathBuf>,
+    /// The 10-character Key ID of that key (JWT `kid`).
+    pub key_id: Option<String>,
+    /// The 10-character Team ID (JWT `iss`).
+    pub team_id: Option<String>,
+    /// Default `apns-topic` (bundle id) for bindings without an `app_id`.
+    pub topic: Option<String>,
+    /// Base URL for production bindings.
+    pub endpoint_production: String,
+    /// Base URL for sandbox bindings.
+    pub endpoint_sandbox: String,
+    /// HTTP/2 connections per endpoint.
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM), e.g. a test CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Apns {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            key_id: None,
+            team_id: None,
+            topic: None,
+            endpoint_production: "https://api.push.apple.com".into(),
+            endpoint_sandbox: "https://api.sandbox.push.apple.com".into(),
+            connections: 2,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fcm {
+    /// Google service-account key file (JSON); its `project_id`, `client_email`,
+    /// `private_key` and `token_uri` are used as given. Unset = FCM not configured.
+    pub service_account_file: Option<PathBuf>,
+    /// Base URL of the FCM HTTP v1 API.
+    pub endpoint: String,
+    /// HTTP/2 connections.
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM) for the API and the token URI.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Fcm {
+    fn default() -> Self {
+        Self {
+            service_account_file: None,
+            endpoint: "https://fcm.googleapis.com".into(),
+            connections: 2,
+            ca_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// Read `path` (or start from the embedded defaults) and apply `FANFARE_*`
+    /// overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Error> {
+        let mut root = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| Error::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.message().to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut root, env)?;
+        Config::deserialize(toml::Value::Table(root)).map_err(|e| Error::Schema {
+            message: e.message().to_string(),
+        })
+    }
+
+    /// Every semantic problem, each as a sentence naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match self.api.listen.parse::<SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty() {
+                    p.push(format!(
+                        "api.listen is {addr}, not a loopback address: set api.token so the API is not open to the network"
+                    ));
+                }
+            }
+            Err(_) => p.push(format!(
+                "api.listen {:?} is not an IP:port address (for example 127.0.0.1:7070)",
+                self.api.listen
+            )),
+        }
+        if self.api.token.as_deref() == Some("") {
+            p.push("api.token is empty; remove it or set a secret".into());
+        }
+        if self.api.max_body_bytes < 1024 {
+            p.push("api.max_body_bytes must be at least 1024".into());
+        }
+        if self.messages.queue_capacity == 0 {
+            p.push("messages.queue_capacity must be at least 1".into());
+        }
+        if self.messages.ttl_s == 0 {
+            p.push("messages.ttl_s must be at least 1".into());
+        }
+        // APNs
+        let a = &self.apns;
+        if a.key_file.is_some() {
+            for (key, v) in [
+                ("key_id", &a.key_id),
+                ("team_id", &a.team_id),
+                ("topic", &a.topic),
+            ] {
+                if v.as_deref().unwrap_or("").is_empty() {
+                    p.push(format!("apns.{key} is required when apns.key_file is set"));
+                }
+            }
+            if let Some(path) = &a.key_file {
+                if let Err(e) = crate::providers::apns::auth::load_key(path) {
+                    p.push(format!("apns.key_file: {e}"));
+                }
+            }
+        } else if a.key_id.is_some() || a.team_id.is_some() {
+            p.push("apns.key_id/team_id are set but apns.key_file is not".into());
+        }
+        check_endpoint(&mut p, "apns.endpoint_production", &a.endpoint_production);
+        check_endpoint(&mut p, "apns.endpoint_sandbox", &a.endpoint_sandbox);
+        check_connections(&mut p, "apns.connections", a.connections);
+        check_ca(&mut p, "apns.ca_file", a.ca_file.as_deref());
+        // FCM
+        let f = &self.fcm;
+        if let Some(path) = &f.service_account_file {
+            if let Err(e) = crate::providers::fcm::auth::ServiceAccount::load(path) {
+                p.push(format!("fcm.service_account_file: {e}"));
+            }
+        }
+        check_endpoint(&mut p, "fcm.endpoint", &f.endpoint);
+        check_connections(&mut p, "fcm.connections", f.connections);
+        check_ca(&mut p, "fcm.ca_file", f.ca_file.as_deref());
+        p
+    }
+
+    /// `Ok` when [`Config::problems`] is empty.
+    pub fn validate(&self) -> Result<(), Error> {
+        let p = self.problems();
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(p))
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.api
+            .listen
+            .parse()
+            .expect("validated by Config::validate")
+    }
+}
+
+fn check_endpoint(p: &mut Vec<String>, key: &str, url: &str) {
+    match url.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("https") | Some("http")) && u.host().is_some() => {
+            if u.path() != "/" && !u.path().is_empty() {
+                p.push(format!("{key} {url:?} must be a base URL without a path"));
+            }
+        }
+        _ => p.push(format!(
+            "{key} {url:?} is not an http(s) URL with a host, such as https://api.push.apple.com"
+        )),
+    }
+}
+
+fn check_connections(p: &mut Vec<String>, key: &str, n: usize) {
+    if !(1..=64).contains(&n) {
+        p.push(format!("{key} must be between 1 and 64, not {n}"));
+    }
+}
+
+fn check_ca(p: &mut Vec<String>, key: &str, path: Option<&Path>) {
+    if let Some(path) = path {
+        if let Err(e) = crate::transport::tls::read_ca_file(path) {
+            p.push(format!("{key}: {e}"));
+        }
+    }
+}
+
+/// Apply `FANFARE_<SECTION>_<KEY>=value` overrides. Values are parsed as TOML
+/// scalars when they look like one (numbers, booleans), else taken as strings.
+fn apply_env(
+    root: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), Error> {
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("FANFARE_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
+            if rest == "log" {
+                continue; // FANFARE_LOG is the log filter, not a config key
+            }
+            return Err(Error::Env {
+                var,
+                message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            });
+        };
+        let key = &rest[section.len() + 1..];
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table())
+            .unwrap_or(toml::Value::String(value));
+        let table = root
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(table) = table.as_table_mut() else {
+            return Err(Error::Env {
+                var,
+                message: format!("[{section}] in the file is not a table"),
+            });
+        };
+        table.insert(key.to_string(), parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:7070");
+        assert_eq!(c.messages.dedup_window_s, 600);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn env_overrides_keys() {
+        let env = vec![
+            ("FANFARE_API_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            ("FANFARE_MESSAGES_DEDUP_WINDOW_S".into(), "5".into()),
+            ("FANFARE_APNS_TOPIC".into(), "com.x".into()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:0");
+        assert_eq!(c.messages.dedup_window_s, 5);
+        assert_eq!(c.apns.topic.as_deref(), Some("com.x"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_explained() {
+        let env = vec![("FANFARE_API_LISTN".to_string(), "x".to_string())];
+        let e = Config::load(None, env).unwrap_err().to_string();
+        assert!(e.contains("listn"), "{e}");
+        let env = vec![("FANFARE_API_LISTEN".to_string(), "0.0.0.0:80".to_string())];
+        let c = Config::load(None, env).unwrap();
+        let p = c.problems();
+        assert!(p.iter().any(|m| m.contains("api.token")), "{p:?}");
+    }
+}

@@ -1,0 +1,12 @@
+//! From a message to device pushes.
+//!
+//! - [`plan`]: resolve recipients, drop online ones (one bitset load each), collect the
+//!   offline users' devices grouped by vendor lane, once per message.
+//! - [`dispatch`]: bounded per-vendor lanes; admission is all-or-nothing per message so
+//!   a full lane sheds the request (429) before anything is queued; workers send over
+//!   the vendor's HTTP/2 pool and act on the verdict (dead tokens are unbound).
+//! - [`dedup`]: the `message_id` idempotency window.
+
+pub mod dedup;
+pub mod dispatch;
+pub mod plan;

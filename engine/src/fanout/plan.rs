@@ -1,0 +1,99 @@
+//! Fan-out planning: recipients → offline recipients → device targets per lane.
+//!
+//! One pass over the recipients: a presence bit test per member (lock-free), then for
+//! offline members one `u32`-keyed registry lookup that yields their devices. Devices
+//! are grouped into the vendor lanes that have queues; devices of vendors without
+//! credentials are counted, not queued.
+
+use std::sync::Arc;
+
+use crate::state::{Device, ProviderKind, State, UserIdx};
+
+/// Vendor lanes with their own queue and HTTP/2 pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Apns = 0,
+    Fcm = 1,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Apns, Lane::Fcm];
+
+    pub fn of(p: ProviderKind) -> Option<Lane> {
+        match p {
+            ProviderKind::Apns | ProviderKind::ApnsVoip => Some(Lane::Apns),
+            ProviderKind::Fcm => Some(Lane::Fcm),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Apns => "apns",
+            Lane::Fcm => "fcm",
+        }
+    }
+}
+
+/// The devices one message goes to.
+#[derive(Debug, Default)]
+pub struct Targets {
+    pub lanes: [Vec<Arc<Device>>; 2],
+    /// Devices whose vendor has no credentials, by provider.
+    pub unconfigured: Vec<Arc<Device>>,
+}
+
+impl Targets {
+    pub fn queued(&self) -> usize {
+        self.lanes.iter().map(Vec::len).sum()
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub recipients: usize,
+    pub offline: usize,
+}
+
+/// Plan a message or call to `recipients` (the sender already left out).
+///
+/// Messages skip `apns_voip` bindings (Apple requires every VoIP push to report a
+/// call). Calls send VoIP to `apns_voip` bindings and, for an invitee who has one, no
+/// alert to their `apns` bindings (one ring per iPhone).
+pub fn plan(
+    state: &State,
+    recipients: impl IntoIterator<Item = UserIdx>,
+    is_call: bool,
+    configured: impl Fn(ProviderKind) -> bool,
+) -> (Summary, Targets) {
+    let mut summary = Summary::default();
+    let mut targets = Targets::default();
+    let presence = &state.presence;
+    let registry = &state.registry;
+    for user in recipients {
+        summary.recipients += 1;
+        if presence.is_online(user) {
+            continue;
+        }
+        summary.offline += 1;
+        let mut has_voip = false;
+        if is_call {
+            registry.for_each_device(user, |d| has_voip |= d.provider == ProviderKind::ApnsVoip);
+        }
+        registry.for_each_device(user, |d| {
+            let wanted = match d.provider {
+                ProviderKind::ApnsVoip => is_call,
+                ProviderKind::Apns => !(is_call && has_voip),
+                _ => true,
+            };
+            if !wanted {
+                return;
+            }
+            match Lane::of(d.provider).filter(|_| configured(d.provider)) {
+                Some(lane) => targets.lanes[lane as usize].push(d.clone()),
+                None => targets.unconfigured.push(d.clone()),
+            }
+        });
+    }
+    (summary, targets)
+}

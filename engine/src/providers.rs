@@ -1,0 +1,285 @@
+//! Vendor channels: request building, auth tokens and response mapping per vendor.
+//!
+//! Providers are a closed set ([`Providers`] holds one optional client per vendor);
+//! the test seam is each vendor's configurable endpoint and CA, not a trait. A
+//! vendor's answer is data: [`Verdict`] carries an [`Outcome`] with a small `Copy`
+//! [`Cause`], so the hot path allocates nothing to classify a response.
+//!
+//! The message content is rendered once per message ([`Push::render`]): one APNs body
+//! shared by every iOS device, one FCM template whose token slot is filled per device.
+
+pub mod apns;
+pub mod fcm;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::state::{Device, ProviderKind};
+
+/// The ZIMPushConfig of a message or call.
+#[derive(Debug, Clone, Default)]
+pub struct Content {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    /// Passed through to the device (APNs top-level `payload`, FCM `data.payload`).
+    pub payload: Option<String>,
+    /// Selects custom push rules (sound, channel, ...); carried for vendor rules.
+    pub resources_id: Option<String>,
+    pub badge: Option<u32>,
+}
+
+/// What kind of push this is.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Message {
+        message_id: Arc<str>,
+    },
+    Call {
+        call_id: Arc<str>,
+        inviter_id: Arc<str>,
+        timeout_s: u64,
+    },
+}
+
+/// A push rendered once for every vendor, shared by all its device targets.
+#[derive(Debug)]
+pub struct Push {
+    pub kind: Kind,
+    /// UNIX seconds after which the push is worthless (APNs `apns-expiration`).
+    pub expires_at: u64,
+    /// Seconds the vendor should keep it (FCM `android.ttl`).
+    pub ttl_s: u64,
+    pub apns: apns::payload::Bodies,
+    pub fcm: fcm::payload::Template,
+}
+
+/// A rendered body over a vendor's size limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the push is {size} bytes for {vendor}, over its limit of {limit} bytes")]
+pub struct TooLarge {
+    pub vendor: &'static str,
+    pub size: usize,
+    pub limit: usize,
+}
+
+impl Push {
+    /// Render `content` for every vendor; fails when any body exceeds a vendor limit.
+    pub fn render(
+        kind: Kind,
+        content: &Content,
+        ttl_s: u64,
+        now_unix: u64,
+    ) -> Result<Self, TooLarge> {
+        let apns = apns::payload::Bodies::render(&kind, content)?;
+        let fcm = fcm::payload::Template::render(&kind, content, ttl_s)?;
+        Ok(Self {
+            kind,
+            expires_at: now_unix + ttl_s,
+            ttl_s,
+            apns,
+            fcm,
+        })
+    }
+
+    pub fn is_call(&self) -> bool {
+        matches!(self.kind, Kind::Call { .. })
+    }
+}
+
+/// Why a push was not simply delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    BadDeviceToken,
+    Unregistered,
+    DeviceTokenNotForTopic,
+    SenderIdMismatch,
+    PayloadTooLarge,
+    BadRequest,
+    ProviderAuth,
+    TooManyRequests,
+    QuotaExceeded,
+    ServerError,
+    Unavailable,
+    Transport,
+    Timeout,
+    Unconfigured,
+    Expired,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadDeviceToken => "bad_device_token",
+            Self::Unregistered => "unregistered",
+            Self::DeviceTokenNotForTopic => "device_token_not_for_topic",
+            Self::SenderIdMismatch => "sender_id_mismatch",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::BadRequest => "bad_request",
+            Self::ProviderAuth => "provider_auth",
+            Self::TooManyRequests => "too_many_requests",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::ServerError => "server_error",
+            Self::Unavailable => "unavailable",
+            Self::Transport => "transport",
+            Self::Timeout => "timeout",
+            Self::Unconfigured => "unconfigured",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// The vendor's verdict as the engine acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Retry {
+        after: Option<Duration>,
+        cause: Cause,
+    },
+    TokenDead(Cause),
+    Rejected(Cause),
+}
+
+/// One push's result: the outcome plus what the vendor said, for the debug endpoint
+/// and logs. `reason` is only filled for failures, `vendor_id` only on request.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+    pub vendor_id: Option<String>,
+    pub outcome: Outcome,
+}
+
+impl Verdict {
+    pub fn transport(e: &crate::transport::pool::Error) -> Self {
+        let cause = match e {
+            crate::transport::pool::Error::Timeout { .. } => Cause::Timeout,
+            _ => Cause::Transport,
+        };
+        Self {
+            status: None,
+            reason: Some(error_chain(e)),
+            vendor_id: None,
+            outcome: Outcome::Retry { after: None, cause },
+        }
+    }
+
+    pub fn unconfigured() -> Self {
+        Self {
+            status: None,
+            reason: Some("unconfigured".into()),
+            vendor_id: None,
+            outcome: Outcome::Rejected(Cause::Unconfigured),
+        }
+    }
+}
+
+/// `e: source: source...` on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Parse a `Retry-After` header: delay seconds or an HTTP-date.
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate_to_unix(v)?;
+    Some(Duration::from_secs(
+        when.saturating_sub(crate::clock::unix_now_s()),
+    ))
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to UNIX seconds.
+fn httpdate_to_unix(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: u64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
+        + 1;
+    let year: u64 = parts[3].parse().ok()?;
+    let hms: Vec<u64> = parts[4].split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
+}
+
+/// The configured vendor clients.
+#[derive(Default)]
+pub struct Providers {
+    pub apns: Option<apns::Client>,
+    pub fcm: Option<fcm::Client>,
+}
+
+impl Providers {
+    /// Send one push to one device and return the vendor's verdict.
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        match device.provider {
+            ProviderKind::Apns | ProviderKind::ApnsVoip => match &self.apns {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Fcm => match &self.fcm {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Huawei
+            | ProviderKind::Xiaomi
+            | ProviderKind::Oppo
+            | ProviderKind::Vivo
+            | ProviderKind::Webpush => Verdict::unconfigured(),
+        }
+    }
+
+    pub fn is_configured(&self, p: ProviderKind) -> bool {
+        match p {
+            ProviderKind::Apns | ProviderKind::ApnsVoip => self.apns.is_some(),
+            ProviderKind::Fcm => self.fcm.is_some(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(httpdate_to_unix("yesterday"), None);
+    }
+}

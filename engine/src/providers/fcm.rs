@@ -1,0 +1,120 @@
+//! Firebase Cloud Messaging HTTP v1 (Android and Web tokens).
+//!
+//! `POST /v1/projects/<project_id>/messages:send` over HTTP/2 with an OAuth2 access
+//! token from the service-account flow ([`auth::TokenSource`], cached until shortly
+//! before expiry). The message is pre-rendered around the token slot
+//! ([`payload::Template`]), so each device costs one buffer fill, not a JSON encode.
+
+pub mod auth;
+pub mod payload;
+pub mod response;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request};
+
+use super::{Push, Verdict};
+use crate::state::Device;
+use crate::transport::{self, Endpoint, Pool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("fcm service account")]
+    Account(#[from] auth::Error),
+    #[error("fcm transport")]
+    Transport(#[from] transport::pool::Error),
+    #[error("fcm tls")]
+    Tls(#[from] transport::tls::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub service_account_file: PathBuf,
+    pub endpoint: String,
+    pub connections: usize,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::Fcm) -> Option<Self> {
+        Some(Self {
+            service_account_file: c.service_account_file.clone()?,
+            endpoint: c.endpoint.clone(),
+            connections: c.connections,
+            ca_file: c.ca_file.clone(),
+        })
+    }
+}
+
+pub struct Client {
+    pool: Pool,
+    auth: auth::TokenSource,
+    uri: String,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Client {
+    pub fn new(s: &Settings) -> Result<Self, Error> {
+        let account = auth::ServiceAccount::load(&s.service_account_file)?;
+        let tls = transport::tls::client_config(s.ca_file.as_deref(), &[b"h2"])?;
+        let pool = Pool::new(
+            Endpoint::parse(&s.endpoint)?,
+            tls,
+            s.connections,
+            REQUEST_TIMEOUT,
+        )?;
+        let uri = format!(
+            "{}/v1/projects/{}/messages:send",
+            pool.endpoint().base,
+            account.project_id
+        );
+        let auth = auth::TokenSource::new(account, s.ca_file.as_deref())?;
+        Ok(Self { pool, auth, uri })
+    }
+
+    /// Access tokens fetched from the token URI so far.
+    pub fn tokens_fetched(&self) -> u64 {
+        self.auth.fetched()
+    }
+
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        let token = match self.auth.header().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %super::error_chain(&e), "fcm access token unavailable");
+                return Verdict {
+                    status: None,
+                    reason: Some(super::error_chain(&e)),
+                    vendor_id: None,
+                    outcome: super::Outcome::Retry {
+                        after: None,
+                        cause: super::Cause::ProviderAuth,
+                    },
+                };
+            }
+        };
+        let body = push.fcm.for_token(&device.token.to_wire());
+        let make = || {
+            Request::builder()
+                .method(Method::POST)
+                .uri(self.uri.as_str())
+                .header(AUTHORIZATION, token.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(())
+                .expect("request head is valid")
+        };
+        match self.pool.send(make, body).await {
+            Ok(resp) => {
+                let v = response::classify(&resp, detail);
+                if resp.status == http::StatusCode::UNAUTHORIZED {
+                    self.auth.invalidate(&token);
+                }
+                v
+            }
+            Err(e) => Verdict::transport(&e),
+        }
+    }
+}
