@@ -1,1 +1,12 @@
-fn main(){}
+//! End-to-end tests: the real engine on 127.0.0.1:0, driven through its HTTP API,
+//! pushing over TLS + HTTP/2 to the mock vendors of `fanfare-loadgen`.
+//!
+//! One test binary; the harness lives in `e2e/harness.rs`.
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+#[path = "e2e/api.rs"]
+mod api;
+#[path = "e2e/delivery.rs"]
+mod delivery;

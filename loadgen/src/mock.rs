@@ -1,0 +1,22 @@
+//! In-process mock push vendors, speaking TLS + HTTP/2 on `127.0.0.1:0`.
+//!
+//! - [`tls`]: a throw-away test CA, the server certificate it signs, and matching
+//!   rustls client/server configs (ALPN `h2` only).
+//! - [`apns`]: Apple Push Notification service provider API (token auth, ES256 JWT).
+//! - [`fcm`]: Firebase Cloud Messaging HTTP v1 plus the Google OAuth2 token endpoint
+//!   it depends on, on one server.
+//! - `server` (private): the accept loop, HTTP/2 connection and stream serving, body
+//!   collection, reply writing, recording and waiters shared by every vendor, and the
+//!   hook point for fault injection (today: `latency`).
+//!
+//! Every mock is started with `start(..)` inside a Tokio runtime, returns a handle that
+//! exposes what it received, and stops on `shutdown()` or when dropped. The wire
+//! behaviour follows `VENDORS.md` §1 (APNs), §2 (FCM) and §5 (HTTP/2).
+
+pub mod apns;
+pub mod fcm;
+mod server;
+pub mod tls;
+
+#[cfg(test)]
+mod test_client;
