@@ -1,1 +1,139 @@
-fn main() {}
+//! Hot-path benchmarks, each against a naive baseline in the same group:
+//! - presence: atomic bitset + sharded sessions vs `Mutex<HashMap>`;
+//! - fan-out planning over a group with 10% online vs a string-keyed naive plan.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fanfare::clock::Clock;
+use fanfare::fanout::plan;
+use fanfare::state::{Binding, Environment, Mutation, ProviderKind, State, Token};
+use parking_lot::Mutex;
+
+fn presence(c: &mut Criterion) {
+    let mut g = c.benchmark_group("presence_update");
+    const N: u32 = 100_000;
+    g.throughput(Throughput::Elements(u64::from(N)));
+    let state = State::new(Clock::new());
+    g.bench_function("sharded_bitset", |b| {
+        b.iter(|| {
+            for u in 0..N {
+                state.presence.apply(u, "s", u % 2 == 0, 0);
+            }
+        })
+    });
+    let naive: Mutex<HashMap<String, HashSet<String>>> = Mutex::new(HashMap::new());
+    g.bench_function("naive_mutex_hashmap", |b| {
+        b.iter(|| {
+            for u in 0..N {
+                let mut m = naive.lock();
+                let key = format!("u{u}");
+                if u % 2 == 0 {
+                    m.entry(key).or_default().insert("s".to_string());
+                } else {
+                    m.remove(&key);
+                }
+            }
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("presence_test");
+    g.throughput(Throughput::Elements(u64::from(N)));
+    g.bench_function("bitset", |b| {
+        b.iter(|| {
+            (0..N)
+                .filter(|u| state.presence.is_online(black_box(*u)))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+fn build_state(members: u32) -> (State, Vec<u32>) {
+    let state = State::new(Clock::new());
+    let mut idx = Vec::with_capacity(members as usize);
+    for i in 0..members {
+        let user: Arc<str> = format!("user-{i}").into();
+        let binding = Binding {
+            user_id: user.clone(),
+            provider: if i % 5 < 3 {
+                ProviderKind::Apns
+            } else {
+                ProviderKind::Fcm
+            },
+            environment: Environment::Production,
+            app_id: None,
+            token: if i % 5 < 3 {
+                Token::Bytes(vec![i as u8; 32].into_boxed_slice())
+            } else {
+                Token::Text(format!("fcm-{i}:{}", "x".repeat(140)).into())
+            },
+        };
+        state.apply(&Mutation::Bind {
+            push_id: format!("d{i}").into(),
+            binding,
+        });
+        let u = state.users.intern(&user);
+        if i % 10 == 0 {
+            state.presence.apply(u, "s", true, 0);
+        }
+        idx.push(u);
+    }
+    (state, idx)
+}
+
+fn planning(c: &mut Criterion) {
+    let mut g = c.benchmark_group("group_fanout_plan");
+    g.sample_size(10);
+    for members in [10_000u32, 100_000] {
+        let (state, idx) = build_state(members);
+        g.throughput(Throughput::Elements(u64::from(members)));
+        g.bench_with_input(
+            BenchmarkId::new("bitset_and_index", members),
+            &idx,
+            |b, idx| {
+                b.iter(|| {
+                    let (s, t) = plan::plan(&state, idx.iter().copied(), false, |_| true);
+                    black_box((s, t.queued()))
+                })
+            },
+        );
+        // Baseline: string-keyed membership, online set and device map behind locks.
+        let online: Mutex<HashSet<String>> = Mutex::new(
+            (0..members)
+                .filter(|i| i % 10 == 0)
+                .map(|i| format!("user-{i}"))
+                .collect(),
+        );
+        let devices: Mutex<HashMap<String, Vec<String>>> = Mutex::new(
+            (0..members)
+                .map(|i| (format!("user-{i}"), vec![format!("d{i}")]))
+                .collect(),
+        );
+        let names: Vec<String> = (0..members).map(|i| format!("user-{i}")).collect();
+        g.bench_with_input(
+            BenchmarkId::new("naive_strings_mutex", members),
+            &names,
+            |b, names| {
+                b.iter(|| {
+                    let mut out = Vec::new();
+                    for n in names {
+                        if online.lock().contains(n) {
+                            continue;
+                        }
+                        if let Some(d) = devices.lock().get(n) {
+                            out.extend(d.iter().cloned());
+                        }
+                    }
+                    black_box(out.len())
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, presence, planning);
+criterion_main!(benches);

@@ -1,0 +1,493 @@
+//! One load run: mock vendors + an in-process engine on loopback, a scenario driven
+//! through the engine's public HTTP API over h2c, and the report.
+//!
+//! Latency is measured per push from the moment the driver sent the API request to
+//! the moment the mock vendor received the push; the driver and the mocks share one
+//! `quanta` clock. Peer traffic is open-loop on a fixed schedule, and latency is taken
+//! from each message's *scheduled* send time, so a stalled engine cannot hide its
+//! queueing delay (coordinated omission is corrected).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
+use fanfare_loadgen::mock::fcm::{self, MockFcm};
+use fanfare_loadgen::mock::tls::TestCa;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::RunArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Mixed,
+    Peer,
+    Group,
+    Call,
+}
+
+const TOPIC: &str = "com.example.chat";
+
+type Api = Client<HttpConnector, Full<Bytes>>;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    apns: MockApns,
+    fcm: MockFcm,
+    engine: fanfare::Running,
+    api: Api,
+    base: String,
+}
+
+async fn setup() -> anyhow::Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::generate()?;
+    let ca_file = ca.write_ca_file(dir.path())?;
+    let creds = Credentials::generate()?;
+    let key_file = creds.write_key_file(dir.path())?;
+    let apns = MockApns::start(
+        &ca,
+        &creds,
+        apns::Config {
+            topic: TOPIC.into(),
+            record_limit: 2_000_000,
+            ..apns::Config::default()
+        },
+    )?;
+    let fcm = MockFcm::start(
+        &ca,
+        fcm::Config {
+            record_limit: 2_000_000,
+            ..fcm::Config::default()
+        },
+    )?;
+    let sa_file = fcm.write_service_account(dir.path())?;
+    let mut config = fanfare::config::Config::default();
+    config.api.listen = "127.0.0.1:0".into();
+    config.storage.dir = dir.path().join("data");
+    config.storage.durability = fanfare::config::Durability::None;
+    config.messages.queue_capacity = 1_000_000;
+    config.apns.key_file = Some(key_file);
+    config.apns.key_id = Some(creds.key_id.clone());
+    config.apns.team_id = Some(creds.team_id.clone());
+    config.apns.topic = Some(TOPIC.into());
+    config.apns.endpoint_production = apns.url();
+    config.apns.endpoint_sandbox = apns.url();
+    config.apns.ca_file = Some(ca_file.clone());
+    config.fcm.service_account_file = Some(sa_file);
+    config.fcm.endpoint = fcm.url();
+    config.fcm.ca_file = Some(ca_file);
+    let engine = fanfare::start(config).await.context("start engine")?;
+    let base = format!("http://{}", engine.local_addr());
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let api = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(connector);
+    Ok(Env {
+        _dir: dir,
+        apns,
+        fcm,
+        engine,
+        api,
+        base,
+    })
+}
+
+async fn call(
+    api: &Api,
+    method: http::Method,
+    url: String,
+    body: Value,
+) -> anyhow::Result<(u16, Value)> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let resp = api.request(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+fn apns_token(i: u32) -> String {
+    format!("{i:08x}{}", "5e".repeat(28))
+}
+
+fn fcm_token(i: u32) -> String {
+    format!("lg{i}:APA91b{}", "Qz-_".repeat(34))
+}
+
+/// What the run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub users: u32,
+    pub bindings: u64,
+    pub binds_per_s: f64,
+    pub messages_sent: u64,
+    pub calls_sent: u64,
+    pub pushes_expected: u64,
+    pub pushes_delivered: u64,
+    pub pushes_to_online_users: u64,
+    pub pushes_per_s: f64,
+    pub api_errors: u64,
+    pub vendor_rejections: u64,
+    pub latency_us: Latency,
+    pub process_cpu_ms_per_1k_pushes: f64,
+    pub peak_rss_bytes: u64,
+    pub wall_s: f64,
+}
+
+impl Report {
+    pub fn lost(&self) -> u64 {
+        self.pushes_expected.saturating_sub(self.pushes_delivered)
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// CPU seconds (user + system) of this process, from /proc.
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the command: state(0) ... utime(11) stime(12), in clock ticks (100/s).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
+    if args.users == 0 || !(0.0..1.0).contains(&args.online_share) {
+        bail!("--users must be > 0 and --online-share in [0, 1)");
+    }
+    let env = setup().await?;
+    let started = quanta::Instant::now();
+    let users = args.users;
+    let online_every = if args.online_share > 0.0 {
+        (1.0 / args.online_share).round() as u32
+    } else {
+        u32::MAX
+    };
+    let is_online = |i: u32| online_every != u32::MAX && i % online_every == 0;
+    let mut api_errors = 0u64;
+    eprintln!(
+        "setup: binding {users} users (60% APNs, 40% FCM), {:.0}% online",
+        args.online_share * 100.0
+    );
+
+    // 1. Bind every user's device, 64 requests in flight.
+    let bind_start = quanta::Instant::now();
+    let mut binds = futures::stream::iter(0..users)
+        .map(|i| {
+            let api = env.api.clone();
+            let base = env.base.clone();
+            async move {
+                let (provider, token) = if i % 5 < 3 {
+                    ("apns", apns_token(i))
+                } else {
+                    ("fcm", fcm_token(i))
+                };
+                call(
+                    &api,
+                    http::Method::PUT,
+                    format!("{base}/v1/push-ids/d{i}"),
+                    json!({"user_id": format!("u{i}"), "provider": provider, "token": token}),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(64);
+    use futures::StreamExt;
+    while let Some(r) = binds.next().await {
+        if r.map(|(s, _)| s != 200).unwrap_or(true) {
+            api_errors += 1;
+        }
+    }
+    let binds_per_s = f64::from(users) / bind_start.elapsed().as_secs_f64();
+    let online: Vec<Value> = (0..users)
+        .filter(|i| is_online(*i))
+        .map(|i| json!({"user_id": format!("u{i}"), "session_id": "lg", "online": true}))
+        .collect();
+    for chunk in online.chunks(10_000) {
+        let (s, _) = call(
+            &env.api,
+            http::Method::POST,
+            format!("{}/v1/presence", env.base),
+            json!({"events": chunk}),
+        )
+        .await?;
+        if s != 200 {
+            api_errors += 1;
+        }
+    }
+
+    // seq → scheduled send instant, to attribute every received push.
+    let mut sent_at: Vec<quanta::Instant> = Vec::new();
+    let mut expected = 0u64;
+    let mut messages = 0u64;
+    let mut calls = 0u64;
+    let do_peer = matches!(args.scenario, Scenario::Mixed | Scenario::Peer);
+    let do_group = matches!(args.scenario, Scenario::Mixed | Scenario::Group);
+    let do_call = matches!(args.scenario, Scenario::Mixed | Scenario::Call);
+
+    if do_group {
+        let members: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
+        for chunk in members.chunks(100_000) {
+            let (s, _) = call(
+                &env.api,
+                http::Method::POST,
+                format!("{}/v1/groups/all/members", env.base),
+                json!({"add": chunk}),
+            )
+            .await?;
+            if s != 200 {
+                api_errors += 1;
+            }
+        }
+        eprintln!("group: one message to a group of {users}");
+        let seq = sent_at.len();
+        sent_at.push(quanta::Instant::now());
+        let (s, v) = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
+            json!({"message_id": "lg-group", "sender_id": "u1", "conversation_type": "group", "conversation_id": "all",
+                   "push": {"title": "group", "content": "hello everyone", "payload": seq.to_string()}})).await?;
+        if s == 202 {
+            expected += v["targets"].as_u64().unwrap_or(0);
+            messages += 1;
+        } else {
+            api_errors += 1;
+        }
+    }
+
+    if do_peer {
+        let total = (args.duration * f64::from(args.rate)).round() as u64;
+        eprintln!("peer: {total} messages at {} msg/s, open loop", args.rate);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+        let first_seq = sent_at.len();
+        let t0 = quanta::Instant::now() + Duration::from_millis(10);
+        sent_at.extend((0..total).map(|k| t0 + interval.mul_f64(k as f64)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let tokio_t0 = tokio::time::Instant::now() + Duration::from_millis(10);
+        for k in 0..total {
+            let due = tokio_t0 + interval.mul_f64(k as f64);
+            tokio::time::sleep_until(due).await;
+            let api = env.api.clone();
+            let base = env.base.clone();
+            let to = (k as u32).wrapping_mul(2_654_435_761) % users;
+            let seq = first_seq + k as usize;
+            tasks.spawn(async move {
+                call(&api, http::Method::POST, format!("{base}/v1/messages"),
+                    json!({"message_id": format!("lg-peer-{k}"), "sender_id": "driver", "conversation_type": "peer",
+                           "conversation_id": format!("u{to}"), "push": {"title": "peer", "content": "hi", "payload": seq.to_string()}})).await
+            });
+            if k % u64::from(args.rate.max(1)) == 0 && k > 0 {
+                eprintln!(
+                    "  sent {k}/{total}, delivered so far {}",
+                    env.apns.received_count() + env.fcm.received_count()
+                );
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r? {
+                Ok((202, v)) => {
+                    expected += v["targets"].as_u64().unwrap_or(0);
+                    messages += 1;
+                }
+                _ => api_errors += 1,
+            }
+        }
+    }
+
+    if do_call {
+        let n = 200.min(users);
+        eprintln!("call: {n} call invitations");
+        for c in 0..n {
+            let seq = sent_at.len();
+            sent_at.push(quanta::Instant::now());
+            let invitee = (c * 7919) % users;
+            let (s, v) = call(&env.api, http::Method::POST, format!("{}/v1/calls", env.base),
+                json!({"call_id": format!("lg-call-{c}"), "inviter_id": "driver", "invitees": [format!("u{invitee}")],
+                       "timeout_s": 60, "push": {"title": "call", "content": "ring", "payload": seq.to_string()}})).await?;
+            if s == 202 {
+                expected += v["targets"].as_u64().unwrap_or(0);
+                calls += 1;
+            } else {
+                api_errors += 1;
+            }
+        }
+    }
+
+    // Drain: wait for every expected push, bounded.
+    let drain_deadline = Duration::from_secs_f64(args.drain_timeout);
+    let total_received = || (env.apns.received_count() + env.fcm.received_count()) as u64;
+    let drain_start = quanta::Instant::now();
+    while total_received() < expected && drain_start.elapsed() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = started.elapsed().as_secs_f64();
+
+    // Attribute pushes to messages and build the histogram.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut last: Option<quanta::Instant> = None;
+    let mut to_online = 0u64;
+    let mut record = |payload: Option<&str>, token_user: Option<u32>, at: quanta::Instant| {
+        if let Some(u) = token_user {
+            if is_online(u) {
+                to_online += 1;
+            }
+        }
+        let Some(seq) = payload.and_then(|p| p.parse::<usize>().ok()) else {
+            return;
+        };
+        let Some(t) = sent_at.get(seq) else { return };
+        let us = at.saturating_duration_since(*t).as_micros() as u64;
+        let _ = hist.record(us.max(1));
+        last = Some(last.map_or(at, |l: quanta::Instant| l.max(at)));
+    };
+    for p in env.apns.received() {
+        let user = u32::from_str_radix(&p.token[..8], 16).ok();
+        record(p.body["payload"].as_str(), user, p.received_at);
+    }
+    for p in env.fcm.received() {
+        let user = p
+            .token
+            .strip_prefix("lg")
+            .and_then(|t| t.split(':').next())
+            .and_then(|n| n.parse().ok());
+        record(p.message["data"]["payload"].as_str(), user, p.received_at);
+    }
+    let delivered = total_received();
+    let span = match (sent_at.iter().min(), last) {
+        (Some(f), Some(l)) => l.saturating_duration_since(*f).as_secs_f64().max(1e-3),
+        _ => 1.0,
+    };
+    let cpu_s = process_cpu_s();
+    let report = Report {
+        scenario: args.scenario,
+        users,
+        bindings: env.engine.engine().state.registry.len() as u64,
+        binds_per_s,
+        messages_sent: messages,
+        calls_sent: calls,
+        pushes_expected: expected,
+        pushes_delivered: delivered,
+        pushes_to_online_users: to_online,
+        pushes_per_s: delivered as f64 / span,
+        api_errors,
+        vendor_rejections: (env.apns.rejections().len() + env.fcm.rejections().len()) as u64,
+        latency_us: Latency {
+            p50: hist.value_at_quantile(0.5),
+            p90: hist.value_at_quantile(0.9),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+        },
+        process_cpu_ms_per_1k_pushes: if delivered > 0 {
+            cpu_s * 1000.0 / (delivered as f64 / 1000.0)
+        } else {
+            0.0
+        },
+        peak_rss_bytes: peak_rss_bytes(),
+        wall_s: wall,
+    };
+    print_table(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    env.engine.shutdown().await;
+    Ok(report)
+}
+
+fn print_table(r: &Report) {
+    let rows: Vec<(&str, String)> = vec![
+        ("scenario", format!("{:?}", r.scenario).to_lowercase()),
+        ("users / bindings", format!("{} / {}", r.users, r.bindings)),
+        ("binds/s (API, h2c)", format!("{:.0}", r.binds_per_s)),
+        (
+            "messages / calls sent",
+            format!("{} / {}", r.messages_sent, r.calls_sent),
+        ),
+        ("pushes expected", r.pushes_expected.to_string()),
+        ("pushes delivered", r.pushes_delivered.to_string()),
+        (
+            "pushes to online users",
+            r.pushes_to_online_users.to_string(),
+        ),
+        ("pushes/s", format!("{:.0}", r.pushes_per_s)),
+        (
+            "latency p50 / p90 / p99",
+            format!(
+                "{} / {} / {} µs",
+                r.latency_us.p50, r.latency_us.p90, r.latency_us.p99
+            ),
+        ),
+        (
+            "latency p99.9 / max",
+            format!("{} / {} µs", r.latency_us.p999, r.latency_us.max),
+        ),
+        (
+            "api errors / vendor rejections",
+            format!("{} / {}", r.api_errors, r.vendor_rejections),
+        ),
+        (
+            "process CPU per 1k pushes",
+            format!(
+                "{:.1} ms (engine + mocks + driver)",
+                r.process_cpu_ms_per_1k_pushes
+            ),
+        ),
+        (
+            "peak RSS",
+            format!("{:.1} MiB", r.peak_rss_bytes as f64 / 1048576.0),
+        ),
+        ("wall time", format!("{:.2} s", r.wall_s)),
+    ];
+    println!("\nFanfare load report");
+    println!("{}", "-".repeat(62));
+    for (k, v) in rows {
+        println!("{k:<32}{v}");
+    }
+    println!("{}", "-".repeat(62));
+    let verdict = if r.lost() == 0 && r.pushes_to_online_users == 0 {
+        "OK"
+    } else {
+        "PROBLEMS"
+    };
+    println!(
+        "{verdict}: {} of {} expected pushes delivered, {} to online users",
+        r.pushes_delivered, r.pushes_expected, r.pushes_to_online_users
+    );
+}
