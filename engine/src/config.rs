@@ -59,6 +59,9 @@ pub struct Api {
     pub token: Option<String>,
     /// Largest request body accepted, in bytes (larger → 413).
     pub max_body_bytes: usize,
+    /// On SIGTERM/SIGINT, how long in-flight pushes may take to finish before the final
+    /// snapshot and exit.
+    pub shutdown_grace_s: u64,
 }
 
 impl Default for Api {
@@ -67,6 +70,7 @@ impl Default for Api {
             listen: "127.0.0.1:7070".into(),
             token: None,
             max_body_bytes: 1 << 20,
+            shutdown_grace_s: 10,
         }
     }
 }
@@ -77,6 +81,7 @@ impl std::fmt::Debug for Api {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("shutdown_grace_s", &self.shutdown_grace_s)
             .finish()
     }
 }
@@ -89,6 +94,13 @@ pub struct Storage {
     /// `fsync` (ack after the fsync of its group commit), `batch` (fsync every few ms)
     /// or `none` (tests only).
     pub durability: Durability,
+    /// With `durability = batch`: the longest time between fsyncs, in milliseconds.
+    pub fsync_interval_ms: u64,
+    /// Take a snapshot this often (seconds); 0 = only when the WAL grows past
+    /// `wal_max_bytes` and at shutdown.
+    pub snapshot_interval_s: u64,
+    /// Take a snapshot once the write-ahead log has grown past this many bytes.
+    pub wal_max_bytes: u64,
 }
 
 impl Default for Storage {
@@ -96,6 +108,9 @@ impl Default for Storage {
         Self {
             dir: PathBuf::from("./fanfare-data"),
             durability: Durability::Fsync,
+            fsync_interval_ms: 5,
+            snapshot_interval_s: 300,
+            wal_max_bytes: 256 << 20,
         }
     }
 }

@@ -48,10 +48,8 @@ use telemetry::{Gauges, Stats};
 pub enum Error {
     #[error(transparent)]
     Config(#[from] config::Error),
-    #[error("apns setup failed")]
-    Apns(#[from] providers::apns::Error),
-    #[error("fcm setup failed")]
-    Fcm(#[from] providers::fcm::Error),
+    #[error(transparent)]
+    Providers(#[from] providers::Error),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -105,13 +103,7 @@ pub struct Running {
 /// Build the vendor clients, bind the API listener and start every task.
 pub async fn start(config: Config) -> Result<Running, Error> {
     config.validate()?;
-    let mut providers = Providers::default();
-    if let Some(s) = providers::apns::Settings::from_config(&config.apns)? {
-        providers.apns = Some(providers::apns::Client::new(&s)?);
-    }
-    if let Some(s) = providers::fcm::Settings::from_config(&config.fcm) {
-        providers.fcm = Some(providers::fcm::Client::new(&s)?);
-    }
+    let providers = Providers::from_config(&config)?;
     for p in state::ProviderKind::ALL {
         if !providers.is_configured(p) {
             tracing::info!(

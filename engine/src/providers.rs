@@ -234,6 +234,15 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
     Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
 }
 
+/// A vendor client could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("apns setup failed")]
+    Apns(#[from] apns::Error),
+    #[error("fcm setup failed")]
+    Fcm(#[from] fcm::Error),
+}
+
 /// The configured vendor clients.
 #[derive(Default)]
 pub struct Providers {
@@ -242,6 +251,18 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// Build a client for every vendor that has credentials in `config`.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, Error> {
+        let mut p = Providers::default();
+        if let Some(s) = apns::Settings::from_config(&config.apns)? {
+            p.apns = Some(apns::Client::new(&s)?);
+        }
+        if let Some(s) = fcm::Settings::from_config(&config.fcm) {
+            p.fcm = Some(fcm::Client::new(&s)?);
+        }
+        Ok(p)
+    }
+
     /// Send one push to one device and return the vendor's verdict.
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
         match device.provider {
