@@ -15,8 +15,14 @@
 //!   classification into [`providers::Outcome`]);
 //! - [`transport`]: TLS config and the pool of multiplexed HTTP/2 connections.
 //!
-//! Beside them: [`config`] (TOML + env overrides), [`clock`], [`shutdown`],
-//! [`telemetry`] (stats and Prometheus rendering).
+//! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`config`]
+//! (TOML + env overrides), [`clock`], [`shutdown`], [`telemetry`] (stats and
+//! Prometheus rendering).
+//!
+//! Life cycle ([`start`]): bind the API (it answers 503 until ready) → recover state
+//! from the snapshot and the log → attach the log → ready. Shutdown
+//! ([`Running::shutdown`]): stop accepting → finish open requests → drain queued
+//! pushes for up to `api.shutdown_grace_s` → final snapshot → close the log.
 
 pub mod api;
 pub mod clock;
@@ -25,12 +31,13 @@ pub mod fanout;
 pub mod providers;
 pub mod shutdown;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -56,6 +63,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("recovery failed")]
+    Recovery(#[source] store::Error),
+    #[error("recovery task died")]
+    RecoveryPanicked,
 }
 
 /// The running engine's shared core, handed to every API handler.
@@ -66,14 +77,23 @@ pub struct Engine {
     pub providers: Arc<Providers>,
     pub dispatcher: Dispatcher,
     pub dedup: Dedup,
+    store: OnceLock<Arc<store::Store>>,
     ready: AtomicBool,
 }
 
 impl Engine {
-    /// Apply a durable mutation. This is the one write path for bindings and groups
-    /// (the write-ahead log hooks in here).
-    pub async fn mutate(&self, m: Mutation) -> Applied {
-        self.state.apply(&m)
+    /// Apply a durable mutation and return once it is durable: the one write path for
+    /// bindings and groups. Only called once ready (the API refuses work before).
+    pub async fn mutate(&self, m: Mutation) -> Result<Applied, store::Error> {
+        match self.store.get() {
+            Some(store) => store.commit(&m).await,
+            None => Err(store::Error::Stopped),
+        }
+    }
+
+    /// The store, once recovery has finished.
+    pub fn store(&self) -> Option<&Arc<store::Store>> {
+        self.store.get()
     }
 
     /// True once start-up (and, with storage, recovery) has finished.
@@ -96,12 +116,23 @@ impl Engine {
 pub struct Running {
     addr: SocketAddr,
     engine: Arc<Engine>,
-    trigger: shutdown::Trigger,
+    api_trigger: shutdown::Trigger,
+    workers_trigger: shutdown::Trigger,
+    api_task: Option<tokio::task::JoinHandle<()>>,
     tasks: JoinSet<()>,
+    ready: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
 }
 
-/// Build the vendor clients, bind the API listener and start every task.
+/// Start the engine and return once it is ready (recovery done).
 pub async fn start(config: Config) -> Result<Running, Error> {
+    let mut running = start_background(config).await?;
+    running.wait_ready().await?;
+    Ok(running)
+}
+
+/// Bind the API and start recovery in the background; the API answers 503 until
+/// [`Running::wait_ready`] resolves.
+pub async fn start_background(config: Config) -> Result<Running, Error> {
     config.validate()?;
     let providers = Providers::from_config(&config)?;
     for p in state::ProviderKind::ALL {
@@ -119,13 +150,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let state = Arc::new(State::new(clock.clone()));
     let stats = Arc::new(Stats::default());
     let providers = Arc::new(providers);
-    let (trigger, shutdown) = shutdown::channel();
+    let (api_trigger, api_shutdown) = shutdown::channel();
+    let (workers_trigger, workers_shutdown) = shutdown::channel();
     let dispatcher = Dispatcher::spawn(
         providers.clone(),
         state.clone(),
         stats.clone(),
         config.messages.queue_capacity,
-        shutdown.clone(),
+        workers_shutdown.clone(),
     );
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
@@ -141,19 +173,94 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         stats,
         providers,
         dispatcher,
+        store: OnceLock::new(),
         ready: AtomicBool::new(false),
     });
+    let api_task = tokio::spawn(api::server::run(listener, engine.clone(), api_shutdown));
+    tracing::info!(%addr, "fanfare API listening (ready after recovery)");
+    let (ready_tx, ready) = tokio::sync::watch::channel(None);
     let mut tasks = JoinSet::new();
-    tasks.spawn(api::server::run(listener, engine.clone(), shutdown.clone()));
-    tasks.spawn(housekeeping(engine.clone(), shutdown));
-    engine.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, "fanfare API listening");
+    let recovering = engine.clone();
+    tasks.spawn(async move {
+        let e = recovering.clone();
+        let result =
+            tokio::task::spawn_blocking(move || store::Store::open(&e.config.storage, &e.state))
+                .await;
+        let outcome = match result {
+            Ok(Ok((store, rec))) => {
+                tracing::info!(
+                    snapshot_seq = ?rec.snapshot_seq,
+                    snapshot_bytes = rec.snapshot_bytes,
+                    bindings_from_snapshot = rec.bindings_from_snapshot,
+                    wal_records = rec.wal_records,
+                    wal_bytes = rec.wal_bytes,
+                    torn_tail_bytes = rec.torn_tail_bytes,
+                    last_seq = rec.last_seq,
+                    elapsed_ms = rec.elapsed.as_millis() as u64,
+                    bindings = recovering.state.registry.len(),
+                    groups = recovering.state.groups.len(),
+                    "recovery finished"
+                );
+                let _ = recovering.store.set(Arc::new(store));
+                recovering.ready.store(true, Ordering::Release);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(providers::error_chain(&Error::Recovery(e))),
+            Err(_) => Err(Error::RecoveryPanicked.to_string()),
+        };
+        let ok = outcome.is_ok();
+        let _ = ready_tx.send(Some(outcome));
+        if ok {
+            snapshots(recovering, workers_shutdown).await;
+        }
+    });
+    tasks.spawn(housekeeping(engine.clone(), api_trigger.subscribe()));
     Ok(Running {
         addr,
         engine,
-        trigger,
+        api_trigger,
+        workers_trigger,
+        api_task: Some(api_task),
         tasks,
+        ready,
     })
+}
+
+/// Take a snapshot every `snapshot_interval_s` and whenever the log segment passes
+/// `wal_max_bytes` (checked every second).
+async fn snapshots(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
+    let Some(store) = engine.store.get().cloned() else {
+        return;
+    };
+    let cfg = engine.config.storage.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let due_by_time = cfg.snapshot_interval_s > 0
+            && last.elapsed() >= Duration::from_secs(cfg.snapshot_interval_s);
+        let due_by_size = store.wal_bytes() >= cfg.wal_max_bytes;
+        if !(due_by_time || due_by_size) {
+            continue;
+        }
+        last = tokio::time::Instant::now();
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.snapshot()).await {
+            Ok(Ok(info)) => tracing::info!(
+                seq = info.seq,
+                bytes = info.bytes,
+                bindings = info.bindings,
+                elapsed_ms = info.elapsed.as_millis() as u64,
+                "snapshot written"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %providers::error_chain(&e), "snapshot failed"),
+            Err(_) => tracing::error!("snapshot task panicked"),
+        }
+    }
 }
 
 /// Periodic sweeps: presence TTLs (every 200 ms) and the dedup window (every 5 s).
@@ -183,15 +290,85 @@ impl Running {
         &self.engine
     }
 
-    /// A handle that can request shutdown from elsewhere (a signal handler).
-    pub fn shutdown_handle(&self) -> shutdown::Shutdown {
-        self.trigger.subscribe()
+    /// Resolves once recovery has finished (or failed).
+    pub async fn wait_ready(&mut self) -> Result<(), Error> {
+        let outcome = self
+            .ready
+            .wait_for(|r| r.is_some())
+            .await
+            .map_err(|_| Error::RecoveryPanicked)?
+            .clone()
+            .expect("checked by wait_for");
+        outcome.map_err(|msg| {
+            Error::Recovery(store::Error::Snapshot {
+                file: self.engine.config.storage.dir.clone(),
+                what: msg,
+            })
+        })
     }
 
-    /// Stop accepting, let open API requests finish, stop the tasks.
-    pub async fn shutdown(mut self) {
-        self.trigger.fire();
+    /// Stop everything without draining or a final snapshot, as a crash would, but
+    /// with the log flushed: what recovery must then rebuild from the last snapshot
+    /// plus the log. For tests and benchmarks.
+    pub async fn stop_without_snapshot(mut self) {
+        self.api_trigger.fire();
+        if let Some(t) = self.api_task.take() {
+            let _ = t.await;
+        }
+        self.workers_trigger.fire();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(store) = self.engine.store.get().cloned() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+    }
+
+    /// The one shutdown path: stop accepting and finish open API requests, drain queued
+    /// pushes for up to `api.shutdown_grace_s`, stop the workers, take a final
+    /// snapshot, close the log.
+    pub async fn shutdown(mut self) {
+        self.api_trigger.fire();
+        if let Some(t) = self.api_task.take() {
+            let _ = t.await;
+        }
+        let grace = Duration::from_secs(self.engine.config.api.shutdown_grace_s);
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut waited = false;
+        loop {
+            let queued: usize = self.engine.dispatcher.depths().iter().map(|(_, d)| d).sum();
+            if queued == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(queued, "shutdown grace elapsed with pushes still queued");
+                break;
+            }
+            if !waited {
+                tracing::info!(queued, "draining queued pushes");
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.workers_trigger.fire();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(store) = self.engine.store.get().cloned() {
+            let result = tokio::task::spawn_blocking(move || {
+                let r = store.snapshot();
+                store.close();
+                r
+            })
+            .await;
+            match result {
+                Ok(Ok(info)) => tracing::info!(
+                    seq = info.seq,
+                    bindings = info.bindings,
+                    "final snapshot written"
+                ),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %providers::error_chain(&e), "final snapshot failed; the log still holds every change")
+                }
+                Err(_) => tracing::error!("final snapshot task panicked"),
+            }
+        }
         tracing::info!("fanfare stopped");
     }
 }

@@ -67,6 +67,7 @@ fn main() -> ExitCode {
                     tracing_subscriber::EnvFilter::try_from_env("FANFARE_LOG")
                         .unwrap_or_else(|_| "info".into()),
                 )
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .init();
             let config = match load(config.as_deref()) {
                 Ok(c) => c,

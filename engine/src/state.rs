@@ -14,7 +14,7 @@ pub mod ids;
 pub mod presence;
 pub mod registry;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::Clock;
 
@@ -56,6 +56,25 @@ pub enum Applied {
     GroupDeleted(bool),
 }
 
+/// See [`State::durable_view`]: push id → (user, provider, environment, app, token),
+/// group → sorted member ids.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DurableView {
+    pub bindings: std::collections::BTreeMap<
+        String,
+        (String, &'static str, &'static str, Option<String>, String),
+    >,
+    pub groups: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// Where durable mutations are logged. [`State::apply`] hands every mutation to the
+/// journal, which must assign it the next sequence number, record it, and run `apply`
+/// (the in-memory change) before letting the next mutation in: memory then changes in
+/// exactly log order, so replaying the log reproduces it.
+pub trait Journal: Send + Sync {
+    fn record(&self, m: &Mutation, apply: &mut dyn FnMut()) -> u64;
+}
+
 /// All engine state.
 pub struct State {
     pub clock: Clock,
@@ -63,6 +82,7 @@ pub struct State {
     pub presence: presence::Presence,
     pub registry: registry::Registry,
     pub groups: groups::Groups,
+    journal: OnceLock<Arc<dyn Journal>>,
 }
 
 impl State {
@@ -73,12 +93,67 @@ impl State {
             users: Interner::new(),
             registry: registry::Registry::new(),
             groups: groups::Groups::new(),
+            journal: OnceLock::new(),
         }
     }
 
-    /// Apply one durable mutation. Mutations are validated by their producer; applying
-    /// one never fails.
+    /// From now on every [`State::apply`] goes through `journal` (set once, after
+    /// recovery has replayed the log).
+    pub fn attach_journal(&self, journal: Arc<dyn Journal>) {
+        if self.journal.set(journal).is_err() {
+            panic!("a journal is attached once");
+        }
+    }
+
+    /// Apply one durable mutation, logging it first when a journal is attached.
+    /// Mutations are validated by their producer; applying one never fails.
     pub fn apply(&self, m: &Mutation) -> Applied {
+        self.apply_logged(m).0
+    }
+
+    /// [`State::apply`], also returning the mutation's log sequence number (0 when no
+    /// journal is attached) so the caller can wait for it to be durable.
+    pub fn apply_logged(&self, m: &Mutation) -> (Applied, u64) {
+        match self.journal.get() {
+            None => (self.apply_in_memory(m), 0),
+            Some(j) => {
+                let mut out = None;
+                let seq = j.record(m, &mut || out = Some(self.apply_in_memory(m)));
+                (out.expect("the journal runs apply"), seq)
+            }
+        }
+    }
+
+    /// The durable state in a canonical, comparable form (sorted; tokens as their
+    /// wire form): what a snapshot and the log must reproduce exactly.
+    pub fn durable_view(&self) -> DurableView {
+        let mut view = DurableView::default();
+        self.registry.for_each(|user, d| {
+            view.bindings.insert(
+                d.push_id.to_string(),
+                (
+                    self.users.name(user).to_string(),
+                    d.provider.as_str(),
+                    d.environment.as_str(),
+                    d.app_id.as_deref().map(str::to_string),
+                    d.token.to_wire(),
+                ),
+            );
+        });
+        self.groups.for_each(|g, members| {
+            view.groups.insert(
+                g.to_string(),
+                members
+                    .iter()
+                    .map(|u| self.users.name(*u).to_string())
+                    .collect(),
+            );
+        });
+        view
+    }
+
+    /// Change memory only: recovery replays the log through this.
+    pub fn apply_in_memory(&self, m: &Mutation) -> Applied {
         match m {
             Mutation::Bind { push_id, binding } => {
                 let user = self.users.intern(&binding.user_id);

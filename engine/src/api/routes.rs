@@ -30,6 +30,12 @@ fn json_response(status: StatusCode, v: Value) -> Resp {
     r
 }
 
+/// The log refused or failed: the change may be in memory but is not acknowledged.
+fn storage_error(e: crate::store::Error) -> ApiError {
+    tracing::error!(error = %crate::providers::error_chain(&e), "durable write failed");
+    ApiError::internal("the change could not be made durable")
+}
+
 fn ok(v: Value) -> Result<Resp, ApiError> {
     Ok(json_response(StatusCode::OK, v))
 }
@@ -149,6 +155,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
                     push_id: push_id.clone(),
                 })
                 .await
+                .map_err(storage_error)?
             {
                 Applied::Unbound(Some(user)) => {
                     ok(json!({"push_id": &*push_id, "user_id": &*user}))
@@ -186,6 +193,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
                     user_id: user_id.clone(),
                 })
                 .await
+                .map_err(storage_error)?
             {
                 Applied::UserRemoved(n) => n,
                 other => unreachable!("RemoveUser answers UserRemoved, not {other:?}"),
@@ -232,6 +240,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
                     group_id: group_id.clone(),
                 })
                 .await
+                .map_err(storage_error)?
             {
                 Applied::GroupDeleted(true) => ok(json!({"group_id": &*group_id})),
                 _ => Err(ApiError::not_found(format!(
@@ -275,7 +284,8 @@ async fn bind(engine: &Engine, push_id: Arc<str>, body: &[u8]) -> Result<Resp, A
             push_id: push_id.clone(),
             binding,
         })
-        .await;
+        .await
+        .map_err(storage_error)?;
     let Applied::Bound { previous_user } = applied else {
         unreachable!("Bind answers Bound, not {applied:?}")
     };
@@ -356,7 +366,8 @@ async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Res
             add,
             remove,
         })
-        .await;
+        .await
+        .map_err(storage_error)?;
     let Applied::GroupSize(members) = applied else {
         unreachable!("GroupUpdate answers GroupSize, not {applied:?}")
     };

@@ -59,6 +59,20 @@ impl Groups {
         }
     }
 
+    /// Visit every group with its current member list.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &[UserIdx])) {
+        for entry in self.map.iter() {
+            f(entry.key(), entry.value());
+        }
+    }
+
+    /// Install a group's members as they are (recovery from a snapshot): `members` must
+    /// be sorted and free of duplicates.
+    pub fn install(&self, group: Arc<str>, members: Members) {
+        debug_assert!(members.windows(2).all(|w| w[0] < w[1]));
+        self.map.insert(group, members);
+    }
+
     pub fn delete(&self, group: &str) -> bool {
         self.map.remove(group).is_some()
     }

@@ -77,6 +77,12 @@ impl Interner {
         self.names.read().len()
     }
 
+    /// A copy of the index → name table (cheap `Arc` clones). The table is append-only,
+    /// so a copy taken after reading other state covers every index that state holds.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.names.read().clone()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -256,6 +256,17 @@ impl Registry {
         }
     }
 
+    /// Visit every binding, one user's device list at a time (each list is read under
+    /// its shard lock, so it is consistent in itself; the whole walk is not atomic).
+    pub fn for_each(&self, mut f: impl FnMut(UserIdx, &Device)) {
+        for entry in self.devices.iter() {
+            let user = *entry.key();
+            for d in entry.value() {
+                f(user, d);
+            }
+        }
+    }
+
     /// A snapshot of the devices of `user`.
     pub fn devices_of(&self, user: UserIdx) -> Vec<Arc<Device>> {
         self.devices

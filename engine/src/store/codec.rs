@@ -1,0 +1,308 @@
+//! The write-ahead log's record format.
+//!
+//! A frame is `len: u32 LE | crc32c(payload): u32 LE | payload`, and a payload is
+//! `version: u8 | seq: u64 LE | mutation`. A mutation is a tag byte and its fields;
+//! strings are `len: u32 LE | UTF-8 bytes`, a token is a kind byte (0 = bytes,
+//! 1 = text) and its bytes, and a provider is stored by its API name, so reordering
+//! the in-memory enum never changes the files.
+
+use std::sync::Arc;
+
+use crate::state::{Binding, Environment, Mutation, ProviderKind, Token};
+
+/// Format version written in every record.
+pub const VERSION: u8 = 1;
+/// Bytes of `len` + `crc`.
+pub const FRAME_HEADER: usize = 8;
+/// No record is larger than this (bounded by the API's body limit and id rules).
+pub const MAX_RECORD: usize = 64 << 20;
+
+const BIND: u8 = 1;
+const UNBIND: u8 = 2;
+const REMOVE_DEAD: u8 = 3;
+const REMOVE_USER: u8 = 4;
+const GROUP_UPDATE: u8 = 5;
+const GROUP_DELETE: u8 = 6;
+
+/// Append one framed record for `m` with sequence number `seq` to `out`.
+pub fn encode(seq: u64, m: &Mutation, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER]);
+    out.push(VERSION);
+    out.extend_from_slice(&seq.to_le_bytes());
+    match m {
+        Mutation::Bind { push_id, binding } => {
+            out.push(BIND);
+            put_str(out, push_id);
+            put_str(out, &binding.user_id);
+            put_str(out, binding.provider.as_str());
+            out.push(match binding.environment {
+                Environment::Production => 0,
+                Environment::Sandbox => 1,
+            });
+            match &binding.app_id {
+                Some(a) => {
+                    out.push(1);
+                    put_str(out, a);
+                }
+                None => out.push(0),
+            }
+            put_token(out, &binding.token);
+        }
+        Mutation::Unbind { push_id } => {
+            out.push(UNBIND);
+            put_str(out, push_id);
+        }
+        Mutation::RemoveDeadToken { push_id, token } => {
+            out.push(REMOVE_DEAD);
+            put_str(out, push_id);
+            put_token(out, token);
+        }
+        Mutation::RemoveUser { user_id } => {
+            out.push(REMOVE_USER);
+            put_str(out, user_id);
+        }
+        Mutation::GroupUpdate {
+            group_id,
+            add,
+            remove,
+        } => {
+            out.push(GROUP_UPDATE);
+            put_str(out, group_id);
+            for list in [add, remove] {
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for u in list {
+                    put_str(out, u);
+                }
+            }
+        }
+        Mutation::GroupDelete { group_id } => {
+            out.push(GROUP_DELETE);
+            put_str(out, group_id);
+        }
+    }
+    let payload_len = out.len() - start - FRAME_HEADER;
+    let crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
+    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_token(out: &mut Vec<u8>, t: &Token) {
+    match t {
+        Token::Bytes(b) => {
+            out.push(0);
+            put_bytes(out, b);
+        }
+        Token::Text(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+    }
+}
+
+/// Why a payload could not be decoded (its CRC was fine: a format bug or version skew).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed record: {0}")]
+pub struct Malformed(pub &'static str);
+
+/// Decode a payload (the bytes after the frame header) into `(seq, mutation)`.
+pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
+    let mut r = Reader { b: payload };
+    if r.u8()? != VERSION {
+        return Err(Malformed("unknown record version"));
+    }
+    let seq = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+    let m = match r.u8()? {
+        BIND => {
+            let push_id = r.arc_str()?;
+            let user_id = r.arc_str()?;
+            let provider = ProviderKind::parse(r.str()?).ok_or(Malformed("unknown provider"))?;
+            let environment = match r.u8()? {
+                0 => Environment::Production,
+                1 => Environment::Sandbox,
+                _ => return Err(Malformed("unknown environment")),
+            };
+            let app_id = match r.u8()? {
+                0 => None,
+                1 => Some(r.arc_str()?),
+                _ => return Err(Malformed("bad app_id flag")),
+            };
+            let token = r.token()?;
+            Mutation::Bind {
+                push_id,
+                binding: Binding {
+                    user_id,
+                    provider,
+                    environment,
+                    app_id,
+                    token,
+                },
+            }
+        }
+        UNBIND => Mutation::Unbind {
+            push_id: r.arc_str()?,
+        },
+        REMOVE_DEAD => Mutation::RemoveDeadToken {
+            push_id: r.arc_str()?,
+            token: r.token()?,
+        },
+        REMOVE_USER => Mutation::RemoveUser {
+            user_id: r.arc_str()?,
+        },
+        GROUP_UPDATE => {
+            let group_id = r.arc_str()?;
+            let mut lists = [Vec::new(), Vec::new()];
+            for list in &mut lists {
+                let n = r.u32()? as usize;
+                if n > r.b.len() / 4 {
+                    return Err(Malformed("member count past the record end"));
+                }
+                list.reserve(n);
+                for _ in 0..n {
+                    list.push(r.arc_str()?);
+                }
+            }
+            let [add, remove] = lists;
+            Mutation::GroupUpdate {
+                group_id,
+                add,
+                remove,
+            }
+        }
+        GROUP_DELETE => Mutation::GroupDelete {
+            group_id: r.arc_str()?,
+        },
+        _ => return Err(Malformed("unknown mutation tag")),
+    };
+    if !r.b.is_empty() {
+        return Err(Malformed("trailing bytes"));
+    }
+    Ok((seq, m))
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if self.b.len() < n {
+            return Err(Malformed("record ends early"));
+        }
+        let (head, tail) = self.b.split_at(n);
+        self.b = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'a str, Malformed> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| Malformed("string is not UTF-8"))
+    }
+
+    fn arc_str(&mut self) -> Result<Arc<str>, Malformed> {
+        self.str().map(Arc::from)
+    }
+
+    fn token(&mut self) -> Result<Token, Malformed> {
+        match self.u8()? {
+            0 => Ok(Token::Bytes(self.bytes()?.into())),
+            1 => Ok(Token::Text(self.str()?.into())),
+            _ => Err(Malformed("unknown token kind")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Mutation> {
+        vec![
+            Mutation::Bind {
+                push_id: "d1".into(),
+                binding: Binding {
+                    user_id: "ü1".into(),
+                    provider: ProviderKind::ApnsVoip,
+                    environment: Environment::Sandbox,
+                    app_id: Some("com.x".into()),
+                    token: Token::Bytes(vec![1, 2, 255].into()),
+                },
+            },
+            Mutation::Bind {
+                push_id: "d2".into(),
+                binding: Binding {
+                    user_id: "u2".into(),
+                    provider: ProviderKind::Fcm,
+                    environment: Environment::Production,
+                    app_id: None,
+                    token: Token::Text("tok:1".into()),
+                },
+            },
+            Mutation::Unbind {
+                push_id: "d1".into(),
+            },
+            Mutation::RemoveDeadToken {
+                push_id: "d2".into(),
+                token: Token::Text("tok:1".into()),
+            },
+            Mutation::RemoveUser {
+                user_id: "u2".into(),
+            },
+            Mutation::GroupUpdate {
+                group_id: "g".into(),
+                add: vec!["a".into(), "b".into()],
+                remove: vec!["c".into()],
+            },
+            Mutation::GroupDelete {
+                group_id: "g".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_mutation_round_trips() {
+        for (i, m) in samples().into_iter().enumerate() {
+            let mut buf = Vec::new();
+            encode(i as u64 + 7, &m, &mut buf);
+            let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
+            assert_eq!(len + FRAME_HEADER, buf.len());
+            let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+            assert_eq!(crc, crc32c::crc32c(&buf[8..]));
+            assert_eq!(decode(&buf[8..]).unwrap(), (i as u64 + 7, m));
+        }
+    }
+
+    #[test]
+    fn truncated_payloads_are_malformed_not_panics() {
+        for m in samples() {
+            let mut buf = Vec::new();
+            encode(1, &m, &mut buf);
+            for cut in 8..buf.len() - 1 {
+                assert!(decode(&buf[8..cut]).is_err());
+            }
+        }
+    }
+}
