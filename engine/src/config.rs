@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Sections that can be overridden from the environment.
-const SECTIONS: [&str; 6] = ["api", "storage", "presence", "messages", "apns", "fcm"];
+const SECTIONS: [&str; 12] = [
+    "api", "storage", "presence", "messages", "apns", "fcm", "huawei", "honor", "xiaomi", "oppo",
+    "vivo", "webpush",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,6 +51,278 @@ pub struct Config {
     pub apns: Apns,
     /// Firebase Cloud Messaging HTTP v1; absent service_account_file = FCM unconfigured.
     pub fcm: Fcm,
+    /// Huawei Push Kit v1; absent app_id = Huawei unconfigured.
+    pub huawei: Huawei,
+    /// Honor Push; absent app_id = Honor unconfigured.
+    pub honor: Honor,
+    /// Xiaomi MiPush; absent app_secret = Xiaomi unconfigured.
+    pub xiaomi: Xiaomi,
+    /// OPPO Push (HeyTap); absent app_key = OPPO unconfigured.
+    pub oppo: Oppo,
+    /// vivo Push; absent app_id = vivo unconfigured.
+    pub vivo: Vivo,
+    /// Standard Web Push (RFC 8030/8291/8292); absent vapid_private_key_file = unconfigured.
+    pub webpush: Webpush,
+}
+
+/// A credential from the config file or environment: deserialized as a string, shown
+/// as `<redacted>` in `Debug`, never formatted into errors or logs.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(#[serde(deserialize_with = "string_or_int")] String);
+
+/// Vendor ids and secrets are strings, but an environment override such as
+/// `FANFARE_VIVO_APP_ID=10004` reads as a TOML integer: accept both.
+fn string_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        S(String),
+        I(i64),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::S(s) => s,
+        Either::I(i) => i.to_string(),
+    })
+}
+
+fn opt_string_or_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    string_or_int(d).map(Some)
+}
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for signing and request bodies only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Huawei {
+    /// The AppId: OAuth `client_id` and the `{appId}` of the send path. Unset = Huawei
+    /// not configured.
+    #[serde(deserialize_with = "opt_string_or_int")]
+    pub app_id: Option<String>,
+    /// The AppSecret (OAuth `client_secret`).
+    pub client_secret: Option<Secret>,
+    /// Base URL of the Push Kit API (`/v1/{appId}/messages:send` is appended).
+    pub endpoint: String,
+    /// Full URL of the OAuth 2.0 client-credentials token endpoint.
+    pub token_endpoint: String,
+    /// `android.category` sent with every message (message classification; `IM` for
+    /// chat), empty = not sent. [U]: Huawei's classification values change.
+    pub category: String,
+    /// `android.notification.channel_id` (the app's notification channel), if any.
+    pub channel_id: Option<String>,
+    /// Connections: HTTP/2 when the server offers it, else keep-alive HTTP/1.1.
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM) for the API and the token endpoint.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Huawei {
+    fn default() -> Self {
+        Self {
+            app_id: None,
+            client_secret: None,
+            endpoint: "https://push-api.cloud.huawei.com".into(),
+            token_endpoint: "https://oauth-login.cloud.huawei.com/oauth2/v3/token".into(),
+            category: "IM".into(),
+            channel_id: None,
+            connections: 4,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Honor {
+    /// The Honor app id (`{appId}` of the send path). Unset = Honor not configured.
+    #[serde(deserialize_with = "opt_string_or_int")]
+    pub app_id: Option<String>,
+    /// OAuth `client_id` of the app.
+    #[serde(deserialize_with = "opt_string_or_int")]
+    pub client_id: Option<String>,
+    /// OAuth `client_secret` of the app.
+    pub client_secret: Option<Secret>,
+    /// Base URL of the Honor push API (`/api/v1/{appId}/sendMessage` is appended).
+    pub endpoint: String,
+    /// Full URL of the client-credentials token endpoint. [U]: some clients use
+    /// `https://hnoauth-login.cloud.honor.com/oauth2/v3/token`.
+    pub token_endpoint: String,
+    /// Body `code`s that mean every token of the request is dead. [U]
+    pub dead_token_codes: Vec<i64>,
+    /// Connections: HTTP/2 when the server offers it, else keep-alive HTTP/1.1.
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Honor {
+    fn default() -> Self {
+        Self {
+            app_id: None,
+            client_id: None,
+            client_secret: None,
+            endpoint: "https://push-api.cloud.honor.com".into(),
+            token_endpoint: "https://iam.developer.honor.com/auth/token".into(),
+            dead_token_codes: vec![80300007],
+            connections: 4,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Xiaomi {
+    /// The AppSecret, sent as `Authorization: key=<secret>`. Unset = not configured.
+    pub app_secret: Option<Secret>,
+    /// The Android package (`restricted_package_name`).
+    pub package_name: Option<String>,
+    /// Regional base URL: mainland `https://api.xmpush.xiaomi.com`; overseas hosts are
+    /// `https://{ru,idmb,fr,sgp}-api.xmpush.global.xiaomi.com`.
+    pub endpoint: String,
+    /// `extra.channel_id` (the app's notification channel), if any.
+    pub channel_id: Option<String>,
+    /// Connections: HTTP/2 when the server offers it, else keep-alive HTTP/1.1.
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Xiaomi {
+    fn default() -> Self {
+        Self {
+            app_secret: None,
+            package_name: None,
+            endpoint: "https://api.xmpush.xiaomi.com".into(),
+            channel_id: None,
+            connections: 4,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Oppo {
+    /// The AppKey. Unset = OPPO not configured.
+    #[serde(deserialize_with = "opt_string_or_int")]
+    pub app_key: Option<String>,
+    /// The MasterSecret (only used inside the SHA-256 auth sign).
+    pub master_secret: Option<Secret>,
+    /// Base URL for mainland registration ids (no `_`, `CN_<id>`, `<brand>_CN_<id>`).
+    pub endpoint: String,
+    /// Base URL for overseas registration ids.
+    pub endpoint_intl: String,
+    /// `notification.channel_id` (the app's notification channel), if any.
+    pub channel_id: Option<String>,
+    /// `notification.category` (message classification, e.g. `IM`), empty = not sent. [U]
+    pub category: String,
+    /// Business `code`s of a unicast answer that mean the registration id is dead. [U]
+    pub dead_token_codes: Vec<i64>,
+    /// Keep-alive connections (HTTP/2 if the server offers it).
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Oppo {
+    fn default() -> Self {
+        Self {
+            app_key: None,
+            master_secret: None,
+            endpoint: "https://api.push.oppomobile.com".into(),
+            endpoint_intl: "https://api-intl.push.oppomobile.com".into(),
+            channel_id: None,
+            category: "IM".into(),
+            dead_token_codes: vec![10000],
+            connections: 8,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vivo {
+    /// The numeric AppID. Unset = vivo not configured.
+    #[serde(deserialize_with = "opt_string_or_int")]
+    pub app_id: Option<String>,
+    /// The AppKey.
+    #[serde(deserialize_with = "opt_string_or_int")]
+    pub app_key: Option<String>,
+    /// The AppSecret (only used inside the MD5 auth sign).
+    pub app_secret: Option<Secret>,
+    /// Base URL of the vivo push API.
+    pub endpoint: String,
+    /// `classification`: 0 operational, 1 system (IM messages need approval). [U]
+    pub classification: u8,
+    /// `pushMode`: 0 formal, 1 test. [U]
+    pub push_mode: u8,
+    /// `result` codes meaning the authToken is invalid or expired (re-auth, retry). [U]
+    pub auth_error_codes: Vec<i64>,
+    /// Keep-alive connections (HTTP/2 if the server offers it).
+    pub connections: usize,
+    /// Extra trusted root certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Vivo {
+    fn default() -> Self {
+        Self {
+            app_id: None,
+            app_key: None,
+            app_secret: None,
+            endpoint: "https://api-push.vivo.com.cn".into(),
+            classification: 1,
+            push_mode: 0,
+            auth_error_codes: vec![10040, 10050],
+            connections: 8,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webpush {
+    /// VAPID key: a PEM EC P-256 private key (PKCS#8 or SEC1). Unset = not configured.
+    pub vapid_private_key_file: Option<PathBuf>,
+    /// VAPID `sub` claim: a `mailto:` or `https:` contact (push services require it).
+    pub subject: Option<String>,
+    /// Connections per push-service origin (HTTP/2 when offered, else HTTP/1.1).
+    pub connections: usize,
+    /// Push-service origins with an open connection pool at once (least recently
+    /// used beyond it are closed).
+    pub max_origins: usize,
+    /// Extra trusted root certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Webpush {
+    fn default() -> Self {
+        Self {
+            vapid_private_key_file: None,
+            subject: None,
+            connections: 4,
+            max_origins: 64,
+            ca_file: None,
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -300,7 +575,125 @@ impl Config {
         check_endpoint(&mut p, "fcm.endpoint", &f.endpoint);
         check_connections(&mut p, "fcm.connections", f.connections);
         check_ca(&mut p, "fcm.ca_file", f.ca_file.as_deref());
+        self.vendor_problems(&mut p);
         p
+    }
+
+    /// Problems of the Huawei, Honor, Xiaomi, OPPO, vivo and Web Push sections.
+    fn vendor_problems(&self, p: &mut Vec<String>) {
+        fn need(p: &mut Vec<String>, section: &str, on: &str, key: &str, set: bool) {
+            if !set {
+                p.push(format!(
+                    "{section}.{key} is required when {section}.{on} is set"
+                ));
+            }
+        }
+        let filled = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        let secret = |v: &Option<Secret>| v.as_ref().is_some_and(|s| !s.0.is_empty());
+        let h = &self.huawei;
+        if h.app_id.is_some() {
+            need(
+                p,
+                "huawei",
+                "app_id",
+                "client_secret",
+                secret(&h.client_secret),
+            );
+        } else if h.client_secret.is_some() {
+            p.push("huawei.client_secret is set but huawei.app_id is not".into());
+        }
+        check_endpoint(p, "huawei.endpoint", &h.endpoint);
+        check_url(p, "huawei.token_endpoint", &h.token_endpoint);
+        check_connections(p, "huawei.connections", h.connections);
+        check_ca(p, "huawei.ca_file", h.ca_file.as_deref());
+        let o = &self.honor;
+        if o.app_id.is_some() {
+            need(p, "honor", "app_id", "client_id", filled(&o.client_id));
+            need(
+                p,
+                "honor",
+                "app_id",
+                "client_secret",
+                secret(&o.client_secret),
+            );
+        } else if o.client_secret.is_some() || o.client_id.is_some() {
+            p.push("honor.client_id/client_secret are set but honor.app_id is not".into());
+        }
+        check_endpoint(p, "honor.endpoint", &o.endpoint);
+        check_url(p, "honor.token_endpoint", &o.token_endpoint);
+        check_connections(p, "honor.connections", o.connections);
+        check_ca(p, "honor.ca_file", o.ca_file.as_deref());
+        let x = &self.xiaomi;
+        if x.app_secret.is_some() {
+            need(
+                p,
+                "xiaomi",
+                "app_secret",
+                "package_name",
+                filled(&x.package_name),
+            );
+            if !secret(&x.app_secret) {
+                p.push("xiaomi.app_secret is empty".into());
+            }
+        } else if x.package_name.is_some() {
+            p.push("xiaomi.package_name is set but xiaomi.app_secret is not".into());
+        }
+        check_endpoint(p, "xiaomi.endpoint", &x.endpoint);
+        check_connections(p, "xiaomi.connections", x.connections);
+        check_ca(p, "xiaomi.ca_file", x.ca_file.as_deref());
+        let o = &self.oppo;
+        if o.app_key.is_some() {
+            need(
+                p,
+                "oppo",
+                "app_key",
+                "master_secret",
+                secret(&o.master_secret),
+            );
+        } else if o.master_secret.is_some() {
+            p.push("oppo.master_secret is set but oppo.app_key is not".into());
+        }
+        check_endpoint(p, "oppo.endpoint", &o.endpoint);
+        check_endpoint(p, "oppo.endpoint_intl", &o.endpoint_intl);
+        check_connections(p, "oppo.connections", o.connections);
+        check_ca(p, "oppo.ca_file", o.ca_file.as_deref());
+        let v = &self.vivo;
+        if let Some(id) = &v.app_id {
+            need(p, "vivo", "app_id", "app_key", filled(&v.app_key));
+            need(p, "vivo", "app_id", "app_secret", secret(&v.app_secret));
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                p.push(format!("vivo.app_id {id:?} must be the numeric AppID"));
+            }
+        } else if v.app_key.is_some() || v.app_secret.is_some() {
+            p.push("vivo.app_key/app_secret are set but vivo.app_id is not".into());
+        }
+        if v.classification > 1 {
+            p.push("vivo.classification must be 0 (operational) or 1 (system)".into());
+        }
+        if v.push_mode > 1 {
+            p.push("vivo.push_mode must be 0 (formal) or 1 (test)".into());
+        }
+        check_endpoint(p, "vivo.endpoint", &v.endpoint);
+        check_connections(p, "vivo.connections", v.connections);
+        check_ca(p, "vivo.ca_file", v.ca_file.as_deref());
+        let w = &self.webpush;
+        if let Some(path) = &w.vapid_private_key_file {
+            if let Err(e) = crate::providers::webpush::vapid::load_key(path) {
+                p.push(format!("webpush.vapid_private_key_file: {e}"));
+            }
+            match w.subject.as_deref() {
+                Some(s) if s.starts_with("mailto:") || s.starts_with("https:") => {}
+                _ => p.push(
+                    "webpush.subject is required with a VAPID key: a mailto: or https: contact"
+                        .into(),
+                ),
+            }
+        }
+        check_connections(p, "webpush.connections", w.connections);
+        if w.max_origins == 0 {
+            p.push("webpush.max_origins must be at least 1".into());
+        }
+        check_ca(p, "webpush.ca_file", w.ca_file.as_deref());
     }
 
     /// `Ok` when [`Config::problems`] is empty.
@@ -331,6 +724,13 @@ fn check_endpoint(p: &mut Vec<String>, key: &str, url: &str) {
         _ => p.push(format!(
             "{key} {url:?} is not an http(s) URL with a host, such as https://api.push.apple.com"
         )),
+    }
+}
+
+fn check_url(p: &mut Vec<String>, key: &str, url: &str) {
+    match url.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("https") | Some("http")) && u.host().is_some() => {}
+        _ => p.push(format!("{key} {url:?} is not an http(s) URL with a host")),
     }
 }
 
@@ -413,6 +813,28 @@ mod tests {
         assert_eq!(c.api.listen, "127.0.0.1:0");
         assert_eq!(c.messages.dedup_window_s, 5);
         assert_eq!(c.apns.topic.as_deref(), Some("com.x"));
+    }
+
+    #[test]
+    fn vendor_sections_validate_and_hide_secrets() {
+        let env = vec![
+            ("FANFARE_HUAWEI_APP_ID".to_string(), "1234".to_string()),
+            ("FANFARE_VIVO_APP_ID".into(), "abc".into()),
+            ("FANFARE_XIAOMI_APP_SECRET".into(), "xs3cret".into()),
+            ("FANFARE_XIAOMI_PACKAGE_NAME".into(), "com.x".into()),
+            ("FANFARE_OPPO_CONNECTIONS".into(), "0".into()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        let p = c.problems();
+        assert!(
+            p.iter()
+                .any(|m| m.contains("huawei.client_secret is required")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("vivo.app_id")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("oppo.connections")), "{p:?}");
+        assert!(!p.iter().any(|m| m.contains("xiaomi")), "{p:?}");
+        assert!(!format!("{c:?}").contains("xs3cret"));
     }
 
     #[test]

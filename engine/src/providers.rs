@@ -6,10 +6,24 @@
 //! [`Cause`], so the hot path allocates nothing to classify a response.
 //!
 //! The message content is rendered once per message ([`Push::render`]): one APNs body
-//! shared by every iOS device, one FCM template whose token slot is filled per device.
+//! shared by every iOS device, one FCM template whose token slot is filled per device,
+//! and likewise one template per Chinese OEM vendor ([`splice::Spliced`]) and one Web
+//! Push plaintext (encrypted per subscription, as each has its own keys).
+//!
+//! Vendors: [`apns`], [`fcm`], [`huawei`], [`honor`], [`xiaomi`], [`oppo`], [`vivo`],
+//! [`webpush`]; shared pieces: [`token`] (cached access tokens with single-flight
+//! refresh) and [`splice`] (pre-rendered bodies with per-device slots).
 
 pub mod apns;
 pub mod fcm;
+pub mod honor;
+pub mod huawei;
+pub mod oppo;
+pub mod splice;
+pub mod token;
+pub mod vivo;
+pub mod webpush;
+pub mod xiaomi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +65,12 @@ pub struct Push {
     pub ttl_s: u64,
     pub apns: apns::payload::Bodies,
     pub fcm: fcm::payload::Template,
+    pub huawei: splice::Spliced,
+    pub honor: splice::Spliced,
+    pub xiaomi: splice::Spliced,
+    pub oppo: splice::Spliced,
+    pub vivo: splice::Spliced,
+    pub webpush: webpush::payload::Message,
 }
 
 /// A rendered body over a vendor's size limit.
@@ -72,12 +92,24 @@ impl Push {
     ) -> Result<Self, TooLarge> {
         let apns = apns::payload::Bodies::render(&kind, content)?;
         let fcm = fcm::payload::Template::render(&kind, content, ttl_s)?;
+        let huawei = huawei::payload::render(&kind, content, ttl_s)?;
+        let honor = honor::payload::render(&kind, content, ttl_s)?;
+        let xiaomi = xiaomi::payload::render(&kind, content, ttl_s)?;
+        let oppo = oppo::payload::render(&kind, content, ttl_s)?;
+        let vivo = vivo::payload::render(&kind, content, ttl_s)?;
+        let webpush = webpush::payload::render(&kind, content)?;
         Ok(Self {
             kind,
             expires_at: now_unix + ttl_s,
             ttl_s,
             apns,
             fcm,
+            huawei,
+            honor,
+            xiaomi,
+            oppo,
+            vivo,
+            webpush,
         })
     }
 
@@ -164,6 +196,48 @@ impl Verdict {
         }
     }
 
+    /// No HTTP answer from a vendor reached through [`crate::transport::auto`].
+    pub fn transport_auto(e: &crate::transport::auto::Error) -> Self {
+        let cause = match e {
+            crate::transport::auto::Error::Timeout { .. } => Cause::Timeout,
+            _ => Cause::Transport,
+        };
+        Self {
+            status: None,
+            reason: Some(error_chain(e)),
+            vendor_id: None,
+            outcome: Outcome::Retry { after: None, cause },
+        }
+    }
+
+    /// A transport failure described by `reason`.
+    pub fn transport_detail(reason: String) -> Self {
+        Self {
+            status: None,
+            reason: Some(reason),
+            vendor_id: None,
+            outcome: Outcome::Retry {
+                after: None,
+                cause: Cause::Transport,
+            },
+        }
+    }
+
+    /// The vendor's access token could not be had: retry later.
+    pub fn auth_unavailable(vendor: &'static str, e: &token::Error) -> Self {
+        let reason = error_chain(e);
+        tracing::warn!(vendor, error = %reason, "vendor access token unavailable");
+        Self {
+            status: None,
+            reason: Some(reason),
+            vendor_id: None,
+            outcome: Outcome::Retry {
+                after: None,
+                cause: Cause::ProviderAuth,
+            },
+        }
+    }
+
     pub fn unconfigured() -> Self {
         Self {
             status: None,
@@ -172,6 +246,43 @@ impl Verdict {
             outcome: Outcome::Rejected(Cause::Unconfigured),
         }
     }
+}
+
+/// The data fields every Android vendor and Web Push carry: `payload`, and for calls
+/// `type`, `call_id`, `inviter_id`, `timeout_s` (all strings, as FCM requires).
+pub fn data_fields(kind: &Kind, c: &Content) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut data = serde_json::Map::new();
+    if let Some(p) = &c.payload {
+        data.insert("payload".into(), json!(p));
+    }
+    if let Kind::Call {
+        call_id,
+        inviter_id,
+        timeout_s,
+    } = kind
+    {
+        data.insert("type".into(), json!("call_invite"));
+        data.insert("call_id".into(), json!(&**call_id));
+        data.insert("inviter_id".into(), json!(&**inviter_id));
+        data.insert("timeout_s".into(), json!(timeout_s.to_string()));
+    }
+    data
+}
+
+/// Milliseconds since the UNIX epoch (vendor signatures and `timestamp` headers).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Time until the next midnight in China (UTC+8), when the Chinese vendors' daily
+/// quotas reset.
+pub fn until_next_day_cst() -> Duration {
+    const DAY: u64 = 86_400;
+    let local = crate::clock::unix_now_s() + 8 * 3600;
+    Duration::from_secs(DAY - local % DAY)
 }
 
 /// `e: source: source...` on one line.
@@ -241,6 +352,18 @@ pub enum Error {
     Apns(#[from] apns::Error),
     #[error("fcm setup failed")]
     Fcm(#[from] fcm::Error),
+    #[error("huawei setup failed")]
+    Huawei(#[from] huawei::Error),
+    #[error("honor setup failed")]
+    Honor(#[from] honor::Error),
+    #[error("xiaomi setup failed")]
+    Xiaomi(#[from] xiaomi::Error),
+    #[error("oppo setup failed")]
+    Oppo(#[from] oppo::Error),
+    #[error("vivo setup failed")]
+    Vivo(#[from] vivo::Error),
+    #[error("webpush setup failed")]
+    Webpush(#[from] webpush::Error),
 }
 
 /// The configured vendor clients.
@@ -248,6 +371,12 @@ pub enum Error {
 pub struct Providers {
     pub apns: Option<apns::Client>,
     pub fcm: Option<fcm::Client>,
+    pub huawei: Option<huawei::Client>,
+    pub honor: Option<honor::Client>,
+    pub xiaomi: Option<xiaomi::Client>,
+    pub oppo: Option<oppo::Client>,
+    pub vivo: Option<vivo::Client>,
+    pub webpush: Option<webpush::Client>,
 }
 
 impl Providers {
@@ -259,6 +388,24 @@ impl Providers {
         }
         if let Some(s) = fcm::Settings::from_config(&config.fcm) {
             p.fcm = Some(fcm::Client::new(&s)?);
+        }
+        if let Some(s) = huawei::Settings::from_config(&config.huawei)? {
+            p.huawei = Some(huawei::Client::new(&s)?);
+        }
+        if let Some(s) = honor::Settings::from_config(&config.honor)? {
+            p.honor = Some(honor::Client::new(&s)?);
+        }
+        if let Some(s) = xiaomi::Settings::from_config(&config.xiaomi)? {
+            p.xiaomi = Some(xiaomi::Client::new(&s)?);
+        }
+        if let Some(s) = oppo::Settings::from_config(&config.oppo)? {
+            p.oppo = Some(oppo::Client::new(&s)?);
+        }
+        if let Some(s) = vivo::Settings::from_config(&config.vivo)? {
+            p.vivo = Some(vivo::Client::new(&s)?);
+        }
+        if let Some(s) = webpush::Settings::from_config(&config.webpush)? {
+            p.webpush = Some(webpush::Client::new(&s)?);
         }
         Ok(p)
     }
@@ -274,11 +421,30 @@ impl Providers {
                 Some(c) => c.send(device, push, detail).await,
                 None => Verdict::unconfigured(),
             },
-            ProviderKind::Huawei
-            | ProviderKind::Xiaomi
-            | ProviderKind::Oppo
-            | ProviderKind::Vivo
-            | ProviderKind::Webpush => Verdict::unconfigured(),
+            ProviderKind::Huawei => match &self.huawei {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Honor => match &self.honor {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Xiaomi => match &self.xiaomi {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Oppo => match &self.oppo {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Vivo => match &self.vivo {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
+            ProviderKind::Webpush => match &self.webpush {
+                Some(c) => c.send(device, push, detail).await,
+                None => Verdict::unconfigured(),
+            },
         }
     }
 
@@ -286,7 +452,29 @@ impl Providers {
         match p {
             ProviderKind::Apns | ProviderKind::ApnsVoip => self.apns.is_some(),
             ProviderKind::Fcm => self.fcm.is_some(),
-            _ => false,
+            ProviderKind::Huawei => self.huawei.is_some(),
+            ProviderKind::Honor => self.honor.is_some(),
+            ProviderKind::Xiaomi => self.xiaomi.is_some(),
+            ProviderKind::Oppo => self.oppo.is_some(),
+            ProviderKind::Vivo => self.vivo.is_some(),
+            ProviderKind::Webpush => self.webpush.is_some(),
+        }
+    }
+
+    /// Vendor auth tokens obtained so far (APNs JWTs minted, OAuth/sign tokens
+    /// fetched, VAPID JWTs minted), for `/v1/stats`; 0 for unconfigured vendors.
+    pub fn auth_tokens(&self, p: ProviderKind) -> u64 {
+        match p {
+            ProviderKind::Apns | ProviderKind::ApnsVoip => {
+                self.apns.as_ref().map_or(0, |c| c.tokens_minted())
+            }
+            ProviderKind::Fcm => self.fcm.as_ref().map_or(0, |c| c.tokens_fetched()),
+            ProviderKind::Huawei => self.huawei.as_ref().map_or(0, |c| c.tokens_fetched()),
+            ProviderKind::Honor => self.honor.as_ref().map_or(0, |c| c.tokens_fetched()),
+            ProviderKind::Xiaomi => 0,
+            ProviderKind::Oppo => self.oppo.as_ref().map_or(0, |c| c.tokens_fetched()),
+            ProviderKind::Vivo => self.vivo.as_ref().map_or(0, |c| c.tokens_fetched()),
+            ProviderKind::Webpush => self.webpush.as_ref().map_or(0, |c| c.tokens_minted()),
         }
     }
 }

@@ -5,7 +5,10 @@
 //!   many concurrent streams up to the server's `SETTINGS_MAX_CONCURRENT_STREAMS`,
 //!   re-established on GOAWAY or error; streams the server provably did not process
 //!   are retried once on a fresh connection.
+//! - [`auto`]: a pooled client for vendors that may not speak HTTP/2: HTTP/2 where
+//!   the server offers it (ALPN), keep-alive HTTP/1.1 otherwise.
 
+pub mod auto;
 pub mod pool;
 pub mod tls;
 

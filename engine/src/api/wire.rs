@@ -56,7 +56,7 @@ impl BindRequest {
         let user_id = id("user_id", &self.user_id)?;
         let provider = ProviderKind::parse(&self.provider).ok_or_else(|| {
             ApiError::invalid(format!(
-                "provider {:?} is not one of apns, apns_voip, fcm, huawei, xiaomi, oppo, vivo, webpush",
+                "provider {:?} is not one of apns, apns_voip, fcm, huawei, honor, xiaomi, oppo, vivo, webpush",
                 self.provider
             ))
         })?;
@@ -139,11 +139,7 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
             }
             Ok(Token::Text(token.into()))
         }
-        ProviderKind::Fcm
-        | ProviderKind::Huawei
-        | ProviderKind::Xiaomi
-        | ProviderKind::Oppo
-        | ProviderKind::Vivo => {
+        ProviderKind::Fcm => {
             let ok_char = |c: char| {
                 c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '+' | '/' | '=')
             };
@@ -152,6 +148,52 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
             }
             if !token.chars().all(ok_char) {
                 return Err(bad("may only contain letters, digits and _ - : . + / ="));
+            }
+            Ok(Token::Text(token.into()))
+        }
+        ProviderKind::Huawei | ProviderKind::Honor => {
+            // Push Kit tokens: 32 digits on old EMUI, else ~130+ URL-safe characters.
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.');
+            if !(32..=512).contains(&token.len()) || !token.chars().all(ok_char) {
+                return Err(bad(&format!(
+                    "a {} push token is 32 to 512 letters, digits and _ - : .",
+                    provider.as_str()
+                )));
+            }
+            Ok(Token::Text(token.into()))
+        }
+        ProviderKind::Xiaomi => {
+            // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+            if !(20..=256).contains(&token.len()) || !token.chars().all(ok_char) {
+                return Err(bad(
+                    "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)",
+                ));
+            }
+            Ok(Token::Text(token.into()))
+        }
+        ProviderKind::Oppo => {
+            // <id>, CN_<id> or <brand>_CN_<id> (mainland); other region prefixes are
+            // overseas. The id is alphanumeric.
+            let parts: Vec<&str> = token.split('_').collect();
+            let id = parts.last().copied().unwrap_or("");
+            let prefixes_ok = parts[..parts.len() - 1].iter().all(|p| {
+                !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+            if parts.len() > 3
+                || !prefixes_ok
+                || !(16..=128).contains(&id.len())
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return Err(bad(
+                    "an OPPO registration id is <id>, <region>_<id> or <brand>_<region>_<id> with an alphanumeric id of 16 to 128 characters",
+                ));
+            }
+            Ok(Token::Text(token.into()))
+        }
+        ProviderKind::Vivo => {
+            if token.len() != 23 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(bad("a vivo regId is 23 letters and digits"));
             }
             Ok(Token::Text(token.into()))
         }

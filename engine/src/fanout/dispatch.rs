@@ -45,7 +45,7 @@ struct LaneQueue {
 }
 
 pub struct Dispatcher {
-    lanes: [LaneQueue; 2],
+    lanes: [LaneQueue; Lane::COUNT],
     capacity: usize,
     ctx: Arc<Ctx>,
 }
@@ -98,7 +98,7 @@ impl Dispatcher {
 
     /// Admit every target of one message or none. Returns the number queued.
     pub fn submit(&self, push: Arc<Push>, targets: Targets) -> Result<usize, Overloaded> {
-        let mut reserved: [usize; 2] = [0; 2];
+        let mut reserved = [0usize; Lane::COUNT];
         for lane in Lane::ALL {
             let n = targets.lanes[lane as usize].len();
             if n == 0 {

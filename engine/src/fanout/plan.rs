@@ -9,28 +9,56 @@ use std::sync::Arc;
 
 use crate::state::{Device, ProviderKind, State, UserIdx};
 
-/// Vendor lanes with their own queue and HTTP/2 pool.
+/// Vendor lanes, each with its own bounded queue and connection pool, so a slow or
+/// throttling vendor never holds up the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     Apns = 0,
     Fcm = 1,
+    Huawei = 2,
+    Honor = 3,
+    Xiaomi = 4,
+    Oppo = 5,
+    Vivo = 6,
+    Webpush = 7,
 }
 
 impl Lane {
-    pub const ALL: [Lane; 2] = [Lane::Apns, Lane::Fcm];
+    pub const COUNT: usize = 8;
+    pub const ALL: [Lane; Lane::COUNT] = [
+        Lane::Apns,
+        Lane::Fcm,
+        Lane::Huawei,
+        Lane::Honor,
+        Lane::Xiaomi,
+        Lane::Oppo,
+        Lane::Vivo,
+        Lane::Webpush,
+    ];
 
     pub fn of(p: ProviderKind) -> Option<Lane> {
-        match p {
-            ProviderKind::Apns | ProviderKind::ApnsVoip => Some(Lane::Apns),
-            ProviderKind::Fcm => Some(Lane::Fcm),
-            _ => None,
-        }
+        Some(match p {
+            ProviderKind::Apns | ProviderKind::ApnsVoip => Lane::Apns,
+            ProviderKind::Fcm => Lane::Fcm,
+            ProviderKind::Huawei => Lane::Huawei,
+            ProviderKind::Honor => Lane::Honor,
+            ProviderKind::Xiaomi => Lane::Xiaomi,
+            ProviderKind::Oppo => Lane::Oppo,
+            ProviderKind::Vivo => Lane::Vivo,
+            ProviderKind::Webpush => Lane::Webpush,
+        })
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Lane::Apns => "apns",
             Lane::Fcm => "fcm",
+            Lane::Huawei => "huawei",
+            Lane::Honor => "honor",
+            Lane::Xiaomi => "xiaomi",
+            Lane::Oppo => "oppo",
+            Lane::Vivo => "vivo",
+            Lane::Webpush => "webpush",
         }
     }
 }
@@ -38,7 +66,7 @@ impl Lane {
 /// The devices one message goes to.
 #[derive(Debug, Default)]
 pub struct Targets {
-    pub lanes: [Vec<Arc<Device>>; 2],
+    pub lanes: [Vec<Arc<Device>>; Lane::COUNT],
     /// Devices whose vendor has no credentials, by provider.
     pub unconfigured: Vec<Arc<Device>>,
 }

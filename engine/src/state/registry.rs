@@ -30,10 +30,13 @@ pub enum ProviderKind {
     Oppo,
     Vivo,
     Webpush,
+    /// Honor Push (newer Honor phones take only Honor Push). Added last so the other
+    /// discriminants keep their values.
+    Honor,
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 8] = [
+    pub const ALL: [ProviderKind; 9] = [
         Self::Apns,
         Self::ApnsVoip,
         Self::Fcm,
@@ -42,6 +45,7 @@ impl ProviderKind {
         Self::Oppo,
         Self::Vivo,
         Self::Webpush,
+        Self::Honor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl ProviderKind {
             Self::Oppo => "oppo",
             Self::Vivo => "vivo",
             Self::Webpush => "webpush",
+            Self::Honor => "honor",
         }
     }
 

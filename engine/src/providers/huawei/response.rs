@@ -1,0 +1,146 @@
+//! Huawei answers → [`Verdict`]. Business results come as HTTP 200 with a *string*
+//! `code`; HTTP 401 is an authentication failure and 503 is flow control.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::transport::Response;
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    msg: String,
+    #[serde(default, rename = "requestId")]
+    request_id: Option<String>,
+}
+
+/// Flow control gives no Retry-After; wait at least this long.
+const FLOW_CONTROL_PAUSE: Duration = Duration::from_secs(1);
+
+pub fn classify(resp: &Response, token: &str, detail: bool) -> Verdict {
+    let status = resp.status.as_u16();
+    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
+    let code = body.as_ref().map_or("", |b| b.code.as_str());
+    let after = retry_after(&resp.headers);
+    let outcome = match (status, code) {
+        (200, "80000000") => Outcome::Delivered,
+        // Some tokens failed: `msg` is a JSON string listing `illegal_tokens`.
+        (200, "80100000") => {
+            let illegal = body.as_ref().is_some_and(|b| b.msg.contains(token));
+            if illegal {
+                Outcome::TokenDead(Cause::Unregistered)
+            } else {
+                Outcome::Delivered
+            }
+        }
+        (_, "80300007") => Outcome::TokenDead(Cause::BadDeviceToken),
+        (_, "80200001") | (_, "80200003") | (401, _) => Outcome::Retry {
+            after: None,
+            cause: Cause::ProviderAuth,
+        },
+        (_, "80300008") => Outcome::Rejected(Cause::PayloadTooLarge),
+        (_, "80300002") => Outcome::Rejected(Cause::ProviderAuth),
+        (503, _) | (429, _) | (_, "80100017") => Outcome::Retry {
+            after: Some(after.unwrap_or(FLOW_CONTROL_PAUSE)),
+            cause: Cause::TooManyRequests,
+        },
+        (_, "80600003") | (_, "81000001") => Outcome::Retry {
+            after,
+            cause: Cause::ServerError,
+        },
+        (s, _) if s >= 500 => Outcome::Retry {
+            after,
+            cause: Cause::ServerError,
+        },
+        _ => Outcome::Rejected(Cause::BadRequest),
+    };
+    Verdict {
+        status: Some(status),
+        reason: match outcome {
+            Outcome::Delivered => None,
+            _ if code.is_empty() => Some(format!("http {status}")),
+            _ => Some(code.to_string()),
+        },
+        vendor_id: if detail {
+            body.and_then(|b| b.request_id)
+        } else {
+            None
+        },
+        outcome,
+    }
+}
+
+/// True when the verdict says the access token was refused.
+pub fn is_auth_error(v: &Verdict) -> bool {
+    matches!(
+        v.outcome,
+        Outcome::Retry {
+            cause: Cause::ProviderAuth,
+            ..
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            headers: http::HeaderMap::new(),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn codes_map_to_outcomes() {
+        let ok = classify(
+            &resp(
+                200,
+                r#"{"code":"80000000","msg":"Success","requestId":"r1"}"#,
+            ),
+            "t",
+            true,
+        );
+        assert_eq!(ok.outcome, Outcome::Delivered);
+        assert_eq!(ok.vendor_id.as_deref(), Some("r1"));
+        let dead = classify(
+            &resp(
+                200,
+                r#"{"code":"80300007","msg":"All the tokens are invalid"}"#,
+            ),
+            "t",
+            false,
+        );
+        assert_eq!(dead.outcome, Outcome::TokenDead(Cause::BadDeviceToken));
+        let partial = classify(
+            &resp(
+                200,
+                r#"{"code":"80100000","msg":"{\"success\":0,\"failure\":1,\"illegal_tokens\":[\"tok9\"]}"}"#,
+            ),
+            "tok9",
+            false,
+        );
+        assert_eq!(partial.outcome, Outcome::TokenDead(Cause::Unregistered));
+        let auth = classify(
+            &resp(401, r#"{"code":"80200003","msg":"OAuth token expired"}"#),
+            "t",
+            false,
+        );
+        assert!(is_auth_error(&auth));
+        let flow = classify(&resp(503, ""), "t", false);
+        assert!(matches!(
+            flow.outcome,
+            Outcome::Retry {
+                cause: Cause::TooManyRequests,
+                after: Some(_)
+            }
+        ));
+    }
+}

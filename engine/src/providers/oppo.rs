@@ -1,0 +1,198 @@
+//! OPPO Push (HeyTap), `VENDORS.md` §3.4.
+//!
+//! Auth: `POST /server/v1/auth` with `app_key`, `timestamp` (ms) and
+//! `sign = hex(sha256(app_key + timestamp + master_secret))` ([`auth`]); the
+//! `auth_token` (valid 24 h) is cached per host and sent as the `auth_token` form
+//! field. Send: `POST /server/v1/message/notification/unicast` with `message` = the
+//! JSON `{"target_type":2,"target_value":<regId>,"notification":{..}}` and
+//! `auth_token`. Registration ids choose the host: mainland when the id has no `_`,
+//! is `CN_<id>` or `<brand>_CN_<id>`, overseas (`endpoint_intl`) otherwise.
+
+pub mod auth;
+pub mod payload;
+pub mod response;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http_body_util::Full;
+
+use super::splice::json_str;
+use super::{token, Push, Verdict};
+use crate::config::Secret;
+use crate::state::Device;
+use crate::transport::{self, auto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("oppo.{0} is required")]
+    Missing(&'static str),
+    #[error("oppo tls")]
+    Tls(#[from] transport::tls::Error),
+    #[error("oppo endpoint")]
+    Endpoint(#[from] transport::pool::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_key: String,
+    pub master_secret: Secret,
+    pub endpoint: String,
+    pub endpoint_intl: String,
+    pub channel_id: Option<String>,
+    pub category: String,
+    pub dead_token_codes: Vec<i64>,
+    pub connections: usize,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::Oppo) -> Result<Option<Self>, Error> {
+        let Some(app_key) = c.app_key.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            app_key,
+            master_secret: c
+                .master_secret
+                .clone()
+                .ok_or(Error::Missing("master_secret"))?,
+            endpoint: c.endpoint.clone(),
+            endpoint_intl: c.endpoint_intl.clone(),
+            channel_id: c.channel_id.clone(),
+            category: c.category.clone(),
+            dead_token_codes: c.dead_token_codes.clone(),
+            connections: c.connections,
+            ca_file: c.ca_file.clone(),
+        }))
+    }
+}
+
+/// One OPPO host with its own auth token.
+struct Route {
+    http: auto::Client,
+    auth_uri: String,
+    unicast_uri: String,
+    auth: token::Cache,
+}
+
+pub struct Client {
+    mainland: Route,
+    intl: Route,
+    app_key: String,
+    secret: Secret,
+    /// URL-encoded `"channel_id":"..","category":"..",` for the notification object.
+    client_fields: Bytes,
+    dead_codes: Box<[i64]>,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// True for registration ids served by the mainland host.
+pub fn is_mainland(regid: &str) -> bool {
+    let parts: Vec<&str> = regid.split('_').collect();
+    match parts.len() {
+        1 => true,
+        2 => parts[0] == "CN",
+        3 => parts[1] == "CN",
+        _ => false,
+    }
+}
+
+impl Client {
+    pub fn new(s: &Settings) -> Result<Self, Error> {
+        let route = |url: &str| -> Result<Route, Error> {
+            let ep = transport::Endpoint::parse(url)?;
+            Ok(Route {
+                http: auto::Client::new(
+                    &ep.base,
+                    s.ca_file.as_deref(),
+                    s.connections,
+                    REQUEST_TIMEOUT,
+                )?,
+                auth_uri: format!("{}/server/v1/auth", ep.base),
+                unicast_uri: format!("{}/server/v1/message/notification/unicast", ep.base),
+                // Valid 24 h; refresh every 6 h.
+                auth: token::Cache::new(6 * 3600),
+            })
+        };
+        let mut fields = String::new();
+        if let Some(ch) = s.channel_id.as_deref().filter(|c| !c.is_empty()) {
+            fields.push_str(&format!("\"channel_id\":{},", json_str(ch)));
+        }
+        if !s.category.is_empty() {
+            fields.push_str(&format!("\"category\":{},", json_str(&s.category)));
+        }
+        Ok(Self {
+            mainland: route(&s.endpoint)?,
+            intl: route(&s.endpoint_intl)?,
+            app_key: s.app_key.clone(),
+            secret: s.master_secret.clone(),
+            client_fields: urlencoding::encode(&fields).into_owned().into(),
+            dead_codes: s.dead_token_codes.clone().into(),
+        })
+    }
+
+    /// Auth tokens fetched so far (both hosts).
+    pub fn tokens_fetched(&self) -> u64 {
+        self.mainland.auth.fetched() + self.intl.auth.fetched()
+    }
+
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        let regid = device.token.to_wire();
+        let route = if is_mainland(&regid) {
+            &self.mainland
+        } else {
+            &self.intl
+        };
+        let token = match route
+            .auth
+            .get(|| auth::fetch(&route.http, &route.auth_uri, &self.app_key, &self.secret))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return Verdict::auth_unavailable("oppo", &e),
+        };
+        let enc_regid = urlencoding::encode(&regid);
+        let enc_token = urlencoding::encode(&token);
+        let body = push.oppo.fill(&[
+            enc_regid.as_bytes(),
+            &self.client_fields,
+            enc_token.as_bytes(),
+        ]);
+        let req = http::Request::post(route.unicast_uri.as_str())
+            .header(
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
+            .body(Full::new(body))
+            .expect("request head is valid");
+        match route.http.send(req).await {
+            Ok(resp) => {
+                let v = response::classify(&resp, &self.dead_codes, detail);
+                if response::is_auth_error(&v) {
+                    route.auth.invalidate(&token);
+                }
+                v
+            }
+            Err(e) => Verdict::transport_auto(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn regions_follow_the_registration_id() {
+        assert!(super::is_mainland("b6bbd94b59cdb5df8391642c1509b7fe"));
+        assert!(super::is_mainland("CN_b6bbd94b59cdb5df8391642c1509b7fe"));
+        assert!(super::is_mainland(
+            "OPPO_CN_b6bbd94b59cdb5df8391642c1509b7fe"
+        ));
+        assert!(!super::is_mainland("EU_b6bbd94b59cdb5df8391642c1509b7fe"));
+        assert!(!super::is_mainland(
+            "OPPO_SG_b6bbd94b59cdb5df8391642c1509b7fe"
+        ));
+    }
+}

@@ -1,0 +1,93 @@
+//! OPPO unicast bodies, rendered once per message: the form
+//! `message=<url-encoded JSON>&auth_token=<token>` where the JSON is
+//! `{"target_type":2,"target_value":"<regId>","notification":{<client fields>"title":..,
+//! "content":..,"click_action_type":0,"off_line":true,"off_line_ttl":N,
+//! "action_parameters":"{\"payload\":..}"}}`. The payload (and call fields) travel as
+//! `action_parameters`, a JSON string the app receives with the click intent.
+//! Percent-encoding is per character, so the parts are encoded once and the slots
+//! (regId, client fields, auth token) are encoded per request.
+
+use crate::providers::splice::{json_str, truncate_units, Spliced};
+use crate::providers::{data_fields, Content, Kind, TooLarge};
+
+/// Message content limit. [U]
+pub const MAX_BYTES: usize = 4096;
+const MAX_TITLE_UNITS: usize = 100;
+const MAX_CONTENT_UNITS: usize = 400;
+/// OPPO keeps offline messages at most 10 days. [U]
+const MAX_OFFLINE_TTL_S: u64 = 864_000;
+
+pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
+    let data = data_fields(kind, c);
+    let mut rest = format!(
+        r#""title":{},"content":{},"click_action_type":0,"off_line":true,"off_line_ttl":{}"#,
+        json_str(truncate_units(
+            c.title.as_deref().unwrap_or(""),
+            MAX_TITLE_UNITS
+        )),
+        json_str(truncate_units(
+            c.content.as_deref().unwrap_or(""),
+            MAX_CONTENT_UNITS
+        )),
+        ttl_s.min(MAX_OFFLINE_TTL_S)
+    );
+    if !data.is_empty() {
+        let params = serde_json::to_string(&data).expect("json values serialize");
+        rest.push_str(&format!(r#","action_parameters":{}"#, json_str(&params)));
+    }
+    rest.push_str("}}");
+    if rest.len() > MAX_BYTES {
+        return Err(TooLarge {
+            vendor: "oppo",
+            size: rest.len(),
+            limit: MAX_BYTES,
+        });
+    }
+    let enc = |s: &str| urlencoding::encode(s).into_owned().into_bytes();
+    let mut head = b"message=".to_vec();
+    head.extend(enc(r#"{"target_type":2,"target_value":""#));
+    let mut tail = enc(rest.as_str());
+    tail.extend_from_slice(b"&auth_token=");
+    Ok(Spliced::new(vec![
+        head,
+        enc(r#"","notification":{"#),
+        tail,
+        Vec::new(),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_carries_the_message_json() {
+        let c = Content {
+            title: Some("t".into()),
+            content: Some("c".into()),
+            payload: Some("{\"k\":1}".into()),
+            ..Content::default()
+        };
+        let t = render(
+            &Kind::Message {
+                message_id: "m".into(),
+            },
+            &c,
+            60,
+        )
+        .unwrap();
+        let client = urlencoding::encode(r#""channel_id":"ch","#).into_owned();
+        let body = t.fill(&[b"CN_abc", client.as_bytes(), b"tok%2B"]);
+        let body = std::str::from_utf8(&body).unwrap();
+        let (msg, auth) = body.split_once('&').unwrap();
+        assert_eq!(auth, "auth_token=tok%2B");
+        let json = urlencoding::decode(msg.strip_prefix("message=").unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["target_value"], "CN_abc");
+        assert_eq!(v["notification"]["channel_id"], "ch");
+        assert_eq!(v["notification"]["off_line_ttl"], 60);
+        let params: serde_json::Value =
+            serde_json::from_str(v["notification"]["action_parameters"].as_str().unwrap()).unwrap();
+        assert_eq!(params["payload"], "{\"k\":1}");
+    }
+}

@@ -1,0 +1,226 @@
+//! A cached vendor access token with single-flight refresh (Huawei, Honor, OPPO, vivo).
+//!
+//! The token is fetched on first use, reused by every request, and refreshed before it
+//! expires: at the earliest of five minutes before expiry, half its lifetime, or the
+//! vendor's recommended refresh interval. Concurrent callers that find it stale share
+//! one refresh (a `tokio` mutex; the fast path is one lock-free load). A failed refresh
+//! keeps using a token that is still valid. A vendor answer that the token is invalid
+//! drops it ([`Cache::invalidate`]) only if it is still the one that was rejected, so
+//! a burst of such answers causes one refresh, not one per request.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::clock::unix_now_s;
+
+/// A freshly fetched token.
+pub struct Fresh {
+    pub value: String,
+    /// Seconds the vendor says it is valid.
+    pub lifetime_s: u64,
+}
+
+struct Cached {
+    value: Arc<str>,
+    refresh_at: u64,
+    expires_at: u64,
+}
+
+pub struct Cache {
+    cached: ArcSwapOption<Cached>,
+    refresh: tokio::sync::Mutex<()>,
+    fetched: AtomicU64,
+    max_refresh_s: u64,
+}
+
+impl Cache {
+    /// `max_refresh_s`: refresh at least this often even if the token lives longer.
+    pub fn new(max_refresh_s: u64) -> Self {
+        Self {
+            cached: ArcSwapOption::empty(),
+            refresh: tokio::sync::Mutex::new(()),
+            fetched: AtomicU64::new(0),
+            max_refresh_s: max_refresh_s.max(1),
+        }
+    }
+
+    /// Tokens fetched from the vendor so far.
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    fn current(&self, now: u64) -> Option<Arc<str>> {
+        self.cached
+            .load()
+            .as_ref()
+            .filter(|c| now < c.refresh_at)
+            .map(|c| c.value.clone())
+    }
+
+    /// The token to use now, calling `fetch` (once, for all waiting callers) when there
+    /// is none or it is due for refresh.
+    pub async fn get<F, Fut, E>(&self, fetch: F) -> Result<Arc<str>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fresh, E>>,
+    {
+        if let Some(v) = self.current(unix_now_s()) {
+            return Ok(v);
+        }
+        let _g = self.refresh.lock().await;
+        if let Some(v) = self.current(unix_now_s()) {
+            return Ok(v);
+        }
+        let started = unix_now_s();
+        match fetch().await {
+            Ok(f) => {
+                self.fetched.fetch_add(1, Ordering::Relaxed);
+                let lifetime = f.lifetime_s.max(1);
+                let refresh_in = lifetime
+                    .saturating_sub(300)
+                    .min(lifetime / 2)
+                    .min(self.max_refresh_s)
+                    .max(1);
+                let value: Arc<str> = f.value.into();
+                self.cached.store(Some(Arc::new(Cached {
+                    value: value.clone(),
+                    refresh_at: started + refresh_in,
+                    expires_at: started + lifetime,
+                })));
+                Ok(value)
+            }
+            Err(e) => match &*self.cached.load() {
+                Some(c) if unix_now_s() + 30 < c.expires_at => Ok(c.value.clone()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The vendor rejected `seen`: forget it so the next call fetches a new one.
+    pub fn invalidate(&self, seen: &str) {
+        let cur = self.cached.load();
+        if cur.as_ref().is_some_and(|c| &*c.value == seen) {
+            self.cached.store(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch_and_invalidate_refetches() {
+        let cache = Arc::new(Cache::new(3600));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get(|| async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        Ok::<_, ()>(Fresh {
+                            value: "t1".into(),
+                            lifetime_s: 3600,
+                        })
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(&*t.await.unwrap(), "t1");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.fetched(), 1);
+        cache.invalidate("other");
+        let v = cache
+            .get(|| async { Err::<Fresh, _>("must not fetch") })
+            .await
+            .unwrap();
+        assert_eq!(&*v, "t1");
+        cache.invalidate("t1");
+        let v = cache
+            .get(|| async {
+                Ok::<_, ()>(Fresh {
+                    value: "t2".into(),
+                    lifetime_s: 60,
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(&*v, "t2");
+        assert_eq!(cache.fetched(), 2);
+    }
+}
+
+/// Why a vendor access token could not be had. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("token request to {uri} failed: {detail}")]
+    Request { uri: String, detail: String },
+    #[error("token endpoint {uri} refused: {error}")]
+    Refused { uri: String, error: String },
+}
+
+/// The OAuth 2.0 client-credentials grant (Huawei, Honor): a form POST answered with
+/// `{"access_token", "expires_in"}`.
+pub async fn client_credentials(
+    http: &crate::transport::auto::Client,
+    uri: &str,
+    client_id: &str,
+    client_secret: &crate::config::Secret,
+) -> Result<Fresh, Error> {
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        urlencoding::encode(client_id),
+        urlencoding::encode(client_secret.expose())
+    );
+    let req = http::Request::post(uri)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(form)))
+        .map_err(|e| Error::Request {
+            uri: uri.to_string(),
+            detail: e.to_string(),
+        })?;
+    let resp = http.send(req).await.map_err(|e| Error::Request {
+        uri: uri.to_string(),
+        detail: super::error_chain(&e),
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+        error: Option<serde_json::Value>,
+        error_description: Option<String>,
+    }
+    let a: Answer = serde_json::from_slice(&resp.body).map_err(|_| Error::Refused {
+        uri: uri.to_string(),
+        error: format!("http {} with an unreadable body", resp.status.as_u16()),
+    })?;
+    match (resp.status.is_success(), a.access_token) {
+        (true, Some(t)) if !t.is_empty() => Ok(Fresh {
+            value: t,
+            lifetime_s: a.expires_in.unwrap_or(3600),
+        }),
+        _ => Err(Error::Refused {
+            uri: uri.to_string(),
+            error: format!(
+                "http {}: {} {}",
+                resp.status.as_u16(),
+                a.error.map(|e| e.to_string()).unwrap_or_default(),
+                a.error_description.unwrap_or_default()
+            ),
+        }),
+    }
+}

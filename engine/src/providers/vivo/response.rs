@@ -1,0 +1,109 @@
+//! vivo answers → [`Verdict`]: `{"result":n,"desc":..,"taskId":..}`; HTTP 500 with a
+//! plain-text body on server failure.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::transport::Response;
+
+#[derive(Deserialize)]
+struct Body {
+    result: i64,
+    #[serde(default, rename = "taskId")]
+    task_id: Option<String>,
+    #[serde(default, rename = "invalidUser")]
+    invalid_user: Value,
+}
+
+/// Quota codes: total sends (10070), group payloads (10252), broadcasts (10254).
+pub const QUOTA_CODES: [i64; 3] = [10070, 10252, 10254];
+
+pub fn classify(resp: &Response, regid: &str, auth_codes: &[i64], detail: bool) -> Verdict {
+    let status = resp.status.as_u16();
+    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
+    let after = retry_after(&resp.headers);
+    let outcome = match (status, &body) {
+        (200, Some(b)) if b.result == 0 => Outcome::Delivered,
+        (_, Some(b)) if b.result == 10302 || b.invalid_user["userid"].as_str() == Some(regid) => {
+            Outcome::TokenDead(Cause::BadDeviceToken)
+        }
+        (_, Some(b)) if QUOTA_CODES.contains(&b.result) => Outcome::Retry {
+            after: Some(super::super::until_next_day_cst()),
+            cause: Cause::QuotaExceeded,
+        },
+        (_, Some(b)) if auth_codes.contains(&b.result) => Outcome::Retry {
+            after: None,
+            cause: Cause::ProviderAuth,
+        },
+        (_, Some(b)) if b.result == 10094 => Outcome::Rejected(Cause::ProviderAuth),
+        (s, _) if s >= 500 => Outcome::Retry {
+            after,
+            cause: Cause::ServerError,
+        },
+        _ => Outcome::Rejected(Cause::BadRequest),
+    };
+    Verdict {
+        status: Some(status),
+        reason: match (&outcome, &body) {
+            (Outcome::Delivered, _) => None,
+            (_, Some(b)) => Some(b.result.to_string()),
+            _ => Some(format!("http {status}")),
+        },
+        vendor_id: if detail {
+            body.and_then(|b| b.task_id)
+        } else {
+            None
+        },
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn resp(body: &str) -> Response {
+        Response {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn quota_is_pacing_not_death() {
+        for code in QUOTA_CODES {
+            let v = classify(
+                &resp(&format!(r#"{{"result":{code},"desc":"x"}}"#)),
+                "r",
+                &[],
+                false,
+            );
+            assert!(matches!(
+                v.outcome,
+                Outcome::Retry {
+                    cause: Cause::QuotaExceeded,
+                    after: Some(_)
+                }
+            ));
+        }
+        let v = classify(
+            &resp(
+                r#"{"result":10302,"desc":"regId不合法","invalidUser":{"status":1,"userid":"r"}}"#,
+            ),
+            "r",
+            &[],
+            false,
+        );
+        assert_eq!(v.outcome, Outcome::TokenDead(Cause::BadDeviceToken));
+        let v = classify(
+            &resp(r#"{"result":0,"desc":"ok","taskId":"7"}"#),
+            "r",
+            &[],
+            true,
+        );
+        assert_eq!(v.vendor_id.as_deref(), Some("7"));
+    }
+}

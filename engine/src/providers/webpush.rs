@@ -1,0 +1,208 @@
+//! Standard Web Push: RFC 8030 delivery, RFC 8291 encryption, RFC 8292 VAPID
+//! (`VENDORS.md` §4).
+//!
+//! A binding's token is the browser's PushSubscription JSON; its `endpoint` URL is
+//! where the push goes, so each push service origin gets its own pooled client (HTTP/2
+//! when offered, else keep-alive HTTP/1.1), at most `max_origins` at once with the
+//! least recently used closed beyond that. Per push: `POST <endpoint>` with `TTL`,
+//! `Urgency`, optional `Topic`, `Content-Encoding: aes128gcm`, the body encrypted for
+//! the subscription's keys ([`ece`]), and `Authorization: vapid t=.., k=..` with a JWT
+//! cached per origin ([`vapid::Signer`]).
+
+pub mod ece;
+pub mod payload;
+pub mod response;
+pub mod vapid;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use dashmap::DashMap;
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use http_body_util::Full;
+use serde::Deserialize;
+
+use super::{Cause, Outcome, Push, Verdict};
+use crate::state::Device;
+use crate::transport::{self, auto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("webpush key")]
+    Key(#[from] vapid::Error),
+    #[error("webpush.subject is required (a mailto: or https: contact)")]
+    MissingSubject,
+    #[error("webpush tls")]
+    Tls(#[from] transport::tls::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub vapid_private_key_file: PathBuf,
+    pub subject: String,
+    pub connections: usize,
+    pub max_origins: usize,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::Webpush) -> Result<Option<Self>, Error> {
+        let Some(key) = c.vapid_private_key_file.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            vapid_private_key_file: key,
+            subject: c.subject.clone().ok_or(Error::MissingSubject)?,
+            connections: c.connections,
+            max_origins: c.max_origins,
+            ca_file: c.ca_file.clone(),
+        }))
+    }
+}
+
+/// The parts of a PushSubscription a push needs.
+#[derive(Deserialize)]
+struct Subscription {
+    endpoint: String,
+    keys: Keys,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    p256dh: String,
+    auth: String,
+}
+
+struct Origin {
+    http: auto::Client,
+    last_used: AtomicU64,
+}
+
+pub struct Client {
+    signer: vapid::Signer,
+    origins: DashMap<Arc<str>, Arc<Origin>>,
+    tick: AtomicU64,
+    tls_ca: Option<PathBuf>,
+    connections: usize,
+    max_origins: usize,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Autopush caps TTL at 30 days.
+const MAX_TTL_S: u64 = 2_592_000;
+
+impl Client {
+    pub fn new(s: &Settings) -> Result<Self, Error> {
+        let key = vapid::load_key(&s.vapid_private_key_file)?;
+        // Fail at start-up, not on the first push, if the CA file is bad.
+        transport::tls::client_config(s.ca_file.as_deref(), &[])?;
+        Ok(Self {
+            signer: vapid::Signer::new(&key, s.subject.clone(), s.max_origins),
+            origins: DashMap::new(),
+            tick: AtomicU64::new(0),
+            tls_ca: s.ca_file.clone(),
+            connections: s.connections,
+            max_origins: s.max_origins.max(1),
+        })
+    }
+
+    /// VAPID JWTs minted so far (one per origin per 11 hours).
+    pub fn tokens_minted(&self) -> u64 {
+        self.signer.minted()
+    }
+
+    fn origin(&self, origin: &str) -> Result<auto::Client, transport::tls::Error> {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed);
+        if let Some(o) = self.origins.get(origin) {
+            o.last_used.store(now, Ordering::Relaxed);
+            return Ok(o.http.clone());
+        }
+        if self.origins.len() >= self.max_origins {
+            let oldest = self
+                .origins
+                .iter()
+                .min_by_key(|e| e.value().last_used.load(Ordering::Relaxed))
+                .map(|e| e.key().clone());
+            if let Some(k) = oldest {
+                self.origins.remove(&k);
+            }
+        }
+        let entry = match self.origins.entry(Arc::from(origin)) {
+            dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
+            dashmap::mapref::entry::Entry::Vacant(e) => {
+                let http = auto::Client::new(
+                    origin,
+                    self.tls_ca.as_deref(),
+                    self.connections,
+                    REQUEST_TIMEOUT,
+                )?;
+                e.insert(Arc::new(Origin {
+                    http,
+                    last_used: AtomicU64::new(now),
+                }))
+                .clone()
+            }
+        };
+        Ok(entry.http.clone())
+    }
+
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        let reject = |why: &str| Verdict {
+            status: None,
+            reason: Some(why.to_string()),
+            vendor_id: None,
+            outcome: Outcome::Rejected(Cause::BadDeviceToken),
+        };
+        let token = device.token.to_wire();
+        let Ok(sub) = serde_json::from_str::<Subscription>(&token) else {
+            return reject("subscription is not PushSubscription JSON");
+        };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (Ok(p256dh), Ok(auth)) = (
+            b64.decode(sub.keys.p256dh.trim_end_matches('=')),
+            b64.decode(sub.keys.auth.trim_end_matches('=')),
+        ) else {
+            return reject("subscription keys are not base64url");
+        };
+        let Ok(uri) = sub.endpoint.parse::<http::Uri>() else {
+            return reject("subscription endpoint is not a URL");
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return reject("subscription endpoint is not absolute");
+        };
+        let origin = format!("{scheme}://{authority}");
+        let body = match ece::encrypt_random(&push.webpush.plaintext, &p256dh, &auth) {
+            Ok(b) => b,
+            Err(e) => return reject(&e.to_string()),
+        };
+        let http = match self.origin(&origin) {
+            Ok(h) => h,
+            Err(e) => return Verdict::transport_detail(super::error_chain(&e)),
+        };
+        let mut req = http::Request::post(uri)
+            .header("ttl", push.ttl_s.min(MAX_TTL_S))
+            .header("urgency", push.webpush.urgency.clone())
+            .header(CONTENT_ENCODING, "aes128gcm")
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(AUTHORIZATION, self.signer.header(&origin));
+        if let Some(t) = &push.webpush.topic {
+            req = req.header("topic", t.clone());
+        }
+        let req = req
+            .body(Full::new(body.into()))
+            .expect("request head is valid");
+        match http.send(req).await {
+            Ok(resp) => {
+                let v = response::classify(&resp, detail);
+                if matches!(v.outcome, Outcome::Rejected(Cause::ProviderAuth)) {
+                    self.signer.invalidate(&origin);
+                }
+                v
+            }
+            Err(e) => Verdict::transport_auto(&e),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Xiaomi MiPush server API, `VENDORS.md` §3.3.
+//!
+//! `POST {endpoint}/v3/message/regid` (the regional host is the configured endpoint)
+//! with `Authorization: key=<AppSecret>` (no token exchange) and a form body:
+//! `registration_id`, `title`, `description`, `payload`, `restricted_package_name`,
+//! `pass_through=0`, `notify_type`, `time_to_live` (ms) and `extra.*` fields such as
+//! `extra.channel_id`. The form is rendered once per message ([`payload::render`]);
+//! each device adds its URL-encoded regId. Business errors come as HTTP 200 with a
+//! numeric `code` ([`response::classify`]).
+
+pub mod payload;
+pub mod response;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderValue;
+use http_body_util::Full;
+
+use super::{Push, Verdict};
+use crate::state::Device;
+use crate::transport::{self, auto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("xiaomi.{0} is required")]
+    Missing(&'static str),
+    #[error("xiaomi.app_secret is not a valid header value")]
+    BadSecret,
+    #[error("xiaomi tls")]
+    Tls(#[from] transport::tls::Error),
+    #[error("xiaomi endpoint")]
+    Endpoint(#[from] transport::pool::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_secret: crate::config::Secret,
+    pub package_name: String,
+    pub endpoint: String,
+    pub channel_id: Option<String>,
+    pub connections: usize,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::Xiaomi) -> Result<Option<Self>, Error> {
+        let Some(app_secret) = c.app_secret.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            app_secret,
+            package_name: c
+                .package_name
+                .clone()
+                .ok_or(Error::Missing("package_name"))?,
+            endpoint: c.endpoint.clone(),
+            channel_id: c.channel_id.clone(),
+            connections: c.connections,
+            ca_file: c.ca_file.clone(),
+        }))
+    }
+}
+
+pub struct Client {
+    http: auto::Client,
+    uri: String,
+    /// `key=<secret>`, marked sensitive so it is never printed.
+    auth: HeaderValue,
+    /// `&restricted_package_name=...&extra.channel_id=...`
+    client_fields: Bytes,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Client {
+    pub fn new(s: &Settings) -> Result<Self, Error> {
+        let ep = transport::Endpoint::parse(&s.endpoint)?;
+        let http = auto::Client::new(
+            &ep.base,
+            s.ca_file.as_deref(),
+            s.connections,
+            REQUEST_TIMEOUT,
+        )?;
+        let mut auth = HeaderValue::from_str(&format!("key={}", s.app_secret.expose()))
+            .map_err(|_| Error::BadSecret)?;
+        auth.set_sensitive(true);
+        let mut client_fields = format!(
+            "&restricted_package_name={}",
+            urlencoding::encode(&s.package_name)
+        );
+        if let Some(ch) = s.channel_id.as_deref().filter(|c| !c.is_empty()) {
+            client_fields.push_str(&format!("&extra.channel_id={}", urlencoding::encode(ch)));
+        }
+        Ok(Self {
+            http,
+            uri: format!("{}/v3/message/regid", ep.base),
+            auth,
+            client_fields: client_fields.into(),
+        })
+    }
+
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        let regid = device.token.to_wire();
+        let encoded = urlencoding::encode(&regid);
+        let body = push.xiaomi.fill(&[&self.client_fields, encoded.as_bytes()]);
+        let req = http::Request::post(self.uri.as_str())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
+            .body(Full::new(body))
+            .expect("request head is valid");
+        match self.http.send(req).await {
+            Ok(resp) => response::classify(&resp, &regid, detail),
+            Err(e) => Verdict::transport_auto(&e),
+        }
+    }
+}
