@@ -1,0 +1,223 @@
+//! Storage benchmarks, each beside a naive baseline in the same group:
+//! - snapshot write: columnar rkyv image (capture + write + fsync) vs serde_json of the
+//!   same bindings;
+//! - recovery: mmap + validate + rebuild indexes vs parse JSON + rebuild;
+//! - acknowledged writes: `Store::commit` per durability mode vs one fsync per write.
+//!
+//! 1M bindings always; set `FANFARE_BENCH_10M=1` to add 10M (needs ~8 GiB and minutes).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fanfare::clock::Clock;
+use fanfare::config::{Durability, Storage};
+use fanfare::state::{Mutation, State};
+use fanfare::store::{snapshot, Store};
+use fanfare_benches::{binding, populated};
+
+fn sizes() -> Vec<u64> {
+    let mut v = vec![1_000_000];
+    if std::env::var_os("FANFARE_BENCH_10M").is_some() {
+        v.push(10_000_000);
+    }
+    v
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonBinding {
+    push_id: String,
+    user_id: String,
+    provider: String,
+    environment: String,
+    token: String,
+}
+
+fn json_dump(state: &State) -> Vec<JsonBinding> {
+    let mut out = Vec::with_capacity(state.registry.len());
+    state.registry.for_each(|u, d| {
+        out.push(JsonBinding {
+            push_id: d.push_id.to_string(),
+            user_id: state.users.name(u).to_string(),
+            provider: d.provider.as_str().into(),
+            environment: d.environment.as_str().into(),
+            token: d.token.to_wire(),
+        })
+    });
+    out
+}
+
+fn snapshot_write(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_write");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    for n in sizes() {
+        let state = populated(n);
+        let dir = tempfile::tempdir().unwrap();
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::new("rkyv_columnar", n), &state, |b, state| {
+            b.iter(|| {
+                let img = snapshot::Image::capture(state);
+                snapshot::write(dir.path(), 1, &img).unwrap()
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("naive_serde_json", n),
+            &state,
+            |b, state| {
+                b.iter(|| {
+                    let dump = json_dump(state);
+                    let path = dir.path().join("state.json");
+                    let mut f = std::fs::File::create(&path).unwrap();
+                    serde_json::to_writer(std::io::BufWriter::new(&mut f), &dump).unwrap();
+                    f.flush().unwrap();
+                    f.sync_all().unwrap();
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn recovery(c: &mut Criterion) {
+    let mut g = c.benchmark_group("recovery");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    for n in sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Storage {
+            dir: dir.path().join("data"),
+            durability: Durability::None,
+            ..Storage::default()
+        };
+        {
+            let state = Arc::new(populated(n));
+            let (store, _) = Store::open(&cfg, &state).unwrap();
+            store.snapshot().unwrap();
+            store.close();
+            let dump = json_dump(&state);
+            std::fs::write(
+                dir.path().join("state.json"),
+                serde_json::to_vec(&dump).unwrap(),
+            )
+            .unwrap();
+        }
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(BenchmarkId::new("mmap_rkyv_rebuild", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let state = Arc::new(State::new(Clock::new()));
+                    let t = Instant::now();
+                    let (store, rec) = Store::open(&cfg, &state).unwrap();
+                    total += t.elapsed();
+                    assert_eq!(rec.bindings_from_snapshot, n);
+                    store.close();
+                    drop(store);
+                    drop(state); // teardown is not part of recovery
+                }
+                total
+            })
+        });
+        g.bench_function(BenchmarkId::new("naive_json_parse_rebuild", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let bytes = std::fs::read(dir.path().join("state.json")).unwrap();
+                    let dump: Vec<JsonBinding> = serde_json::from_slice(&bytes).unwrap();
+                    let state = State::new(Clock::new());
+                    for (i, jb) in dump.into_iter().enumerate() {
+                        let (_, b) = binding(i as u64);
+                        state.apply_in_memory(&Mutation::Bind {
+                            push_id: jb.push_id.into(),
+                            binding: b,
+                        });
+                    }
+                    total += t.elapsed();
+                    drop(state);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `writers` concurrent tasks each committing binds back to back; `per` each.
+fn commit_load(store: &Arc<Store>, writers: usize, per: u64, round: u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..writers as u64 {
+            let store = store.clone();
+            set.spawn(async move {
+                for k in 0..per {
+                    let (push_id, binding) = binding(round * 10_000_000 + w * per + k);
+                    store
+                        .commit(&Mutation::Bind { push_id, binding })
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+    });
+}
+
+fn wal_ack(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wal_acknowledged_binds");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    for (mode, writers, per) in [
+        (Durability::Batch, 256usize, 400u64),
+        (Durability::Fsync, 256, 40),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Storage {
+            dir: dir.path().join("data"),
+            durability: mode,
+            fsync_interval_ms: 5,
+            ..Storage::default()
+        };
+        let state = Arc::new(State::new(Clock::new()));
+        let (store, _) = Store::open(&cfg, &state).unwrap();
+        let store = Arc::new(store);
+        let mut round = 0;
+        g.throughput(Throughput::Elements(writers as u64 * per));
+        g.bench_function(format!("{mode:?}_256_writers").to_lowercase(), |b| {
+            b.iter(|| {
+                round += 1;
+                commit_load(&store, writers, per, round)
+            })
+        });
+        store.close();
+    }
+    // Baseline: a log that fsyncs every record before acknowledging it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("naive.log")).unwrap();
+    let mut i = 0u64;
+    const N: u64 = 200;
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("naive_fsync_per_write", |b| {
+        b.iter(|| {
+            for _ in 0..N {
+                i += 1;
+                let (push_id, binding) = binding(i);
+                let mut buf = Vec::new();
+                fanfare::store::codec::encode(i, &Mutation::Bind { push_id, binding }, &mut buf);
+                f.write_all(&buf).unwrap();
+                f.sync_data().unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, wal_ack, snapshot_write, recovery);
+criterion_main!(benches);
