@@ -5,6 +5,11 @@
 //! - [`apns`]: Apple Push Notification service provider API (token auth, ES256 JWT).
 //! - [`fcm`]: Firebase Cloud Messaging HTTP v1 plus the Google OAuth2 token endpoint
 //!   it depends on, on one server.
+//! - [`huawei`], [`honor`], [`xiaomi`], [`oppo`], [`vivo`]: the Chinese OEM push
+//!   services with their auth endpoints (`VENDORS.md` §3); [`webpush`]: a Web Push
+//!   service that decrypts every push and checks VAPID (§4). They share [`vendor`]
+//!   (uniform handle, recorded pushes, scripted per-token answers). OPPO and vivo
+//!   serve HTTP/1.1 only; the others offer HTTP/2 and HTTP/1.1 by ALPN.
 //! - `server` (private): the accept loop, HTTP/2 connection and stream serving, body
 //!   collection, reply writing, recording and waiters shared by every vendor, and the
 //!   hook point for fault injection (today: `latency`).
@@ -15,8 +20,15 @@
 
 pub mod apns;
 pub mod fcm;
+pub mod honor;
+pub mod huawei;
+pub mod oppo;
 mod server;
 pub mod tls;
+pub mod vendor;
+pub mod vivo;
+pub mod webpush;
+pub mod xiaomi;
 
 #[cfg(test)]
 mod test_client;

@@ -10,3 +10,5 @@ mod harness;
 mod api;
 #[path = "e2e/delivery.rs"]
 mod delivery;
+#[path = "e2e/vendors.rs"]
+mod vendors;

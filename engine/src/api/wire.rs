@@ -154,9 +154,9 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
         ProviderKind::Huawei | ProviderKind::Honor => {
             // Push Kit tokens: 32 digits on old EMUI, else ~130+ URL-safe characters.
             let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.');
-            if !(32..=512).contains(&token.len()) || !token.chars().all(ok_char) {
+            if !(16..=512).contains(&token.len()) || !token.chars().all(ok_char) {
                 return Err(bad(&format!(
-                    "a {} push token is 32 to 512 letters, digits and _ - : .",
+                    "a {} push token is 16 to 512 letters, digits and _ - : .",
                     provider.as_str()
                 )));
             }

@@ -220,6 +220,7 @@ impl MockApns {
             Settings {
                 max_concurrent_streams: config.max_concurrent_streams,
                 max_header_list_size: Some(MAX_HEADER_LIST_SIZE),
+                http1: false,
             },
             Faults {
                 latency: config.latency,

@@ -191,6 +191,7 @@ impl MockFcm {
             Settings {
                 max_concurrent_streams: config.max_concurrent_streams,
                 max_header_list_size: None,
+                http1: false,
             },
             Faults {
                 latency: config.latency,

@@ -59,6 +59,9 @@ pub(crate) struct Settings {
     pub max_concurrent_streams: u32,
     /// `SETTINGS_MAX_HEADER_LIST_SIZE`, when the vendor is known to send one.
     pub max_header_list_size: Option<u32>,
+    /// Also serve keep-alive HTTP/1.1 (ALPN `http/1.1`, or no ALPN), for vendors not
+    /// known to speak HTTP/2. The TLS config decides which protocols are offered.
+    pub http1: bool,
 }
 
 /// Behaviour applied around every vendor answer. The extension point for fault
@@ -169,6 +172,7 @@ struct Shared<S> {
     faults: Faults,
     stats: Arc<Stats>,
     h2: h2::server::Builder,
+    http1: bool,
 }
 
 /// Counts live server tasks; `Server::closed` waits for zero.
@@ -219,6 +223,7 @@ impl Server {
             faults,
             stats: stats.clone(),
             h2,
+            http1: settings.http1,
         });
 
         let (stop, stop_rx) = watch::channel(false);
@@ -335,8 +340,12 @@ async fn serve_connection<S: Service>(
         }
     };
     if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-        // The vendors speak HTTP/2 only; there is no HTTP/1.1 fallback.
-        debug!("mock vendor client did not negotiate ALPN h2");
+        if shared.http1 {
+            serve_http1(tls, shared, stop).await;
+        } else {
+            // APNs and FCM speak HTTP/2 only; there is no HTTP/1.1 fallback.
+            debug!("mock vendor client did not negotiate ALPN h2");
+        }
         return;
     }
     let mut conn = match shared.h2.handshake::<_, Bytes>(tls).await {
@@ -366,6 +375,57 @@ async fn serve_connection<S: Service>(
                 draining = true;
                 conn.graceful_shutdown();
             }
+        }
+    }
+}
+
+/// Keep-alive HTTP/1.1: one request at a time per connection, same [`Service`].
+async fn serve_http1<S: Service>(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    shared: Arc<Shared<S>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use http_body_util::{BodyExt as _, Full};
+    let state = Arc::new(S::Conn::default());
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let shared = shared.clone();
+        let state = state.clone();
+        async move {
+            shared.stats.streams.fetch_add(1, Ordering::Relaxed);
+            let (head, body) = req.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let body_len = body.len();
+            let body = body.slice(..body_len.min(MAX_KEPT_BODY));
+            let reply = shared.service.handle(
+                &state,
+                Request {
+                    head,
+                    body,
+                    body_len,
+                },
+            );
+            if !shared.faults.latency.is_zero() {
+                tokio::time::sleep(shared.faults.latency).await;
+            }
+            let mut response = http::Response::new(Full::new(reply.body.unwrap_or_default()));
+            *response.status_mut() = reply.status;
+            *response.headers_mut() = reply.headers;
+            Ok::<_, hyper::Error>(response)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+    let mut conn = pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                debug!(%error, "mock vendor HTTP/1.1 connection ended with an error");
+            }
+        }
+        _ = async { drop(stop.wait_for(|stop| *stop).await) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }

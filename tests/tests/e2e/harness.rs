@@ -8,6 +8,7 @@ use bytes::Bytes;
 use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
 use fanfare_loadgen::mock::fcm::{self, MockFcm};
 use fanfare_loadgen::mock::tls::TestCa;
+use fanfare_loadgen::mock::{honor, huawei, oppo, vendor, vivo, webpush, xiaomi};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,6 +25,8 @@ pub struct Harness {
     pub apns: MockApns,
     pub apns_sandbox: MockApns,
     pub fcm: MockFcm,
+    /// The Chinese OEM and Web Push mocks, with `Options::vendors`.
+    pub vendors: Option<Vendors>,
     pub engine: Option<fanfare::Running>,
     pub base: String,
     http: Client<HttpConnector, Full<Bytes>>,
@@ -36,6 +39,111 @@ pub struct Options {
     pub api_token: bool,
     /// Extra TOML appended to the generated config.
     pub extra: String,
+    /// Also start mock Huawei, Honor, Xiaomi, OPPO, vivo and Web Push and configure
+    /// the engine for them.
+    pub vendors: bool,
+}
+
+/// Package name the Xiaomi mock expects.
+pub const PACKAGE: &str = "com.example.chat";
+
+pub struct Vendors {
+    pub huawei: huawei::MockHuawei,
+    pub honor: honor::MockHonor,
+    pub xiaomi: xiaomi::MockXiaomi,
+    pub oppo: oppo::MockOppo,
+    pub vivo: vivo::MockVivo,
+    pub webpush: webpush::MockWebpush,
+}
+
+impl Vendors {
+    fn start(ca: &TestCa) -> anyhow::Result<Vendors> {
+        let c = vendor::Common::default;
+        Ok(Vendors {
+            huawei: huawei::start(ca, c())?,
+            honor: honor::start(ca, c())?,
+            xiaomi: xiaomi::start(ca, PACKAGE, c())?,
+            oppo: oppo::start(ca, c())?,
+            vivo: vivo::start(ca, c())?,
+            webpush: webpush::start(ca, c())?,
+        })
+    }
+
+    fn toml(&self, ca: &std::path::Path, vapid: &std::path::Path) -> String {
+        let (h, o, x, p, v) = (
+            self.huawei.vendor(),
+            self.honor.vendor(),
+            self.xiaomi.vendor(),
+            self.oppo.vendor(),
+            self.vivo.vendor(),
+        );
+        format!(
+            r#"
+[huawei]
+app_id = "{h_app}"
+client_secret = "{h_secret}"
+endpoint = "{h_url}"
+token_endpoint = "{h_token}"
+channel_id = "chat"
+ca_file = "{ca}"
+
+[honor]
+app_id = "{o_app}"
+client_id = "{o_client}"
+client_secret = "{o_secret}"
+endpoint = "{o_url}"
+token_endpoint = "{o_token}"
+ca_file = "{ca}"
+
+[xiaomi]
+app_secret = "{x_secret}"
+package_name = "{PACKAGE}"
+endpoint = "{x_url}"
+channel_id = "chat"
+ca_file = "{ca}"
+
+[oppo]
+app_key = "{p_key}"
+master_secret = "{p_secret}"
+endpoint = "{p_url}"
+endpoint_intl = "{p_url}"
+channel_id = "chat"
+ca_file = "{ca}"
+
+[vivo]
+app_id = "{v_app}"
+app_key = "{v_key}"
+app_secret = "{v_secret}"
+endpoint = "{v_url}"
+ca_file = "{ca}"
+
+[webpush]
+vapid_private_key_file = "{vapid}"
+subject = "mailto:ops@example.com"
+ca_file = "{ca}"
+"#,
+            h_app = h.app_id,
+            h_secret = h.client_secret,
+            h_url = self.huawei.url(),
+            h_token = self.huawei.token_endpoint(),
+            o_app = o.app_id,
+            o_client = o.client_id,
+            o_secret = o.client_secret,
+            o_url = self.honor.url(),
+            o_token = self.honor.token_endpoint(),
+            x_secret = x.app_secret,
+            x_url = self.xiaomi.url(),
+            p_key = p.app_key,
+            p_secret = p.master_secret,
+            p_url = self.oppo.url(),
+            v_app = v.app_id,
+            v_key = v.app_key,
+            v_secret = v.app_secret,
+            v_url = self.vivo.url(),
+            ca = ca.display(),
+            vapid = vapid.display(),
+        )
+    }
 }
 
 pub async fn start() -> Harness {
@@ -60,6 +168,19 @@ async fn try_start(opts: Options) -> anyhow::Result<Harness> {
     let apns_sandbox = MockApns::start(&ca, &creds, apns_cfg)?;
     let fcm = MockFcm::start(&ca, fcm::Config::default())?;
     let sa_file = fcm.write_service_account(dir.path())?;
+    let vendors = if opts.vendors {
+        Some(Vendors::start(&ca)?)
+    } else {
+        None
+    };
+    let vendor_toml = match &vendors {
+        Some(v) => {
+            let vapid = dir.path().join("vapid.pem");
+            std::fs::write(&vapid, webpush::generate_vapid_key_pem()?)?;
+            v.toml(&ca_file, &vapid)
+        }
+        None => String::new(),
+    };
     let token_line = if opts.api_token {
         format!("token = \"{API_TOKEN}\"\n")
     } else {
@@ -93,6 +214,7 @@ service_account_file = "{sa}"
 endpoint = "{fcm_url}"
 connections = 2
 ca_file = "{ca}"
+{vendor_toml}
 {extra}
 "#,
         data = dir.path().join("data").display(),
@@ -118,6 +240,7 @@ ca_file = "{ca}"
         apns,
         apns_sandbox,
         fcm,
+        vendors,
         engine: Some(engine),
         base,
         http: Client::builder(TokioExecutor::new()).build(connector),
@@ -130,6 +253,26 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A 64-hex-digit APNs token derived from `seed`.
 pub fn apns_token(seed: u32) -> String {
     format!("{seed:08x}{}", "ab".repeat(28))
+}
+
+/// A Huawei/Honor Push Kit token derived from `seed`.
+pub fn huawei_token(seed: u32) -> String {
+    format!("IQAAAACy0{seed:08}{}", "kX_-".repeat(30))
+}
+
+/// A Xiaomi regId (base64 text, 64 chars) derived from `seed`.
+pub fn xiaomi_token(seed: u32) -> String {
+    format!("{seed:08}{}", "Ab+/".repeat(14))
+}
+
+/// A mainland OPPO registration id derived from `seed`.
+pub fn oppo_token(seed: u32) -> String {
+    format!("CN_{seed:08}{}", "ab12".repeat(6))
+}
+
+/// A 23-character vivo regId derived from `seed`.
+pub fn vivo_token(seed: u32) -> String {
+    format!("{seed:08}{}", "7".repeat(15))
 }
 
 /// An FCM-looking registration token derived from `seed`.
@@ -263,6 +406,11 @@ impl Harness {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "message {id}: {v}");
         v
+    }
+
+    /// The vendor mocks (panics unless started with `Options::vendors`).
+    pub fn v(&self) -> &Vendors {
+        self.vendors.as_ref().expect("harness started with vendors")
     }
 
     pub async fn shutdown(mut self) {

@@ -1,0 +1,286 @@
+//! Mock of Huawei Push Kit v1 and its OAuth endpoint (`VENDORS.md` §3.1), one server.
+//!
+//! - `POST /oauth2/v3/token`: `grant_type=client_credentials`, the app's `client_id`
+//!   and `client_secret` → `{"access_token","expires_in","token_type":"Bearer"}`.
+//! - `POST /v1/{appId}/messages:send`: bearer token (401 `80200001` unknown, `80200003`
+//!   expired), app id (`80300002`), JSON body with `message.token` (1–1000 strings),
+//!   `data` a string, `android.notification` title/body, ≤ 4096 bytes (`80300008`);
+//!   then the scripted verdict: dead → `80300007`, rate limit → HTTP 503 (flow
+//!   control), quota → HTTP 503 as well. Success `{"code":"80000000",..}`.
+//!
+//! Serves HTTP/2 and HTTP/1.1 (ALPN).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{Method, StatusCode};
+use rand::Rng as _;
+use serde_json::{json, Value};
+
+use super::server::{self, Reply, Request, Service};
+use super::tls::TestCa;
+use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+
+pub const MAX_BODY: usize = 4096;
+
+/// A running mock Huawei.
+pub type MockHuawei = Mock<Huawei>;
+
+#[derive(Debug)]
+pub struct Huawei {
+    pub app_id: String,
+    pub client_secret: String,
+    core: Core,
+    next_id: AtomicU64,
+}
+
+impl Vendor for Huawei {
+    #[allow(private_interfaces)]
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// Start a mock Huawei with fresh credentials on `127.0.0.1:0`.
+pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
+    let mut rng = rand::thread_rng();
+    let vendor = Arc::new(Huawei {
+        app_id: rng.gen_range(100_000_000u64..999_999_999).to_string(),
+        client_secret: hex::encode(rng.gen::<[u8; 32]>()),
+        core: Core::new(common.record_limit, common.token_lifetime),
+        next_id: AtomicU64::new(1),
+    });
+    vendor::spawn(ca, server::bind()?, vendor, true, &common)
+}
+
+impl Mock<Huawei> {
+    /// `https://127.0.0.1:PORT/oauth2/v3/token`.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/v3/token", self.url())
+    }
+}
+
+fn answer(status: StatusCode, code: &str, msg: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({"code": code, "msg": msg, "requestId": format!("{}", server::unix_millis())})
+            .to_string(),
+    )
+}
+
+impl Service for Huawei {
+    type Conn = ();
+
+    fn handle(&self, _: &(), r: Request) -> Reply {
+        if r.head.uri.path() == "/oauth2/v3/token" {
+            return self.token(&r);
+        }
+        let (reply, code) = self.send(&r);
+        if let Some(code) = code {
+            self.core.recorder.reject(reply.status.as_u16(), code);
+        }
+        reply
+    }
+}
+
+impl Huawei {
+    fn token(&self, r: &Request) -> Reply {
+        let form = (r.head.method == Method::POST
+            && vendor::media_type(&r.head.headers) == "application/x-www-form-urlencoded")
+            .then(|| vendor::parse_form(&r.body))
+            .flatten();
+        let Some(form) = form else {
+            self.core.recorder.reject(400, "invalid_request");
+            return Reply::json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":1102,"sub_error":20001,"error_description":"invalid request"}"#,
+            );
+        };
+        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+            && form.get("client_id") == Some(&self.app_id)
+            && form.get("client_secret") == Some(&self.client_secret);
+        if !ok {
+            self.core.recorder.reject(400, "invalid_client");
+            return Reply::json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":1101,"sub_error":20152,"error_description":"invalid client"}"#,
+            );
+        }
+        let token = self.core.issue_token("CF3");
+        Reply::json(
+            StatusCode::OK,
+            json!({"access_token": token, "expires_in": self.core.token_lifetime.as_secs(), "token_type": "Bearer"}).to_string(),
+        )
+    }
+
+    fn send(&self, r: &Request) -> (Reply, Option<&'static str>) {
+        let Some(app) = r
+            .head
+            .uri
+            .path()
+            .strip_prefix("/v1/")
+            .and_then(|p| p.strip_suffix("/messages:send"))
+        else {
+            return (Reply::empty(StatusCode::NOT_FOUND), Some("not_found"));
+        };
+        if r.head.method != Method::POST {
+            return (Reply::empty(StatusCode::METHOD_NOT_ALLOWED), Some("method"));
+        }
+        let bearer = r
+            .head
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(server::bearer_token);
+        match bearer.map(|t| self.core.check_token(t)) {
+            Some(Some(true)) => {}
+            Some(Some(false)) => {
+                return (
+                    answer(StatusCode::UNAUTHORIZED, "80200003", "OAuth token expired"),
+                    Some("80200003"),
+                )
+            }
+            _ => {
+                return (
+                    answer(
+                        StatusCode::UNAUTHORIZED,
+                        "80200001",
+                        "Oauth Authentication error",
+                    ),
+                    Some("80200001"),
+                )
+            }
+        }
+        if app != self.app_id {
+            return (
+                answer(
+                    StatusCode::OK,
+                    "80300002",
+                    "APP has no permission to send to these tokens",
+                ),
+                Some("80300002"),
+            );
+        }
+        if vendor::media_type(&r.head.headers) != "application/json" {
+            return (
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    "80100001",
+                    "content-type must be application/json",
+                ),
+                Some("80100001"),
+            );
+        }
+        if r.body_len > MAX_BODY {
+            return (
+                answer(
+                    StatusCode::OK,
+                    "80300008",
+                    "The message body size exceeds the default value",
+                ),
+                Some("80300008"),
+            );
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
+            return (
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    "80100003",
+                    "Incorrect message structure",
+                ),
+                Some("80100003"),
+            );
+        };
+        let m = &v["message"];
+        let tokens: Vec<&str> = m["token"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if tokens.is_empty()
+            || tokens.len() > 1000
+            || m["token"].as_array().map(Vec::len) != Some(tokens.len())
+        {
+            return (
+                answer(
+                    StatusCode::OK,
+                    "80300010",
+                    "The number of tokens in the message body exceeds the default value",
+                ),
+                Some("80300010"),
+            );
+        }
+        if !(m["data"].is_null() || m["data"].is_string()) {
+            return (
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    "80100003",
+                    "Incorrect message structure: data must be a string",
+                ),
+                Some("80100003"),
+            );
+        }
+        let n = &m["android"]["notification"];
+        let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
+            return (
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    "80100001",
+                    "Some request parameters are invalid: notification title/body",
+                ),
+                Some("80100001"),
+            );
+        };
+        if let Some(ttl) = m["android"]["ttl"].as_str() {
+            if !ttl.ends_with('s') || ttl.trim_end_matches('s').parse::<f64>().is_err() {
+                return (
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        "80100001",
+                        "Some request parameters are invalid: ttl",
+                    ),
+                    Some("80100001"),
+                );
+            }
+        }
+        let token = tokens[0];
+        match self.core.script(token) {
+            Some(Scripted::Dead) => {
+                return (
+                    answer(StatusCode::OK, "80300007", "All the tokens are invalid"),
+                    Some("80300007"),
+                )
+            }
+            Some(Scripted::RateLimit) | Some(Scripted::Quota) => {
+                return (
+                    answer(StatusCode::SERVICE_UNAVAILABLE, "81000001", "flow control"),
+                    Some("flow_control"),
+                )
+            }
+            None => {}
+        }
+        let data: Option<Value> = m["data"]
+            .as_str()
+            .and_then(|d| serde_json::from_str(d).ok());
+        self.core.recorder.accept(VendorPush {
+            token: token.to_owned(),
+            title: title.to_owned(),
+            content: body.to_owned(),
+            payload: data
+                .as_ref()
+                .and_then(|d| d["payload"].as_str())
+                .map(str::to_owned),
+            body: v.clone(),
+            headers: r.head.headers.clone(),
+            received_at: quanta::Instant::now(),
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (
+            Reply::json(
+                StatusCode::OK,
+                json!({"code": "80000000", "msg": "Success", "requestId": format!("{}{id:06}", server::unix_millis())}).to_string(),
+            ),
+            None,
+        )
+    }
+}

@@ -1,0 +1,169 @@
+//! Mock of OPPO Push (`VENDORS.md` §3.4).
+//!
+//! - `POST /server/v1/auth`: form `app_key`, `timestamp` (ms, ±10 min, else 19),
+//!   `sign` = hex SHA-256(app_key + timestamp + master_secret) (else 16) →
+//!   `{"code":0,"data":{"auth_token":..,"create_time":..}}`.
+//! - `POST /server/v1/message/notification/unicast`: `auth_token` as a form field or
+//!   header (11 if invalid), `message` JSON with `target_type` 2, `target_value`,
+//!   `notification.title`/`content` (40 if missing). Dead token → 10000 (a business
+//!   code, [U]), rate limit → -2 (flow control), quota → 33.
+//!
+//! Serves HTTP/1.1 only (OPPO does not promise HTTP/2), so the engine's keep-alive
+//! HTTP/1.1 path is exercised.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use rand::Rng as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::server::{self, Reply, Request, Service};
+use super::tls::TestCa;
+use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+
+pub type MockOppo = Mock<Oppo>;
+
+/// The business code the mock answers for a dead registration id. [U]
+pub const INVALID_REGID: i64 = 10000;
+
+#[derive(Debug)]
+pub struct Oppo {
+    pub app_key: String,
+    pub master_secret: String,
+    core: Core,
+    next_id: AtomicU64,
+}
+
+impl Vendor for Oppo {
+    #[allow(private_interfaces)]
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
+pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOppo> {
+    let mut rng = rand::thread_rng();
+    let vendor = Arc::new(Oppo {
+        app_key: hex::encode(rng.gen::<[u8; 12]>()),
+        master_secret: hex::encode(rng.gen::<[u8; 16]>()),
+        core: Core::new(common.record_limit, common.token_lifetime),
+        next_id: AtomicU64::new(1),
+    });
+    vendor::spawn(ca, server::bind()?, vendor, false, &common)
+}
+
+fn code(code: i64, message: &str) -> Reply {
+    Reply::json(
+        StatusCode::OK,
+        json!({"code": code, "message": message}).to_string(),
+    )
+}
+
+impl Service for Oppo {
+    type Conn = ();
+
+    fn handle(&self, _: &(), r: Request) -> Reply {
+        if r.head.method != Method::POST {
+            return code(12, "Http Action Not Allowed");
+        }
+        let result = match r.head.uri.path() {
+            "/server/v1/auth" => self.auth(&r),
+            "/server/v1/message/notification/unicast" => self.unicast(&r),
+            _ => return Reply::empty(StatusCode::NOT_FOUND),
+        };
+        result.unwrap_or_else(|(c, message)| {
+            self.core.recorder.reject(200, message);
+            code(c, message)
+        })
+    }
+}
+
+impl Oppo {
+    fn auth(&self, r: &Request) -> Result<Reply, (i64, &'static str)> {
+        let f = vendor::parse_form(&r.body).ok_or((25, "Encoding error"))?;
+        let key = f.get("app_key").ok_or((15, "Missing AppKey"))?;
+        if *key != self.app_key {
+            return Err((14, "Invalid AppKey"));
+        }
+        let ts = f.get("timestamp").ok_or((18, "Missing Timestamp"))?;
+        let ts_ok = ts
+            .parse::<i64>()
+            .is_ok_and(|t| (t - vendor::now_millis()).abs() < 600_000);
+        if !ts_ok {
+            return Err((19, "Invalid Timestamp"));
+        }
+        let sign = f.get("sign").ok_or((17, "Missing Signature"))?;
+        let expected = hex::encode(Sha256::digest(format!("{key}{ts}{}", self.master_secret)));
+        if *sign != expected {
+            return Err((16, "Invalid Signature"));
+        }
+        let token = self.core.issue_token("");
+        Ok(Reply::json(
+            StatusCode::OK,
+            json!({"code": 0, "message": "Success", "data": {"auth_token": token, "create_time": vendor::now_millis()}}).to_string(),
+        ))
+    }
+
+    fn unicast(&self, r: &Request) -> Result<Reply, (i64, &'static str)> {
+        let f = vendor::parse_form(&r.body).ok_or((25, "Encoding error"))?;
+        let token = f
+            .get("auth_token")
+            .cloned()
+            .or_else(|| {
+                r.head
+                    .headers
+                    .get("auth_token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .ok_or((29, "Missing AuthToken"))?;
+        if self.core.check_token(&token) != Some(true) {
+            return Err((11, "Invalid AuthToken"));
+        }
+        let message: Value = f
+            .get("message")
+            .and_then(|m| serde_json::from_str(m).ok())
+            .ok_or((40, "Missing Required Argument: message"))?;
+        if message["target_type"].as_i64() != Some(2) {
+            return Err((41, "Invalid Argument: target_type"));
+        }
+        let regid = message["target_value"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or((40, "Missing Required Argument: target_value"))?;
+        let n = &message["notification"];
+        let (Some(title), Some(content)) = (n["title"].as_str(), n["content"].as_str()) else {
+            return Err((40, "Missing Required Argument: title/content"));
+        };
+        match self.core.script(regid) {
+            Some(Scripted::Dead) => return Err((INVALID_REGID, "Invalid RegistrationId")),
+            Some(Scripted::RateLimit) => return Err((-2, "Flow Control")),
+            Some(Scripted::Quota) => {
+                return Err((33, "The Number Of Messages Exceeds The Daily Limit"))
+            }
+            None => {}
+        }
+        let params: Option<Value> = n["action_parameters"]
+            .as_str()
+            .and_then(|p| serde_json::from_str(p).ok());
+        self.core.recorder.accept(VendorPush {
+            token: regid.to_owned(),
+            title: title.to_owned(),
+            content: content.to_owned(),
+            payload: params
+                .as_ref()
+                .and_then(|p| p["payload"].as_str())
+                .map(str::to_owned),
+            body: message.clone(),
+            headers: r.head.headers.clone(),
+            received_at: quanta::Instant::now(),
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Ok(Reply::json(
+            StatusCode::OK,
+            json!({"code": 0, "message": "Success", "data": {"messageId": format!("{}-{id}", server::unix_millis())}}).to_string(),
+        ))
+    }
+}
