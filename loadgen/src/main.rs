@@ -27,7 +27,8 @@ enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Scenario: mixed (peer + group + call), peer, group, call.
+    /// Scenario: mixed (peer + group + call), peer, group, call, vendors (all eight
+    /// vendors, one group message).
     #[arg(long, default_value = "mixed")]
     pub scenario: run::Scenario,
     /// Users to register (each gets one APNs or FCM device).

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
 use fanfare_loadgen::mock::fcm::{self, MockFcm};
 use fanfare_loadgen::mock::tls::TestCa;
+use fanfare_loadgen::mock::vendor::{self, VendorPush};
+use fanfare_loadgen::mock::{honor, huawei, oppo, vivo, webpush, xiaomi};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,6 +32,52 @@ pub enum Scenario {
     Peer,
     Group,
     Call,
+    /// Users spread over all eight vendors (APNs, FCM, Huawei, Honor, Xiaomi, OPPO,
+    /// vivo, Web Push), one group message to all of them.
+    Vendors,
+}
+
+/// The Chinese OEM and Web Push mocks of the `vendors` scenario.
+struct VendorMocks {
+    huawei: huawei::MockHuawei,
+    honor: honor::MockHonor,
+    xiaomi: xiaomi::MockXiaomi,
+    oppo: oppo::MockOppo,
+    vivo: vivo::MockVivo,
+    webpush: webpush::MockWebpush,
+}
+
+impl VendorMocks {
+    /// (provider, pushes received) per mock.
+    fn counts(&self) -> [(&'static str, usize); 6] {
+        [
+            ("huawei", self.huawei.received_count()),
+            ("honor", self.honor.received_count()),
+            ("xiaomi", self.xiaomi.received_count()),
+            ("oppo", self.oppo.received_count()),
+            ("vivo", self.vivo.received_count()),
+            ("webpush", self.webpush.received_count()),
+        ]
+    }
+
+    fn received(&self) -> Vec<VendorPush> {
+        let mut all = self.huawei.received();
+        all.extend(self.honor.received());
+        all.extend(self.xiaomi.received());
+        all.extend(self.oppo.received());
+        all.extend(self.vivo.received());
+        all.extend(self.webpush.received());
+        all
+    }
+
+    fn rejections(&self) -> usize {
+        self.huawei.rejections().len()
+            + self.honor.rejections().len()
+            + self.xiaomi.rejections().len()
+            + self.oppo.rejections().len()
+            + self.vivo.rejections().len()
+            + self.webpush.rejections().len()
+    }
 }
 
 const TOPIC: &str = "com.example.chat";
@@ -40,12 +88,15 @@ struct Env {
     _dir: tempfile::TempDir,
     apns: MockApns,
     fcm: MockFcm,
+    vendors: Option<VendorMocks>,
     engine: fanfare::Running,
     api: Api,
     base: String,
 }
 
-async fn setup() -> anyhow::Result<Env> {
+const PACKAGE: &str = "com.example.chat";
+
+async fn setup(with_vendors: bool) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
     let ca = TestCa::generate()?;
     let ca_file = ca.write_ca_file(dir.path())?;
@@ -82,7 +133,63 @@ async fn setup() -> anyhow::Result<Env> {
     config.apns.ca_file = Some(ca_file.clone());
     config.fcm.service_account_file = Some(sa_file);
     config.fcm.endpoint = fcm.url();
-    config.fcm.ca_file = Some(ca_file);
+    config.fcm.ca_file = Some(ca_file.clone());
+    let vendors = if with_vendors {
+        let common = || vendor::Common {
+            record_limit: 2_000_000,
+            ..vendor::Common::default()
+        };
+        let m = VendorMocks {
+            huawei: huawei::start(&ca, common())?,
+            honor: honor::start(&ca, common())?,
+            xiaomi: xiaomi::start(&ca, PACKAGE, common())?,
+            oppo: oppo::start(&ca, common())?,
+            vivo: vivo::start(&ca, common())?,
+            webpush: webpush::start(&ca, common())?,
+        };
+        use fanfare::config::Secret;
+        let ca = Some(ca_file.clone());
+        let (h, o, x, p, v) = (
+            m.huawei.vendor(),
+            m.honor.vendor(),
+            m.xiaomi.vendor(),
+            m.oppo.vendor(),
+            m.vivo.vendor(),
+        );
+        config.huawei.app_id = Some(h.app_id.clone());
+        config.huawei.client_secret = Some(Secret::new(h.client_secret.clone()));
+        config.huawei.endpoint = m.huawei.url();
+        config.huawei.token_endpoint = m.huawei.token_endpoint();
+        config.huawei.ca_file = ca.clone();
+        config.honor.app_id = Some(o.app_id.clone());
+        config.honor.client_id = Some(o.client_id.clone());
+        config.honor.client_secret = Some(Secret::new(o.client_secret.clone()));
+        config.honor.endpoint = m.honor.url();
+        config.honor.token_endpoint = m.honor.token_endpoint();
+        config.honor.ca_file = ca.clone();
+        config.xiaomi.app_secret = Some(Secret::new(x.app_secret.clone()));
+        config.xiaomi.package_name = Some(PACKAGE.into());
+        config.xiaomi.endpoint = m.xiaomi.url();
+        config.xiaomi.ca_file = ca.clone();
+        config.oppo.app_key = Some(p.app_key.clone());
+        config.oppo.master_secret = Some(Secret::new(p.master_secret.clone()));
+        config.oppo.endpoint = m.oppo.url();
+        config.oppo.endpoint_intl = m.oppo.url();
+        config.oppo.ca_file = ca.clone();
+        config.vivo.app_id = Some(v.app_id.to_string());
+        config.vivo.app_key = Some(v.app_key.clone());
+        config.vivo.app_secret = Some(Secret::new(v.app_secret.clone()));
+        config.vivo.endpoint = m.vivo.url();
+        config.vivo.ca_file = ca.clone();
+        let vapid = dir.path().join("vapid.pem");
+        std::fs::write(&vapid, webpush::generate_vapid_key_pem()?)?;
+        config.webpush.vapid_private_key_file = Some(vapid);
+        config.webpush.subject = Some("mailto:loadgen@example.com".into());
+        config.webpush.ca_file = ca;
+        Some(m)
+    } else {
+        None
+    };
     let engine = fanfare::start(config).await.context("start engine")?;
     let base = format!("http://{}", engine.local_addr());
     let mut connector = HttpConnector::new();
@@ -94,6 +201,7 @@ async fn setup() -> anyhow::Result<Env> {
         _dir: dir,
         apns,
         fcm,
+        vendors,
         engine,
         api,
         base,
@@ -139,6 +247,8 @@ pub struct Report {
     pub calls_sent: u64,
     pub pushes_expected: u64,
     pub pushes_delivered: u64,
+    /// Pushes each vendor mock accepted, by provider name.
+    pub per_provider: std::collections::BTreeMap<String, u64>,
     pub pushes_to_online_users: u64,
     pub pushes_per_s: f64,
     pub api_errors: u64,
@@ -192,7 +302,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     if args.users == 0 || !(0.0..1.0).contains(&args.online_share) {
         bail!("--users must be > 0 and --online-share in [0, 1)");
     }
-    let env = setup().await?;
+    let env = setup(args.scenario == Scenario::Vendors).await?;
     let started = quanta::Instant::now();
     let users = args.users;
     let online_every = if args.online_share > 0.0 {
@@ -202,10 +312,50 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     };
     let is_online = |i: u32| online_every != u32::MAX && i % online_every == 0;
     let mut api_errors = 0u64;
-    eprintln!(
-        "setup: binding {users} users (60% APNs, 40% FCM), {:.0}% online",
-        args.online_share * 100.0
-    );
+    let spread = args.scenario == Scenario::Vendors;
+    if spread {
+        eprintln!(
+            "setup: binding {users} users round-robin over apns, fcm, huawei, honor, xiaomi, oppo, vivo, webpush, {:.0}% online",
+            args.online_share * 100.0
+        );
+    } else {
+        eprintln!(
+            "setup: binding {users} users (60% APNs, 40% FCM), {:.0}% online",
+            args.online_share * 100.0
+        );
+    }
+    // Device token (or Web Push endpoint) → user, for the vendor mocks' pushes.
+    let mut vendor_owner: std::collections::HashMap<String, u32> = Default::default();
+    let mut vendor_bind: Vec<(&'static str, String)> = Vec::new();
+    if let Some(v) = &env.vendors {
+        for i in 0..users {
+            let (provider, token, key) = match i % 8 {
+                2 => (
+                    "huawei",
+                    format!("IQAAAACy0{i:010}{}", "kX_-".repeat(30)),
+                    None,
+                ),
+                3 => (
+                    "honor",
+                    format!("BQAAAACy0{i:010}{}", "hN_-".repeat(30)),
+                    None,
+                ),
+                4 => ("xiaomi", format!("{i:010}{}", "Ab+/".repeat(14)), None),
+                5 => ("oppo", format!("CN_{i:010}{}", "ab12".repeat(6)), None),
+                6 => ("vivo", format!("{i:010}{}", "7".repeat(13)), None),
+                7 => {
+                    let sub = v.webpush.subscribe();
+                    ("webpush", sub.to_json(), Some(sub.endpoint))
+                }
+                _ => ("", String::new(), None),
+            };
+            if !provider.is_empty() {
+                vendor_owner.insert(key.unwrap_or_else(|| token.clone()), i);
+            }
+            vendor_bind.push((provider, token));
+        }
+    }
+    let vendor_bind = std::sync::Arc::new(vendor_bind);
 
     // 1. Bind every user's device, 64 requests in flight.
     let bind_start = quanta::Instant::now();
@@ -213,11 +363,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         .map(|i| {
             let api = env.api.clone();
             let base = env.base.clone();
+            let vendor_bind = vendor_bind.clone();
             async move {
-                let (provider, token) = if i % 5 < 3 {
-                    ("apns", apns_token(i))
-                } else {
-                    ("fcm", fcm_token(i))
+                let (provider, token) = match vendor_bind.get(i as usize) {
+                    Some((p, t)) if !p.is_empty() => (*p, t.clone()),
+                    Some(_) if i % 8 == 0 => ("apns", apns_token(i)),
+                    Some(_) => ("fcm", fcm_token(i)),
+                    None if i % 5 < 3 => ("apns", apns_token(i)),
+                    None => ("fcm", fcm_token(i)),
                 };
                 call(
                     &api,
@@ -259,7 +412,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let mut messages = 0u64;
     let mut calls = 0u64;
     let do_peer = matches!(args.scenario, Scenario::Mixed | Scenario::Peer);
-    let do_group = matches!(args.scenario, Scenario::Mixed | Scenario::Group);
+    let do_group = matches!(
+        args.scenario,
+        Scenario::Mixed | Scenario::Group | Scenario::Vendors
+    );
     let do_call = matches!(args.scenario, Scenario::Mixed | Scenario::Call);
 
     if do_group {
@@ -350,7 +506,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
 
     // Drain: wait for every expected push, bounded.
     let drain_deadline = Duration::from_secs_f64(args.drain_timeout);
-    let total_received = || (env.apns.received_count() + env.fcm.received_count()) as u64;
+    let total_received = || {
+        let vendors: usize = env
+            .vendors
+            .as_ref()
+            .map_or(0, |v| v.counts().iter().map(|c| c.1).sum());
+        (env.apns.received_count() + env.fcm.received_count() + vendors) as u64
+    };
     let drain_start = quanta::Instant::now();
     while total_received() < expected && drain_start.elapsed() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -387,7 +549,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
             .and_then(|n| n.parse().ok());
         record(p.message["data"]["payload"].as_str(), user, p.received_at);
     }
+    if let Some(v) = &env.vendors {
+        for p in v.received() {
+            let user = vendor_owner.get(&p.token).copied();
+            record(p.payload.as_deref(), user, p.received_at);
+        }
+    }
     let delivered = total_received();
+    let mut per_provider = std::collections::BTreeMap::new();
+    per_provider.insert("apns".to_string(), env.apns.received_count() as u64);
+    per_provider.insert("fcm".to_string(), env.fcm.received_count() as u64);
+    if let Some(v) = &env.vendors {
+        for (name, n) in v.counts() {
+            per_provider.insert(name.to_string(), n as u64);
+        }
+    }
     let span = match (sent_at.iter().min(), last) {
         (Some(f), Some(l)) => l.saturating_duration_since(*f).as_secs_f64().max(1e-3),
         _ => 1.0,
@@ -402,10 +578,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         calls_sent: calls,
         pushes_expected: expected,
         pushes_delivered: delivered,
+        per_provider,
         pushes_to_online_users: to_online,
         pushes_per_s: delivered as f64 / span,
         api_errors,
-        vendor_rejections: (env.apns.rejections().len() + env.fcm.rejections().len()) as u64,
+        vendor_rejections: (env.apns.rejections().len()
+            + env.fcm.rejections().len()
+            + env.vendors.as_ref().map_or(0, VendorMocks::rejections))
+            as u64,
         latency_us: Latency {
             p50: hist.value_at_quantile(0.5),
             p90: hist.value_at_quantile(0.9),
@@ -442,6 +622,14 @@ fn print_table(r: &Report) {
         ),
         ("pushes expected", r.pushes_expected.to_string()),
         ("pushes delivered", r.pushes_delivered.to_string()),
+        (
+            "per provider",
+            r.per_provider
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         (
             "pushes to online users",
             r.pushes_to_online_users.to_string(),
