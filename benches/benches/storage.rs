@@ -145,24 +145,15 @@ fn recovery(c: &mut Criterion) {
     g.finish();
 }
 
-/// `writers` concurrent tasks each committing binds back to back; `per` each.
-fn commit_load(store: &Arc<Store>, writers: usize, per: u64, round: u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+/// `writers` concurrent tasks each committing their pre-built binds back to back.
+fn commit_load(rt: &tokio::runtime::Runtime, store: &Arc<Store>, batches: Vec<Vec<Mutation>>) {
     rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
-        for w in 0..writers as u64 {
+        for batch in batches {
             let store = store.clone();
             set.spawn(async move {
-                for k in 0..per {
-                    let (push_id, binding) = binding(round * 10_000_000 + w * per + k);
-                    store
-                        .commit(&Mutation::Bind { push_id, binding })
-                        .await
-                        .unwrap();
+                for m in &batch {
+                    store.commit(m).await.unwrap();
                 }
             });
         }
@@ -174,6 +165,11 @@ fn wal_ack(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal_acknowledged_binds");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     for (mode, writers, per) in [
         (Durability::Batch, 256usize, 400u64),
         (Durability::Fsync, 256, 40),
@@ -188,13 +184,28 @@ fn wal_ack(c: &mut Criterion) {
         let state = Arc::new(State::new(Clock::new()));
         let (store, _) = Store::open(&cfg, &state).unwrap();
         let store = Arc::new(store);
-        let mut round = 0;
+        let mut round = 0u64;
         g.throughput(Throughput::Elements(writers as u64 * per));
         g.bench_function(format!("{mode:?}_256_writers").to_lowercase(), |b| {
-            b.iter(|| {
-                round += 1;
-                commit_load(&store, writers, per, round)
-            })
+            b.iter_batched(
+                || {
+                    // The requests, built before the clock starts (as the API would have).
+                    round += 1;
+                    (0..writers as u64)
+                        .map(|w| {
+                            (0..per)
+                                .map(|k| {
+                                    let (push_id, binding) =
+                                        binding(round * 10_000_000 + w * per + k);
+                                    Mutation::Bind { push_id, binding }
+                                })
+                                .collect()
+                        })
+                        .collect()
+                },
+                |batches| commit_load(&rt, &store, batches),
+                criterion::BatchSize::PerIteration,
+            )
         });
         store.close();
     }
