@@ -412,7 +412,7 @@ impl Providers {
 
     /// Send one push to one device and return the vendor's verdict.
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        match device.provider {
+        match device.provider() {
             ProviderKind::Apns | ProviderKind::ApnsVoip => match &self.apns {
                 Some(c) => c.send(device, push, detail).await,
                 None => Verdict::unconfigured(),

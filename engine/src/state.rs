@@ -130,13 +130,13 @@ impl State {
         let mut view = DurableView::default();
         self.registry.for_each(|user, d| {
             view.bindings.insert(
-                d.push_id.to_string(),
+                d.push_id().to_string(),
                 (
                     self.users.name(user).to_string(),
-                    d.provider.as_str(),
-                    d.environment.as_str(),
-                    d.app_id.as_deref().map(str::to_string),
-                    d.token.to_wire(),
+                    d.provider().as_str(),
+                    d.environment().as_str(),
+                    d.app_id().map(str::to_string),
+                    d.token().to_wire(),
                 ),
             );
         });

@@ -176,11 +176,11 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
                 .iter()
                 .map(|d| {
                     json!({
-                        "push_id": &*d.push_id,
-                        "provider": d.provider.as_str(),
-                        "app_id": d.app_id.as_deref(),
-                        "environment": d.environment.as_str(),
-                        "token_prefix": d.token.redacted(),
+                        "push_id": d.push_id(),
+                        "provider": d.provider().as_str(),
+                        "app_id": d.app_id(),
+                        "environment": d.environment().as_str(),
+                        "token_prefix": d.token().redacted(),
                     })
                 })
                 .collect();
@@ -566,7 +566,7 @@ async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         .registry
         .lookup(&push_id)
         .ok_or_else(|| ApiError::not_found(format!("push_id {push_id:?} is not bound")))?;
-    let kind = if device.provider == crate::state::ProviderKind::ApnsVoip {
+    let kind = if device.provider() == crate::state::ProviderKind::ApnsVoip {
         Kind::Call {
             call_id: format!("debug-{push_id}").into(),
             inviter_id: "debug".into(),
@@ -581,7 +581,7 @@ async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         .map_err(|e| ApiError::too_large(format!("push.payload: {e}")))?;
     let v = engine.dispatcher.send_now(&device, &push).await;
     ok(json!({
-        "provider": device.provider.as_str(),
+        "provider": device.provider().as_str(),
         "status": v.status,
         "reason": v.reason,
         "vendor_id": v.vendor_id,

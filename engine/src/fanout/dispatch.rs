@@ -36,7 +36,7 @@ pub struct Overloaded {
 
 struct Batch {
     push: Arc<Push>,
-    devices: Vec<Arc<Device>>,
+    devices: Vec<Device>,
 }
 
 struct LaneQueue {
@@ -120,7 +120,7 @@ impl Dispatcher {
             }
         }
         for d in &targets.unconfigured {
-            inc(&self.ctx.stats.provider(d.provider).unconfigured);
+            inc(&self.ctx.stats.provider(d.provider()).unconfigured);
         }
         if !targets.unconfigured.is_empty() {
             tracing::debug!(
@@ -151,7 +151,7 @@ impl Dispatcher {
 
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
-    pub async fn send_now(&self, device: &Arc<Device>, push: &Push) -> Verdict {
+    pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
         let v = self.ctx.providers.send(device, push, true).await;
         self.ctx.record(device, &v);
         v
@@ -161,7 +161,7 @@ impl Dispatcher {
 impl Ctx {
     /// Count a verdict and act on a dead token. Returns true when the push is finished.
     fn record(&self, device: &Device, v: &Verdict) -> bool {
-        let s = self.stats.provider(device.provider);
+        let s = self.stats.provider(device.provider());
         match v.outcome {
             Outcome::Delivered => {
                 inc(&s.sent);
@@ -172,14 +172,14 @@ impl Ctx {
                 inc(&s.sent);
                 inc(&s.failed);
                 let removed = self.state.apply(&Mutation::RemoveDeadToken {
-                    push_id: device.push_id.clone(),
-                    token: device.token.clone(),
+                    push_id: device.push_id().into(),
+                    token: device.token().to_owned(),
                 });
                 if matches!(removed, crate::state::Applied::Unbound(Some(_))) {
                     inc(&s.invalid_tokens_removed);
                 }
                 tracing::info!(
-                    provider = device.provider.as_str(),
+                    provider = device.provider().as_str(),
                     cause = cause.as_str(),
                     "vendor reported a dead token; binding removed"
                 );
@@ -191,7 +191,7 @@ impl Ctx {
                 } else {
                     inc(&s.sent);
                     inc(&s.failed);
-                    tracing::warn!(provider = device.provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
+                    tracing::warn!(provider = device.provider().as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
                 }
                 true
             }
@@ -236,8 +236,8 @@ async fn run_lane(
 }
 
 /// Deliver one push with a bounded number of attempts, never past its expiry.
-async fn deliver(ctx: &Ctx, device: &Arc<Device>, push: &Push) {
-    let stats = ctx.stats.provider(device.provider);
+async fn deliver(ctx: &Ctx, device: &Device, push: &Push) {
+    let stats = ctx.stats.provider(device.provider());
     for attempt in 1..=MAX_ATTEMPTS {
         if crate::clock::unix_now_s() >= push.expires_at {
             inc(&stats.expired);
@@ -252,7 +252,7 @@ async fn deliver(ctx: &Ctx, device: &Arc<Device>, push: &Push) {
         };
         if attempt == MAX_ATTEMPTS {
             inc(&stats.failed);
-            tracing::warn!(provider = device.provider.as_str(), cause = cause.as_str(), reason = ?v.reason, "push failed after {MAX_ATTEMPTS} attempts");
+            tracing::warn!(provider = device.provider().as_str(), cause = cause.as_str(), reason = ?v.reason, "push failed after {MAX_ATTEMPTS} attempts");
             return;
         }
         inc(&stats.retried);

@@ -5,8 +5,6 @@
 //! are grouped into the vendor lanes that have queues; devices of vendors without
 //! credentials are counted, not queued.
 
-use std::sync::Arc;
-
 use crate::state::{Device, ProviderKind, State, UserIdx};
 
 /// Vendor lanes, each with its own bounded queue and connection pool, so a slow or
@@ -66,9 +64,9 @@ impl Lane {
 /// The devices one message goes to.
 #[derive(Debug, Default)]
 pub struct Targets {
-    pub lanes: [Vec<Arc<Device>>; Lane::COUNT],
+    pub lanes: [Vec<Device>; Lane::COUNT],
     /// Devices whose vendor has no credentials, by provider.
-    pub unconfigured: Vec<Arc<Device>>,
+    pub unconfigured: Vec<Device>,
 }
 
 impl Targets {
@@ -106,10 +104,10 @@ pub fn plan(
         summary.offline += 1;
         let mut has_voip = false;
         if is_call {
-            registry.for_each_device(user, |d| has_voip |= d.provider == ProviderKind::ApnsVoip);
+            registry.for_each_device(user, |d| has_voip |= d.provider() == ProviderKind::ApnsVoip);
         }
         registry.for_each_device(user, |d| {
-            let wanted = match d.provider {
+            let wanted = match d.provider() {
                 ProviderKind::ApnsVoip => is_call,
                 ProviderKind::Apns => !(is_call && has_voip),
                 _ => true,
@@ -117,7 +115,7 @@ pub fn plan(
             if !wanted {
                 return;
             }
-            match Lane::of(d.provider).filter(|_| configured(d.provider)) {
+            match Lane::of(d.provider()).filter(|_| configured(d.provider())) {
                 Some(lane) => targets.lanes[lane as usize].push(d.clone()),
                 None => targets.unconfigured.push(d.clone()),
             }

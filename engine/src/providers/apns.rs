@@ -107,17 +107,17 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let voip = device.provider == ProviderKind::ApnsVoip;
+        let voip = device.provider() == ProviderKind::ApnsVoip;
         let body = if voip {
             push.apns.voip.clone()
         } else {
             push.apns.alert.clone()
         };
-        let route = match device.environment {
+        let route = match device.environment() {
             Environment::Production => &self.production,
             Environment::Sandbox => &self.sandbox,
         };
-        let topic = match (&device.app_id, voip) {
+        let topic = match (&device.app_id(), voip) {
             (Some(app), false) => HeaderValue::from_str(app),
             (Some(app), true) => HeaderValue::from_str(&format!("{app}.voip")),
             (None, false) => HeaderValue::from_str(&self.topic),
@@ -127,7 +127,7 @@ impl Client {
         let uri = format!(
             "{}/3/device/{}",
             route.pool.endpoint().base,
-            device.token.to_wire()
+            device.token().to_wire()
         );
         let expiration = HeaderValue::from(push.expires_at);
         let apns_id = HeaderValue::from_str(&uuid::Uuid::new_v4().hyphenated().to_string())

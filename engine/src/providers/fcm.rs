@@ -96,7 +96,7 @@ impl Client {
                 };
             }
         };
-        let body = push.fcm.for_token(&device.token.to_wire());
+        let body = push.fcm.for_token(&device.token().to_wire());
         let make = || {
             Request::builder()
                 .method(Method::POST)

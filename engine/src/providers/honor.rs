@@ -123,7 +123,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return Verdict::auth_unavailable("honor", &e),
         };
-        let device_token = device.token.to_wire();
+        let device_token = device.token().to_wire();
         let body = push.honor.fill(&[device_token.as_bytes()]);
         let req = http::Request::post(self.send_uri.as_str())
             .header(AUTHORIZATION, format!("Bearer {token}"))

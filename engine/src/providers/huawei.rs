@@ -141,7 +141,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return Verdict::auth_unavailable("huawei", &e),
         };
-        let device_token = device.token.to_wire();
+        let device_token = device.token().to_wire();
         let body = push.huawei.fill(&[
             &self.android_fields,
             &self.notification_fields,

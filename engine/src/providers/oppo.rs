@@ -140,7 +140,7 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = device.token.to_wire();
+        let regid = device.token().to_wire();
         let route = if is_mainland(&regid) {
             &self.mainland
         } else {

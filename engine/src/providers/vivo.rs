@@ -152,7 +152,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return Verdict::auth_unavailable("vivo", &e),
         };
-        let regid = device.token.to_wire();
+        let regid = device.token().to_wire();
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let body = push.vivo.fill(&[
             &self.client_fields,

@@ -156,7 +156,7 @@ impl Client {
             vendor_id: None,
             outcome: Outcome::Rejected(Cause::BadDeviceToken),
         };
-        let token = device.token.to_wire();
+        let token = device.token().to_wire();
         let Ok(sub) = serde_json::from_str::<Subscription>(&token) else {
             return reject("subscription is not PushSubscription JSON");
         };

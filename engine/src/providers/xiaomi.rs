@@ -102,7 +102,7 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = device.token.to_wire();
+        let regid = device.token().to_wire();
         let encoded = urlencoding::encode(&regid);
         let body = push.xiaomi.fill(&[&self.client_fields, encoded.as_bytes()]);
         let req = http::Request::post(self.uri.as_str())

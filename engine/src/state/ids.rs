@@ -5,9 +5,9 @@
 //! The string → index map is a sharded `DashMap`; the index → string table is
 //! append-only and only read when a response must name a user.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use parking_lot::RwLock;
 
 /// Dense index of an interned user id.
@@ -34,57 +34,104 @@ pub fn validate(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Append-only user interner.
+const SHARDS: usize = 64;
+
+/// Index → name, append-only: all names in one byte buffer plus end offsets, so a user
+/// costs its name's bytes and 4 bytes, not an allocation.
+#[derive(Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Arena {
+    fn get(&self, idx: UserIdx) -> &str {
+        let i = idx as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        std::str::from_utf8(&self.bytes[start..self.ends[i] as usize]).expect("stored from a str")
+    }
+}
+
+/// Append-only user interner: string → dense index in sharded hash tables that store
+/// only the 4-byte index (the name lives once, in the arena).
+///
+/// Lock order: a shard, then the arena. `name` takes only the arena's read lock.
 pub struct Interner {
-    map: DashMap<Arc<str>, UserIdx>,
-    names: RwLock<Vec<Arc<str>>>,
+    hasher: hashbrown::DefaultHashBuilder,
+    shards: Box<[RwLock<hashbrown::HashTable<UserIdx>>]>,
+    arena: RwLock<Arena>,
 }
 
 impl Interner {
     pub fn new() -> Self {
         Self {
-            map: DashMap::new(),
-            names: RwLock::new(Vec::new()),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(hashbrown::HashTable::new()))
+                .collect(),
+            arena: RwLock::new(Arena::default()),
         }
+    }
+
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
     }
 
     /// The index of `name`, creating it on first sight.
     pub fn intern(&self, name: &str) -> UserIdx {
-        if let Some(idx) = self.map.get(name) {
+        let h = self.hash(name);
+        let shard = &self.shards[(h as usize) % SHARDS];
+        {
+            let table = shard.read();
+            let arena = self.arena.read();
+            if let Some(idx) = table.find(h, |&i| arena.get(i) == name) {
+                return *idx;
+            }
+        }
+        let mut table = shard.write();
+        let mut arena = self.arena.write();
+        if let Some(idx) = table.find(h, |&i| arena.get(i) == name) {
             return *idx;
         }
-        let key: Arc<str> = Arc::from(name);
-        *self.map.entry(key.clone()).or_insert_with(|| {
-            // The entry lock for this name is held, so only one index is minted per name.
-            let mut names = self.names.write();
-            let idx = UserIdx::try_from(names.len()).expect("fewer than 2^32 users");
-            names.push(key);
-            idx
-        })
+        let idx = UserIdx::try_from(arena.ends.len()).expect("fewer than 2^32 users");
+        arena.bytes.extend_from_slice(name.as_bytes());
+        let end = u32::try_from(arena.bytes.len()).expect("fewer than 4 GiB of user ids");
+        arena.ends.push(end);
+        let hasher = &self.hasher;
+        let arena = &*arena;
+        table.insert_unique(h, idx, |&i| hasher.hash_one(arena.get(i)));
+        idx
     }
 
     /// The index of `name` if it was ever interned.
     pub fn get(&self, name: &str) -> Option<UserIdx> {
-        self.map.get(name).map(|i| *i)
+        let h = self.hash(name);
+        let table = self.shards[(h as usize) % SHARDS].read();
+        let arena = self.arena.read();
+        table.find(h, |&i| arena.get(i) == name).copied()
     }
 
-    /// The name of an index handed out by [`Interner::intern`].
+    /// The name of an index handed out by [`Interner::intern`] (allocates: for
+    /// responses and snapshots, not the hot path).
     pub fn name(&self, idx: UserIdx) -> Arc<str> {
-        self.names.read()[idx as usize].clone()
+        Arc::from(self.arena.read().get(idx))
     }
 
     pub fn len(&self) -> usize {
-        self.names.read().len()
-    }
-
-    /// A copy of the index → name table (cheap `Arc` clones). The table is append-only,
-    /// so a copy taken after reading other state covers every index that state holds.
-    pub fn names(&self) -> Vec<Arc<str>> {
-        self.names.read().clone()
+        self.arena.read().ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Call `f` with every name in index order. The table is append-only, so a walk
+    /// taken after reading other state covers every index that state holds.
+    pub fn for_each_name(&self, mut f: impl FnMut(&str)) {
+        let arena = self.arena.read();
+        for i in 0..arena.ends.len() {
+            f(arena.get(i as UserIdx));
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Two sharded maps:
 //! - `owners`: push ID → owning [`UserIdx`] (a push ID belongs to at most one user);
-//! - `devices`: user → that user's devices, each an `Arc<Device>` holding everything a
+//! - `devices`: user → that user's devices, each a [`Device`] record holding everything a
 //!   push needs (provider, environment, app, token). Fan-out does one `u32`-keyed lookup
 //!   per offline recipient and never hashes a string.
 //!
@@ -132,29 +132,181 @@ pub struct Binding {
     pub token: Token,
 }
 
-/// One bound device as fan-out sees it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Device {
-    pub push_id: Arc<str>,
-    pub provider: ProviderKind,
-    pub environment: Environment,
-    pub app_id: Option<Arc<str>>,
-    pub token: Token,
+/// A borrowed view of a stored token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TokenRef<'a> {
+    Bytes(&'a [u8]),
+    Text(&'a str),
 }
 
-type DeviceList = SmallVec<[Arc<Device>; 2]>;
+impl TokenRef<'_> {
+    /// The token as the vendor expects it on the wire (APNs: lowercase hex).
+    pub fn to_wire(&self) -> String {
+        match self {
+            TokenRef::Bytes(b) => hex::encode(b),
+            TokenRef::Text(t) => t.to_string(),
+        }
+    }
+
+    pub fn to_owned(&self) -> Token {
+        match self {
+            TokenRef::Bytes(b) => Token::Bytes((*b).into()),
+            TokenRef::Text(t) => Token::Text((*t).into()),
+        }
+    }
+
+    /// A short, non-secret form for listings and logs: the first 8 characters.
+    pub fn redacted(&self) -> String {
+        let head: String = self.to_wire().chars().take(8).collect();
+        format!("{head}…")
+    }
+
+    fn matches(&self, t: &Token) -> bool {
+        match (self, t) {
+            (TokenRef::Bytes(a), Token::Bytes(b)) => *a == &**b,
+            (TokenRef::Text(a), Token::Text(b)) => *a == &**b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for TokenRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.redacted())
+    }
+}
+
+/// Bytes of a device record before its strings.
+const HEADER: usize = 5;
+
+/// One bound device as fan-out sees it: a single shared heap block holding
+/// `provider | environment | token kind | push id length | app id length`, then the push
+/// id, the app id and the token. Cloning is a reference-count increment; a binding costs
+/// one allocation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Device(Arc<[u8]>);
+
+impl Device {
+    pub fn new(push_id: &str, b: &Binding) -> Self {
+        let app = b.app_id.as_deref().unwrap_or("");
+        let (kind, token): (u8, &[u8]) = match &b.token {
+            Token::Bytes(t) => (0, t),
+            Token::Text(t) => (1, t.as_bytes()),
+        };
+        let push_len = u8::try_from(push_id.len()).expect("push ids are at most 128 bytes");
+        let app_len = u8::try_from(app.len()).expect("app ids are at most 128 bytes");
+        let mut v = Vec::with_capacity(HEADER + push_id.len() + app.len() + token.len());
+        v.extend_from_slice(&[
+            b.provider as u8,
+            b.environment as u8,
+            kind,
+            push_len,
+            app_len,
+        ]);
+        v.extend_from_slice(push_id.as_bytes());
+        v.extend_from_slice(app.as_bytes());
+        v.extend_from_slice(token);
+        Device(v.into())
+    }
+
+    #[inline]
+    pub fn provider(&self) -> ProviderKind {
+        ProviderKind::ALL[usize::from(self.0[0])]
+    }
+
+    #[inline]
+    pub fn environment(&self) -> Environment {
+        if self.0[1] == 0 {
+            Environment::Production
+        } else {
+            Environment::Sandbox
+        }
+    }
+
+    #[inline]
+    fn push_end(&self) -> usize {
+        HEADER + usize::from(self.0[3])
+    }
+
+    #[inline]
+    fn app_end(&self) -> usize {
+        self.push_end() + usize::from(self.0[4])
+    }
+
+    #[inline]
+    pub fn push_id(&self) -> &str {
+        std::str::from_utf8(&self.0[HEADER..self.push_end()]).expect("stored from a str")
+    }
+
+    /// The binding's `app_id` (APNs topic override), if it has one.
+    #[inline]
+    pub fn app_id(&self) -> Option<&str> {
+        let app = &self.0[self.push_end()..self.app_end()];
+        (!app.is_empty()).then(|| std::str::from_utf8(app).expect("stored from a str"))
+    }
+
+    #[inline]
+    pub fn token(&self) -> TokenRef<'_> {
+        let t = &self.0[self.app_end()..];
+        if self.0[2] == 0 {
+            TokenRef::Bytes(t)
+        } else {
+            TokenRef::Text(std::str::from_utf8(t).expect("stored from a str"))
+        }
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("push_id", &self.push_id())
+            .field("provider", &self.provider())
+            .field("environment", &self.environment())
+            .field("app_id", &self.app_id())
+            .field("token", &self.token())
+            .finish()
+    }
+}
+
+/// The `owners` key: a device, hashed and compared by its push id, so the push id is
+/// stored once.
+#[derive(Clone)]
+struct PushKey(Device);
+
+impl PartialEq for PushKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.push_id() == o.0.push_id()
+    }
+}
+
+impl Eq for PushKey {}
+
+impl std::hash::Hash for PushKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.push_id().hash(h)
+    }
+}
+
+impl std::borrow::Borrow<str> for PushKey {
+    fn borrow(&self) -> &str {
+        self.0.push_id()
+    }
+}
+
+type DeviceList = SmallVec<[Device; 2]>;
+type Hasher = hashbrown::DefaultHashBuilder;
 
 pub struct Registry {
-    owners: DashMap<Arc<str>, UserIdx>,
-    devices: DashMap<UserIdx, DeviceList>,
+    owners: DashMap<PushKey, UserIdx, Hasher>,
+    devices: DashMap<UserIdx, DeviceList, Hasher>,
     count: AtomicUsize,
 }
 
 impl Registry {
     pub fn new() -> Self {
         Self {
-            owners: DashMap::new(),
-            devices: DashMap::new(),
+            owners: DashMap::with_hasher(Hasher::default()),
+            devices: DashMap::with_hasher(Hasher::default()),
             count: AtomicUsize::new(0),
         }
     }
@@ -170,20 +322,15 @@ impl Registry {
 
     /// Bind `push_id` to `user`, moving it from its previous owner if any.
     /// Returns the previous owner (which may be `user` itself on a re-bind).
-    pub fn bind(&self, push_id: &Arc<str>, user: UserIdx, b: &Binding) -> Option<UserIdx> {
-        let device = Arc::new(Device {
-            push_id: push_id.clone(),
-            provider: b.provider,
-            environment: b.environment,
-            app_id: b.app_id.clone(),
-            token: b.token.clone(),
-        });
-        match self.owners.entry(push_id.clone()) {
-            Entry::Occupied(mut e) => {
+    pub fn bind(&self, push_id: &str, user: UserIdx, b: &Binding) -> Option<UserIdx> {
+        let device = Device::new(push_id, b);
+        match self.owners.entry(PushKey(device.clone())) {
+            Entry::Occupied(e) => {
                 let prev = *e.get();
                 self.detach(prev, push_id);
                 self.attach(user, device);
-                e.insert(user);
+                // The key holds the device record: replace it with the new one.
+                e.replace_entry(user);
                 Some(prev)
             }
             Entry::Vacant(e) => {
@@ -198,16 +345,15 @@ impl Registry {
     /// Remove `push_id`; when `only_token` is given, only if it still holds that token
     /// (a dead-token report must not remove a binding re-registered since).
     pub fn unbind(&self, push_id: &str, only_token: Option<&Token>) -> Option<UserIdx> {
-        let Entry::Occupied(e) = self.owners.entry(Arc::from(push_id)) else {
+        // `entry` wants an owned key: borrow the stored one (the read guard is dropped at
+        // the end of the statement), then re-find it under the shard's write lock.
+        let key = self.owners.get(push_id)?.key().clone();
+        let Entry::Occupied(e) = self.owners.entry(key) else {
             return None;
         };
         let owner = *e.get();
         if let Some(token) = only_token {
-            let same = self.devices.get(&owner).is_some_and(|ds| {
-                ds.iter()
-                    .any(|d| &*d.push_id == push_id && d.token == *token)
-            });
-            if !same {
+            if !e.key().0.token().matches(token) {
                 return None;
             }
         }
@@ -226,7 +372,7 @@ impl Registry {
         for d in list {
             if self
                 .owners
-                .remove_if(&d.push_id, |_, owner| *owner == user)
+                .remove_if(d.push_id(), |_, owner| *owner == user)
                 .is_some()
             {
                 removed += 1;
@@ -236,9 +382,9 @@ impl Registry {
         removed
     }
 
-    fn attach(&self, user: UserIdx, device: Arc<Device>) {
+    fn attach(&self, user: UserIdx, device: Device) {
         let mut list = self.devices.entry(user).or_default();
-        match list.iter_mut().find(|d| d.push_id == device.push_id) {
+        match list.iter_mut().find(|d| d.push_id() == device.push_id()) {
             Some(slot) => *slot = device,
             None => list.push(device),
         }
@@ -246,7 +392,7 @@ impl Registry {
 
     fn detach(&self, user: UserIdx, push_id: &str) {
         if let Entry::Occupied(mut e) = self.devices.entry(user) {
-            e.get_mut().retain(|d| &*d.push_id != push_id);
+            e.get_mut().retain(|d| d.push_id() != push_id);
             if e.get().is_empty() {
                 e.remove();
             }
@@ -255,7 +401,7 @@ impl Registry {
 
     /// Call `f` for each device of `user` (fan-out's lookup: one `u32` hash).
     #[inline]
-    pub fn for_each_device(&self, user: UserIdx, mut f: impl FnMut(&Arc<Device>)) {
+    pub fn for_each_device(&self, user: UserIdx, mut f: impl FnMut(&Device)) {
         if let Some(list) = self.devices.get(&user) {
             list.iter().for_each(&mut f);
         }
@@ -273,7 +419,7 @@ impl Registry {
     }
 
     /// A snapshot of the devices of `user`.
-    pub fn devices_of(&self, user: UserIdx) -> Vec<Arc<Device>> {
+    pub fn devices_of(&self, user: UserIdx) -> Vec<Device> {
         self.devices
             .get(&user)
             .map(|l| l.iter().cloned().collect())
@@ -281,15 +427,9 @@ impl Registry {
     }
 
     /// The owner and device behind a push ID.
-    pub fn lookup(&self, push_id: &str) -> Option<(UserIdx, Arc<Device>)> {
-        let owner = *self.owners.get(push_id)?;
-        let device = self
-            .devices
-            .get(&owner)?
-            .iter()
-            .find(|d| &*d.push_id == push_id)?
-            .clone();
-        Some((owner, device))
+    pub fn lookup(&self, push_id: &str) -> Option<(UserIdx, Device)> {
+        let e = self.owners.get(push_id)?;
+        Some((*e.value(), e.key().0.clone()))
     }
 }
 
@@ -310,6 +450,39 @@ mod tests {
             environment: Environment::Production,
             app_id: None,
             token: Token::Text(token.into()),
+        }
+    }
+
+    #[test]
+    fn device_records_round_trip_every_field() {
+        let b = Binding {
+            user_id: "u".into(),
+            provider: ProviderKind::ApnsVoip,
+            environment: Environment::Sandbox,
+            app_id: Some("com.example.chat".into()),
+            token: Token::Bytes(vec![0xab; 32].into()),
+        };
+        let d = Device::new("push-1", &b);
+        assert_eq!(d.push_id(), "push-1");
+        assert_eq!(d.provider(), ProviderKind::ApnsVoip);
+        assert_eq!(d.environment(), Environment::Sandbox);
+        assert_eq!(d.app_id(), Some("com.example.chat"));
+        assert_eq!(d.token().to_owned(), b.token);
+        assert_eq!(d.token().to_wire(), "ab".repeat(32));
+        let plain = Device::new("p", &binding("u", "tok:1"));
+        assert_eq!(plain.app_id(), None);
+        assert_eq!(plain.provider(), ProviderKind::Fcm);
+        assert_eq!(plain.environment(), Environment::Production);
+        assert_eq!(plain.token(), TokenRef::Text("tok:1"));
+        for p in ProviderKind::ALL {
+            let d = Device::new(
+                "x",
+                &Binding {
+                    provider: p,
+                    ..binding("u", "t")
+                },
+            );
+            assert_eq!(d.provider(), p);
         }
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use rkyv::rancor;
 
 use super::Error;
+use crate::state::registry::TokenRef;
 use crate::state::{Binding, Environment, ProviderKind, State, Token};
 
 pub const MAGIC: &[u8; 8] = b"FANFSNAP";
@@ -88,7 +89,7 @@ impl Image {
         for p in ProviderKind::ALL {
             img.provider_names.push(p.as_str().as_bytes());
         }
-        let mut app_codes: std::collections::HashMap<Arc<str>, u32> = Default::default();
+        let mut app_codes: std::collections::HashMap<String, u32> = Default::default();
         let n = state.registry.len();
         img.owners.reserve(n);
         img.providers.reserve(n);
@@ -98,34 +99,34 @@ impl Image {
         img.push_ids.ends.reserve(n);
         img.tokens.ends.reserve(n);
         state.registry.for_each(|user, d| {
-            img.push_ids.push(d.push_id.as_bytes());
+            img.push_ids.push(d.push_id().as_bytes());
             img.owners.push(user);
             img.providers.push(
                 ProviderKind::ALL
                     .iter()
-                    .position(|p| *p == d.provider)
+                    .position(|p| *p == d.provider())
                     .expect("provider is in ALL") as u8,
             );
-            img.environments.push(match d.environment {
+            img.environments.push(match d.environment() {
                 Environment::Production => 0,
                 Environment::Sandbox => 1,
             });
-            img.apps.push(match &d.app_id {
+            img.apps.push(match &d.app_id() {
                 None => 0,
                 Some(a) => {
                     let next = app_codes.len() as u32 + 1;
-                    *app_codes.entry(a.clone()).or_insert_with(|| {
+                    *app_codes.entry(a.to_string()).or_insert_with(|| {
                         img.app_names.push(a.as_bytes());
                         next
                     })
                 }
             });
-            match &d.token {
-                Token::Bytes(b) => {
+            match d.token() {
+                TokenRef::Bytes(b) => {
                     img.tokens.push(b);
                     img.token_kinds.push(0);
                 }
-                Token::Text(t) => {
+                TokenRef::Text(t) => {
                     img.tokens.push(t.as_bytes());
                     img.token_kinds.push(1);
                 }
@@ -137,9 +138,9 @@ impl Image {
             img.group_ends.push(img.members.len() as u64);
         });
         // Last: the name table is append-only, so this copy covers every index above.
-        for name in state.users.names() {
-            img.users.push(name.as_bytes());
-        }
+        state
+            .users
+            .for_each_name(|name| img.users.push(name.as_bytes()));
         img
     }
 }
