@@ -12,13 +12,17 @@
 //!   serve HTTP/1.1 only; the others offer HTTP/2 and HTTP/1.1 by ALPN.
 //! - `server` (private): the accept loop, HTTP/2 connection and stream serving, body
 //!   collection, reply writing, recording and waiters shared by every vendor, and the
-//!   hook point for fault injection (today: `latency`).
+//!   hook points for fault injection.
+//! - [`faults`]: injected 429/503/500 answers, RST_STREAM, GOAWAY after N streams,
+//!   connection drops mid-flight, idle timeouts, outages and latency, switchable while
+//!   a mock runs (`mock.faults()`).
 //!
 //! Every mock is started with `start(..)` inside a Tokio runtime, returns a handle that
 //! exposes what it received, and stops on `shutdown()` or when dropped. The wire
 //! behaviour follows `VENDORS.md` §1 (APNs), §2 (FCM) and §5 (HTTP/2).
 
 pub mod apns;
+pub mod faults;
 pub mod fcm;
 pub mod honor;
 pub mod huawei;

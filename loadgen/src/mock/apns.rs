@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+use super::faults::Injected;
 use super::server::{self, Faults, Recorder, Reply, Request, Server, Settings, Verdicts};
 use super::tls::TestCa;
 
@@ -213,6 +214,7 @@ impl MockApns {
             verdicts: Verdicts::new(),
             recorder: Recorder::new(config.record_limit),
             jwts_seen: Mutex::new(HashSet::new()),
+            throttled: Mutex::new(HashMap::new()),
         });
         let server = Server::spawn(
             server::bind()?,
@@ -222,9 +224,7 @@ impl MockApns {
                 max_header_list_size: Some(MAX_HEADER_LIST_SIZE),
                 http1: false,
             },
-            Faults {
-                latency: config.latency,
-            },
+            Faults::with_latency(config.latency),
             apns.clone(),
         )?;
         Ok(MockApns { server, apns })
@@ -265,6 +265,20 @@ impl MockApns {
         self.apns.recorder.rejections()
     }
 
+    /// The next `n` pushes to `token_hex` get 429 `TooManyRequests` (too many pushes
+    /// to one device) with `Retry-After: retry_after_s`.
+    pub fn set_token_throttle(&self, token_hex: &str, n: u32, retry_after_s: u32) {
+        self.apns
+            .throttled
+            .lock()
+            .insert(token_hex.to_ascii_lowercase(), (n, retry_after_s));
+    }
+
+    /// Fault injection, switchable while the mock runs.
+    pub fn faults(&self) -> &Faults {
+        self.server.faults()
+    }
+
     /// Distinct bearer JWTs seen on accepted requests.
     pub fn distinct_jwts(&self) -> usize {
         self.apns.jwts_seen.lock().len()
@@ -302,6 +316,8 @@ struct Apns {
     recorder: Recorder<ApnsPush>,
     /// Bearer JWTs seen on accepted requests, for [`MockApns::distinct_jwts`].
     jwts_seen: Mutex<HashSet<String>>,
+    /// Token → (429 answers left, Retry-After seconds).
+    throttled: Mutex<HashMap<String, (u32, u32)>>,
 }
 
 /// Per-connection provider-token state.
@@ -355,6 +371,9 @@ enum Reason {
     ExpiredProviderToken,
     PayloadEmpty,
     PayloadTooLarge,
+    TooManyRequests,
+    ServiceUnavailable,
+    InternalServerError,
     /// Apple's table has no reason for a body that is not a JSON object with an `aps`
     /// dictionary (real APNs answers 400 with a reason of its own choosing); this
     /// mock answers 400 `BadPayload` so such bodies are caught in tests.
@@ -371,6 +390,9 @@ impl Reason {
             | Reason::InvalidProviderToken
             | Reason::ExpiredProviderToken => StatusCode::FORBIDDEN,
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Reason::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::DuplicateHeaders
             | Reason::BadMessageId
             | Reason::MissingTopic
@@ -409,6 +431,9 @@ impl Reason {
             Reason::ExpiredProviderToken => "ExpiredProviderToken",
             Reason::PayloadEmpty => "PayloadEmpty",
             Reason::PayloadTooLarge => "PayloadTooLarge",
+            Reason::TooManyRequests => "TooManyRequests",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
+            Reason::InternalServerError => "InternalServerError",
             Reason::BadPayload => "BadPayload",
         }
     }
@@ -419,6 +444,8 @@ impl Reason {
 struct Rejection {
     reason: Reason,
     timestamp: Option<u64>,
+    /// `Retry-After` seconds (429).
+    retry_after: Option<u32>,
 }
 
 impl From<Reason> for Rejection {
@@ -426,6 +453,7 @@ impl From<Reason> for Rejection {
         Rejection {
             reason,
             timestamp: None,
+            retry_after: None,
         }
     }
 }
@@ -498,6 +526,15 @@ struct Accepted<'a> {
 impl server::Service for Apns {
     type Conn = Conn;
 
+    fn injected(&self, fault: Injected) -> Reply {
+        let reason = match fault {
+            Injected::Throttle { .. } => Reason::TooManyRequests,
+            Injected::Unavailable { .. } => Reason::ServiceUnavailable,
+            Injected::Internal => Reason::InternalServerError,
+        };
+        server::injected_reply(fault, format!(r#"{{"reason":"{}"}}"#, reason.as_str()))
+    }
+
     fn handle(&self, conn: &Conn, request: Request) -> Reply {
         let headers = &request.head.headers;
         // Echo a well-formed `apns-id`, otherwise make one up (as APNs does).
@@ -536,7 +573,11 @@ impl server::Service for Apns {
                     Some(ms) => format!(r#"{{"reason":"{}","timestamp":{ms}}}"#, reason.as_str()),
                     None => format!(r#"{{"reason":"{}"}}"#, reason.as_str()),
                 };
-                Reply::json(reason.status(), body).with_header(APNS_ID, apns_id)
+                let reply = Reply::json(reason.status(), body).with_header(APNS_ID, apns_id);
+                match rejection.retry_after {
+                    Some(s) => reply.with_header(http::header::RETRY_AFTER, HeaderValue::from(s)),
+                    None => reply,
+                }
             }
         }
     }
@@ -617,6 +658,9 @@ impl Apns {
         if let Some(rejection) = self.verdict(token) {
             return Err(rejection);
         }
+        if let Some(rejection) = self.throttle(token) {
+            return Err(rejection);
+        }
 
         let jwt = self.authenticate(conn, headers)?;
 
@@ -676,9 +720,25 @@ impl Apns {
             ApnsVerdict::Unregistered => Rejection {
                 reason: Reason::Unregistered,
                 timestamp: Some(set_at_ms),
+                retry_after: None,
             },
             ApnsVerdict::BadDeviceToken => Reason::BadDeviceToken.into(),
             ApnsVerdict::ExpiredToken => Reason::ExpiredToken.into(),
+        })
+    }
+
+    /// A scripted per-device 429, consuming one.
+    fn throttle(&self, token: &str) -> Option<Rejection> {
+        let mut throttled = self.throttled.lock();
+        if throttled.is_empty() {
+            return None;
+        }
+        let (left, retry_after) = throttled.get_mut(token.to_ascii_lowercase().as_str())?;
+        *left = left.checked_sub(1)?;
+        Some(Rejection {
+            reason: Reason::TooManyRequests,
+            timestamp: None,
+            retry_after: Some(*retry_after),
         })
     }
 

@@ -31,6 +31,7 @@ use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::faults::Injected;
 use super::server::{self, Faults, Recorder, Reply, Request, Server, Settings, Verdicts};
 use super::tls::TestCa;
 
@@ -184,6 +185,7 @@ impl MockFcm {
             verdicts: Verdicts::new(),
             recorder: Recorder::new(config.record_limit),
             next_message_id: AtomicU64::new(1),
+            throttled: parking_lot::Mutex::new(HashMap::new()),
         });
         let server = Server::spawn(
             listener,
@@ -193,9 +195,7 @@ impl MockFcm {
                 max_header_list_size: None,
                 http1: false,
             },
-            Faults {
-                latency: config.latency,
-            },
+            Faults::with_latency(config.latency),
             fcm.clone(),
         )?;
         Ok(MockFcm {
@@ -279,6 +279,20 @@ impl MockFcm {
         self.fcm.recorder.rejections()
     }
 
+    /// The next `n` sends to `token` get 429 `RESOURCE_EXHAUSTED` / `QUOTA_EXCEEDED`
+    /// with `Retry-After: retry_after_s`.
+    pub fn set_token_throttle(&self, token: &str, n: u32, retry_after_s: u32) {
+        self.fcm
+            .throttled
+            .lock()
+            .insert(token.to_owned(), (n, retry_after_s));
+    }
+
+    /// Fault injection, switchable while the mock runs (not applied to `/token`).
+    pub fn faults(&self) -> &Faults {
+        self.server.faults()
+    }
+
     /// Access tokens handed out by the token endpoint.
     pub fn tokens_issued(&self) -> usize {
         self.fcm.tokens_issued.load(Ordering::Relaxed)
@@ -319,10 +333,36 @@ struct Fcm {
     verdicts: Verdicts<String, FcmVerdict>,
     recorder: Recorder<FcmPush>,
     next_message_id: AtomicU64,
+    /// Token → (429 answers left, Retry-After seconds).
+    throttled: parking_lot::Mutex<HashMap<String, (u32, u32)>>,
 }
 
 impl server::Service for Fcm {
     type Conn = ();
+
+    fn is_push(&self, head: &http::request::Parts) -> bool {
+        head.uri.path() != "/token"
+    }
+
+    fn injected(&self, fault: Injected) -> Reply {
+        match fault {
+            Injected::Throttle { retry_after_s } => quota_exceeded(retry_after_s),
+            Injected::Unavailable { retry_after_s } => Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+            )
+            .with_error_code("UNAVAILABLE")
+            .with_retry_after(retry_after_s),
+            Injected::Internal => Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Internal error encountered.",
+            )
+            .with_error_code("INTERNAL"),
+        }
+        .reply()
+    }
 
     fn handle(&self, _conn: &(), request: Request) -> Reply {
         if request.head.uri.path() == "/token" {
@@ -600,6 +640,9 @@ impl Fcm {
                 if let Some(verdict) = self.verdicts.get(token) {
                     return Err(Failure::from(verdict));
                 }
+                if let Some(retry_after_s) = self.throttle(token) {
+                    return Err(quota_exceeded(retry_after_s));
+                }
                 token.to_owned()
             }
             Target::Other => String::new(),
@@ -625,6 +668,31 @@ impl Fcm {
             json!({ "name": name }).to_string(),
         ))
     }
+}
+
+impl Fcm {
+    /// A scripted per-token 429, consuming one: its `Retry-After`.
+    fn throttle(&self, token: &str) -> Option<u32> {
+        let mut throttled = self.throttled.lock();
+        if throttled.is_empty() {
+            return None;
+        }
+        let (left, retry_after) = throttled.get_mut(token)?;
+        *left = left.checked_sub(1)?;
+        Some(*retry_after)
+    }
+}
+
+/// 429 `RESOURCE_EXHAUSTED` with the `QUOTA_EXCEEDED` FcmError (§2.5).
+fn quota_exceeded(retry_after_s: u32) -> Failure {
+    Failure::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded for quota metric 'Send requests' of service \
+         'fcm.googleapis.com'.",
+    )
+    .with_error_code("QUOTA_EXCEEDED")
+    .with_retry_after(retry_after_s)
 }
 
 /// Which `target` a message names.
@@ -941,6 +1009,8 @@ struct Failure {
     error_code: Option<&'static str>,
     /// `BadRequest.fieldViolations` as (field, description).
     violations: Vec<(String, String)>,
+    /// `Retry-After` seconds; 0 = none.
+    retry_after_s: u32,
 }
 
 impl Failure {
@@ -955,7 +1025,13 @@ impl Failure {
             message: message.into(),
             error_code: None,
             violations: Vec::new(),
+            retry_after_s: 0,
         }
+    }
+
+    fn with_retry_after(mut self, seconds: u32) -> Failure {
+        self.retry_after_s = seconds;
+        self
     }
 
     fn invalid(message: impl Into<Cow<'static, str>>) -> Failure {
@@ -1003,7 +1079,13 @@ impl Failure {
         if !details.is_empty() {
             error["details"] = Value::Array(details);
         }
-        let reply = Reply::json(self.code, json!({ "error": error }).to_string());
+        let mut reply = Reply::json(self.code, json!({ "error": error }).to_string());
+        if self.retry_after_s > 0 {
+            reply = reply.with_header(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after_s),
+            );
+        }
         if self.code == StatusCode::UNAUTHORIZED {
             reply.with_header(
                 WWW_AUTHENTICATE,

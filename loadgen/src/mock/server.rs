@@ -10,10 +10,10 @@
 //!   success), else HEADERS then exactly one DATA frame with END_STREAM.
 //! - [`Recorder`] keeps accepted pushes and rejections and wakes `wait_for` callers
 //!   through a `Notify`; [`Verdicts`] holds per-token scripted answers.
-//! - [`Faults`] is where behaviour injected around the vendor's answer lives. Today it
-//!   is only `latency`; 429/503 answers, GOAWAY and RST_STREAM injection belong here
-//!   too, applied in [`serve_stream`] / [`serve_connection`] before or instead of the
-//!   vendor's own answer.
+//! - [`Faults`] (module [`super::faults`]) is behaviour injected around the vendor's
+//!   answer: injected 429/503/500 answers, RST_STREAM and latency per push stream in
+//!   [`serve_stream`]; GOAWAY after N streams, connection drops mid-flight, idle
+//!   timeouts and outages per connection in [`serve_connection`] and [`accept_loop`].
 //!
 //! Shutdown: [`Server::shutdown`] flips a `watch` flag; the accept loop drops the
 //! listener, every connection sends GOAWAY (graceful) and finishes its open streams.
@@ -35,9 +35,12 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use parking_lot::{Mutex, RwLock};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
+
+pub(crate) use super::faults::Faults;
+use super::faults::{Close, DropMode, Injected, StreamFault};
 
 /// Bodies larger than this are counted but not kept: push payloads are at most a few
 /// KiB, so anything past this only needs to be known as "too large".
@@ -62,14 +65,6 @@ pub(crate) struct Settings {
     /// Also serve keep-alive HTTP/1.1 (ALPN `http/1.1`, or no ALPN), for vendors not
     /// known to speak HTTP/2. The TLS config decides which protocols are offered.
     pub http1: bool,
-}
-
-/// Behaviour applied around every vendor answer. The extension point for fault
-/// injection (scripted 429/503, GOAWAY, RST_STREAM); only `latency` exists today.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Faults {
-    /// Delay between having the full request and sending the answer.
-    pub latency: Duration,
 }
 
 /// One fully received request.
@@ -128,6 +123,32 @@ pub(crate) trait Service: Send + Sync + 'static {
 
     /// Validates one request the way the vendor does and produces its answer.
     fn handle(&self, conn: &Self::Conn, request: Request) -> Reply;
+
+    /// True for push requests, the ones faults apply to (not a token endpoint).
+    fn is_push(&self, _head: &http::request::Parts) -> bool {
+        true
+    }
+
+    /// The vendor's answer for an injected fault. The default is the bare status,
+    /// `Retry-After` when given, and an empty JSON object.
+    fn injected(&self, fault: Injected) -> Reply {
+        injected_reply(fault, "{}".into())
+    }
+}
+
+/// `fault`'s status and `Retry-After` with `body` (JSON).
+pub(crate) fn injected_reply(fault: Injected, body: String) -> Reply {
+    let (status, retry_after) = match fault {
+        Injected::Throttle { retry_after_s } => (StatusCode::TOO_MANY_REQUESTS, retry_after_s),
+        Injected::Unavailable { retry_after_s } => (StatusCode::SERVICE_UNAVAILABLE, retry_after_s),
+        Injected::Internal => (StatusCode::INTERNAL_SERVER_ERROR, 0),
+    };
+    let reply = Reply::json(status, body);
+    if retry_after > 0 {
+        reply.with_header(http::header::RETRY_AFTER, HeaderValue::from(retry_after))
+    } else {
+        reply
+    }
 }
 
 /// Counters every mock exposes.
@@ -164,6 +185,7 @@ pub(crate) struct Server {
     stop: watch::Sender<bool>,
     live: watch::Receiver<usize>,
     stats: Arc<Stats>,
+    faults: Faults,
 }
 
 /// What every connection and stream task of one server needs.
@@ -220,7 +242,7 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             service,
-            faults,
+            faults: faults.clone(),
             stats: stats.clone(),
             h2,
             http1: settings.http1,
@@ -243,6 +265,7 @@ impl Server {
             stop,
             live,
             stats,
+            faults,
         })
     }
 
@@ -257,6 +280,10 @@ impl Server {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Stops accepting connections and sends GOAWAY on every open connection; open
@@ -309,6 +336,13 @@ async fn accept_loop<S: Service>(
         if let Err(error) = tcp.set_nodelay(true) {
             debug!(%error, %peer, "mock vendor could not set TCP_NODELAY");
         }
+        if shared.faults.is_down() {
+            // Down: reset the connection (RST, not FIN) before any byte is exchanged.
+            let _ = tcp.set_zero_linger();
+            shared.faults.count(|c| &c.refused_connections);
+            drop(tcp);
+            continue;
+        }
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(serve_connection(
             tcp,
@@ -357,13 +391,39 @@ async fn serve_connection<S: Service>(
     };
 
     let state = Arc::new(S::Conn::default());
+    let faults = &shared.faults;
+    let mut outage = faults.outage_watch();
+    outage.mark_unchanged();
+    // Stream tasks ask for the connection to be dropped through this (drop faults).
+    let (drop_tx, mut drop_rx) = mpsc::channel::<()>(1);
+    let mut streams = 0u64;
+    let mut last_stream = tokio::time::Instant::now();
     let mut draining = false;
     loop {
+        let idle = faults.idle_timeout();
+        let idle_at = last_stream + idle.unwrap_or(Duration::ZERO);
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     shared.stats.streams.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(serve_stream(shared.clone(), state.clone(), request, respond));
+                    streams += 1;
+                    last_stream = tokio::time::Instant::now();
+                    let drop_on = faults
+                        .drop_every()
+                        .filter(|(n, _)| streams % n == 0)
+                        .map(|(_, mode)| (mode, drop_tx.clone()));
+                    tokio::spawn(serve_stream(shared.clone(), state.clone(), request, respond, drop_on));
+                    let every = faults.goaway_every();
+                    if !draining && every > 0 && streams % every == 0 {
+                        draining = true;
+                        faults.count(|c| &c.goaways);
+                        conn.graceful_shutdown();
+                    }
+                    let every = faults.goaway_error_every();
+                    if every > 0 && streams % every == 0 {
+                        faults.count(|c| &c.goaways);
+                        conn.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+                    }
                 }
                 Some(Err(error)) => {
                     debug!(%error, "mock vendor connection ended with an error");
@@ -371,6 +431,34 @@ async fn serve_connection<S: Service>(
                 }
                 None => break,
             },
+            _ = drop_rx.recv() => {
+                faults.count(|c| &c.dropped_connections);
+                debug!("mock vendor drops a connection with streams in flight (fault)");
+                break;
+            }
+            changed = outage.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let close = outage.borrow_and_update().1;
+                match close {
+                    Close::Abrupt => {
+                        faults.count(|c| &c.dropped_connections);
+                        break;
+                    }
+                    Close::Graceful if !draining => {
+                        draining = true;
+                        faults.count(|c| &c.goaways);
+                        conn.graceful_shutdown();
+                    }
+                    Close::Graceful => {}
+                }
+            }
+            _ = tokio::time::sleep_until(idle_at), if idle.is_some() && !draining => {
+                draining = true;
+                faults.count(|c| &c.idle_closes);
+                conn.graceful_shutdown();
+            }
             _ = stop.wait_for(|stop| *stop), if !draining => {
                 draining = true;
                 conn.graceful_shutdown();
@@ -396,16 +484,26 @@ async fn serve_http1<S: Service>(
             let body = body.collect().await?.to_bytes();
             let body_len = body.len();
             let body = body.slice(..body_len.min(MAX_KEPT_BODY));
-            let reply = shared.service.handle(
-                &state,
-                Request {
-                    head,
-                    body,
-                    body_len,
-                },
-            );
-            if !shared.faults.latency.is_zero() {
-                tokio::time::sleep(shared.faults.latency).await;
+            // HTTP/1.1 has no streams to refuse or reset: only injected answers apply.
+            let fault = if shared.service.is_push(&head) {
+                shared.faults.for_stream()
+            } else {
+                StreamFault::None
+            };
+            let reply = match fault {
+                StreamFault::Answer(injected) => shared.service.injected(injected),
+                _ => shared.service.handle(
+                    &state,
+                    Request {
+                        head,
+                        body,
+                        body_len,
+                    },
+                ),
+            };
+            let latency = shared.faults.latency();
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
             }
             let mut response = http::Response::new(Full::new(reply.body.unwrap_or_default()));
             *response.status_mut() = reply.status;
@@ -435,6 +533,7 @@ async fn serve_stream<S: Service>(
     conn: Arc<S::Conn>,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
+    drop_on: Option<(DropMode, mpsc::Sender<()>)>,
 ) {
     let (head, mut body) = request.into_parts();
     let (body, body_len) = match collect_body(&mut body).await {
@@ -444,16 +543,41 @@ async fn serve_stream<S: Service>(
             return;
         }
     };
-    let reply = shared.service.handle(
-        &conn,
-        Request {
-            head,
-            body,
-            body_len,
-        },
-    );
-    if !shared.faults.latency.is_zero() {
-        tokio::time::sleep(shared.faults.latency).await;
+    let fault = if shared.service.is_push(&head) {
+        shared.faults.for_stream()
+    } else {
+        StreamFault::None
+    };
+    let request = Request {
+        head,
+        body,
+        body_len,
+    };
+    // The connection-drop fault: this stream is never answered; the connection task
+    // closes the TCP connection, taking every other in-flight stream with it.
+    if let Some((mode, drop_tx)) = drop_on {
+        if mode == DropMode::AfterProcessing {
+            let _ = shared.service.handle(&conn, request);
+        }
+        let _ = drop_tx.send(()).await;
+        return;
+    }
+    let reply = match fault {
+        StreamFault::Refuse => {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            return;
+        }
+        StreamFault::ResetAfterProcessing => {
+            let _ = shared.service.handle(&conn, request);
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            return;
+        }
+        StreamFault::Answer(injected) => shared.service.injected(injected),
+        StreamFault::None => shared.service.handle(&conn, request),
+    };
+    let latency = shared.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     if let Err(error) = send_reply(&mut respond, reply) {
         debug!(%error, "mock vendor could not send a reply");

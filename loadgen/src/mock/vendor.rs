@@ -211,9 +211,7 @@ where
             max_header_list_size: None,
             http1: true,
         },
-        Faults {
-            latency: common.latency,
-        },
+        Faults::with_latency(common.latency),
         vendor.clone(),
     )?;
     Ok(Mock { server, vendor })
@@ -263,6 +261,12 @@ impl<V: Vendor> Mock<V> {
 
     pub fn streams_seen(&self) -> u64 {
         self.server.stats().streams_seen()
+    }
+
+    /// Fault injection, switchable while the mock runs. Injected answers are the bare
+    /// status with `{}` and apply to the vendor's auth endpoint too.
+    pub fn faults(&self) -> &super::faults::Faults {
+        self.server.faults()
     }
 
     pub fn connections_accepted(&self) -> u64 {

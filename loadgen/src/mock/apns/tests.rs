@@ -641,3 +641,76 @@ fn canonical_uuid_check() {
     assert!(!is_canonical_uuid("123e4567e89b12d3a456426614174000"));
     assert!(!is_canonical_uuid("123e4567-e89b-12d3-a456-4266141740000"));
 }
+
+/// Injected faults on the wire: 429 with Retry-After (scripted and probabilistic),
+/// RST_STREAM REFUSED_STREAM, GOAWAY after N streams, an outage refusing connections.
+#[tokio::test]
+async fn injected_faults_look_like_the_vendor() {
+    use crate::mock::faults::{Close, FaultCounts};
+    let mut f = Fixture::new().await;
+    f.mock.set_token_throttle(TOKEN, 1, 3);
+    let r = f.push(TOKEN, &[], &alert()).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["reason"], "TooManyRequests");
+    assert_eq!(r.header("retry-after"), Some("3"));
+    assert_eq!(
+        f.push(TOKEN, &[], &alert()).await.status,
+        200,
+        "one 429 only"
+    );
+
+    f.mock.faults().set_unavailable(1.0, 2);
+    let r = f.push(TOKEN, &[], &alert()).await;
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("2")));
+    assert_eq!(r.json()["reason"], "ServiceUnavailable");
+    f.mock.faults().set_unavailable(0.0, 0);
+
+    f.mock.faults().set_refuse_stream(1.0);
+    let auth = format!("bearer {}", f.jwt);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("apns-topic", BUNDLE),
+        ("apns-push-type", "alert"),
+    ];
+    let err = f
+        .client
+        .post(&format!("/3/device/{TOKEN}"), &headers, &alert())
+        .await
+        .unwrap_err();
+    let h2 = err.downcast_ref::<h2::Error>().expect("an h2 error");
+    assert_eq!(h2.reason(), Some(h2::Reason::REFUSED_STREAM));
+    f.mock.faults().set_refuse_stream(0.0);
+    assert_eq!(
+        f.mock.received_count(),
+        1,
+        "faulted pushes are not processed"
+    );
+
+    // GOAWAY once a connection carried 2 streams; later streams need a new one.
+    f.mock.faults().set_goaway_every(2);
+    let mut c = Client::connect(&f.ca, f.mock.addr()).await.unwrap();
+    for _ in 0..2 {
+        let r = c
+            .post(&format!("/3/device/{TOKEN}"), &headers, &alert())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert!(c
+        .post(&format!("/3/device/{TOKEN}"), &headers, &alert())
+        .await
+        .is_err());
+    assert_eq!(FaultCounts::get(&f.mock.faults().counts().goaways), 1);
+    f.mock.faults().set_goaway_every(0);
+
+    // Outage: new connections are reset until it ends.
+    f.mock
+        .faults()
+        .outage(Duration::from_secs(60), Close::Abrupt);
+    assert!(Client::connect(&f.ca, f.mock.addr()).await.is_err());
+    assert_eq!(
+        FaultCounts::get(&f.mock.faults().counts().refused_connections),
+        1
+    );
+    assert_eq!(f.mock.received_count(), 3);
+}
