@@ -176,15 +176,13 @@ impl fmt::Debug for TokenRef<'_> {
     }
 }
 
-/// Bytes of a device record before its strings.
-const HEADER: usize = 5;
-
-/// One bound device as fan-out sees it: a single shared heap block holding
+/// One bound device as fan-out sees it: a single shared heap block (a thin,
+/// reference-counted pointer: 8 bytes wherever it is stored) holding a header
 /// `provider | environment | token kind | push id length | app id length`, then the push
 /// id, the app id and the token. Cloning is a reference-count increment; a binding costs
 /// one allocation.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Device(Arc<[u8]>);
+pub struct Device(triomphe::ThinArc<[u8; 5], u8>);
 
 impl Device {
     pub fn new(push_id: &str, b: &Binding) -> Self {
@@ -195,28 +193,44 @@ impl Device {
         };
         let push_len = u8::try_from(push_id.len()).expect("push ids are at most 128 bytes");
         let app_len = u8::try_from(app.len()).expect("app ids are at most 128 bytes");
-        let mut v = Vec::with_capacity(HEADER + push_id.len() + app.len() + token.len());
-        v.extend_from_slice(&[
+        let header = [
             b.provider as u8,
             b.environment as u8,
             kind,
             push_len,
             app_len,
-        ]);
-        v.extend_from_slice(push_id.as_bytes());
-        v.extend_from_slice(app.as_bytes());
-        v.extend_from_slice(token);
-        Device(v.into())
+        ];
+        let mut bytes: SmallVec<[u8; 512]> = SmallVec::new();
+        bytes.extend_from_slice(push_id.as_bytes());
+        bytes.extend_from_slice(app.as_bytes());
+        bytes.extend_from_slice(token);
+        Device(triomphe::ThinArc::from_header_and_slice(header, &bytes))
+    }
+
+    /// The push id's bytes (no UTF-8 check: for hashing and comparing).
+    #[inline]
+    fn push_id_bytes(&self) -> &[u8] {
+        &self.bytes()[..self.push_end()]
+    }
+
+    #[inline]
+    fn header(&self) -> &[u8; 5] {
+        &self.0.header.header
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        &self.0.slice
     }
 
     #[inline]
     pub fn provider(&self) -> ProviderKind {
-        ProviderKind::ALL[usize::from(self.0[0])]
+        ProviderKind::ALL[usize::from(self.header()[0])]
     }
 
     #[inline]
     pub fn environment(&self) -> Environment {
-        if self.0[1] == 0 {
+        if self.header()[1] == 0 {
             Environment::Production
         } else {
             Environment::Sandbox
@@ -225,30 +239,30 @@ impl Device {
 
     #[inline]
     fn push_end(&self) -> usize {
-        HEADER + usize::from(self.0[3])
+        usize::from(self.header()[3])
     }
 
     #[inline]
     fn app_end(&self) -> usize {
-        self.push_end() + usize::from(self.0[4])
+        self.push_end() + usize::from(self.header()[4])
     }
 
     #[inline]
     pub fn push_id(&self) -> &str {
-        std::str::from_utf8(&self.0[HEADER..self.push_end()]).expect("stored from a str")
+        std::str::from_utf8(&self.bytes()[..self.push_end()]).expect("stored from a str")
     }
 
     /// The binding's `app_id` (APNs topic override), if it has one.
     #[inline]
     pub fn app_id(&self) -> Option<&str> {
-        let app = &self.0[self.push_end()..self.app_end()];
+        let app = &self.bytes()[self.push_end()..self.app_end()];
         (!app.is_empty()).then(|| std::str::from_utf8(app).expect("stored from a str"))
     }
 
     #[inline]
     pub fn token(&self) -> TokenRef<'_> {
-        let t = &self.0[self.app_end()..];
-        if self.0[2] == 0 {
+        let t = &self.bytes()[self.app_end()..];
+        if self.header()[2] == 0 {
             TokenRef::Bytes(t)
         } else {
             TokenRef::Text(std::str::from_utf8(t).expect("stored from a str"))
@@ -275,7 +289,7 @@ struct PushKey(Device);
 
 impl PartialEq for PushKey {
     fn eq(&self, o: &Self) -> bool {
-        self.0.push_id() == o.0.push_id()
+        self.0.push_id_bytes() == o.0.push_id_bytes()
     }
 }
 
@@ -283,13 +297,14 @@ impl Eq for PushKey {}
 
 impl std::hash::Hash for PushKey {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.0.push_id().hash(h)
+        self.0.push_id_bytes().hash(h)
     }
 }
 
-impl std::borrow::Borrow<str> for PushKey {
-    fn borrow(&self) -> &str {
-        self.0.push_id()
+/// Lookups go by the push id's bytes (`Hash for [u8]` matches the key's hash).
+impl std::borrow::Borrow<[u8]> for PushKey {
+    fn borrow(&self) -> &[u8] {
+        self.0.push_id_bytes()
     }
 }
 
@@ -347,7 +362,7 @@ impl Registry {
     pub fn unbind(&self, push_id: &str, only_token: Option<&Token>) -> Option<UserIdx> {
         // `entry` wants an owned key: borrow the stored one (the read guard is dropped at
         // the end of the statement), then re-find it under the shard's write lock.
-        let key = self.owners.get(push_id)?.key().clone();
+        let key = self.owners.get(push_id.as_bytes())?.key().clone();
         let Entry::Occupied(e) = self.owners.entry(key) else {
             return None;
         };
@@ -372,7 +387,7 @@ impl Registry {
         for d in list {
             if self
                 .owners
-                .remove_if(d.push_id(), |_, owner| *owner == user)
+                .remove_if(d.push_id_bytes(), |_, owner| *owner == user)
                 .is_some()
             {
                 removed += 1;
@@ -384,7 +399,7 @@ impl Registry {
 
     fn attach(&self, user: UserIdx, device: Device) {
         let mut list = self.devices.entry(user).or_default();
-        match list.iter_mut().find(|d| d.push_id() == device.push_id()) {
+        match list.iter_mut().find(|d| d.push_id_bytes() == device.push_id_bytes()) {
             Some(slot) => *slot = device,
             None => list.push(device),
         }
@@ -392,7 +407,7 @@ impl Registry {
 
     fn detach(&self, user: UserIdx, push_id: &str) {
         if let Entry::Occupied(mut e) = self.devices.entry(user) {
-            e.get_mut().retain(|d| d.push_id() != push_id);
+            e.get_mut().retain(|d| d.push_id_bytes() != push_id.as_bytes());
             if e.get().is_empty() {
                 e.remove();
             }
@@ -428,7 +443,7 @@ impl Registry {
 
     /// The owner and device behind a push ID.
     pub fn lookup(&self, push_id: &str) -> Option<(UserIdx, Device)> {
-        let e = self.owners.get(push_id)?;
+        let e = self.owners.get(push_id.as_bytes())?;
         Some((*e.value(), e.key().0.clone()))
     }
 }
