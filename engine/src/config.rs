@@ -12,9 +12,22 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Sections that can be overridden from the environment.
-const SECTIONS: [&str; 12] = [
-    "api", "storage", "presence", "messages", "apns", "fcm", "huawei", "honor", "xiaomi", "oppo",
-    "vivo", "webpush",
+const SECTIONS: [&str; 15] = [
+    "api",
+    "storage",
+    "presence",
+    "messages",
+    "retry",
+    "breaker",
+    "transport",
+    "apns",
+    "fcm",
+    "huawei",
+    "honor",
+    "xiaomi",
+    "oppo",
+    "vivo",
+    "webpush",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +60,12 @@ pub struct Config {
     pub presence: PresenceCfg,
     /// Message handling.
     pub messages: Messages,
+    /// Retries with backoff of pushes a vendor may still accept.
+    pub retry: Retry,
+    /// Per-vendor circuit breaker.
+    pub breaker: Breaker,
+    /// Vendor connections: timeouts, keep-alive PINGs, reconnect backoff.
+    pub transport: Transport,
     /// Apple Push Notification service; absent key_file = APNs unconfigured.
     pub apns: Apns,
     /// Firebase Cloud Messaging HTTP v1; absent service_account_file = FCM unconfigured.
@@ -127,6 +146,12 @@ pub struct Huawei {
     pub channel_id: Option<String>,
     /// Connections: HTTP/2 when the server offers it, else keep-alive HTTP/1.1.
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM) for the API and the token endpoint.
     pub ca_file: Option<PathBuf>,
 }
@@ -141,6 +166,8 @@ impl Default for Huawei {
             category: "IM".into(),
             channel_id: None,
             connections: 4,
+            max_in_flight: 1024,
+            max_rps: 0,
             ca_file: None,
         }
     }
@@ -166,6 +193,12 @@ pub struct Honor {
     pub dead_token_codes: Vec<i64>,
     /// Connections: HTTP/2 when the server offers it, else keep-alive HTTP/1.1.
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM).
     pub ca_file: Option<PathBuf>,
 }
@@ -180,6 +213,8 @@ impl Default for Honor {
             token_endpoint: "https://iam.developer.honor.com/auth/token".into(),
             dead_token_codes: vec![80300007],
             connections: 4,
+            max_in_flight: 1024,
+            max_rps: 0,
             ca_file: None,
         }
     }
@@ -199,6 +234,12 @@ pub struct Xiaomi {
     pub channel_id: Option<String>,
     /// Connections: HTTP/2 when the server offers it, else keep-alive HTTP/1.1.
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM).
     pub ca_file: Option<PathBuf>,
 }
@@ -211,6 +252,8 @@ impl Default for Xiaomi {
             endpoint: "https://api.xmpush.xiaomi.com".into(),
             channel_id: None,
             connections: 4,
+            max_in_flight: 1024,
+            max_rps: 0,
             ca_file: None,
         }
     }
@@ -236,6 +279,12 @@ pub struct Oppo {
     pub dead_token_codes: Vec<i64>,
     /// Keep-alive connections (HTTP/2 if the server offers it).
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM).
     pub ca_file: Option<PathBuf>,
 }
@@ -251,6 +300,8 @@ impl Default for Oppo {
             category: "IM".into(),
             dead_token_codes: vec![10000],
             connections: 8,
+            max_in_flight: 1024,
+            max_rps: 0,
             ca_file: None,
         }
     }
@@ -277,6 +328,12 @@ pub struct Vivo {
     pub auth_error_codes: Vec<i64>,
     /// Keep-alive connections (HTTP/2 if the server offers it).
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM).
     pub ca_file: Option<PathBuf>,
 }
@@ -292,6 +349,8 @@ impl Default for Vivo {
             push_mode: 0,
             auth_error_codes: vec![10040, 10050],
             connections: 8,
+            max_in_flight: 1024,
+            max_rps: 0,
             ca_file: None,
         }
     }
@@ -306,6 +365,12 @@ pub struct Webpush {
     pub subject: Option<String>,
     /// Connections per push-service origin (HTTP/2 when offered, else HTTP/1.1).
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Push-service origins with an open connection pool at once (least recently
     /// used beyond it are closed).
     pub max_origins: usize,
@@ -319,6 +384,8 @@ impl Default for Webpush {
             vapid_private_key_file: None,
             subject: None,
             connections: 4,
+            max_in_flight: 1024,
+            max_rps: 0,
             max_origins: 64,
             ca_file: None,
         }
@@ -390,6 +457,14 @@ impl Default for Storage {
     }
 }
 
+/// A vendor lane's `max_in_flight` and `max_rps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneLimits {
+    pub max_in_flight: usize,
+    /// 0 = unpaced.
+    pub max_rps: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
@@ -443,6 +518,12 @@ pub struct Apns {
     pub endpoint_sandbox: String,
     /// HTTP/2 connections per endpoint.
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM), e.g. a test CA.
     pub ca_file: Option<PathBuf>,
 }
@@ -457,6 +538,8 @@ impl Default for Apns {
             endpoint_production: "https://api.push.apple.com".into(),
             endpoint_sandbox: "https://api.sandbox.push.apple.com".into(),
             connections: 2,
+            max_in_flight: 1024,
+            max_rps: 0,
             ca_file: None,
         }
     }
@@ -472,6 +555,12 @@ pub struct Fcm {
     pub endpoint: String,
     /// HTTP/2 connections.
     pub connections: usize,
+    /// Pushes in flight to this vendor at once (the lane's concurrency limit).
+    pub max_in_flight: usize,
+    /// Requests per second this lane may send (token bucket); 0 = unpaced. 429 answers
+    /// that throttle the whole app shrink the pace further (AIMD) and it recovers
+    /// additively.
+    pub max_rps: u32,
     /// Extra trusted root certificates (PEM) for the API and the token URI.
     pub ca_file: Option<PathBuf>,
 }
@@ -482,7 +571,84 @@ impl Default for Fcm {
             service_account_file: None,
             endpoint: "https://fcm.googleapis.com".into(),
             connections: 2,
+            max_in_flight: 1024,
+            // FCM's default project quota: 600,000 messages per minute (VENDORS.md §2.7).
+            max_rps: 10_000,
             ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Backoff ceiling of the first retry, in milliseconds; it doubles per attempt up to
+    /// `max_ms` and the actual delay is uniform in [0, ceiling] (full jitter).
+    pub base_ms: u64,
+    /// Largest backoff ceiling, in milliseconds.
+    pub max_ms: u64,
+    /// Sends per push, the first included, before it counts as failed. Sends the
+    /// vendor provably did not process (GOAWAY above the last stream id,
+    /// REFUSED_STREAM, connect/TLS failure) do not count.
+    pub max_attempts: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            base_ms: 250,
+            max_ms: 30_000,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Breaker {
+    /// Consecutive failed sends to one vendor (5xx, timeouts, connection failures)
+    /// that open its circuit: sending stops, pushes wait.
+    pub failures: u32,
+    /// How long an open circuit waits before one probe send, in milliseconds; doubles
+    /// after each failed probe up to `max_open_ms`. A successful probe closes it.
+    pub open_ms: u64,
+    /// Longest wait between probes, in milliseconds.
+    pub max_open_ms: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            failures: 20,
+            open_ms: 500,
+            max_open_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transport {
+    /// A vendor request without a complete answer after this many milliseconds fails
+    /// (its fate is unknown; it counts as an attempt).
+    pub request_timeout_ms: u64,
+    /// PING an HTTP/2 connection that carried no request for this many seconds; 0 =
+    /// never.
+    pub ping_interval_s: u64,
+    /// A PING not acknowledged within this many seconds closes the connection.
+    pub ping_timeout_s: u64,
+    /// After a failed connect, a connection slot waits before reconnecting: from 50 ms,
+    /// doubling per failure up to this many milliseconds.
+    pub connect_backoff_max_ms: u64,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 10_000,
+            ping_interval_s: 30,
+            ping_timeout_s: 10,
+            connect_backoff_max_ms: 5_000,
         }
     }
 }
@@ -540,6 +706,36 @@ impl Config {
         }
         if self.messages.ttl_s == 0 {
             p.push("messages.ttl_s must be at least 1".into());
+        }
+        let r = &self.retry;
+        if r.base_ms == 0 || r.max_ms < r.base_ms {
+            p.push(
+                "retry.base_ms must be at least 1 and retry.max_ms at least retry.base_ms".into(),
+            );
+        }
+        if r.max_attempts == 0 {
+            p.push("retry.max_attempts must be at least 1".into());
+        }
+        let b = &self.breaker;
+        if b.failures == 0 || b.open_ms == 0 || b.max_open_ms < b.open_ms {
+            p.push("breaker.failures and breaker.open_ms must be at least 1, breaker.max_open_ms at least breaker.open_ms".into());
+        }
+        let t = &self.transport;
+        if t.request_timeout_ms < 10 {
+            p.push("transport.request_timeout_ms must be at least 10".into());
+        }
+        if t.ping_interval_s > 0 && t.ping_timeout_s == 0 {
+            p.push("transport.ping_timeout_s must be at least 1 when pings are on".into());
+        }
+        if t.connect_backoff_max_ms < 50 {
+            p.push("transport.connect_backoff_max_ms must be at least 50".into());
+        }
+        for (name, in_flight) in self.lane_limits().map(|(n, l)| (n, l.max_in_flight)) {
+            if !(1..=65_536).contains(&in_flight) {
+                p.push(format!(
+                    "{name}.max_in_flight must be between 1 and 65536, not {in_flight}"
+                ));
+            }
         }
         // APNs
         let a = &self.apns;
@@ -706,6 +902,28 @@ impl Config {
         }
     }
 
+    /// Concurrency and pace of each vendor lane, by section name, in lane order
+    /// (apns, fcm, huawei, honor, xiaomi, oppo, vivo, webpush).
+    pub fn lane_limits(&self) -> [(&'static str, LaneLimits); 8] {
+        let l = |max_in_flight, max_rps| LaneLimits {
+            max_in_flight,
+            max_rps,
+        };
+        [
+            ("apns", l(self.apns.max_in_flight, self.apns.max_rps)),
+            ("fcm", l(self.fcm.max_in_flight, self.fcm.max_rps)),
+            ("huawei", l(self.huawei.max_in_flight, self.huawei.max_rps)),
+            ("honor", l(self.honor.max_in_flight, self.honor.max_rps)),
+            ("xiaomi", l(self.xiaomi.max_in_flight, self.xiaomi.max_rps)),
+            ("oppo", l(self.oppo.max_in_flight, self.oppo.max_rps)),
+            ("vivo", l(self.vivo.max_in_flight, self.vivo.max_rps)),
+            (
+                "webpush",
+                l(self.webpush.max_in_flight, self.webpush.max_rps),
+            ),
+        ]
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         self.api
             .listen
@@ -799,6 +1017,29 @@ mod tests {
         assert_eq!(c.api.listen, "127.0.0.1:7070");
         assert_eq!(c.messages.dedup_window_s, 600);
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn retry_breaker_transport_and_pace_keys() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.fcm.max_rps, 10_000, "FCM's 600k/min quota by default");
+        assert_eq!(c.apns.max_rps, 0);
+        assert_eq!(c.retry.max_attempts, 5);
+        let env = vec![
+            ("FANFARE_RETRY_BASE_MS".to_string(), "10".to_string()),
+            ("FANFARE_RETRY_MAX_MS".into(), "5".into()),
+            ("FANFARE_BREAKER_FAILURES".into(), "3".into()),
+            ("FANFARE_TRANSPORT_PING_INTERVAL_S".into(), "0".into()),
+            ("FANFARE_FCM_MAX_RPS".into(), "50".into()),
+            ("FANFARE_VIVO_MAX_IN_FLIGHT".into(), "0".into()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.breaker.failures, 3);
+        assert_eq!(c.transport.ping_interval_s, 0);
+        assert_eq!(c.lane_limits()[1].1.max_rps, 50);
+        let p = c.problems();
+        assert!(p.iter().any(|m| m.contains("retry.max_ms")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("vivo.max_in_flight")), "{p:?}");
     }
 
     #[test]

@@ -126,19 +126,62 @@ pub enum Cause {
     DeviceTokenNotForTopic,
     SenderIdMismatch,
     PayloadTooLarge,
+    /// The body is not what the vendor accepts (APNs `PayloadEmpty`, FCM
+    /// `INVALID_ARGUMENT` about a field).
+    BadPayload,
+    /// The topic / app is wrong or not allowed (APNs `BadTopic`, `TopicDisallowed`,
+    /// `MissingTopic`).
+    BadTopic,
     BadRequest,
+    /// Credentials or their configuration (APNs 403, FCM `THIRD_PARTY_AUTH_ERROR`,
+    /// an OAuth token refused).
     ProviderAuth,
+    /// The vendor throttles the whole app (FCM 429 `QUOTA_EXCEEDED` is
+    /// [`Cause::QuotaExceeded`]; Huawei/OPPO flow control, Web Push 429 are this).
     TooManyRequests,
+    /// The vendor throttles this one device (APNs 429 `TooManyRequests`): back off for
+    /// this push only, do not slow the lane.
+    DeviceThrottled,
     QuotaExceeded,
     ServerError,
     Unavailable,
+    /// No answer after the request was (maybe) sent: reset, connection lost. The
+    /// vendor may have processed it.
     Transport,
+    /// No answer within the request timeout; the vendor may have processed it.
     Timeout,
+    /// The vendor provably did not process the request (connect/TLS failure, GOAWAY
+    /// above the last stream id, REFUSED_STREAM, reconnect backoff): resent without
+    /// counting an attempt.
+    Unsent,
     Unconfigured,
     Expired,
 }
 
 impl Cause {
+    pub const COUNT: usize = 19;
+    pub const ALL: [Cause; Cause::COUNT] = [
+        Cause::BadDeviceToken,
+        Cause::Unregistered,
+        Cause::DeviceTokenNotForTopic,
+        Cause::SenderIdMismatch,
+        Cause::PayloadTooLarge,
+        Cause::BadPayload,
+        Cause::BadTopic,
+        Cause::BadRequest,
+        Cause::ProviderAuth,
+        Cause::TooManyRequests,
+        Cause::DeviceThrottled,
+        Cause::QuotaExceeded,
+        Cause::ServerError,
+        Cause::Unavailable,
+        Cause::Transport,
+        Cause::Timeout,
+        Cause::Unsent,
+        Cause::Unconfigured,
+        Cause::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadDeviceToken => "bad_device_token",
@@ -146,17 +189,51 @@ impl Cause {
             Self::DeviceTokenNotForTopic => "device_token_not_for_topic",
             Self::SenderIdMismatch => "sender_id_mismatch",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::BadPayload => "bad_payload",
+            Self::BadTopic => "bad_topic",
             Self::BadRequest => "bad_request",
             Self::ProviderAuth => "provider_auth",
             Self::TooManyRequests => "too_many_requests",
+            Self::DeviceThrottled => "device_throttled",
             Self::QuotaExceeded => "quota_exceeded",
             Self::ServerError => "server_error",
             Self::Unavailable => "unavailable",
             Self::Transport => "transport",
             Self::Timeout => "timeout",
+            Self::Unsent => "unsent",
             Self::Unconfigured => "unconfigured",
             Self::Expired => "expired",
         }
+    }
+
+    /// Dense index for per-cause counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The vendor throttles the whole app: the lane slows down (AIMD) instead of
+    /// retrying at full speed.
+    pub fn slows_lane(self) -> bool {
+        matches!(self, Cause::TooManyRequests | Cause::QuotaExceeded)
+    }
+
+    /// A failure of the vendor or the path to it, counted by the circuit breaker.
+    pub fn trips_breaker(self) -> bool {
+        matches!(
+            self,
+            Cause::ServerError
+                | Cause::Unavailable
+                | Cause::Transport
+                | Cause::Timeout
+                | Cause::Unsent
+        )
+    }
+
+    /// The request may or may not have been processed: resending it risks a
+    /// duplicate, not resending risks a loss. Fanfare resends (at least once) and
+    /// counts it as an attempt and in `unknown_fate`.
+    pub fn fate_unknown(self) -> bool {
+        matches!(self, Cause::Transport | Cause::Timeout)
     }
 }
 
@@ -185,6 +262,7 @@ pub struct Verdict {
 impl Verdict {
     pub fn transport(e: &crate::transport::pool::Error) -> Self {
         let cause = match e {
+            e if e.not_processed() => Cause::Unsent,
             crate::transport::pool::Error::Timeout { .. } => Cause::Timeout,
             _ => Cause::Transport,
         };
@@ -199,6 +277,7 @@ impl Verdict {
     /// No HTTP answer from a vendor reached through [`crate::transport::auto`].
     pub fn transport_auto(e: &crate::transport::auto::Error) -> Self {
         let cause = match e {
+            e if e.not_processed() => Cause::Unsent,
             crate::transport::auto::Error::Timeout { .. } => Cause::Timeout,
             _ => Cause::Transport,
         };
@@ -366,9 +445,36 @@ pub enum Error {
     Webpush(#[from] webpush::Error),
 }
 
+/// How pushes are retried, paced and circuit-broken: `[retry]`, `[breaker]` and each
+/// vendor's `max_in_flight` / `max_rps`, in lane order.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub retry: crate::config::Retry,
+    pub breaker: crate::config::Breaker,
+    pub lanes: [crate::config::LaneLimits; 8],
+}
+
+impl Delivery {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            retry: c.retry.clone(),
+            breaker: c.breaker.clone(),
+            lanes: c.lane_limits().map(|(_, l)| l),
+        }
+    }
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self::from_config(&crate::config::Config::default())
+    }
+}
+
 /// The configured vendor clients.
 #[derive(Default)]
 pub struct Providers {
+    /// Retry, breaker and pace settings the dispatcher applies.
+    pub delivery: Delivery,
     pub apns: Option<apns::Client>,
     pub fcm: Option<fcm::Client>,
     pub huawei: Option<huawei::Client>,
@@ -382,7 +488,10 @@ pub struct Providers {
 impl Providers {
     /// Build a client for every vendor that has credentials in `config`.
     pub fn from_config(config: &crate::config::Config) -> Result<Self, Error> {
-        let mut p = Providers::default();
+        let mut p = Providers {
+            delivery: Delivery::from_config(config),
+            ..Providers::default()
+        };
         if let Some(s) = apns::Settings::from_config(&config.apns)? {
             p.apns = Some(apns::Client::new(&s)?);
         }
@@ -482,6 +591,27 @@ impl Providers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cause_index_matches_all() {
+        for (i, c) in Cause::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{}", c.as_str());
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            http::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past");
+        h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 
     #[test]
     fn http_dates_parse() {

@@ -3,10 +3,12 @@
 //! user id or token.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use serde_json::{json, Map, Value};
 
+use crate::fanout::plan::Lane;
+use crate::providers::Cause;
 use crate::state::ProviderKind;
 
 #[derive(Default)]
@@ -22,6 +24,61 @@ pub struct ProviderStats {
     pub unconfigured: AtomicU64,
     /// Pushes dropped because they expired before they could be delivered.
     pub expired: AtomicU64,
+    /// Verdicts that the token is dead (the binding is then removed if it still holds
+    /// that token; see `invalid_tokens_removed`).
+    pub dead_tokens: AtomicU64,
+    /// Pushes the vendor rejected for good (never retried), by [`Cause`].
+    pub rejected: [AtomicU64; Cause::COUNT],
+    /// Sends whose fate is unknown (reset or timeout after the request went out);
+    /// they are resent, so each may have become a duplicate.
+    pub unknown_fate: AtomicU64,
+    /// Sends the vendor provably did not process (GOAWAY above the last stream id,
+    /// REFUSED_STREAM, connect failure), resent without counting an attempt.
+    pub resent_unprocessed: AtomicU64,
+    /// 429-style answers (app or device throttled).
+    pub throttled: AtomicU64,
+}
+
+/// Live state of one vendor lane, written by its dispatcher.
+#[derive(Default)]
+pub struct LaneStats {
+    /// Sends in flight now.
+    pub in_flight: AtomicU64,
+    /// Pushes waiting in the retry delay queue.
+    pub waiting_retry: AtomicU64,
+    /// [`BreakerState`] as a number.
+    pub breaker: AtomicU8,
+    /// Times the breaker opened.
+    pub breaker_opened: AtomicU64,
+    /// Current pace in requests per second; 0 = unpaced.
+    pub pace_rps: AtomicU64,
+}
+
+/// A lane's circuit breaker state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BreakerState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl BreakerState {
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            _ => Self::Closed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -31,6 +88,7 @@ pub struct Stats {
     pub calls_accepted: AtomicU64,
     pub requests_shed: AtomicU64,
     providers: [ProviderStats; ProviderKind::ALL.len()],
+    lanes: [LaneStats; Lane::COUNT],
 }
 
 #[inline]
@@ -42,6 +100,11 @@ impl Stats {
     #[inline]
     pub fn provider(&self, p: ProviderKind) -> &ProviderStats {
         &self.providers[p as usize]
+    }
+
+    #[inline]
+    pub fn lane(&self, l: Lane) -> &LaneStats {
+        &self.lanes[l as usize]
     }
 }
 
@@ -74,9 +137,36 @@ impl Stats {
                     "invalid_tokens_removed": load(&s.invalid_tokens_removed),
                     "unconfigured": load(&s.unconfigured),
                     "expired": load(&s.expired),
+                    "dead_tokens": load(&s.dead_tokens),
+                    "unknown_fate": load(&s.unknown_fate),
+                    "resent_unprocessed": load(&s.resent_unprocessed),
+                    "throttled": load(&s.throttled),
+                    "rejected": Cause::ALL
+                        .iter()
+                        .filter(|c| load(&s.rejected[c.index()]) > 0)
+                        .map(|c| (c.as_str().to_string(), json!(load(&s.rejected[c.index()]))))
+                        .collect::<Map<String, Value>>(),
                 }),
             );
         }
+        let lanes: Map<String, Value> = Lane::ALL
+            .iter()
+            .map(|l| {
+                let s = self.lane(*l);
+                let depth = g.queues.iter().find(|(n, _)| *n == l.name()).map_or(0, |q| q.1);
+                (
+                    l.name().to_string(),
+                    json!({
+                        "queue_depth": depth,
+                        "in_flight": load(&s.in_flight),
+                        "waiting_retry": load(&s.waiting_retry),
+                        "breaker": BreakerState::from_u8(s.breaker.load(Ordering::Relaxed)).as_str(),
+                        "breaker_opened": load(&s.breaker_opened),
+                        "pace_rps": load(&s.pace_rps),
+                    }),
+                )
+            })
+            .collect();
         let queues: Map<String, Value> = g
             .queues
             .iter()
@@ -94,6 +184,7 @@ impl Stats {
             "invalid_tokens_removed": ProviderKind::ALL.iter().map(|p| load(&self.provider(*p).invalid_tokens_removed)).sum::<u64>(),
             "providers": providers,
             "queue_depth": queues,
+            "lanes": lanes,
         })
     }
 
@@ -136,7 +227,27 @@ impl Stats {
             load(&self.requests_shed),
         );
         type Field = fn(&ProviderStats) -> &AtomicU64;
-        let fields: [(&str, &str, Field); 7] = [
+        let fields: [(&str, &str, Field); 11] = [
+            (
+                "pushes_dead_tokens_total",
+                "Verdicts that a device token is dead.",
+                |s| &s.dead_tokens,
+            ),
+            (
+                "pushes_unknown_fate_total",
+                "Sends with an unknown fate (reset or timeout after sending), resent.",
+                |s| &s.unknown_fate,
+            ),
+            (
+                "pushes_resent_unprocessed_total",
+                "Sends the vendor provably did not process, resent without an attempt.",
+                |s| &s.resent_unprocessed,
+            ),
+            (
+                "pushes_throttled_total",
+                "429-style throttling answers.",
+                |s| &s.throttled,
+            ),
             ("pushes_sent_total", "Requests sent to the vendor.", |s| {
                 &s.sent
             }),
@@ -178,6 +289,68 @@ impl Stats {
                     "fanfare_{name}{{provider=\"{}\"}} {}",
                     p.as_str(),
                     load(f(self.provider(p)))
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP fanfare_pushes_rejected_total Pushes rejected for good, by cause.\n# TYPE fanfare_pushes_rejected_total counter"
+        );
+        for p in ProviderKind::ALL {
+            let s = self.provider(p);
+            for c in Cause::ALL {
+                let v = load(&s.rejected[c.index()]);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "fanfare_pushes_rejected_total{{provider=\"{}\",cause=\"{}\"}} {v}",
+                        p.as_str(),
+                        c.as_str()
+                    );
+                }
+            }
+        }
+        type LaneField = fn(&LaneStats) -> u64;
+        let lane_fields: [(&str, &str, &str, LaneField); 5] = [
+            ("lane_in_flight", "gauge", "Sends in flight.", |s| {
+                load(&s.in_flight)
+            }),
+            (
+                "lane_waiting_retry",
+                "gauge",
+                "Pushes waiting in the retry delay queue.",
+                |s| load(&s.waiting_retry),
+            ),
+            (
+                "breaker_state",
+                "gauge",
+                "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+                |s| u64::from(s.breaker.load(Ordering::Relaxed)),
+            ),
+            (
+                "breaker_opened_total",
+                "counter",
+                "Times the circuit breaker opened.",
+                |s| load(&s.breaker_opened),
+            ),
+            (
+                "lane_pace_rps",
+                "gauge",
+                "Current pace in requests/s (0 = unpaced).",
+                |s| load(&s.pace_rps),
+            ),
+        ];
+        for (name, kind, help, f) in lane_fields {
+            let _ = writeln!(
+                out,
+                "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} {kind}"
+            );
+            for l in Lane::ALL {
+                let _ = writeln!(
+                    out,
+                    "fanfare_{name}{{vendor=\"{}\"}} {}",
+                    l.name(),
+                    f(self.lane(l))
                 );
             }
         }

@@ -10,5 +10,7 @@ mod harness;
 mod api;
 #[path = "e2e/delivery.rs"]
 mod delivery;
+#[path = "e2e/faults.rs"]
+mod faults;
 #[path = "e2e/vendors.rs"]
 mod vendors;

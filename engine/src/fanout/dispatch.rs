@@ -1,31 +1,56 @@
-//! Per-vendor lanes: bounded admission, workers, verdict handling.
+//! Per-vendor lanes: bounded admission, one worker per lane, retries, pacing and
+//! circuit breaking, verdict handling.
 //!
 //! Overflow policy: **reject at admission**. A message's targets are admitted to all
 //! their lanes at once or not at all; if any lane would exceed
-//! `messages.queue_capacity` queued-or-in-flight device pushes, nothing is queued and
-//! the API answers `429 overloaded`. Admitted pushes are never dropped for lack of
-//! room. Each lane's worker feeds a bounded number of concurrent sends to the vendor's
-//! HTTP/2 pool.
+//! `messages.queue_capacity` device pushes (queued, waiting for a retry, or in
+//! flight), nothing is queued and the API answers `429 overloaded` with
+//! `Retry-After`. Admitted pushes are never dropped for lack of room; they leave a
+//! lane only delivered, dead, rejected, expired, or failed after `retry.max_attempts`.
+//!
+//! Each lane's worker picks the next push — a retry whose delay is over first, then
+//! new work — and sends it when three gates agree:
+//! - the [`breaker::Breaker`] (consecutive 5xx/timeouts/connection failures open it;
+//!   one probe after a wait; the probe's success closes it), so a vendor that is down
+//!   is not hammered and its pushes wait, still counted against the lane;
+//! - the [`pace::Pace`] token bucket (`max_rps`; 429s that throttle the app halve it,
+//!   quiet periods add to it);
+//! - the lane's `max_in_flight` semaphore.
+//!
+//! Retries wait in the lane's [`delay::DelayQueue`] (one heap and one timer per lane).
+//! The delay is the vendor's `Retry-After` when given, else full-jitter backoff
+//! (`retry.base_ms` doubling to `retry.max_ms`); a retry that would go out at or after
+//! the push's expiry (a call's timeout, `messages.ttl_s`) is dropped as expired.
+//! Rejections are never retried; they are counted by cause and logged once per
+//! (vendor, cause).
+//!
+//! Exactly once: a send the vendor provably did not process (`Cause::Unsent`: GOAWAY
+//! above the last stream id, REFUSED_STREAM, connect/TLS failure, reconnect backoff)
+//! is resent without counting an attempt. A send whose fate is unknown (reset or
+//! timeout after the request left) is resent as an attempt and counted in
+//! `unknown_fate`: Fanfare prefers a rare duplicate notification to a lost one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod backoff;
+mod breaker;
+mod delay;
+mod pace;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::plan::{Lane, Targets};
-use crate::providers::{Outcome, Providers, Push, Verdict};
+use crate::providers::{Cause, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
-use crate::state::{Device, Mutation, State};
+use crate::state::{Device, Mutation, ProviderKind, State};
 use crate::telemetry::{inc, Stats};
-
-/// Sends in flight per lane.
-const MAX_IN_FLIGHT: usize = 1024;
-/// Attempts per push before it counts as failed.
-const MAX_ATTEMPTS: u32 = 3;
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+use breaker::{Admit, Breaker, Change, Signal};
+use delay::DelayQueue;
+use pace::Pace;
 
 /// A lane was full; the request should be retried after this long.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +79,29 @@ struct Ctx {
     providers: Arc<Providers>,
     state: Arc<State>,
     stats: Arc<Stats>,
+    /// (provider, cause) pairs already logged at warn level; later ones are counted
+    /// and logged at debug only.
+    logged: [[AtomicBool; Cause::COUNT]; ProviderKind::ALL.len()],
+}
+
+/// One device push making its way through a lane.
+struct Job {
+    push: Arc<Push>,
+    device: Device,
+    /// Sends that counted (the vendor answered, or the fate is unknown).
+    attempts: u32,
+    /// Resends of sends the vendor provably did not process.
+    unsent: u32,
+}
+
+/// A finished send, back at its lane's worker.
+struct Done {
+    /// The job when it must be retried, with its delay.
+    retry: Option<(Job, Duration)>,
+    signal: Signal,
+    /// The vendor throttled the whole app.
+    throttled: bool,
+    probe: bool,
 }
 
 impl Dispatcher {
@@ -69,11 +117,18 @@ impl Dispatcher {
             providers,
             state,
             stats,
+            logged: Default::default(),
         });
-        let lanes = Lane::ALL.map(|_| {
+        let lanes = Lane::ALL.map(|lane| {
             let (tx, rx) = mpsc::unbounded_channel();
             let depth = Arc::new(AtomicUsize::new(0));
-            tokio::spawn(run_lane(ctx.clone(), rx, depth.clone(), shutdown.clone()));
+            tokio::spawn(run_lane(
+                lane,
+                ctx.clone(),
+                rx,
+                depth.clone(),
+                shutdown.clone(),
+            ));
             LaneQueue { tx, depth }
         });
         Self {
@@ -83,7 +138,7 @@ impl Dispatcher {
         }
     }
 
-    /// Device pushes queued or in flight, per lane.
+    /// Device pushes queued, waiting for a retry, or in flight, per lane.
     pub fn depths(&self) -> Vec<(&'static str, usize)> {
         Lane::ALL
             .iter()
@@ -115,7 +170,7 @@ impl Dispatcher {
                 }
                 return Err(Overloaded {
                     lane,
-                    retry_after_s: 1,
+                    retry_after_s: self.retry_after_s(lane),
                 });
             }
         }
@@ -149,6 +204,18 @@ impl Dispatcher {
         Ok(queued)
     }
 
+    /// `Retry-After` for a shed request: 1 s, or longer while the lane's breaker is
+    /// open (the queue will not drain before it closes).
+    fn retry_after_s(&self, lane: Lane) -> u64 {
+        let open = self.ctx.stats.lane(lane).breaker.load(Ordering::Relaxed) != 0;
+        if open {
+            let b = &self.ctx.providers.delivery.breaker;
+            (b.open_ms / 1000).clamp(1, 30)
+        } else {
+            1
+        }
+    }
+
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
     pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
@@ -161,7 +228,8 @@ impl Dispatcher {
 impl Ctx {
     /// Count a verdict and act on a dead token. Returns true when the push is finished.
     fn record(&self, device: &Device, v: &Verdict) -> bool {
-        let s = self.stats.provider(device.provider());
+        let provider = device.provider();
+        let s = self.stats.provider(provider);
         match v.outcome {
             Outcome::Delivered => {
                 inc(&s.sent);
@@ -171,6 +239,7 @@ impl Ctx {
             Outcome::TokenDead(cause) => {
                 inc(&s.sent);
                 inc(&s.failed);
+                inc(&s.dead_tokens);
                 let removed = self.state.apply(&Mutation::RemoveDeadToken {
                     push_id: device.push_id().into(),
                     token: device.token().to_owned(),
@@ -178,93 +247,302 @@ impl Ctx {
                 if matches!(removed, crate::state::Applied::Unbound(Some(_))) {
                     inc(&s.invalid_tokens_removed);
                 }
-                tracing::info!(
-                    provider = device.provider().as_str(),
+                tracing::debug!(
+                    provider = provider.as_str(),
                     cause = cause.as_str(),
                     "vendor reported a dead token; binding removed"
                 );
                 true
             }
             Outcome::Rejected(cause) => {
-                if cause == crate::providers::Cause::Unconfigured {
+                if cause == Cause::Unconfigured {
                     inc(&s.unconfigured);
                 } else {
                     inc(&s.sent);
                     inc(&s.failed);
-                    tracing::warn!(provider = device.provider().as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
+                    inc(&s.rejected[cause.index()]);
+                    if self.first(provider, cause) {
+                        tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push; not retried (further rejections for this cause are counted in /v1/stats)");
+                    } else {
+                        tracing::debug!(provider = provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
+                    }
                 }
                 true
             }
-            Outcome::Retry { .. } => {
-                if v.status.is_some() {
+            Outcome::Retry { cause, .. } => {
+                // Sent = the request reached the vendor (or may have).
+                if v.status.is_some() || cause.fate_unknown() {
                     inc(&s.sent);
+                }
+                if matches!(
+                    cause,
+                    Cause::TooManyRequests | Cause::QuotaExceeded | Cause::DeviceThrottled
+                ) {
+                    inc(&s.throttled);
+                }
+                if cause.fate_unknown() {
+                    inc(&s.unknown_fate);
                 }
                 false
             }
         }
     }
+
+    /// True the first time `(provider, cause)` is seen.
+    fn first(&self, provider: ProviderKind, cause: Cause) -> bool {
+        !self.logged[provider as usize][cause.index()].swap(true, Ordering::Relaxed)
+    }
+
+    /// Send `job` once and work out what happens next.
+    async fn attempt(&self, mut job: Job, probe: bool) -> (Done, bool) {
+        let v = self.providers.send(&job.device, &job.push, false).await;
+        let finished = self.record(&job.device, &v);
+        let signal = match v.outcome {
+            Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
+            Outcome::Retry {
+                cause: Cause::ProviderAuth,
+                ..
+            } => Signal::Neutral,
+            _ => Signal::Up,
+        };
+        let mut done = Done {
+            retry: None,
+            signal,
+            throttled: false,
+            probe,
+        };
+        if finished {
+            return (done, true);
+        }
+        let Outcome::Retry { after, cause } = v.outcome else {
+            unreachable!("record finishes every other outcome")
+        };
+        done.throttled = cause.slows_lane();
+        let provider = job.device.provider();
+        let s = self.stats.provider(provider);
+        let retry = &self.providers.delivery.retry;
+        let delay = if cause == Cause::Unsent {
+            inc(&s.resent_unprocessed);
+            job.unsent += 1;
+            backoff::unsent(job.unsent)
+        } else {
+            job.attempts += 1;
+            if job.attempts >= retry.max_attempts {
+                inc(&s.failed);
+                if self.first(provider, cause) {
+                    tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
+                }
+                return (done, true);
+            }
+            after.unwrap_or_else(|| {
+                backoff::full_jitter(
+                    job.attempts,
+                    Duration::from_millis(retry.base_ms),
+                    Duration::from_millis(retry.max_ms),
+                )
+            })
+        };
+        match backoff::schedule(
+            crate::providers::unix_now_ms(),
+            delay,
+            job.push.expires_at.saturating_mul(1000),
+        ) {
+            Some(delay) => {
+                inc(&s.retried);
+                done.retry = Some((job, delay));
+                (done, false)
+            }
+            None => {
+                inc(&s.expired);
+                (done, true)
+            }
+        }
+    }
 }
 
+/// The lane worker: see the module docs.
 async fn run_lane(
+    lane: Lane,
     ctx: Arc<Ctx>,
     mut rx: mpsc::UnboundedReceiver<Batch>,
     depth: Arc<AtomicUsize>,
     mut shutdown: Shutdown,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let delivery = &ctx.providers.delivery;
+    let limits = delivery.lanes[lane as usize];
+    let b = &delivery.breaker;
+    let mut breaker = Breaker::new(
+        b.failures,
+        Duration::from_millis(b.open_ms),
+        Duration::from_millis(b.max_open_ms),
+    );
+    let mut pace = Pace::new(limits.max_rps, Instant::now());
+    let permits = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut delayed: DelayQueue<Job> = DelayQueue::default();
+    let mut fresh: VecDeque<Job> = VecDeque::new();
+    let mut held: Option<Job> = None;
+    let lane_stats = ctx.stats.lane(lane);
+    let mut closed = false;
+
     loop {
-        let batch = tokio::select! {
-            b = rx.recv() => match b { Some(b) => b, None => return },
-            _ = shutdown.wait() => return,
-        };
-        for device in batch.devices {
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            let ctx = ctx.clone();
-            let push = batch.push.clone();
-            let depth = depth.clone();
-            tokio::spawn(async move {
-                deliver(&ctx, &device, &push).await;
+        let now = Instant::now();
+        while let Ok(done) = done_rx.try_recv() {
+            on_done(
+                lane,
+                lane_stats,
+                done,
+                &mut breaker,
+                &mut pace,
+                &mut delayed,
+                now,
+            );
+        }
+        pace.tick(now);
+        lane_stats.in_flight.store(
+            (limits.max_in_flight - permits.available_permits()) as u64,
+            Ordering::Relaxed,
+        );
+        lane_stats
+            .waiting_retry
+            .store(delayed.len() as u64, Ordering::Relaxed);
+        lane_stats
+            .breaker
+            .store(breaker.state() as u8, Ordering::Relaxed);
+        lane_stats.pace_rps.store(pace.rps(), Ordering::Relaxed);
+
+        if held.is_none() {
+            held = delayed.pop_due(now).or_else(|| fresh.pop_front());
+        }
+        // What to wait for when nothing can be sent now.
+        let mut wake_at = delayed.next_at();
+        if let Some(job) = held.take() {
+            if crate::clock::unix_now_s() >= job.push.expires_at {
+                inc(&ctx.stats.provider(job.device.provider()).expired);
                 depth.fetch_sub(1, Ordering::AcqRel);
-                drop(permit);
+                continue;
+            }
+            let gate = match breaker.admit(now) {
+                Admit::Yes => Ok(false),
+                Admit::Probe => Ok(true),
+                Admit::Until(t) => Err(Some(t)),
+                Admit::AfterProbe => Err(None),
+            }
+            .and_then(|probe| pace.try_take(now).map(|()| probe).map_err(Some))
+            .and_then(|probe| {
+                permits
+                    .clone()
+                    .try_acquire_owned()
+                    .map(|p| (probe, p))
+                    .map_err(|_| None)
             });
+            match gate {
+                Ok((probe, permit)) => {
+                    spawn_send(
+                        ctx.clone(),
+                        job,
+                        probe,
+                        permit,
+                        done_tx.clone(),
+                        depth.clone(),
+                    );
+                    continue;
+                }
+                Err(until) => {
+                    held = Some(job);
+                    // `None`: a send in flight must finish first (a permit or the
+                    // probe's answer); its `Done` wakes the loop.
+                    if let Some(t) = until {
+                        wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+                    }
+                }
+            }
+        }
+        if held.is_none() && fresh.is_empty() && delayed.is_empty() && closed {
+            return;
+        }
+        let take_new = held.is_none() && fresh.is_empty() && !closed;
+        tokio::select! {
+            batch = rx.recv(), if take_new => match batch {
+                Some(b) => fresh.extend(b.devices.into_iter().map(|device| Job {
+                    push: b.push.clone(),
+                    device,
+                    attempts: 0,
+                    unsent: 0,
+                })),
+                None => closed = true,
+            },
+            done = done_rx.recv() => {
+                if let Some(done) = done {
+                    on_done(lane, lane_stats, done, &mut breaker, &mut pace, &mut delayed, Instant::now());
+                }
+            }
+            _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            _ = shutdown.wait() => return,
         }
     }
 }
 
-/// Deliver one push with a bounded number of attempts, never past its expiry.
-async fn deliver(ctx: &Ctx, device: &Device, push: &Push) {
-    let stats = ctx.stats.provider(device.provider());
-    for attempt in 1..=MAX_ATTEMPTS {
-        if crate::clock::unix_now_s() >= push.expires_at {
-            inc(&stats.expired);
-            return;
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_send(
+    ctx: Arc<Ctx>,
+    job: Job,
+    probe: bool,
+    permit: OwnedSemaphorePermit,
+    done_tx: mpsc::UnboundedSender<Done>,
+    depth: Arc<AtomicUsize>,
+) {
+    tokio::spawn(async move {
+        let (done, finished) = ctx.attempt(job, probe).await;
+        drop(permit);
+        if finished {
+            depth.fetch_sub(1, Ordering::AcqRel);
         }
-        let v = ctx.providers.send(device, push, false).await;
-        if ctx.record(device, &v) {
-            return;
+        // The worker is gone only at shutdown; a retry then is dropped with it.
+        let _ = done_tx.send(done);
+    });
+}
+
+fn on_done(
+    lane: Lane,
+    lane_stats: &crate::telemetry::LaneStats,
+    done: Done,
+    breaker: &mut Breaker,
+    pace: &mut Pace,
+    delayed: &mut DelayQueue<Job>,
+    now: Instant,
+) {
+    match breaker.record(done.signal, done.probe, now) {
+        Some(Change::Opened { wait }) => {
+            inc(&lane_stats.breaker_opened);
+            tracing::warn!(
+                vendor = lane.name(),
+                wait_ms = wait.as_millis() as u64,
+                "vendor failing: circuit breaker opened, pushes wait for a probe"
+            )
         }
-        let Outcome::Retry { after, cause } = v.outcome else {
-            unreachable!("record finishes every other outcome")
-        };
-        if attempt == MAX_ATTEMPTS {
-            inc(&stats.failed);
-            tracing::warn!(provider = device.provider().as_str(), cause = cause.as_str(), reason = ?v.reason, "push failed after {MAX_ATTEMPTS} attempts");
-            return;
+        Some(Change::Closed) => {
+            tracing::info!(
+                vendor = lane.name(),
+                "vendor answering again: circuit breaker closed"
+            )
         }
-        inc(&stats.retried);
-        let backoff = after.unwrap_or_else(|| {
-            let cap = BACKOFF_BASE.saturating_mul(1 << attempt).min(BACKOFF_MAX);
-            cap.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
-        });
-        let left = push.expires_at.saturating_sub(crate::clock::unix_now_s());
-        if backoff.as_secs() >= left {
-            inc(&stats.expired);
-            return;
-        }
-        tokio::time::sleep(backoff).await;
+        None => {}
+    }
+    if done.throttled && pace.throttled(now) {
+        tracing::debug!(
+            vendor = lane.name(),
+            rps = pace.rps(),
+            "vendor throttling: pace lowered"
+        );
+    }
+    if let Some((job, delay)) = done.retry {
+        delayed.push(now + delay, job);
     }
 }

@@ -45,6 +45,15 @@ pub enum Error {
     Timeout { origin: String },
 }
 
+impl Error {
+    /// True when the server provably did not get the request: the connection could
+    /// not be established (hyper-util retries requests canceled before any byte was
+    /// written on a reused connection by itself).
+    pub fn not_processed(&self) -> bool {
+        matches!(self, Error::Request { source, .. } if source.is_connect())
+    }
+}
+
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Cheaply cloneable handle to one pooled client.

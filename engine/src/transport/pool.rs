@@ -4,14 +4,23 @@
 //! wait in h2's `ready()` for a free stream, so a connection carries up to the peer's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` requests at once and never provokes
 //! `REFUSED_STREAM` by over-opening. A slot whose connection died (GOAWAY, I/O error)
-//! reconnects on next use. Errors say whether the request is safe to retry: only when
-//! the server provably did not process it (connect/TLS failure, GOAWAY above the last
-//! stream id, `REFUSED_STREAM`), and then the pool retries it once on a fresh
-//! connection itself.
+//! reconnects on next use — after a failed connect only once its backoff (50 ms doubling
+//! to `connect_backoff_max`, jittered) has passed; until then requests on that slot fail
+//! at once with [`Error::Backoff`] instead of hammering a vendor that is down. Errors say
+//! whether the request is safe to resend: only when the server provably did not process
+//! it (connect/TLS failure, reconnect backoff, GOAWAY above the last stream id,
+//! `REFUSED_STREAM`), and then the pool resends it once on another connection itself.
+//!
+//! Keep-alive: a connection that carried no request for `ping_interval` is sent an
+//! HTTP/2 PING; no PONG within `ping_timeout` closes it (in-flight streams on it fail
+//! with an unknown fate), and the slot reconnects on next use.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use rand::Rng as _;
+use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
@@ -96,6 +105,11 @@ pub enum Error {
     },
     #[error("request to {endpoint} timed out")]
     Timeout { endpoint: String },
+    #[error("not reconnecting to {endpoint} for another {retry_in:?} after failed connects")]
+    Backoff {
+        endpoint: String,
+        retry_in: Duration,
+    },
 }
 
 impl Error {
@@ -107,8 +121,62 @@ impl Error {
                 | Error::Tls { .. }
                 | Error::Handshake { .. }
                 | Error::NotProcessed { .. }
+                | Error::Backoff { .. }
         )
     }
+}
+
+/// How a pool connects, times out and keeps connections alive.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections (slots) to the endpoint.
+    pub connections: usize,
+    /// A request without its complete answer after this long fails with
+    /// [`Error::Timeout`].
+    pub request_timeout: Duration,
+    /// PING a connection idle this long; `None` = never.
+    pub ping_interval: Option<Duration>,
+    /// A PING unanswered this long closes the connection.
+    pub ping_timeout: Duration,
+    /// Longest wait before reconnecting after failed connects.
+    pub connect_backoff_max: Duration,
+}
+
+impl Options {
+    /// `connections` and `request_timeout` with the `[transport]` defaults.
+    pub fn new(connections: usize, request_timeout: Duration) -> Self {
+        Self::from_config(connections, &crate::config::Transport::default())
+            .request_timeout(request_timeout)
+    }
+
+    /// From the `[transport]` section.
+    pub fn from_config(connections: usize, t: &crate::config::Transport) -> Self {
+        Self {
+            connections,
+            request_timeout: Duration::from_millis(t.request_timeout_ms),
+            ping_interval: (t.ping_interval_s > 0).then(|| Duration::from_secs(t.ping_interval_s)),
+            ping_timeout: Duration::from_secs(t.ping_timeout_s.max(1)),
+            connect_backoff_max: Duration::from_millis(t.connect_backoff_max_ms),
+        }
+    }
+
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+}
+
+/// First reconnect backoff after a failed connect.
+const CONNECT_BACKOFF_BASE: Duration = Duration::from_millis(50);
+
+/// Reconnect backoff after `failures` consecutive failed connects: the ceiling
+/// doubles from [`CONNECT_BACKOFF_BASE`] up to `max`; the wait is uniform in
+/// [ceiling/2, ceiling] so slots do not reconnect in lockstep.
+pub fn connect_backoff(failures: u32, max: Duration) -> Duration {
+    let ceiling = CONNECT_BACKOFF_BASE
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(max);
+    ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
 /// A complete vendor response.
@@ -122,12 +190,22 @@ pub struct Response {
 struct Conn {
     send: h2::client::SendRequest<Bytes>,
     closed: Arc<AtomicBool>,
+    /// Set by every request; the keep-alive clears it and PINGs when it was clear.
+    used: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
 struct Slot {
     conn: ArcSwapOption<Conn>,
     connecting: tokio::sync::Mutex<()>,
+    backoff: parking_lot::Mutex<Backoff>,
+}
+
+/// Failed connects of one slot and when it may try again.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
 }
 
 struct Inner {
@@ -135,8 +213,10 @@ struct Inner {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     slots: Box<[Slot]>,
     next: AtomicUsize,
-    timeout: Duration,
+    opts: Options,
     connects: AtomicU64,
+    connect_failures: AtomicU64,
+    pings: AtomicU64,
 }
 
 /// Cheaply cloneable handle to a vendor connection pool.
@@ -155,6 +235,15 @@ impl Pool {
         connections: usize,
         timeout: Duration,
     ) -> Result<Self, Error> {
+        Self::with_options(endpoint, tls, Options::new(connections, timeout))
+    }
+
+    /// A pool with every [`Options`] knob.
+    pub fn with_options(
+        endpoint: Endpoint,
+        tls: Arc<ClientConfig>,
+        opts: Options,
+    ) -> Result<Self, Error> {
         let tls = if endpoint.tls {
             let name = ServerName::try_from(endpoint.host.clone())
                 .map_err(|_| Error::BadEndpoint(endpoint.base.clone()))?;
@@ -166,10 +255,14 @@ impl Pool {
             inner: Arc::new(Inner {
                 endpoint,
                 tls,
-                slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+                slots: (0..opts.connections.max(1))
+                    .map(|_| Slot::default())
+                    .collect(),
                 next: AtomicUsize::new(0),
-                timeout,
+                opts,
                 connects: AtomicU64::new(0),
+                connect_failures: AtomicU64::new(0),
+                pings: AtomicU64::new(0),
             }),
         })
     }
@@ -181,6 +274,16 @@ impl Pool {
     /// Connections opened so far (reconnects included).
     pub fn connects(&self) -> u64 {
         self.inner.connects.load(Ordering::Relaxed)
+    }
+
+    /// Connect attempts that failed (TCP, TLS or HTTP/2 handshake).
+    pub fn connect_failures(&self) -> u64 {
+        self.inner.connect_failures.load(Ordering::Relaxed)
+    }
+
+    /// Keep-alive PINGs sent.
+    pub fn pings(&self) -> u64 {
+        self.inner.pings.load(Ordering::Relaxed)
     }
 
     /// Send one request with `body` and read the whole response. `make` builds the
@@ -195,9 +298,15 @@ impl Pool {
         let mut last_err = None;
         for attempt in 0..2 {
             let slot = &self.inner.slots[(first + attempt) % n];
-            let conn = self.connection(slot).await?;
+            let conn = match self.connection(slot).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
             let fut = self.send_on(&conn, make(), body.clone());
-            let result = match tokio::time::timeout(self.inner.timeout, fut).await {
+            let result = match tokio::time::timeout(self.inner.opts.request_timeout, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout {
                     endpoint: self.inner.endpoint.base.clone(),
@@ -206,6 +315,8 @@ impl Pool {
             match result {
                 Ok(r) => return Ok(r),
                 Err(e) if e.not_processed() => {
+                    // GOAWAY / REFUSED_STREAM: this connection takes no more streams
+                    // (or refused this one); resend once on another.
                     Self::invalidate(slot, &conn);
                     last_err = Some(e);
                 }
@@ -229,15 +340,43 @@ impl Pool {
                 return Ok(c);
             }
         }
+        self.check_backoff(slot)?;
         let _guard = slot.connecting.lock().await;
         if let Some(c) = slot.conn.load_full() {
             if !c.closed.load(Ordering::Relaxed) {
                 return Ok(c);
             }
         }
-        let conn = Arc::new(self.connect().await?);
-        slot.conn.store(Some(conn.clone()));
-        Ok(conn)
+        // Waiters behind a connect that just failed fail fast too.
+        self.check_backoff(slot)?;
+        match self.connect().await {
+            Ok(conn) => {
+                *slot.backoff.lock() = Backoff::default();
+                let conn = Arc::new(conn);
+                slot.conn.store(Some(conn.clone()));
+                Ok(conn)
+            }
+            Err(e) => {
+                self.inner.connect_failures.fetch_add(1, Ordering::Relaxed);
+                let mut b = slot.backoff.lock();
+                b.failures += 1;
+                let wait = connect_backoff(b.failures, self.inner.opts.connect_backoff_max);
+                b.until = Some(Instant::now() + wait);
+                tracing::debug!(endpoint = %self.inner.endpoint.base, failures = b.failures, ?wait, error = %e, "vendor connect failed");
+                Err(e)
+            }
+        }
+    }
+
+    fn check_backoff(&self, slot: &Slot) -> Result<(), Error> {
+        let b = slot.backoff.lock();
+        match b.until {
+            Some(until) if until > Instant::now() => Err(Error::Backoff {
+                endpoint: self.inner.endpoint.base.clone(),
+                retry_in: until - Instant::now(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn connect(&self) -> Result<Conn, Error> {
@@ -254,6 +393,7 @@ impl Pool {
         })?;
         self.inner.connects.fetch_add(1, Ordering::Relaxed);
         let closed = Arc::new(AtomicBool::new(false));
+        let used = Arc::new(AtomicBool::new(true));
         let send = match &self.inner.tls {
             Some((connector, name)) => {
                 let tls = connector
@@ -269,24 +409,25 @@ impl Pool {
                         source: std::io::Error::other("server did not negotiate ALPN h2"),
                     });
                 }
-                self.handshake(tls, closed.clone()).await?
+                self.handshake(tls, closed.clone(), used.clone()).await?
             }
-            None => self.handshake(tcp, closed.clone()).await?,
+            None => self.handshake(tcp, closed.clone(), used.clone()).await?,
         };
         tracing::debug!(endpoint = %ep.base, "vendor connection established");
-        Ok(Conn { send, closed })
+        Ok(Conn { send, closed, used })
     }
 
     async fn handshake<T>(
         &self,
         io: T,
         closed: Arc<AtomicBool>,
+        used: Arc<AtomicBool>,
     ) -> Result<h2::client::SendRequest<Bytes>, Error>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ep = self.inner.endpoint.base.clone();
-        let (send, connection) = h2::client::Builder::new()
+        let (send, mut connection) = h2::client::Builder::new()
             .initial_max_send_streams(100)
             .initial_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
@@ -298,11 +439,25 @@ impl Pool {
                 endpoint: ep.clone(),
                 source,
             })?;
+        let ping = connection.ping_pong();
+        let keepalive = self
+            .inner
+            .opts
+            .ping_interval
+            .zip(ping)
+            .map(|(every, ping)| KeepAlive {
+                every,
+                timeout: self.inner.opts.ping_timeout,
+                ping,
+                used,
+                pool: self.inner.clone(),
+            });
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = drive(connection, keepalive).await;
+            closed.store(true, Ordering::Relaxed);
+            if let Err(e) = ended {
                 tracing::debug!(endpoint = %ep, error = %e, "vendor connection ended");
             }
-            closed.store(true, Ordering::Relaxed);
         });
         Ok(send)
     }
@@ -328,6 +483,7 @@ impl Pool {
                 }
             }
         };
+        conn.used.store(true, Ordering::Relaxed);
         let mut send = conn.send.clone().ready().await.map_err(not_processed)?;
         let end = body.is_empty();
         let (response, mut stream) = send.send_request(req, end).map_err(not_processed)?;
@@ -347,5 +503,78 @@ impl Pool {
             headers: parts.headers,
             body: buf.freeze(),
         })
+    }
+}
+
+struct KeepAlive {
+    every: Duration,
+    timeout: Duration,
+    ping: h2::PingPong,
+    used: Arc<AtomicBool>,
+    pool: Arc<Inner>,
+}
+
+/// Poll the connection until it ends; with `keepalive`, PING it whenever it was idle
+/// for a whole interval and end it when a PING goes unanswered.
+async fn drive<T>(
+    connection: h2::client::Connection<T, Bytes>,
+    keepalive: Option<KeepAlive>,
+) -> Result<(), String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut connection = std::pin::pin!(connection);
+    let Some(mut k) = keepalive else {
+        return connection.await.map_err(|e| e.to_string());
+    };
+    let mut tick = tokio::time::interval_at(Instant::now() + k.every, k.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => return r.map_err(|e| e.to_string()),
+            _ = tick.tick() => {}
+        }
+        if k.used.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        k.pool.pings.fetch_add(1, Ordering::Relaxed);
+        let probe = tokio::time::timeout(k.timeout, k.ping.ping(h2::Ping::opaque()));
+        tokio::select! {
+            r = connection.as_mut() => return r.map_err(|e| e.to_string()),
+            pong = probe => match pong {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("keep-alive ping failed: {e}")),
+                Err(_) => return Err(format!("keep-alive ping unanswered for {:?}", k.timeout)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_backoff_doubles_with_jitter_up_to_the_cap() {
+        let max = Duration::from_secs(5);
+        for _ in 0..100 {
+            let first = connect_backoff(1, max);
+            assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(50));
+            let third = connect_backoff(3, max);
+            assert!(third >= Duration::from_millis(100) && third <= Duration::from_millis(200));
+            let many = connect_backoff(40, max);
+            assert!(many >= max / 2 && many <= max);
+        }
+    }
+
+    #[test]
+    fn unprocessed_errors_are_the_resendable_ones() {
+        let ep = || "https://x".to_string();
+        assert!(Error::Backoff {
+            endpoint: ep(),
+            retry_in: Duration::from_millis(5)
+        }
+        .not_processed());
+        assert!(!Error::Timeout { endpoint: ep() }.not_processed());
     }
 }

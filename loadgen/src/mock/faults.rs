@@ -10,8 +10,8 @@
 //! | `throttle` (probability or per token in the vendor mock) | 429 + `Retry-After`, vendor body | no |
 //! | `unavailable` / `internal` | 503 (+ `Retry-After`) / 500, vendor body | no |
 //! | `latency` | answer delayed | yes |
-//! | `refuse_stream` | RST_STREAM `REFUSED_STREAM` | no |
-//! | `reset_after_processing` | push recorded, then RST_STREAM `INTERNAL_ERROR` | **yes** |
+//! | `refuse_stream` / `refuse_next(n)` | RST_STREAM `REFUSED_STREAM` | no |
+//! | `reset_after_processing` / `reset_next_after_processing(n)` | push recorded, then RST_STREAM `INTERNAL_ERROR` | **yes** |
 //! | `goaway_every(n)` | graceful GOAWAY after n streams on a connection | streams ≤ last id: yes |
 //! | `goaway_error_every(n)` | GOAWAY `INTERNAL_ERROR` with the last id, connection closed | streams ≤ last id may be, unanswered |
 //! | `drop_every(n, mode)` | the n-th stream of a connection closes the TCP connection with streams in flight | per [`DropMode`] |
@@ -105,6 +105,8 @@ struct Inner {
     internal_ppm: AtomicU32,
     refuse_ppm: AtomicU32,
     reset_after_ppm: AtomicU32,
+    refuse_next: AtomicU64,
+    reset_after_next: AtomicU64,
     goaway_every: AtomicU64,
     goaway_error_every: AtomicU64,
     drop_every: AtomicU64,
@@ -199,6 +201,16 @@ impl Faults {
             .store(ppm(probability), Ordering::Relaxed);
     }
 
+    /// Refuse the next `n` push streams (RST_STREAM `REFUSED_STREAM`).
+    pub fn refuse_next(&self, n: u64) {
+        self.inner.refuse_next.store(n, Ordering::Relaxed);
+    }
+
+    /// Record the next `n` pushes, then reset their streams instead of answering.
+    pub fn reset_next_after_processing(&self, n: u64) {
+        self.inner.reset_after_next.store(n, Ordering::Relaxed);
+    }
+
     /// Graceful GOAWAY on a connection once it has carried `n` streams; 0 = never.
     pub fn set_goaway_every(&self, n: u64) {
         self.inner.goaway_every.store(n, Ordering::Relaxed);
@@ -230,6 +242,11 @@ impl Faults {
             *n += 1;
             *c = close;
         });
+    }
+
+    /// End an outage early.
+    pub fn end_outage(&self) {
+        *self.inner.down_until.lock() = None;
     }
 
     /// True while an outage refuses connections.
@@ -270,6 +287,20 @@ impl Faults {
     /// Decide the fault for one push stream (and count it).
     pub(crate) fn for_stream(&self) -> StreamFault {
         let i = &self.inner;
+        let c = &i.counts;
+        let take = |n: &AtomicU64| {
+            n.load(Ordering::Relaxed) > 0
+                && n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+                    .is_ok()
+        };
+        if take(&i.refuse_next) {
+            c.refused_streams.fetch_add(1, Ordering::Relaxed);
+            return StreamFault::Refuse;
+        }
+        if take(&i.reset_after_next) {
+            c.reset_after_processing.fetch_add(1, Ordering::Relaxed);
+            return StreamFault::ResetAfterProcessing;
+        }
         let (throttle, unavailable, internal, refuse, reset) = (
             i.throttle_ppm.load(Ordering::Relaxed),
             i.unavailable_ppm.load(Ordering::Relaxed),
@@ -281,7 +312,6 @@ impl Faults {
             return StreamFault::None;
         }
         let mut rng = rand::thread_rng();
-        let c = &i.counts;
         if roll(&mut rng, refuse) {
             c.refused_streams.fetch_add(1, Ordering::Relaxed);
             StreamFault::Refuse

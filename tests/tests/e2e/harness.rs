@@ -42,6 +42,8 @@ pub struct Options {
     /// Also start mock Huawei, Honor, Xiaomi, OPPO, vivo and Web Push and configure
     /// the engine for them.
     pub vendors: bool,
+    /// Extra keys of the `[messages]` section (which the harness already writes).
+    pub messages: String,
 }
 
 /// Package name the Xiaomi mock expects.
@@ -198,6 +200,7 @@ durability = "none"
 
 [messages]
 dedup_window_s = 600
+{messages}
 
 [apns]
 key_file = "{key}"
@@ -227,6 +230,7 @@ ca_file = "{ca}"
         sa = sa_file.display(),
         fcm_url = fcm.url(),
         extra = opts.extra,
+        messages = opts.messages,
     );
     let config_path: PathBuf = dir.path().join("fanfare.toml");
     std::fs::write(&config_path, toml)?;
@@ -315,6 +319,33 @@ impl Harness {
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, v)
+    }
+
+    /// POST `body` and also return the response headers.
+    pub async fn post_full(&self, path: &str, body: Value) -> (StatusCode, http::HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{}", self.base, path))
+            .header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = self
+            .http
+            .request(
+                req.body(Full::new(Bytes::from(body.to_string())))
+                    .expect("request"),
+            )
+            .await
+            .expect("API answers");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -39,36 +39,30 @@ pub fn classify(resp: &Response, detail: bool) -> Verdict {
 }
 
 fn outcome(status: u16, reason: &str, after: Option<std::time::Duration>) -> Outcome {
+    let retry = |cause| Outcome::Retry { after, cause };
     match (status, reason) {
         (410, _) => Outcome::TokenDead(Cause::Unregistered),
         (400, "BadDeviceToken") => Outcome::TokenDead(Cause::BadDeviceToken),
         (400, "DeviceTokenNotForTopic") => Outcome::TokenDead(Cause::DeviceTokenNotForTopic),
-        (400, "IdleTimeout") => Outcome::Retry {
-            after: None,
-            cause: Cause::Transport,
-        },
-        (403, "ExpiredProviderToken") => Outcome::Retry {
-            after: None,
-            cause: Cause::ProviderAuth,
-        },
+        // The connection idled out; the request was not acted on: resend.
+        (400, "IdleTimeout") => retry(Cause::Transport),
+        (400, "BadTopic" | "TopicDisallowed" | "MissingTopic") => {
+            Outcome::Rejected(Cause::BadTopic)
+        }
+        (400, "PayloadEmpty") => Outcome::Rejected(Cause::BadPayload),
+        // The JWT is re-signed by the client on this answer (respecting the 20-min
+        // floor); the push is retried with the new one.
+        (403, "ExpiredProviderToken") => retry(Cause::ProviderAuth),
         (403, _) => Outcome::Rejected(Cause::ProviderAuth),
         (413, _) => Outcome::Rejected(Cause::PayloadTooLarge),
-        (429, _) => Outcome::Retry {
-            after,
-            cause: Cause::TooManyRequests,
-        },
-        (500, _) => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
-        (503, _) => Outcome::Retry {
-            after,
-            cause: Cause::Unavailable,
-        },
-        (s, _) if s >= 500 => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
+        // Re-signing too often: back off, the cached token stays.
+        (429, "TooManyProviderTokenUpdates") => retry(Cause::ProviderAuth),
+        // Too many pushes to this one device: back off for this push only.
+        (429, _) => retry(Cause::DeviceThrottled),
+        (500, _) => retry(Cause::ServerError),
+        // `ServiceUnavailable` and `Shutdown` (the connection is going away).
+        (503, _) => retry(Cause::Unavailable),
+        (s, _) if s >= 500 => retry(Cause::ServerError),
         _ => Outcome::Rejected(Cause::BadRequest),
     }
 }
@@ -89,7 +83,7 @@ mod tests {
         );
         assert_eq!(
             outcome(400, "BadTopic", None),
-            Outcome::Rejected(Cause::BadRequest)
+            Outcome::Rejected(Cause::BadTopic)
         );
         assert_eq!(
             outcome(403, "InvalidProviderToken", None),
@@ -97,7 +91,40 @@ mod tests {
         );
         assert!(matches!(
             outcome(503, "Shutdown", None),
-            Outcome::Retry { .. }
+            Outcome::Retry {
+                cause: Cause::Unavailable,
+                ..
+            }
         ));
+        assert_eq!(
+            outcome(400, "TopicDisallowed", None),
+            Outcome::Rejected(Cause::BadTopic)
+        );
+        assert_eq!(
+            outcome(400, "PayloadEmpty", None),
+            Outcome::Rejected(Cause::BadPayload)
+        );
+        let after = Some(std::time::Duration::from_secs(3));
+        assert_eq!(
+            outcome(429, "TooManyRequests", after),
+            Outcome::Retry {
+                after,
+                cause: Cause::DeviceThrottled
+            }
+        );
+        assert_eq!(
+            outcome(429, "TooManyProviderTokenUpdates", None),
+            Outcome::Retry {
+                after: None,
+                cause: Cause::ProviderAuth
+            }
+        );
+        assert_eq!(
+            outcome(500, "InternalServerError", after),
+            Outcome::Retry {
+                after,
+                cause: Cause::ServerError
+            }
+        );
     }
 }

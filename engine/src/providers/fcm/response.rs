@@ -72,6 +72,7 @@ pub fn classify(resp: &Response, detail: bool) -> Verdict {
         (_, "THIRD_PARTY_AUTH_ERROR") | (_, "APNS_AUTH_ERROR") => {
             Outcome::Rejected(Cause::ProviderAuth)
         }
+        (400, _) | (_, "INVALID_ARGUMENT") => Outcome::Rejected(Cause::BadPayload),
         (401, _) => Outcome::Retry {
             after: None,
             cause: Cause::ProviderAuth,
@@ -96,5 +97,105 @@ pub fn classify(resp: &Response, detail: bool) -> Verdict {
         }),
         vendor_id: None,
         outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn resp(status: u16, retry_after: Option<&str>, body: &str) -> Response {
+        let mut headers = http::HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert(http::header::RETRY_AFTER, v.parse().unwrap());
+        }
+        Response {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    fn err(code: u16, status: &str, fcm: Option<&str>) -> String {
+        let details = match fcm {
+            Some(c) => format!(r#"[{{"@type":"{FCM_ERROR}","errorCode":"{c}"}}]"#),
+            None => "[]".into(),
+        };
+        format!(
+            r#"{{"error":{{"code":{code},"message":"m","status":"{status}","details":{details}}}}}"#
+        )
+    }
+
+    #[test]
+    fn fcm_error_codes_map_to_outcomes() {
+        let o = |r: Response| classify(&r, false).outcome;
+        assert_eq!(o(resp(200, None, r#"{"name":"x"}"#)), Outcome::Delivered);
+        assert_eq!(
+            o(resp(
+                404,
+                None,
+                &err(404, "NOT_FOUND", Some("UNREGISTERED"))
+            )),
+            Outcome::TokenDead(Cause::Unregistered)
+        );
+        assert_eq!(
+            o(resp(
+                429,
+                Some("7"),
+                &err(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"))
+            )),
+            Outcome::Retry {
+                after: Some(Duration::from_secs(7)),
+                cause: Cause::QuotaExceeded
+            }
+        );
+        // Without Retry-After, quota errors wait a minute (VENDORS.md §2.6).
+        assert_eq!(
+            o(resp(429, None, &err(429, "RESOURCE_EXHAUSTED", None))),
+            Outcome::Retry {
+                after: Some(Duration::from_secs(60)),
+                cause: Cause::QuotaExceeded
+            }
+        );
+        assert_eq!(
+            o(resp(
+                503,
+                Some("2"),
+                &err(503, "UNAVAILABLE", Some("UNAVAILABLE"))
+            )),
+            Outcome::Retry {
+                after: Some(Duration::from_secs(2)),
+                cause: Cause::Unavailable
+            }
+        );
+        assert_eq!(
+            o(resp(500, None, &err(500, "INTERNAL", Some("INTERNAL")))),
+            Outcome::Retry {
+                after: None,
+                cause: Cause::ServerError
+            }
+        );
+        // A 502 may be an HTML page from the front end.
+        assert!(matches!(
+            o(resp(502, None, "<html>bad gateway</html>")),
+            Outcome::Retry { .. }
+        ));
+        assert_eq!(
+            o(resp(
+                401,
+                None,
+                &err(401, "UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"))
+            )),
+            Outcome::Rejected(Cause::ProviderAuth)
+        );
+        assert_eq!(
+            o(resp(
+                400,
+                None,
+                &err(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"))
+            )),
+            Outcome::Rejected(Cause::BadPayload)
+        );
     }
 }
