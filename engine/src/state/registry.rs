@@ -11,10 +11,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use super::ids::UserIdx;
@@ -178,14 +179,15 @@ impl fmt::Debug for TokenRef<'_> {
 
 /// One bound device as fan-out sees it: a single shared heap block (a thin,
 /// reference-counted pointer: 8 bytes wherever it is stored) holding a header
-/// `provider | environment | token kind | push id length | app id length`, then the push
-/// id, the app id and the token. Cloning is a reference-count increment; a binding costs
-/// one allocation.
+/// `provider | environment | token kind | push id length | app id length | owner (u32
+/// LE)`, then the push id, the app id and the token. Cloning is a reference-count
+/// increment; a binding costs one allocation. Moving a push id to another user makes a
+/// new record.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Device(triomphe::ThinArc<[u8; 5], u8>);
+pub struct Device(triomphe::ThinArc<[u8; 9], u8>);
 
 impl Device {
-    pub fn new(push_id: &str, b: &Binding) -> Self {
+    pub fn new(push_id: &str, owner: UserIdx, b: &Binding) -> Self {
         let app = b.app_id.as_deref().unwrap_or("");
         let (kind, token): (u8, &[u8]) = match &b.token {
             Token::Bytes(t) => (0, t),
@@ -193,12 +195,17 @@ impl Device {
         };
         let push_len = u8::try_from(push_id.len()).expect("push ids are at most 128 bytes");
         let app_len = u8::try_from(app.len()).expect("app ids are at most 128 bytes");
+        let o = owner.to_le_bytes();
         let header = [
             b.provider as u8,
             b.environment as u8,
             kind,
             push_len,
             app_len,
+            o[0],
+            o[1],
+            o[2],
+            o[3],
         ];
         let mut bytes: SmallVec<[u8; 512]> = SmallVec::new();
         bytes.extend_from_slice(push_id.as_bytes());
@@ -207,20 +214,27 @@ impl Device {
         Device(triomphe::ThinArc::from_header_and_slice(header, &bytes))
     }
 
-    /// The push id's bytes (no UTF-8 check: for hashing and comparing).
     #[inline]
-    fn push_id_bytes(&self) -> &[u8] {
-        &self.bytes()[..self.push_end()]
-    }
-
-    #[inline]
-    fn header(&self) -> &[u8; 5] {
+    fn header(&self) -> &[u8; 9] {
         &self.0.header.header
     }
 
     #[inline]
     fn bytes(&self) -> &[u8] {
         &self.0.slice
+    }
+
+    /// The push id's bytes (no UTF-8 check: for hashing and comparing).
+    #[inline]
+    fn push_id_bytes(&self) -> &[u8] {
+        &self.bytes()[..self.push_end()]
+    }
+
+    /// The user this record binds the push id to.
+    #[inline]
+    pub fn owner(&self) -> UserIdx {
+        let h = self.header();
+        UserIdx::from_le_bytes([h[5], h[6], h[7], h[8]])
     }
 
     #[inline]
@@ -249,7 +263,7 @@ impl Device {
 
     #[inline]
     pub fn push_id(&self) -> &str {
-        std::str::from_utf8(&self.bytes()[..self.push_end()]).expect("stored from a str")
+        std::str::from_utf8(self.push_id_bytes()).expect("stored from a str")
     }
 
     /// The binding's `app_id` (APNs topic override), if it has one.
@@ -274,6 +288,7 @@ impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Device")
             .field("push_id", &self.push_id())
+            .field("owner", &self.owner())
             .field("provider", &self.provider())
             .field("environment", &self.environment())
             .field("app_id", &self.app_id())
@@ -282,8 +297,8 @@ impl fmt::Debug for Device {
     }
 }
 
-/// The `owners` key: a device, hashed and compared by its push id, so the push id is
-/// stored once.
+/// The `owners` key: a device record, hashed and compared by its push id; the record
+/// also names the owner, so the set needs no value.
 #[derive(Clone)]
 struct PushKey(Device);
 
@@ -311,9 +326,63 @@ impl std::borrow::Borrow<[u8]> for PushKey {
 type DeviceList = SmallVec<[Device; 2]>;
 type Hasher = hashbrown::DefaultHashBuilder;
 
+const SEGMENT_USERS: usize = 1 << 16;
+const SEGMENTS: usize = 1 << 16;
+
+/// User index → that user's devices, dense (user indexes are dense): segments of 2^16
+/// users allocated on first use, each behind its own lock. No hashing, 24 bytes a user.
+struct DeviceTable {
+    segments: Box<[OnceLock<Segment>]>,
+}
+
+type Segment = RwLock<Box<[DeviceList]>>;
+
+impl DeviceTable {
+    fn new() -> Self {
+        Self {
+            segments: (0..SEGMENTS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    #[inline]
+    fn locate(user: UserIdx) -> (usize, usize) {
+        (user as usize / SEGMENT_USERS, user as usize % SEGMENT_USERS)
+    }
+
+    fn segment(&self, s: usize) -> &Segment {
+        self.segments[s]
+            .get_or_init(|| RwLock::new((0..SEGMENT_USERS).map(|_| DeviceList::new()).collect()))
+    }
+
+    #[inline]
+    fn read<R>(&self, user: UserIdx, f: impl FnOnce(&DeviceList) -> R) -> Option<R> {
+        let (s, i) = Self::locate(user);
+        let seg = self.segments[s].get()?.read();
+        Some(f(&seg[i]))
+    }
+
+    fn write<R>(&self, user: UserIdx, f: impl FnOnce(&mut DeviceList) -> R) -> R {
+        let (s, i) = Self::locate(user);
+        let mut seg = self.segment(s).write();
+        f(&mut seg[i])
+    }
+
+    fn for_each(&self, mut f: impl FnMut(UserIdx, &DeviceList)) {
+        for (s, seg) in self.segments.iter().enumerate() {
+            let Some(seg) = seg.get() else { continue };
+            let seg = seg.read();
+            for (i, list) in seg.iter().enumerate() {
+                if !list.is_empty() {
+                    f((s * SEGMENT_USERS + i) as UserIdx, list);
+                }
+            }
+        }
+    }
+}
+
 pub struct Registry {
-    owners: DashMap<PushKey, UserIdx, Hasher>,
-    devices: DashMap<UserIdx, DeviceList, Hasher>,
+    owners: DashMap<PushKey, (), Hasher>,
+    devices: DeviceTable,
     count: AtomicUsize,
 }
 
@@ -321,7 +390,7 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             owners: DashMap::with_hasher(Hasher::default()),
-            devices: DashMap::with_hasher(Hasher::default()),
+            devices: DeviceTable::new(),
             count: AtomicUsize::new(0),
         }
     }
@@ -338,19 +407,19 @@ impl Registry {
     /// Bind `push_id` to `user`, moving it from its previous owner if any.
     /// Returns the previous owner (which may be `user` itself on a re-bind).
     pub fn bind(&self, push_id: &str, user: UserIdx, b: &Binding) -> Option<UserIdx> {
-        let device = Device::new(push_id, b);
+        let device = Device::new(push_id, user, b);
         match self.owners.entry(PushKey(device.clone())) {
             Entry::Occupied(e) => {
-                let prev = *e.get();
+                let prev = e.key().0.owner();
                 self.detach(prev, push_id);
                 self.attach(user, device);
-                // The key holds the device record: replace it with the new one.
-                e.replace_entry(user);
+                // The key is the record: replace it with the new one.
+                e.replace_entry(());
                 Some(prev)
             }
             Entry::Vacant(e) => {
                 self.attach(user, device);
-                e.insert(user);
+                e.insert(());
                 self.count.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -366,9 +435,10 @@ impl Registry {
         let Entry::Occupied(e) = self.owners.entry(key) else {
             return None;
         };
-        let owner = *e.get();
+        let current = &e.key().0;
+        let owner = current.owner();
         if let Some(token) = only_token {
-            if !e.key().0.token().matches(token) {
+            if !current.token().matches(token) {
                 return None;
             }
         }
@@ -380,14 +450,12 @@ impl Registry {
 
     /// Remove every binding of `user`; returns how many.
     pub fn remove_user(&self, user: UserIdx) -> usize {
-        let Some((_, list)) = self.devices.remove(&user) else {
-            return 0;
-        };
+        let list = self.devices.write(user, std::mem::take);
         let mut removed = 0;
         for d in list {
             if self
                 .owners
-                .remove_if(d.push_id_bytes(), |_, owner| *owner == user)
+                .remove_if(d.push_id_bytes(), |k, _| k.0.owner() == user)
                 .is_some()
             {
                 removed += 1;
@@ -398,53 +466,53 @@ impl Registry {
     }
 
     fn attach(&self, user: UserIdx, device: Device) {
-        let mut list = self.devices.entry(user).or_default();
-        match list.iter_mut().find(|d| d.push_id_bytes() == device.push_id_bytes()) {
-            Some(slot) => *slot = device,
-            None => list.push(device),
-        }
+        self.devices.write(user, |list| {
+            match list
+                .iter_mut()
+                .find(|d| d.push_id_bytes() == device.push_id_bytes())
+            {
+                Some(slot) => *slot = device,
+                None => list.push(device),
+            }
+        })
     }
 
     fn detach(&self, user: UserIdx, push_id: &str) {
-        if let Entry::Occupied(mut e) = self.devices.entry(user) {
-            e.get_mut().retain(|d| d.push_id_bytes() != push_id.as_bytes());
-            if e.get().is_empty() {
-                e.remove();
+        self.devices.write(user, |list| {
+            list.retain(|d| d.push_id_bytes() != push_id.as_bytes());
+            if list.is_empty() {
+                *list = DeviceList::new();
             }
-        }
+        })
     }
 
-    /// Call `f` for each device of `user` (fan-out's lookup: one `u32` hash).
+    /// Call `f` for each device of `user` (fan-out's lookup: an index, no hashing).
     #[inline]
     pub fn for_each_device(&self, user: UserIdx, mut f: impl FnMut(&Device)) {
-        if let Some(list) = self.devices.get(&user) {
-            list.iter().for_each(&mut f);
-        }
+        self.devices.read(user, |list| list.iter().for_each(&mut f));
     }
 
     /// Visit every binding, one user's device list at a time (each list is read under
-    /// its shard lock, so it is consistent in itself; the whole walk is not atomic).
+    /// its segment lock, so it is consistent in itself; the whole walk is not atomic).
     pub fn for_each(&self, mut f: impl FnMut(UserIdx, &Device)) {
-        for entry in self.devices.iter() {
-            let user = *entry.key();
-            for d in entry.value() {
+        self.devices.for_each(|user, list| {
+            for d in list {
                 f(user, d);
             }
-        }
+        });
     }
 
     /// A snapshot of the devices of `user`.
     pub fn devices_of(&self, user: UserIdx) -> Vec<Device> {
         self.devices
-            .get(&user)
-            .map(|l| l.iter().cloned().collect())
+            .read(user, |l| l.iter().cloned().collect())
             .unwrap_or_default()
     }
 
     /// The owner and device behind a push ID.
     pub fn lookup(&self, push_id: &str) -> Option<(UserIdx, Device)> {
         let e = self.owners.get(push_id.as_bytes())?;
-        Some((*e.value(), e.key().0.clone()))
+        Some((e.key().0.owner(), e.key().0.clone()))
     }
 }
 
@@ -477,14 +545,16 @@ mod tests {
             app_id: Some("com.example.chat".into()),
             token: Token::Bytes(vec![0xab; 32].into()),
         };
-        let d = Device::new("push-1", &b);
+        let d = Device::new("push-1", 77, &b);
         assert_eq!(d.push_id(), "push-1");
+        assert_eq!(d.owner(), 77);
         assert_eq!(d.provider(), ProviderKind::ApnsVoip);
         assert_eq!(d.environment(), Environment::Sandbox);
         assert_eq!(d.app_id(), Some("com.example.chat"));
         assert_eq!(d.token().to_owned(), b.token);
         assert_eq!(d.token().to_wire(), "ab".repeat(32));
-        let plain = Device::new("p", &binding("u", "tok:1"));
+        let plain = Device::new("p", u32::MAX, &binding("u", "tok:1"));
+        assert_eq!(plain.owner(), u32::MAX);
         assert_eq!(plain.app_id(), None);
         assert_eq!(plain.provider(), ProviderKind::Fcm);
         assert_eq!(plain.environment(), Environment::Production);
@@ -492,6 +562,7 @@ mod tests {
         for p in ProviderKind::ALL {
             let d = Device::new(
                 "x",
+                0,
                 &Binding {
                     provider: p,
                     ..binding("u", "t")
