@@ -492,10 +492,12 @@ impl Providers {
             delivery: Delivery::from_config(config),
             ..Providers::default()
         };
-        if let Some(s) = apns::Settings::from_config(&config.apns)? {
+        if let Some(mut s) = apns::Settings::from_config(&config.apns)? {
+            s.transport = config.transport.clone();
             p.apns = Some(apns::Client::new(&s)?);
         }
-        if let Some(s) = fcm::Settings::from_config(&config.fcm) {
+        if let Some(mut s) = fcm::Settings::from_config(&config.fcm) {
+            s.transport = config.transport.clone();
             p.fcm = Some(fcm::Client::new(&s)?);
         }
         if let Some(s) = huawei::Settings::from_config(&config.huawei)? {

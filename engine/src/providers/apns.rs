@@ -11,7 +11,6 @@ pub mod response;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
@@ -43,6 +42,8 @@ pub struct Settings {
     pub endpoint_sandbox: String,
     pub connections: usize,
     pub ca_file: Option<PathBuf>,
+    /// Timeouts, keep-alive PINGs and reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -60,6 +61,7 @@ impl Settings {
             endpoint_sandbox: c.endpoint_sandbox.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -76,19 +78,16 @@ pub struct Client {
     voip_topic: Arc<str>,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, Error> {
         let key = auth::load_key(&s.key_file)?;
         let tls = transport::tls::client_config(s.ca_file.as_deref(), &[b"h2"])?;
         let route = |url: &str| -> Result<Route, Error> {
             Ok(Route {
-                pool: Pool::new(
+                pool: Pool::with_options(
                     Endpoint::parse(url)?,
                     tls.clone(),
-                    s.connections,
-                    REQUEST_TIMEOUT,
+                    transport::pool::Options::from_config(s.connections, &s.transport),
                 )?,
             })
         };

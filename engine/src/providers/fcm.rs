@@ -10,7 +10,6 @@ pub mod payload;
 pub mod response;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
@@ -35,6 +34,8 @@ pub struct Settings {
     pub endpoint: String,
     pub connections: usize,
     pub ca_file: Option<PathBuf>,
+    /// Timeouts, keep-alive PINGs and reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -44,6 +45,7 @@ impl Settings {
             endpoint: c.endpoint.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         })
     }
 }
@@ -54,17 +56,14 @@ pub struct Client {
     uri: String,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, Error> {
         let account = auth::ServiceAccount::load(&s.service_account_file)?;
         let tls = transport::tls::client_config(s.ca_file.as_deref(), &[b"h2"])?;
-        let pool = Pool::new(
+        let pool = Pool::with_options(
             Endpoint::parse(&s.endpoint)?,
             tls,
-            s.connections,
-            REQUEST_TIMEOUT,
+            transport::pool::Options::from_config(s.connections, &s.transport),
         )?;
         let uri = format!(
             "{}/v1/projects/{}/messages:send",

@@ -400,8 +400,12 @@ async fn serve_connection<S: Service>(
     let mut last_stream = tokio::time::Instant::now();
     let mut draining = false;
     loop {
+        // Without an idle timeout, wake now and then to notice one being set.
         let idle = faults.idle_timeout();
-        let idle_at = last_stream + idle.unwrap_or(Duration::ZERO);
+        let idle_at = match idle {
+            Some(d) => last_stream + d,
+            None => tokio::time::Instant::now() + Duration::from_millis(100),
+        };
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
@@ -454,10 +458,12 @@ async fn serve_connection<S: Service>(
                     Close::Graceful => {}
                 }
             }
-            _ = tokio::time::sleep_until(idle_at), if idle.is_some() && !draining => {
-                draining = true;
-                faults.count(|c| &c.idle_closes);
-                conn.graceful_shutdown();
+            _ = tokio::time::sleep_until(idle_at), if !draining => {
+                if idle.is_some() {
+                    draining = true;
+                    faults.count(|c| &c.idle_closes);
+                    conn.graceful_shutdown();
+                }
             }
             _ = stop.wait_for(|stop| *stop), if !draining => {
                 draining = true;

@@ -344,3 +344,29 @@ async fn expired_pushes_are_dropped_not_delivered_late() {
     assert_eq!(s["queue_depth"]["apns"], 0);
     h.shutdown().await;
 }
+
+/// Connections the vendor closed while idle (a graceful GOAWAY after 300 ms without a
+/// stream) are reopened on the next push, which is delivered once.
+#[tokio::test]
+async fn idle_closed_connections_are_reopened() {
+    let h = start("", "").await;
+    h.bind("ios", "u1", "apns", &apns_token(1)).await;
+    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
+        .await;
+    assert!(h.apns.wait_for(1, WAIT).await);
+    h.apns.faults().set_idle_timeout(Duration::from_millis(300));
+    h.wait_stats("the idle APNs connection was closed", |_| {
+        FaultCounts::get(&h.apns.faults().counts().idle_closes) >= 1
+    })
+    .await;
+    h.send_message("m2", "u0", "peer", "u1", json!({"title": "t"}))
+        .await;
+    assert!(h.apns.wait_for(2, WAIT).await);
+    assert!(h.apns.connections_accepted() >= 2, "reconnected");
+    let s = h
+        .wait_stats("delivered", |s| provider(s, "apns")["delivered"] == 2)
+        .await;
+    assert_eq!(provider(&s, "apns")["failed"], 0, "{s}");
+    assert_eq!(h.apns.received_count(), 2);
+    h.shutdown().await;
+}
