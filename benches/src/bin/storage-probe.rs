@@ -21,6 +21,19 @@ fn main() {
     let t = Instant::now();
     let state = Arc::new(fanfare_benches::populated(n));
     println!("built {n} bindings in {:.2} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let img = fanfare::store::snapshot::Image::capture(&state);
+    let capture = t.elapsed();
+    let t = Instant::now();
+    let probe_dir = dir.path().join("probe");
+    std::fs::create_dir_all(&probe_dir).expect("probe dir");
+    fanfare::store::snapshot::write(&probe_dir, 1, &img).expect("write");
+    println!(
+        "  parts: capture {:.2} s, serialize + write + fsync {:.2} s",
+        capture.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    drop(img);
     let (store, _) = Store::open(&cfg, &state).expect("open");
     let info = store.snapshot().expect("snapshot");
     println!(

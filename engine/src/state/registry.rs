@@ -117,6 +117,16 @@ impl Token {
     }
 }
 
+impl Token {
+    /// A borrowed view.
+    pub fn as_ref(&self) -> TokenRef<'_> {
+        match self {
+            Token::Bytes(b) => TokenRef::Bytes(b),
+            Token::Text(t) => TokenRef::Text(t),
+        }
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Token({})", self.redacted())
@@ -188,17 +198,36 @@ pub struct Device(triomphe::ThinArc<[u8; 9], u8>);
 
 impl Device {
     pub fn new(push_id: &str, owner: UserIdx, b: &Binding) -> Self {
-        let app = b.app_id.as_deref().unwrap_or("");
-        let (kind, token): (u8, &[u8]) = match &b.token {
-            Token::Bytes(t) => (0, t),
-            Token::Text(t) => (1, t.as_bytes()),
+        Self::from_parts(
+            push_id,
+            owner,
+            b.provider,
+            b.environment,
+            b.app_id.as_deref(),
+            b.token.as_ref(),
+        )
+    }
+
+    /// Build a record straight from its parts (recovery reads them from a snapshot).
+    pub fn from_parts(
+        push_id: &str,
+        owner: UserIdx,
+        provider: ProviderKind,
+        environment: Environment,
+        app_id: Option<&str>,
+        token: TokenRef<'_>,
+    ) -> Self {
+        let app = app_id.unwrap_or("");
+        let (kind, token): (u8, &[u8]) = match token {
+            TokenRef::Bytes(t) => (0, t),
+            TokenRef::Text(t) => (1, t.as_bytes()),
         };
         let push_len = u8::try_from(push_id.len()).expect("push ids are at most 128 bytes");
         let app_len = u8::try_from(app.len()).expect("app ids are at most 128 bytes");
         let o = owner.to_le_bytes();
         let header = [
-            b.provider as u8,
-            b.environment as u8,
+            provider as u8,
+            environment as u8,
             kind,
             push_len,
             app_len,
@@ -407,11 +436,16 @@ impl Registry {
     /// Bind `push_id` to `user`, moving it from its previous owner if any.
     /// Returns the previous owner (which may be `user` itself on a re-bind).
     pub fn bind(&self, push_id: &str, user: UserIdx, b: &Binding) -> Option<UserIdx> {
-        let device = Device::new(push_id, user, b);
+        self.insert(Device::new(push_id, user, b))
+    }
+
+    /// [`Registry::bind`] for a ready record (its owner is the user bound to).
+    pub fn insert(&self, device: Device) -> Option<UserIdx> {
+        let user = device.owner();
         match self.owners.entry(PushKey(device.clone())) {
             Entry::Occupied(e) => {
                 let prev = e.key().0.owner();
-                self.detach(prev, push_id);
+                self.detach(prev, device.push_id_bytes());
                 self.attach(user, device);
                 // The key is the record: replace it with the new one.
                 e.replace_entry(());
@@ -442,7 +476,7 @@ impl Registry {
                 return None;
             }
         }
-        self.detach(owner, push_id);
+        self.detach(owner, push_id.as_bytes());
         e.remove();
         self.count.fetch_sub(1, Ordering::Relaxed);
         Some(owner)
@@ -477,9 +511,9 @@ impl Registry {
         })
     }
 
-    fn detach(&self, user: UserIdx, push_id: &str) {
+    fn detach(&self, user: UserIdx, push_id: &[u8]) {
         self.devices.write(user, |list| {
-            list.retain(|d| d.push_id_bytes() != push_id.as_bytes());
+            list.retain(|d| d.push_id_bytes() != push_id);
             if list.is_empty() {
                 *list = DeviceList::new();
             }

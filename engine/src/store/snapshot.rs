@@ -17,8 +17,8 @@ use std::sync::Arc;
 use rkyv::rancor;
 
 use super::Error;
-use crate::state::registry::TokenRef;
-use crate::state::{Binding, Environment, ProviderKind, State, Token};
+use crate::state::registry::{Device, TokenRef};
+use crate::state::{Environment, ProviderKind, State};
 
 pub const MAGIC: &[u8; 8] = b"FANFSNAP";
 pub const FORMAT_VERSION: u32 = 1;
@@ -349,48 +349,65 @@ fn utf8<'a>(b: &'a [u8], what: &'static str) -> Result<&'a str, &'static str> {
 /// Rebuild the in-memory indexes straight from the archived columns (no owned copy
 /// of the image is made). `state` must be fresh.
 pub fn install(img: &ArchivedImage, state: &State) -> Result<u64, &'static str> {
-    let mut names: Vec<Arc<str>> = Vec::with_capacity(img.users.len());
     for i in 0..img.users.len() {
         let name = utf8(img.users.get(i), "user id is not UTF-8")?;
-        let idx = state.users.intern(name);
-        if idx as usize != i {
+        if state.users.intern(name) as usize != i {
             return Err("duplicate user id in the user table");
         }
-        names.push(state.users.name(idx));
     }
     let mut providers = Vec::with_capacity(img.provider_names.len());
     for i in 0..img.provider_names.len() {
         let name = utf8(img.provider_names.get(i), "provider name is not UTF-8")?;
         providers.push(ProviderKind::parse(name).ok_or("unknown provider name")?);
     }
-    let mut apps: Vec<Arc<str>> = Vec::with_capacity(img.app_names.len());
+    let mut apps: Vec<&str> = Vec::with_capacity(img.app_names.len());
     for i in 0..img.app_names.len() {
-        apps.push(utf8(img.app_names.get(i), "app id is not UTF-8")?.into());
+        apps.push(utf8(img.app_names.get(i), "app id is not UTF-8")?);
     }
-    for i in 0..img.push_ids.len() {
-        let push_id: Arc<str> = utf8(img.push_ids.get(i), "push id is not UTF-8")?.into();
-        let owner = img.owners[i].to_native();
-        let token = match img.token_kinds[i] {
-            0 => Token::Bytes(img.tokens.get(i).into()),
-            1 => Token::Text(utf8(img.tokens.get(i), "token is not UTF-8")?.into()),
-            _ => return Err("unknown token kind"),
-        };
-        let binding = Binding {
-            user_id: names[owner as usize].clone(),
-            provider: providers[usize::from(img.providers[i])],
-            environment: if img.environments[i] == 0 {
-                Environment::Production
-            } else {
-                Environment::Sandbox
-            },
-            app_id: match img.apps[i].to_native() {
-                0 => None,
-                k => Some(apps[k as usize - 1].clone()),
-            },
-            token,
-        };
-        state.registry.bind(&push_id, owner, &binding);
-    }
+    // Bindings are independent: both cores build records and insert them.
+    let bind_range = |range: std::ops::Range<usize>| -> Result<(), &'static str> {
+        for i in range {
+            let token = match img.token_kinds[i] {
+                0 => TokenRef::Bytes(img.tokens.get(i)),
+                1 => TokenRef::Text(utf8(img.tokens.get(i), "token is not UTF-8")?),
+                _ => return Err("unknown token kind"),
+            };
+            let device = Device::from_parts(
+                utf8(img.push_ids.get(i), "push id is not UTF-8")?,
+                img.owners[i].to_native(),
+                providers[usize::from(img.providers[i])],
+                if img.environments[i] == 0 {
+                    Environment::Production
+                } else {
+                    Environment::Sandbox
+                },
+                match img.apps[i].to_native() {
+                    0 => None,
+                    k => Some(apps[k as usize - 1]),
+                },
+                token,
+            );
+            state.registry.insert(device);
+        }
+        Ok(())
+    };
+    let n = img.push_ids.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, 8);
+    let chunk = n.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|lo| {
+                let bind_range = &bind_range;
+                s.spawn(move || bind_range(lo..(lo + chunk).min(n)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().map_err(|_| "install thread panicked")?)
+    })?;
     let mut start = 0usize;
     for g in 0..img.group_ids.len() {
         let end = img.group_ends[g].to_native() as usize;
