@@ -620,8 +620,8 @@ impl Default for Breaker {
     fn default() -> Self {
         Self {
             failures: 20,
-            open_ms: 500,
-            max_open_ms: 10_000,
+            open_ms: 200,
+            max_open_ms: 2_000,
         }
     }
 }

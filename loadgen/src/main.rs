@@ -1,6 +1,7 @@
 //! `fanfare-loadgen`: drive a Fanfare engine with a load scenario against mock vendors
 //! and report throughput, latency and cost.
 
+mod faults;
 mod run;
 
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// Scenario: mixed (peer + group + call), peer, group, call, vendors (all eight
-    /// vendors, one group message).
+    /// vendors, one group message), faults (vendor faults, exactly-once check).
     #[arg(long, default_value = "mixed")]
     pub scenario: run::Scenario,
     /// Users to register (each gets one APNs or FCM device).
@@ -62,6 +63,9 @@ fn main() -> ExitCode {
         .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match cli.command {
+        Command::Run(args) if args.scenario == run::Scenario::Faults => {
+            faults::exit_code(rt.block_on(faults::run(args)))
+        }
         Command::Run(args) => match rt.block_on(run::run(args)) {
             Ok(report) => {
                 if report.lost() > 0 {

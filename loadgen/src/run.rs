@@ -35,6 +35,9 @@ pub enum Scenario {
     /// Users spread over all eight vendors (APNs, FCM, Huawei, Honor, Xiaomi, OPPO,
     /// vivo, Web Push), one group message to all of them.
     Vendors,
+    /// Peer messages and short calls while the mocks inject 503s, 429s with
+    /// Retry-After, GOAWAYs and a 2 s outage; checks exactly-once (`faults.rs`).
+    Faults,
 }
 
 /// The Chinese OEM and Web Push mocks of the `vendors` scenario.
@@ -82,21 +85,21 @@ impl VendorMocks {
 
 const TOPIC: &str = "com.example.chat";
 
-type Api = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type Api = Client<HttpConnector, Full<Bytes>>;
 
-struct Env {
+pub(crate) struct Env {
     _dir: tempfile::TempDir,
-    apns: MockApns,
-    fcm: MockFcm,
+    pub(crate) apns: MockApns,
+    pub(crate) fcm: MockFcm,
     vendors: Option<VendorMocks>,
-    engine: fanfare::Running,
-    api: Api,
-    base: String,
+    pub(crate) engine: fanfare::Running,
+    pub(crate) api: Api,
+    pub(crate) base: String,
 }
 
 const PACKAGE: &str = "com.example.chat";
 
-async fn setup(with_vendors: bool) -> anyhow::Result<Env> {
+pub(crate) async fn setup(with_vendors: bool) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
     let ca = TestCa::generate()?;
     let ca_file = ca.write_ca_file(dir.path())?;
@@ -208,7 +211,7 @@ async fn setup(with_vendors: bool) -> anyhow::Result<Env> {
     })
 }
 
-async fn call(
+pub(crate) async fn call(
     api: &Api,
     method: http::Method,
     url: String,
@@ -228,11 +231,11 @@ async fn call(
     ))
 }
 
-fn apns_token(i: u32) -> String {
+pub(crate) fn apns_token(i: u32) -> String {
     format!("{i:08x}{}", "5e".repeat(28))
 }
 
-fn fcm_token(i: u32) -> String {
+pub(crate) fn fcm_token(i: u32) -> String {
     format!("lg{i}:APA91b{}", "Qz-_".repeat(34))
 }
 
@@ -275,7 +278,7 @@ pub struct Latency {
 }
 
 /// CPU seconds (user + system) of this process, from /proc.
-fn process_cpu_s() -> f64 {
+pub(crate) fn process_cpu_s() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
@@ -286,7 +289,7 @@ fn process_cpu_s() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn peak_rss_bytes() -> u64 {
+pub(crate) fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

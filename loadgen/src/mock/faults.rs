@@ -12,9 +12,9 @@
 //! | `latency` | answer delayed | yes |
 //! | `refuse_stream` / `refuse_next(n)` | RST_STREAM `REFUSED_STREAM` | no |
 //! | `reset_after_processing` / `reset_next_after_processing(n)` | push recorded, then RST_STREAM `INTERNAL_ERROR` | **yes** |
-//! | `goaway_every(n)` | graceful GOAWAY after n streams on a connection | streams ≤ last id: yes |
-//! | `goaway_error_every(n)` | GOAWAY `INTERNAL_ERROR` with the last id, connection closed | streams ≤ last id may be, unanswered |
-//! | `drop_every(n, mode)` | the n-th stream of a connection closes the TCP connection with streams in flight | per [`DropMode`] |
+//! | `goaway_every(n)` | graceful GOAWAY on the connection carrying the server's every n-th stream | streams ≤ last id: yes |
+//! | `goaway_error_every(n)` | the same with GOAWAY `INTERNAL_ERROR`, connection closed at once | streams ≤ last id may be, unanswered |
+//! | `drop_every(n, mode)` | the server's every n-th stream closes its TCP connection with streams in flight | per [`DropMode`] |
 //! | `idle_timeout` | graceful GOAWAY after a connection idled | — |
 //! | `outage(d, close)` | open connections closed (GOAWAY or abrupt), new ones reset for `d` | no |
 //!
@@ -211,17 +211,19 @@ impl Faults {
         self.inner.reset_after_next.store(n, Ordering::Relaxed);
     }
 
-    /// Graceful GOAWAY on a connection once it has carried `n` streams; 0 = never.
+    /// Graceful GOAWAY on the connection that carries the server's every `n`-th
+    /// stream; 0 = never.
     pub fn set_goaway_every(&self, n: u64) {
         self.inner.goaway_every.store(n, Ordering::Relaxed);
     }
 
-    /// GOAWAY `INTERNAL_ERROR` and close once a connection carried `n` streams.
+    /// GOAWAY `INTERNAL_ERROR` and close the connection carrying every `n`-th stream.
     pub fn set_goaway_error_every(&self, n: u64) {
         self.inner.goaway_error_every.store(n, Ordering::Relaxed);
     }
 
-    /// Close the TCP connection at its `n`-th stream, with other streams in flight.
+    /// Close the TCP connection of the server's every `n`-th stream, with other
+    /// streams in flight.
     pub fn set_drop_every(&self, n: u64, mode: DropMode) {
         *self.inner.drop_mode.lock() = Some(mode);
         self.inner.drop_every.store(n, Ordering::Relaxed);

@@ -396,7 +396,6 @@ async fn serve_connection<S: Service>(
     outage.mark_unchanged();
     // Stream tasks ask for the connection to be dropped through this (drop faults).
     let (drop_tx, mut drop_rx) = mpsc::channel::<()>(1);
-    let mut streams = 0u64;
     let mut last_stream = tokio::time::Instant::now();
     let mut draining = false;
     loop {
@@ -409,22 +408,24 @@ async fn serve_connection<S: Service>(
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
-                    shared.stats.streams.fetch_add(1, Ordering::Relaxed);
-                    streams += 1;
+
+                    // GOAWAY and drop faults count the server's streams, not this
+                    // connection's: "every n-th stream the vendor receives".
+                    let nth = shared.stats.streams.fetch_add(1, Ordering::Relaxed) + 1;
                     last_stream = tokio::time::Instant::now();
                     let drop_on = faults
                         .drop_every()
-                        .filter(|(n, _)| streams % n == 0)
+                        .filter(|(n, _)| nth % n == 0)
                         .map(|(_, mode)| (mode, drop_tx.clone()));
                     tokio::spawn(serve_stream(shared.clone(), state.clone(), request, respond, drop_on));
                     let every = faults.goaway_every();
-                    if !draining && every > 0 && streams % every == 0 {
+                    if !draining && every > 0 && nth % every == 0 {
                         draining = true;
                         faults.count(|c| &c.goaways);
                         conn.graceful_shutdown();
                     }
                     let every = faults.goaway_error_every();
-                    if every > 0 && streams % every == 0 {
+                    if every > 0 && nth % every == 0 {
                         faults.count(|c| &c.goaways);
                         conn.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
                     }

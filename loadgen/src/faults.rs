@@ -1,0 +1,407 @@
+//! The `faults` scenario: delivery under vendor faults, checked push by push.
+//!
+//! Mock APNs and FCM inject 5% 503s, 1% 429s with `Retry-After: 1`, a GOAWAY on every
+//! 10,000th stream, and both go down for 2 s halfway through. The driver sends
+//! open-loop peer messages (24 h TTL) and call invitations with a 2 s timeout (some
+//! expire in the outage), then waits until the engine's lanes are empty.
+//!
+//! Every expected push is a (payload sequence number, device token) pair. From the
+//! mocks' records the report derives: `pushes_delivered` (distinct expected pairs
+//! received), `duplicates` (receipts beyond the first), `delivered_after_expiry`
+//! (received after the push's expiry: APNs from its `apns-expiration`, FCM calls from
+//! the send time + timeout + 1 s, an upper bound of the engine's expiry), `expired`
+//! (never delivered, expired) and `lost` (never delivered though unexpired).
+//!
+//! Open connections end gracefully at the outage (GOAWAY, then connections refused),
+//! or abruptly with `FANFARE_LOADGEN_OUTAGE=abrupt`, which cuts streams in flight:
+//! their fate is unknown and their resends may show up as duplicates.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use fanfare_loadgen::mock::faults::{Close, FaultCounts, Faults};
+use serde_json::{json, Value};
+
+use crate::run::{self, apns_token, call, fcm_token};
+use crate::RunArgs;
+
+const OUTAGE: Duration = Duration::from_secs(2);
+const CALL_TIMEOUT_S: u64 = 2;
+
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub users: u32,
+    pub messages_sent: u64,
+    pub calls_sent: u64,
+    pub pushes_expected: u64,
+    pub pushes_delivered: u64,
+    pub duplicates: u64,
+    pub delivered_after_expiry: u64,
+    /// Expected pushes never delivered that expired (calls caught by the outage).
+    pub expired: u64,
+    /// Expected pushes never delivered though unexpired.
+    pub lost: u64,
+    pub api_errors: u64,
+    pub outage: &'static str,
+    /// Faults the mocks injected, by kind, summed over APNs and FCM.
+    pub injected: HashMap<&'static str, u64>,
+    /// The engine's per-provider counters and lane states at the end.
+    pub engine: Value,
+    pub pushes_per_s: f64,
+    pub peak_rss_bytes: u64,
+    pub wall_s: f64,
+}
+
+/// What was sent: sequence number → (device token, expiry in UNIX ms, is a call).
+struct Expected {
+    token: String,
+    expires_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn token_of(i: u32) -> String {
+    if i % 5 < 3 {
+        apns_token(i)
+    } else {
+        fcm_token(i)
+    }
+}
+
+fn set_faults(f: &Faults) {
+    f.set_unavailable(0.05, 0);
+    f.set_throttle(0.01, 1);
+    f.set_goaway_every(10_000);
+}
+
+pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
+    // Enough streams for GOAWAYs every 10k: 10 s at 3,000 msg/s unless asked otherwise.
+    if args.duration == 3.0 && args.rate == 2_000 {
+        args.duration = 10.0;
+        args.rate = 3_000;
+    }
+    let abrupt = std::env::var("FANFARE_LOADGEN_OUTAGE").is_ok_and(|v| v == "abrupt");
+    let env = run::setup(false).await?;
+    let started = quanta::Instant::now();
+    let (wall0_ms, q0) = (unix_ms(), quanta::Instant::now());
+    let users = args.users;
+    let online_every = if args.online_share > 0.0 {
+        (1.0 / args.online_share).round() as u32
+    } else {
+        u32::MAX
+    };
+    let is_online = |i: u32| online_every != u32::MAX && i % online_every == 0;
+    let mut api_errors = 0u64;
+    eprintln!("setup: binding {users} users (60% APNs, 40% FCM)");
+    {
+        use futures::StreamExt;
+        let mut binds = futures::stream::iter(0..users)
+            .map(|i| {
+                let (api, base) = (env.api.clone(), env.base.clone());
+                async move {
+                    let provider = if i % 5 < 3 { "apns" } else { "fcm" };
+                    call(
+                        &api,
+                        http::Method::PUT,
+                        format!("{base}/v1/push-ids/d{i}"),
+                        json!({"user_id": format!("u{i}"), "provider": provider, "token": token_of(i)}),
+                    )
+                    .await
+                }
+            })
+            .buffer_unordered(64);
+        while let Some(r) = binds.next().await {
+            if r.map(|(s, _)| s != 200).unwrap_or(true) {
+                api_errors += 1;
+            }
+        }
+    }
+    let online: Vec<Value> = (0..users)
+        .filter(|i| is_online(*i))
+        .map(|i| json!({"user_id": format!("u{i}"), "session_id": "lg", "online": true}))
+        .collect();
+    for chunk in online.chunks(10_000) {
+        let (s, _) = call(
+            &env.api,
+            http::Method::POST,
+            format!("{}/v1/presence", env.base),
+            json!({"events": chunk}),
+        )
+        .await?;
+        if s != 200 {
+            api_errors += 1;
+        }
+    }
+
+    set_faults(env.apns.faults());
+    set_faults(env.fcm.faults());
+    let total = (args.duration * f64::from(args.rate)).round() as u64;
+    eprintln!(
+        "faults: {total} peer messages at {}/s + calls every 50 ms (timeout {CALL_TIMEOUT_S} s); \
+         5% 503, 1% 429 (Retry-After 1), GOAWAY every 10k streams, {} s {} outage at half time",
+        args.rate,
+        OUTAGE.as_secs(),
+        if abrupt { "abrupt" } else { "graceful" },
+    );
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let calls_every = (f64::from(args.rate) / 20.0).max(1.0) as u64;
+    let outage_at = total / 2;
+    let mut tasks = tokio::task::JoinSet::new();
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut sent: Vec<(u64, u32, bool, u64)> = Vec::new(); // (seq, user, is_call, sent_ms)
+    let mut seq = 0u64;
+    for k in 0..total {
+        tokio::time::sleep_until(t0 + interval.mul_f64(k as f64)).await;
+        if k == outage_at {
+            let close = if abrupt {
+                Close::Abrupt
+            } else {
+                Close::Graceful
+            };
+            env.apns.faults().outage(OUTAGE, close);
+            env.fcm.faults().outage(OUTAGE, close);
+            eprintln!("  outage: both vendors down for {} s", OUTAGE.as_secs());
+        }
+        let to = (k as u32).wrapping_mul(2_654_435_761) % users;
+        let is_call = k % calls_every == 0;
+        seq += 1;
+        let s = seq;
+        sent.push((s, to, is_call, unix_ms()));
+        let (api, base) = (env.api.clone(), env.base.clone());
+        tasks.spawn(async move {
+            let r = if is_call {
+                call(&api, http::Method::POST, format!("{base}/v1/calls"),
+                    json!({"call_id": format!("fc-{s}"), "inviter_id": "driver", "invitees": [format!("u{to}")],
+                           "timeout_s": CALL_TIMEOUT_S, "push": {"title": "call", "content": "ring", "payload": s.to_string()}})).await
+            } else {
+                call(&api, http::Method::POST, format!("{base}/v1/messages"),
+                    json!({"message_id": format!("fm-{s}"), "sender_id": "driver", "conversation_type": "peer",
+                           "conversation_id": format!("u{to}"), "push": {"title": "peer", "content": "hi", "payload": s.to_string()}})).await
+            };
+            (s, r)
+        });
+    }
+    let mut accepted: HashMap<u64, u64> = HashMap::new(); // seq → targets
+    let (mut messages, mut calls) = (0u64, 0u64);
+    while let Some(r) = tasks.join_next().await {
+        let (s, r) = r?;
+        match r {
+            Ok((202, v)) => {
+                accepted.insert(s, v["targets"].as_u64().unwrap_or(0));
+            }
+            _ => api_errors += 1,
+        }
+    }
+    let mut expected: HashMap<u64, Expected> = HashMap::new();
+    for (s, to, is_call, sent_ms) in &sent {
+        if accepted.get(s).copied().unwrap_or(0) == 0 {
+            if accepted.contains_key(s) {
+                if *is_call {
+                    calls += 1;
+                } else {
+                    messages += 1;
+                }
+            }
+            continue;
+        }
+        if *is_call {
+            calls += 1;
+        } else {
+            messages += 1;
+        }
+        let expires_ms = if *is_call {
+            // The engine's expiry is floor(render s) + timeout; render follows send.
+            (sent_ms / 1000 + CALL_TIMEOUT_S + 1) * 1000
+        } else {
+            u64::MAX
+        };
+        expected.insert(
+            *s,
+            Expected {
+                token: token_of(*to),
+                expires_ms,
+            },
+        );
+    }
+
+    // Drain: until every lane is empty (delivered, expired or failed), bounded.
+    let deadline = quanta::Instant::now() + Duration::from_secs_f64(args.drain_timeout);
+    loop {
+        let queued: usize = env
+            .engine
+            .engine()
+            .dispatcher
+            .depths()
+            .iter()
+            .map(|d| d.1)
+            .sum();
+        if queued == 0 || quanta::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let end_ms = unix_ms();
+
+    // Receipts: (seq, token) → count, and receipts after expiry.
+    let to_wall =
+        |at: quanta::Instant| wall0_ms + at.saturating_duration_since(q0).as_millis() as u64;
+    let mut got: HashMap<(u64, String), u64> = HashMap::new();
+    let mut after_expiry = 0u64;
+    let mut last = q0;
+    for p in env.apns.received() {
+        let Some(s) = p.body["payload"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        last = last.max(p.received_at);
+        if let Some(exp) = p.expiration.filter(|e| *e > 0) {
+            if to_wall(p.received_at) >= exp * 1000 + 100 {
+                after_expiry += 1;
+            }
+        }
+        *got.entry((s, p.token)).or_default() += 1;
+    }
+    for p in env.fcm.received() {
+        let Some(s) = p.message["data"]["payload"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        last = last.max(p.received_at);
+        if let Some(e) = expected.get(&s) {
+            if e.expires_ms != u64::MAX && to_wall(p.received_at) >= e.expires_ms + 100 {
+                after_expiry += 1;
+            }
+        }
+        *got.entry((s, p.token)).or_default() += 1;
+    }
+    let duplicates: u64 = got.values().map(|n| n.saturating_sub(1)).sum();
+    let (mut delivered, mut expired, mut lost) = (0u64, 0u64, 0u64);
+    for (s, e) in &expected {
+        if got.contains_key(&(*s, e.token.clone())) {
+            delivered += 1;
+        } else if e.expires_ms <= end_ms {
+            expired += 1;
+        } else {
+            lost += 1;
+        }
+    }
+    let mut injected: HashMap<&'static str, u64> = HashMap::new();
+    for f in [env.apns.faults(), env.fcm.faults()] {
+        let c = f.counts();
+        for (k, v) in [
+            ("http_503", &c.unavailable),
+            ("http_429", &c.throttled),
+            ("goaway", &c.goaways),
+            ("connections_refused", &c.refused_connections),
+            ("connections_dropped", &c.dropped_connections),
+        ] {
+            *injected.entry(k).or_default() += FaultCounts::get(v);
+        }
+    }
+    let e = env.engine.engine();
+    let stats = e.stats.to_json(&e.gauges());
+    let engine = json!({
+        "apns": stats["providers"]["apns"],
+        "apns_voip": stats["providers"]["apns_voip"],
+        "fcm": stats["providers"]["fcm"],
+        "lanes": {"apns": stats["lanes"]["apns"], "fcm": stats["lanes"]["fcm"]},
+    });
+    let span = last.saturating_duration_since(q0).as_secs_f64().max(1e-3);
+    let report = Report {
+        scenario: "faults",
+        users,
+        messages_sent: messages,
+        calls_sent: calls,
+        pushes_expected: expected.len() as u64,
+        pushes_delivered: delivered,
+        duplicates,
+        delivered_after_expiry: after_expiry,
+        expired,
+        lost,
+        api_errors,
+        outage: if abrupt { "abrupt" } else { "graceful" },
+        injected,
+        engine,
+        pushes_per_s: delivered as f64 / span,
+        peak_rss_bytes: run::peak_rss_bytes(),
+        wall_s: wall,
+    };
+    print(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    env.engine.shutdown().await;
+    Ok(report)
+}
+
+fn print(r: &Report) {
+    println!("\nFanfare faults report");
+    println!("{}", "-".repeat(62));
+    let rows = [
+        ("users", r.users.to_string()),
+        (
+            "messages / calls sent",
+            format!("{} / {}", r.messages_sent, r.calls_sent),
+        ),
+        ("outage", format!("2 s, {}", r.outage)),
+        ("injected", format!("{:?}", r.injected)),
+        ("pushes expected", r.pushes_expected.to_string()),
+        ("pushes delivered", r.pushes_delivered.to_string()),
+        ("duplicates", r.duplicates.to_string()),
+        (
+            "delivered after expiry",
+            r.delivered_after_expiry.to_string(),
+        ),
+        ("expired undelivered (calls)", r.expired.to_string()),
+        ("lost", r.lost.to_string()),
+        ("api errors", r.api_errors.to_string()),
+        ("pushes/s", format!("{:.0}", r.pushes_per_s)),
+        (
+            "peak RSS",
+            format!("{:.1} MiB", r.peak_rss_bytes as f64 / 1048576.0),
+        ),
+        ("wall time", format!("{:.2} s", r.wall_s)),
+    ];
+    for (k, v) in rows {
+        println!("{k:<32}{v}");
+    }
+    println!("{}", "-".repeat(62));
+    println!(
+        "{}: {} of {} expected pushes delivered, {} duplicates, {} after expiry, {} lost",
+        if ok(r) { "OK" } else { "PROBLEMS" },
+        r.pushes_delivered,
+        r.pushes_expected,
+        r.duplicates,
+        r.delivered_after_expiry,
+        r.lost
+    );
+}
+
+fn ok(r: &Report) -> bool {
+    r.lost == 0 && r.duplicates == 0 && r.delivered_after_expiry == 0 && r.api_errors == 0
+}
+
+pub fn exit_code(r: anyhow::Result<Report>) -> ExitCode {
+    match r {
+        Ok(r) if ok(&r) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("fanfare-loadgen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
