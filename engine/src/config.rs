@@ -598,7 +598,7 @@ impl Default for Retry {
         Self {
             base_ms: 250,
             max_ms: 30_000,
-            max_attempts: 5,
+            max_attempts: 8,
         }
     }
 }
@@ -1024,7 +1024,7 @@ mod tests {
         let c = Config::load(None, Vec::new()).unwrap();
         assert_eq!(c.fcm.max_rps, 10_000, "FCM's 600k/min quota by default");
         assert_eq!(c.apns.max_rps, 0);
-        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.max_attempts, 8);
         let env = vec![
             ("FANFARE_RETRY_BASE_MS".to_string(), "10".to_string()),
             ("FANFARE_RETRY_MAX_MS".into(), "5".into()),

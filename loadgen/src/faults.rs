@@ -40,6 +40,8 @@ pub struct Report {
     pub pushes_delivered: u64,
     pub duplicates: u64,
     pub delivered_after_expiry: u64,
+    /// The first few late deliveries: (provider, sequence number, ms after expiry).
+    pub after_expiry_detail: Vec<(&'static str, u64, u64)>,
     /// Expected pushes never delivered that expired (calls caught by the outage).
     pub expired: u64,
     /// Expected pushes never delivered though unexpired.
@@ -156,7 +158,6 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     let mut tasks = tokio::task::JoinSet::new();
     let t0 = tokio::time::Instant::now() + Duration::from_millis(10);
     let mut sent: Vec<(u64, u32, bool, u64)> = Vec::new(); // (seq, user, is_call, sent_ms)
-    let mut seq = 0u64;
     for k in 0..total {
         tokio::time::sleep_until(t0 + interval.mul_f64(k as f64)).await;
         if k == outage_at {
@@ -171,8 +172,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         }
         let to = (k as u32).wrapping_mul(2_654_435_761) % users;
         let is_call = k % calls_every == 0;
-        seq += 1;
-        let s = seq;
+        let s = k + 1;
         sent.push((s, to, is_call, unix_ms()));
         let (api, base) = (env.api.clone(), env.base.clone());
         tasks.spawn(async move {
@@ -255,6 +255,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         |at: quanta::Instant| wall0_ms + at.saturating_duration_since(q0).as_millis() as u64;
     let mut got: HashMap<(u64, String), u64> = HashMap::new();
     let mut after_expiry = 0u64;
+    let mut late: Vec<(&'static str, u64, u64)> = Vec::new();
     let mut last = q0;
     for p in env.apns.received() {
         let Some(s) = p.body["payload"]
@@ -265,8 +266,12 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         };
         last = last.max(p.received_at);
         if let Some(exp) = p.expiration.filter(|e| *e > 0) {
-            if to_wall(p.received_at) >= exp * 1000 + 100 {
+            let at = to_wall(p.received_at);
+            if at >= exp * 1000 + 100 {
                 after_expiry += 1;
+                if late.len() < 10 {
+                    late.push(("apns", s, at - exp * 1000));
+                }
             }
         }
         *got.entry((s, p.token)).or_default() += 1;
@@ -280,8 +285,12 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         };
         last = last.max(p.received_at);
         if let Some(e) = expected.get(&s) {
-            if e.expires_ms != u64::MAX && to_wall(p.received_at) >= e.expires_ms + 100 {
+            let at = to_wall(p.received_at);
+            if e.expires_ms != u64::MAX && at >= e.expires_ms + 100 {
                 after_expiry += 1;
+                if late.len() < 10 {
+                    late.push(("fcm", s, at - e.expires_ms));
+                }
             }
         }
         *got.entry((s, p.token)).or_default() += 1;
@@ -328,6 +337,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         pushes_delivered: delivered,
         duplicates,
         delivered_after_expiry: after_expiry,
+        after_expiry_detail: late,
         expired,
         lost,
         api_errors,

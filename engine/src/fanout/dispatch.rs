@@ -295,6 +295,18 @@ impl Ctx {
 
     /// Send `job` once and work out what happens next.
     async fn attempt(&self, mut job: Job, probe: bool) -> (Done, bool) {
+        // The last check before the request leaves: a push held at the gates may
+        // have expired since it was picked.
+        if crate::clock::unix_now_s() >= job.push.expires_at {
+            inc(&self.stats.provider(job.device.provider()).expired);
+            let done = Done {
+                retry: None,
+                signal: Signal::Neutral,
+                throttled: false,
+                probe,
+            };
+            return (done, true);
+        }
         let v = self.providers.send(&job.device, &job.push, false).await;
         let finished = self.record(&job.device, &v);
         let signal = match v.outcome {
@@ -422,20 +434,19 @@ async fn run_lane(
                 depth.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            let gate = match breaker.admit(now) {
-                Admit::Yes => Ok(false),
-                Admit::Probe => Ok(true),
-                Admit::Until(t) => Err(Some(t)),
-                Admit::AfterProbe => Err(None),
-            }
-            .and_then(|probe| pace.try_take(now).map(|()| probe).map_err(Some))
-            .and_then(|probe| {
-                permits
-                    .clone()
-                    .try_acquire_owned()
-                    .map(|p| (probe, p))
-                    .map_err(|_| None)
-            });
+            // Permit, then pace, then breaker: the breaker goes last because admitting
+            // a probe changes its state, and a probe must not be lost to a full lane.
+            let gate = permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| None)
+                .and_then(|permit| pace.try_take(now).map(|()| permit).map_err(Some))
+                .and_then(|permit| match breaker.admit(now) {
+                    Admit::Yes => Ok((false, permit)),
+                    Admit::Probe => Ok((true, permit)),
+                    Admit::Until(t) => Err(Some(t)),
+                    Admit::AfterProbe => Err(None),
+                });
             match gate {
                 Ok((probe, permit)) => {
                     spawn_send(

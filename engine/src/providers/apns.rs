@@ -151,7 +151,7 @@ impl Client {
                 .body(())
                 .expect("request head is valid")
         };
-        match route.pool.send(make, body).await {
+        match route.pool.send_before(make, body, push.expires_at).await {
             Ok(resp) => {
                 let v = response::classify(&resp, detail);
                 if v.reason.as_deref() == Some("ExpiredProviderToken") {

@@ -105,7 +105,7 @@ impl Client {
                 .body(())
                 .expect("request head is valid")
         };
-        match self.pool.send(make, body).await {
+        match self.pool.send_before(make, body, push.expires_at).await {
             Ok(resp) => {
                 let v = response::classify(&resp, detail);
                 if resp.status == http::StatusCode::UNAUTHORIZED {

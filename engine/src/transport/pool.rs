@@ -110,6 +110,8 @@ pub enum Error {
         endpoint: String,
         retry_in: Duration,
     },
+    #[error("request to {endpoint} not sent: its deadline passed while it waited")]
+    Expired { endpoint: String },
 }
 
 impl Error {
@@ -122,6 +124,7 @@ impl Error {
                 | Error::Handshake { .. }
                 | Error::NotProcessed { .. }
                 | Error::Backoff { .. }
+                | Error::Expired { .. }
         )
     }
 }
@@ -293,6 +296,18 @@ impl Pool {
         make: impl Fn() -> Request<()>,
         body: Bytes,
     ) -> Result<Response, Error> {
+        self.send_before(make, body, u64::MAX).await
+    }
+
+    /// Like [`Pool::send`], but the request never leaves after `deadline_unix_s`
+    /// (a push's expiry): waiting for a connection or a free stream can take a while,
+    /// so the deadline is checked right before the request is written.
+    pub async fn send_before(
+        &self,
+        make: impl Fn() -> Request<()>,
+        body: Bytes,
+        deadline_unix_s: u64,
+    ) -> Result<Response, Error> {
         let n = self.inner.slots.len();
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut last_err = None;
@@ -305,7 +320,7 @@ impl Pool {
                     continue;
                 }
             };
-            let fut = self.send_on(&conn, make(), body.clone());
+            let fut = self.send_on(&conn, make(), body.clone(), deadline_unix_s);
             let result = match tokio::time::timeout(self.inner.opts.request_timeout, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout {
@@ -462,7 +477,13 @@ impl Pool {
         Ok(send)
     }
 
-    async fn send_on(&self, conn: &Conn, req: Request<()>, body: Bytes) -> Result<Response, Error> {
+    async fn send_on(
+        &self,
+        conn: &Conn,
+        req: Request<()>,
+        body: Bytes,
+        deadline_unix_s: u64,
+    ) -> Result<Response, Error> {
         let ep = &self.inner.endpoint.base;
         let not_processed = |source| Error::NotProcessed {
             endpoint: ep.clone(),
@@ -485,6 +506,11 @@ impl Pool {
         };
         conn.used.store(true, Ordering::Relaxed);
         let mut send = conn.send.clone().ready().await.map_err(not_processed)?;
+        if deadline_unix_s != u64::MAX && crate::clock::unix_now_s() >= deadline_unix_s {
+            return Err(Error::Expired {
+                endpoint: ep.clone(),
+            });
+        }
         let end = body.is_empty();
         let (response, mut stream) = send.send_request(req, end).map_err(not_processed)?;
         if !end {
