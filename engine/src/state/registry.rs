@@ -6,15 +6,15 @@
 //!   push needs (provider, environment, app, token). Fan-out does one `u32`-keyed lookup
 //!   per offline recipient and never hashes a string.
 //!
-//! Lock order is always `owners` entry → `devices` entry, so concurrent binds, moves and
-//! removals of the same push ID serialize on its `owners` entry and cannot deadlock.
+//! Lock order is always `owners` shard → `devices` segment, so concurrent binds, moves
+//! and removals of the same push ID serialize on its `owners` shard and cannot deadlock.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
+use hashbrown::{hash_table, HashTable};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
@@ -326,32 +326,6 @@ impl fmt::Debug for Device {
     }
 }
 
-/// The `owners` key: a device record, hashed and compared by its push id; the record
-/// also names the owner, so the set needs no value.
-#[derive(Clone)]
-struct PushKey(Device);
-
-impl PartialEq for PushKey {
-    fn eq(&self, o: &Self) -> bool {
-        self.0.push_id_bytes() == o.0.push_id_bytes()
-    }
-}
-
-impl Eq for PushKey {}
-
-impl std::hash::Hash for PushKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.0.push_id_bytes().hash(h)
-    }
-}
-
-/// Lookups go by the push id's bytes (`Hash for [u8]` matches the key's hash).
-impl std::borrow::Borrow<[u8]> for PushKey {
-    fn borrow(&self) -> &[u8] {
-        self.0.push_id_bytes()
-    }
-}
-
 type DeviceList = SmallVec<[Device; 2]>;
 type Hasher = hashbrown::DefaultHashBuilder;
 
@@ -409,8 +383,43 @@ impl DeviceTable {
     }
 }
 
+const OWNER_SHARDS: usize = 64;
+
+/// Push ID → its current record (which names the owner): sharded hash tables that store
+/// only the 8-byte record pointer, hashed by the push id's bytes.
+struct Owners {
+    hasher: Hasher,
+    shards: Box<[RwLock<HashTable<Device>>]>,
+}
+
+impl Owners {
+    fn new() -> Self {
+        Self {
+            hasher: Hasher::default(),
+            shards: (0..OWNER_SHARDS)
+                .map(|_| RwLock::new(HashTable::new()))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn hash(&self, push_id: &[u8]) -> u64 {
+        self.hasher.hash_one(push_id)
+    }
+
+    /// The shard for a hash: bits the tables themselves do not use for placement.
+    #[inline]
+    fn shard(&self, h: u64) -> &RwLock<HashTable<Device>> {
+        &self.shards[((h >> 32) as usize) % OWNER_SHARDS]
+    }
+
+    fn rehash(&self) -> impl Fn(&Device) -> u64 + '_ {
+        move |d| self.hasher.hash_one(d.push_id_bytes())
+    }
+}
+
 pub struct Registry {
-    owners: DashMap<PushKey, (), Hasher>,
+    owners: Owners,
     devices: DeviceTable,
     count: AtomicUsize,
 }
@@ -418,9 +427,19 @@ pub struct Registry {
 impl Registry {
     pub fn new() -> Self {
         Self {
-            owners: DashMap::with_hasher(Hasher::default()),
+            owners: Owners::new(),
             devices: DeviceTable::new(),
             count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Make room for `additional` more bindings (recovery knows how many are coming,
+    /// so the tables never rehash while it fills them).
+    pub fn reserve(&self, additional: usize) {
+        for shard in self.owners.shards.iter() {
+            shard
+                .write()
+                .reserve(additional / OWNER_SHARDS + 1, self.owners.rehash());
         }
     }
 
@@ -442,18 +461,20 @@ impl Registry {
     /// [`Registry::bind`] for a ready record (its owner is the user bound to).
     pub fn insert(&self, device: Device) -> Option<UserIdx> {
         let user = device.owner();
-        match self.owners.entry(PushKey(device.clone())) {
-            Entry::Occupied(e) => {
-                let prev = e.key().0.owner();
-                self.detach(prev, device.push_id_bytes());
-                self.attach(user, device);
-                // The key is the record: replace it with the new one.
-                e.replace_entry(());
+        let key = device.push_id_bytes();
+        let h = self.owners.hash(key);
+        let mut table = self.owners.shard(h).write();
+        match table.entry(h, |d| d.push_id_bytes() == key, self.owners.rehash()) {
+            hash_table::Entry::Occupied(mut e) => {
+                let prev = e.get().owner();
+                self.detach(prev, key);
+                self.attach(user, device.clone());
+                *e.get_mut() = device;
                 Some(prev)
             }
-            Entry::Vacant(e) => {
-                self.attach(user, device);
-                e.insert(());
+            hash_table::Entry::Vacant(e) => {
+                self.attach(user, device.clone());
+                e.insert(device);
                 self.count.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -463,20 +484,17 @@ impl Registry {
     /// Remove `push_id`; when `only_token` is given, only if it still holds that token
     /// (a dead-token report must not remove a binding re-registered since).
     pub fn unbind(&self, push_id: &str, only_token: Option<&Token>) -> Option<UserIdx> {
-        // `entry` wants an owned key: borrow the stored one (the read guard is dropped at
-        // the end of the statement), then re-find it under the shard's write lock.
-        let key = self.owners.get(push_id.as_bytes())?.key().clone();
-        let Entry::Occupied(e) = self.owners.entry(key) else {
-            return None;
-        };
-        let current = &e.key().0;
-        let owner = current.owner();
+        let key = push_id.as_bytes();
+        let h = self.owners.hash(key);
+        let mut table = self.owners.shard(h).write();
+        let e = table.find_entry(h, |d| d.push_id_bytes() == key).ok()?;
+        let owner = e.get().owner();
         if let Some(token) = only_token {
-            if !current.token().matches(token) {
+            if !e.get().token().matches(token) {
                 return None;
             }
         }
-        self.detach(owner, push_id.as_bytes());
+        self.detach(owner, key);
         e.remove();
         self.count.fetch_sub(1, Ordering::Relaxed);
         Some(owner)
@@ -487,11 +505,11 @@ impl Registry {
         let list = self.devices.write(user, std::mem::take);
         let mut removed = 0;
         for d in list {
-            if self
-                .owners
-                .remove_if(d.push_id_bytes(), |k, _| k.0.owner() == user)
-                .is_some()
-            {
+            let key = d.push_id_bytes();
+            let h = self.owners.hash(key);
+            let mut table = self.owners.shard(h).write();
+            if let Ok(e) = table.find_entry(h, |x| x.push_id_bytes() == key && x.owner() == user) {
+                e.remove();
                 removed += 1;
                 self.count.fetch_sub(1, Ordering::Relaxed);
             }
@@ -545,8 +563,11 @@ impl Registry {
 
     /// The owner and device behind a push ID.
     pub fn lookup(&self, push_id: &str) -> Option<(UserIdx, Device)> {
-        let e = self.owners.get(push_id.as_bytes())?;
-        Some((e.key().0.owner(), e.key().0.clone()))
+        let key = push_id.as_bytes();
+        let h = self.owners.hash(key);
+        let table = self.owners.shard(h).read();
+        let d = table.find(h, |d| d.push_id_bytes() == key)?;
+        Some((d.owner(), d.clone()))
     }
 }
 

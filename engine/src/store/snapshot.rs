@@ -364,6 +364,7 @@ pub fn install(img: &ArchivedImage, state: &State) -> Result<u64, &'static str> 
     for i in 0..img.app_names.len() {
         apps.push(utf8(img.app_names.get(i), "app id is not UTF-8")?);
     }
+    state.registry.reserve(img.push_ids.len());
     // Bindings are independent: both cores build records and insert them.
     let bind_range = |range: std::ops::Range<usize>| -> Result<(), &'static str> {
         for i in range {
