@@ -151,21 +151,8 @@ pub fn path(dir: &Path, seq: u64) -> PathBuf {
 
 /// Snapshot files in `dir`, newest first.
 pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name
-            .strip_prefix("snapshot-")
-            .and_then(|n| n.strip_suffix(".rkyv"))
-        {
-            if let Ok(seq) = n.parse::<u64>() {
-                out.push((seq, entry.path()));
-            }
-        }
-    }
-    out.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let mut out = super::numbered_files(dir, "snapshot-", ".rkyv")?;
+    out.reverse();
     Ok(out)
 }
 

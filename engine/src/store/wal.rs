@@ -61,22 +61,7 @@ pub fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 
 /// WAL segments in `dir`, sorted by first sequence number.
 pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name
-            .strip_prefix("wal-")
-            .and_then(|n| n.strip_suffix(".log"))
-        {
-            if let Ok(seq) = n.parse::<u64>() {
-                out.push((seq, entry.path()));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    super::numbered_files(dir, "wal-", ".log")
 }
 
 /// Result of reading the log back.
