@@ -1,6 +1,7 @@
 //! `fanfare-loadgen`: drive a Fanfare engine with a load scenario against mock vendors
 //! and report throughput, latency and cost.
 
+mod ceiling;
 mod faults;
 mod run;
 

@@ -95,6 +95,9 @@ pub(crate) struct Env {
     pub(crate) engine: fanfare::Running,
     pub(crate) api: Api,
     pub(crate) base: String,
+    /// What the `ceiling` client needs to reach the same mock APNs.
+    ca_file: std::path::PathBuf,
+    creds: Credentials,
 }
 
 const PACKAGE: &str = "com.example.chat";
@@ -208,6 +211,8 @@ pub(crate) async fn setup(with_vendors: bool) -> anyhow::Result<Env> {
         engine,
         api,
         base,
+        ca_file,
+        creds,
     })
 }
 
@@ -260,6 +265,12 @@ pub struct Report {
     pub process_cpu_ms_per_1k_pushes: f64,
     pub peak_rss_bytes: u64,
     pub wall_s: f64,
+    /// `group` only: APNs pushes/s the engine delivered during the fan-out (API accept →
+    /// last APNs receipt).
+    pub engine_apns_pushes_per_s: Option<f64>,
+    /// `group` only: APNs pushes/s of a bare HTTP/2 client (the engine's pool alone)
+    /// sending the same bodies to the same mock with the same connections, same run.
+    pub ceiling_pushes_per_s: Option<f64>,
 }
 
 impl Report {
@@ -572,6 +583,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         _ => 1.0,
     };
     let cpu_s = process_cpu_s();
+    let (engine_apns_pushes_per_s, ceiling_pushes_per_s) = if args.scenario == Scenario::Group {
+        let apns = env.apns.received();
+        let last_apns = apns.iter().map(|p| p.received_at).max();
+        match (sent_at.first(), last_apns) {
+            (Some(first), Some(last)) if !apns.is_empty() => {
+                let engine_rate = apns.len() as f64
+                    / last
+                        .saturating_duration_since(*first)
+                        .as_secs_f64()
+                        .max(1e-3);
+                let tokens: Vec<String> = apns.iter().map(|p| p.token.clone()).collect();
+                let body = bytes::Bytes::from(serde_json::to_vec(&apns[0].body)?);
+                let jwt = env
+                    .creds
+                    .provider_token(fanfare::clock::unix_now_s() as i64)?;
+                eprintln!(
+                    "ceiling: {} pushes from a bare HTTP/2 client to the same mock",
+                    apns.len()
+                );
+                let (ok, secs) = crate::ceiling::blast(
+                    crate::ceiling::Target {
+                        url: &env.apns.url(),
+                        ca_file: &env.ca_file,
+                        provider_token: &jwt,
+                        topic: TOPIC,
+                    },
+                    &tokens,
+                    body,
+                    crate::ceiling::Load {
+                        total: apns.len() as u64,
+                        connections: 2,
+                        concurrency: 1024,
+                    },
+                )
+                .await?;
+                (Some(engine_rate), Some(ok as f64 / secs.max(1e-3)))
+            }
+            _ => (None, None),
+        }
+    } else {
+        (None, None)
+    };
     let report = Report {
         scenario: args.scenario,
         users,
@@ -603,6 +656,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         },
         peak_rss_bytes: peak_rss_bytes(),
         wall_s: wall,
+        engine_apns_pushes_per_s,
+        ceiling_pushes_per_s,
     };
     print_table(&report);
     if let Some(path) = &args.json {
@@ -615,7 +670,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
 }
 
 fn print_table(r: &Report) {
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("scenario", format!("{:?}", r.scenario).to_lowercase()),
         ("users / bindings", format!("{} / {}", r.users, r.bindings)),
         ("binds/s (API, h2c)", format!("{:.0}", r.binds_per_s)),
@@ -666,6 +721,12 @@ fn print_table(r: &Report) {
         ),
         ("wall time", format!("{:.2} s", r.wall_s)),
     ];
+    if let (Some(e), Some(c)) = (r.engine_apns_pushes_per_s, r.ceiling_pushes_per_s) {
+        rows.push((
+            "APNs pushes/s: engine / ceiling",
+            format!("{e:.0} / {c:.0} ({:.0}%)", 100.0 * e / c.max(1e-9)),
+        ));
+    }
     println!("\nFanfare load report");
     println!("{}", "-".repeat(62));
     for (k, v) in rows {
