@@ -94,53 +94,15 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     let started = quanta::Instant::now();
     let (wall0_ms, q0) = (unix_ms(), quanta::Instant::now());
     let users = args.users;
-    let online_every = if args.online_share > 0.0 {
-        (1.0 / args.online_share).round() as u32
-    } else {
-        u32::MAX
-    };
-    let is_online = |i: u32| online_every != u32::MAX && i % online_every == 0;
+    let is_online = run::online_rule(args.online_share);
     let mut api_errors = 0u64;
     eprintln!("setup: binding {users} users (60% APNs, 40% FCM)");
-    {
-        use futures::StreamExt;
-        let mut binds = futures::stream::iter(0..users)
-            .map(|i| {
-                let (api, base) = (env.api.clone(), env.base.clone());
-                async move {
-                    let provider = if i % 5 < 3 { "apns" } else { "fcm" };
-                    call(
-                        &api,
-                        http::Method::PUT,
-                        format!("{base}/v1/push-ids/d{i}"),
-                        json!({"user_id": format!("u{i}"), "provider": provider, "token": token_of(i)}),
-                    )
-                    .await
-                }
-            })
-            .buffer_unordered(64);
-        while let Some(r) = binds.next().await {
-            if r.map(|(s, _)| s != 200).unwrap_or(true) {
-                api_errors += 1;
-            }
-        }
-    }
-    let online: Vec<Value> = (0..users)
-        .filter(|i| is_online(*i))
-        .map(|i| json!({"user_id": format!("u{i}"), "session_id": "lg", "online": true}))
-        .collect();
-    for chunk in online.chunks(10_000) {
-        let (s, _) = call(
-            &env.api,
-            http::Method::POST,
-            format!("{}/v1/presence", env.base),
-            json!({"events": chunk}),
-        )
-        .await?;
-        if s != 200 {
-            api_errors += 1;
-        }
-    }
+    api_errors += run::bind_all(&env, users, |i| {
+        let provider = if i % 5 < 3 { "apns" } else { "fcm" };
+        (provider, token_of(i))
+    })
+    .await;
+    api_errors += run::mark_online(&env, users, is_online).await?;
 
     set_faults(env.apns.faults());
     set_faults(env.fcm.faults());

@@ -312,6 +312,75 @@ pub(crate) fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// `is_online(i)` for the users a scenario reports online: every `1/share`-th one.
+pub(crate) fn online_rule(share: f64) -> impl Fn(u32) -> bool + Copy {
+    let every = if share > 0.0 {
+        (1.0 / share).round() as u32
+    } else {
+        u32::MAX
+    };
+    move |i: u32| every != u32::MAX && i % every == 0
+}
+
+/// Bind device `d<i>` of user `u<i>` for every `i < users`, 64 requests in flight;
+/// `device_of(i)` gives the provider and token. Returns the failed requests.
+pub(crate) async fn bind_all(
+    env: &Env,
+    users: u32,
+    device_of: impl Fn(u32) -> (&'static str, String),
+) -> u64 {
+    use futures::StreamExt;
+    let mut errors = 0;
+    let mut binds = futures::stream::iter(0..users)
+        .map(|i| {
+            let (api, base) = (env.api.clone(), env.base.clone());
+            let (provider, token) = device_of(i);
+            async move {
+                call(
+                    &api,
+                    http::Method::PUT,
+                    format!("{base}/v1/push-ids/d{i}"),
+                    json!({"user_id": format!("u{i}"), "provider": provider, "token": token}),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(64);
+    while let Some(r) = binds.next().await {
+        if r.map(|(s, _)| s != 200).unwrap_or(true) {
+            errors += 1;
+        }
+    }
+    errors
+}
+
+/// Report every user `i < users` with `is_online(i)` online (one session, no TTL).
+/// Returns the failed requests.
+pub(crate) async fn mark_online(
+    env: &Env,
+    users: u32,
+    is_online: impl Fn(u32) -> bool,
+) -> anyhow::Result<u64> {
+    let online: Vec<Value> = (0..users)
+        .filter(|i| is_online(*i))
+        .map(|i| json!({"user_id": format!("u{i}"), "session_id": "lg", "online": true}))
+        .collect();
+    let mut errors = 0;
+    for chunk in online.chunks(10_000) {
+        let (s, _) = call(
+            &env.api,
+            http::Method::POST,
+            format!("{}/v1/presence", env.base),
+            json!({"events": chunk}),
+        )
+        .await?;
+        if s != 200 {
+            errors += 1;
+        }
+    }
+    Ok(errors)
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     if args.users == 0 || !(0.0..1.0).contains(&args.online_share) {
         bail!("--users must be > 0 and --online-share in [0, 1)");
@@ -319,12 +388,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let env = setup(args.scenario == Scenario::Vendors).await?;
     let started = quanta::Instant::now();
     let users = args.users;
-    let online_every = if args.online_share > 0.0 {
-        (1.0 / args.online_share).round() as u32
-    } else {
-        u32::MAX
-    };
-    let is_online = |i: u32| online_every != u32::MAX && i % online_every == 0;
+    let is_online = online_rule(args.online_share);
     let mut api_errors = 0u64;
     let spread = args.scenario == Scenario::Vendors;
     if spread {
@@ -369,56 +433,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
             vendor_bind.push((provider, token));
         }
     }
-    let vendor_bind = std::sync::Arc::new(vendor_bind);
 
     // 1. Bind every user's device, 64 requests in flight.
     let bind_start = quanta::Instant::now();
-    let mut binds = futures::stream::iter(0..users)
-        .map(|i| {
-            let api = env.api.clone();
-            let base = env.base.clone();
-            let vendor_bind = vendor_bind.clone();
-            async move {
-                let (provider, token) = match vendor_bind.get(i as usize) {
-                    Some((p, t)) if !p.is_empty() => (*p, t.clone()),
-                    Some(_) if i % 8 == 0 => ("apns", apns_token(i)),
-                    Some(_) => ("fcm", fcm_token(i)),
-                    None if i % 5 < 3 => ("apns", apns_token(i)),
-                    None => ("fcm", fcm_token(i)),
-                };
-                call(
-                    &api,
-                    http::Method::PUT,
-                    format!("{base}/v1/push-ids/d{i}"),
-                    json!({"user_id": format!("u{i}"), "provider": provider, "token": token}),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(64);
-    use futures::StreamExt;
-    while let Some(r) = binds.next().await {
-        if r.map(|(s, _)| s != 200).unwrap_or(true) {
-            api_errors += 1;
-        }
-    }
+    api_errors += bind_all(&env, users, |i| match vendor_bind.get(i as usize) {
+        Some((p, t)) if !p.is_empty() => (*p, t.clone()),
+        Some(_) if i % 8 == 0 => ("apns", apns_token(i)),
+        Some(_) => ("fcm", fcm_token(i)),
+        None if i % 5 < 3 => ("apns", apns_token(i)),
+        None => ("fcm", fcm_token(i)),
+    })
+    .await;
     let binds_per_s = f64::from(users) / bind_start.elapsed().as_secs_f64();
-    let online: Vec<Value> = (0..users)
-        .filter(|i| is_online(*i))
-        .map(|i| json!({"user_id": format!("u{i}"), "session_id": "lg", "online": true}))
-        .collect();
-    for chunk in online.chunks(10_000) {
-        let (s, _) = call(
-            &env.api,
-            http::Method::POST,
-            format!("{}/v1/presence", env.base),
-            json!({"events": chunk}),
-        )
-        .await?;
-        if s != 200 {
-            api_errors += 1;
-        }
-    }
+    api_errors += mark_online(&env, users, is_online).await?;
 
     // seq → scheduled send instant, to attribute every received push.
     let mut sent_at: Vec<quanta::Instant> = Vec::new();
