@@ -1,11 +1,15 @@
 //! Hot-path benchmarks, each against a naive baseline in the same group:
 //! - presence: atomic bitset + sharded sessions vs `Mutex<HashMap>`;
-//! - fan-out planning over a group with 10% online vs a string-keyed naive plan.
+//! - fan-out planning over a group of 10k, 100k and 1M members with 10% online (device
+//!   targets collected) vs a string-keyed naive plan.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use fanfare::clock::Clock;
 use fanfare::fanout::plan;
 use fanfare::state::{Binding, Environment, Mutation, ProviderKind, State, Token};
@@ -87,7 +91,15 @@ fn build_state(members: u32) -> (State, Vec<u32>) {
 fn planning(c: &mut Criterion) {
     let mut g = c.benchmark_group("group_fanout_plan");
     g.sample_size(10);
-    for members in [10_000u32, 100_000] {
+    for members in [10_000u32, 100_000, 1_000_000] {
+        if members >= 1_000_000 {
+            // Tens to hundreds of ms per iteration: flat sampling (the same iteration
+            // count in each of the 10 samples) instead of criterion's linear ramp keeps
+            // the case to seconds.
+            g.sampling_mode(SamplingMode::Flat);
+            g.warm_up_time(Duration::from_secs(1));
+            g.measurement_time(Duration::from_secs(4));
+        }
         let (state, idx) = build_state(members);
         g.throughput(Throughput::Elements(u64::from(members)));
         g.bench_with_input(
@@ -100,6 +112,11 @@ fn planning(c: &mut Criterion) {
                 })
             },
         );
+        drop((state, idx));
+        if members >= 1_000_000 {
+            // About 0.4–0.8 s per naive iteration: ten of them.
+            g.measurement_time(Duration::from_secs(8));
+        }
         // Baseline: string-keyed membership, online set and device map behind locks.
         let online: Mutex<HashSet<String>> = Mutex::new(
             (0..members)

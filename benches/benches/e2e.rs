@@ -1,0 +1,434 @@
+//! In-process end-to-end push: a batch of [`N`] APNs pushes to the in-process mock APNs
+//! (`fanfare_loadgen::mock::apns`) over real TLS + HTTP/2 on `127.0.0.1`, three ways in
+//! one group, all against the same mock with the same connections and concurrency:
+//! - `engine`: one group message through the engine's HTTP API (h2c) to a group of `N`
+//!   offline users with one APNs device each, timed until the mock has received all `N`
+//!   pushes;
+//! - `bare_pool`: the engine's transport pool alone (as `fanfare-loadgen`'s ceiling
+//!   client) sending the same `N` pre-rendered bodies with pre-built headers — the
+//!   ceiling the engine is measured against;
+//! - `naive`: the naive baseline, a hyper-util legacy `Client` over h2 building every
+//!   body with `serde_json` and formatting every header per push.
+//!
+//! The three send identical wire requests (same path, headers and body bytes), so the
+//! mock does the same work in each. Setup (mock, engine, bindings, group) happens once,
+//! outside the timed loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context as _};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fanfare::providers::{Content, Kind, Push};
+use fanfare::transport::{tls, Endpoint, Pool};
+use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
+use fanfare_loadgen::mock::tls::TestCa;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+/// Pushes per batch (per timed iteration).
+const N: u32 = 2_000;
+/// The app's bundle id (`apns-topic`).
+const TOPIC: &str = "com.example.chat";
+/// The group every bound user is in.
+const GROUP: &str = "bench-all";
+/// Upper bound on one batch; reaching it means pushes were lost or refused.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the message carries; the baselines send exactly the body the engine renders.
+const TITLE: &str = "bench";
+const TEXT: &str = "hello everyone";
+const PAYLOAD: &str = "{\"conv\":\"bench-all\"}";
+
+type Api = Client<HttpConnector, Full<Bytes>>;
+type Naive = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Device token of bench user `i` (64 hex characters, as APNs issues them).
+fn token(i: u32) -> String {
+    format!("{i:08x}{}", "be".repeat(28))
+}
+
+/// The mock, the engine wired to it, and what the baselines need to reach the mock.
+struct Env {
+    _dir: tempfile::TempDir,
+    apns: MockApns,
+    engine: fanfare::Running,
+    api: Api,
+    base: String,
+    ca_file: PathBuf,
+    ca: TestCa,
+    creds: Credentials,
+    /// The engine's APNs connections and in-flight limit; the baselines use the same.
+    connections: usize,
+    concurrency: usize,
+}
+
+async fn call(api: &Api, method: Method, url: String, body: Value) -> anyhow::Result<(u16, Value)> {
+    let req = Request::builder()
+        .method(method)
+        .uri(url)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let resp = api.request(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// Mock APNs + engine (durability none, APNs only) as `fanfare-loadgen`'s `setup`, then
+/// `N` users bound to APNs tokens, all offline, all in [`GROUP`].
+async fn setup() -> anyhow::Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::generate()?;
+    let ca_file = ca.write_ca_file(dir.path())?;
+    let creds = Credentials::generate()?;
+    let key_file = creds.write_key_file(dir.path())?;
+    let apns = MockApns::start(
+        &ca,
+        &creds,
+        apns::Config {
+            topic: TOPIC.into(),
+            // Counting goes on past it; keeps a few pushes and rejections to inspect
+            // without growing across iterations.
+            record_limit: 16,
+            ..apns::Config::default()
+        },
+    )?;
+    let mut config = fanfare::config::Config::default();
+    config.api.listen = "127.0.0.1:0".into();
+    config.storage.dir = dir.path().join("data");
+    config.storage.durability = fanfare::config::Durability::None;
+    config.messages.queue_capacity = 1_000_000;
+    config.apns.key_file = Some(key_file);
+    config.apns.key_id = Some(creds.key_id.clone());
+    config.apns.team_id = Some(creds.team_id.clone());
+    config.apns.topic = Some(TOPIC.into());
+    config.apns.endpoint_production = apns.url();
+    config.apns.endpoint_sandbox = apns.url();
+    config.apns.ca_file = Some(ca_file.clone());
+    let (connections, concurrency) = (config.apns.connections, config.apns.max_in_flight);
+    let engine = fanfare::start(config).await.context("start engine")?;
+    let base = format!("http://{}", engine.local_addr());
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let api = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(connector);
+
+    {
+        use futures::StreamExt as _;
+        let mut binds = futures::stream::iter(0..N)
+            .map(|i| {
+                call(
+                    &api,
+                    Method::PUT,
+                    format!("{base}/v1/push-ids/d{i}"),
+                    json!({"user_id": format!("u{i}"), "provider": "apns", "token": token(i)}),
+                )
+            })
+            .buffer_unordered(64);
+        while let Some(r) = binds.next().await {
+            let (status, body) = r?;
+            ensure!(status == 200, "bind answered {status}: {body}");
+        }
+    }
+    let members: Vec<String> = (0..N).map(|i| format!("u{i}")).collect();
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        format!("{base}/v1/groups/{GROUP}/members"),
+        json!({ "add": members }),
+    )
+    .await?;
+    ensure!(status == 200, "group update answered {status}: {body}");
+    Ok(Env {
+        _dir: dir,
+        apns,
+        engine,
+        api,
+        base,
+        ca_file,
+        ca,
+        creds,
+        connections,
+        concurrency,
+    })
+}
+
+/// One group message through the API; returns once the mock has received `N` more
+/// pushes (woken by the mock's own receipt notification, no polling delay).
+async fn engine_batch(env: &Env, seq: u64) -> anyhow::Result<()> {
+    let before = env.apns.received_count();
+    let (status, body) = call(
+        &env.api,
+        Method::POST,
+        format!("{}/v1/messages", env.base),
+        json!({"message_id": format!("bench-{seq}"), "sender_id": "bench-sender",
+               "conversation_type": "group", "conversation_id": GROUP,
+               "push": {"title": TITLE, "content": TEXT, "payload": PAYLOAD}}),
+    )
+    .await?;
+    ensure!(status == 202, "message answered {status}: {body}");
+    let target = before + N as usize;
+    ensure!(
+        env.apns.wait_for(target, BATCH_TIMEOUT).await,
+        "mock received {} of {target} pushes; rejections {:?}",
+        env.apns.received_count(),
+        env.apns.rejections()
+    );
+    Ok(())
+}
+
+/// Request heads shared by the bare-pool ceiling: everything pre-built once, the way a
+/// client with nothing else to do would send.
+struct Prebuilt {
+    uris: Vec<Uri>,
+    ids: Vec<HeaderValue>,
+    auth: HeaderValue,
+    topic: HeaderValue,
+    expiration: HeaderValue,
+    body: Bytes,
+}
+
+/// The body the engine renders for the bench message (the baselines send these bytes).
+fn rendered_body(message_id: &str) -> anyhow::Result<(Bytes, u64)> {
+    let content = Content {
+        title: Some(TITLE.into()),
+        content: Some(TEXT.into()),
+        payload: Some(PAYLOAD.into()),
+        ..Content::default()
+    };
+    let push = Push::render(
+        Kind::Message {
+            message_id: message_id.into(),
+        },
+        &content,
+        fanfare::config::Config::default().messages.ttl_s,
+        fanfare::clock::unix_now_s(),
+    )
+    .map_err(|e| anyhow::anyhow!("render bench push: {e}"))?;
+    Ok((push.apns.alert.clone(), push.expires_at))
+}
+
+fn provider_token(env: &Env) -> anyhow::Result<String> {
+    env.creds
+        .provider_token(fanfare::clock::unix_now_s() as i64)
+}
+
+impl Prebuilt {
+    fn new(env: &Env) -> anyhow::Result<Prebuilt> {
+        let (body, expires_at) = rendered_body("bench-ceiling")?;
+        let base = env.apns.url();
+        Ok(Prebuilt {
+            uris: (0..N)
+                .map(|i| format!("{base}/3/device/{}", token(i)).parse())
+                .collect::<Result<_, _>>()?,
+            ids: (0..N)
+                .map(|_| HeaderValue::from_str(&uuid::Uuid::new_v4().hyphenated().to_string()))
+                .collect::<Result<_, _>>()?,
+            auth: HeaderValue::from_str(&format!("bearer {}", provider_token(env)?))?,
+            topic: HeaderValue::from_static(TOPIC),
+            expiration: HeaderValue::from(expires_at),
+            body,
+        })
+    }
+}
+
+/// `N` pushes over the engine's pool with `env.concurrency` in flight.
+async fn bare_pool_batch(pool: &Pool, pre: &Arc<Prebuilt>, concurrency: usize) -> u64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (pool, pre, next, ok) = (pool.clone(), pre.clone(), next.clone(), ok.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= N as usize {
+                    return;
+                }
+                let make = || {
+                    Request::builder()
+                        .method(Method::POST)
+                        .uri(pre.uris[i].clone())
+                        .header(AUTHORIZATION, pre.auth.clone())
+                        .header("apns-topic", pre.topic.clone())
+                        .header("apns-push-type", "alert")
+                        .header("apns-priority", "10")
+                        .header("apns-expiration", pre.expiration.clone())
+                        .header("apns-id", pre.ids[i].clone())
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(())
+                        .expect("pre-built request head is valid")
+                };
+                if let Ok(r) = pool.send(make, pre.body.clone()).await {
+                    if r.status == StatusCode::OK {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    ok.load(Ordering::Relaxed)
+}
+
+/// What the naive client knows per push: strings, formatted again for every request.
+struct NaiveTarget {
+    base: String,
+    jwt: String,
+    tokens: Vec<String>,
+    expires_at: u64,
+}
+
+/// The APNs alert body as a naive client builds it for every push.
+fn naive_body() -> Value {
+    json!({
+        "aps": {"alert": {"title": TITLE, "body": TEXT}, "sound": "default"},
+        "payload": PAYLOAD,
+    })
+}
+
+/// `N` pushes over a hyper-util legacy client (h2), each body built with `serde_json`
+/// and each header formatted per request, `concurrency` in flight.
+async fn naive_batch(client: &Naive, t: &Arc<NaiveTarget>, concurrency: usize) -> u64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, t, next, ok) = (client.clone(), t.clone(), next.clone(), ok.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= N as usize {
+                    return;
+                }
+                let body = naive_body();
+                let req = Request::builder()
+                    .method(Method::POST)
+                    .uri(format!("{}/3/device/{}", t.base, t.tokens[i]))
+                    .header(AUTHORIZATION, format!("bearer {}", t.jwt))
+                    .header("apns-topic", TOPIC)
+                    .header("apns-push-type", "alert")
+                    .header("apns-priority", "10")
+                    .header("apns-expiration", t.expires_at.to_string())
+                    .header("apns-id", uuid::Uuid::new_v4().to_string())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(
+                        serde_json::to_vec(&body).expect("a json! value serialises"),
+                    )))
+                    .expect("formatted request head is valid");
+                if let Ok(resp) = client.request(req).await {
+                    let status = resp.status();
+                    if resp.into_body().collect().await.is_ok() && status == StatusCode::OK {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    ok.load(Ordering::Relaxed)
+}
+
+fn naive_client(ca: &TestCa) -> Naive {
+    // hyper-rustls sets ALPN itself and refuses a config that already has one.
+    let mut tls = (*ca.client_config()).clone();
+    tls.alpn_protocols.clear();
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(https)
+}
+
+fn e2e(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let env = rt.block_on(setup()).expect("bench setup");
+    let seq = AtomicU64::new(0);
+
+    let mut g = c.benchmark_group("e2e_apns_push");
+    g.throughput(Throughput::Elements(u64::from(N)));
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(2));
+    g.measurement_time(Duration::from_secs(8));
+
+    g.bench_function("engine", |b| {
+        b.iter(|| {
+            let s = seq.fetch_add(1, Ordering::Relaxed);
+            rt.block_on(engine_batch(&env, s)).expect("engine batch");
+        })
+    });
+
+    let pre = Arc::new(Prebuilt::new(&env).expect("pre-built heads"));
+    let pool = {
+        let _guard = rt.enter();
+        let tls = tls::client_config(Some(&env.ca_file), &[b"h2"]).expect("client tls");
+        let endpoint = Endpoint::parse(&env.apns.url()).expect("mock url");
+        Pool::new(endpoint, tls, env.connections, Duration::from_secs(30)).expect("pool")
+    };
+    g.bench_function("bare_pool", |b| {
+        b.iter(|| {
+            let ok = rt.block_on(bare_pool_batch(&pool, &pre, env.concurrency));
+            assert_eq!(ok, u64::from(N), "bare pool: every push accepted");
+        })
+    });
+
+    let (rendered, expires_at) = rendered_body("bench-naive").expect("render");
+    assert_eq!(
+        serde_json::to_vec(&naive_body()).expect("a json! value serialises"),
+        rendered,
+        "the naive client sends the engine's body bytes"
+    );
+    let target = Arc::new(NaiveTarget {
+        base: env.apns.url(),
+        jwt: provider_token(&env).expect("provider token"),
+        tokens: (0..N).map(token).collect(),
+        expires_at,
+    });
+    let naive = {
+        let _guard = rt.enter();
+        naive_client(&env.ca)
+    };
+    g.bench_function("naive", |b| {
+        b.iter(|| {
+            let ok = rt.block_on(naive_batch(&naive, &target, env.concurrency));
+            assert_eq!(ok, u64::from(N), "naive client: every push accepted");
+        })
+    });
+    g.finish();
+
+    assert!(
+        env.apns.rejections().is_empty(),
+        "mock rejected pushes: {:?}",
+        env.apns.rejections()
+    );
+    let Env { engine, apns, .. } = env;
+    rt.block_on(async move {
+        engine.stop_without_snapshot().await;
+        apns.shutdown();
+        apns.closed().await;
+    });
+}
+
+criterion_group!(benches, e2e);
+criterion_main!(benches);
