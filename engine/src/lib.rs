@@ -17,7 +17,8 @@
 //!
 //! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`config`]
 //! (TOML + env overrides), [`clock`], [`shutdown`], [`telemetry`] (stats and
-//! Prometheus rendering).
+//! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
+//! generator's engine process).
 //!
 //! Life cycle ([`start`]): bind the API (it answers 503 until ready) → recover state
 //! from the snapshot and the log → attach the log → ready. Shutdown
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod fanout;
 pub mod providers;
+pub mod serve;
 pub mod shutdown;
 pub mod state;
 pub mod store;

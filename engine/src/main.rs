@@ -61,44 +61,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("FANFARE_LOG")
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-                .init();
-            let config = match load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("fanfare: {}", fanfare::providers::error_chain(&e));
-                    return ExitCode::FAILURE;
-                }
-            };
-            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-            rt.block_on(async move {
-                let running = match fanfare::start(config).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("fanfare: {}", fanfare::providers::error_chain(&e));
-                        return ExitCode::FAILURE;
-                    }
-                };
-                wait_for_signal().await;
-                tracing::info!("shutdown requested");
-                running.shutdown().await;
-                ExitCode::SUCCESS
-            })
-        }
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        Command::Serve { config } => fanfare::serve::main(config.as_deref()),
     }
 }

@@ -24,7 +24,11 @@ use anyhow::Context as _;
 use fanfare_loadgen::mock::faults::{Close, FaultCounts, Faults};
 use serde_json::{json, Value};
 
-use crate::run::{self, apns_token, call, fcm_token};
+use crate::engine_proc::ProcStats;
+use crate::progress::Sent;
+use crate::report::Errors;
+use crate::scenarios::{bind_all, engine_choice, mark_online};
+use crate::setup::{apns_token, call, fcm_token, online_rule, Env};
 use crate::RunArgs;
 
 const OUTAGE: Duration = Duration::from_secs(2);
@@ -50,10 +54,14 @@ pub struct Report {
     pub outage: &'static str,
     /// Faults the mocks injected, by kind, summed over APNs and FCM.
     pub injected: HashMap<&'static str, u64>,
-    /// The engine's per-provider counters and lane states at the end.
+    /// The engine's per-provider counters and lane states at the end (`/v1/stats`).
     pub engine: Value,
     pub pushes_per_s: f64,
-    pub peak_rss_bytes: u64,
+    /// Engine CPU seconds over the traffic and drain, from /proc of its process.
+    pub engine_cpu_s: Option<f64>,
+    pub engine_peak_rss_bytes: Option<u64>,
+    /// The load generator's process (driver + mocks).
+    pub driver_peak_rss_bytes: u64,
     pub wall_s: f64,
 }
 
@@ -90,22 +98,31 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         args.rate = 3_000;
     }
     let abrupt = std::env::var("FANFARE_LOADGEN_OUTAGE").is_ok_and(|v| v == "abrupt");
-    let env = run::setup(false).await?;
+    args.validate()?;
+    let env = Env::start(&engine_choice(&args)?, false).await?;
     let started = quanta::Instant::now();
     let (wall0_ms, q0) = (unix_ms(), quanta::Instant::now());
     let users = args.users;
-    let is_online = run::online_rule(args.online_share);
-    let mut api_errors = 0u64;
+    let is_online = online_rule(args.online_share);
+    let mut errors = Errors::default();
     eprintln!("setup: binding {users} users (60% APNs, 40% FCM)");
-    api_errors += run::bind_all(&env, users, |i| {
-        let provider = if i % 5 < 3 { "apns" } else { "fcm" };
-        (provider, token_of(i))
-    })
+    bind_all(
+        &env,
+        users,
+        1,
+        |i| {
+            let provider = if i % 5 < 3 { "apns" } else { "fcm" };
+            (provider, token_of(i))
+        },
+        &mut errors,
+        &Sent::default(),
+    )
     .await;
-    api_errors += run::mark_online(&env, users, is_online).await?;
+    mark_online(&env, users, is_online, &mut errors).await;
+    let engine_cpu0 = env.engine_proc();
 
-    set_faults(env.apns.faults());
-    set_faults(env.fcm.faults());
+    set_faults(env.mocks.apns.faults());
+    set_faults(env.mocks.fcm.faults());
     let total = (args.duration * f64::from(args.rate)).round() as u64;
     eprintln!(
         "faults: {total} peer messages at {}/s + calls every 50 ms (timeout {CALL_TIMEOUT_S} s); \
@@ -128,8 +145,8 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             } else {
                 Close::Graceful
             };
-            env.apns.faults().outage(OUTAGE, close);
-            env.fcm.faults().outage(OUTAGE, close);
+            env.mocks.apns.faults().outage(OUTAGE, close);
+            env.mocks.fcm.faults().outage(OUTAGE, close);
             eprintln!("  outage: both vendors down for {} s", OUTAGE.as_secs());
         }
         let to = (k as u32).wrapping_mul(2_654_435_761) % users;
@@ -158,7 +175,9 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             Ok((202, v)) => {
                 accepted.insert(s, v["targets"].as_u64().unwrap_or(0));
             }
-            _ => api_errors += 1,
+            r => {
+                errors.check(r, 202);
+            }
         }
     }
     let mut expected: HashMap<u64, Expected> = HashMap::new();
@@ -196,14 +215,10 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     // Drain: until every lane is empty (delivered, expired or failed), bounded.
     let deadline = quanta::Instant::now() + Duration::from_secs_f64(args.drain_timeout);
     loop {
-        let queued: usize = env
-            .engine
-            .engine()
-            .dispatcher
-            .depths()
-            .iter()
-            .map(|d| d.1)
-            .sum();
+        let stats = env.stats().await?;
+        let queued: u64 = stats["queue_depth"]
+            .as_object()
+            .map_or(0, |q| q.values().filter_map(Value::as_u64).sum());
         if queued == 0 || quanta::Instant::now() >= deadline {
             break;
         }
@@ -219,7 +234,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     let mut after_expiry = 0u64;
     let mut late: Vec<(&'static str, u64, u64)> = Vec::new();
     let mut last = q0;
-    for p in env.apns.received() {
+    for p in env.mocks.apns.received() {
         let Some(s) = p.body["payload"]
             .as_str()
             .and_then(|v| v.parse::<u64>().ok())
@@ -238,7 +253,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         }
         *got.entry((s, p.token)).or_default() += 1;
     }
-    for p in env.fcm.received() {
+    for p in env.mocks.fcm.received() {
         let Some(s) = p.message["data"]["payload"]
             .as_str()
             .and_then(|v| v.parse::<u64>().ok())
@@ -269,7 +284,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         }
     }
     let mut injected: HashMap<&'static str, u64> = HashMap::new();
-    for f in [env.apns.faults(), env.fcm.faults()] {
+    for f in [env.mocks.apns.faults(), env.mocks.fcm.faults()] {
         let c = f.counts();
         for (k, v) in [
             ("http_503", &c.unavailable),
@@ -281,8 +296,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             *injected.entry(k).or_default() += FaultCounts::get(v);
         }
     }
-    let e = env.engine.engine();
-    let stats = e.stats.to_json(&e.gauges());
+    let engine_proc = env.engine_proc();
+    let engine_cpu_s = engine_cpu0
+        .zip(engine_proc)
+        .map(|(a, b)| (b.cpu_s - a.cpu_s).max(0.0));
+    let stats = env.stats().await?;
     let engine = json!({
         "apns": stats["providers"]["apns"],
         "apns_voip": stats["providers"]["apns_voip"],
@@ -302,12 +320,14 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         after_expiry_detail: late,
         expired,
         lost,
-        api_errors,
+        api_errors: errors.api_total(),
         outage: if abrupt { "abrupt" } else { "graceful" },
         injected,
         engine,
         pushes_per_s: delivered as f64 / span,
-        peak_rss_bytes: run::peak_rss_bytes(),
+        engine_cpu_s,
+        engine_peak_rss_bytes: engine_proc.map(|p| p.peak_rss_bytes),
+        driver_peak_rss_bytes: ProcStats::read(None).map_or(0, |p| p.peak_rss_bytes),
         wall_s: wall,
     };
     print(&report);
@@ -316,7 +336,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             .with_context(|| format!("write {}", path.display()))?;
         eprintln!("report written to {}", path.display());
     }
-    env.engine.shutdown().await;
+    env.finish().await?;
     Ok(report)
 }
 
@@ -343,8 +363,13 @@ fn print(r: &Report) {
         ("api errors", r.api_errors.to_string()),
         ("pushes/s", format!("{:.0}", r.pushes_per_s)),
         (
-            "peak RSS",
-            format!("{:.1} MiB", r.peak_rss_bytes as f64 / 1048576.0),
+            "engine CPU",
+            r.engine_cpu_s.map_or("n/a".into(), |s| format!("{s:.2} s")),
+        ),
+        (
+            "engine peak RSS",
+            r.engine_peak_rss_bytes
+                .map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
         ),
         ("wall time", format!("{:.2} s", r.wall_s)),
     ];

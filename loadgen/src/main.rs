@@ -1,9 +1,23 @@
 //! `fanfare-loadgen`: drive a Fanfare engine with a load scenario against mock vendors
 //! and report throughput, latency and cost.
+//!
+//! The engine runs in its own process (this binary re-executed as the hidden
+//! `engine` subcommand, a given `fanfare` binary, or one already running), so that its
+//! CPU time and memory are measured alone; the driver and the mock vendors share this
+//! process and one `quanta` clock.
+//!
+//! Modules: [`setup`] (mocks, engine config, the rig), [`engine_proc`] (the engine
+//! child process, /proc readings), [`scenarios`] (one module per scenario),
+//! [`ceiling`] (the bare HTTP/2 client), [`faults`], [`report`] (JSON, table, SVG),
+//! [`progress`] (the progress line).
 
 mod ceiling;
+mod engine_proc;
 mod faults;
-mod run;
+mod progress;
+mod report;
+mod scenarios;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,37 +38,148 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start mock vendors and an engine on loopback, run a scenario, print a report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Run the engine exactly as `fanfare serve --config FILE` does (the load
+    /// generator's engine child process).
+    #[command(hide = true)]
+    Engine {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Scenario: mixed (peer + group + call), peer, group, call, vendors (all eight
-    /// vendors, one group message), faults (vendor faults, exactly-once check).
-    #[arg(long, default_value = "mixed")]
-    pub scenario: run::Scenario,
-    /// Users to register (each gets one APNs or FCM device).
-    #[arg(long, default_value_t = 5_000)]
+    /// Scenario to run.
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub scenario: scenarios::Scenario,
+    /// Users (default per scenario: 5,000; bind and presence 100,000; the ceiling's
+    /// device tokens 10,000; group: the largest of --group-sizes).
+    #[arg(long, default_value_t = 0)]
     pub users: u32,
+    /// Devices per user (bind).
+    #[arg(long, default_value_t = 1)]
+    pub devices: u32,
+    /// Group sizes (group); 10% of members online unless --online-share says otherwise.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    pub group_sizes: Vec<u32>,
     /// Share of users online (they must not be pushed).
     #[arg(long, default_value_t = 0.1)]
     pub online_share: f64,
-    /// Seconds of open-loop peer traffic.
+    /// Seconds of open-loop peer traffic (peer, mixed) or presence churn (presence).
     #[arg(long, default_value_t = 3.0)]
     pub duration: f64,
     /// Peer messages per second (open loop, fixed schedule).
     #[arg(long, default_value_t = 2_000)]
     pub rate: u32,
+    /// Presence events per request (presence; the API takes up to 10,000).
+    #[arg(long, default_value_t = 1_000)]
+    pub presence_batch: usize,
+    /// Session TTL of online events, seconds (presence).
+    #[arg(long, default_value_t = 30)]
+    pub session_ttl: u64,
+    /// Pushes the bare HTTP/2 client sends (ceiling).
+    #[arg(long, default_value_t = 200_000)]
+    pub pushes: u64,
     /// Give up waiting for deliveries after this many seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 60.0)]
     pub drain_timeout: f64,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write the latency distribution as an SVG plot to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Run the engine as `PATH serve --config FILE` (a `fanfare` binary) instead of
+    /// this binary's built-in engine.
+    #[arg(long, value_name = "PATH")]
+    pub spawn_engine: Option<PathBuf>,
+    /// Use an engine started by hand at this URL (e.g. http://127.0.0.1:7070); the run
+    /// starts the mocks, writes the engine's config to --mock-dir and waits for it.
+    #[arg(long, value_name = "URL", requires = "mock_dir")]
+    pub engine: Option<String>,
+    /// Where the engine config for --engine is written (with the mocks' CA and keys).
+    #[arg(long, value_name = "DIR")]
+    pub mock_dir: Option<PathBuf>,
+    /// The --engine process's pid, for its CPU time and memory.
+    #[arg(long, value_name = "PID")]
+    pub engine_pid: Option<u32>,
+    /// Seconds to wait for the --engine to become healthy.
+    #[arg(long, default_value_t = 300.0)]
+    pub engine_wait: f64,
+    /// Tags message and call ids, so that runs against one --engine do not collide
+    /// with its dedup window.
+    #[arg(skip = format!("{:08x}", rand::random::<u32>()))]
+    pub run_id: String,
+}
+
+impl RunArgs {
+    /// Fill in the per-scenario defaults.
+    fn resolve(mut self) -> RunArgs {
+        use scenarios::Scenario;
+        if self.users == 0 {
+            self.users = match self.scenario {
+                Scenario::Bind | Scenario::Presence => 100_000,
+                Scenario::Ceiling => 10_000,
+                Scenario::Group => self.group_sizes.iter().copied().max().unwrap_or(0),
+                _ => 5_000,
+            };
+        }
+        self
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.users > 0, "--users must be > 0");
+        anyhow::ensure!(self.devices > 0, "--devices must be > 0");
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.online_share),
+            "--online-share must be in [0, 1)"
+        );
+        anyhow::ensure!(
+            self.duration > 0.0 && self.duration <= 3600.0,
+            "--duration must be in (0, 3600] seconds"
+        );
+        anyhow::ensure!(
+            self.drain_timeout > 0.0 && self.drain_timeout <= 3600.0,
+            "--drain-timeout must be in (0, 3600] seconds"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.presence_batch),
+            "--presence-batch must be in 1..=10000"
+        );
+        anyhow::ensure!(self.rate > 0, "--rate must be > 0");
+        anyhow::ensure!(
+            self.pushes > 0 && self.pushes <= 100_000_000,
+            "--pushes must be in 1..=100000000"
+        );
+        anyhow::ensure!(
+            self.group_sizes
+                .iter()
+                .all(|s| (1..=10_000_000).contains(s)),
+            "--group-sizes must be in 1..=10000000"
+        );
+        if let Some(url) = &self.engine {
+            let host = url
+                .strip_prefix("http://")
+                .and_then(|h| h.split(':').next())
+                .unwrap_or("");
+            anyhow::ensure!(
+                host == "127.0.0.1" || host == "localhost" || host == "[::1]",
+                "--engine must be a loopback http:// URL (the load generator stays on loopback)"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Engine { config } = &cli.command {
+        // Die with the load generator, even when it is killed.
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+        return fanfare::serve::main(Some(config));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FANFARE_LOG")
@@ -62,22 +187,22 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime can be built");
     match cli.command {
-        Command::Run(args) if args.scenario == run::Scenario::Faults => {
-            faults::exit_code(rt.block_on(faults::run(args)))
+        Command::Engine { .. } => unreachable!("handled above"),
+        Command::Run(args) if args.scenario == scenarios::Scenario::Faults => {
+            faults::exit_code(rt.block_on(faults::run((*args).resolve())))
         }
-        Command::Run(args) => match rt.block_on(run::run(args)) {
+        Command::Run(args) => match rt.block_on(scenarios::run((*args).resolve())) {
+            Ok(report) if report.ok() => ExitCode::SUCCESS,
             Ok(report) => {
-                if report.lost() > 0 {
-                    eprintln!(
-                        "fanfare-loadgen: {} expected pushes were not delivered",
-                        report.lost()
-                    );
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                }
+                eprintln!(
+                    "fanfare-loadgen: {} expected pushes not delivered, {} to online users, {} API errors",
+                    report.errors.lost,
+                    report.pushes_to_online_users,
+                    report.errors.api_total()
+                );
+                ExitCode::FAILURE
             }
             Err(e) => {
                 eprintln!("fanfare-loadgen: {e:#}");

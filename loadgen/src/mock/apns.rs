@@ -248,6 +248,12 @@ impl MockApns {
         self.apns.recorder.count()
     }
 
+    /// Moves the kept pushes out (a load run's phase at a time, without copying them
+    /// or keeping them all); [`Self::received_count`] goes on counting.
+    pub fn take_received(&self) -> Vec<ApnsPush> {
+        self.apns.recorder.take()
+    }
+
     /// True once at least `n` pushes were accepted; false when `timeout` passes first.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         self.apns.recorder.wait_for(n, timeout).await

@@ -263,6 +263,12 @@ impl MockFcm {
         self.fcm.recorder.count()
     }
 
+    /// Moves the kept pushes out (a load run's phase at a time, without copying them
+    /// or keeping them all); [`Self::received_count`] goes on counting.
+    pub fn take_received(&self) -> Vec<FcmPush> {
+        self.fcm.recorder.take()
+    }
+
     /// True once at least `n` messages were accepted; false when `timeout` passes first.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         self.fcm.recorder.wait_for(n, timeout).await

@@ -687,6 +687,11 @@ impl<T: Clone> Recorder<T> {
         self.accepted.lock().clone()
     }
 
+    /// Moves the kept pushes out, leaving room for `limit` more; the count goes on.
+    pub fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.accepted.lock())
+    }
+
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }

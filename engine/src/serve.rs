@@ -1,0 +1,63 @@
+//! What `fanfare serve` does, as a library function, so that every binary that runs the
+//! engine (the `fanfare` binary, and `fanfare-loadgen`'s engine child process that it
+//! measures alone) runs exactly the same thing: logging set up from `FANFARE_LOG`, the
+//! config loaded (file + environment overrides), a multi-threaded runtime, [`crate::start`],
+//! then SIGTERM or SIGINT → [`crate::Running::shutdown`].
+//!
+//! Once the engine is ready it logs `fanfare ready addr=<ip:port>` at info level: the
+//! line a supervisor (or the load generator) reads to learn the API address when the
+//! config asks for port 0.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Run the engine until SIGTERM or SIGINT, then shut it down (drain, snapshot).
+/// Returns the process exit code: failure when the config is invalid or the engine
+/// cannot start.
+pub fn main(config: Option<&Path>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FANFARE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let config = match crate::config::Config::load(config, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fanfare: {}", crate::providers::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fanfare: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let running = match crate::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("fanfare: {}", crate::providers::error_chain(&e));
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(addr = %running.local_addr(), "fanfare ready");
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler succeeds on unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,414 @@
+//! What a run measured: the JSON report (stable field names, documented in the
+//! README), the terminal table, and the SVG latency plot.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::scenarios::Scenario;
+
+/// Latency histogram bounds: 1 µs .. 10 min, 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Failed API requests by kind; vendor rejections and lost pushes.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Errors {
+    /// API answers 400..=499 (429 `overloaded` included).
+    pub api_status_4xx: u64,
+    /// API answers 500..=599.
+    pub api_status_5xx: u64,
+    /// API requests that got no answer (connection refused or reset, h2 error).
+    pub api_transport: u64,
+    /// Pushes the mock vendors answered with an error (bad token, auth, body).
+    pub vendor_rejections: u64,
+    /// Pushes the engine accepted (counted in the API's `targets`) that never
+    /// reached a mock within the drain timeout.
+    pub lost: u64,
+}
+
+impl Errors {
+    /// Count `r` unless it is `ok`; returns the body of an `ok` answer.
+    pub fn check(&mut self, r: anyhow::Result<(u16, Value)>, ok: u16) -> Option<Value> {
+        match r {
+            Ok((s, v)) if s == ok => return Some(v),
+            Ok((s, _)) if (400..500).contains(&s) => self.api_status_4xx += 1,
+            Ok(_) => self.api_status_5xx += 1,
+            Err(_) => self.api_transport += 1,
+        }
+        None
+    }
+
+    pub fn api_total(&self) -> u64 {
+        self.api_status_4xx + self.api_status_5xx + self.api_transport
+    }
+}
+
+/// Latency percentiles, µs.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// The `bind` scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct BindReport {
+    pub binds_acked: u64,
+    pub binds_per_s: f64,
+    /// Engine VmRSS before and after binding.
+    pub engine_rss_before_bytes: Option<u64>,
+    pub engine_rss_after_bytes: Option<u64>,
+    /// (after − before) / binds acked.
+    pub engine_rss_bytes_per_binding: Option<f64>,
+    pub engine_cpu_us_per_bind: Option<f64>,
+}
+
+/// The `presence` scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresenceReport {
+    pub events_sent: u64,
+    /// Sum of the API's `applied`.
+    pub events_applied: u64,
+    pub events_per_s: f64,
+    pub batch: usize,
+    pub session_ttl_s: u64,
+    pub engine_cpu_us_per_event: Option<f64>,
+    /// Users the engine counted online at the end (`/v1/stats` `online_users`).
+    pub online_users_at_end: Option<u64>,
+}
+
+/// One group of the `group` scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    pub members: u64,
+    pub online_members: u64,
+    /// Device pushes the API said it queued (`targets`).
+    pub pushes_expected: u64,
+    pub pushes_delivered: u64,
+    /// API request sent → `202` received.
+    pub api_accept_ms: f64,
+    /// API request sent → the last push of the group received by the mock.
+    pub to_last_push_ms: f64,
+    /// `pushes_delivered` / `to_last_push_ms`.
+    pub pushes_per_s: f64,
+    /// The bare HTTP/2 client sending as many pushes to the same mock, same run.
+    pub ceiling_pushes_per_s: Option<f64>,
+    pub engine_cpu_ms_per_1k_pushes: Option<f64>,
+    pub latency_us: Latency,
+}
+
+/// What a run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: Scenario,
+    /// `spawned` (child process of the load generator), `external` (`--engine URL`)
+    /// or `none` (`ceiling`).
+    pub engine_mode: &'static str,
+    pub users: u64,
+    pub devices_per_user: u32,
+    /// Bindings the engine holds at the end (`/v1/stats`).
+    pub bindings: u64,
+    pub binds_per_s: f64,
+    pub messages_sent: u64,
+    pub calls_sent: u64,
+    pub pushes_expected: u64,
+    pub pushes_delivered: u64,
+    /// Pushes each mock vendor accepted, by provider name.
+    pub per_provider: BTreeMap<String, u64>,
+    pub pushes_to_online_users: u64,
+    pub pushes_per_s: f64,
+    pub ceiling_pushes_per_s: Option<f64>,
+    /// `group` only: `pushes_per_s` / `ceiling_pushes_per_s` (both APNs only).
+    pub engine_to_ceiling: Option<f64>,
+    /// Engine CPU seconds (utime + stime) during the measured phase.
+    pub engine_cpu_s: Option<f64>,
+    pub engine_cpu_ms_per_1k_pushes: Option<f64>,
+    pub engine_peak_rss_bytes: Option<u64>,
+    /// The load generator's own process (driver + mock vendors + ceiling client).
+    pub driver_cpu_ms_per_1k_pushes: Option<f64>,
+    pub driver_peak_rss_bytes: u64,
+    pub errors: Errors,
+    pub latency_us: Latency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<BindReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<PresenceReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupReport>,
+    pub wall_s: f64,
+    /// The end-to-end latencies behind `latency_us`, for `--svg`.
+    #[serde(skip)]
+    pub histogram: Option<Histogram<u64>>,
+}
+
+impl Report {
+    pub fn new(scenario: Scenario) -> Report {
+        Report {
+            scenario,
+            engine_mode: "spawned",
+            users: 0,
+            devices_per_user: 1,
+            bindings: 0,
+            binds_per_s: 0.0,
+            messages_sent: 0,
+            calls_sent: 0,
+            pushes_expected: 0,
+            pushes_delivered: 0,
+            per_provider: BTreeMap::new(),
+            pushes_to_online_users: 0,
+            pushes_per_s: 0.0,
+            ceiling_pushes_per_s: None,
+            engine_to_ceiling: None,
+            engine_cpu_s: None,
+            engine_cpu_ms_per_1k_pushes: None,
+            engine_peak_rss_bytes: None,
+            driver_cpu_ms_per_1k_pushes: None,
+            driver_peak_rss_bytes: 0,
+            errors: Errors::default(),
+            latency_us: Latency::default(),
+            bind: None,
+            presence: None,
+            groups: Vec::new(),
+            wall_s: 0.0,
+            histogram: None,
+        }
+    }
+
+    /// Set `latency_us` from `h` and keep it for the plot.
+    pub fn set_latency(&mut self, h: Histogram<u64>) {
+        self.latency_us = Latency::of(&h);
+        self.histogram = Some(h);
+    }
+
+    /// A run is OK when nothing was lost, no online user was pushed and the API
+    /// answered every request.
+    pub fn ok(&self) -> bool {
+        self.errors.lost == 0 && self.pushes_to_online_users == 0 && self.errors.api_total() == 0
+    }
+
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("write {}", path.display()))
+    }
+
+    pub fn print_table(&self) {
+        let r = self;
+        let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".into(), |v| format!("{v:.1}{unit}"));
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+        let mut rows: Vec<(&str, String)> = vec![
+            (
+                "scenario",
+                format!("{} (engine {})", r.scenario.name(), r.engine_mode),
+            ),
+            (
+                "users × devices / bindings",
+                format!("{} × {} / {}", r.users, r.devices_per_user, r.bindings),
+            ),
+            ("binds/s (API, h2c)", format!("{:.0}", r.binds_per_s)),
+            (
+                "messages / calls sent",
+                format!("{} / {}", r.messages_sent, r.calls_sent),
+            ),
+            (
+                "pushes delivered / expected",
+                format!("{} / {}", r.pushes_delivered, r.pushes_expected),
+            ),
+        ];
+        if !r.per_provider.is_empty() {
+            rows.push((
+                "per provider",
+                r.per_provider
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+        rows.extend([
+            (
+                "pushes to online users",
+                r.pushes_to_online_users.to_string(),
+            ),
+            ("pushes/s", format!("{:.0}", r.pushes_per_s)),
+            (
+                "ceiling pushes/s (bare h2)",
+                match (r.ceiling_pushes_per_s, r.engine_to_ceiling) {
+                    (Some(c), Some(q)) => format!("{c:.0} (engine at {:.0}%)", q * 100.0),
+                    (Some(c), None) => format!("{c:.0}"),
+                    _ => "n/a".into(),
+                },
+            ),
+            (
+                "latency p50 / p90 / p99",
+                format!(
+                    "{} / {} / {} µs",
+                    r.latency_us.p50, r.latency_us.p90, r.latency_us.p99
+                ),
+            ),
+            (
+                "latency p99.9 / max",
+                format!("{} / {} µs", r.latency_us.p999, r.latency_us.max),
+            ),
+            (
+                "engine CPU / per 1k pushes",
+                format!(
+                    "{} / {}",
+                    r.engine_cpu_s.map_or("n/a".into(), |s| format!("{s:.2} s")),
+                    opt(r.engine_cpu_ms_per_1k_pushes, " ms")
+                ),
+            ),
+            (
+                "engine peak RSS",
+                r.engine_peak_rss_bytes.map_or("n/a".into(), mib),
+            ),
+            (
+                "driver+mocks CPU per 1k pushes",
+                opt(r.driver_cpu_ms_per_1k_pushes, " ms"),
+            ),
+            ("driver+mocks peak RSS", mib(r.driver_peak_rss_bytes)),
+            (
+                "errors",
+                format!(
+                    "api 4xx {} 5xx {} transport {}, vendor rejections {}, lost {}",
+                    r.errors.api_status_4xx,
+                    r.errors.api_status_5xx,
+                    r.errors.api_transport,
+                    r.errors.vendor_rejections,
+                    r.errors.lost
+                ),
+            ),
+        ]);
+        if let Some(b) = &r.bind {
+            rows.push((
+                "engine RSS per binding",
+                opt(b.engine_rss_bytes_per_binding, " B"),
+            ));
+            rows.push(("engine CPU per bind", opt(b.engine_cpu_us_per_bind, " µs")));
+        }
+        if let Some(p) = &r.presence {
+            rows.push((
+                "presence events / per s",
+                format!(
+                    "{} / {:.0} (batches of {})",
+                    p.events_applied, p.events_per_s, p.batch
+                ),
+            ));
+            rows.push((
+                "engine CPU per event",
+                opt(p.engine_cpu_us_per_event, " µs"),
+            ));
+        }
+        rows.push(("wall time", format!("{:.2} s", r.wall_s)));
+        println!("\nFanfare load report");
+        println!("{}", "-".repeat(72));
+        for (k, v) in rows {
+            println!("{k:<32}{v}");
+        }
+        if !r.groups.is_empty() {
+            println!("{}", "-".repeat(72));
+            println!(
+                "{:>9} {:>8} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8}",
+                "members",
+                "pushes",
+                "accept ms",
+                "last ms",
+                "pushes/s",
+                "ceiling/s",
+                "cpu/1k",
+                "p99 µs"
+            );
+            for g in &r.groups {
+                println!(
+                    "{:>9} {:>8} {:>9.1} {:>10.1} {:>10.0} {:>10} {:>8} {:>8}",
+                    g.members,
+                    g.pushes_delivered,
+                    g.api_accept_ms,
+                    g.to_last_push_ms,
+                    g.pushes_per_s,
+                    g.ceiling_pushes_per_s
+                        .map_or("n/a".into(), |c| format!("{c:.0}")),
+                    g.engine_cpu_ms_per_1k_pushes
+                        .map_or("n/a".into(), |c| format!("{c:.1}")),
+                    g.latency_us.p99
+                );
+            }
+        }
+        println!("{}", "-".repeat(72));
+        println!(
+            "{}: {} of {} expected pushes delivered, {} to online users, {} API errors",
+            if r.ok() { "OK" } else { "PROBLEMS" },
+            r.pushes_delivered,
+            r.pushes_expected,
+            r.pushes_to_online_users,
+            r.errors.api_total()
+        );
+    }
+
+    /// Plot the latency distribution: latency (µs, log) against the percentile, on
+    /// the usual HDR x-axis 1/(1−q) (log), so the tail gets as much room as the body.
+    pub fn write_svg(&self, path: &Path) -> anyhow::Result<()> {
+        use plotters::prelude::*;
+        let title = format!(
+            "fanfare-loadgen {}: end-to-end push latency",
+            self.scenario.name()
+        );
+        let points: Vec<(f64, f64)> = match &self.histogram {
+            Some(h) if !h.is_empty() => h
+                .iter_quantiles(1)
+                .map(|v| {
+                    let q = v.quantile_iterated_to().min(0.999_999);
+                    (1.0 / (1.0 - q), v.value_iterated_to().max(1) as f64)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let x_max = points.iter().map(|p| p.0).fold(10.0, f64::max);
+        let y_max = points.iter().map(|p| p.1).fold(10.0, f64::max) * 1.5;
+        let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d((1.0..x_max).log_scale(), (1.0..y_max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (µs)")
+            .x_label_formatter(&|x| {
+                let q = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
+                format!("{}%", q.trim_end_matches('0').trim_end_matches('.'))
+            })
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()?;
+        chart.draw_series(LineSeries::new(points, &BLUE))?;
+        root.present()
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! `ceiling`: the bare HTTP/2 client alone (no engine) sending `--pushes` APNs pushes
+//! over `--users` device tokens to the mock APNs, with the engine's connections and
+//! streams in flight and the body the engine renders for a group message — the
+//! physical limit of the mock path on this machine. `latency_us` is request → answer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::ceiling;
+use crate::progress::{Progress, Sent};
+use crate::report::Report;
+use crate::scenarios::{Meter, Scenario};
+use crate::setup::{apns_token, Env, TOPIC};
+use crate::RunArgs;
+
+pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
+    use fanfare::providers::{apns::payload::Bodies, Content, Kind};
+    let mut report = Report::new(Scenario::Ceiling);
+    report.users = u64::from(args.users);
+    let bodies = Bodies::render(
+        &Kind::Message {
+            message_id: Arc::from("lg-ceiling"),
+        },
+        &Content {
+            title: Some("group".into()),
+            content: Some("hello everyone".into()),
+            payload: Some("ceiling".into()),
+            ..Content::default()
+        },
+    )?;
+    let body: Bytes = bodies.alert;
+    let tokens: Vec<String> = (0..args.users).map(apns_token).collect();
+    let apns = &env.mocks.apns;
+    let (connections, in_flight) = env.mocks.apns_limits();
+    let jwt = env
+        .mocks
+        .creds
+        .provider_token(fanfare::clock::unix_now_s() as i64)?;
+    let client = ceiling::Client::connect(
+        ceiling::Target {
+            url: &apns.url(),
+            ca_file: &env.mocks.ca_file,
+            provider_token: &jwt,
+            topic: TOPIC,
+        },
+        connections,
+        &tokens[0],
+        body.clone(),
+    )
+    .await?;
+    apns.take_received();
+    eprintln!(
+        "ceiling: {} pushes over {connections} connections, {in_flight} streams in flight, no engine",
+        args.pushes
+    );
+    let before = apns.received_count();
+    let meter = Meter::start(env);
+    let progress = Progress::spawn(
+        "ceiling",
+        "",
+        Sent::default(),
+        Some(Box::new({
+            let mocks = env.mocks.clone();
+            move || mocks.apns.received_count().saturating_sub(before) as u64
+        })),
+    );
+    let b = client.blast(&tokens, body, args.pushes, in_flight).await?;
+    progress.finish().await;
+    let cost = meter.stop(env);
+    apns.take_received();
+    report.pushes_expected = args.pushes;
+    report.pushes_delivered = b.ok;
+    report.errors.lost = args.pushes.saturating_sub(b.ok);
+    report.per_provider.insert("apns".into(), b.ok);
+    report.pushes_per_s = b.pushes_per_s();
+    report.ceiling_pushes_per_s = Some(report.pushes_per_s);
+    report.driver_cpu_ms_per_1k_pushes = cost.driver_ms_per_1k(b.ok);
+    report.set_latency(b.latency);
+    Ok(report)
+}

@@ -1,0 +1,267 @@
+//! `group`: one message to each of the groups of `--group-sizes` members (default 1k,
+//! 100k and 1M), `--online-share` of them online (default 10%), every member with one
+//! APNs device. Per group: API request → `202` (accept), API request → the last push
+//! received by the mock APNs, pushes/s over that span, the engine's CPU per 1k pushes,
+//! and the ceiling: the bare HTTP/2 client sending as many pushes with the same body
+//! to the same mock with the engine's connections and streams in flight, right after.
+//!
+//! Members are `u0 .. u<size>`, so the groups nest and the largest one decides how
+//! many users are bound. Binding a million users through the API takes a while; the
+//! progress line shows it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::ceiling;
+use crate::progress::{Progress, Sent};
+use crate::report::{self, GroupReport, Latency, Report};
+use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
+use crate::setup::{apns_device, apns_token, call, online_rule, Env, TOPIC};
+use crate::RunArgs;
+
+/// Member ids per `POST /v1/groups/{id}/members` (well under the 1 MiB body limit).
+const MEMBERS_PER_REQUEST: usize = 50_000;
+
+pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
+    let mut report = Report::new(Scenario::Group);
+    let mut sizes = args.group_sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let users = *sizes.last().unwrap_or(&0);
+    anyhow::ensure!(users > 0, "--group-sizes needs at least one size > 0");
+    report.users = u64::from(users);
+    let is_online = online_rule(args.online_share);
+    let apns = &env.mocks.apns;
+
+    eprintln!(
+        "group: binding {users} users (one APNs device each), {:.0}% online",
+        args.online_share * 100.0
+    );
+    let sent = Sent::default();
+    let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
+    let t0 = quanta::Instant::now();
+    let acked = bind_all(
+        env,
+        users,
+        1,
+        |k| ("apns", apns_token(k)),
+        &mut report.errors,
+        &sent,
+    )
+    .await;
+    report.binds_per_s = acked as f64 / t0.elapsed().as_secs_f64().max(1e-6);
+    progress.finish().await;
+    mark_online(env, users, is_online, &mut report.errors).await;
+
+    for &size in &sizes {
+        let members: Vec<String> = (0..size).map(|i| format!("u{i}")).collect();
+        for chunk in members.chunks(MEMBERS_PER_REQUEST) {
+            let r = call(
+                &env.api,
+                http::Method::POST,
+                format!("{}/v1/groups/g{size}/members", env.base),
+                json!({ "add": chunk }),
+            )
+            .await;
+            report.errors.check(r, 200);
+        }
+    }
+
+    // Warm-up: one push through the engine opens its APNs connections; its body is the
+    // ceiling client's first body and its token the ceiling's warm-up token.
+    let warm_user = (0..users).find(|u| !is_online(*u)).unwrap_or(0);
+    let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
+        json!({"message_id": format!("lg-{}-warm", args.run_id), "sender_id": "driver", "conversation_type": "peer",
+               "conversation_id": format!("u{warm_user}"), "push": {"title": "group", "content": "hello everyone", "payload": "warm-up"}})).await;
+    let warm_targets = report
+        .errors
+        .check(r, 202)
+        .and_then(|v| v["targets"].as_u64())
+        .unwrap_or(0);
+    apns.wait_for(
+        warm_targets as usize,
+        Duration::from_secs_f64(args.drain_timeout),
+    )
+    .await;
+    let warm = apns.take_received();
+    let warm_body = warm
+        .first()
+        .map(|p| Bytes::from(p.body.to_string()))
+        .unwrap_or_else(|| Bytes::from_static(b"{\"aps\":{\"alert\":{\"title\":\"group\"}}}"));
+    let (connections, in_flight) = env.mocks.apns_limits();
+    let jwt = env
+        .mocks
+        .creds
+        .provider_token(fanfare::clock::unix_now_s() as i64)?;
+    let client = ceiling::Client::connect(
+        ceiling::Target {
+            url: &apns.url(),
+            ca_file: &env.mocks.ca_file,
+            provider_token: &jwt,
+            topic: TOPIC,
+        },
+        connections,
+        &apns_token(warm_user),
+        warm_body,
+    )
+    .await?;
+    apns.take_received();
+
+    let mut all = report::histogram();
+    let (mut fanout_s, mut ceiling_ok, mut ceiling_s) = (0.0, 0u64, 0.0);
+    let (mut engine_cpu, mut driver_cpu) = (Some(0.0), Some(0.0));
+    for &size in &sizes {
+        let online = (0..size).filter(|i| is_online(*i)).count() as u64;
+        eprintln!("group: one message to g{size} ({size} members, {online} online)");
+        let before = apns.received_count();
+        let meter = Meter::start(env);
+        let sent = Sent::default();
+        let progress = Progress::spawn(
+            "fan-out",
+            "messages sent",
+            sent.clone(),
+            Some(Box::new({
+                let mocks = env.mocks.clone();
+                move || mocks.apns.received_count().saturating_sub(before) as u64
+            })),
+        );
+        let t0 = quanta::Instant::now();
+        let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
+            json!({"message_id": format!("lg-{}-g{size}", args.run_id), "sender_id": "driver", "conversation_type": "group",
+                   "conversation_id": format!("g{size}"), "push": {"title": "group", "content": "hello everyone", "payload": format!("g{size}")}})).await;
+        let accept_ms = t0.elapsed().as_secs_f64() * 1e3;
+        sent.add(1);
+        let targets = match report.errors.check(r, 202) {
+            Some(v) => {
+                report.messages_sent += 1;
+                v["targets"].as_u64().unwrap_or(0)
+            }
+            None => 0,
+        };
+        report.pushes_expected += targets;
+        // Collect as the pushes arrive, keeping only (device, time): the mock's full
+        // records of a million pushes would take gigabytes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.drain_timeout);
+        let mut received: Vec<(Option<u32>, quanta::Instant)> =
+            Vec::with_capacity(targets as usize);
+        let mut first_body: Option<Bytes> = None;
+        loop {
+            let done = apns
+                .wait_for(before + targets as usize, Duration::from_millis(100))
+                .await;
+            let batch = apns.take_received();
+            if first_body.is_none() {
+                first_body = batch.first().map(|p| Bytes::from(p.body.to_string()));
+            }
+            received.extend(
+                batch
+                    .into_iter()
+                    .map(|p| (apns_device(&p.token), p.received_at)),
+            );
+            if done || tokio::time::Instant::now() >= deadline {
+                received.extend(
+                    apns.take_received()
+                        .into_iter()
+                        .map(|p| (apns_device(&p.token), p.received_at)),
+                );
+                break;
+            }
+        }
+        progress.finish().await;
+        let cost = meter.stop(env);
+        let delivered = received.len() as u64;
+        let mut h = report::histogram();
+        let mut last = t0;
+        for &(device, at) in &received {
+            last = last.max(at);
+            let _ = h.record((at.saturating_duration_since(t0).as_micros() as u64).max(1));
+            if device.is_some_and(is_online) {
+                report.pushes_to_online_users += 1;
+            }
+        }
+        let span = last.saturating_duration_since(t0).as_secs_f64().max(1e-6);
+        let ceiling = match first_body {
+            Some(body) => {
+                let tokens: Vec<String> = received
+                    .iter()
+                    .filter_map(|r| r.0)
+                    .map(apns_token)
+                    .collect();
+                drop(received);
+                let discard = Discard::spawn(env);
+                let b = client.blast(&tokens, body, delivered, in_flight).await?;
+                discard.finish().await;
+                ceiling_ok += b.ok;
+                ceiling_s += b.secs;
+                Some(b.pushes_per_s())
+            }
+            None => None,
+        };
+        fanout_s += span;
+        all.add(&h)?;
+        engine_cpu = engine_cpu.zip(cost.engine_cpu_s).map(|(a, b)| a + b);
+        driver_cpu = driver_cpu.zip(cost.driver_cpu_s).map(|(a, b)| a + b);
+        report.pushes_delivered += delivered;
+        report.groups.push(GroupReport {
+            members: u64::from(size),
+            online_members: online,
+            pushes_expected: targets,
+            pushes_delivered: delivered,
+            api_accept_ms: accept_ms,
+            to_last_push_ms: span * 1e3,
+            pushes_per_s: delivered as f64 / span,
+            ceiling_pushes_per_s: ceiling,
+            engine_cpu_ms_per_1k_pushes: cost.engine_ms_per_1k(delivered),
+            latency_us: Latency::of(&h),
+        });
+    }
+    report.errors.lost = report
+        .pushes_expected
+        .saturating_sub(report.pushes_delivered);
+    report
+        .per_provider
+        .insert("apns".into(), report.pushes_delivered);
+    report.pushes_per_s = report.pushes_delivered as f64 / fanout_s.max(1e-6);
+    if ceiling_ok > 0 {
+        let c = ceiling_ok as f64 / ceiling_s.max(1e-6);
+        report.ceiling_pushes_per_s = Some(c);
+        report.engine_to_ceiling = Some(report.pushes_per_s / c);
+    }
+    report.engine_cpu_s = engine_cpu;
+    report.engine_cpu_ms_per_1k_pushes = super::per_1k(engine_cpu, report.pushes_delivered);
+    report.driver_cpu_ms_per_1k_pushes = super::per_1k(driver_cpu, report.pushes_delivered);
+    report.set_latency(all);
+    Ok(report)
+}
+
+/// Empties the mock APNs' record while the ceiling client runs (its pushes are only
+/// counted).
+struct Discard {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Discard {
+    fn spawn(env: &Env) -> Discard {
+        let mocks = env.mocks.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => drop(mocks.apns.take_received()),
+                    _ = &mut stopped => break,
+                }
+            }
+            mocks.apns.take_received();
+        });
+        Discard { stop, task }
+    }
+
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,360 @@
+//! `peer`, `call`, `vendors` and `mixed`: users with one device each (`--users`, 60%
+//! APNs and 40% FCM, or round-robin over all eight vendors for `vendors`),
+//! `--online-share` of them online, then:
+//!
+//! - group (`mixed`, `vendors`): one message to a group of all users;
+//! - peer (`mixed`, `peer`): `--rate` messages/s for `--duration` s, open loop on a
+//!   fixed schedule, latency taken from each message's scheduled send time
+//!   (coordinated omission corrected);
+//! - presence churn (`mixed`): online/offline events for users outside the bound
+//!   range (they have no devices, so the push expectations stay exact) beside the
+//!   peer traffic;
+//! - call (`mixed`, `call`): 200 call invitations, one invitee each.
+//!
+//! Every push is attributed to its message by the `payload` sequence number, and to
+//! its user by its device token. At the end the ceiling client sends as many APNs
+//! pushes as the engine delivered (at least 5,000) to the same mock, for reference.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::ceiling;
+use crate::progress::{Progress, Sent};
+use crate::report::{self, PresenceReport, Report};
+use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
+use crate::setup::{apns_device, apns_token, call, fcm_device, fcm_token, online_rule, Env, TOPIC};
+use crate::RunArgs;
+
+pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
+    let mut report = Report::new(args.scenario);
+    let users = args.users;
+    report.users = u64::from(users);
+    let is_online = online_rule(args.online_share);
+    let mocks = &env.mocks;
+    let spread = args.scenario == Scenario::Vendors;
+    if spread {
+        eprintln!(
+            "setup: binding {users} users round-robin over apns, fcm, huawei, honor, xiaomi, oppo, vivo, webpush, {:.0}% online",
+            args.online_share * 100.0
+        );
+    } else {
+        eprintln!(
+            "setup: binding {users} users (60% APNs, 40% FCM), {:.0}% online",
+            args.online_share * 100.0
+        );
+    }
+    // Device token (or Web Push endpoint) → user, for the vendor mocks' pushes.
+    let mut vendor_owner: HashMap<String, u32> = HashMap::new();
+    let mut vendor_bind: Vec<(&'static str, String)> = Vec::new();
+    if let Some(v) = &mocks.vendors {
+        for i in 0..users {
+            let (provider, token, key) = match i % 8 {
+                2 => (
+                    "huawei",
+                    format!("IQAAAACy0{i:010}{}", "kX_-".repeat(30)),
+                    None,
+                ),
+                3 => (
+                    "honor",
+                    format!("BQAAAACy0{i:010}{}", "hN_-".repeat(30)),
+                    None,
+                ),
+                4 => ("xiaomi", format!("{i:010}{}", "Ab+/".repeat(14)), None),
+                5 => ("oppo", format!("CN_{i:010}{}", "ab12".repeat(6)), None),
+                6 => ("vivo", format!("{i:010}{}", "7".repeat(13)), None),
+                7 => {
+                    let sub = v.webpush.subscribe();
+                    ("webpush", sub.to_json(), Some(sub.endpoint))
+                }
+                _ => ("", String::new(), None),
+            };
+            if !provider.is_empty() {
+                vendor_owner.insert(key.unwrap_or_else(|| token.clone()), i);
+            }
+            vendor_bind.push((provider, token));
+        }
+    }
+
+    let sent = Sent::default();
+    let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
+    let bind_start = quanta::Instant::now();
+    let acked = bind_all(
+        env,
+        users,
+        1,
+        |i| match vendor_bind.get(i as usize) {
+            Some((p, t)) if !p.is_empty() => (*p, t.clone()),
+            Some(_) if i % 8 == 0 => ("apns", apns_token(i)),
+            Some(_) => ("fcm", fcm_token(i)),
+            None => super::bind::apns_fcm_mix(i),
+        },
+        &mut report.errors,
+        &sent,
+    )
+    .await;
+    progress.finish().await;
+    report.binds_per_s = acked as f64 / bind_start.elapsed().as_secs_f64().max(1e-6);
+    mark_online(env, users, is_online, &mut report.errors).await;
+
+    // seq → scheduled send instant, to attribute every received push.
+    let mut sent_at: Vec<quanta::Instant> = Vec::new();
+    let do_peer = matches!(args.scenario, Scenario::Mixed | Scenario::Peer);
+    let do_group = matches!(args.scenario, Scenario::Mixed | Scenario::Vendors);
+    let do_call = matches!(args.scenario, Scenario::Mixed | Scenario::Call);
+    let run_id = &args.run_id;
+
+    let before = mocks.received_total();
+    let meter = Meter::start(env);
+    let sent = Sent::default();
+    let progress = Progress::spawn(
+        args.scenario.name(),
+        "requests sent",
+        sent.clone(),
+        Some(Box::new({
+            let mocks = mocks.clone();
+            move || mocks.received_total().saturating_sub(before)
+        })),
+    );
+
+    if do_group {
+        let members: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
+        for chunk in members.chunks(50_000) {
+            let r = call(
+                &env.api,
+                http::Method::POST,
+                format!("{}/v1/groups/lg-all/members", env.base),
+                json!({ "add": chunk }),
+            )
+            .await;
+            report.errors.check(r, 200);
+        }
+        eprintln!("group: one message to a group of {users}");
+        let seq = sent_at.len();
+        sent_at.push(quanta::Instant::now());
+        let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
+            json!({"message_id": format!("lg-{run_id}-group"), "sender_id": "driver", "conversation_type": "group", "conversation_id": "lg-all",
+                   "push": {"title": "group", "content": "hello everyone", "payload": seq.to_string()}})).await;
+        sent.add(1);
+        if let Some(v) = report.errors.check(r, 202) {
+            report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
+            report.messages_sent += 1;
+        }
+    }
+
+    if do_peer {
+        let churn = (args.scenario == Scenario::Mixed).then(|| {
+            tokio::spawn(churn(
+                env.api.clone(),
+                env.base.clone(),
+                users,
+                Duration::from_secs_f64(args.duration),
+            ))
+        });
+        let total = (args.duration * f64::from(args.rate)).round() as u64;
+        eprintln!("peer: {total} messages at {} msg/s, open loop", args.rate);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+        let first_seq = sent_at.len();
+        let t0 = quanta::Instant::now() + Duration::from_millis(10);
+        sent_at.extend((0..total).map(|k| t0 + interval.mul_f64(k as f64)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let tokio_t0 = tokio::time::Instant::now() + Duration::from_millis(10);
+        for k in 0..total {
+            tokio::time::sleep_until(tokio_t0 + interval.mul_f64(k as f64)).await;
+            let (api, base) = (env.api.clone(), env.base.clone());
+            let to = (k as u32).wrapping_mul(2_654_435_761) % users;
+            let seq = first_seq + k as usize;
+            let id = format!("lg-{run_id}-peer-{k}");
+            tasks.spawn(async move {
+                call(&api, http::Method::POST, format!("{base}/v1/messages"),
+                    json!({"message_id": id, "sender_id": "driver", "conversation_type": "peer",
+                           "conversation_id": format!("u{to}"), "push": {"title": "peer", "content": "hi", "payload": seq.to_string()}})).await
+            });
+            sent.add(1);
+        }
+        while let Some(r) = tasks.join_next().await {
+            if let Some(v) = report.errors.check(r?, 202) {
+                report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
+                report.messages_sent += 1;
+            }
+        }
+        if let Some(churn) = churn {
+            let (events, applied, secs, errors) = churn.await?;
+            report.errors.api_status_4xx += errors.api_status_4xx;
+            report.errors.api_status_5xx += errors.api_status_5xx;
+            report.errors.api_transport += errors.api_transport;
+            report.presence = Some(PresenceReport {
+                events_sent: events,
+                events_applied: applied,
+                events_per_s: applied as f64 / secs.max(1e-6),
+                batch: CHURN_BATCH,
+                session_ttl_s: CHURN_TTL_S,
+                engine_cpu_us_per_event: None,
+                online_users_at_end: None,
+            });
+        }
+    }
+
+    if do_call {
+        let n = 200.min(users);
+        eprintln!("call: {n} call invitations");
+        for c in 0..n {
+            let seq = sent_at.len();
+            sent_at.push(quanta::Instant::now());
+            let invitee = (c * 7919) % users;
+            let r = call(&env.api, http::Method::POST, format!("{}/v1/calls", env.base),
+                json!({"call_id": format!("lg-{run_id}-call-{c}"), "inviter_id": "driver", "invitees": [format!("u{invitee}")],
+                       "timeout_s": 60, "push": {"title": "call", "content": "ring", "payload": seq.to_string()}})).await;
+            sent.add(1);
+            if let Some(v) = report.errors.check(r, 202) {
+                report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
+                report.calls_sent += 1;
+            }
+        }
+    }
+
+    // Drain: wait for every expected push, bounded by --drain-timeout.
+    let drain_deadline = Duration::from_secs_f64(args.drain_timeout);
+    let drain_start = quanta::Instant::now();
+    while mocks.received_total() - before < report.pushes_expected
+        && drain_start.elapsed() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    progress.finish().await;
+    let cost = meter.stop(env);
+
+    // Attribute pushes to messages (latency) and to users (online check).
+    let mut hist = report::histogram();
+    let mut last: Option<quanta::Instant> = None;
+    let mut record = |payload: Option<&str>, user: Option<u32>, at: quanta::Instant| {
+        if user.is_some_and(is_online) {
+            report.pushes_to_online_users += 1;
+        }
+        let Some(seq) = payload.and_then(|p| p.parse::<usize>().ok()) else {
+            return;
+        };
+        let Some(t) = sent_at.get(seq) else { return };
+        let _ = hist.record((at.saturating_duration_since(*t).as_micros() as u64).max(1));
+        last = Some(last.map_or(at, |l: quanta::Instant| l.max(at)));
+    };
+    let apns_pushes = mocks.apns.take_received();
+    for p in &apns_pushes {
+        record(
+            p.body["payload"].as_str(),
+            apns_device(&p.token),
+            p.received_at,
+        );
+    }
+    for p in mocks.fcm.take_received() {
+        record(
+            p.message["data"]["payload"].as_str(),
+            fcm_device(&p.token),
+            p.received_at,
+        );
+    }
+    if let Some(v) = &mocks.vendors {
+        for p in v.received() {
+            record(
+                p.payload.as_deref(),
+                vendor_owner.get(&p.token).copied(),
+                p.received_at,
+            );
+        }
+    }
+    let delivered = mocks.received_total() - before;
+    report.pushes_delivered = delivered;
+    report.errors.lost = report.pushes_expected.saturating_sub(delivered);
+    report
+        .per_provider
+        .insert("apns".into(), mocks.apns.received_count() as u64);
+    report
+        .per_provider
+        .insert("fcm".into(), mocks.fcm.received_count() as u64);
+    if let Some(v) = &mocks.vendors {
+        for (name, n) in v.counts() {
+            report.per_provider.insert(name.into(), n as u64);
+        }
+    }
+    let span = match (sent_at.iter().min(), last) {
+        (Some(f), Some(l)) => l.saturating_duration_since(*f).as_secs_f64().max(1e-3),
+        _ => 1.0,
+    };
+    report.pushes_per_s = delivered as f64 / span;
+    report.engine_cpu_s = cost.engine_cpu_s;
+    report.engine_cpu_ms_per_1k_pushes = cost.engine_ms_per_1k(delivered);
+    report.driver_cpu_ms_per_1k_pushes = cost.driver_ms_per_1k(delivered);
+    report.set_latency(hist);
+
+    // The ceiling client, for reference: as many APNs pushes (at least 5,000) to the
+    // same mock with the body of the engine's first APNs push.
+    if let Some(first) = apns_pushes.first() {
+        let tokens: Vec<String> = apns_pushes.iter().map(|p| p.token.clone()).collect();
+        let body = Bytes::from(first.body.to_string());
+        let total = (tokens.len() as u64).max(5_000);
+        let (connections, in_flight) = mocks.apns_limits();
+        let jwt = mocks
+            .creds
+            .provider_token(fanfare::clock::unix_now_s() as i64)?;
+        eprintln!("ceiling: {total} pushes from the bare HTTP/2 client to the same mock APNs");
+        let client = ceiling::Client::connect(
+            ceiling::Target {
+                url: &mocks.apns.url(),
+                ca_file: &mocks.ca_file,
+                provider_token: &jwt,
+                topic: TOPIC,
+            },
+            connections,
+            &tokens[0],
+            body.clone(),
+        )
+        .await?;
+        let b = client.blast(&tokens, body, total, in_flight).await?;
+        mocks.apns.take_received();
+        report.ceiling_pushes_per_s = Some(b.pushes_per_s());
+    }
+    Ok(report)
+}
+
+const CHURN_BATCH: usize = 200;
+const CHURN_TTL_S: u64 = 30;
+
+/// Presence churn of users `u<users> .. u<2 × users>` (no devices): a batch of 200
+/// events every 100 ms for `duration`. Returns (events sent, applied, seconds, errors).
+async fn churn(
+    api: crate::setup::Api,
+    base: String,
+    users: u32,
+    duration: Duration,
+) -> (u64, u64, f64, report::Errors) {
+    let mut errors = report::Errors::default();
+    let (mut events, mut applied) = (0u64, 0u64);
+    let t0 = quanta::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut n = 0u64;
+    while t0.elapsed() < duration {
+        tick.tick().await;
+        let batch: Vec<_> = (0..CHURN_BATCH as u64)
+            .map(|j| {
+                let k = n * CHURN_BATCH as u64 + j;
+                let u = u64::from(users) + (k.wrapping_mul(2_654_435_761) % u64::from(users));
+                json!({"user_id": format!("u{u}"), "session_id": "c", "online": k % 3 != 0, "ttl_s": CHURN_TTL_S})
+            })
+            .collect();
+        n += 1;
+        events += CHURN_BATCH as u64;
+        let r = call(
+            &api,
+            http::Method::POST,
+            format!("{base}/v1/presence"),
+            json!({ "events": batch }),
+        )
+        .await;
+        if let Some(v) = errors.check(r, 200) {
+            applied += v["applied"].as_u64().unwrap_or(0);
+        }
+    }
+    (events, applied, t0.elapsed().as_secs_f64(), errors)
+}
