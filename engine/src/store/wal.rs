@@ -55,6 +55,18 @@ pub struct Wal {
     rotated_cv: Condvar,
 }
 
+/// How long the idle flusher may sleep before a sync falls due: `None` = until woken.
+/// Only `batch` leaves written-but-unsynced data behind between rounds; a timer in any
+/// other mode would turn the idle flusher into a busy loop.
+fn sync_due(
+    mode: Durability,
+    dirty: bool,
+    last_sync: Instant,
+    interval: Duration,
+) -> Option<Duration> {
+    (mode == Durability::Batch && dirty).then(|| interval.saturating_sub(last_sync.elapsed()))
+}
+
 pub fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("wal-{first_seq:020}.log"))
 }
@@ -307,13 +319,13 @@ impl Wal {
             let (buf, last_seq, rotate_to, stop) = {
                 let mut p = self.pending.lock();
                 while p.buf.is_empty() && p.rotate_to.is_none() && !p.stop {
-                    if dirty {
-                        let left = interval.saturating_sub(last_sync.elapsed());
-                        if left.is_zero() || self.wake.wait_for(&mut p, left).timed_out() {
-                            break;
+                    match sync_due(mode, dirty, last_sync, interval) {
+                        None => self.wake.wait(&mut p),
+                        Some(left) => {
+                            if left.is_zero() || self.wake.wait_for(&mut p, left).timed_out() {
+                                break;
+                            }
                         }
-                    } else {
-                        self.wake.wait(&mut p);
                     }
                 }
                 let buf = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
@@ -325,7 +337,8 @@ impl Wal {
                 }
                 self.segment_bytes
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                dirty = true;
+                // `none` never syncs, so it never has anything left to sync.
+                dirty = mode != Durability::None;
             }
             let must_sync = match mode {
                 Durability::Fsync => dirty,
@@ -394,5 +407,27 @@ impl Journal for Wal {
         };
         self.wake.notify_one();
         seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_batch_mode_with_unsynced_data_sets_a_timer() {
+        let long_ago = Instant::now() - Duration::from_secs(5);
+        let interval = Duration::from_millis(10);
+        // Durability `none` writes are never synced: the idle flusher must park, even
+        // long after the last write (a zero timer here spun a core at 100%).
+        assert_eq!(sync_due(Durability::None, false, long_ago, interval), None);
+        assert_eq!(sync_due(Durability::Fsync, false, long_ago, interval), None);
+        assert_eq!(sync_due(Durability::Batch, false, long_ago, interval), None);
+        assert_eq!(
+            sync_due(Durability::Batch, true, long_ago, interval),
+            Some(Duration::ZERO)
+        );
+        let fresh = sync_due(Durability::Batch, true, Instant::now(), interval).unwrap();
+        assert!(fresh > Duration::ZERO && fresh <= interval);
     }
 }
