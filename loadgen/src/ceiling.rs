@@ -2,6 +2,10 @@
 //! engine's own connection pool with nothing around it (no API, no planning, no lanes)
 //! — sending the same APNs bodies to the same mock with the same connections and stream
 //! concurrency, in the same run.
+//!
+//! The client runs on its own Tokio runtime (threads named `lg-ceiling`), not on the
+//! driver's, so that like the engine process it does not queue behind the mock
+//! vendors' tasks; its threads' CPU time is read from /proc (`Blast::cpu_s`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use fanfare::transport::{tls, Endpoint, Pool};
 use hdrhistogram::Histogram;
+
+use crate::setup::Mocks;
 
 /// Where and as whom the ceiling client sends.
 pub(crate) struct Target<'a> {
@@ -25,6 +31,8 @@ pub(crate) struct Blast {
     /// Pushes answered 200.
     pub ok: u64,
     pub secs: f64,
+    /// CPU seconds of the client's threads (`None` when /proc cannot tell).
+    pub cpu_s: Option<f64>,
     /// Request written → answer, µs.
     pub latency: Histogram<u64>,
 }
@@ -33,46 +41,118 @@ impl Blast {
     pub fn pushes_per_s(&self) -> f64 {
         self.ok as f64 / self.secs.max(1e-6)
     }
+
+    /// ms of the client's CPU per 1,000 pushes.
+    pub fn cpu_ms_per_1k(&self) -> Option<f64> {
+        self.cpu_s
+            .filter(|_| self.ok > 0)
+            .map(|s| s * 1e3 / (self.ok as f64 / 1e3))
+    }
 }
 
-/// A bare HTTP/2 APNs client over the engine's pool; its connections stay open
-/// between blasts.
+const THREAD_NAME: &str = "lg-ceiling";
+
+/// CPU seconds of this process's threads named [`THREAD_NAME`].
+fn threads_cpu_s() -> Option<f64> {
+    let me = procfs::process::Process::myself().ok()?;
+    let ticks = procfs::ticks_per_second() as f64;
+    let mut total = 0u64;
+    for task in me.tasks().ok()?.flatten() {
+        if let Ok(stat) = task.stat() {
+            if stat.comm.starts_with(THREAD_NAME) {
+                total += stat.utime + stat.stime;
+            }
+        }
+    }
+    Some(total as f64 / ticks)
+}
+
+/// A bare HTTP/2 APNs client over the engine's pool, on its own runtime; its
+/// connections stay open between blasts.
 pub(crate) struct Client {
-    pool: Pool,
-    base: String,
-    auth: Arc<str>,
-    topic: Arc<str>,
+    rt: Option<tokio::runtime::Runtime>,
+    inner: Arc<Inner>,
 }
 
 impl Client {
-    /// A pool of `connections` to the target, opened by a first push (`warm_token`)
-    /// on each connection so that connection set-up is not measured.
+    /// A pool of `connections` to the target on a runtime of its own, opened by a
+    /// first push (`warm_token`) on each connection so that connection set-up is not
+    /// measured.
     pub async fn connect(
         target: Target<'_>,
         connections: usize,
         warm_token: &str,
         body: Bytes,
     ) -> anyhow::Result<Client> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(THREAD_NAME)
+            .enable_all()
+            .build()?;
         let tls = tls::client_config(Some(target.ca_file), &[b"h2"])?;
-        let pool = Pool::new(
-            Endpoint::parse(target.url)?,
-            tls,
-            connections,
-            Duration::from_secs(30),
-        )?;
-        let client = Client {
-            pool,
-            base: target.url.trim_end_matches('/').to_string(),
-            auth: format!("bearer {}", target.provider_token).into(),
-            topic: target.topic.into(),
-        };
-        let tokens = [warm_token.to_string()];
-        client
-            .blast(&tokens, body, connections as u64 * 2, connections)
-            .await?;
-        Ok(client)
+        let endpoint = Endpoint::parse(target.url)?;
+        let (base, auth, topic) = (
+            target.url.trim_end_matches('/').to_string(),
+            format!("bearer {}", target.provider_token).into(),
+            target.topic.into(),
+        );
+        let warm = [warm_token.to_string()];
+        let inner = rt
+            .spawn(async move {
+                let inner = Arc::new(Inner {
+                    pool: Pool::new(endpoint, tls, connections, Duration::from_secs(30))?,
+                    base,
+                    auth,
+                    topic,
+                });
+                inner
+                    .blast(&warm, body, connections as u64 * 2, connections)
+                    .await?;
+                anyhow::Ok(inner)
+            })
+            .await??;
+        Ok(Client {
+            rt: Some(rt),
+            inner,
+        })
     }
 
+    /// Send `total` pushes, one per token (cycling), `concurrency` in flight.
+    pub async fn blast(
+        &self,
+        tokens: &[String],
+        body: Bytes,
+        total: u64,
+        concurrency: usize,
+    ) -> anyhow::Result<Blast> {
+        let rt = self.rt.as_ref().expect("the runtime lives until drop");
+        let (inner, tokens) = (self.inner.clone(), tokens.to_vec());
+        let cpu0 = threads_cpu_s();
+        let mut b = rt
+            .spawn(async move { inner.blast(&tokens, body, total, concurrency).await })
+            .await??;
+        b.cpu_s = cpu0.zip(threads_cpu_s()).map(|(a, b)| (b - a).max(0.0));
+        Ok(b)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    base: String,
+    auth: Arc<str>,
+    topic: Arc<str>,
+}
+
+impl Inner {
     /// Send `total` pushes, one per token (cycling), `concurrency` in flight.
     pub async fn blast(
         &self,
@@ -133,7 +213,37 @@ impl Client {
         Ok(Blast {
             ok: ok.load(Ordering::Relaxed),
             secs: started.elapsed().as_secs_f64(),
+            cpu_s: None,
             latency,
         })
+    }
+}
+
+/// Empties the mock APNs' record while the ceiling client runs (its pushes are only
+/// counted).
+pub(crate) struct Discard {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Discard {
+    pub fn spawn(mocks: Arc<Mocks>) -> Discard {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => drop(mocks.apns.take_received()),
+                    _ = &mut stopped => break,
+                }
+            }
+            mocks.apns.take_received();
+        });
+        Discard { stop, task }
+    }
+
+    pub async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }

@@ -117,6 +117,8 @@ pub struct GroupReport {
     pub pushes_per_s: f64,
     /// The bare HTTP/2 client sending as many pushes to the same mock, same run.
     pub ceiling_pushes_per_s: Option<f64>,
+    /// CPU of the ceiling client's threads per 1k pushes.
+    pub ceiling_cpu_ms_per_1k_pushes: Option<f64>,
     pub engine_cpu_ms_per_1k_pushes: Option<f64>,
     pub latency_us: Latency,
 }
@@ -142,6 +144,8 @@ pub struct Report {
     pub pushes_to_online_users: u64,
     pub pushes_per_s: f64,
     pub ceiling_pushes_per_s: Option<f64>,
+    /// CPU of the ceiling client's own threads per 1k pushes (the mock's excluded).
+    pub ceiling_cpu_ms_per_1k_pushes: Option<f64>,
     /// `group` only: `pushes_per_s` / `ceiling_pushes_per_s` (both APNs only).
     pub engine_to_ceiling: Option<f64>,
     /// Engine CPU seconds (utime + stime) during the measured phase.
@@ -182,6 +186,7 @@ impl Report {
             pushes_to_online_users: 0,
             pushes_per_s: 0.0,
             ceiling_pushes_per_s: None,
+            ceiling_cpu_ms_per_1k_pushes: None,
             engine_to_ceiling: None,
             engine_cpu_s: None,
             engine_cpu_ms_per_1k_pushes: None,
@@ -280,6 +285,10 @@ impl Report {
                     r.engine_cpu_s.map_or("n/a".into(), |s| format!("{s:.2} s")),
                     opt(r.engine_cpu_ms_per_1k_pushes, " ms")
                 ),
+            ),
+            (
+                "ceiling client CPU per 1k",
+                opt(r.ceiling_cpu_ms_per_1k_pushes, " ms"),
             ),
             (
                 "engine peak RSS",

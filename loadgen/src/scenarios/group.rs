@@ -111,7 +111,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
 
     let mut all = report::histogram();
     let (mut fanout_s, mut ceiling_ok, mut ceiling_s) = (0.0, 0u64, 0.0);
-    let (mut engine_cpu, mut driver_cpu) = (Some(0.0), Some(0.0));
+    let (mut engine_cpu, mut driver_cpu, mut ceiling_cpu) = (Some(0.0), Some(0.0), Some(0.0));
     for &size in &sizes {
         let online = (0..size).filter(|i| is_online(*i)).count() as u64;
         eprintln!("group: one message to g{size} ({size} members, {online} online)");
@@ -190,12 +190,13 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
                     .map(apns_token)
                     .collect();
                 drop(received);
-                let discard = Discard::spawn(env);
+                let discard = ceiling::Discard::spawn(env.mocks.clone());
                 let b = client.blast(&tokens, body, delivered, in_flight).await?;
                 discard.finish().await;
                 ceiling_ok += b.ok;
                 ceiling_s += b.secs;
-                Some(b.pushes_per_s())
+                ceiling_cpu = ceiling_cpu.zip(b.cpu_s).map(|(a, c)| a + c);
+                Some((b.pushes_per_s(), b.cpu_ms_per_1k()))
             }
             None => None,
         };
@@ -212,7 +213,8 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             api_accept_ms: accept_ms,
             to_last_push_ms: span * 1e3,
             pushes_per_s: delivered as f64 / span,
-            ceiling_pushes_per_s: ceiling,
+            ceiling_pushes_per_s: ceiling.map(|c| c.0),
+            ceiling_cpu_ms_per_1k_pushes: ceiling.and_then(|c| c.1),
             engine_cpu_ms_per_1k_pushes: cost.engine_ms_per_1k(delivered),
             latency_us: Latency::of(&h),
         });
@@ -228,40 +230,11 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         let c = ceiling_ok as f64 / ceiling_s.max(1e-6);
         report.ceiling_pushes_per_s = Some(c);
         report.engine_to_ceiling = Some(report.pushes_per_s / c);
+        report.ceiling_cpu_ms_per_1k_pushes = super::per_1k(ceiling_cpu, ceiling_ok);
     }
     report.engine_cpu_s = engine_cpu;
     report.engine_cpu_ms_per_1k_pushes = super::per_1k(engine_cpu, report.pushes_delivered);
     report.driver_cpu_ms_per_1k_pushes = super::per_1k(driver_cpu, report.pushes_delivered);
     report.set_latency(all);
     Ok(report)
-}
-
-/// Empties the mock APNs' record while the ceiling client runs (its pushes are only
-/// counted).
-struct Discard {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Discard {
-    fn spawn(env: &Env) -> Discard {
-        let mocks = env.mocks.clone();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => drop(mocks.apns.take_received()),
-                    _ = &mut stopped => break,
-                }
-            }
-            mocks.apns.take_received();
-        });
-        Discard { stop, task }
-    }
-
-    async fn finish(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
 }

@@ -311,9 +311,11 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             body.clone(),
         )
         .await?;
+        let discard = ceiling::Discard::spawn(mocks.clone());
         let b = client.blast(&tokens, body, total, in_flight).await?;
-        mocks.apns.take_received();
+        discard.finish().await;
         report.ceiling_pushes_per_s = Some(b.pushes_per_s());
+        report.ceiling_cpu_ms_per_1k_pushes = b.cpu_ms_per_1k();
     }
     Ok(report)
 }
