@@ -165,10 +165,12 @@ impl Inner {
         let tokens: Arc<[String]> = tokens.into();
         let next = Arc::new(AtomicU64::new(0));
         let ok = Arc::new(AtomicU64::new(0));
+        // One histogram (about 0.5 MB) shared by the senders, not one each.
+        let latency = Arc::new(parking_lot::Mutex::new(crate::report::histogram()));
         let started = quanta::Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..concurrency.max(1) {
-            let (pool, auth, topic, tokens, next, ok, body) = (
+            let (pool, auth, topic, tokens, next, ok, body, latency) = (
                 self.pool.clone(),
                 self.auth.clone(),
                 self.topic.clone(),
@@ -176,14 +178,14 @@ impl Inner {
                 next.clone(),
                 ok.clone(),
                 body.clone(),
+                latency.clone(),
             );
             let base = self.base.clone();
             tasks.spawn(async move {
-                let mut latency = crate::report::histogram();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
-                        return latency;
+                        return;
                     }
                     let uri = format!("{base}/3/device/{}", tokens[i as usize % tokens.len()]);
                     let make = || {
@@ -200,16 +202,17 @@ impl Inner {
                     if let Ok(r) = pool.send(make, body.clone()).await {
                         if r.status == http::StatusCode::OK {
                             ok.fetch_add(1, Ordering::Relaxed);
-                            let _ = latency.record((t.elapsed().as_micros() as u64).max(1));
+                            let us = (t.elapsed().as_micros() as u64).max(1);
+                            let _ = latency.lock().record(us);
                         }
                     }
                 }
             });
         }
-        let mut latency = crate::report::histogram();
-        while let Some(h) = tasks.join_next().await {
-            latency.add(h?)?;
+        while let Some(r) = tasks.join_next().await {
+            r?;
         }
+        let latency = std::mem::replace(&mut *latency.lock(), crate::report::histogram());
         Ok(Blast {
             ok: ok.load(Ordering::Relaxed),
             secs: started.elapsed().as_secs_f64(),

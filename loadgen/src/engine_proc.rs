@@ -10,7 +10,7 @@
 //! then SIGKILL); dropping the handle kills it (`kill_on_drop`).
 //!
 //! [`ProcStats`] reads a process's CPU time (utime + stime) and resident memory
-//! (VmRSS, VmHWM) from /proc.
+//! (VmRSS, VmHWM) from /proc; [`pid_listening_on`] finds an engine started by hand.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -196,4 +196,29 @@ impl ProcStats {
             peak_rss_bytes: status.vmhwm.unwrap_or(0) * 1024,
         })
     }
+}
+
+/// The process listening on TCP `addr` (an engine started by hand), found through
+/// /proc/net/tcp{,6} and the processes' socket descriptors this user may read.
+pub fn pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
+    use procfs::net::TcpState;
+    use procfs::process::FDTarget;
+    let entries = procfs::net::tcp()
+        .into_iter()
+        .chain(procfs::net::tcp6())
+        .flatten();
+    let inode = entries
+        .filter(|e| e.state == TcpState::Listen && e.local_address.port() == addr.port())
+        .find(|e| e.local_address.ip() == addr.ip() || e.local_address.ip().is_unspecified())?
+        .inode;
+    procfs::process::all_processes()
+        .ok()?
+        .flatten()
+        .find_map(|p| {
+            p.fd()
+                .ok()?
+                .flatten()
+                .any(|fd| matches!(fd.target, FDTarget::Socket(i) if i == inode))
+                .then_some(p.pid as u32)
+        })
 }

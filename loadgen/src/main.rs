@@ -101,7 +101,8 @@ pub struct RunArgs {
     /// Where the engine config for --engine is written (with the mocks' CA and keys).
     #[arg(long, value_name = "DIR")]
     pub mock_dir: Option<PathBuf>,
-    /// The --engine process's pid, for its CPU time and memory.
+    /// The --engine process's pid, for its CPU time and memory (default: the process
+    /// listening on the --engine address, found in /proc).
     #[arg(long, value_name = "PID")]
     pub engine_pid: Option<u32>,
     /// Seconds to wait for the --engine to become healthy.

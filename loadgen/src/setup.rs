@@ -36,7 +36,8 @@ pub(crate) enum EngineChoice {
     /// Start it as a child process and stop it at the end.
     Spawn(Program),
     /// One started by hand on `url` with the config this run writes to `dir`;
-    /// `pid` (optional) for its CPU time and memory.
+    /// `pid` for its CPU time and memory (else the process listening on the URL's
+    /// address, when /proc shows it).
     External {
         url: String,
         dir: PathBuf,
@@ -306,7 +307,15 @@ impl Env {
                     // Waiting for a process started by hand: nothing to subscribe to.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                (mocks, Engine::External(*pid), base)
+                let pid = pid.or_else(|| {
+                    let addr = listen.parse().ok()?;
+                    crate::engine_proc::pid_listening_on(addr)
+                });
+                match pid {
+                    Some(pid) => eprintln!("engine is up (pid {pid})"),
+                    None => eprintln!("engine is up (pid unknown: its CPU and RSS are not measured; see --engine-pid)"),
+                }
+                (mocks, Engine::External(pid), base)
             }
             EngineChoice::None => (
                 Mocks::start(tmp.path(), with_vendors)?,
