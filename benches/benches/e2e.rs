@@ -12,7 +12,10 @@
 //!
 //! The three send identical wire requests (same path, headers and body bytes), so the
 //! mock does the same work in each. Setup (mock, engine, bindings, group) happens once,
-//! outside the timed loop.
+//! outside the timed loop. The mock runs on a runtime of its own (two worker threads,
+//! like a vendor in another process); the client side (engine, pool or naive client)
+//! on another two. After each case the bench prints the CPU per 1k pushes of both
+//! sides, from `/proc` (the "engine CPU per 1k pushes" target).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -87,23 +90,26 @@ async fn call(api: &Api, method: Method, url: String, body: Value) -> anyhow::Re
 
 /// Mock APNs + engine (durability none, APNs only) as `fanfare-loadgen`'s `setup`, then
 /// `N` users bound to APNs tokens, all offline, all in [`GROUP`].
-async fn setup() -> anyhow::Result<Env> {
+async fn setup(mock_rt: &tokio::runtime::Handle) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
     let ca = TestCa::generate()?;
     let ca_file = ca.write_ca_file(dir.path())?;
     let creds = Credentials::generate()?;
     let key_file = creds.write_key_file(dir.path())?;
-    let apns = MockApns::start(
-        &ca,
-        &creds,
-        apns::Config {
-            topic: TOPIC.into(),
-            // Counting goes on past it; keeps a few pushes and rejections to inspect
-            // without growing across iterations.
-            record_limit: 16,
-            ..apns::Config::default()
-        },
-    )?;
+    let apns = {
+        let _mock_runtime = mock_rt.enter();
+        MockApns::start(
+            &ca,
+            &creds,
+            apns::Config {
+                topic: TOPIC.into(),
+                // Counting goes on past it; keeps a few pushes and rejections to
+                // inspect without growing across iterations.
+                record_limit: 16,
+                ..apns::Config::default()
+            },
+        )?
+    };
     let mut config = fanfare::config::Config::default();
     config.api.listen = "127.0.0.1:0".into();
     config.storage.dir = dir.path().join("data");
@@ -166,7 +172,7 @@ async fn setup() -> anyhow::Result<Env> {
 }
 
 /// One group message through the API; returns once the mock has received `N` more
-/// pushes (woken by the mock's own receipt notification, no polling delay).
+/// pushes.
 async fn engine_batch(env: &Env, seq: u64) -> anyhow::Result<()> {
     let before = env.apns.received_count();
     let (status, body) = call(
@@ -180,8 +186,23 @@ async fn engine_batch(env: &Env, seq: u64) -> anyhow::Result<()> {
     .await?;
     ensure!(status == 202, "message answered {status}: {body}");
     let target = before + N as usize;
+    // A 1 ms tick rather than the mock's per-receipt notification: waking the waiter
+    // on each of the N receipts would compete with the engine for the same cores;
+    // the tick adds at most 1 ms to a batch.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
+    let reached = loop {
+        if env.apns.received_count() >= target {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tick.tick().await;
+    };
     ensure!(
-        env.apns.wait_for(target, BATCH_TIMEOUT).await,
+        reached,
         "mock received {} of {target} pushes; rejections {:?}",
         env.apns.received_count(),
         env.apns.rejections()
@@ -358,12 +379,102 @@ fn naive_client(ca: &TestCa) -> Naive {
         .build(https)
 }
 
-fn e2e(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// Worker-thread name prefix of the mock's runtime; CPU of threads so named is the
+/// mock's, every other thread of the process is the client side's (engine, bare pool,
+/// naive client, and the bench driver).
+const MOCK_THREADS: &str = "bench-mock";
+
+/// CPU seconds so far: the whole process (live and exited threads) and the mock's
+/// runtime threads (which live as long as the bench).
+#[derive(Clone, Copy)]
+struct Cpu {
+    process_s: f64,
+    mock_s: f64,
+}
+
+/// utime + stime of a `/proc/.../stat` line, in seconds (USER_HZ = 100 on Linux).
+fn stat_cpu_s(stat: &str) -> f64 {
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the command: state(0) ... utime(11) stime(12).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let process_s = std::fs::read_to_string("/proc/self/stat")
+            .map(|s| stat_cpu_s(&s))
+            .unwrap_or(0.0);
+        let mut mock_s = 0.0;
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                if comm.starts_with(MOCK_THREADS) {
+                    mock_s += std::fs::read_to_string(t.path().join("stat"))
+                        .map(|s| stat_cpu_s(&s))
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        Cpu { process_s, mock_s }
+    }
+}
+
+/// CPU spent over every batch of one case (warm-up included), for the per-push CPU
+/// line printed after criterion's figures.
+#[derive(Default)]
+struct CpuAccount {
+    pushes: u64,
+    client_s: f64,
+    mock_s: f64,
+}
+
+impl CpuAccount {
+    /// Runs `batch` `iters` times; returns the wall time of the batches alone (the
+    /// CPU readings around them are not timed).
+    fn run(&mut self, iters: u64, mut batch: impl FnMut()) -> Duration {
+        let before = Cpu::now();
+        let mut wall = Duration::ZERO;
+        for _ in 0..iters {
+            let t = std::time::Instant::now();
+            batch();
+            wall += t.elapsed();
+        }
+        let after = Cpu::now();
+        let mock = after.mock_s - before.mock_s;
+        self.pushes += iters * u64::from(N);
+        self.mock_s += mock;
+        self.client_s += after.process_s - before.process_s - mock;
+        wall
+    }
+
+    fn report(&self, case: &str) {
+        let per_1k = |s: f64| s * 1e3 / (self.pushes as f64 / 1e3);
+        println!(
+            "e2e_apns_push/{case}: CPU per 1k pushes: client {:.1} ms, mock {:.1} ms ({} pushes)",
+            per_1k(self.client_s),
+            per_1k(self.mock_s),
+            self.pushes
+        );
+    }
+}
+
+fn runtime(threads: &'static str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(threads)
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let env = rt.block_on(setup()).expect("bench setup");
+        .expect("tokio runtime")
+}
+
+fn e2e(c: &mut Criterion) {
+    // The mock runs on its own runtime, like a vendor in another process, so its CPU
+    // can be told apart from the client side's.
+    let mock_rt = runtime(MOCK_THREADS);
+    let rt = runtime("bench-client");
+    let env = rt.block_on(setup(mock_rt.handle())).expect("bench setup");
     let seq = AtomicU64::new(0);
 
     let mut g = c.benchmark_group("e2e_apns_push");
@@ -372,12 +483,16 @@ fn e2e(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(2));
     g.measurement_time(Duration::from_secs(8));
 
+    let mut cpu = CpuAccount::default();
     g.bench_function("engine", |b| {
-        b.iter(|| {
-            let s = seq.fetch_add(1, Ordering::Relaxed);
-            rt.block_on(engine_batch(&env, s)).expect("engine batch");
+        b.iter_custom(|iters| {
+            cpu.run(iters, || {
+                let s = seq.fetch_add(1, Ordering::Relaxed);
+                rt.block_on(engine_batch(&env, s)).expect("engine batch");
+            })
         })
     });
+    cpu.report("engine");
 
     let pre = Arc::new(Prebuilt::new(&env).expect("pre-built heads"));
     let pool = {
@@ -386,12 +501,16 @@ fn e2e(c: &mut Criterion) {
         let endpoint = Endpoint::parse(&env.apns.url()).expect("mock url");
         Pool::new(endpoint, tls, env.connections, Duration::from_secs(30)).expect("pool")
     };
+    let mut cpu = CpuAccount::default();
     g.bench_function("bare_pool", |b| {
-        b.iter(|| {
-            let ok = rt.block_on(bare_pool_batch(&pool, &pre, env.concurrency));
-            assert_eq!(ok, u64::from(N), "bare pool: every push accepted");
+        b.iter_custom(|iters| {
+            cpu.run(iters, || {
+                let ok = rt.block_on(bare_pool_batch(&pool, &pre, env.concurrency));
+                assert_eq!(ok, u64::from(N), "bare pool: every push accepted");
+            })
         })
     });
+    cpu.report("bare_pool");
 
     let (rendered, expires_at) = rendered_body("bench-naive").expect("render");
     assert_eq!(
@@ -409,12 +528,16 @@ fn e2e(c: &mut Criterion) {
         let _guard = rt.enter();
         naive_client(&env.ca)
     };
+    let mut cpu = CpuAccount::default();
     g.bench_function("naive", |b| {
-        b.iter(|| {
-            let ok = rt.block_on(naive_batch(&naive, &target, env.concurrency));
-            assert_eq!(ok, u64::from(N), "naive client: every push accepted");
+        b.iter_custom(|iters| {
+            cpu.run(iters, || {
+                let ok = rt.block_on(naive_batch(&naive, &target, env.concurrency));
+                assert_eq!(ok, u64::from(N), "naive client: every push accepted");
+            })
         })
     });
+    cpu.report("naive");
     g.finish();
 
     assert!(
@@ -423,8 +546,8 @@ fn e2e(c: &mut Criterion) {
         env.apns.rejections()
     );
     let Env { engine, apns, .. } = env;
-    rt.block_on(async move {
-        engine.stop_without_snapshot().await;
+    rt.block_on(engine.stop_without_snapshot());
+    mock_rt.block_on(async move {
         apns.shutdown();
         apns.closed().await;
     });

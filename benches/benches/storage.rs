@@ -10,7 +10,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use fanfare::clock::Clock;
 use fanfare::config::{Durability, Storage};
 use fanfare::state::{Mutation, State};
@@ -50,8 +52,10 @@ fn json_dump(state: &State) -> Vec<JsonBinding> {
 
 fn snapshot_write(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot_write");
+    // Hundreds of ms to seconds per iteration: ten flat samples, not a linear ramp.
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
+    g.sampling_mode(SamplingMode::Flat);
+    g.measurement_time(Duration::from_secs(10));
     for n in sizes() {
         let state = populated(n);
         let dir = tempfile::tempdir().unwrap();
@@ -82,8 +86,10 @@ fn snapshot_write(c: &mut Criterion) {
 
 fn recovery(c: &mut Criterion) {
     let mut g = c.benchmark_group("recovery");
+    // Hundreds of ms to seconds per iteration: ten flat samples, not a linear ramp.
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
+    g.sampling_mode(SamplingMode::Flat);
+    g.measurement_time(Duration::from_secs(10));
     for n in sizes() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Storage {
