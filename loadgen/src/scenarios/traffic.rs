@@ -25,31 +25,77 @@ use crate::ceiling;
 use crate::progress::{Progress, Sent};
 use crate::report::{self, PresenceReport, Report};
 use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
+use crate::setup::Mocks;
 use crate::setup::{apns_device, apns_token, call, fcm_device, fcm_token, online_rule, Env, TOPIC};
 use crate::RunArgs;
 
 pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     let mut report = Report::new(args.scenario);
-    let users = args.users;
-    report.users = u64::from(users);
+    report.users = u64::from(args.users);
     let is_online = online_rule(args.online_share);
+    let owners = bind_users(env, args, &mut report).await;
+    mark_online(env, args.users, is_online, &mut report.errors).await;
+
     let mocks = &env.mocks;
-    let spread = args.scenario == Scenario::Vendors;
-    if spread {
+    let before = mocks.received_total();
+    let meter = Meter::start(env);
+    let mut phase = Phase {
+        env,
+        args,
+        sent: Sent::default(),
+        sent_at: Vec::new(),
+    };
+    let progress = Progress::spawn(
+        args.scenario.name(),
+        "requests sent",
+        phase.sent.clone(),
+        Some(Box::new({
+            let mocks = mocks.clone();
+            move || mocks.received_total().saturating_sub(before)
+        })),
+    );
+    if matches!(args.scenario, Scenario::Mixed | Scenario::Vendors) {
+        phase.group(&mut report).await;
+    }
+    if matches!(args.scenario, Scenario::Mixed | Scenario::Peer) {
+        phase.peer(&mut report).await?;
+    }
+    if matches!(args.scenario, Scenario::Mixed | Scenario::Call) {
+        phase.calls(&mut report).await;
+    }
+    // Drain: wait for every expected push, bounded by --drain-timeout.
+    let drain_deadline = Duration::from_secs_f64(args.drain_timeout);
+    let drain_start = quanta::Instant::now();
+    while mocks.received_total() - before < report.pushes_expected
+        && drain_start.elapsed() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    progress.finish().await;
+    let cost = meter.stop(env);
+
+    let delivered = mocks.received_total() - before;
+    report.pushes_delivered = delivered;
+    let apns_pushes = attribute(mocks, &phase.sent_at, &owners, is_online, &mut report);
+    report.errors.lost = report.pushes_expected.saturating_sub(delivered);
+    report.engine_cpu_s = cost.engine_cpu_s;
+    report.engine_cpu_ms_per_1k_pushes = cost.engine_ms_per_1k(delivered);
+    report.driver_cpu_ms_per_1k_pushes = cost.driver_ms_per_1k(delivered);
+    measure_ceiling(mocks, &apns_pushes, &mut report).await?;
+    Ok(report)
+}
+
+/// Bind one device per user: 60% APNs, 40% FCM, or for `vendors` round-robin over
+/// the eight vendors. Returns the owner of each OEM token (or Web Push endpoint).
+async fn bind_users(env: &Env, args: &RunArgs, report: &mut Report) -> HashMap<String, u32> {
+    let users = args.users;
+    let mut owners: HashMap<String, u32> = HashMap::new();
+    let mut vendor_bind: Vec<(&'static str, String)> = Vec::new();
+    if let Some(v) = &env.mocks.vendors {
         eprintln!(
             "setup: binding {users} users round-robin over apns, fcm, huawei, honor, xiaomi, oppo, vivo, webpush, {:.0}% online",
             args.online_share * 100.0
         );
-    } else {
-        eprintln!(
-            "setup: binding {users} users (60% APNs, 40% FCM), {:.0}% online",
-            args.online_share * 100.0
-        );
-    }
-    // Device token (or Web Push endpoint) → user, for the vendor mocks' pushes.
-    let mut vendor_owner: HashMap<String, u32> = HashMap::new();
-    let mut vendor_bind: Vec<(&'static str, String)> = Vec::new();
-    if let Some(v) = &mocks.vendors {
         for i in 0..users {
             let (provider, token, key) = match i % 8 {
                 2 => (
@@ -72,15 +118,19 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
                 _ => ("", String::new(), None),
             };
             if !provider.is_empty() {
-                vendor_owner.insert(key.unwrap_or_else(|| token.clone()), i);
+                owners.insert(key.unwrap_or_else(|| token.clone()), i);
             }
             vendor_bind.push((provider, token));
         }
+    } else {
+        eprintln!(
+            "setup: binding {users} users (60% APNs, 40% FCM), {:.0}% online",
+            args.online_share * 100.0
+        );
     }
-
     let sent = Sent::default();
     let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
-    let bind_start = quanta::Instant::now();
+    let t0 = quanta::Instant::now();
     let acked = bind_all(
         env,
         users,
@@ -96,30 +146,23 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     )
     .await;
     progress.finish().await;
-    report.binds_per_s = acked as f64 / bind_start.elapsed().as_secs_f64().max(1e-6);
-    mark_online(env, users, is_online, &mut report.errors).await;
+    report.binds_per_s = acked as f64 / t0.elapsed().as_secs_f64().max(1e-6);
+    owners
+}
 
-    // seq → scheduled send instant, to attribute every received push.
-    let mut sent_at: Vec<quanta::Instant> = Vec::new();
-    let do_peer = matches!(args.scenario, Scenario::Mixed | Scenario::Peer);
-    let do_group = matches!(args.scenario, Scenario::Mixed | Scenario::Vendors);
-    let do_call = matches!(args.scenario, Scenario::Mixed | Scenario::Call);
-    let run_id = &args.run_id;
+/// The measured phase's traffic.
+struct Phase<'a> {
+    env: &'a Env,
+    args: &'a RunArgs,
+    sent: Sent,
+    /// Payload sequence number → (scheduled) send instant.
+    sent_at: Vec<quanta::Instant>,
+}
 
-    let before = mocks.received_total();
-    let meter = Meter::start(env);
-    let sent = Sent::default();
-    let progress = Progress::spawn(
-        args.scenario.name(),
-        "requests sent",
-        sent.clone(),
-        Some(Box::new({
-            let mocks = mocks.clone();
-            move || mocks.received_total().saturating_sub(before)
-        })),
-    );
-
-    if do_group {
+impl Phase<'_> {
+    /// One message to a group of every user.
+    async fn group(&mut self, report: &mut Report) {
+        let (env, users) = (self.env, self.args.users);
         let members: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
         for chunk in members.chunks(50_000) {
             let r = call(
@@ -132,19 +175,21 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             report.errors.check(r, 200);
         }
         eprintln!("group: one message to a group of {users}");
-        let seq = sent_at.len();
-        sent_at.push(quanta::Instant::now());
+        let seq = self.sent_at.len();
+        self.sent_at.push(quanta::Instant::now());
         let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
-            json!({"message_id": format!("lg-{run_id}-group"), "sender_id": "driver", "conversation_type": "group", "conversation_id": "lg-all",
+            json!({"message_id": format!("lg-{}-group", self.args.run_id), "sender_id": "driver", "conversation_type": "group", "conversation_id": "lg-all",
                    "push": {"title": "group", "content": "hello everyone", "payload": seq.to_string()}})).await;
-        sent.add(1);
+        self.sent.add(1);
         if let Some(v) = report.errors.check(r, 202) {
             report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
             report.messages_sent += 1;
         }
     }
 
-    if do_peer {
+    /// Open-loop peer messages (and, in `mixed`, presence churn beside them).
+    async fn peer(&mut self, report: &mut Report) -> anyhow::Result<()> {
+        let (env, args, users) = (self.env, self.args, self.args.users);
         let churn = (args.scenario == Scenario::Mixed).then(|| {
             tokio::spawn(churn(
                 env.api.clone(),
@@ -156,9 +201,10 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         let total = (args.duration * f64::from(args.rate)).round() as u64;
         eprintln!("peer: {total} messages at {} msg/s, open loop", args.rate);
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
-        let first_seq = sent_at.len();
+        let first_seq = self.sent_at.len();
         let t0 = quanta::Instant::now() + Duration::from_millis(10);
-        sent_at.extend((0..total).map(|k| t0 + interval.mul_f64(k as f64)));
+        self.sent_at
+            .extend((0..total).map(|k| t0 + interval.mul_f64(k as f64)));
         let mut tasks = tokio::task::JoinSet::new();
         let tokio_t0 = tokio::time::Instant::now() + Duration::from_millis(10);
         for k in 0..total {
@@ -166,13 +212,13 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             let (api, base) = (env.api.clone(), env.base.clone());
             let to = (k as u32).wrapping_mul(2_654_435_761) % users;
             let seq = first_seq + k as usize;
-            let id = format!("lg-{run_id}-peer-{k}");
+            let id = format!("lg-{}-peer-{k}", args.run_id);
             tasks.spawn(async move {
                 call(&api, http::Method::POST, format!("{base}/v1/messages"),
                     json!({"message_id": id, "sender_id": "driver", "conversation_type": "peer",
                            "conversation_id": format!("u{to}"), "push": {"title": "peer", "content": "hi", "payload": seq.to_string()}})).await
             });
-            sent.add(1);
+            self.sent.add(1);
         }
         while let Some(r) = tasks.join_next().await {
             if let Some(v) = report.errors.check(r?, 202) {
@@ -195,43 +241,47 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
                 online_users_at_end: None,
             });
         }
+        Ok(())
     }
 
-    if do_call {
+    /// 200 call invitations, one invitee each, one after the other.
+    async fn calls(&mut self, report: &mut Report) {
+        let (env, users) = (self.env, self.args.users);
         let n = 200.min(users);
         eprintln!("call: {n} call invitations");
         for c in 0..n {
-            let seq = sent_at.len();
-            sent_at.push(quanta::Instant::now());
+            let seq = self.sent_at.len();
+            self.sent_at.push(quanta::Instant::now());
             let invitee = (c * 7919) % users;
             let r = call(&env.api, http::Method::POST, format!("{}/v1/calls", env.base),
-                json!({"call_id": format!("lg-{run_id}-call-{c}"), "inviter_id": "driver", "invitees": [format!("u{invitee}")],
+                json!({"call_id": format!("lg-{}-call-{c}", self.args.run_id), "inviter_id": "driver", "invitees": [format!("u{invitee}")],
                        "timeout_s": 60, "push": {"title": "call", "content": "ring", "payload": seq.to_string()}})).await;
-            sent.add(1);
+            self.sent.add(1);
             if let Some(v) = report.errors.check(r, 202) {
                 report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
                 report.calls_sent += 1;
             }
         }
     }
+}
 
-    // Drain: wait for every expected push, bounded by --drain-timeout.
-    let drain_deadline = Duration::from_secs_f64(args.drain_timeout);
-    let drain_start = quanta::Instant::now();
-    while mocks.received_total() - before < report.pushes_expected
-        && drain_start.elapsed() < drain_deadline
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    progress.finish().await;
-    let cost = meter.stop(env);
-
-    // Attribute pushes to messages (latency) and to users (online check).
+/// Attribute every received push to its message (latency from `sent_at`) and its
+/// user (online check); fills latency, per-provider counts and pushes/s (of
+/// `report.pushes_delivered`). Returns
+/// the APNs pushes, for the ceiling client.
+fn attribute(
+    mocks: &Mocks,
+    sent_at: &[quanta::Instant],
+    owners: &HashMap<String, u32>,
+    is_online: impl Fn(u32) -> bool,
+    report: &mut Report,
+) -> Vec<fanfare_loadgen::mock::apns::ApnsPush> {
     let mut hist = report::histogram();
     let mut last: Option<quanta::Instant> = None;
+    let mut to_online = 0;
     let mut record = |payload: Option<&str>, user: Option<u32>, at: quanta::Instant| {
-        if user.is_some_and(is_online) {
-            report.pushes_to_online_users += 1;
+        if user.is_some_and(&is_online) {
+            to_online += 1;
         }
         let Some(seq) = payload.and_then(|p| p.parse::<usize>().ok()) else {
             return;
@@ -259,14 +309,12 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         for p in v.received() {
             record(
                 p.payload.as_deref(),
-                vendor_owner.get(&p.token).copied(),
+                owners.get(&p.token).copied(),
                 p.received_at,
             );
         }
     }
-    let delivered = mocks.received_total() - before;
-    report.pushes_delivered = delivered;
-    report.errors.lost = report.pushes_expected.saturating_sub(delivered);
+    report.pushes_to_online_users += to_online;
     report
         .per_provider
         .insert("apns".into(), mocks.apns.received_count() as u64);
@@ -282,42 +330,47 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         (Some(f), Some(l)) => l.saturating_duration_since(*f).as_secs_f64().max(1e-3),
         _ => 1.0,
     };
-    report.pushes_per_s = delivered as f64 / span;
-    report.engine_cpu_s = cost.engine_cpu_s;
-    report.engine_cpu_ms_per_1k_pushes = cost.engine_ms_per_1k(delivered);
-    report.driver_cpu_ms_per_1k_pushes = cost.driver_ms_per_1k(delivered);
+    report.pushes_per_s = report.pushes_delivered as f64 / span;
     report.set_latency(hist);
+    apns_pushes
+}
 
-    // The ceiling client, for reference: as many APNs pushes (at least 5,000) to the
-    // same mock with the body of the engine's first APNs push.
-    if let Some(first) = apns_pushes.first() {
-        let tokens: Vec<String> = apns_pushes.iter().map(|p| p.token.clone()).collect();
-        let body = Bytes::from(first.body.to_string());
-        let total = (tokens.len() as u64).max(5_000);
-        let (connections, in_flight) = mocks.apns_limits();
-        let jwt = mocks
-            .creds
-            .provider_token(fanfare::clock::unix_now_s() as i64)?;
-        eprintln!("ceiling: {total} pushes from the bare HTTP/2 client to the same mock APNs");
-        let client = ceiling::Client::connect(
-            ceiling::Target {
-                url: &mocks.apns.url(),
-                ca_file: &mocks.ca_file,
-                provider_token: &jwt,
-                topic: TOPIC,
-            },
-            connections,
-            &tokens[0],
-            body.clone(),
-        )
-        .await?;
-        let discard = ceiling::Discard::spawn(mocks.clone());
-        let b = client.blast(&tokens, body, total, in_flight).await?;
-        discard.finish().await;
-        report.ceiling_pushes_per_s = Some(b.pushes_per_s());
-        report.ceiling_cpu_ms_per_1k_pushes = b.cpu_ms_per_1k();
-    }
-    Ok(report)
+/// The ceiling client, for reference: as many APNs pushes as the engine delivered
+/// (at least 5,000) to the same mock, with the body of the engine's first APNs push.
+async fn measure_ceiling(
+    mocks: &std::sync::Arc<Mocks>,
+    apns_pushes: &[fanfare_loadgen::mock::apns::ApnsPush],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let Some(first) = apns_pushes.first() else {
+        return Ok(());
+    };
+    let tokens: Vec<String> = apns_pushes.iter().map(|p| p.token.clone()).collect();
+    let body = Bytes::from(first.body.to_string());
+    let total = (tokens.len() as u64).max(5_000);
+    let (connections, in_flight) = mocks.apns_limits();
+    let jwt = mocks
+        .creds
+        .provider_token(fanfare::clock::unix_now_s() as i64)?;
+    eprintln!("ceiling: {total} pushes from the bare HTTP/2 client to the same mock APNs");
+    let client = ceiling::Client::connect(
+        ceiling::Target {
+            url: &mocks.apns.url(),
+            ca_file: &mocks.ca_file,
+            provider_token: &jwt,
+            topic: TOPIC,
+        },
+        connections,
+        &tokens[0],
+        body.clone(),
+    )
+    .await?;
+    let discard = ceiling::Discard::spawn(mocks.clone());
+    let b = client.blast(&tokens, body, total, in_flight).await?;
+    discard.finish().await;
+    report.ceiling_pushes_per_s = Some(b.pushes_per_s());
+    report.ceiling_cpu_ms_per_1k_pushes = b.cpu_ms_per_1k();
+    Ok(())
 }
 
 const CHURN_BATCH: usize = 200;
