@@ -130,6 +130,8 @@ pub struct Report {
     /// `spawned` (child process of the load generator), `external` (`--engine URL`)
     /// or `none` (`ceiling`).
     pub engine_mode: &'static str,
+    /// The engine's process id (`null` when unknown or none).
+    pub engine_pid: Option<u32>,
     pub users: u64,
     pub devices_per_user: u32,
     /// Bindings the engine holds at the end (`/v1/stats`).
@@ -174,6 +176,7 @@ impl Report {
         Report {
             scenario,
             engine_mode: "spawned",
+            engine_pid: None,
             users: 0,
             devices_per_user: 1,
             bindings: 0,
@@ -326,10 +329,12 @@ impl Report {
                     p.events_applied, p.events_per_s, p.batch
                 ),
             ));
-            rows.push((
-                "engine CPU per event",
-                opt(p.engine_cpu_us_per_event, " µs"),
-            ));
+            if p.engine_cpu_us_per_event.is_some() {
+                rows.push((
+                    "engine CPU per event",
+                    opt(p.engine_cpu_us_per_event, " µs"),
+                ));
+            }
         }
         rows.push(("wall time", format!("{:.2} s", r.wall_s)));
         println!("\nFanfare load report");
@@ -419,5 +424,42 @@ impl Report {
         root.present()
             .with_context(|| format!("write {}", path.display()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_are_counted_by_kind() {
+        let mut e = Errors::default();
+        assert_eq!(
+            e.check(Ok((202, serde_json::json!({"targets": 2}))), 202),
+            Some(serde_json::json!({"targets": 2}))
+        );
+        assert_eq!(e.check(Ok((200, Value::Null)), 202), None);
+        assert_eq!(e.check(Ok((429, Value::Null)), 202), None);
+        assert_eq!(e.check(Ok((503, Value::Null)), 202), None);
+        assert_eq!(e.check(Err(anyhow::anyhow!("reset")), 202), None);
+        assert_eq!(
+            (e.api_status_4xx, e.api_status_5xx, e.api_transport),
+            (1, 2, 1)
+        );
+        assert_eq!(e.api_total(), 4);
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_the_histogram() {
+        assert_eq!(Latency::of(&histogram()).max, 0);
+        let mut h = histogram();
+        for us in 1..=1000 {
+            h.record(us).unwrap();
+        }
+        let l = Latency::of(&h);
+        assert_eq!(
+            (l.p50, l.p90, l.p99, l.p999, l.max),
+            (500, 900, 990, 999, 1000)
+        );
     }
 }

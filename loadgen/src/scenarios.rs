@@ -104,6 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         Scenario::Faults => anyhow::bail!("the faults scenario has its own runner"),
     };
     report.engine_mode = env.engine_mode();
+    report.engine_pid = env.engine_pid();
     report.wall_s = started.elapsed().as_secs_f64();
     report.errors.vendor_rejections = env.mocks.rejections();
     report.driver_peak_rss_bytes = ProcStats::read(None).map_or(0, |s| s.peak_rss_bytes);

@@ -447,3 +447,28 @@ pub(crate) fn online_rule(share: f64) -> impl Fn(u32) -> bool + Copy {
     };
     move |i: u32| every != u32::MAX && i % every == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_device() {
+        for k in [0, 7, 123_456, 999_999] {
+            assert_eq!(apns_device(&apns_token(k)), Some(k));
+            assert_eq!(fcm_device(&fcm_token(k)), Some(k));
+        }
+        assert_eq!(apns_token(1).len(), 64);
+        assert_eq!(apns_device("zz"), None);
+        assert_eq!(fcm_device("other:token"), None);
+    }
+
+    #[test]
+    fn every_tenth_user_is_online_at_ten_percent() {
+        let online = online_rule(0.1);
+        assert_eq!((0..1000).filter(|i| online(*i)).count(), 100);
+        assert!(online(0) && online(10) && !online(1));
+        let nobody = online_rule(0.0);
+        assert!((0..1000).all(|i| !nobody(i)));
+    }
+}

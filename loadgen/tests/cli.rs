@@ -211,3 +211,89 @@ fn mixed_blends_every_kind_of_traffic() {
     assert!(u(&v["presence"], "events_applied") > 0);
     assert!(u(&v["per_provider"], "apns") > 0 && u(&v["per_provider"], "fcm") > 0);
 }
+
+#[test]
+fn the_spawned_engine_is_gone_after_the_run() {
+    let v = run(&["--scenario", "call", "--users", "100"]);
+    assert_common(&v, "call");
+    let pid = u(&v, "engine_pid");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "engine {pid} still running"
+    );
+}
+
+#[test]
+fn an_engine_started_by_hand_is_driven_and_measured() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    // A free loopback port for the engine (nothing listens on it between the drop and
+    // the engine's bind but the engine itself).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = env!("CARGO_BIN_EXE_fanfare-loadgen");
+    let mut loadgen = Command::new(bin)
+        .args([
+            "run",
+            "--scenario",
+            "peer",
+            "--users",
+            "300",
+            "--rate",
+            "200",
+            "--duration",
+            "0.5",
+        ])
+        .args([
+            "--engine",
+            &format!("http://127.0.0.1:{port}"),
+            "--engine-wait",
+            "60",
+            "--mock-dir",
+        ])
+        .arg(dir.path().join("mocks"))
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(loadgen.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let config = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no engine command printed:\n{}", log.join("\n")))
+            .unwrap();
+        if let Some(path) = line.trim().strip_prefix("fanfare serve --config ") {
+            break std::path::PathBuf::from(path);
+        }
+        log.push(line);
+    };
+    // "By hand": the same engine the load generator would spawn.
+    let mut engine = Command::new(bin)
+        .args(["engine", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let status = loadgen.wait().unwrap();
+    log.extend(rest.join().unwrap());
+    let pid = rustix::process::Pid::from_raw(engine.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(engine.wait().unwrap().success());
+    assert!(status.success(), "{}", log.join("\n"));
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_common(&v, "peer");
+    assert_eq!(v["engine_mode"], "external");
+    assert_eq!(u(&v, "engine_pid"), u64::from(engine.id()));
+    assert!(u(&v, "engine_peak_rss_bytes") > 0, "{v:#}");
+    assert!(u(&v, "pushes_delivered") > 0, "{v:#}");
+}
