@@ -65,10 +65,13 @@ impl EngineProc {
         };
         cmd.arg("--config")
             .arg(config)
-            // The child's own log level; `fanfare ready` is logged at info.
+            // The child's own log filter; `fanfare ready` (logged at info) always passes.
             .env(
                 "FANFARE_LOG",
-                std::env::var("FANFARE_ENGINE_LOG").unwrap_or_else(|_| "info".into()),
+                format!(
+                    "{},fanfare::serve=info",
+                    std::env::var("FANFARE_ENGINE_LOG").unwrap_or_else(|_| "info".into())
+                ),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

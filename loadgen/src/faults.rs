@@ -99,6 +99,11 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     }
     let abrupt = std::env::var("FANFARE_LOADGEN_OUTAGE").is_ok_and(|v| v == "abrupt");
     args.validate()?;
+    if args.svg.is_some() {
+        eprintln!(
+            "faults: no latency plot (--svg) for this scenario; its report is about delivery"
+        );
+    }
     let env = Env::start(&engine_choice(&args)?, false).await?;
     let started = quanta::Instant::now();
     let (wall0_ms, q0) = (unix_ms(), quanta::Instant::now());

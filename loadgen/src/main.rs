@@ -81,7 +81,8 @@ pub struct RunArgs {
     /// Pushes the bare HTTP/2 client sends (ceiling).
     #[arg(long, default_value_t = 200_000)]
     pub pushes: u64,
-    /// Give up waiting for deliveries after this many seconds.
+    /// Give up waiting for deliveries after this many seconds (group: plus 1 s per
+    /// 1,000 pushes of the group's fan-out).
     #[arg(long, default_value_t = 60.0)]
     pub drain_timeout: f64,
     /// Write the report as JSON to this file.

@@ -142,8 +142,10 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         };
         report.pushes_expected += targets;
         // Collect as the pushes arrive, keeping only (device, time): the mock's full
-        // records of a million pushes would take gigabytes.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.drain_timeout);
+        // records of a million pushes would take gigabytes. Bounded by the drain
+        // timeout plus 1 s per 1,000 pushes (a million-member fan-out takes a while).
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs_f64(args.drain_timeout + targets as f64 / 1_000.0);
         let mut received: Vec<(Option<u32>, quanta::Instant)> =
             Vec::with_capacity(targets as usize);
         let mut first_body: Option<Bytes> = None;
