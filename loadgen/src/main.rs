@@ -55,7 +55,7 @@ pub struct RunArgs {
     pub scenario: scenarios::Scenario,
     /// Users (default per scenario: 5,000; bind and presence 100,000; the ceiling's
     /// device tokens 10,000; group: the largest of --group-sizes).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub users: u32,
     /// Devices per user (bind).
     #[arg(long, default_value_t = 1)]

@@ -391,17 +391,31 @@ impl Report {
             self.scenario.name()
         );
         let points: Vec<(f64, f64)> = match &self.histogram {
-            Some(h) if !h.is_empty() => h
-                .iter_quantiles(1)
-                .map(|v| {
-                    let q = v.quantile_iterated_to().min(0.999_999);
-                    (1.0 / (1.0 - q), v.value_iterated_to().max(1) as f64)
-                })
-                .collect(),
+            Some(h) if !h.is_empty() => {
+                // The last quantile is 1 − 1/n: one sample in n is the maximum.
+                let top = 1.0 - 1.0 / h.len().max(2) as f64;
+                h.iter_quantiles(20)
+                    .map(|v| {
+                        let q = v.quantile_iterated_to().min(top);
+                        (1.0 / (1.0 - q), v.value_iterated_to().max(1) as f64)
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let x_max = points.iter().map(|p| p.0).fold(10.0, f64::max);
+        let y_min = points.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+        let y_min = if y_min == f64::MAX {
+            1.0
+        } else {
+            (y_min / 2.0).max(1.0)
+        };
         let y_max = points.iter().map(|p| p.1).fold(10.0, f64::max) * 1.5;
+        let l = &self.latency_us;
+        let subtitle = format!(
+            "p50 {} µs · p99 {} µs · p99.9 {} µs · max {} µs",
+            l.p50, l.p99, l.p999, l.max
+        );
         let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
@@ -409,7 +423,7 @@ impl Report {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d((1.0..x_max).log_scale(), (1.0..y_max).log_scale())?;
+            .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..y_max).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("percentile")
@@ -420,7 +434,16 @@ impl Report {
             })
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()?;
-        chart.draw_series(LineSeries::new(points, &BLUE))?;
+        chart
+            .draw_series(LineSeries::new(points, &BLUE))?
+            .label(subtitle)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         root.present()
             .with_context(|| format!("write {}", path.display()))?;
         Ok(())

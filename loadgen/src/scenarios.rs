@@ -47,7 +47,7 @@ pub enum Scenario {
     /// vivo, Web Push), one group message to all of them.
     Vendors,
     /// Peer messages and short calls while the mocks inject 503s, 429s with
-    /// Retry-After, GOAWAYs and a 2 s outage; checks exactly-once (`faults.rs`).
+    /// Retry-After, GOAWAYs and a 2 s outage; checks exactly-once.
     Faults,
 }
 
