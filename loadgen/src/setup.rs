@@ -392,6 +392,10 @@ async fn healthy(api: &Api, base: &str) -> bool {
     )
 }
 
+/// How long one API request may take before it counts as a transport error (so that
+/// a stuck engine cannot keep a run from ending).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One API request; `body` `Null` sends none.
 pub(crate) async fn call(
     api: &Api,
@@ -406,9 +410,14 @@ pub(crate) async fn call(
         req = req.header("content-type", "application/json");
         Bytes::from(body.to_string())
     };
-    let resp = api.request(req.body(Full::new(bytes))?).await?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
+    let request = api.request(req.body(Full::new(bytes))?);
+    let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let resp = request.await?;
+        let status = resp.status().as_u16();
+        anyhow::Ok((status, resp.into_body().collect().await?.to_bytes()))
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}"))??;
     Ok((
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
