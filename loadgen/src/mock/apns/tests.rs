@@ -254,10 +254,12 @@ async fn bearer_scheme_is_case_insensitive_and_jwts_are_counted_once() {
     assert_eq!(fx.mock.distinct_jwts(), 1);
     assert_eq!(fx.mock.connections_accepted(), 2);
 
-    // A re-signed token is a new one.
+    // A re-signed token is a new one. ES256 signing is deterministic, so its `iat`
+    // must differ from the fixture's even when the clock ticked since (10 min back,
+    // still valid for Apple's hour).
     let newer = format!(
         "bearer {}",
-        fx.creds.provider_token(unix_secs() - 1).unwrap()
+        fx.creds.provider_token(unix_secs() - 600).unwrap()
     );
     let r = fx
         .push(TOKEN, &[("authorization", Some(&newer))], &alert())
