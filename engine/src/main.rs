@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: every push allocates (h2 stream state, header
+/// maps, buffers) across threads, and glibc's malloc/free was a fifth of the engine's
+/// CPU in the push-path profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fanfare",

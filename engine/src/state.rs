@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use crate::clock::Clock;
 
 pub use ids::{Interner, UserIdx};
-pub use registry::{Binding, Device, Environment, ProviderKind, Token};
+pub use registry::{Binding, Device, Environment, ProviderKind, Token, TokenRef};
 
 /// A change to durable state. The API builds these after validating a request;
 /// nothing else writes to the registry or the groups.

@@ -15,7 +15,8 @@
 //!   is not hammered and its pushes wait, still counted against the lane;
 //! - the [`pace::Pace`] token bucket (`max_rps`; 429s that throttle the app halve it,
 //!   quiet periods add to it);
-//! - the lane's `max_in_flight` semaphore.
+//! - the lane's `max_in_flight` limit (the worker drives its sends in flight itself,
+//!   no task per push).
 //!
 //! Retries wait in the lane's [`delay::DelayQueue`] (one heap and one timer per lane).
 //! The delay is the vendor's `Retry-After` when given, else full-jitter backoff
@@ -40,7 +41,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::FutureExt as _;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::plan::{Lane, Targets};
@@ -389,8 +392,10 @@ async fn run_lane(
         Duration::from_millis(b.max_open_ms),
     );
     let mut pace = Pace::new(limits.max_rps, Instant::now());
-    let permits = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let max_in_flight = limits.max_in_flight.max(1);
+    // The lane's sends in flight, driven by this task itself: no task, channel or
+    // semaphore per push (they cost more CPU than building the request did).
+    let mut inflight = FuturesUnordered::new();
     let mut delayed: DelayQueue<Job> = DelayQueue::default();
     let mut fresh: VecDeque<Job> = VecDeque::new();
     let mut held: Option<Job> = None;
@@ -399,7 +404,11 @@ async fn run_lane(
 
     loop {
         let now = Instant::now();
-        while let Ok(done) = done_rx.try_recv() {
+        // Collect every finished send without waiting (this also drives the others).
+        while let Some(Some((done, finished))) = inflight.next().now_or_never() {
+            if finished {
+                depth.fetch_sub(1, Ordering::AcqRel);
+            }
             on_done(
                 lane,
                 lane_stats,
@@ -411,10 +420,9 @@ async fn run_lane(
             );
         }
         pace.tick(now);
-        lane_stats.in_flight.store(
-            (limits.max_in_flight - permits.available_permits()) as u64,
-            Ordering::Relaxed,
-        );
+        lane_stats
+            .in_flight
+            .store(inflight.len() as u64, Ordering::Relaxed);
         lane_stats
             .waiting_retry
             .store(delayed.len() as u64, Ordering::Relaxed);
@@ -434,42 +442,38 @@ async fn run_lane(
                 depth.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            // Permit, then pace, then breaker: the breaker goes last because admitting
-            // a probe changes its state, and a probe must not be lost to a full lane.
-            let gate = permits
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| None)
-                .and_then(|permit| pace.try_take(now).map(|()| permit).map_err(Some))
-                .and_then(|permit| match breaker.admit(now) {
-                    Admit::Yes => Ok((false, permit)),
-                    Admit::Probe => Ok((true, permit)),
-                    Admit::Until(t) => Err(Some(t)),
-                    Admit::AfterProbe => Err(None),
-                });
+            // Room in flight, then pace, then breaker: the breaker goes last because
+            // admitting a probe changes its state, and a probe must not be lost to a
+            // full lane.
+            let gate = if inflight.len() >= max_in_flight {
+                Err(None)
+            } else {
+                pace.try_take(now)
+                    .map_err(Some)
+                    .and_then(|()| match breaker.admit(now) {
+                        Admit::Yes => Ok(false),
+                        Admit::Probe => Ok(true),
+                        Admit::Until(t) => Err(Some(t)),
+                        Admit::AfterProbe => Err(None),
+                    })
+            };
             match gate {
-                Ok((probe, permit)) => {
-                    spawn_send(
-                        ctx.clone(),
-                        job,
-                        probe,
-                        permit,
-                        done_tx.clone(),
-                        depth.clone(),
-                    );
+                Ok(probe) => {
+                    inflight.push(ctx.attempt(job, probe));
                     continue;
                 }
                 Err(until) => {
                     held = Some(job);
-                    // `None`: a send in flight must finish first (a permit or the
-                    // probe's answer); its `Done` wakes the loop.
+                    // `None`: a send in flight must finish first (room in flight or
+                    // the probe's answer); its completion wakes the loop.
                     if let Some(t) = until {
                         wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
                     }
                 }
             }
         }
-        if held.is_none() && fresh.is_empty() && delayed.is_empty() && closed {
+        if held.is_none() && fresh.is_empty() && delayed.is_empty() && inflight.is_empty() && closed
+        {
             return;
         }
         let take_new = held.is_none() && fresh.is_empty() && !closed;
@@ -483,10 +487,11 @@ async fn run_lane(
                 })),
                 None => closed = true,
             },
-            done = done_rx.recv() => {
-                if let Some(done) = done {
-                    on_done(lane, lane_stats, done, &mut breaker, &mut pace, &mut delayed, Instant::now());
+            Some((done, finished)) = inflight.next(), if !inflight.is_empty() => {
+                if finished {
+                    depth.fetch_sub(1, Ordering::AcqRel);
                 }
+                on_done(lane, lane_stats, done, &mut breaker, &mut pace, &mut delayed, Instant::now());
             }
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
             _ = shutdown.wait() => return,
@@ -499,25 +504,6 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn spawn_send(
-    ctx: Arc<Ctx>,
-    job: Job,
-    probe: bool,
-    permit: OwnedSemaphorePermit,
-    done_tx: mpsc::UnboundedSender<Done>,
-    depth: Arc<AtomicUsize>,
-) {
-    tokio::spawn(async move {
-        let (done, finished) = ctx.attempt(job, probe).await;
-        drop(permit);
-        if finished {
-            depth.fetch_sub(1, Ordering::AcqRel);
-        }
-        // The worker is gone only at shutdown; a retry then is dropped with it.
-        let _ = done_tx.send(done);
-    });
 }
 
 fn on_done(
@@ -555,5 +541,24 @@ fn on_done(
     }
     if let Some((job, delay)) = done.retry {
         delayed.push(now + delay, job);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every push in flight is one heap-allocated `Ctx::attempt` future, so its size is
+    /// allocation and copying per push. The rarely taken connect path (TCP + TLS +
+    /// HTTP/2 handshakes) is boxed in the pool; unboxed it made this future ~6 KB.
+    #[test]
+    fn a_push_in_flight_stays_small() {
+        let size = future_size(|(c, j): (&'static Ctx, Job)| c.attempt(j, false));
+        assert!(size < 3 * 1024, "Ctx::attempt future is {size} bytes");
     }
 }

@@ -10,13 +10,14 @@ pub mod payload;
 pub mod response;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use http::{Method, Request};
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Uri};
 
 use super::{Push, Verdict};
-use crate::state::{Device, Environment, ProviderKind};
+use crate::state::{Device, Environment, ProviderKind, TokenRef};
 use crate::transport::{self, Endpoint, Pool};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum Error {
     Tls(#[from] transport::tls::Error),
     #[error("apns.{0} is required")]
     Missing(&'static str),
+    #[error("apns.topic is not a valid header value")]
+    BadTopic,
 }
 
 /// Everything the client needs, from `[apns]`.
@@ -66,16 +69,65 @@ impl Settings {
     }
 }
 
+const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
+const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
+const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
+const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
+const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
+
 struct Route {
     pool: Pool,
+    scheme: Scheme,
+    authority: Authority,
+}
+
+impl Route {
+    fn new(pool: Pool) -> Result<Self, Error> {
+        let base: Uri = pool
+            .endpoint()
+            .base
+            .parse()
+            .map_err(|_| transport::pool::Error::BadEndpoint(pool.endpoint().base.clone()))?;
+        let parts = base.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(transport::pool::Error::BadEndpoint(pool.endpoint().base.clone()).into());
+        };
+        Ok(Self {
+            pool,
+            scheme,
+            authority,
+        })
+    }
+
+    /// `https://<host>/3/device/<lowercase hex token>`.
+    fn uri(&self, token: TokenRef<'_>) -> Uri {
+        const PREFIX: &[u8] = b"/3/device/";
+        let mut path = BytesMut::with_capacity(PREFIX.len() + token.wire_len());
+        path.extend_from_slice(PREFIX);
+        token.write_wire(&mut path);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            PathAndQuery::from_maybe_shared(path.freeze()).expect("a hex token is a valid path"),
+        );
+        Uri::from_parts(parts).expect("scheme, authority and path make a URI")
+    }
+}
+
+/// A random (v4) `apns-id` written into `buf`, from the thread's fast RNG rather than
+/// the OS (a `getrandom` system call per push showed in the profile).
+fn new_apns_id(buf: &mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &[u8] {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    id.hyphenated().encode_lower(buf).as_bytes()
 }
 
 pub struct Client {
     production: Route,
     sandbox: Route,
     auth: auth::TokenCache,
-    topic: Arc<str>,
-    voip_topic: Arc<str>,
+    topic: HeaderValue,
+    voip_topic: HeaderValue,
 }
 
 impl Client {
@@ -83,20 +135,19 @@ impl Client {
         let key = auth::load_key(&s.key_file)?;
         let tls = transport::tls::client_config(s.ca_file.as_deref(), &[b"h2"])?;
         let route = |url: &str| -> Result<Route, Error> {
-            Ok(Route {
-                pool: Pool::with_options(
-                    Endpoint::parse(url)?,
-                    tls.clone(),
-                    transport::pool::Options::from_config(s.connections, &s.transport),
-                )?,
-            })
+            Route::new(Pool::with_options(
+                Endpoint::parse(url)?,
+                tls.clone(),
+                transport::pool::Options::from_config(s.connections, &s.transport),
+            )?)
         };
         Ok(Self {
             production: route(&s.endpoint_production)?,
             sandbox: route(&s.endpoint_sandbox)?,
             auth: auth::TokenCache::new(key, s.key_id.clone(), s.team_id.clone()),
-            topic: s.topic.as_str().into(),
-            voip_topic: format!("{}.voip", s.topic).into(),
+            topic: HeaderValue::from_str(&s.topic).map_err(|_| Error::BadTopic)?,
+            voip_topic: HeaderValue::from_str(&format!("{}.voip", s.topic))
+                .map_err(|_| Error::BadTopic)?,
         })
     }
 
@@ -116,40 +167,52 @@ impl Client {
             Environment::Production => &self.production,
             Environment::Sandbox => &self.sandbox,
         };
-        let topic = match (&device.app_id(), voip) {
+        // Everything per request is built without parsing or formatting: typed header
+        // names, shared constant values, the path written straight into one buffer
+        // (this is the hot path of every APNs push; see BENCHMARKS.md).
+        let topic = match (device.app_id(), voip) {
             (Some(app), false) => HeaderValue::from_str(app),
             (Some(app), true) => HeaderValue::from_str(&format!("{app}.voip")),
-            (None, false) => HeaderValue::from_str(&self.topic),
-            (None, true) => HeaderValue::from_str(&self.voip_topic),
+            (None, false) => Ok(self.topic.clone()),
+            (None, true) => Ok(self.voip_topic.clone()),
         }
         .expect("topics are validated header values");
-        let uri = format!(
-            "{}/3/device/{}",
-            route.pool.endpoint().base,
-            device.token().to_wire()
-        );
-        let expiration = HeaderValue::from(push.expires_at);
-        let apns_id = HeaderValue::from_str(&uuid::Uuid::new_v4().hyphenated().to_string())
-            .expect("uuid is ascii");
+        let uri = route.uri(device.token());
+        // Kept as bytes and turned into header values inside `make`: cloning a fresh
+        // `HeaderValue` would first promote its buffer to a shared one (an allocation).
+        let mut expiration = itoa::Buffer::new();
+        let expiration = expiration.format(push.expires_at).as_bytes();
+        let mut apns_id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let apns_id = new_apns_id(&mut apns_id);
         let (push_type, priority) = if voip {
-            ("voip", "10")
+            (
+                HeaderValue::from_static("voip"),
+                HeaderValue::from_static("10"),
+            )
         } else {
-            ("alert", "10")
+            (
+                HeaderValue::from_static("alert"),
+                HeaderValue::from_static("10"),
+            )
         };
         let auth = self.auth.header();
         let make = || {
-            Request::builder()
-                .method(Method::POST)
-                .uri(uri.as_str())
-                .header(AUTHORIZATION, auth.clone())
-                .header("apns-topic", topic.clone())
-                .header("apns-push-type", push_type)
-                .header("apns-priority", priority)
-                .header("apns-expiration", expiration.clone())
-                .header("apns-id", apns_id.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .body(())
-                .expect("request head is valid")
+            let mut req = Request::new(());
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = uri.clone();
+            let h = req.headers_mut();
+            h.reserve(8);
+            h.insert(AUTHORIZATION, auth.clone());
+            h.insert(APNS_TOPIC, topic.clone());
+            h.insert(APNS_PUSH_TYPE, push_type.clone());
+            h.insert(APNS_PRIORITY, priority.clone());
+            h.insert(
+                APNS_EXPIRATION,
+                HeaderValue::from_bytes(expiration).expect("digits"),
+            );
+            h.insert(APNS_ID, HeaderValue::from_bytes(apns_id).expect("a uuid"));
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            req
         };
         match route.pool.send_before(make, body, push.expires_at).await {
             Ok(resp) => {

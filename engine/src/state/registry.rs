@@ -159,6 +159,31 @@ impl TokenRef<'_> {
         }
     }
 
+    /// Length of [`TokenRef::to_wire`] in bytes.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            TokenRef::Bytes(b) => b.len() * 2,
+            TokenRef::Text(t) => t.len(),
+        }
+    }
+
+    /// Append [`TokenRef::to_wire`] to `out` without an intermediate `String`.
+    pub fn write_wire(&self, out: &mut bytes::BytesMut) {
+        match self {
+            TokenRef::Bytes(b) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.reserve(b.len() * 2);
+                for byte in *b {
+                    out.extend_from_slice(&[
+                        HEX[usize::from(byte >> 4)],
+                        HEX[usize::from(byte & 15)],
+                    ]);
+                }
+            }
+            TokenRef::Text(t) => out.extend_from_slice(t.as_bytes()),
+        }
+    }
+
     pub fn to_owned(&self) -> Token {
         match self {
             TokenRef::Bytes(b) => Token::Bytes((*b).into()),
@@ -588,6 +613,21 @@ mod tests {
             environment: Environment::Production,
             app_id: None,
             token: Token::Text(token.into()),
+        }
+    }
+
+    #[test]
+    fn written_wire_form_matches_to_wire() {
+        let bytes: Vec<u8> = (0..=255u8).chain([0x0f, 0xf0, 0xab]).collect();
+        for t in [
+            TokenRef::Bytes(&bytes),
+            TokenRef::Bytes(&[]),
+            TokenRef::Text("abc:DEF-_"),
+        ] {
+            let mut out = bytes::BytesMut::new();
+            t.write_wire(&mut out);
+            assert_eq!(&out[..], t.to_wire().as_bytes());
+            assert_eq!(out.len(), t.wire_len());
         }
     }
 

@@ -364,7 +364,9 @@ impl Pool {
         }
         // Waiters behind a connect that just failed fail fast too.
         self.check_backoff(slot)?;
-        match self.connect().await {
+        // Boxed: the connect future (TCP + TLS + HTTP/2 handshakes) is kilobytes, and
+        // unboxed it would be part of every request's future, connecting or not.
+        match Box::pin(self.connect()).await {
             Ok(conn) => {
                 *slot.backoff.lock() = Backoff::default();
                 let conn = Arc::new(conn);
