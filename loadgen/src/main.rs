@@ -24,6 +24,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The same allocator as the `fanfare` binary: the built-in engine (the hidden `engine`
+/// subcommand) must measure what `fanfare serve` would.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fanfare-loadgen",
