@@ -90,14 +90,47 @@ impl Push {
         ttl_s: u64,
         now_unix: u64,
     ) -> Result<Self, TooLarge> {
-        let apns = apns::payload::Bodies::render(&kind, content)?;
-        let fcm = fcm::payload::Template::render(&kind, content, ttl_s)?;
-        let huawei = huawei::payload::render(&kind, content, ttl_s)?;
-        let honor = honor::payload::render(&kind, content, ttl_s)?;
-        let xiaomi = xiaomi::payload::render(&kind, content, ttl_s)?;
-        let oppo = oppo::payload::render(&kind, content, ttl_s)?;
-        let vivo = vivo::payload::render(&kind, content, ttl_s)?;
-        let webpush = webpush::payload::render(&kind, content)?;
+        Self::render_for(kind, content, ttl_s, now_unix, |_| true)
+    }
+
+    /// Render `content` for the vendors `wanted` picks (APNs covers APNs VoIP); the
+    /// others get empty bodies and must not be sent to. Fails when a rendered body
+    /// exceeds its vendor's limit.
+    pub fn render_for(
+        kind: Kind,
+        content: &Content,
+        ttl_s: u64,
+        now_unix: u64,
+        wanted: impl Fn(ProviderKind) -> bool,
+    ) -> Result<Self, TooLarge> {
+        let apns = if wanted(ProviderKind::Apns) {
+            apns::payload::Bodies::render(&kind, content)?
+        } else {
+            apns::payload::Bodies::default()
+        };
+        let fcm = if wanted(ProviderKind::Fcm) {
+            fcm::payload::Template::render(&kind, content, ttl_s)?
+        } else {
+            fcm::payload::Template::default()
+        };
+        let spliced =
+            |p: ProviderKind, f: fn(&Kind, &Content, u64) -> Result<splice::Spliced, TooLarge>| {
+                if wanted(p) {
+                    f(&kind, content, ttl_s)
+                } else {
+                    Ok(splice::Spliced::default())
+                }
+            };
+        let huawei = spliced(ProviderKind::Huawei, huawei::payload::render)?;
+        let honor = spliced(ProviderKind::Honor, honor::payload::render)?;
+        let xiaomi = spliced(ProviderKind::Xiaomi, xiaomi::payload::render)?;
+        let oppo = spliced(ProviderKind::Oppo, oppo::payload::render)?;
+        let vivo = spliced(ProviderKind::Vivo, vivo::payload::render)?;
+        let webpush = if wanted(ProviderKind::Webpush) {
+            webpush::payload::render(&kind, content)?
+        } else {
+            webpush::payload::Message::default()
+        };
         Ok(Self {
             kind,
             expires_at: now_unix + ttl_s,

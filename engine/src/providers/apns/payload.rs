@@ -15,7 +15,7 @@ pub const MAX_ALERT_BYTES: usize = 4096;
 /// Apple's limit for VoIP pushes.
 pub const MAX_VOIP_BYTES: usize = 5120;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Bodies {
     pub alert: Bytes,
     pub voip: Bytes,

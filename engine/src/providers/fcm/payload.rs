@@ -14,7 +14,7 @@ pub const MAX_BYTES: usize = 4096;
 
 const PREFIX: &[u8] = br#"{"message":{"token":""#;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Template {
     /// `","notification":...}}` — everything after the token.
     rest: Bytes,

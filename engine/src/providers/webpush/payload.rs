@@ -20,6 +20,17 @@ pub struct Message {
     pub topic: Option<HeaderValue>,
 }
 
+impl Default for Message {
+    /// Empty: what a push carries for Web Push when Web Push is not configured.
+    fn default() -> Self {
+        Self {
+            plaintext: Bytes::new(),
+            urgency: HeaderValue::from_static("normal"),
+            topic: None,
+        }
+    }
+}
+
 pub fn render(kind: &Kind, c: &Content) -> Result<Message, TooLarge> {
     let mut m = data_fields(kind, c);
     if let Some(t) = &c.title {
