@@ -75,6 +75,27 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// A client for the run's mock APNs: the engine's APNs connection count, a fresh
+    /// provider token, the run's topic; warmed up with one push of `body` to
+    /// `warm_token`.
+    pub async fn to_mock_apns(
+        mocks: &Mocks,
+        warm_token: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Client> {
+        let (connections, _) = mocks.apns_limits();
+        let jwt = mocks
+            .creds
+            .provider_token(fanfare::clock::unix_now_s() as i64)?;
+        let target = Target {
+            url: &mocks.apns.url(),
+            ca_file: &mocks.ca_file,
+            provider_token: &jwt,
+            topic: crate::setup::TOPIC,
+        };
+        Self::connect(target, connections, warm_token, body).await
+    }
+
     /// A pool of `connections` to the target on a runtime of its own, opened by a
     /// first push (`warm_token`) on each connection so that connection set-up is not
     /// measured.

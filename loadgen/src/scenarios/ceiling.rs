@@ -11,7 +11,7 @@ use crate::ceiling;
 use crate::progress::{Progress, Sent};
 use crate::report::Report;
 use crate::scenarios::{Meter, Scenario};
-use crate::setup::{apns_token, Env, TOPIC};
+use crate::setup::{apns_token, Env};
 use crate::RunArgs;
 
 pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
@@ -33,22 +33,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     let tokens: Vec<String> = (0..args.users).map(apns_token).collect();
     let apns = &env.mocks.apns;
     let (connections, in_flight) = env.mocks.apns_limits();
-    let jwt = env
-        .mocks
-        .creds
-        .provider_token(fanfare::clock::unix_now_s() as i64)?;
-    let client = ceiling::Client::connect(
-        ceiling::Target {
-            url: &apns.url(),
-            ca_file: &env.mocks.ca_file,
-            provider_token: &jwt,
-            topic: TOPIC,
-        },
-        connections,
-        &tokens[0],
-        body.clone(),
-    )
-    .await?;
+    let client = ceiling::Client::to_mock_apns(&env.mocks, &tokens[0], body.clone()).await?;
     apns.take_received();
     eprintln!(
         "ceiling: {} pushes over {connections} connections, {in_flight} streams in flight, no engine",

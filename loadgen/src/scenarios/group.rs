@@ -18,7 +18,7 @@ use crate::ceiling;
 use crate::progress::{Progress, Sent};
 use crate::report::{self, GroupReport, Latency, Report};
 use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
-use crate::setup::{apns_device, apns_token, call, online_rule, Env, TOPIC};
+use crate::setup::{apns_device, apns_token, call, online_rule, Env};
 use crate::RunArgs;
 
 /// Member ids per `POST /v1/groups/{id}/members` (well under the 1 MiB body limit).
@@ -90,23 +90,9 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         .first()
         .map(|p| Bytes::from(p.body.to_string()))
         .unwrap_or_else(|| Bytes::from_static(b"{\"aps\":{\"alert\":{\"title\":\"group\"}}}"));
-    let (connections, in_flight) = env.mocks.apns_limits();
-    let jwt = env
-        .mocks
-        .creds
-        .provider_token(fanfare::clock::unix_now_s() as i64)?;
-    let client = ceiling::Client::connect(
-        ceiling::Target {
-            url: &apns.url(),
-            ca_file: &env.mocks.ca_file,
-            provider_token: &jwt,
-            topic: TOPIC,
-        },
-        connections,
-        &apns_token(warm_user),
-        warm_body,
-    )
-    .await?;
+    let (_, in_flight) = env.mocks.apns_limits();
+    let client =
+        ceiling::Client::to_mock_apns(&env.mocks, &apns_token(warm_user), warm_body).await?;
     apns.take_received();
 
     let mut all = report::histogram();

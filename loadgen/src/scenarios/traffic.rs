@@ -26,7 +26,7 @@ use crate::progress::{Progress, Sent};
 use crate::report::{self, PresenceReport, Report};
 use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
 use crate::setup::Mocks;
-use crate::setup::{apns_device, apns_token, call, fcm_device, fcm_token, online_rule, Env, TOPIC};
+use crate::setup::{apns_device, apns_token, call, fcm_device, fcm_token, online_rule, Env};
 use crate::RunArgs;
 
 pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
@@ -348,23 +348,9 @@ async fn measure_ceiling(
     let tokens: Vec<String> = apns_pushes.iter().map(|p| p.token.clone()).collect();
     let body = Bytes::from(first.body.to_string());
     let total = (tokens.len() as u64).max(5_000);
-    let (connections, in_flight) = mocks.apns_limits();
-    let jwt = mocks
-        .creds
-        .provider_token(fanfare::clock::unix_now_s() as i64)?;
+    let (_, in_flight) = mocks.apns_limits();
     eprintln!("ceiling: {total} pushes from the bare HTTP/2 client to the same mock APNs");
-    let client = ceiling::Client::connect(
-        ceiling::Target {
-            url: &mocks.apns.url(),
-            ca_file: &mocks.ca_file,
-            provider_token: &jwt,
-            topic: TOPIC,
-        },
-        connections,
-        &tokens[0],
-        body.clone(),
-    )
-    .await?;
+    let client = ceiling::Client::to_mock_apns(mocks, &tokens[0], body.clone()).await?;
     let discard = ceiling::Discard::spawn(mocks.clone());
     let b = client.blast(&tokens, body, total, in_flight).await?;
     discard.finish().await;
