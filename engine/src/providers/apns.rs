@@ -1,8 +1,8 @@
 //! Apple Push Notification service, HTTP/2 provider API with token (JWT) auth.
 //!
 //! `POST /3/device/<hex token>` on the production or sandbox host (per binding), with
-//! `apns-topic` (bundle, `.voip` for VoIP), `apns-push-type`, `apns-priority`,
-//! `apns-expiration` and `apns-id`. The body is rendered once per message
+//! `apns-topic` (bundle, `.voip` for VoIP), `apns-push-type`, `apns-priority` and
+//! `apns-expiration` (APNs assigns the `apns-id`). The body is rendered once per message
 //! ([`payload::Bodies`]); every device request shares its `Bytes`.
 
 pub mod auth;
@@ -73,7 +73,6 @@ const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
 const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
 const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
 const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
-const APNS_ID: HeaderName = HeaderName::from_static("apns-id");
 
 struct Route {
     pool: Pool,
@@ -113,13 +112,6 @@ impl Route {
         );
         Uri::from_parts(parts).expect("scheme, authority and path make a URI")
     }
-}
-
-/// A random (v4) `apns-id` written into `buf`, from the thread's fast RNG rather than
-/// the OS (a `getrandom` system call per push showed in the profile).
-fn new_apns_id(buf: &mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &[u8] {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-    id.hyphenated().encode_lower(buf).as_bytes()
 }
 
 pub struct Client {
@@ -178,12 +170,12 @@ impl Client {
         }
         .expect("topics are validated header values");
         let uri = route.uri(device.token());
-        // Kept as bytes and turned into header values inside `make`: cloning a fresh
+        // Kept as bytes and turned into a header value inside `make`: cloning a fresh
         // `HeaderValue` would first promote its buffer to a shared one (an allocation).
+        // No `apns-id`: APNs assigns one and returns it (the debug verdict shows it),
+        // and a unique value per request only churned the HPACK dynamic table.
         let mut expiration = itoa::Buffer::new();
         let expiration = expiration.format(push.expires_at).as_bytes();
-        let mut apns_id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let apns_id = new_apns_id(&mut apns_id);
         let (push_type, priority) = if voip {
             (
                 HeaderValue::from_static("voip"),
@@ -210,7 +202,6 @@ impl Client {
                 APNS_EXPIRATION,
                 HeaderValue::from_bytes(expiration).expect("digits"),
             );
-            h.insert(APNS_ID, HeaderValue::from_bytes(apns_id).expect("a uuid"));
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             req
         };
