@@ -337,8 +337,7 @@ impl Wal {
                 }
                 self.segment_bytes
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                // `none` never syncs, so it never has anything left to sync.
-                dirty = mode != Durability::None;
+                dirty = true;
             }
             let must_sync = match mode {
                 Durability::Fsync => dirty,
