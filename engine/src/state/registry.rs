@@ -171,14 +171,9 @@ impl TokenRef<'_> {
     pub fn write_wire(&self, out: &mut bytes::BytesMut) {
         match self {
             TokenRef::Bytes(b) => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.reserve(b.len() * 2);
-                for byte in *b {
-                    out.extend_from_slice(&[
-                        HEX[usize::from(byte >> 4)],
-                        HEX[usize::from(byte & 15)],
-                    ]);
-                }
+                let start = out.len();
+                out.resize(start + b.len() * 2, 0);
+                hex::encode_to_slice(b, &mut out[start..]).expect("room for two digits a byte");
             }
             TokenRef::Text(t) => out.extend_from_slice(t.as_bytes()),
         }
