@@ -25,7 +25,6 @@ use fanfare_loadgen::mock::faults::{Close, FaultCounts, Faults};
 use serde_json::{json, Value};
 
 use crate::engine_proc::ProcStats;
-use crate::progress::Sent;
 use crate::report::Errors;
 use crate::scenarios::{bind_all, engine_choice, mark_online};
 use crate::setup::{apns_token, call, fcm_token, online_rule, Env};
@@ -120,7 +119,6 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             (provider, token_of(i))
         },
         &mut errors,
-        &Sent::default(),
     )
     .await;
     mark_online(&env, users, is_online, &mut errors).await;

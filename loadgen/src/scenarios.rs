@@ -20,7 +20,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::engine_proc::ProcStats;
-use crate::progress::Sent;
+use crate::progress::{Progress, Sent};
 use crate::report::{Errors, Report};
 use crate::setup::{call, EngineChoice, Env};
 use crate::RunArgs;
@@ -176,16 +176,19 @@ impl Meter {
 }
 
 /// Bind device `d<k>` of user `u<k / devices>` for every `k < users × devices`, 128
-/// requests in flight; `device_of(k)` gives the provider and token. Counts failures
-/// in `errors` and acknowledged binds in `sent`; returns the binds acknowledged.
+/// requests in flight, with a progress line; `device_of(k)` gives the provider and
+/// token. Counts failures in `errors`; returns the binds acknowledged and the seconds
+/// they took.
 pub(crate) async fn bind_all(
     env: &Env,
     users: u32,
     devices: u32,
     device_of: impl Fn(u32) -> (&'static str, String),
     errors: &mut Errors,
-    sent: &Sent,
-) -> u64 {
+) -> (u64, f64) {
+    let sent = Sent::default();
+    let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
+    let t0 = quanta::Instant::now();
     let total = users.saturating_mul(devices.max(1));
     let mut binds = futures::stream::iter(0..total)
         .map(|k| {
@@ -210,7 +213,9 @@ pub(crate) async fn bind_all(
             sent.add(1);
         }
     }
-    acked
+    let secs = t0.elapsed().as_secs_f64().max(1e-6);
+    progress.finish().await;
+    (acked, secs)
 }
 
 /// Report every user `i < users` with `is_online(i)` online (one session, no TTL),

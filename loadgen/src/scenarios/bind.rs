@@ -3,7 +3,6 @@
 //! engine's resident memory per binding, (VmRSS after − VmRSS before) / binds, read
 //! from /proc of the engine process.
 
-use crate::progress::{Progress, Sent};
 use crate::report::{BindReport, Report};
 use crate::scenarios::{bind_all, Meter, Scenario};
 use crate::setup::{apns_token, fcm_token, Env};
@@ -29,12 +28,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     );
     let rss_before = env.engine_proc().map(|p| p.rss_bytes);
     let meter = Meter::start(env);
-    let sent = Sent::default();
-    let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
-    let t0 = quanta::Instant::now();
-    let acked = bind_all(env, users, devices, apns_fcm_mix, &mut report.errors, &sent).await;
-    let secs = t0.elapsed().as_secs_f64().max(1e-6);
-    progress.finish().await;
+    let (acked, secs) = bind_all(env, users, devices, apns_fcm_mix, &mut report.errors).await;
     let cost = meter.stop(env);
     let rss_after = env.engine_proc().map(|p| p.rss_bytes);
     report.binds_per_s = acked as f64 / secs;

@@ -39,20 +39,15 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         "group: binding {users} users (one APNs device each), {:.0}% online",
         args.online_share * 100.0
     );
-    let sent = Sent::default();
-    let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
-    let t0 = quanta::Instant::now();
-    let acked = bind_all(
+    let (acked, secs) = bind_all(
         env,
         users,
         1,
         |k| ("apns", apns_token(k)),
         &mut report.errors,
-        &sent,
     )
     .await;
-    report.binds_per_s = acked as f64 / t0.elapsed().as_secs_f64().max(1e-6);
-    progress.finish().await;
+    report.binds_per_s = acked as f64 / secs;
     mark_online(env, users, is_online, &mut report.errors).await;
 
     for &size in &sizes {

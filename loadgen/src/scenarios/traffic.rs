@@ -128,10 +128,7 @@ async fn bind_users(env: &Env, args: &RunArgs, report: &mut Report) -> HashMap<S
             args.online_share * 100.0
         );
     }
-    let sent = Sent::default();
-    let progress = Progress::spawn("bind", "binds acked", sent.clone(), None);
-    let t0 = quanta::Instant::now();
-    let acked = bind_all(
+    let (acked, secs) = bind_all(
         env,
         users,
         1,
@@ -142,11 +139,9 @@ async fn bind_users(env: &Env, args: &RunArgs, report: &mut Report) -> HashMap<S
             None => super::bind::apns_fcm_mix(i),
         },
         &mut report.errors,
-        &sent,
     )
     .await;
-    progress.finish().await;
-    report.binds_per_s = acked as f64 / t0.elapsed().as_secs_f64().max(1e-6);
+    report.binds_per_s = acked as f64 / secs;
     owners
 }
 
