@@ -1,0 +1,1 @@
+//! Hardening (issue 10): placeholder, filled in by its owner.
