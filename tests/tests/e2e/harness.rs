@@ -44,6 +44,9 @@ pub struct Options {
     pub vendors: bool,
     /// Extra keys of the `[messages]` section (which the harness already writes).
     pub messages: String,
+    /// `FANFARE_<SECTION>_<KEY>` overrides applied over the generated file, for keys
+    /// the harness already writes (e.g. pointing one vendor endpoint elsewhere).
+    pub env: Vec<(String, String)>,
 }
 
 /// Package name the Xiaomi mock expects.
@@ -234,7 +237,7 @@ ca_file = "{ca}"
     );
     let config_path: PathBuf = dir.path().join("fanfare.toml");
     std::fs::write(&config_path, toml)?;
-    let config = fanfare::config::Config::load(Some(&config_path), Vec::new())?;
+    let config = fanfare::config::Config::load(Some(&config_path), opts.env)?;
     let engine = fanfare::start(config).await.context("engine starts")?;
     let base = format!("http://{}", engine.local_addr());
     let mut connector = HttpConnector::new();
