@@ -629,6 +629,13 @@ impl Default for Breaker {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Transport {
+    /// Establishing a vendor connection — TCP connect, TLS handshake and, for HTTP/2,
+    /// the server's SETTINGS — must finish within this many milliseconds, or the
+    /// attempt fails as a connection failure: the push is resent (the vendor provably
+    /// did not get it), the circuit breaker counts it, and the connection slot backs
+    /// off before reconnecting. Without this bound an endpoint that accepts TCP but
+    /// never answers would hold every push sent to it.
+    pub connect_timeout_ms: u64,
     /// A vendor request without a complete answer after this many milliseconds fails
     /// (its fate is unknown; it counts as an attempt).
     pub request_timeout_ms: u64,
@@ -645,6 +652,7 @@ pub struct Transport {
 impl Default for Transport {
     fn default() -> Self {
         Self {
+            connect_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
             ping_interval_s: 30,
             ping_timeout_s: 10,
@@ -723,6 +731,9 @@ impl Config {
         let t = &self.transport;
         if t.request_timeout_ms < 10 {
             p.push("transport.request_timeout_ms must be at least 10".into());
+        }
+        if t.connect_timeout_ms < 10 {
+            p.push("transport.connect_timeout_ms must be at least 10".into());
         }
         if t.ping_interval_s > 0 && t.ping_timeout_s == 0 {
             p.push("transport.ping_timeout_s must be at least 1 when pings are on".into());

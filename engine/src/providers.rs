@@ -533,22 +533,28 @@ impl Providers {
             s.transport = config.transport.clone();
             p.fcm = Some(fcm::Client::new(&s)?);
         }
-        if let Some(s) = huawei::Settings::from_config(&config.huawei)? {
+        if let Some(mut s) = huawei::Settings::from_config(&config.huawei)? {
+            s.transport = config.transport.clone();
             p.huawei = Some(huawei::Client::new(&s)?);
         }
-        if let Some(s) = honor::Settings::from_config(&config.honor)? {
+        if let Some(mut s) = honor::Settings::from_config(&config.honor)? {
+            s.transport = config.transport.clone();
             p.honor = Some(honor::Client::new(&s)?);
         }
-        if let Some(s) = xiaomi::Settings::from_config(&config.xiaomi)? {
+        if let Some(mut s) = xiaomi::Settings::from_config(&config.xiaomi)? {
+            s.transport = config.transport.clone();
             p.xiaomi = Some(xiaomi::Client::new(&s)?);
         }
-        if let Some(s) = oppo::Settings::from_config(&config.oppo)? {
+        if let Some(mut s) = oppo::Settings::from_config(&config.oppo)? {
+            s.transport = config.transport.clone();
             p.oppo = Some(oppo::Client::new(&s)?);
         }
-        if let Some(s) = vivo::Settings::from_config(&config.vivo)? {
+        if let Some(mut s) = vivo::Settings::from_config(&config.vivo)? {
+            s.transport = config.transport.clone();
             p.vivo = Some(vivo::Client::new(&s)?);
         }
-        if let Some(s) = webpush::Settings::from_config(&config.webpush)? {
+        if let Some(mut s) = webpush::Settings::from_config(&config.webpush)? {
+            s.transport = config.transport.clone();
             p.webpush = Some(webpush::Client::new(&s)?);
         }
         Ok(p)

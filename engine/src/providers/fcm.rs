@@ -70,7 +70,7 @@ impl Client {
             pool.endpoint().base,
             account.project_id
         );
-        let auth = auth::TokenSource::new(account, s.ca_file.as_deref())?;
+        let auth = auth::TokenSource::new(account, s.ca_file.as_deref(), &s.transport)?;
         Ok(Self { pool, auth, uri })
     }
 
@@ -82,6 +82,19 @@ impl Client {
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
         let token = match self.auth.header().await {
             Ok(t) => t,
+            // Not sent: resent like any unprocessed push, counted by the breaker; the
+            // transport logs the outage once.
+            Err(e @ auth::Error::Unreachable { .. }) => {
+                return Verdict {
+                    status: None,
+                    reason: Some(super::error_chain(&e)),
+                    vendor_id: None,
+                    outcome: super::Outcome::Retry {
+                        after: None,
+                        cause: super::Cause::Unsent,
+                    },
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %super::error_chain(&e), "fcm access token unavailable");
                 return Verdict {

@@ -10,8 +10,6 @@
 pub mod payload;
 pub mod response;
 
-use std::time::Duration;
-
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
 
@@ -40,6 +38,8 @@ pub struct Settings {
     pub dead_token_codes: Vec<i64>,
     pub connections: usize,
     pub ca_file: Option<std::path::PathBuf>,
+    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -59,6 +59,7 @@ impl Settings {
             dead_token_codes: c.dead_token_codes.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -74,19 +75,19 @@ pub struct Client {
     dead_codes: Box<[i64]>,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, Error> {
         let ep = transport::Endpoint::parse(&s.endpoint)?;
         let http = auto::Client::new(
             &ep.base,
             s.ca_file.as_deref(),
-            s.connections,
-            REQUEST_TIMEOUT,
+            &transport::pool::Options::from_config(s.connections, &s.transport),
         )?;
-        let token_http =
-            auto::Client::new(&s.token_endpoint, s.ca_file.as_deref(), 1, REQUEST_TIMEOUT)?;
+        let token_http = auto::Client::new(
+            &s.token_endpoint,
+            s.ca_file.as_deref(),
+            &transport::pool::Options::from_config(1, &s.transport),
+        )?;
         Ok(Self {
             http,
             token_http,
@@ -121,7 +122,7 @@ impl Client {
             .await
         {
             Ok(t) => t,
-            Err(e) => return Verdict::auth_unavailable("honor", &e),
+            Err(e) => return token::verdict("honor", &e),
         };
         let device_token = device.token().to_wire();
         let body = push.honor.fill(&[device_token.as_bytes()]);

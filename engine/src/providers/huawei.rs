@@ -10,8 +10,6 @@
 pub mod payload;
 pub mod response;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
@@ -43,6 +41,8 @@ pub struct Settings {
     pub channel_id: Option<String>,
     pub connections: usize,
     pub ca_file: Option<std::path::PathBuf>,
+    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -63,6 +63,7 @@ impl Settings {
             channel_id: c.channel_id.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -81,19 +82,19 @@ pub struct Client {
     notification_fields: Bytes,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, Error> {
         let ep = transport::Endpoint::parse(&s.endpoint)?;
         let http = auto::Client::new(
             &ep.base,
             s.ca_file.as_deref(),
-            s.connections,
-            REQUEST_TIMEOUT,
+            &transport::pool::Options::from_config(s.connections, &s.transport),
         )?;
-        let token_http =
-            auto::Client::new(&s.token_endpoint, s.ca_file.as_deref(), 1, REQUEST_TIMEOUT)?;
+        let token_http = auto::Client::new(
+            &s.token_endpoint,
+            s.ca_file.as_deref(),
+            &transport::pool::Options::from_config(1, &s.transport),
+        )?;
         let android_fields = if s.category.is_empty() {
             Bytes::new()
         } else {
@@ -139,7 +140,7 @@ impl Client {
             .await
         {
             Ok(t) => t,
-            Err(e) => return Verdict::auth_unavailable("huawei", &e),
+            Err(e) => return token::verdict("huawei", &e),
         };
         let device_token = device.token().to_wire();
         let body = push.huawei.fill(&[

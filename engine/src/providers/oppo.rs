@@ -12,8 +12,6 @@ pub mod auth;
 pub mod payload;
 pub mod response;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http_body_util::Full;
@@ -45,6 +43,8 @@ pub struct Settings {
     pub dead_token_codes: Vec<i64>,
     pub connections: usize,
     pub ca_file: Option<std::path::PathBuf>,
+    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -65,6 +65,7 @@ impl Settings {
             dead_token_codes: c.dead_token_codes.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -87,8 +88,6 @@ pub struct Client {
     dead_codes: Box<[i64]>,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// True for registration ids served by the mainland host.
 pub fn is_mainland(regid: &str) -> bool {
     let parts: Vec<&str> = regid.split('_').collect();
@@ -108,8 +107,7 @@ impl Client {
                 http: auto::Client::new(
                     &ep.base,
                     s.ca_file.as_deref(),
-                    s.connections,
-                    REQUEST_TIMEOUT,
+                    &transport::pool::Options::from_config(s.connections, &s.transport),
                 )?,
                 auth_uri: format!("{}/server/v1/auth", ep.base),
                 unicast_uri: format!("{}/server/v1/message/notification/unicast", ep.base),
@@ -152,7 +150,7 @@ impl Client {
             .await
         {
             Ok(t) => t,
-            Err(e) => return Verdict::auth_unavailable("oppo", &e),
+            Err(e) => return token::verdict("oppo", &e),
         };
         let enc_regid = urlencoding::encode(&regid);
         let enc_token = urlencoding::encode(&token);

@@ -166,8 +166,37 @@ mod tests {
 pub enum Error {
     #[error("token request to {uri} failed: {detail}")]
     Request { uri: String, detail: String },
+    /// No answer from the token endpoint (connect failure, timeout, reset).
+    #[error("token endpoint {uri} did not answer")]
+    Unreachable {
+        uri: String,
+        #[source]
+        source: crate::transport::auto::Error,
+    },
     #[error("token endpoint {uri} refused: {error}")]
     Refused { uri: String, error: String },
+}
+
+/// The verdict for a push whose vendor access token could not be had: the push was
+/// not sent either way. When the token endpoint did not answer, the vendor (or the
+/// path to it) is down: the push is resent like any unprocessed one and the circuit
+/// breaker counts it (the transport logs the outage once). When it refused, it is a
+/// credentials problem ([`super::Verdict::auth_unavailable`]).
+pub fn verdict(vendor: &'static str, e: &Error) -> super::Verdict {
+    match e {
+        Error::Unreachable { .. } => super::Verdict {
+            status: None,
+            reason: Some(super::error_chain(e)),
+            vendor_id: None,
+            outcome: super::Outcome::Retry {
+                after: None,
+                cause: super::Cause::Unsent,
+            },
+        },
+        Error::Request { .. } | Error::Refused { .. } => {
+            super::Verdict::auth_unavailable(vendor, e)
+        }
+    }
 }
 
 /// The OAuth 2.0 client-credentials grant (Huawei, Honor): a form POST answered with
@@ -193,9 +222,9 @@ pub async fn client_credentials(
             uri: uri.to_string(),
             detail: e.to_string(),
         })?;
-    let resp = http.send(req).await.map_err(|e| Error::Request {
+    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
         uri: uri.to_string(),
-        detail: super::error_chain(&e),
+        source,
     })?;
     #[derive(serde::Deserialize)]
     struct Answer {

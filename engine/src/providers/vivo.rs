@@ -52,6 +52,8 @@ pub struct Settings {
     pub auth_error_codes: Vec<i64>,
     pub connections: usize,
     pub ca_file: Option<std::path::PathBuf>,
+    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -69,6 +71,7 @@ impl Settings {
             auth_error_codes: c.auth_error_codes.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -88,16 +91,13 @@ pub struct Client {
     paused_until: AtomicU64,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, Error> {
         let ep = transport::Endpoint::parse(&s.endpoint)?;
         let http = auto::Client::new(
             &ep.base,
             s.ca_file.as_deref(),
-            s.connections,
-            REQUEST_TIMEOUT,
+            &transport::pool::Options::from_config(s.connections, &s.transport),
         )?;
         Ok(Self {
             http,
@@ -150,7 +150,7 @@ impl Client {
             .await
         {
             Ok(t) => t,
-            Err(e) => return Verdict::auth_unavailable("vivo", &e),
+            Err(e) => return token::verdict("vivo", &e),
         };
         let regid = device.token().to_wire();
         let request_id = uuid::Uuid::new_v4().simple().to_string();

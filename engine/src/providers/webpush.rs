@@ -17,7 +17,6 @@ pub mod vapid;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use dashmap::DashMap;
@@ -46,6 +45,8 @@ pub struct Settings {
     pub connections: usize,
     pub max_origins: usize,
     pub ca_file: Option<PathBuf>,
+    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -59,6 +60,7 @@ impl Settings {
             connections: c.connections,
             max_origins: c.max_origins,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -86,11 +88,11 @@ pub struct Client {
     origins: DashMap<Arc<str>, Arc<Origin>>,
     tick: AtomicU64,
     tls_ca: Option<PathBuf>,
-    connections: usize,
+    /// Connections and `[transport]` bounds of each origin's client.
+    opts: transport::pool::Options,
     max_origins: usize,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Autopush caps TTL at 30 days.
 const MAX_TTL_S: u64 = 2_592_000;
 
@@ -104,7 +106,7 @@ impl Client {
             origins: DashMap::new(),
             tick: AtomicU64::new(0),
             tls_ca: s.ca_file.clone(),
-            connections: s.connections,
+            opts: transport::pool::Options::from_config(s.connections, &s.transport),
             max_origins: s.max_origins.max(1),
         })
     }
@@ -133,12 +135,7 @@ impl Client {
         let entry = match self.origins.entry(Arc::from(origin)) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(e) => {
-                let http = auto::Client::new(
-                    origin,
-                    self.tls_ca.as_deref(),
-                    self.connections,
-                    REQUEST_TIMEOUT,
-                )?;
+                let http = auto::Client::new(origin, self.tls_ca.as_deref(), &self.opts)?;
                 e.insert(Arc::new(Origin {
                     http,
                     last_used: AtomicU64::new(now),

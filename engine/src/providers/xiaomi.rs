@@ -11,8 +11,6 @@
 pub mod payload;
 pub mod response;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderValue;
@@ -42,6 +40,8 @@ pub struct Settings {
     pub channel_id: Option<String>,
     pub connections: usize,
     pub ca_file: Option<std::path::PathBuf>,
+    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
+    pub transport: crate::config::Transport,
 }
 
 impl Settings {
@@ -59,6 +59,7 @@ impl Settings {
             channel_id: c.channel_id.clone(),
             connections: c.connections,
             ca_file: c.ca_file.clone(),
+            transport: crate::config::Transport::default(),
         }))
     }
 }
@@ -72,16 +73,13 @@ pub struct Client {
     client_fields: Bytes,
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, Error> {
         let ep = transport::Endpoint::parse(&s.endpoint)?;
         let http = auto::Client::new(
             &ep.base,
             s.ca_file.as_deref(),
-            s.connections,
-            REQUEST_TIMEOUT,
+            &transport::pool::Options::from_config(s.connections, &s.transport),
         )?;
         let mut auth = HeaderValue::from_str(&format!("key={}", s.app_secret.expose()))
             .map_err(|_| Error::BadSecret)?;

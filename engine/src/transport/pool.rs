@@ -6,14 +6,28 @@
 //! `REFUSED_STREAM` by over-opening. A slot whose connection died (GOAWAY, I/O error)
 //! reconnects on next use — after a failed connect only once its backoff (50 ms doubling
 //! to `connect_backoff_max`, jittered) has passed; until then requests on that slot fail
-//! at once with [`Error::Backoff`] instead of hammering a vendor that is down. Errors say
-//! whether the request is safe to resend: only when the server provably did not process
-//! it (connect/TLS failure, reconnect backoff, GOAWAY above the last stream id,
-//! `REFUSED_STREAM`), and then the pool resends it once on another connection itself.
+//! at once with [`Error::Backoff`] (carrying the failure that caused it) instead of
+//! hammering a vendor that is down. Errors say whether the request is safe to resend:
+//! only when the server provably did not process it (connect/TLS failure, reconnect
+//! backoff, GOAWAY above the last stream id, `REFUSED_STREAM`), and then the pool
+//! resends it once on another connection itself.
+//!
+//! Bounds: establishing a connection — TCP connect, TLS handshake, HTTP/2 preface and
+//! the server's SETTINGS (proven by a PING answered after them) — shares one
+//! `connect_timeout` budget; a connection is used only once the server has shown it
+//! speaks HTTP/2, so a peer that accepts and then stays silent fails the connect
+//! ([`Error::ConnectTimeout`], not processed) instead of swallowing requests. The
+//! request itself (waiting for a stream included) has `request_timeout`. One request
+//! waits for at most one connect: requests queued behind a slot's connect attempt
+//! are released when it fails, with the backoff error naming its cause. The first
+//! failed connect after a healthy period is logged at warn level (once per outage,
+//! not per request); the first success after it at info.
 //!
 //! Keep-alive: a connection that carried no request for `ping_interval` is sent an
-//! HTTP/2 PING; no PONG within `ping_timeout` closes it (in-flight streams on it fail
-//! with an unknown fate), and the slot reconnects on next use.
+//! HTTP/2 PING, and so is one on which a request just timed out (a peer that went
+//! silent would otherwise keep every later request busy until its timeout); no PONG
+//! within `ping_timeout` closes it (in-flight streams on it fail with an unknown fate),
+//! and the slot reconnects on next use.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,7 +42,10 @@ use http::{HeaderMap, Request, StatusCode};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
+
+use super::Phase;
 
 /// Where a vendor lives: scheme, host and port of its base URL.
 #[derive(Debug, Clone)]
@@ -103,28 +120,61 @@ pub enum Error {
         #[source]
         source: h2::Error,
     },
+    #[error("{phase} with {endpoint} timed out after {after:?}")]
+    ConnectTimeout {
+        endpoint: String,
+        phase: Phase,
+        after: Duration,
+    },
     #[error("request to {endpoint} timed out")]
     Timeout { endpoint: String },
     #[error("not reconnecting to {endpoint} for another {retry_in:?} after failed connects")]
     Backoff {
         endpoint: String,
         retry_in: Duration,
+        /// The failed connect that started the backoff.
+        #[source]
+        cause: Arc<Error>,
     },
     #[error("request to {endpoint} not sent: its deadline passed while it waited")]
     Expired { endpoint: String },
+    /// A failed connect, shared with the slot's backoff (which hands it to the
+    /// requests that queued behind it).
+    #[error(transparent)]
+    Shared(Arc<Error>),
 }
 
 impl Error {
     /// True when the server provably did not process the request.
     pub fn not_processed(&self) -> bool {
+        if let Error::Shared(e) = self {
+            return e.not_processed();
+        }
         matches!(
             self,
             Error::Connect { .. }
                 | Error::Tls { .. }
                 | Error::Handshake { .. }
+                | Error::ConnectTimeout { .. }
                 | Error::NotProcessed { .. }
                 | Error::Backoff { .. }
                 | Error::Expired { .. }
+        )
+    }
+
+    /// True when no connection could be had (a failed or timed-out connect, or the
+    /// backoff after one): the vendor, or the path to it, is down.
+    pub fn is_connect(&self) -> bool {
+        if let Error::Shared(e) = self {
+            return e.is_connect();
+        }
+        matches!(
+            self,
+            Error::Connect { .. }
+                | Error::Tls { .. }
+                | Error::Handshake { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::Backoff { .. }
         )
     }
 }
@@ -134,6 +184,9 @@ impl Error {
 pub struct Options {
     /// Connections (slots) to the endpoint.
     pub connections: usize,
+    /// Establishing a connection (TCP, TLS, HTTP/2 SETTINGS) fails after this long
+    /// with [`Error::ConnectTimeout`].
+    pub connect_timeout: Duration,
     /// A request without its complete answer after this long fails with
     /// [`Error::Timeout`].
     pub request_timeout: Duration,
@@ -156,6 +209,7 @@ impl Options {
     pub fn from_config(connections: usize, t: &crate::config::Transport) -> Self {
         Self {
             connections,
+            connect_timeout: Duration::from_millis(t.connect_timeout_ms),
             request_timeout: Duration::from_millis(t.request_timeout_ms),
             ping_interval: (t.ping_interval_s > 0).then(|| Duration::from_secs(t.ping_interval_s)),
             ping_timeout: Duration::from_secs(t.ping_timeout_s.max(1)),
@@ -195,6 +249,9 @@ struct Conn {
     closed: Arc<AtomicBool>,
     /// Set by every request; the keep-alive clears it and PINGs when it was clear.
     used: Arc<AtomicBool>,
+    /// Woken when a request on this connection timed out: the keep-alive PINGs it at
+    /// once, busy or not.
+    suspect: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -204,11 +261,12 @@ struct Slot {
     backoff: parking_lot::Mutex<Backoff>,
 }
 
-/// Failed connects of one slot and when it may try again.
+/// Failed connects of one slot, when it may try again, and why it failed.
 #[derive(Default)]
 struct Backoff {
     failures: u32,
     until: Option<Instant>,
+    cause: Option<Arc<Error>>,
 }
 
 struct Inner {
@@ -220,6 +278,9 @@ struct Inner {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     pings: AtomicU64,
+    /// The last connect attempt failed: the outage was logged at warn level and is
+    /// not again until a connect succeeds.
+    failing: AtomicBool,
 }
 
 /// Cheaply cloneable handle to a vendor connection pool.
@@ -266,6 +327,7 @@ impl Pool {
                 connects: AtomicU64::new(0),
                 connect_failures: AtomicU64::new(0),
                 pings: AtomicU64::new(0),
+                failing: AtomicBool::new(false),
             }),
         })
     }
@@ -310,11 +372,16 @@ impl Pool {
     ) -> Result<Response, Error> {
         let n = self.inner.slots.len();
         let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut last_err = None;
+        let mut last_err: Option<Error> = None;
         for attempt in 0..2 {
             let slot = &self.inner.slots[(first + attempt) % n];
-            let conn = match self.connection(slot).await {
-                Ok(c) => c,
+            // One connect per request at most: after a failed one (or a slot backing
+            // off after them) the second try takes a live connection or nothing, so a
+            // request costs at most `connect_timeout + request_timeout`.
+            let may_connect = !last_err.as_ref().is_some_and(Error::is_connect);
+            let conn = match self.connection(slot, may_connect).await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
                 Err(e) => {
                     last_err = Some(e);
                     continue;
@@ -323,9 +390,13 @@ impl Pool {
             let fut = self.send_on(&conn, make(), body.clone(), deadline_unix_s);
             let result = match tokio::time::timeout(self.inner.opts.request_timeout, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::Timeout {
-                    endpoint: self.inner.endpoint.base.clone(),
-                }),
+                Err(_) => {
+                    // Is the peer still there? The keep-alive PINGs it now.
+                    conn.suspect.notify_one();
+                    Err(Error::Timeout {
+                        endpoint: self.inner.endpoint.base.clone(),
+                    })
+                }
             };
             match result {
                 Ok(r) => return Ok(r),
@@ -338,7 +409,7 @@ impl Pool {
                 Err(e) => return Err(e),
             }
         }
-        Err(last_err.expect("loop ran"))
+        Err(last_err.expect("the first try connects or fails"))
     }
 
     fn invalidate(slot: &Slot, conn: &Arc<Conn>) {
@@ -349,48 +420,64 @@ impl Pool {
         }
     }
 
-    async fn connection(&self, slot: &Slot) -> Result<Arc<Conn>, Error> {
+    /// The slot's live connection, else a new one when `may_connect` (else `None`).
+    async fn connection(&self, slot: &Slot, may_connect: bool) -> Result<Option<Arc<Conn>>, Error> {
         if let Some(c) = slot.conn.load_full() {
             if !c.closed.load(Ordering::Relaxed) {
-                return Ok(c);
+                return Ok(Some(c));
             }
         }
+        if !may_connect {
+            return Ok(None);
+        }
         self.check_backoff(slot)?;
+        // Waiting here is bounded: the holder's connect has `connect_timeout`.
         let _guard = slot.connecting.lock().await;
         if let Some(c) = slot.conn.load_full() {
             if !c.closed.load(Ordering::Relaxed) {
-                return Ok(c);
+                return Ok(Some(c));
             }
         }
-        // Waiters behind a connect that just failed fail fast too.
+        // Waiters behind a connect that just failed fail fast too, with its cause.
         self.check_backoff(slot)?;
         // Boxed: the connect future (TCP + TLS + HTTP/2 handshakes) is kilobytes, and
         // unboxed it would be part of every request's future, connecting or not.
         match Box::pin(self.connect()).await {
             Ok(conn) => {
                 *slot.backoff.lock() = Backoff::default();
+                if self.inner.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(endpoint = %self.inner.endpoint.base, "vendor reachable again");
+                }
                 let conn = Arc::new(conn);
                 slot.conn.store(Some(conn.clone()));
-                Ok(conn)
+                Ok(Some(conn))
             }
             Err(e) => {
                 self.inner.connect_failures.fetch_add(1, Ordering::Relaxed);
+                let e = Arc::new(e);
                 let mut b = slot.backoff.lock();
                 b.failures += 1;
                 let wait = connect_backoff(b.failures, self.inner.opts.connect_backoff_max);
                 b.until = Some(Instant::now() + wait);
-                tracing::debug!(endpoint = %self.inner.endpoint.base, failures = b.failures, ?wait, error = %e, "vendor connect failed");
-                Err(e)
+                b.cause = Some(e.clone());
+                let chain = crate::providers::error_chain(&*e);
+                if self.inner.failing.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(endpoint = %self.inner.endpoint.base, failures = b.failures, ?wait, error = %chain, "vendor connect failed");
+                } else {
+                    tracing::warn!(endpoint = %self.inner.endpoint.base, error = %chain, "vendor connect failed; its pushes are resent after a backoff (logged once until a connect succeeds)");
+                }
+                Err(Error::Shared(e))
             }
         }
     }
 
     fn check_backoff(&self, slot: &Slot) -> Result<(), Error> {
         let b = slot.backoff.lock();
-        match b.until {
-            Some(until) if until > Instant::now() => Err(Error::Backoff {
+        match (b.until, &b.cause) {
+            (Some(until), Some(cause)) if until > Instant::now() => Err(Error::Backoff {
                 endpoint: self.inner.endpoint.base.clone(),
                 retry_in: until - Instant::now(),
+                cause: cause.clone(),
             }),
             _ => Ok(()),
         }
@@ -398,12 +485,21 @@ impl Pool {
 
     async fn connect(&self) -> Result<Conn, Error> {
         let ep = &self.inner.endpoint;
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(|source| Error::Connect {
-                endpoint: ep.base.clone(),
-                source,
-            })?;
+        let budget = self.inner.opts.connect_timeout;
+        let deadline = Instant::now() + budget;
+        let timed_out = |phase| Error::ConnectTimeout {
+            endpoint: ep.base.clone(),
+            phase,
+            after: budget,
+        };
+        let tcp =
+            tokio::time::timeout_at(deadline, TcpStream::connect((ep.host.as_str(), ep.port)))
+                .await
+                .map_err(|_| timed_out(Phase::Connect))?
+                .map_err(|source| Error::Connect {
+                    endpoint: ep.base.clone(),
+                    source,
+                })?;
         tcp.set_nodelay(true).map_err(|source| Error::Connect {
             endpoint: ep.base.clone(),
             source,
@@ -411,11 +507,13 @@ impl Pool {
         self.inner.connects.fetch_add(1, Ordering::Relaxed);
         let closed = Arc::new(AtomicBool::new(false));
         let used = Arc::new(AtomicBool::new(true));
+        let suspect = Arc::new(Notify::new());
+        let flags = (closed.clone(), used.clone(), suspect.clone());
         let send = match &self.inner.tls {
             Some((connector, name)) => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
+                let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
                     .await
+                    .map_err(|_| timed_out(Phase::Tls))?
                     .map_err(|source| Error::Tls {
                         endpoint: ep.base.clone(),
                         source,
@@ -426,49 +524,87 @@ impl Pool {
                         source: std::io::Error::other("server did not negotiate ALPN h2"),
                     });
                 }
-                self.handshake(tls, closed.clone(), used.clone()).await?
+                self.handshake(tls, deadline, flags).await?
             }
-            None => self.handshake(tcp, closed.clone(), used.clone()).await?,
+            None => self.handshake(tcp, deadline, flags).await?,
         };
         tracing::debug!(endpoint = %ep.base, "vendor connection established");
-        Ok(Conn { send, closed, used })
+        Ok(Conn {
+            send,
+            closed,
+            used,
+            suspect,
+        })
     }
 
+    /// The HTTP/2 handshake, done when the server answered a PING: it must send its
+    /// SETTINGS before anything else, so the answer proves the server speaks HTTP/2
+    /// and its limits (`SETTINGS_MAX_CONCURRENT_STREAMS`) apply from the first
+    /// request. Costs one round trip per new connection.
     async fn handshake<T>(
         &self,
         io: T,
-        closed: Arc<AtomicBool>,
-        used: Arc<AtomicBool>,
+        deadline: Instant,
+        (closed, used, suspect): (Arc<AtomicBool>, Arc<AtomicBool>, Arc<Notify>),
     ) -> Result<h2::client::SendRequest<Bytes>, Error>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ep = self.inner.endpoint.base.clone();
-        let (send, mut connection) = h2::client::Builder::new()
+        let timed_out = || Error::ConnectTimeout {
+            endpoint: ep.clone(),
+            phase: Phase::Http2,
+            after: self.inner.opts.connect_timeout,
+        };
+        let handshake_err = |source| Error::Handshake {
+            endpoint: ep.clone(),
+            source,
+        };
+        let handshake = h2::client::Builder::new()
             .initial_max_send_streams(100)
             .initial_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
             .max_concurrent_streams(0)
             .enable_push(false)
-            .handshake::<_, Bytes>(io)
+            .handshake::<_, Bytes>(io);
+        let (send, mut connection) = tokio::time::timeout_at(deadline, handshake)
             .await
-            .map_err(|source| Error::Handshake {
-                endpoint: ep.clone(),
-                source,
-            })?;
-        let ping = connection.ping_pong();
-        let keepalive = self
-            .inner
-            .opts
-            .ping_interval
-            .zip(ping)
-            .map(|(every, ping)| KeepAlive {
-                every,
-                timeout: self.inner.opts.ping_timeout,
-                ping,
-                used,
-                pool: self.inner.clone(),
-            });
+            .map_err(|_| timed_out())?
+            .map_err(handshake_err)?;
+        let mut ping = connection
+            .ping_pong()
+            .expect("a new connection still has its ping handle");
+        // Boxed to be polled here and then moved into the task that drives it.
+        let mut connection = Box::pin(connection);
+        let settled = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                ended = connection.as_mut() => Err(ended.err()),
+                pong = ping.ping(h2::Ping::opaque()) => pong.map(drop).map_err(Some),
+            }
+        })
+        .await;
+        match settled {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(Some(source))) => return Err(handshake_err(source)),
+            Ok(Err(None)) => {
+                return Err(Error::Connect {
+                    endpoint: ep.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed by the server during the http/2 handshake",
+                    ),
+                })
+            }
+            Ok(Ok(())) => {}
+        }
+        let keepalive = KeepAlive {
+            every: self.inner.opts.ping_interval,
+            timeout: self.inner.opts.ping_timeout,
+            ping,
+            used,
+            suspect,
+            pool: self.inner.clone(),
+        };
         tokio::spawn(async move {
             let ended = drive(connection, keepalive).await;
             closed.store(true, Ordering::Relaxed);
@@ -535,35 +671,38 @@ impl Pool {
 }
 
 struct KeepAlive {
-    every: Duration,
+    /// PING after a whole interval without requests; `None` = only when suspect.
+    every: Option<Duration>,
     timeout: Duration,
     ping: h2::PingPong,
     used: Arc<AtomicBool>,
+    suspect: Arc<Notify>,
     pool: Arc<Inner>,
 }
 
-/// Poll the connection until it ends; with `keepalive`, PING it whenever it was idle
-/// for a whole interval and end it when a PING goes unanswered.
+/// Poll the connection until it ends; PING it whenever it was idle for a whole
+/// interval or a request on it timed out, and end it when a PING goes unanswered.
 async fn drive<T>(
-    connection: h2::client::Connection<T, Bytes>,
-    keepalive: Option<KeepAlive>,
+    mut connection: std::pin::Pin<Box<h2::client::Connection<T, Bytes>>>,
+    mut k: KeepAlive,
 ) -> Result<(), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut connection = std::pin::pin!(connection);
-    let Some(mut k) = keepalive else {
-        return connection.await.map_err(|e| e.to_string());
-    };
-    let mut tick = tokio::time::interval_at(Instant::now() + k.every, k.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = k.every.map(|every| {
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     loop {
         tokio::select! {
             r = connection.as_mut() => return r.map_err(|e| e.to_string()),
-            _ = tick.tick() => {}
-        }
-        if k.used.swap(false, Ordering::Relaxed) {
-            continue;
+            _ = next_tick(&mut tick) => {
+                if k.used.swap(false, Ordering::Relaxed) {
+                    continue;
+                }
+            }
+            _ = k.suspect.notified() => {}
         }
         k.pool.pings.fetch_add(1, Ordering::Relaxed);
         let probe = tokio::time::timeout(k.timeout, k.ping.ping(h2::Ping::opaque()));
@@ -575,6 +714,16 @@ where
                 Err(_) => return Err(format!("keep-alive ping unanswered for {:?}", k.timeout)),
             }
         }
+    }
+}
+
+/// The interval's next tick; never without one.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -598,11 +747,24 @@ mod tests {
     #[test]
     fn unprocessed_errors_are_the_resendable_ones() {
         let ep = || "https://x".to_string();
-        assert!(Error::Backoff {
+        let cause = Arc::new(Error::ConnectTimeout {
             endpoint: ep(),
-            retry_in: Duration::from_millis(5)
-        }
-        .not_processed());
+            phase: Phase::Tls,
+            after: Duration::from_secs(5),
+        });
+        assert!(cause.not_processed() && cause.is_connect());
+        assert!(Error::Shared(cause.clone()).not_processed());
+        let backoff = Error::Backoff {
+            endpoint: ep(),
+            retry_in: Duration::from_millis(5),
+            cause,
+        };
+        assert!(backoff.not_processed() && backoff.is_connect());
+        assert_eq!(
+            crate::providers::error_chain(&backoff),
+            "not reconnecting to https://x for another 5ms after failed connects: \
+             tls handshake with https://x timed out after 5s"
+        );
         assert!(!Error::Timeout { endpoint: ep() }.not_processed());
     }
 }

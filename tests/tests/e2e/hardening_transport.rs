@@ -62,7 +62,9 @@ impl BlackHole {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("a bound listener has an address");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let task = tokio::spawn(async move {
             let mut held = tokio::task::JoinSet::new();
             while let Ok((tcp, _)) = listener.accept().await {

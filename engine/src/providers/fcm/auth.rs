@@ -12,10 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +32,13 @@ pub enum Error {
     Invalid { path: String, problem: String },
     #[error("token request to {uri} failed: {detail}")]
     Request { uri: String, detail: String },
+    /// No answer from the token endpoint (connect failure, timeout, reset).
+    #[error("token endpoint {uri} did not answer")]
+    Unreachable {
+        uri: String,
+        #[source]
+        source: crate::transport::auto::Error,
+    },
     #[error("token endpoint {uri} answered {status}: {error}")]
     Refused {
         uri: String,
@@ -152,11 +156,10 @@ struct Cached {
     expires_at: u64,
 }
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-
 pub struct TokenSource {
     account: ServiceAccount,
-    http: HttpClient<Https, Full<Bytes>>,
+    /// One connection to the token URI, with the `[transport]` bounds.
+    http: crate::transport::auto::Client,
     cached: ArcSwapOption<Cached>,
     refresh: tokio::sync::Mutex<()>,
     fetched: AtomicU64,
@@ -169,20 +172,19 @@ struct TokenResponse {
 }
 
 impl TokenSource {
-    pub fn new(account: ServiceAccount, ca_file: Option<&Path>) -> Result<Self, Error> {
-        let tls = crate::transport::tls::client_config(ca_file, &[])?;
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+    pub fn new(
+        account: ServiceAccount,
+        ca_file: Option<&Path>,
+        transport: &crate::config::Transport,
+    ) -> Result<Self, Error> {
+        let http = crate::transport::auto::Client::new(
+            &account.token_uri,
+            ca_file,
+            &crate::transport::pool::Options::from_config(1, transport),
+        )?;
         Ok(Self {
             account,
-            http: HttpClient::builder(TokioExecutor::new()).build(https),
+            http,
             cached: ArcSwapOption::empty(),
             refresh: tokio::sync::Mutex::new(()),
             fetched: AtomicU64::new(0),
@@ -251,17 +253,15 @@ impl TokenSource {
             )
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| request_err(e.to_string()))?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(30), self.http.request(req))
+        let resp = self
+            .http
+            .send(req)
             .await
-            .map_err(|_| request_err("timed out".into()))?
-            .map_err(|e| request_err(super::super::error_chain(&e)))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| request_err(e.to_string()))?
-            .to_bytes();
+            .map_err(|source| Error::Unreachable {
+                uri: uri.clone(),
+                source,
+            })?;
+        let (status, body) = (resp.status, resp.body);
         if !status.is_success() {
             #[derive(Deserialize)]
             struct OauthError {

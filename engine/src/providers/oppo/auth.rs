@@ -40,9 +40,9 @@ pub async fn fetch(
         )
         .body(Full::new(Bytes::from(form)))
         .expect("request head is valid");
-    let resp = http.send(req).await.map_err(|e| Error::Request {
+    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
         uri: uri.to_string(),
-        detail: crate::providers::error_chain(&e),
+        source,
     })?;
     #[derive(Deserialize)]
     struct Answer {

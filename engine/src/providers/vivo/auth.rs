@@ -36,9 +36,9 @@ pub async fn fetch(
         .header(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("request head is valid");
-    let resp = http.send(req).await.map_err(|e| Error::Request {
+    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
         uri: uri.to_string(),
-        detail: crate::providers::error_chain(&e),
+        source,
     })?;
     #[derive(Deserialize)]
     struct Answer {
