@@ -366,3 +366,49 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Generous bound on anything a test waits for; the clients under test use 100 ms.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn an_origin_whose_tls_handshake_hangs_fails_within_the_bound_then_backs_off() {
+        // The kernel completes TCP handshakes for a listener that never accepts.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let origin = format!("https://{}", listener.local_addr().expect("bound"));
+        let mut opts = Options::new(1, Duration::from_millis(100));
+        opts.connect_timeout = Duration::from_millis(100);
+        let client = Client::new(&origin, None, &opts).expect("client");
+        let send = || {
+            let req = http::Request::post(format!("{origin}/x"))
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .expect("request head");
+            tokio::time::timeout(WAIT, client.send(req))
+        };
+
+        let first = send().await.expect("bounded").expect_err("nothing answers");
+        assert!(first.not_processed(), "{first:?}");
+        let chain = crate::providers::error_chain(&first);
+        let cause = format!("tls handshake with {origin} timed out after 100ms");
+        assert!(chain.ends_with(&cause), "{chain}");
+
+        // Backing off: a request soon after fails at once, naming the same cause. (The
+        // first backoff is 25-50 ms and doubles per failure; a request that came only
+        // after it connects again and fails the same way.)
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let e = send().await.expect("bounded").expect_err("nothing answers");
+            assert!(e.not_processed(), "{e:?}");
+            assert!(crate::providers::error_chain(&e).ends_with(&cause), "{e:?}");
+            if matches!(e, Error::Backoff { .. }) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never backed off");
+        }
+    }
+}
