@@ -893,4 +893,44 @@ mod tests {
         );
         server.abort();
     }
+
+    /// Log output of the current thread's subscriber, for asserting on log lines.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        // The test runtime runs every task on this thread.
+        let _log = tracing::subscriber::set_default(subscriber);
+        let (_listener, port) = silent_listener().await;
+        let pool = pool(&format!("https://127.0.0.1:{port}"), opts(1));
+        let deadline = Instant::now() + WAIT;
+        while pool.connect_failures() < 3 {
+            assert!(Instant::now() < deadline, "connects were not retried");
+            let r = tokio::time::timeout(WAIT, pool.send(get, Bytes::new())).await;
+            assert!(r.expect("bounded").is_err());
+        }
+        let text = String::from_utf8(logs.0.lock().clone()).expect("utf-8 logs");
+        let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{text}");
+        let cause = format!("tls handshake with https://127.0.0.1:{port} timed out after 100ms");
+        assert!(warnings[0].contains(&cause), "{text}");
+    }
 }
