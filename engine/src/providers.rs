@@ -183,9 +183,9 @@ pub enum Cause {
     Transport,
     /// No answer within the request timeout; the vendor may have processed it.
     Timeout,
-    /// The vendor provably did not process the request (connect/TLS failure, GOAWAY
-    /// above the last stream id, REFUSED_STREAM, reconnect backoff): resent without
-    /// counting an attempt.
+    /// The vendor provably did not process the request (connect/TLS failure or
+    /// timeout, GOAWAY above the last stream id, REFUSED_STREAM, reconnect backoff, a
+    /// token endpoint that did not answer): resent without counting an attempt.
     Unsent,
     Unconfigured,
     Expired,
