@@ -8,6 +8,10 @@
 //! Every durable change goes through [`State::apply`] with a [`Mutation`]: that is the
 //! single seam the write-ahead log hooks into. Presence is not durable and is changed
 //! directly.
+//!
+//! [`State::sweep`] runs the periodic work: presence expiry, and releasing the indexes
+//! of users nothing refers to any more ([`State::referenced`]; the protocol that makes
+//! that safe is in [`ids`]).
 
 pub mod groups;
 pub mod ids;
@@ -15,8 +19,12 @@ pub mod presence;
 pub mod registry;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::clock::Clock;
+use crate::config::PresenceCfg;
 
 pub use ids::{Interner, UserIdx};
 pub use registry::{Binding, Device, Environment, ProviderKind, Token, TokenRef};
@@ -83,18 +91,111 @@ pub struct State {
     pub registry: registry::Registry,
     pub groups: groups::Groups,
     journal: OnceLock<Arc<dyn Journal>>,
+    sweeper: Mutex<Sweeper>,
+    user_sweep_interval_ms: u64,
+}
+
+/// Slots the user sweep looks at per [`State::sweep`] call: a pass over 10M users
+/// takes ~300 calls, each short enough for the async thread it runs on.
+const SWEEP_STEP: usize = 32_768;
+/// How long a sweep waits for the pins of in-flight requests to go away before it
+/// leaves its candidates for the next call (a snapshot capture pins for its whole walk).
+const RELEASE_WAIT: Duration = Duration::from_millis(1);
+
+/// Where the user sweep is: passes over every slot, one step per call, at most one
+/// pass starting per `presence.user_sweep_interval_ms`.
+#[derive(Default)]
+struct Sweeper {
+    in_pass: bool,
+    cursor: usize,
+    next_pass_ms: u64,
+    /// Unreferenced users found in `cursor..scanned_to`, waiting for the release lock.
+    candidates: Vec<UserIdx>,
+    scanned_to: usize,
+    scratch: Vec<UserIdx>,
 }
 
 impl State {
+    /// State with the default presence settings (tests, benches).
     pub fn new(clock: Clock) -> Self {
+        Self::with_presence(clock, &PresenceCfg::default())
+    }
+
+    /// State with the `[presence]` settings of the configuration.
+    pub fn with_presence(clock: Clock, cfg: &PresenceCfg) -> Self {
         Self {
-            presence: presence::Presence::new(clock.clone()),
+            presence: presence::Presence::new(clock.clone(), cfg.max_sessions_per_user),
             clock,
             users: Interner::new(),
             registry: registry::Registry::new(),
             groups: groups::Groups::new(),
             journal: OnceLock::new(),
+            sweeper: Mutex::new(Sweeper::default()),
+            user_sweep_interval_ms: cfg.user_sweep_interval_ms,
         }
+    }
+
+    /// Periodic work, called every housekeeping tick (200 ms): expire presence
+    /// sessions, then one step of the user sweep. Returns the users released.
+    pub fn sweep(&self) -> usize {
+        self.presence.sweep();
+        self.release_idle_users()
+    }
+
+    /// Does anything in the state refer to `user`? A user with no binding, no session
+    /// and no group membership is released by the sweep. Durable per-user settings
+    /// (badge counters, do-not-disturb) must be added here when they exist, or the
+    /// sweep would release users they refer to.
+    pub fn referenced(&self, user: UserIdx) -> bool {
+        self.registry.has_devices(user)
+            || self.presence.has_sessions(user)
+            || self.groups.memberships(user) > 0
+    }
+
+    /// One step of the user sweep: find the unreferenced users among the next
+    /// [`SWEEP_STEP`] slots without stopping anyone, then take the release lock (no pin
+    /// exists while it is held, so nothing can add a reference) and release those
+    /// still unreferenced.
+    fn release_idle_users(&self) -> usize {
+        let Some(mut guard) = self.sweeper.try_lock() else {
+            return 0;
+        };
+        let sw = &mut *guard;
+        let now = self.clock.now_ms();
+        if !sw.in_pass {
+            if now < sw.next_pass_ms {
+                return 0;
+            }
+            sw.in_pass = true;
+            sw.cursor = 0;
+        }
+        if sw.candidates.is_empty() {
+            let end = (sw.cursor + SWEEP_STEP).min(self.users.slots());
+            self.users.live_slots(sw.cursor..end, &mut sw.scratch);
+            sw.candidates
+                .extend(sw.scratch.iter().copied().filter(|&u| !self.referenced(u)));
+            sw.scanned_to = end;
+        }
+        let mut released = 0;
+        if !sw.candidates.is_empty() {
+            let Some(release) = self.users.try_release(RELEASE_WAIT) else {
+                return 0;
+            };
+            sw.candidates
+                .retain(|&u| release.is_live(u) && !self.referenced(u));
+            released = release.release(&sw.candidates);
+            drop(release);
+            sw.candidates.clear();
+        }
+        sw.cursor = sw.scanned_to.max(sw.cursor);
+        if sw.cursor >= self.users.slots() {
+            sw.in_pass = false;
+            sw.next_pass_ms = now.saturating_add(self.user_sweep_interval_ms);
+        }
+        if released > 0 {
+            tracing::debug!(released, users = self.users.len(), "released idle users");
+        }
+        released
     }
 
     /// From now on every [`State::apply`] goes through `journal` (set once, after
@@ -127,12 +228,13 @@ impl State {
     /// The durable state in a canonical, comparable form (sorted; tokens as their
     /// wire form): what a snapshot and the log must reproduce exactly.
     pub fn durable_view(&self) -> DurableView {
+        let users = self.users.pin();
         let mut view = DurableView::default();
         self.registry.for_each(|user, d| {
             view.bindings.insert(
                 d.push_id().to_string(),
                 (
-                    self.users.name(user).to_string(),
+                    users.name(user).to_string(),
                     d.provider().as_str(),
                     d.environment().as_str(),
                     d.app_id().map(str::to_string),
@@ -145,34 +247,34 @@ impl State {
                 g.to_string(),
                 members
                     .iter()
-                    .map(|u| self.users.name(*u).to_string())
+                    .map(|u| users.name(*u).to_string())
                     .collect(),
             );
         });
         view
     }
 
-    /// Change memory only: recovery replays the log through this.
+    /// Change memory only: recovery replays the log through this. Holds a pin for the
+    /// indexes it interns and stores (see [`ids`]).
     pub fn apply_in_memory(&self, m: &Mutation) -> Applied {
+        let users = self.users.pin();
         match m {
             Mutation::Bind { push_id, binding } => {
-                let user = self.users.intern(&binding.user_id);
+                let user = users.intern(&binding.user_id);
                 let prev = self.registry.bind(push_id, user, binding);
                 Applied::Bound {
-                    previous_user: prev.filter(|p| *p != user).map(|p| self.users.name(p)),
+                    previous_user: prev.filter(|p| *p != user).map(|p| users.name(p)),
                 }
             }
-            Mutation::Unbind { push_id } => Applied::Unbound(
-                self.registry
-                    .unbind(push_id, None)
-                    .map(|u| self.users.name(u)),
-            ),
+            Mutation::Unbind { push_id } => {
+                Applied::Unbound(self.registry.unbind(push_id, None).map(|u| users.name(u)))
+            }
             Mutation::RemoveDeadToken { push_id, token } => Applied::Unbound(
                 self.registry
                     .unbind(push_id, Some(token))
-                    .map(|u| self.users.name(u)),
+                    .map(|u| users.name(u)),
             ),
-            Mutation::RemoveUser { user_id } => match self.users.get(user_id) {
+            Mutation::RemoveUser { user_id } => match users.get(user_id) {
                 Some(user) => Applied::UserRemoved(self.registry.remove_user(user)),
                 None => Applied::UserRemoved(0),
             },
@@ -181,9 +283,8 @@ impl State {
                 add,
                 remove,
             } => {
-                let add: Vec<UserIdx> = add.iter().map(|u| self.users.intern(u)).collect();
-                let remove: Vec<UserIdx> =
-                    remove.iter().filter_map(|u| self.users.get(u)).collect();
+                let add: Vec<UserIdx> = add.iter().map(|u| users.intern(u)).collect();
+                let remove: Vec<UserIdx> = remove.iter().filter_map(|u| users.get(u)).collect();
                 Applied::GroupSize(self.groups.update(group_id, &add, &remove))
             }
             Mutation::GroupDelete { group_id } => {

@@ -520,8 +520,12 @@ impl Registry {
         Some(owner)
     }
 
-    /// Remove every binding of `user`; returns how many.
+    /// Remove every binding of `user`; returns how many. A user without devices costs
+    /// nothing here (no device segment is allocated for them).
     pub fn remove_user(&self, user: UserIdx) -> usize {
+        if !self.has_devices(user) {
+            return 0;
+        }
         let list = self.devices.write(user, std::mem::take);
         let mut removed = 0;
         for d in list {
@@ -556,6 +560,13 @@ impl Registry {
                 *list = DeviceList::new();
             }
         })
+    }
+
+    /// Does `user` have a binding? What keeps their index from being released.
+    pub fn has_devices(&self, user: UserIdx) -> bool {
+        self.devices
+            .read(user, |list| !list.is_empty())
+            .unwrap_or(false)
     }
 
     /// Call `f` for each device of `user` (fan-out's lookup: an index, no hashing).
@@ -696,8 +707,16 @@ mod tests {
                 &binding("x", "t"),
             );
         }
+        assert!(r.has_devices(5));
         assert_eq!(r.remove_user(5), 2);
+        assert!(!r.has_devices(5));
+        assert!(r.has_devices(6));
         assert_eq!(r.len(), 1);
         assert_eq!(r.remove_user(5), 0);
+        assert_eq!(r.remove_user(3_000_000), 0);
+        assert!(
+            r.devices.segments[3_000_000 / SEGMENT_USERS].get().is_none(),
+            "removing a user without devices allocates nothing"
+        );
     }
 }
