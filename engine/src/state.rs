@@ -245,10 +245,7 @@ impl State {
         self.groups.for_each(|g, members| {
             view.groups.insert(
                 g.to_string(),
-                members
-                    .iter()
-                    .map(|u| users.name(*u).to_string())
-                    .collect(),
+                members.iter().map(|u| users.name(*u).to_string()).collect(),
             );
         });
         view

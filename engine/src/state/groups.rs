@@ -50,8 +50,7 @@ impl Memberships {
         if segs.len() <= s {
             segs.resize_with(s + 1, || None);
         }
-        segs[s].get_or_insert_with(|| (0..COUNT_SEGMENT).map(|_| AtomicU32::new(0)).collect())
-            [i]
+        segs[s].get_or_insert_with(|| (0..COUNT_SEGMENT).map(|_| AtomicU32::new(0)).collect())[i]
             .fetch_add(1, Ordering::AcqRel);
     }
 
@@ -62,7 +61,10 @@ impl Memberships {
             Some(Some(seg)) => seg[i].fetch_sub(1, Ordering::AcqRel),
             _ => 0,
         };
-        debug_assert!(prev > 0, "user {user} left a group they were not counted in");
+        debug_assert!(
+            prev > 0,
+            "user {user} left a group they were not counted in"
+        );
     }
 }
 

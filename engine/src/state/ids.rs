@@ -105,9 +105,7 @@ impl Arena {
     }
 
     fn is_live(&self, idx: UserIdx) -> bool {
-        self.spans
-            .get(idx as usize)
-            .is_some_and(|s| s.len != FREE)
+        self.spans.get(idx as usize).is_some_and(|s| s.len != FREE)
     }
 
     fn live(&self) -> usize {
@@ -406,7 +404,11 @@ mod tests {
         assert_eq!(p.intern("new-c"), 8);
         assert_eq!(&*p.name(2), "new-a");
         assert_eq!(&*p.name(7), "user-7");
-        assert_eq!(p.intern("user-5"), 9, "a released name comes back as a new user");
+        assert_eq!(
+            p.intern("user-5"),
+            9,
+            "a released name comes back as a new user"
+        );
         assert_eq!(i.len(), 10);
     }
 
@@ -424,7 +426,10 @@ mod tests {
         let r = i.try_release(Duration::ZERO).expect("no pin is held");
         r.release(&odd);
         drop(r);
-        assert!(i.arena.read().garbage == 0, "more than half was garbage: compacted");
+        assert!(
+            i.arena.read().garbage == 0,
+            "more than half was garbage: compacted"
+        );
         assert!(i.arena.read().bytes.len() < 5_000 * 14 + 1);
         let p = i.pin();
         for k in (0..n).step_by(4) {
@@ -488,8 +493,9 @@ mod tests {
                 let i = i.clone();
                 std::thread::spawn(move || {
                     for round in 0..3_000u32 {
-                        let names: Vec<String> =
-                            (0..8).map(|k| format!("w{w}-{}", (round + k) % 50)).collect();
+                        let names: Vec<String> = (0..8)
+                            .map(|k| format!("w{w}-{}", (round + k) % 50))
+                            .collect();
                         let p = i.pin();
                         let idxs: Vec<UserIdx> = names.iter().map(|n| p.intern(n)).collect();
                         for (n, idx) in names.iter().zip(&idxs) {

@@ -432,7 +432,10 @@ mod tests {
         assert_eq!(p.wheel_len(), 1);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while p.status(9).sessions != 1 {
-            assert!(std::time::Instant::now() < deadline, "short session expires");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "short session expires"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // The sweep finds "short" gone and files the user again for "long".

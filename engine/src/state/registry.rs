@@ -715,7 +715,9 @@ mod tests {
         assert_eq!(r.remove_user(5), 0);
         assert_eq!(r.remove_user(3_000_000), 0);
         assert!(
-            r.devices.segments[3_000_000 / SEGMENT_USERS].get().is_none(),
+            r.devices.segments[3_000_000 / SEGMENT_USERS]
+                .get()
+                .is_none(),
             "removing a user without devices allocates nothing"
         );
     }

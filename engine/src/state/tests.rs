@@ -213,7 +213,10 @@ fn mutations_and_presence_racing_the_sweep_never_lose_a_referenced_user() {
     let groups = grouper.join().expect("grouper").groups;
     presence.join().expect("presence");
     stop.store(true, Ordering::Relaxed);
-    assert!(sweeper.join().expect("sweeper") > 0, "the sweeper released users");
+    assert!(
+        sweeper.join().expect("sweeper") > 0,
+        "the sweeper released users"
+    );
     let view = s.durable_view();
     let got: BTreeMap<String, String> = view
         .bindings
@@ -272,5 +275,10 @@ fn a_snapshot_names_only_the_users_bindings_and_groups_refer_to() {
     // And member lists come back sorted in the new numbering.
     let g = restored.groups.members("g").expect("g restored");
     assert!(g.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(restored.groups.memberships(restored.users.pin().get("alice").unwrap()), 1);
+    assert_eq!(
+        restored
+            .groups
+            .memberships(restored.users.pin().get("alice").unwrap()),
+        1
+    );
 }

@@ -125,7 +125,10 @@ async fn messages_and_calls_to_never_seen_users_leave_no_user_behind() {
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    assert_eq!((&v["offline_invitees"], &v["targets"]), (&json!(2), &json!(1)));
+    assert_eq!(
+        (&v["offline_invitees"], &v["targets"]),
+        (&json!(2), &json!(1))
+    );
     assert_eq!(users(&h).await, 1);
     assert!(
         h.fcm.wait_for(2, WAIT).await,
@@ -169,12 +172,13 @@ async fn users_removed_from_groups_are_released_and_the_group_keeps_its_members(
     let members = junk("member", 3_000);
     let mut add = members.clone();
     add.push("keeper".into());
-    let (s, v) = h
-        .post("/v1/groups/g/members", json!({ "add": add }))
-        .await;
+    let (s, v) = h.post("/v1/groups/g/members", json!({ "add": add })).await;
     assert_eq!((s, &v["members"]), (StatusCode::OK, &json!(3_001)), "{v}");
     let (s, v) = h
-        .post("/v1/groups/other/members", json!({"add": ["member-000001", "solo"]}))
+        .post(
+            "/v1/groups/other/members",
+            json!({"add": ["member-000001", "solo"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(users(&h).await, 3_002);
@@ -193,7 +197,13 @@ async fn users_removed_from_groups_are_released_and_the_group_keeps_its_members(
     // reaches its device.
     h.bind("d-keeper", "keeper", "fcm", &fcm_token(7)).await;
     let v = h
-        .send_message("gm", "someone", "group", "g", json!({"title": "t", "content": "c"}))
+        .send_message(
+            "gm",
+            "someone",
+            "group",
+            "g",
+            json!({"title": "t", "content": "c"}),
+        )
         .await;
     assert_eq!((&v["recipients"], &v["targets"]), (&json!(1), &json!(1)));
     assert!(
@@ -211,7 +221,10 @@ async fn a_snapshot_after_junk_is_small_and_a_restart_restores_exactly_the_real_
             .await;
     }
     let (s, _) = h
-        .post("/v1/groups/team/members", json!({"add": ["user-1", "user-2", "guest"]}))
+        .post(
+            "/v1/groups/team/members",
+            json!({"add": ["user-1", "user-2", "guest"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
 
@@ -222,11 +235,17 @@ async fn a_snapshot_after_junk_is_small_and_a_restart_restores_exactly_the_real_
     presence(&h, &passing, "s", true, 0).await;
     presence(&h, &passing[..2_000], "s", false, 0).await;
     let (s, _) = h
-        .post("/v1/groups/team/members", json!({ "add": &passing[..2_000] }))
+        .post(
+            "/v1/groups/team/members",
+            json!({ "add": &passing[..2_000] }),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = h
-        .post("/v1/groups/team/members", json!({ "remove": &passing[..2_000] }))
+        .post(
+            "/v1/groups/team/members",
+            json!({ "remove": &passing[..2_000] }),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
 
@@ -295,7 +314,13 @@ async fn sixty_thousand_sessions_for_one_user_stay_capped() {
     }
     let (_, v) = h.get("/v1/presence/hoarder").await;
     assert_eq!(v["sessions"], 32);
-    let presence = &h.engine.as_ref().expect("engine runs").engine().state.presence;
+    let presence = &h
+        .engine
+        .as_ref()
+        .expect("engine runs")
+        .engine()
+        .state
+        .presence;
     assert_eq!(presence.evicted_sessions(), 60_000 - 32);
     assert_eq!(presence.wheel_len(), 1, "one wheel entry for the user");
     h.shutdown().await;
@@ -305,7 +330,13 @@ async fn sixty_thousand_sessions_for_one_user_stay_capped() {
 async fn refreshing_the_same_sessions_keeps_the_expiry_wheel_flat() {
     let h = harness::start().await;
     let users = junk("refreshing", 400);
-    let state = h.engine.as_ref().expect("engine runs").engine().state.clone();
+    let state = h
+        .engine
+        .as_ref()
+        .expect("engine runs")
+        .engine()
+        .state
+        .clone();
     for round in 0..50u64 {
         // TTLs that move both ways, like clients with different heartbeat timeouts.
         presence(&h, &users, "conn", true, 60 + (round % 5) * 60).await;
