@@ -101,6 +101,9 @@ const SWEEP_STEP: usize = 32_768;
 /// How long a sweep waits for the pins of in-flight requests to go away before it
 /// leaves its candidates for the next call (a snapshot capture pins for its whole walk).
 const RELEASE_WAIT: Duration = Duration::from_millis(1);
+/// Candidates checked and released per hold of the release lock: requests that need
+/// a pin wait for one batch (about a millisecond), not for a whole step.
+const RELEASE_BATCH: usize = 4_096;
 
 /// Where the user sweep is: passes over every slot, one step per call, at most one
 /// pass starting per `presence.user_sweep_interval_ms`.
@@ -177,15 +180,18 @@ impl State {
             sw.scanned_to = end;
         }
         let mut released = 0;
-        if !sw.candidates.is_empty() {
+        while !sw.candidates.is_empty() {
             let Some(release) = self.users.try_release(RELEASE_WAIT) else {
-                return 0;
+                return released;
             };
-            sw.candidates
-                .retain(|&u| release.is_live(u) && !self.referenced(u));
-            released = release.release(&sw.candidates);
-            drop(release);
-            sw.candidates.clear();
+            let mut batch = sw
+                .candidates
+                .split_off(sw.candidates.len().saturating_sub(RELEASE_BATCH));
+            batch.retain(|&u| release.is_live(u) && !self.referenced(u));
+            released += release.release(&batch);
+            if sw.candidates.is_empty() {
+                release.tidy();
+            }
         }
         sw.cursor = sw.scanned_to.max(sw.cursor);
         if sw.cursor >= self.users.slots() {

@@ -136,7 +136,9 @@ impl Arena {
     /// After releases: order the free list, drop free slots at the end of the table,
     /// and rewrite the name buffer once released names are most of it.
     fn tidy(&mut self) {
-        self.free.sort_unstable_by(|a, b| b.cmp(a));
+        // Stable sort: the list is one sorted run plus what was released since, which
+        // it merges in linear time.
+        self.free.sort_by(|a, b| b.cmp(a));
         let top = self
             .free
             .iter()
@@ -324,6 +326,7 @@ impl Release<'_> {
 
     /// Release every live index in `idxs` (the caller checked that nothing refers to
     /// them); their slots are reused by later interns. Returns how many were released.
+    /// Cheap per index; [`Release::tidy`] does the per-table work once per batch run.
     pub fn release(&self, idxs: &[UserIdx]) -> usize {
         let users = self.users;
         let mut arena = users.arena.write();
@@ -344,19 +347,26 @@ impl Release<'_> {
             arena.free.push(idx);
             released += 1;
         }
-        if released > 0 {
-            for shard in users.shards.iter() {
-                let mut table = shard.write();
-                if table.capacity() > 4 * table.len() + 64 {
-                    let hasher = &users.hasher;
-                    let arena = &*arena;
-                    let len = table.len();
-                    table.shrink_to(len, |&i| hasher.hash_one(arena.get(i)));
-                }
-            }
-            arena.tidy();
-        }
         released
+    }
+
+    /// After releasing: order the free list (lowest slot reused first), drop free
+    /// slots at the end of the table, rewrite the name buffer once released names are
+    /// more than half of it, and shrink hash tables that are mostly empty. Linear in
+    /// the table sizes: once per sweep step, not per batch.
+    pub fn tidy(self) {
+        let users = self.users;
+        let mut arena = users.arena.write();
+        for shard in users.shards.iter() {
+            let mut table = shard.write();
+            if table.capacity() > 4 * table.len() + 64 {
+                let hasher = &users.hasher;
+                let arena = &*arena;
+                let len = table.len();
+                table.shrink_to(len, |&i| hasher.hash_one(arena.get(i)));
+            }
+        }
+        arena.tidy();
     }
 }
 
@@ -391,7 +401,7 @@ mod tests {
         assert_eq!(r.release(&[2, 5, 5, 9, 8]), 4);
         assert!(!r.is_live(5));
         assert!(r.is_live(4));
-        drop(r);
+        r.tidy();
         assert_eq!(i.len(), 6);
         // 8 and 9 were the last slots: the table shrank to 8 slots.
         assert_eq!(i.slots(), 8);
@@ -425,7 +435,7 @@ mod tests {
         let odd: Vec<UserIdx> = (0..n).filter(|k| k % 4 != 0).collect();
         let r = i.try_release(Duration::ZERO).expect("no pin is held");
         r.release(&odd);
-        drop(r);
+        r.tidy();
         assert!(
             i.arena.read().garbage == 0,
             "more than half was garbage: compacted"
@@ -483,6 +493,7 @@ mod tests {
                     if let Some(r) = i.try_release(Duration::from_millis(5)) {
                         let all: Vec<UserIdx> = (0..i.slots() as UserIdx).collect();
                         released += r.release(&all);
+                        r.tidy();
                     }
                 }
                 released
