@@ -483,7 +483,8 @@ pub struct PresenceCfg {
     pub max_sessions_per_user: usize,
     /// How often (milliseconds, at least 10) a sweep starts releasing the ids of users
     /// nothing refers to any more (no binding, no session, no group membership), so
-    /// ids seen once cost no memory and are not written to snapshots.
+    /// ids seen in passing cost no memory and are not written to snapshots. A sweep
+    /// looks only at users that lost a reference since the last one.
     pub user_sweep_interval_ms: u64,
 }
 
@@ -492,7 +493,7 @@ impl Default for PresenceCfg {
         Self {
             default_ttl_s: 0,
             max_sessions_per_user: crate::state::presence::DEFAULT_MAX_SESSIONS,
-            user_sweep_interval_ms: 15_000,
+            user_sweep_interval_ms: 1_000,
         }
     }
 }

@@ -95,9 +95,13 @@ pub struct State {
     user_sweep_interval_ms: u64,
 }
 
-/// Slots the user sweep looks at per [`State::sweep`] call: a pass over 10M users
-/// takes ~300 calls, each short enough for the async thread it runs on.
+/// Marked users the sweep takes from the hints before releasing what it found.
 const SWEEP_STEP: usize = 32_768;
+/// Milliseconds of work per [`State::sweep`] call (one housekeeping tick of 200 ms)
+/// before the rest of a pass waits for the next call: at most a quarter of one core,
+/// and only while junk is being released (a release-build sweep handles well over
+/// 100,000 users in that time).
+const SWEEP_BUDGET_MS: u64 = 50;
 /// How long a sweep waits for the pins of in-flight requests to go away before it
 /// leaves its candidates for the next call (a snapshot capture pins for its whole walk).
 const RELEASE_WAIT: Duration = Duration::from_millis(1);
@@ -105,17 +109,18 @@ const RELEASE_WAIT: Duration = Duration::from_millis(1);
 /// a pin wait for one batch (about a millisecond), not for a whole step.
 const RELEASE_BATCH: usize = 4_096;
 
-/// Where the user sweep is: passes over every slot, one step per call, at most one
-/// pass starting per `presence.user_sweep_interval_ms`.
+/// Where the user sweep is: passes over the idle hints, at most one pass starting per
+/// `presence.user_sweep_interval_ms`, each continued over as many calls as it needs.
 #[derive(Default)]
 struct Sweeper {
     in_pass: bool,
-    cursor: usize,
+    /// Next hint word to take.
+    word: usize,
     next_pass_ms: u64,
-    /// Unreferenced users found in `cursor..scanned_to`, waiting for the release lock.
+    /// Marked users found unreferenced, waiting for the release lock.
     candidates: Vec<UserIdx>,
-    scanned_to: usize,
-    scratch: Vec<UserIdx>,
+    /// Released since the interner was last tidied.
+    untidy: bool,
 }
 
 impl State {
@@ -126,12 +131,18 @@ impl State {
 
     /// State with the `[presence]` settings of the configuration.
     pub fn with_presence(clock: Clock, cfg: &PresenceCfg) -> Self {
+        let users = Interner::new();
+        let hints = users.hints().clone();
         Self {
-            presence: presence::Presence::new(clock.clone(), cfg.max_sessions_per_user),
+            presence: presence::Presence::new(
+                clock.clone(),
+                cfg.max_sessions_per_user,
+                hints.clone(),
+            ),
             clock,
-            users: Interner::new(),
-            registry: registry::Registry::new(),
-            groups: groups::Groups::new(),
+            users,
+            registry: registry::Registry::new(hints.clone()),
+            groups: groups::Groups::new(hints),
             journal: OnceLock::new(),
             sweeper: Mutex::new(Sweeper::default()),
             user_sweep_interval_ms: cfg.user_sweep_interval_ms,
@@ -139,7 +150,7 @@ impl State {
     }
 
     /// Periodic work, called every housekeeping tick (200 ms): expire presence
-    /// sessions, then one step of the user sweep. Returns the users released.
+    /// sessions, then continue the user sweep. Returns the users released.
     pub fn sweep(&self) -> usize {
         self.presence.sweep();
         self.release_idle_users()
@@ -147,61 +158,92 @@ impl State {
 
     /// Does anything in the state refer to `user`? A user with no binding, no session
     /// and no group membership is released by the sweep. Durable per-user settings
-    /// (badge counters, do-not-disturb) must be added here when they exist, or the
-    /// sweep would release users they refer to.
+    /// (badge counters, do-not-disturb) must be added here when they exist — and mark
+    /// the user in `users.hints()` when they drop their last reference — or the sweep
+    /// would release users they refer to.
     pub fn referenced(&self, user: UserIdx) -> bool {
         self.registry.has_devices(user)
             || self.presence.has_sessions(user)
             || self.groups.memberships(user) > 0
     }
 
-    /// One step of the user sweep: find the unreferenced users among the next
-    /// [`SWEEP_STEP`] slots without stopping anyone, then take the release lock (no pin
-    /// exists while it is held, so nothing can add a reference) and release those
-    /// still unreferenced.
+    /// Continue the user sweep for up to [`SWEEP_BUDGET_MS`]: take marked users from
+    /// the hints and keep those unreferenced, without stopping anyone; then take the
+    /// release lock (no pin exists while it is held, so nothing can add a reference)
+    /// and release, batch by batch, those still unreferenced.
     fn release_idle_users(&self) -> usize {
         let Some(mut guard) = self.sweeper.try_lock() else {
             return 0;
         };
         let sw = &mut *guard;
-        let now = self.clock.now_ms();
-        if !sw.in_pass {
-            if now < sw.next_pass_ms {
-                return 0;
-            }
-            sw.in_pass = true;
-            sw.cursor = 0;
-        }
-        if sw.candidates.is_empty() {
-            let end = (sw.cursor + SWEEP_STEP).min(self.users.slots());
-            self.users.live_slots(sw.cursor..end, &mut sw.scratch);
-            sw.candidates
-                .extend(sw.scratch.iter().copied().filter(|&u| !self.referenced(u)));
-            sw.scanned_to = end;
-        }
+        let started = self.clock.now_ms();
         let mut released = 0;
-        while !sw.candidates.is_empty() {
-            let Some(release) = self.users.try_release(RELEASE_WAIT) else {
-                return released;
-            };
-            let mut batch = sw
-                .candidates
-                .split_off(sw.candidates.len().saturating_sub(RELEASE_BATCH));
-            batch.retain(|&u| release.is_live(u) && !self.referenced(u));
-            released += release.release(&batch);
-            if sw.candidates.is_empty() {
-                release.tidy();
+        if sw.in_pass || started >= sw.next_pass_ms {
+            sw.in_pass = true;
+            loop {
+                if sw.candidates.is_empty() && !self.take_marked(sw) {
+                    sw.in_pass = false;
+                    sw.word = 0;
+                    sw.next_pass_ms = started.saturating_add(self.user_sweep_interval_ms);
+                    break;
+                }
+                let all = self.release_candidates(sw, &mut released);
+                if !all || self.clock.now_ms().saturating_sub(started) >= SWEEP_BUDGET_MS {
+                    break;
+                }
             }
         }
-        sw.cursor = sw.scanned_to.max(sw.cursor);
-        if sw.cursor >= self.users.slots() {
-            sw.in_pass = false;
-            sw.next_pass_ms = now.saturating_add(self.user_sweep_interval_ms);
+        sw.untidy |= released > 0;
+        if sw.untidy {
+            if let Some(release) = self.users.try_release(RELEASE_WAIT) {
+                release.tidy();
+                sw.untidy = false;
+            }
         }
         if released > 0 {
             tracing::debug!(released, users = self.users.len(), "released idle users");
         }
         released
+    }
+
+    /// Take the marks of the next [`SWEEP_STEP`] or so marked users and keep the
+    /// unreferenced ones as candidates; false once every mark of the pass is taken and
+    /// no candidate is left.
+    fn take_marked(&self, sw: &mut Sweeper) -> bool {
+        let hints = self.users.hints();
+        let words = self.users.slots().div_ceil(64);
+        let mut examined = 0;
+        while sw.word < words && examined < SWEEP_STEP {
+            let mut bits = hints.take_word(sw.word);
+            examined += bits.count_ones() as usize;
+            while bits != 0 {
+                let user = (sw.word * 64) as UserIdx + bits.trailing_zeros();
+                bits &= bits - 1;
+                // A referenced user is forgotten: dropping that reference marks it.
+                if !self.referenced(user) {
+                    sw.candidates.push(user);
+                }
+            }
+            sw.word += 1;
+        }
+        sw.word < words || !sw.candidates.is_empty()
+    }
+
+    /// Release the candidates in batches under the release lock, adding to
+    /// `released`; false when the lock could not be had (the rest wait for the next
+    /// call).
+    fn release_candidates(&self, sw: &mut Sweeper, released: &mut usize) -> bool {
+        while !sw.candidates.is_empty() {
+            let Some(release) = self.users.try_release(RELEASE_WAIT) else {
+                return false;
+            };
+            let mut batch = sw
+                .candidates
+                .split_off(sw.candidates.len().saturating_sub(RELEASE_BATCH));
+            batch.retain(|&u| release.is_live(u) && !self.referenced(u));
+            *released += release.release(&batch);
+        }
+        true
     }
 
     /// From now on every [`State::apply`] goes through `journal` (set once, after

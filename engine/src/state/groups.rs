@@ -15,17 +15,18 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
-use super::ids::UserIdx;
+use super::ids::{IdleHints, UserIdx};
 
 pub type Members = Arc<[UserIdx]>;
 
 const COUNT_SEGMENT: usize = 1 << 14;
 
 /// User index → number of groups the user is in: segments of 2^14 counters,
-/// allocated when a user of that range first joins a group.
-#[derive(Default)]
+/// allocated when a user of that range first joins a group. A user whose count drops
+/// to zero is marked for the user sweep.
 struct Memberships {
     segments: RwLock<Vec<Option<Box<[AtomicU32]>>>>,
+    hints: Arc<IdleHints>,
 }
 
 impl Memberships {
@@ -65,6 +66,10 @@ impl Memberships {
             prev > 0,
             "user {user} left a group they were not counted in"
         );
+        drop(segs);
+        if prev == 1 {
+            self.hints.mark(user);
+        }
     }
 }
 
@@ -74,10 +79,13 @@ pub struct Groups {
 }
 
 impl Groups {
-    pub fn new() -> Self {
+    pub fn new(hints: Arc<IdleHints>) -> Self {
         Self {
             map: DashMap::new(),
-            memberships: Memberships::default(),
+            memberships: Memberships {
+                segments: RwLock::default(),
+                hints,
+            },
         }
     }
 
@@ -163,7 +171,7 @@ impl Groups {
 
 impl Default for Groups {
     fn default() -> Self {
-        Self::new()
+        Self::new(Arc::default())
     }
 }
 
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn membership_counts_follow_adds_removes_deletes_and_installs() {
-        let g = Groups::new();
+        let g = Groups::default();
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         g.update(&a, &[1, 2, 70_000], &[]);
         g.update(&b, &[2, 3], &[]);
@@ -251,6 +259,9 @@ mod tests {
         );
         g.update(&a, &[], &[1, 2, 4]);
         assert_eq!([1, 2, 3].map(|u| g.memberships(u)), [0, 1, 1]);
+        let hints = &g.memberships.hints;
+        assert!(hints.is_marked(1), "user 1 left its last group");
+        assert!(!hints.is_marked(2), "user 2 is still in b");
         assert!(g.delete("b"));
         assert_eq!([2, 3, 70_000].map(|u| g.memberships(u)), [0, 0, 1]);
         g.install("c".into(), Arc::from([3, 5]));
@@ -260,7 +271,7 @@ mod tests {
 
     #[test]
     fn group_lifecycle() {
-        let g = Groups::new();
+        let g = Groups::default();
         let id: Arc<str> = "g".into();
         assert_eq!(g.update(&id, &[], &[1]), 0);
         assert!(g.members("g").is_none());

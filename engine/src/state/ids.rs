@@ -6,6 +6,14 @@
 //! session, no group membership) is released by a sweep (`State::sweep`) and its slot
 //! is reused, lowest first, so junk ids cost nothing after a short while.
 //!
+//! The sweep does not test every user: whoever drops a reference (the last device, the
+//! last session, the last membership) or interns a new user marks that user in the
+//! [`IdleHints`], *after* the change, and the sweep takes the marks and tests only
+//! those users. A mark taken before a drop is followed by a test that sees the
+//! reference and forgets the user; the drop then marks it again. So a user that
+//! becomes unreferenced is always tested once more, and the sweep costs the number of
+//! marks plus one load per 64 slots, not one test per user.
+//!
 //! # Why a released index cannot be confused with another user
 //!
 //! An index is only a name for a user while nobody can release it. The rule:
@@ -42,6 +50,7 @@
 //! half of it is released names).
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +81,65 @@ pub fn validate(field: &str, value: &str) -> Result<(), String> {
 }
 
 const SHARDS: usize = 64;
+
+const HINT_SEGMENT_WORDS: usize = 1024;
+
+/// Users that may have lost their last reference (or were just interned): one bit per
+/// slot, in segments of 65,536 allocated on first use. Set by whoever drops a
+/// reference, taken by the sweep a word (64 users) at a time.
+#[derive(Default)]
+pub struct IdleHints {
+    segments: RwLock<Vec<Box<[AtomicU64]>>>,
+}
+
+impl IdleHints {
+    /// Mark `user` for the next sweep. Call it after the reference is gone.
+    pub fn mark(&self, user: UserIdx) {
+        let w = user as usize / 64;
+        let (s, i, bit) = (
+            w / HINT_SEGMENT_WORDS,
+            w % HINT_SEGMENT_WORDS,
+            1u64 << (user % 64),
+        );
+        {
+            let segs = self.segments.read();
+            if let Some(seg) = segs.get(s) {
+                seg[i].fetch_or(bit, Ordering::AcqRel);
+                return;
+            }
+        }
+        let mut segs = self.segments.write();
+        while segs.len() <= s {
+            segs.push((0..HINT_SEGMENT_WORDS).map(|_| AtomicU64::new(0)).collect());
+        }
+        segs[s][i].fetch_or(bit, Ordering::AcqRel);
+    }
+
+    /// Clear and return the marks of users `64 * w .. 64 * w + 63`.
+    pub fn take_word(&self, w: usize) -> u64 {
+        let segs = self.segments.read();
+        match segs.get(w / HINT_SEGMENT_WORDS) {
+            Some(seg) => {
+                let word = &seg[w % HINT_SEGMENT_WORDS];
+                if word.load(Ordering::Acquire) == 0 {
+                    0
+                } else {
+                    word.swap(0, Ordering::AcqRel)
+                }
+            }
+            None => 0,
+        }
+    }
+
+    /// Whether `user` is marked (tests).
+    pub fn is_marked(&self, user: UserIdx) -> bool {
+        let w = user as usize / 64;
+        let segs = self.segments.read();
+        segs.get(w / HINT_SEGMENT_WORDS).is_some_and(|seg| {
+            seg[w % HINT_SEGMENT_WORDS].load(Ordering::Acquire) & (1u64 << (user % 64)) != 0
+        })
+    }
+}
 
 /// Where a slot's name lies in the arena's buffer; `len == FREE` marks a released slot.
 #[derive(Clone, Copy)]
@@ -181,6 +249,7 @@ pub struct Interner {
     arena: RwLock<Arena>,
     /// Shared by every [`Pin`], exclusive for a [`Release`].
     release: RwLock<()>,
+    hints: Arc<IdleHints>,
 }
 
 impl Interner {
@@ -192,7 +261,14 @@ impl Interner {
                 .collect(),
             arena: RwLock::new(Arena::default()),
             release: RwLock::new(()),
+            hints: Arc::default(),
         }
+    }
+
+    /// The marks of users that may be unreferenced: shared with the structures that
+    /// hold references (registry, presence, groups), which mark what they drop.
+    pub fn hints(&self) -> &Arc<IdleHints> {
+        &self.hints
     }
 
     fn hash(&self, name: &str) -> u64 {
@@ -230,20 +306,6 @@ impl Interner {
     /// One past the highest slot: the range a sweep walks.
     pub fn slots(&self) -> usize {
         self.arena.read().spans.len()
-    }
-
-    /// Replace `out` with the interned (not released) slots in `range` (a hint for the
-    /// sweep: a slot may be interned or released right after).
-    pub fn live_slots(&self, range: std::ops::Range<usize>, out: &mut Vec<UserIdx>) {
-        out.clear();
-        let arena = self.arena.read();
-        let end = range.end.min(arena.spans.len());
-        let start = range.start.min(end);
-        out.extend(
-            (start..end)
-                .filter(|&i| arena.spans[i].len != FREE)
-                .map(|i| i as UserIdx),
-        );
     }
 }
 
@@ -284,6 +346,9 @@ impl Pin<'_> {
         let hasher = &users.hasher;
         let arena = &*arena;
         table.insert_unique(h, idx, |&i| hasher.hash_one(arena.get(i)));
+        // A caller may intern and then store nothing (a member added and removed in
+        // one request): the sweep tests every new user once.
+        users.hints.mark(idx);
         idx
     }
 
@@ -522,6 +587,28 @@ mod tests {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(sweeper.join().expect("sweeper") > 0, "the sweeper ran");
+    }
+
+    #[test]
+    fn hints_are_marked_on_intern_and_taken_a_word_at_a_time() {
+        let i = Interner::new();
+        let p = i.pin();
+        for n in 0..70 {
+            p.intern(&format!("u{n}"));
+        }
+        let h = i.hints();
+        assert_eq!(h.take_word(0), u64::MAX);
+        assert_eq!(h.take_word(1), 0b11_1111);
+        assert_eq!(h.take_word(0), 0, "taken");
+        h.mark(200_000);
+        assert!(h.is_marked(200_000));
+        assert_eq!(h.take_word(200_000 / 64), 1 << (200_000 % 64));
+        assert!(!h.is_marked(200_000));
+        assert_eq!(
+            h.take_word(10_000_000),
+            0,
+            "an unallocated segment has no marks"
+        );
     }
 
     #[test]

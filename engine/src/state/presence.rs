@@ -22,12 +22,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use super::ids::UserIdx;
+use super::ids::{IdleHints, UserIdx};
 use crate::clock::Clock;
 
 const SHARDS: usize = 64;
@@ -139,12 +139,16 @@ impl Shard {
         rec.filed = sec;
     }
 
-    /// Drop `user`'s record and wheel entry.
-    fn forget(&mut self, user: UserIdx) {
-        if let Some(rec) = self.users.remove(&user) {
-            if rec.filed != NOT_FILED {
-                self.wheel.remove(&wheel_key(rec.filed, user));
+    /// Drop `user`'s record and wheel entry; true if there was a record.
+    fn forget(&mut self, user: UserIdx) -> bool {
+        match self.users.remove(&user) {
+            Some(rec) => {
+                if rec.filed != NOT_FILED {
+                    self.wheel.remove(&wheel_key(rec.filed, user));
+                }
+                true
             }
+            None => false,
         }
     }
 }
@@ -163,11 +167,13 @@ pub struct Presence {
     online: AtomicUsize,
     max_sessions: usize,
     evicted: AtomicU64,
+    /// Where a user whose last session record goes is marked for the user sweep.
+    hints: Arc<IdleHints>,
 }
 
 impl Presence {
     /// `max_sessions` per user (clamped to 1..=[`MAX_SESSIONS_LIMIT`]).
-    pub fn new(clock: Clock, max_sessions: usize) -> Self {
+    pub fn new(clock: Clock, max_sessions: usize, hints: Arc<IdleHints>) -> Self {
         Self {
             clock,
             bits: Bitset::new(),
@@ -175,6 +181,7 @@ impl Presence {
             online: AtomicUsize::new(0),
             max_sessions: max_sessions.clamp(1, MAX_SESSIONS_LIMIT),
             evicted: AtomicU64::new(0),
+            hints,
         }
     }
 
@@ -257,7 +264,9 @@ impl Presence {
                 None => true,
             };
             if now_empty {
-                shard.forget(user);
+                if shard.forget(user) {
+                    self.hints.mark(user);
+                }
                 self.set_offline(user);
             }
         }
@@ -281,7 +290,9 @@ impl Presence {
             None => 0,
         };
         if live == 0 {
-            shard.forget(user);
+            if shard.forget(user) {
+                self.hints.mark(user);
+            }
             self.set_offline(user);
         }
         Status {
@@ -311,6 +322,7 @@ impl Presence {
                 rec.list.retain(|s| s.deadline_ms > now);
                 if rec.list.is_empty() {
                     shard.users.remove(&user);
+                    self.hints.mark(user);
                     self.set_offline(user);
                 } else if let Some(next) = rec.list.iter().map(|s| s.deadline_ms).min() {
                     // Every remaining deadline is after `now`, so this files the user
@@ -352,7 +364,7 @@ mod tests {
 
     #[test]
     fn multi_session_user_stays_online_until_last_session_leaves() {
-        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS);
+        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS, Arc::default());
         p.apply(7, "phone", true, 0);
         p.apply(7, "web", true, 0);
         assert!(p.is_online(7));
@@ -366,7 +378,7 @@ mod tests {
 
     #[test]
     fn zero_ttl_never_expires_and_offline_for_unknown_is_harmless() {
-        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS);
+        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS, Arc::default());
         p.apply(1, "s", false, 0);
         assert!(!p.is_online(1));
         p.apply(1, "s", true, 0);
@@ -377,7 +389,7 @@ mod tests {
 
     #[test]
     fn refreshing_the_same_sessions_keeps_the_wheel_flat() {
-        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS);
+        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS, Arc::default());
         for round in 0..2_000u64 {
             for user in 0..50u32 {
                 for session in ["phone", "web"] {
@@ -394,7 +406,7 @@ mod tests {
 
     #[test]
     fn online_offline_cycles_leave_no_wheel_entry_or_record() {
-        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS);
+        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS, Arc::default());
         for round in 0..1_000u32 {
             let user = round % 10;
             p.apply(user, "s", true, 3_600);
@@ -408,7 +420,7 @@ mod tests {
 
     #[test]
     fn an_extra_session_evicts_the_least_recently_announced() {
-        let p = Presence::new(Clock::new(), 4);
+        let p = Presence::new(Clock::new(), 4, Arc::default());
         for s in ["a", "b", "c", "d"] {
             p.apply(1, s, true, 0);
         }
@@ -422,11 +434,12 @@ mod tests {
         }
         assert!(!p.is_online(1), "b was the one evicted");
         assert!(!p.has_sessions(1));
+        assert!(p.hints.is_marked(1), "the sweep will look at user 1");
     }
 
     #[test]
     fn an_earlier_deadline_moves_the_users_wheel_entry() {
-        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS);
+        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS, Arc::default());
         p.apply(9, "long", true, 3_600);
         p.apply(9, "short", true, 1);
         assert_eq!(p.wheel_len(), 1);
@@ -449,7 +462,7 @@ mod tests {
 
     #[test]
     fn expired_sessions_are_swept_offline() {
-        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS);
+        let p = Presence::new(Clock::new(), DEFAULT_MAX_SESSIONS, Arc::default());
         for user in 0..100 {
             p.apply(user, "s", true, 1);
         }

@@ -134,6 +134,27 @@ fn a_user_referenced_after_the_sweep_found_it_idle_is_not_released() {
     assert_eq!(s.durable_view().bindings["p1"].0, "x");
 }
 
+#[test]
+fn a_user_whose_mark_was_taken_while_referenced_is_released_once_the_reference_goes() {
+    let s = state();
+    online(&s, "x", "s", true);
+    let x = s.users.pin().get("x").expect("interned");
+    assert!(s.users.hints().is_marked(x), "interning marks");
+    assert_eq!(full_pass(&s), 0);
+    assert!(
+        !s.users.hints().is_marked(x),
+        "taken, found referenced, forgotten"
+    );
+    assert_eq!(full_pass(&s), 0);
+    online(&s, "x", "s", false);
+    assert!(
+        s.users.hints().is_marked(x),
+        "the last session going marks again"
+    );
+    assert_eq!(full_pass(&s), 1);
+    assert_eq!(s.users.len(), 0);
+}
+
 /// What each worker leaves behind, to compare with the state's durable view.
 #[derive(Default)]
 struct Model {
