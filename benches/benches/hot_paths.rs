@@ -79,7 +79,7 @@ fn build_state(members: u32) -> (State, Vec<u32>) {
             push_id: format!("d{i}").into(),
             binding,
         });
-        let u = state.users.intern(&user);
+        let u = state.users.pin().intern(&user);
         if i % 10 == 0 {
             state.presence.apply(u, "s", true, 0);
         }
@@ -107,7 +107,9 @@ fn planning(c: &mut Criterion) {
             &idx,
             |b, idx| {
                 b.iter(|| {
-                    let (s, t) = plan::plan(&state, idx.iter().copied(), false, |_| true);
+                    let users = state.users.pin();
+                    let recipients = idx.iter().copied().map(Some);
+                    let (s, t) = plan::plan(&state, &users, recipients, false, |_| true);
                     black_box((s, t.queued()))
                 })
             },

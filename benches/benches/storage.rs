@@ -38,10 +38,11 @@ struct JsonBinding {
 
 fn json_dump(state: &State) -> Vec<JsonBinding> {
     let mut out = Vec::with_capacity(state.registry.len());
+    let users = state.users.pin();
     state.registry.for_each(|u, d| {
         out.push(JsonBinding {
             push_id: d.push_id().to_string(),
-            user_id: state.users.name(u).to_string(),
+            user_id: users.name(u).to_string(),
             provider: d.provider().as_str().into(),
             environment: d.environment().as_str().into(),
             token: d.token().to_wire(),

@@ -473,11 +473,29 @@ pub enum Durability {
     None,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceCfg {
     /// TTL of a session whose event gives no `ttl_s`; 0 = sessions never expire.
     pub default_ttl_s: u64,
+    /// Sessions one user may hold (1 to 256). An online event for a new session of a
+    /// user at the limit evicts that user's least recently announced session.
+    pub max_sessions_per_user: usize,
+    /// How often (milliseconds, at least 10) a sweep starts releasing the ids of users
+    /// nothing refers to any more (no binding, no session, no group membership), so
+    /// ids seen in passing cost no memory and are not written to snapshots. A sweep
+    /// looks only at users that lost a reference since the last one.
+    pub user_sweep_interval_ms: u64,
+}
+
+impl Default for PresenceCfg {
+    fn default() -> Self {
+        Self {
+            default_ttl_s: 0,
+            max_sessions_per_user: crate::state::presence::DEFAULT_MAX_SESSIONS,
+            user_sweep_interval_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -708,6 +726,16 @@ impl Config {
         }
         if self.api.max_body_bytes < 1024 {
             p.push("api.max_body_bytes must be at least 1024".into());
+        }
+        let limit = crate::state::presence::MAX_SESSIONS_LIMIT;
+        if !(1..=limit).contains(&self.presence.max_sessions_per_user) {
+            p.push(format!(
+                "presence.max_sessions_per_user must be between 1 and {limit}, not {}",
+                self.presence.max_sessions_per_user
+            ));
+        }
+        if self.presence.user_sweep_interval_ms < 10 {
+            p.push("presence.user_sweep_interval_ms must be at least 10".into());
         }
         if self.messages.queue_capacity == 0 {
             p.push("messages.queue_capacity must be at least 1".into());

@@ -149,7 +149,7 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         tracing::warn!("storage.durability = none: acknowledged changes can be lost (tests only)");
     }
     let clock = clock::Clock::new();
-    let state = Arc::new(State::new(clock.clone()));
+    let state = Arc::new(State::with_presence(clock.clone(), &config.presence));
     let stats = Arc::new(Stats::default());
     let providers = Arc::new(providers);
     let (api_trigger, api_shutdown) = shutdown::channel();
@@ -265,7 +265,8 @@ async fn snapshots(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
     }
 }
 
-/// Periodic sweeps: presence TTLs (every 200 ms) and the dedup window (every 5 s).
+/// Periodic sweeps: presence TTLs and a step of the idle-user sweep (every 200 ms),
+/// the dedup window (every 5 s).
 async fn housekeeping(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -275,7 +276,7 @@ async fn housekeeping(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        engine.state.presence.sweep();
+        engine.state.sweep();
         n += 1;
         if n % 25 == 0 {
             engine.dedup.sweep();

@@ -8,6 +8,10 @@
 //! Every durable change goes through [`State::apply`] with a [`Mutation`]: that is the
 //! single seam the write-ahead log hooks into. Presence is not durable and is changed
 //! directly.
+//!
+//! [`State::sweep`] runs the periodic work: presence expiry, and releasing the indexes
+//! of users nothing refers to any more ([`State::referenced`]; the protocol that makes
+//! that safe is in [`ids`]).
 
 pub mod groups;
 pub mod ids;
@@ -15,8 +19,12 @@ pub mod presence;
 pub mod registry;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::clock::Clock;
+use crate::config::PresenceCfg;
 
 pub use ids::{Interner, UserIdx};
 pub use registry::{Binding, Device, Environment, ProviderKind, Token, TokenRef};
@@ -83,18 +91,159 @@ pub struct State {
     pub registry: registry::Registry,
     pub groups: groups::Groups,
     journal: OnceLock<Arc<dyn Journal>>,
+    sweeper: Mutex<Sweeper>,
+    user_sweep_interval_ms: u64,
+}
+
+/// Marked users the sweep takes from the hints before releasing what it found.
+const SWEEP_STEP: usize = 32_768;
+/// Milliseconds of work per [`State::sweep`] call (one housekeeping tick of 200 ms)
+/// before the rest of a pass waits for the next call: at most a quarter of one core,
+/// and only while junk is being released (a release-build sweep handles well over
+/// 100,000 users in that time).
+const SWEEP_BUDGET_MS: u64 = 50;
+/// How long a sweep waits for the pins of in-flight requests to go away before it
+/// leaves its candidates for the next call (a snapshot capture pins for its whole walk).
+const RELEASE_WAIT: Duration = Duration::from_millis(1);
+/// Candidates checked and released per hold of the release lock: requests that need
+/// a pin wait for one batch (about a millisecond), not for a whole step.
+const RELEASE_BATCH: usize = 4_096;
+
+/// Where the user sweep is: passes over the idle hints, at most one pass starting per
+/// `presence.user_sweep_interval_ms`, each continued over as many calls as it needs.
+#[derive(Default)]
+struct Sweeper {
+    in_pass: bool,
+    /// Next hint word to take.
+    word: usize,
+    next_pass_ms: u64,
+    /// Marked users found unreferenced, waiting for the release lock.
+    candidates: Vec<UserIdx>,
+    /// Released since the interner was last tidied.
+    untidy: bool,
 }
 
 impl State {
+    /// State with the default presence settings (tests, benches).
     pub fn new(clock: Clock) -> Self {
+        Self::with_presence(clock, &PresenceCfg::default())
+    }
+
+    /// State with the `[presence]` settings of the configuration.
+    pub fn with_presence(clock: Clock, cfg: &PresenceCfg) -> Self {
+        let users = Interner::new();
+        let hints = users.hints().clone();
         Self {
-            presence: presence::Presence::new(clock.clone()),
+            presence: presence::Presence::new(
+                clock.clone(),
+                cfg.max_sessions_per_user,
+                hints.clone(),
+            ),
             clock,
-            users: Interner::new(),
-            registry: registry::Registry::new(),
-            groups: groups::Groups::new(),
+            users,
+            registry: registry::Registry::new(hints.clone()),
+            groups: groups::Groups::new(hints),
             journal: OnceLock::new(),
+            sweeper: Mutex::new(Sweeper::default()),
+            user_sweep_interval_ms: cfg.user_sweep_interval_ms,
         }
+    }
+
+    /// Periodic work, called every housekeeping tick (200 ms): expire presence
+    /// sessions, then continue the user sweep. Returns the users released.
+    pub fn sweep(&self) -> usize {
+        self.presence.sweep();
+        self.release_idle_users()
+    }
+
+    /// Does anything in the state refer to `user`? A user with no binding, no session
+    /// and no group membership is released by the sweep. Durable per-user settings
+    /// (badge counters, do-not-disturb) must be added here when they exist — and mark
+    /// the user in `users.hints()` when they drop their last reference — or the sweep
+    /// would release users they refer to.
+    pub fn referenced(&self, user: UserIdx) -> bool {
+        self.registry.has_devices(user)
+            || self.presence.has_sessions(user)
+            || self.groups.memberships(user) > 0
+    }
+
+    /// Continue the user sweep for up to [`SWEEP_BUDGET_MS`]: take marked users from
+    /// the hints and keep those unreferenced, without stopping anyone; then take the
+    /// release lock (no pin exists while it is held, so nothing can add a reference)
+    /// and release, batch by batch, those still unreferenced.
+    fn release_idle_users(&self) -> usize {
+        let Some(mut guard) = self.sweeper.try_lock() else {
+            return 0;
+        };
+        let sw = &mut *guard;
+        let started = self.clock.now_ms();
+        let mut released = 0;
+        if sw.in_pass || started >= sw.next_pass_ms {
+            sw.in_pass = true;
+            loop {
+                if sw.candidates.is_empty() && !self.take_marked(sw) {
+                    sw.in_pass = false;
+                    sw.word = 0;
+                    sw.next_pass_ms = started.saturating_add(self.user_sweep_interval_ms);
+                    break;
+                }
+                let all = self.release_candidates(sw, &mut released);
+                if !all || self.clock.now_ms().saturating_sub(started) >= SWEEP_BUDGET_MS {
+                    break;
+                }
+            }
+        }
+        sw.untidy |= released > 0;
+        if sw.untidy {
+            if let Some(release) = self.users.try_release(RELEASE_WAIT) {
+                release.tidy();
+                sw.untidy = false;
+            }
+        }
+        if released > 0 {
+            tracing::debug!(released, users = self.users.len(), "released idle users");
+        }
+        released
+    }
+
+    /// Take the marks of the next [`SWEEP_STEP`] or so marked users and keep the
+    /// unreferenced ones as candidates; false once every mark of the pass is taken and
+    /// no candidate is left.
+    fn take_marked(&self, sw: &mut Sweeper) -> bool {
+        let hints = self.users.hints();
+        let words = self.users.slots().div_ceil(64);
+        let mut examined = 0;
+        while sw.word < words && examined < SWEEP_STEP {
+            let mut bits = hints.take_word(sw.word);
+            examined += bits.count_ones() as usize;
+            while bits != 0 {
+                let user = (sw.word * 64) as UserIdx + bits.trailing_zeros();
+                bits &= bits - 1;
+                // A referenced user is forgotten: dropping that reference marks it.
+                if !self.referenced(user) {
+                    sw.candidates.push(user);
+                }
+            }
+            sw.word += 1;
+        }
+        sw.word < words || !sw.candidates.is_empty()
+    }
+
+    /// Release the candidates in batches under the release lock, adding to
+    /// `released`; false when the lock could not be had (the rest wait for the next
+    /// call).
+    fn release_candidates(&self, sw: &mut Sweeper, released: &mut usize) -> bool {
+        while !sw.candidates.is_empty() {
+            let Some(release) = self.users.try_release(RELEASE_WAIT) else {
+                return false;
+            };
+            let mut batch = sw
+                .candidates
+                .split_off(sw.candidates.len().saturating_sub(RELEASE_BATCH));
+            batch.retain(|&u| release.is_live(u) && !self.referenced(u));
+            *released += release.release(&batch);
+        }
+        true
     }
 
     /// From now on every [`State::apply`] goes through `journal` (set once, after
@@ -127,12 +276,13 @@ impl State {
     /// The durable state in a canonical, comparable form (sorted; tokens as their
     /// wire form): what a snapshot and the log must reproduce exactly.
     pub fn durable_view(&self) -> DurableView {
+        let users = self.users.pin();
         let mut view = DurableView::default();
         self.registry.for_each(|user, d| {
             view.bindings.insert(
                 d.push_id().to_string(),
                 (
-                    self.users.name(user).to_string(),
+                    users.name(user).to_string(),
                     d.provider().as_str(),
                     d.environment().as_str(),
                     d.app_id().map(str::to_string),
@@ -143,36 +293,33 @@ impl State {
         self.groups.for_each(|g, members| {
             view.groups.insert(
                 g.to_string(),
-                members
-                    .iter()
-                    .map(|u| self.users.name(*u).to_string())
-                    .collect(),
+                members.iter().map(|u| users.name(*u).to_string()).collect(),
             );
         });
         view
     }
 
-    /// Change memory only: recovery replays the log through this.
+    /// Change memory only: recovery replays the log through this. Holds a pin for the
+    /// indexes it interns and stores (see [`ids`]).
     pub fn apply_in_memory(&self, m: &Mutation) -> Applied {
+        let users = self.users.pin();
         match m {
             Mutation::Bind { push_id, binding } => {
-                let user = self.users.intern(&binding.user_id);
+                let user = users.intern(&binding.user_id);
                 let prev = self.registry.bind(push_id, user, binding);
                 Applied::Bound {
-                    previous_user: prev.filter(|p| *p != user).map(|p| self.users.name(p)),
+                    previous_user: prev.filter(|p| *p != user).map(|p| users.name(p)),
                 }
             }
-            Mutation::Unbind { push_id } => Applied::Unbound(
-                self.registry
-                    .unbind(push_id, None)
-                    .map(|u| self.users.name(u)),
-            ),
+            Mutation::Unbind { push_id } => {
+                Applied::Unbound(self.registry.unbind(push_id, None).map(|u| users.name(u)))
+            }
             Mutation::RemoveDeadToken { push_id, token } => Applied::Unbound(
                 self.registry
                     .unbind(push_id, Some(token))
-                    .map(|u| self.users.name(u)),
+                    .map(|u| users.name(u)),
             ),
-            Mutation::RemoveUser { user_id } => match self.users.get(user_id) {
+            Mutation::RemoveUser { user_id } => match users.get(user_id) {
                 Some(user) => Applied::UserRemoved(self.registry.remove_user(user)),
                 None => Applied::UserRemoved(0),
             },
@@ -181,9 +328,8 @@ impl State {
                 add,
                 remove,
             } => {
-                let add: Vec<UserIdx> = add.iter().map(|u| self.users.intern(u)).collect();
-                let remove: Vec<UserIdx> =
-                    remove.iter().filter_map(|u| self.users.get(u)).collect();
+                let add: Vec<UserIdx> = add.iter().map(|u| users.intern(u)).collect();
+                let remove: Vec<UserIdx> = remove.iter().filter_map(|u| users.get(u)).collect();
                 Applied::GroupSize(self.groups.update(group_id, &add, &remove))
             }
             Mutation::GroupDelete { group_id } => {
@@ -192,3 +338,6 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ use super::wire::{self, parse};
 use crate::clock::unix_now_s;
 use crate::fanout::plan;
 use crate::providers::{Kind, Push};
+use crate::state::ids::Pin;
 use crate::state::{Applied, Mutation, UserIdx};
 use crate::telemetry::inc;
 use crate::Engine;
@@ -168,7 +169,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
         (_, ["push-ids", _]) => Err(ApiError::method_not_allowed("PUT, DELETE")),
         (&Method::GET, ["users", user_id, "push-ids"]) => {
             let user_id = wire::id("user_id", user_id)?;
-            let devices = match engine.state.users.get(&user_id) {
+            let devices = match engine.state.users.pin().get(&user_id) {
                 Some(u) => engine.state.registry.devices_of(u),
                 None => Vec::new(),
             };
@@ -208,7 +209,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
         (_, ["presence"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET, ["presence", user_id]) => {
             let user_id = wire::id("user_id", user_id)?;
-            let status = match engine.state.users.get(&user_id) {
+            let status = match engine.state.users.pin().get(&user_id) {
                 Some(u) => engine.state.presence.status(u),
                 None => crate::state::presence::Status {
                     online: false,
@@ -319,21 +320,25 @@ fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     }
     let default_ttl = engine.config.presence.default_ttl_s;
     let presence = &engine.state.presence;
-    for e in &req.events {
-        let user = if e.online {
-            engine.state.users.intern(&e.user_id)
-        } else {
-            match engine.state.users.get(&e.user_id) {
-                Some(u) => u,
-                None => continue,
-            }
-        };
-        presence.apply(
-            user,
-            &e.session_id,
-            e.online,
-            e.ttl_s.unwrap_or(default_ttl),
-        );
+    // A pin per chunk, not per request: a sweep waits for at most one chunk.
+    for chunk in req.events.chunks(1024) {
+        let users = engine.state.users.pin();
+        for e in chunk {
+            let user = if e.online {
+                users.intern(&e.user_id)
+            } else {
+                match users.get(&e.user_id) {
+                    Some(u) => u,
+                    None => continue,
+                }
+            };
+            presence.apply(
+                user,
+                &e.session_id,
+                e.online,
+                e.ttl_s.unwrap_or(default_ttl),
+            );
+        }
     }
     ok(json!({"applied": req.events.len()}))
 }
@@ -394,11 +399,12 @@ fn render(
 /// queued).
 fn fan_out(
     engine: &Engine,
+    users: &Pin<'_>,
     push: Push,
-    recipients: impl IntoIterator<Item = UserIdx>,
+    recipients: impl IntoIterator<Item = Option<UserIdx>>,
 ) -> Result<(plan::Summary, usize), ApiError> {
     let is_call = push.is_call();
-    let (summary, targets) = plan::plan(&engine.state, recipients, is_call, |p| {
+    let (summary, targets) = plan::plan(&engine.state, users, recipients, is_call, |p| {
         engine.providers.is_configured(p)
     });
     let queued = engine
@@ -429,6 +435,8 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         }
     };
     let content = req.push.map(|p| p.into_content()).transpose()?;
+    // Held until planning is done: member and recipient indexes keep their owners.
+    let users = engine.state.users.pin();
     let members = if is_group {
         Some(
             engine
@@ -460,7 +468,7 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         inc(&engine.stats.messages_duplicate);
         return ok(json!({"message_id": &*message_id, "duplicate": true}));
     }
-    let sender = engine.state.users.get(&sender_id);
+    let sender = users.get(&sender_id);
     let result = match (push, &members) {
         (None, Some(m)) => Ok((
             plan::Summary {
@@ -473,9 +481,7 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
             0,
         )),
         (None, None) => {
-            let online = engine
-                .state
-                .users
+            let online = users
                 .get(&conversation_id)
                 .is_some_and(|u| engine.state.presence.is_online(u));
             Ok((
@@ -488,12 +494,13 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         }
         (Some(push), Some(m)) => fan_out(
             engine,
+            &users,
             push,
-            m.iter().copied().filter(|u| Some(*u) != sender),
+            m.iter().copied().filter(|u| Some(*u) != sender).map(Some),
         ),
         (Some(push), None) => {
-            let recipient = engine.state.users.intern(&conversation_id);
-            fan_out(engine, push, std::iter::once(recipient))
+            let recipient = users.get(&conversation_id);
+            fan_out(engine, &users, push, std::iter::once(recipient))
         }
     };
     let (summary, queued) = result.inspect_err(|_| engine.dedup.release(&message_id))?;
@@ -537,19 +544,17 @@ fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         .map(|p| p.into_content())
         .transpose()?
         .unwrap_or_default();
-    let mut users: Vec<UserIdx> = invitees
-        .iter()
-        .map(|u| engine.state.users.intern(u))
-        .collect();
-    users.sort_unstable();
-    users.dedup();
+    invitees.sort_unstable();
+    invitees.dedup();
+    let pin = engine.state.users.pin();
+    let users: Vec<Option<UserIdx>> = invitees.iter().map(|u| pin.get(u)).collect();
     let kind = Kind::Call {
         call_id: call_id.clone(),
         inviter_id,
         timeout_s: req.timeout_s,
     };
     let push = render(engine, kind, &content, req.timeout_s)?;
-    let (summary, queued) = fan_out(engine, push, users)?;
+    let (summary, queued) = fan_out(engine, &pin, push, users)?;
     inc(&engine.stats.calls_accepted);
     Ok(json_response(
         StatusCode::ACCEPTED,

@@ -4,7 +4,13 @@
 //! offline members one `u32`-keyed registry lookup that yields their devices. Devices
 //! are grouped into the vendor lanes that have queues; devices of vendors without
 //! credentials are counted, not queued.
+//!
+//! Recipients are looked up, never interned: a user the engine has no index for has
+//! no binding and no session, so they are offline with nothing to push, and a message
+//! to them leaves no trace in the state. The caller holds a [`Pin`] from the lookup
+//! until planning is done, so no index changes owner in between.
 
+use crate::state::ids::Pin;
 use crate::state::{Device, ProviderKind, State, UserIdx};
 
 /// Vendor lanes, each with its own bounded queue and connection pool, so a slow or
@@ -81,14 +87,17 @@ pub struct Summary {
     pub offline: usize,
 }
 
-/// Plan a message or call to `recipients` (the sender already left out).
+/// Plan a message or call to `recipients` (the sender already left out; `None` is a
+/// user the engine does not know: offline, no devices). `_pin` is the pin the
+/// recipients' indexes were obtained under.
 ///
 /// Messages skip `apns_voip` bindings (Apple requires every VoIP push to report a
 /// call). Calls send VoIP to `apns_voip` bindings and, for an invitee who has one, no
 /// alert to their `apns` bindings (one ring per iPhone).
 pub fn plan(
     state: &State,
-    recipients: impl IntoIterator<Item = UserIdx>,
+    _pin: &Pin<'_>,
+    recipients: impl IntoIterator<Item = Option<UserIdx>>,
     is_call: bool,
     configured: impl Fn(ProviderKind) -> bool,
 ) -> (Summary, Targets) {
@@ -98,6 +107,10 @@ pub fn plan(
     let registry = &state.registry;
     for user in recipients {
         summary.recipients += 1;
+        let Some(user) = user else {
+            summary.offline += 1;
+            continue;
+        };
         if presence.is_online(user) {
             continue;
         }

@@ -18,7 +18,7 @@ use hashbrown::{hash_table, HashTable};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
-use super::ids::UserIdx;
+use super::ids::{IdleHints, UserIdx};
 
 /// The vendor channel a binding is pushed through (`provider` in the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -442,14 +442,17 @@ pub struct Registry {
     owners: Owners,
     devices: DeviceTable,
     count: AtomicUsize,
+    /// Where a user whose last device goes is marked for the user sweep.
+    hints: Arc<IdleHints>,
 }
 
 impl Registry {
-    pub fn new() -> Self {
+    pub fn new(hints: Arc<IdleHints>) -> Self {
         Self {
             owners: Owners::new(),
             devices: DeviceTable::new(),
             count: AtomicUsize::new(0),
+            hints,
         }
     }
 
@@ -520,9 +523,14 @@ impl Registry {
         Some(owner)
     }
 
-    /// Remove every binding of `user`; returns how many.
+    /// Remove every binding of `user`; returns how many. A user without devices costs
+    /// nothing here (no device segment is allocated for them).
     pub fn remove_user(&self, user: UserIdx) -> usize {
+        if !self.has_devices(user) {
+            return 0;
+        }
         let list = self.devices.write(user, std::mem::take);
+        self.hints.mark(user);
         let mut removed = 0;
         for d in list {
             let key = d.push_id_bytes();
@@ -550,12 +558,24 @@ impl Registry {
     }
 
     fn detach(&self, user: UserIdx, push_id: &[u8]) {
-        self.devices.write(user, |list| {
+        let emptied = self.devices.write(user, |list| {
             list.retain(|d| d.push_id_bytes() != push_id);
             if list.is_empty() {
                 *list = DeviceList::new();
+                return true;
             }
-        })
+            false
+        });
+        if emptied {
+            self.hints.mark(user);
+        }
+    }
+
+    /// Does `user` have a binding? What keeps their index from being released.
+    pub fn has_devices(&self, user: UserIdx) -> bool {
+        self.devices
+            .read(user, |list| !list.is_empty())
+            .unwrap_or(false)
     }
 
     /// Call `f` for each device of `user` (fan-out's lookup: an index, no hashing).
@@ -593,7 +613,7 @@ impl Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Self::new()
+        Self::new(Arc::default())
     }
 }
 
@@ -664,11 +684,12 @@ mod tests {
 
     #[test]
     fn rebinding_moves_the_push_id() {
-        let r = Registry::new();
+        let r = Registry::default();
         let d1: Arc<str> = "d1".into();
         assert_eq!(r.bind(&d1, 1, &binding("a", "t")), None);
         assert_eq!(r.bind(&d1, 2, &binding("b", "t")), Some(1));
         assert!(r.devices_of(1).is_empty());
+        assert!(r.hints.is_marked(1), "user 1 lost its last device");
         assert_eq!(r.devices_of(2).len(), 1);
         assert_eq!(r.len(), 1);
         assert_eq!(r.lookup("d1").map(|(u, _)| u), Some(2));
@@ -676,7 +697,7 @@ mod tests {
 
     #[test]
     fn dead_token_removal_spares_a_rebound_token() {
-        let r = Registry::new();
+        let r = Registry::default();
         let d1: Arc<str> = "d1".into();
         r.bind(&d1, 1, &binding("a", "old"));
         r.bind(&d1, 1, &binding("a", "new"));
@@ -688,7 +709,7 @@ mod tests {
 
     #[test]
     fn remove_user_removes_all_devices() {
-        let r = Registry::new();
+        let r = Registry::default();
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
             r.bind(
                 &Arc::from(*id),
@@ -696,8 +717,20 @@ mod tests {
                 &binding("x", "t"),
             );
         }
+        assert!(r.has_devices(5));
         assert_eq!(r.remove_user(5), 2);
+        assert!(!r.has_devices(5));
+        assert!(r.hints.is_marked(5), "the sweep will look at user 5");
+        assert!(!r.hints.is_marked(6));
+        assert!(r.has_devices(6));
         assert_eq!(r.len(), 1);
         assert_eq!(r.remove_user(5), 0);
+        assert_eq!(r.remove_user(3_000_000), 0);
+        assert!(
+            r.devices.segments[3_000_000 / SEGMENT_USERS]
+                .get()
+                .is_none(),
+            "removing a user without devices allocates nothing"
+        );
     }
 }

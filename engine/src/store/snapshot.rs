@@ -18,7 +18,7 @@ use rkyv::rancor;
 
 use super::Error;
 use crate::state::registry::{Device, TokenRef};
-use crate::state::{Environment, ProviderKind, State};
+use crate::state::{Environment, ProviderKind, State, UserIdx};
 
 pub const MAGIC: &[u8; 8] = b"FANFSNAP";
 pub const FORMAT_VERSION: u32 = 1;
@@ -60,7 +60,8 @@ impl ArchivedStrings {
 /// The durable state, columnar.
 #[derive(rkyv::Archive, rkyv::Serialize, Default, Debug)]
 pub struct Image {
-    /// User index → user id (indexes are what groups and owners refer to).
+    /// Image user index → user id (what `owners` and `members` refer to): exactly the
+    /// users the bindings and groups name, densely numbered in the image's own order.
     pub users: Strings,
     /// Provider names by the codes used in `providers`.
     pub provider_names: Strings,
@@ -81,10 +82,41 @@ pub struct Image {
     pub members: Vec<u32>,
 }
 
+/// State user index → image user index, numbered in order of first sight.
+#[derive(Default)]
+struct Renumber {
+    /// By state index: image index + 1, or 0 when not seen yet.
+    to_image: Vec<u32>,
+    /// By image index: the state index.
+    order: Vec<UserIdx>,
+}
+
+impl Renumber {
+    fn image_index(&mut self, user: UserIdx) -> u32 {
+        let i = user as usize;
+        if i >= self.to_image.len() {
+            self.to_image.resize(i + 1, 0);
+        }
+        if self.to_image[i] == 0 {
+            self.order.push(user);
+            self.to_image[i] = self.order.len() as u32;
+        }
+        self.to_image[i] - 1
+    }
+}
+
 impl Image {
     /// Walk `state` (writers keep going; see the store's module doc for why a fuzzy
-    /// image plus WAL replay from the rotation point is exact).
+    /// image plus WAL replay from the rotation point is exact). Only users a binding
+    /// or a group names are written, so ids that were only ever seen in passing
+    /// (presence, messages, calls) never reach the disk.
+    ///
+    /// A pin is held for the whole walk: no user index is released or reused between
+    /// reading it from a binding or a group and resolving its name at the end, so the
+    /// image names each user the state named (see `state::ids`).
     pub fn capture(state: &State) -> Self {
+        let users = state.users.pin();
+        let mut renumber = Renumber::default();
         let mut img = Image::default();
         for p in ProviderKind::ALL {
             img.provider_names.push(p.as_str().as_bytes());
@@ -100,7 +132,7 @@ impl Image {
         img.tokens.ends.reserve(n);
         state.registry.for_each(|user, d| {
             img.push_ids.push(d.push_id().as_bytes());
-            img.owners.push(user);
+            img.owners.push(renumber.image_index(user));
             img.providers.push(
                 ProviderKind::ALL
                     .iter()
@@ -134,13 +166,17 @@ impl Image {
         });
         state.groups.for_each(|id, members| {
             img.group_ids.push(id.as_bytes());
-            img.members.extend_from_slice(members);
+            let start = img.members.len();
+            img.members
+                .extend(members.iter().map(|&u| renumber.image_index(u)));
+            // Sorted and distinct in state indexes, so distinct in image indexes too:
+            // sorting restores the order recovery checks.
+            img.members[start..].sort_unstable();
             img.group_ends.push(img.members.len() as u64);
         });
-        // Last: the name table is append-only, so this copy covers every index above.
-        state
-            .users
-            .for_each_name(|name| img.users.push(name.as_bytes()));
+        users.with_names(renumber.order.iter().copied(), |name| {
+            img.users.push(name.as_bytes())
+        });
         img
     }
 }
@@ -334,11 +370,16 @@ fn utf8<'a>(b: &'a [u8], what: &'static str) -> Result<&'a str, &'static str> {
 }
 
 /// Rebuild the in-memory indexes straight from the archived columns (no owned copy
-/// of the image is made). `state` must be fresh.
+/// of the image is made). `state` must be fresh: its user indexes then equal the
+/// image's. A pin is held until every binding and group is in place, so no sweep
+/// releases a user between interning and the binding that refers to it. (Snapshots
+/// written before captures kept only referenced users list every user ever seen;
+/// the sweep releases the unreferenced ones after recovery.)
 pub fn install(img: &ArchivedImage, state: &State) -> Result<u64, &'static str> {
+    let users = state.users.pin();
     for i in 0..img.users.len() {
         let name = utf8(img.users.get(i), "user id is not UTF-8")?;
-        if state.users.intern(name) as usize != i {
+        if users.intern(name) as usize != i {
             return Err("duplicate user id in the user table");
         }
     }
@@ -410,5 +451,6 @@ pub fn install(img: &ArchivedImage, state: &State) -> Result<u64, &'static str> 
         state.groups.install(id, members);
         start = end;
     }
+    drop(users);
     Ok(img.push_ids.len() as u64)
 }

@@ -1,0 +1,305 @@
+//! The user sweep against the whole state: what it releases, what it must not, and
+//! snapshots of a state that saw junk ids.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::store::snapshot::{self, ArchivedImage, Image};
+
+fn state() -> State {
+    State::with_presence(
+        Clock::new(),
+        &PresenceCfg {
+            user_sweep_interval_ms: 0,
+            ..PresenceCfg::default()
+        },
+    )
+}
+
+fn bind(user: &str, push_id: &str) -> Mutation {
+    Mutation::Bind {
+        push_id: push_id.into(),
+        binding: Binding {
+            user_id: user.into(),
+            provider: ProviderKind::Fcm,
+            environment: Environment::Production,
+            app_id: None,
+            token: Token::Text(format!("tok-{push_id}").into()),
+        },
+    }
+}
+
+fn group(id: &str, add: &[&str], remove: &[&str]) -> Mutation {
+    Mutation::GroupUpdate {
+        group_id: id.into(),
+        add: add.iter().map(|u| Arc::from(*u)).collect(),
+        remove: remove.iter().map(|u| Arc::from(*u)).collect(),
+    }
+}
+
+/// Run sweep steps until a whole pass has been made (nobody holds a pin here).
+fn full_pass(s: &State) -> usize {
+    let mut released = s.sweep();
+    while s.sweeper.lock().in_pass {
+        released += s.sweep();
+    }
+    released
+}
+
+fn online(s: &State, user: &str, session: &str, on: bool) {
+    let users = s.users.pin();
+    let idx = if on {
+        users.intern(user)
+    } else {
+        match users.get(user) {
+            Some(u) => u,
+            None => return,
+        }
+    };
+    s.presence.apply(idx, session, on, 0);
+}
+
+#[test]
+fn the_sweep_releases_exactly_the_users_nothing_refers_to() {
+    let s = state();
+    s.apply(&bind("bound", "p1"));
+    s.apply(&group("g", &["member", "leaves"], &[]));
+    online(&s, "present", "s1", true);
+    online(&s, "gone", "s1", true);
+    online(&s, "gone", "s1", false);
+    s.apply(&group("g", &[], &["leaves"]));
+    s.apply(&bind("unbound", "p2"));
+    s.apply(&Mutation::Unbind {
+        push_id: "p2".into(),
+    });
+    s.apply(&bind("moved-from", "p3"));
+    s.apply(&bind("moved-to", "p3"));
+    s.apply(&group("deleted", &["orphan"], &[]));
+    s.apply(&Mutation::GroupDelete {
+        group_id: "deleted".into(),
+    });
+    assert_eq!(s.users.len(), 9);
+    let view = s.durable_view();
+    assert_eq!(full_pass(&s), 5);
+    assert_eq!(s.users.len(), 4);
+    let users = s.users.pin();
+    for kept in ["bound", "member", "present", "moved-to"] {
+        assert!(users.get(kept).is_some(), "{kept} is referenced");
+    }
+    for gone in ["gone", "leaves", "unbound", "moved-from", "orphan"] {
+        assert_eq!(users.get(gone), None, "{gone} is not referenced");
+    }
+    drop(users);
+    assert_eq!(s.durable_view(), view);
+    assert_eq!(full_pass(&s), 0, "nothing more to release");
+}
+
+#[test]
+fn a_pass_starts_at_most_once_per_interval() {
+    let s = State::with_presence(
+        Clock::new(),
+        &PresenceCfg {
+            user_sweep_interval_ms: 3_600_000,
+            ..PresenceCfg::default()
+        },
+    );
+    online(&s, "a", "s", true);
+    online(&s, "a", "s", false);
+    assert_eq!(s.sweep(), 1, "the first pass starts at once");
+    online(&s, "b", "s", true);
+    online(&s, "b", "s", false);
+    assert_eq!(s.sweep(), 0, "the next one waits for the interval");
+    assert_eq!(s.users.len(), 1);
+}
+
+#[test]
+fn a_user_referenced_after_the_sweep_found_it_idle_is_not_released() {
+    let s = state();
+    online(&s, "x", "s", true);
+    online(&s, "x", "s", false);
+    // An in-flight request holds a pin: the sweep finds "x" idle but cannot take
+    // the release lock, and keeps "x" as a candidate.
+    let in_flight = s.users.pin();
+    let x = in_flight.get("x").expect("x is interned");
+    assert_eq!(s.sweep(), 0);
+    assert!(s.sweeper.lock().candidates.contains(&x));
+    // Meanwhile a durable mutation refers to "x".
+    s.apply(&bind("x", "p1"));
+    drop(in_flight);
+    // The sweep re-checks its candidates under the release lock.
+    assert_eq!(full_pass(&s), 0);
+    assert_eq!(s.users.pin().get("x"), Some(x));
+    assert_eq!(s.durable_view().bindings["p1"].0, "x");
+}
+
+#[test]
+fn a_user_whose_mark_was_taken_while_referenced_is_released_once_the_reference_goes() {
+    let s = state();
+    online(&s, "x", "s", true);
+    let x = s.users.pin().get("x").expect("interned");
+    assert!(s.users.hints().is_marked(x), "interning marks");
+    assert_eq!(full_pass(&s), 0);
+    assert!(
+        !s.users.hints().is_marked(x),
+        "taken, found referenced, forgotten"
+    );
+    assert_eq!(full_pass(&s), 0);
+    online(&s, "x", "s", false);
+    assert!(
+        s.users.hints().is_marked(x),
+        "the last session going marks again"
+    );
+    assert_eq!(full_pass(&s), 1);
+    assert_eq!(s.users.len(), 0);
+}
+
+/// What each worker leaves behind, to compare with the state's durable view.
+#[derive(Default)]
+struct Model {
+    bindings: BTreeMap<String, String>,
+    groups: BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+#[test]
+fn mutations_and_presence_racing_the_sweep_never_lose_a_referenced_user() {
+    // Binds, moves, unbinds, group changes and presence run on their own threads
+    // while another thread sweeps without pause, so slots are released and reused
+    // all the time. Any index released while referenced (or while a writer held it)
+    // would come back under another name: the final view would name the wrong users.
+    let s = Arc::new(state());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sweeper = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut released = 0;
+            while !stop.load(Ordering::Relaxed) {
+                released += s.sweep();
+            }
+            released
+        })
+    };
+    let binder = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let mut m = Model::default();
+            for i in 0..20_000u32 {
+                let push_id = format!("p{}", i % 64);
+                if i % 5 == 4 {
+                    s.apply(&Mutation::Unbind {
+                        push_id: push_id.as_str().into(),
+                    });
+                    m.bindings.remove(&push_id);
+                } else {
+                    let user = format!("b{}", (i * 7) % 97);
+                    s.apply(&bind(&user, &push_id));
+                    m.bindings.insert(push_id, user);
+                }
+            }
+            m
+        })
+    };
+    let grouper = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let mut m = Model::default();
+            for i in 0..20_000u32 {
+                let g = format!("g{}", i % 4);
+                let a = format!("m{}", (i * 13) % 89);
+                let r = format!("m{}", (i * 5) % 89);
+                s.apply(&group(&g, &[&a], &[&r]));
+                let members = m.groups.entry(g).or_default();
+                members.insert(a);
+                members.remove(&r);
+            }
+            m.groups.retain(|_, members| !members.is_empty());
+            m
+        })
+    };
+    let presence = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for i in 0..40_000u32 {
+                let user = format!("s{}", i % 71);
+                online(&s, &user, "a", i % 3 != 2);
+                let users = s.users.pin();
+                if let Some(idx) = users.get(&user) {
+                    assert_eq!(&*users.name(idx), user.as_str());
+                }
+            }
+        })
+    };
+    let bindings = binder.join().expect("binder").bindings;
+    let groups = grouper.join().expect("grouper").groups;
+    presence.join().expect("presence");
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        sweeper.join().expect("sweeper") > 0,
+        "the sweeper released users"
+    );
+    let view = s.durable_view();
+    let got: BTreeMap<String, String> = view
+        .bindings
+        .iter()
+        .map(|(p, b)| (p.clone(), b.0.clone()))
+        .collect();
+    assert_eq!(got, bindings);
+    let got_groups: BTreeMap<_, _> = view
+        .groups
+        .into_iter()
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    assert_eq!(got_groups, groups);
+    full_pass(&s);
+    let users = s.users.pin();
+    for n in 0..71 {
+        let user = format!("s{n}");
+        if let Some(idx) = users.get(&user) {
+            assert!(s.presence.has_sessions(idx), "{user} has a session");
+            assert_eq!(&*users.name(idx), user.as_str());
+        }
+    }
+}
+
+fn round_trip(s: &State) -> (State, usize) {
+    let img = Image::capture(s);
+    let users = img.users.ends.len();
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&img).expect("serializes");
+    let archived =
+        rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&bytes).expect("valid archive");
+    let fresh = state();
+    snapshot::install(archived, &fresh).expect("installs");
+    (fresh, users)
+}
+
+#[test]
+fn a_snapshot_names_only_the_users_bindings_and_groups_refer_to() {
+    let s = state();
+    s.apply(&bind("alice", "p1"));
+    s.apply(&bind("bob", "p2"));
+    for n in 0..5_000 {
+        online(&s, &format!("junk-{n}"), "s", true);
+    }
+    s.apply(&group("g", &["carol", "alice", "zed"], &[]));
+    s.apply(&group("g2", &["junk-7", "bob"], &[]));
+    for n in 0..5_000 {
+        online(&s, &format!("junk-{n}"), "s", false);
+    }
+    // Not swept yet: the junk is still interned, but the image names only users that
+    // bindings and groups refer to.
+    assert!(s.users.len() > 5_000);
+    let (restored, image_users) = round_trip(&s);
+    assert_eq!(image_users, 5);
+    assert_eq!(restored.durable_view(), s.durable_view());
+    assert_eq!(restored.users.len(), 5);
+    // And member lists come back sorted in the new numbering.
+    let g = restored.groups.members("g").expect("g restored");
+    assert!(g.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(
+        restored
+            .groups
+            .memberships(restored.users.pin().get("alice").unwrap()),
+        1
+    );
+}
