@@ -87,7 +87,8 @@ fn assert_common(v: &Value, scenario: &str) {
 fn assert_engine_measured(v: &Value) {
     assert_eq!(v["engine_mode"], "spawned");
     assert!(u(v, "engine_peak_rss_bytes") > 0, "{v:#}");
-    assert!(f(v, "engine_cpu_s") > 0.0, "{v:#}");
+    // Measured (a number, not null): a short fan-out may use less than one 10 ms tick.
+    assert!(v["engine_cpu_s"].is_number(), "{v:#}");
 }
 
 fn assert_pushes_measured(v: &Value) {
