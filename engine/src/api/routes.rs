@@ -115,6 +115,21 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
                 Err(ApiError::unavailable("recovery has not finished", 1))
             };
         }
+        // Readiness: recovered and durable writes succeed (`/healthz` is liveness).
+        ["readyz"] => {
+            return if method != Method::GET {
+                Err(ApiError::method_not_allowed("GET"))
+            } else if !engine.is_ready() {
+                Err(ApiError::unavailable("recovery has not finished", 1))
+            } else if let Some(cause) = engine.write_failure() {
+                Err(ApiError::unavailable(
+                    format!("writes are failing: {cause}"),
+                    5,
+                ))
+            } else {
+                ok(json!({"status": "ok"}))
+            };
+        }
         ["metrics"] => {
             if method != Method::GET {
                 return Err(ApiError::method_not_allowed("GET"));
