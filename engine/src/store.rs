@@ -274,10 +274,7 @@ impl Store {
     /// the change was not made (the log refused it, or took it back after a failed
     /// write).
     pub async fn commit(&self, m: &Mutation) -> Result<Applied, Error> {
-        let (applied, ticket) = self
-            .state
-            .apply_logged(m)
-            .map_err(|_| self.refused())?;
+        let (applied, ticket) = self.state.apply_logged(m).map_err(|_| self.refused())?;
         self.wal.wait(ticket).await?;
         Ok(applied)
     }

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use crate::state::ids::MAX_ID_BYTES;
 use crate::state::{Binding, Environment, Mutation, ProviderKind, Token};
 
 /// Format version written in every record.
@@ -274,8 +275,14 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|_| Malformed("string is not UTF-8"))
     }
 
+    /// An identifier: at most [`MAX_ID_BYTES`] (what the API accepts and a device
+    /// record can hold).
     fn arc_str(&mut self) -> Result<Arc<str>, Malformed> {
-        self.str().map(Arc::from)
+        let s = self.str()?;
+        if s.len() > MAX_ID_BYTES {
+            return Err(Malformed("identifier longer than the API allows"));
+        }
+        Ok(Arc::from(s))
     }
 
     fn token(&mut self) -> Result<Token, Malformed> {

@@ -236,11 +236,8 @@ pub fn open(file: &Path) -> Result<Loaded, Error> {
     let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
     match version {
         FORMAT_VERSION => {
-            let stored = u32::from_le_bytes(
-                map[HEADER_CRC_AT..HEADER_LEN]
-                    .try_into()
-                    .expect("4 bytes"),
-            );
+            let stored =
+                u32::from_le_bytes(map[HEADER_CRC_AT..HEADER_LEN].try_into().expect("4 bytes"));
             if crc32c::crc32c(&map[..HEADER_CRC_AT]) != stored {
                 return Err(bad("header checksum mismatch".into()));
             }
@@ -320,6 +317,17 @@ fn check_shape(img: &ArchivedImage) -> Result<(), &'static str> {
                 return Err("string table offsets out of order");
             }
             prev = e;
+        }
+    }
+    // A device record stores these lengths in a byte; the API allows far less.
+    for s in [&img.push_ids, &img.app_names] {
+        let mut start = 0u64;
+        for e in s.ends.iter() {
+            let e = e.to_native();
+            if e - start > crate::state::ids::MAX_ID_BYTES as u64 {
+                return Err("identifier longer than the API allows");
+            }
+            start = e;
         }
     }
     let users = img.users.len() as u32;

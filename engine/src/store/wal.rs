@@ -24,9 +24,12 @@
 //!    was not durable. A waiter holds a [`Ticket`] `(seq, epoch)`, so a sequence number
 //!    reused in a later epoch can never acknowledge a record that was taken back.
 //!
-//! While failing, [`Wal::record`] refuses before touching memory. After a failed
-//! *write* (full disk, file size limit) the log admits writes again after a back-off
-//! (100 ms doubling to 5 s); the next batch is the probe. After a failed *fsync* it
+//! While failing, [`Wal::record`] refuses before touching memory, and [`Wal::failure`]
+//! says why (`/readyz` answers 503). After a failed *write* (full disk, file size limit)
+//! the flusher probes after a back-off (100 ms doubling to 5 s): it writes a block past
+//! the segment's end and cuts it back; once that works, changes are admitted again. No
+//! client write is spent as a probe, and readiness does not flap while the disk is
+//! still full. After a failed *fsync* it
 //! stops for good: the kernel may have dropped the dirty pages of records already
 //! acknowledged in `batch` mode, so only a restart (recovery from what is really on
 //! disk) is safe. The first failure of an incident is logged at ERROR; later ones are
@@ -43,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::codec;
@@ -181,7 +184,10 @@ pub fn replay(
         ..Replayed::default()
     };
     for (i, (_, path)) in segs.iter().enumerate() {
-        if segs.get(i + 1).is_some_and(|(next, _)| *next <= after_seq + 1) {
+        if segs
+            .get(i + 1)
+            .is_some_and(|(next, _)| *next <= after_seq + 1)
+        {
             r.skipped_segments += 1;
             continue;
         }
@@ -298,7 +304,18 @@ struct Segment {
     good_len: u64,
 }
 
+/// Bytes a probe writes past the end of the segment (then cuts away).
+const PROBE_BYTES: usize = 4096;
+
 impl Segment {
+    /// Can the segment grow? Write a block of zeros past its end and cut it back. (A
+    /// crash in between leaves a zero tail, which recovery cuts as torn.)
+    fn probe(&mut self) -> std::io::Result<()> {
+        let wrote = self.file.write_all(&[0u8; PROBE_BYTES]);
+        self.cut_to(self.good_len)?;
+        wrote
+    }
+
     /// Cut the file back to `len` and put the write position there.
     fn cut_to(&mut self, len: u64) -> std::io::Result<()> {
         self.file.set_len(len)?;
@@ -398,9 +415,7 @@ impl Wal {
 
     fn refused_error(&self) -> Error {
         Error::Refused {
-            cause: self
-                .failure()
-                .unwrap_or_else(|| "the log is closed".into()),
+            cause: self.failure().unwrap_or_else(|| "the log is closed".into()),
         }
     }
 
@@ -460,7 +475,9 @@ impl Wal {
             match std::mem::replace(&mut *rotation, Rotation::Requested) {
                 Rotation::Done(result) => {
                     *rotation = Rotation::Idle;
-                    return result.map(|()| last).map_err(|cause| Error::Refused { cause });
+                    return result
+                        .map(|()| last)
+                        .map_err(|cause| Error::Refused { cause });
                 }
                 _ => self.rotation_cv.wait(&mut rotation),
             }
@@ -529,12 +546,54 @@ impl Wal {
         taken
     }
 
-    /// Admit changes again after a failed write's back-off.
-    fn readmit(&self) {
-        let mut p = self.pending.lock();
-        p.failing = false;
-        *self.failure.lock() = None;
-        self.progress.send_modify(|pr| pr.failing = false);
+    /// One wait of the idle flusher while changes are refused after a failed write:
+    /// when the back-off is over, probe the segment (write a block past its end, then
+    /// cut it back); if that works, admit changes again and end the incident. Says
+    /// every [`SUMMARY_EVERY`] that the log is still failing.
+    fn while_failing(
+        &self,
+        p: &mut MutexGuard<'_, Pending>,
+        seg: &mut Segment,
+        incident: &mut Option<Incident>,
+    ) {
+        let Some(inc) = incident.as_mut() else {
+            // Failing with no incident cannot happen; wait for work or stop.
+            self.wake.wait(p);
+            return;
+        };
+        let now = Instant::now();
+        if inc.retry_at.is_some_and(|at| at <= now) {
+            match MutexGuard::unlocked(p, || seg.probe()) {
+                Ok(()) => {
+                    p.failing = false;
+                    *self.failure.lock() = None;
+                    self.progress.send_modify(|pr| pr.failing = false);
+                    // The incident ends with the first batch written (or goes on,
+                    // counted, if that fails too).
+                    inc.retry_at = None;
+                    tracing::debug!("write-ahead log probe succeeded; changes are accepted again");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "write-ahead log probe failed; changes stay refused");
+                    inc.backoff = (inc.backoff * 2).min(RETRY_MAX);
+                    inc.retry_at = Some(Instant::now() + inc.backoff);
+                }
+            }
+        }
+        if inc.next_summary <= now {
+            inc.next_summary = now + SUMMARY_EVERY;
+            tracing::warn!(
+                refused = self.refused() - inc.refused_before,
+                failing_for_s = inc.since.elapsed().as_secs(),
+                cause = self.failure().unwrap_or_default(),
+                "write-ahead log still failing; changes are refused"
+            );
+        }
+        let until = inc
+            .retry_at
+            .map_or(inc.next_summary, |at| at.min(inc.next_summary));
+        self.wake.wait_until(p, until);
     }
 
     fn run(self: Arc<Self>, dir: PathBuf, mut seg: Segment, mode: Durability, interval: Duration) {
@@ -548,27 +607,8 @@ impl Wal {
             let (buf, mut inflight, last_seq, rotate_to, stop) = {
                 let mut p = self.pending.lock();
                 while p.buf.is_empty() && p.rotate_to.is_none() && !p.stop {
-                    if let Some(inc) = incident.as_mut().filter(|_| p.failing) {
-                        let now = Instant::now();
-                        if inc.retry_at.is_some_and(|at| at <= now) {
-                            inc.retry_at = None;
-                            drop(p);
-                            self.readmit();
-                            tracing::info!("write-ahead log admits changes again after a failed write; the next write is the test");
-                            p = self.pending.lock();
-                            continue;
-                        }
-                        if inc.next_summary <= now {
-                            inc.next_summary = now + SUMMARY_EVERY;
-                            tracing::warn!(
-                                refused = self.refused() - inc.refused_before,
-                                failing_for_s = inc.since.elapsed().as_secs(),
-                                cause = self.failure().unwrap_or_default(),
-                                "write-ahead log still failing; changes are refused"
-                            );
-                        }
-                        let until = inc.retry_at.map_or(inc.next_summary, |at| at.min(inc.next_summary));
-                        self.wake.wait_until(&mut p, until);
+                    if p.failing {
+                        self.while_failing(&mut p, &mut seg, &mut incident);
                         continue;
                     }
                     match sync_due(mode, dirty, last_sync, interval) {
@@ -591,9 +631,17 @@ impl Wal {
                     let fatal = seg.cut_to(batch_start).err();
                     let cause = match &fatal {
                         None => format!("write failed: {e}"),
-                        Some(cut) => format!("write failed: {e}; cutting the partial write failed: {cut}"),
+                        Some(cut) => {
+                            format!("write failed: {e}; cutting the partial write failed: {cut}")
+                        }
                     };
-                    self.failed(&mut incident, &mut inflight, durable, cause, fatal.is_some());
+                    self.failed(
+                        &mut incident,
+                        &mut inflight,
+                        durable,
+                        cause,
+                        fatal.is_some(),
+                    );
                     if fatal.is_some() {
                         return self.refuse_until_stopped(incident);
                     }
@@ -619,7 +667,13 @@ impl Wal {
                     // Unpublished records of this batch are taken back and cut; the log
                     // stops for good (module doc).
                     let _ = seg.cut_to(batch_start);
-                    self.failed(&mut incident, &mut inflight, durable, format!("fsync failed: {e}"), true);
+                    self.failed(
+                        &mut incident,
+                        &mut inflight,
+                        durable,
+                        format!("fsync failed: {e}"),
+                        true,
+                    );
                     return self.refuse_until_stopped(incident);
                 }
                 last_sync = Instant::now();
@@ -644,7 +698,13 @@ impl Wal {
             if let Some(first) = rotate_to {
                 // Everything before the snapshot point must be on disk.
                 if let Err(e) = seg.file.sync_data() {
-                    self.failed(&mut incident, &mut Vec::new(), durable, format!("fsync failed: {e}"), true);
+                    self.failed(
+                        &mut incident,
+                        &mut Vec::new(),
+                        durable,
+                        format!("fsync failed: {e}"),
+                        true,
+                    );
                     return self.refuse_until_stopped(incident);
                 }
                 match Self::open_segment(&dir, &mut seg, first) {
@@ -663,7 +723,13 @@ impl Wal {
             if stop && self.pending.lock().buf.is_empty() {
                 if mode != Durability::None {
                     if let Err(e) = seg.file.sync_data() {
-                        self.failed(&mut incident, &mut Vec::new(), durable, format!("fsync failed: {e}"), true);
+                        self.failed(
+                            &mut incident,
+                            &mut Vec::new(),
+                            durable,
+                            format!("fsync failed: {e}"),
+                            true,
+                        );
                         return self.refuse_until_stopped(incident);
                     }
                 }
@@ -685,7 +751,7 @@ impl Wal {
                     refused = self.refused() - inc.refused_before,
                     failing_for_s = inc.since.elapsed().as_secs(),
                     cause = self.failure().unwrap_or_default(),
-                    "write-ahead log stopped after a failed fsync; changes are refused until a restart"
+                    "write-ahead log stopped; changes are refused until a restart"
                 );
             }
         }
@@ -717,30 +783,24 @@ impl Wal {
         let refused_before = self.refused();
         let taken = self.take_back(inflight, durable, cause.clone());
         let now = Instant::now();
-        let inc = incident.get_or_insert_with(|| {
-            if fatal {
-                tracing::error!(cause, taken_back = taken, "write-ahead log failed; changes are refused until a restart");
-            } else {
-                tracing::error!(cause, taken_back = taken, "write-ahead log write failed; the changes not yet durable were taken back and answered with an error; new changes are refused for a while, then tried again (further failures are counted)");
-            }
-            Incident {
-                since: now,
-                refused_before,
-                next_summary: now + SUMMARY_EVERY,
-                retry_at: None,
-                backoff: RETRY_FIRST / 2,
-            }
+        match (incident.is_some(), fatal) {
+            (false, false) => tracing::error!(cause, taken_back = taken, "write-ahead log write failed; the changes not yet durable were taken back and answered with an error; new changes are refused until the log can write again (further failures are counted)"),
+            (_, true) => tracing::error!(cause, taken_back = taken, "write-ahead log failed; changes are refused until a restart"),
+            (true, false) => tracing::debug!(cause, taken_back = taken, "write-ahead log write failed again"),
+        }
+        let inc = incident.get_or_insert_with(|| Incident {
+            since: now,
+            refused_before,
+            next_summary: now + SUMMARY_EVERY,
+            retry_at: None,
+            backoff: RETRY_FIRST / 2,
         });
         if fatal {
-            if inc.since != now {
-                tracing::error!(cause, "write-ahead log failed; changes are refused until a restart");
-            }
             inc.retry_at = None;
-            return;
+        } else {
+            inc.backoff = (inc.backoff * 2).min(RETRY_MAX);
+            inc.retry_at = Some(now + inc.backoff);
         }
-        tracing::debug!(cause, taken_back = taken, "write-ahead log write failed again");
-        inc.backoff = (inc.backoff * 2).min(RETRY_MAX);
-        inc.retry_at = Some(now + inc.backoff);
     }
 }
 
