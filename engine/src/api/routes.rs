@@ -30,9 +30,11 @@ fn json_response(status: StatusCode, v: Value) -> Resp {
     r
 }
 
-/// The log refused or failed: the change may be in memory but is not acknowledged.
+/// The log refused the change or took it back: nothing changed. The store logs the
+/// first failure and counts the rest, so this stays at debug (one line per request
+/// would flood the log while the disk is full).
 fn storage_error(e: crate::store::Error) -> ApiError {
-    tracing::error!(error = %crate::providers::error_chain(&e), "durable write failed");
+    tracing::debug!(error = %crate::providers::error_chain(&e), "durable write failed");
     ApiError::internal("the change could not be made durable")
 }
 
