@@ -20,8 +20,10 @@
 //! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
 //! generator's engine process).
 //!
-//! Life cycle ([`start`]): bind the API (it answers 503 until ready) → recover state
-//! from the snapshot and the log → attach the log → ready. Shutdown
+//! Life cycle ([`start`]): bind the API (it answers 503 until ready) → lock the data
+//! directory (one engine per directory) and recover state from the snapshot and the
+//! log → attach the log → ready. `/healthz` is liveness; `/readyz` is also 503 while
+//! durable writes are failing ([`Engine::write_failure`]). Shutdown
 //! ([`Running::shutdown`]): stop accepting → finish open requests → drain queued
 //! pushes for up to `api.shutdown_grace_s` → final snapshot → close the log.
 
@@ -203,6 +205,8 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
                     bindings_from_snapshot = rec.bindings_from_snapshot,
                     wal_records = rec.wal_records,
                     wal_bytes = rec.wal_bytes,
+                    snapshots_passed_over = rec.snapshots_passed_over,
+                    wal_segments_skipped = rec.wal_segments_skipped,
                     torn_tail_bytes = rec.torn_tail_bytes,
                     last_seq = rec.last_seq,
                     elapsed_ms = rec.elapsed.as_millis() as u64,

@@ -587,7 +587,10 @@ async fn refused_writes_change_nothing(durability: &str) {
         .count();
     assert_eq!(first_failures, 1, "{log}");
     let errors = log.lines().filter(|l| l.contains("ERROR")).count();
-    assert_eq!(errors, 1, "one ERROR line for the incident, not one per request: {log}");
+    assert_eq!(
+        errors, 1,
+        "one ERROR line for the incident, not one per request: {log}"
+    );
     assert!(
         log.contains("write-ahead log writes succeed again"),
         "{log}"
