@@ -144,6 +144,20 @@ fn spawn(config: &Path) -> Proc {
     }
 }
 
+/// Wait (bounded) until the process has logged a line containing `needle`: its log is
+/// read from a pipe by another thread, a little after the event.
+fn wait_log(proc: &Proc, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proc.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {needle:?}: {}",
+            proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Poll `GET path` until it answers `want` (bounded).
 async fn wait_status(http: &Http, base: &str, path: &str, want: u16) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -580,6 +594,7 @@ async fn refused_writes_change_nothing(durability: &str) {
     expected.push("after".into());
     expected.sort();
     assert_eq!(push_ids_of(&http, &proc.base, "u1").await, expected);
+    wait_log(&proc, "write-ahead log write failed;");
     let log = proc.log();
     let first_failures = log
         .lines()
@@ -591,10 +606,7 @@ async fn refused_writes_change_nothing(durability: &str) {
         errors, 1,
         "one ERROR line for the incident, not one per request: {log}"
     );
-    assert!(
-        log.contains("write-ahead log writes succeed again"),
-        "{log}"
-    );
+    wait_log(&proc, "write-ahead log writes succeed again");
 
     proc.child.kill().unwrap();
     proc.child.wait().unwrap();
@@ -664,6 +676,58 @@ async fn a_single_damaged_snapshot_recovers_from_the_whole_log_when_it_reaches_s
     bytes[n - 10] ^= 0x55;
     std::fs::write(&snap.path, &bytes).unwrap();
 
+    let running = start_in_process(dir.path(), "none").await.unwrap();
+    assert_eq!(running.engine().state.durable_view(), before);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_segment_starts_with_the_record_its_name_promises_even_when_snapshots_race_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_in_process(dir.path(), "none").await.unwrap();
+    let base = format!("http://{}", running.local_addr());
+    let store = running.engine().store().unwrap().clone();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..6u64 {
+        let base = base.clone();
+        writers.spawn(async move { random_ops(&http(), &base, 100 + w, 150).await });
+    }
+    let data = dir.path().join("data");
+    // Segments seen with their first record, checked while the writers run (pruning
+    // removes the old ones as snapshots go on).
+    let mut checked = std::collections::BTreeSet::new();
+    let mut snapshots = Vec::new();
+    while !writers.is_empty() {
+        let s = store.clone();
+        snapshots.push(
+            tokio::task::spawn_blocking(move || s.snapshot().unwrap().seq)
+                .await
+                .unwrap(),
+        );
+        for seg in data_files(&data, "wal-") {
+            let Ok(bytes) = std::fs::read(&seg) else {
+                continue; // pruned meanwhile
+            };
+            // The newest segment may be mid-write: only a complete first frame counts.
+            let Ok((payload, _)) = codec::frame(&bytes) else {
+                continue;
+            };
+            let (seq, _) = codec::decode(payload).unwrap();
+            let name = seg.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(
+                name,
+                format!("wal-{seq:020}.log"),
+                "snapshots at {snapshots:?}"
+            );
+            checked.insert(name);
+        }
+        if let Some(r) = writers.try_join_next() {
+            r.unwrap();
+        }
+    }
+    assert!(checked.len() >= 3, "{checked:?}");
+    let before = running.engine().state.durable_view();
+    running.stop_without_snapshot().await;
     let running = start_in_process(dir.path(), "none").await.unwrap();
     assert_eq!(running.engine().state.durable_view(), before);
     running.shutdown().await;

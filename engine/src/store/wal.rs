@@ -40,7 +40,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -85,9 +85,19 @@ struct Pending {
     epoch: u64,
     /// Refusing changes (see the module doc).
     failing: bool,
-    /// Start a new segment whose first record is this seq, once `buf` is written.
-    rotate_to: Option<u64>,
+    /// A snapshot point inside `buf`: the records from it on start a new segment.
+    rotate_to: Option<Split>,
     stop: bool,
+}
+
+/// Where in the pending buffer a new segment starts.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    /// The first record of the new segment.
+    first: u64,
+    /// Bytes of `buf` and entries of `undo` before it.
+    at_byte: usize,
+    at_record: usize,
 }
 
 /// Where a snapshot's rotation request stands.
@@ -165,7 +175,8 @@ pub fn reaches_back_to(dir: &Path, after_seq: u64) -> Result<bool, Error> {
 /// Replay every record after `after_seq` through `apply`, in order.
 ///
 /// Segments whose records the state already holds (the next segment starts at or
-/// before `after_seq + 1`) are not read: damage in them cannot matter. In the others,
+/// before `after_seq + 1`; a segment's name is its first record) are not read: damage
+/// in them cannot matter. In the others,
 /// bytes that are not an intact frame are either a torn tail or corruption:
 /// - a torn tail — what a crash mid-write leaves — is damage at the end of the newest
 ///   segment with no intact frame anywhere after it; it is copied aside
@@ -187,6 +198,7 @@ pub fn replay(
         if segs
             .get(i + 1)
             .is_some_and(|(next, _)| *next <= after_seq + 1)
+            && !is_format_1(path)
         {
             r.skipped_segments += 1;
             continue;
@@ -255,6 +267,16 @@ pub fn replay(
         }
     }
     Ok(r)
+}
+
+/// True when the segment's first record is format 1: written before a segment's name
+/// was exactly its first record, so it may hold records past the next segment's name
+/// and must be read even when a snapshot seems to cover it.
+fn is_format_1(path: &Path) -> bool {
+    let mut head = [0u8; codec::FRAME_HEADER + 1];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head[codec::FRAME_HEADER] == codec::VERSION_1)
 }
 
 /// The first offset ≥ `from` where an intact, decodable frame starts.
@@ -379,12 +401,20 @@ impl Wal {
             rotation: Mutex::new(Rotation::Idle),
             rotation_cv: Condvar::new(),
         });
-        let flusher = wal.clone();
-        let dir = dir.to_path_buf();
-        let segment = Segment { file, good_len: 0 };
+        let flusher = Flusher {
+            wal: wal.clone(),
+            dir: dir.to_path_buf(),
+            seg: Segment { file, good_len: 0 },
+            mode: durability,
+            interval: fsync_interval,
+            dirty: false,
+            last_sync: Instant::now(),
+            durable: next_seq - 1,
+            incident: None,
+        };
         std::thread::Builder::new()
             .name("fanfare-wal".into())
-            .spawn(move || flusher.run(dir, segment, durability, fsync_interval))
+            .spawn(move || flusher.run())
             .map_err(|e| Error::io(Path::new("fanfare-wal thread"), e))?;
         Ok(wal)
     }
@@ -463,7 +493,11 @@ impl Wal {
                 drop(p);
                 return Err(self.refused_error());
             }
-            p.rotate_to = Some(p.next_seq);
+            p.rotate_to = Some(Split {
+                first: p.next_seq,
+                at_byte: p.buf.len(),
+                at_record: p.undo.len(),
+            });
             Ticket {
                 seq: p.next_seq - 1,
                 epoch: p.epoch,
@@ -545,31 +579,211 @@ impl Wal {
         self.finish_rotation(Err(cause));
         taken
     }
+}
+
+/// What ended a flusher round early.
+enum Stop {
+    /// The round's records were taken back; go on (refusing until a probe succeeds).
+    TakenBack,
+    /// The log has stopped for good.
+    Fatal,
+}
+
+/// The flusher thread's state: the segment, what is synced, what is durable, and the
+/// current failure incident.
+struct Flusher {
+    wal: Arc<Wal>,
+    dir: PathBuf,
+    seg: Segment,
+    mode: Durability,
+    interval: Duration,
+    dirty: bool,
+    last_sync: Instant,
+    /// Every record ≤ this is acknowledged (published) and never taken back.
+    durable: u64,
+    incident: Option<Incident>,
+}
+
+impl Flusher {
+    fn run(mut self) {
+        let mut spare = Vec::with_capacity(1 << 20);
+        let mut spare_undo = Vec::with_capacity(1 << 12);
+        let wal = self.wal.clone();
+        loop {
+            let (buf, mut inflight, last_seq, split, stop) = {
+                let mut p = wal.pending.lock();
+                while p.buf.is_empty() && p.rotate_to.is_none() && !p.stop {
+                    if p.failing {
+                        self.while_failing(&mut p);
+                        continue;
+                    }
+                    match sync_due(self.mode, self.dirty, self.last_sync, self.interval) {
+                        None => self.wal.wake.wait(&mut p),
+                        Some(left) => {
+                            if left.is_zero() || self.wal.wake.wait_for(&mut p, left).timed_out() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let buf = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
+                let undo = std::mem::replace(&mut p.undo, std::mem::take(&mut spare_undo));
+                (buf, undo, p.next_seq - 1, p.rotate_to.take(), p.stop)
+            };
+            match self.round(&buf, &mut inflight, last_seq, split, stop) {
+                Ok(()) => {}
+                Err(Stop::TakenBack) => {}
+                Err(Stop::Fatal) => return self.refuse_until_stopped(),
+            }
+            spare = buf;
+            spare.clear();
+            inflight.clear();
+            spare_undo = inflight;
+            if stop && self.wal.pending.lock().buf.is_empty() {
+                if self.mode != Durability::None {
+                    if let Err(e) = self.seg.file.sync_data() {
+                        self.failed(&mut Vec::new(), format!("fsync failed: {e}"), true);
+                        return self.refuse_until_stopped();
+                    }
+                }
+                self.wal
+                    .progress
+                    .send_modify(|p| p.seq = p.seq.max(last_seq));
+                return;
+            }
+        }
+    }
+
+    /// Write one swapped-out buffer. With a snapshot point in it, the records before
+    /// the point go to the current segment, which is synced, and the rest to a new
+    /// segment named after the point: a segment's name is exactly its first record, so
+    /// recovery and pruning may trust the names.
+    fn round(
+        &mut self,
+        buf: &[u8],
+        inflight: &mut Vec<Undo>,
+        last_seq: u64,
+        split: Option<Split>,
+        stop: bool,
+    ) -> Result<(), Stop> {
+        let Some(split) = split else {
+            return self.write_batch(buf, inflight, last_seq, stop);
+        };
+        let (before, after) = buf.split_at(split.at_byte);
+        // On failure every record of the round is taken back, newest first.
+        self.write_batch(before, inflight, split.first - 1, true)?;
+        inflight.drain(..split.at_record);
+        let rest = inflight;
+        if self.dirty || self.mode == Durability::None {
+            if let Err(e) = self.seg.file.sync_data() {
+                self.failed(rest, format!("fsync failed: {e}"), true);
+                return Err(Stop::Fatal);
+            }
+            self.dirty = false;
+        }
+        match self.open_segment(split.first) {
+            Ok(()) => self.wal.finish_rotation(Ok(())),
+            Err(SegmentError::NotCreated(e)) => {
+                // The records after the point stay in the current segment (the name of
+                // the next one will still be its first record); only the snapshot fails.
+                tracing::warn!(error = %e, "write-ahead log rotation failed; the current segment stays in use");
+                self.wal
+                    .finish_rotation(Err(format!("segment rotation failed: {e}")));
+            }
+            Err(SegmentError::DirectorySync(e)) => {
+                self.failed(rest, format!("directory fsync failed: {e}"), true);
+                return Err(Stop::Fatal);
+            }
+        }
+        self.write_batch(after, rest, last_seq, stop)
+    }
+
+    /// Write `chunk` (records up to `chunk_last`), sync per mode (`force`: always), and
+    /// publish `chunk_last`. On failure, take back `inflight` and everything buffered
+    /// since.
+    fn write_batch(
+        &mut self,
+        chunk: &[u8],
+        inflight: &mut Vec<Undo>,
+        chunk_last: u64,
+        force: bool,
+    ) -> Result<(), Stop> {
+        let start = self.seg.good_len;
+        if !chunk.is_empty() {
+            if let Err(e) = self.seg.file.write_all(chunk) {
+                // Cut the partial write: none of this batch may be replayed.
+                return Err(match self.seg.cut_to(start) {
+                    Ok(()) => {
+                        self.failed(inflight, format!("write failed: {e}"), false);
+                        Stop::TakenBack
+                    }
+                    Err(cut) => {
+                        self.failed(
+                            inflight,
+                            format!("write failed: {e}; cutting the partial write failed: {cut}"),
+                            true,
+                        );
+                        Stop::Fatal
+                    }
+                });
+            }
+            self.seg.good_len += chunk.len() as u64;
+            self.wal
+                .segment_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.dirty = true;
+        }
+        let must_sync = match self.mode {
+            Durability::Fsync => self.dirty,
+            Durability::Batch => self.dirty && (force || self.last_sync.elapsed() >= self.interval),
+            Durability::None => false,
+        };
+        if must_sync {
+            if let Err(e) = self.seg.file.sync_data() {
+                // Unpublished records of this batch are taken back and cut; the log stops
+                // for good (module doc).
+                let _ = self.seg.cut_to(start);
+                self.failed(inflight, format!("fsync failed: {e}"), true);
+                return Err(Stop::Fatal);
+            }
+            self.last_sync = Instant::now();
+            self.dirty = false;
+        }
+        // fsync mode acks after the fsync; batch and none after the write.
+        if !chunk.is_empty() {
+            self.durable = chunk_last;
+            self.wal
+                .progress
+                .send_modify(|p| p.seq = p.seq.max(chunk_last));
+            if let Some(inc) = self.incident.take() {
+                tracing::info!(
+                    refused = self.wal.refused() - inc.refused_before,
+                    failed_for_ms = inc.since.elapsed().as_millis() as u64,
+                    "write-ahead log writes succeed again"
+                );
+            }
+        }
+        Ok(())
+    }
 
     /// One wait of the idle flusher while changes are refused after a failed write:
     /// when the back-off is over, probe the segment (write a block past its end, then
-    /// cut it back); if that works, admit changes again and end the incident. Says
-    /// every [`SUMMARY_EVERY`] that the log is still failing.
-    fn while_failing(
-        &self,
-        p: &mut MutexGuard<'_, Pending>,
-        seg: &mut Segment,
-        incident: &mut Option<Incident>,
-    ) {
-        let Some(inc) = incident.as_mut() else {
+    /// cut it back); if that works, admit changes again (the incident ends with the
+    /// first batch written). Says every [`SUMMARY_EVERY`] that the log is still failing.
+    fn while_failing(&mut self, p: &mut MutexGuard<'_, Pending>) {
+        let Some(inc) = self.incident.as_mut() else {
             // Failing with no incident cannot happen; wait for work or stop.
-            self.wake.wait(p);
+            self.wal.wake.wait(p);
             return;
         };
         let now = Instant::now();
         if inc.retry_at.is_some_and(|at| at <= now) {
+            let seg = &mut self.seg;
             match MutexGuard::unlocked(p, || seg.probe()) {
                 Ok(()) => {
                     p.failing = false;
-                    *self.failure.lock() = None;
-                    self.progress.send_modify(|pr| pr.failing = false);
-                    // The incident ends with the first batch written (or goes on,
-                    // counted, if that fails too).
+                    *self.wal.failure.lock() = None;
+                    self.wal.progress.send_modify(|pr| pr.failing = false);
                     inc.retry_at = None;
                     tracing::debug!("write-ahead log probe succeeded; changes are accepted again");
                     return;
@@ -584,211 +798,71 @@ impl Wal {
         if inc.next_summary <= now {
             inc.next_summary = now + SUMMARY_EVERY;
             tracing::warn!(
-                refused = self.refused() - inc.refused_before,
+                refused = self.wal.refused() - inc.refused_before,
                 failing_for_s = inc.since.elapsed().as_secs(),
-                cause = self.failure().unwrap_or_default(),
+                cause = self.wal.failure().unwrap_or_default(),
                 "write-ahead log still failing; changes are refused"
             );
         }
         let until = inc
             .retry_at
             .map_or(inc.next_summary, |at| at.min(inc.next_summary));
-        self.wake.wait_until(p, until);
-    }
-
-    fn run(self: Arc<Self>, dir: PathBuf, mut seg: Segment, mode: Durability, interval: Duration) {
-        let mut spare = Vec::with_capacity(1 << 20);
-        let mut spare_undo = Vec::with_capacity(1 << 12);
-        let mut last_sync = Instant::now();
-        let mut dirty = false;
-        let mut durable = self.progress.borrow().seq;
-        let mut incident: Option<Incident> = None;
-        loop {
-            let (buf, mut inflight, last_seq, rotate_to, stop) = {
-                let mut p = self.pending.lock();
-                while p.buf.is_empty() && p.rotate_to.is_none() && !p.stop {
-                    if p.failing {
-                        self.while_failing(&mut p, &mut seg, &mut incident);
-                        continue;
-                    }
-                    match sync_due(mode, dirty, last_sync, interval) {
-                        None => self.wake.wait(&mut p),
-                        Some(left) => {
-                            if left.is_zero() || self.wake.wait_for(&mut p, left).timed_out() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let buf = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
-                let undo = std::mem::replace(&mut p.undo, std::mem::take(&mut spare_undo));
-                (buf, undo, p.next_seq - 1, p.rotate_to.take(), p.stop)
-            };
-            let batch_start = seg.good_len;
-            if !buf.is_empty() {
-                if let Err(e) = seg.file.write_all(&buf) {
-                    // Cut the partial write: none of this batch may be replayed.
-                    let fatal = seg.cut_to(batch_start).err();
-                    let cause = match &fatal {
-                        None => format!("write failed: {e}"),
-                        Some(cut) => {
-                            format!("write failed: {e}; cutting the partial write failed: {cut}")
-                        }
-                    };
-                    self.failed(
-                        &mut incident,
-                        &mut inflight,
-                        durable,
-                        cause,
-                        fatal.is_some(),
-                    );
-                    if fatal.is_some() {
-                        return self.refuse_until_stopped(incident);
-                    }
-                    spare = buf;
-                    spare.clear();
-                    spare_undo = inflight;
-                    continue;
-                }
-                seg.good_len += buf.len() as u64;
-                self.segment_bytes
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                dirty = true;
-            }
-            let must_sync = match mode {
-                Durability::Fsync => dirty,
-                Durability::Batch => {
-                    dirty && (last_sync.elapsed() >= interval || stop || rotate_to.is_some())
-                }
-                Durability::None => false,
-            };
-            if must_sync {
-                if let Err(e) = seg.file.sync_data() {
-                    // Unpublished records of this batch are taken back and cut; the log
-                    // stops for good (module doc).
-                    let _ = seg.cut_to(batch_start);
-                    self.failed(
-                        &mut incident,
-                        &mut inflight,
-                        durable,
-                        format!("fsync failed: {e}"),
-                        true,
-                    );
-                    return self.refuse_until_stopped(incident);
-                }
-                last_sync = Instant::now();
-                dirty = false;
-            }
-            // fsync mode acks after the fsync; batch and none after the write.
-            if !buf.is_empty() {
-                durable = last_seq;
-                self.progress.send_modify(|p| p.seq = p.seq.max(last_seq));
-                if let Some(inc) = incident.take() {
-                    tracing::info!(
-                        refused = self.refused() - inc.refused_before,
-                        failed_for_ms = inc.since.elapsed().as_millis() as u64,
-                        "write-ahead log writes succeed again"
-                    );
-                }
-            }
-            spare = buf;
-            spare.clear();
-            inflight.clear();
-            spare_undo = inflight;
-            if let Some(first) = rotate_to {
-                // Everything before the snapshot point must be on disk.
-                if let Err(e) = seg.file.sync_data() {
-                    self.failed(
-                        &mut incident,
-                        &mut Vec::new(),
-                        durable,
-                        format!("fsync failed: {e}"),
-                        true,
-                    );
-                    return self.refuse_until_stopped(incident);
-                }
-                match Self::open_segment(&dir, &mut seg, first) {
-                    Ok(()) => {
-                        self.segment_bytes.store(0, Ordering::Relaxed);
-                        dirty = false;
-                        self.finish_rotation(Ok(()));
-                    }
-                    // The old segment stays in use; only the snapshot that asked fails.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "write-ahead log rotation failed; the current segment stays in use");
-                        self.finish_rotation(Err(format!("segment rotation failed: {e}")));
-                    }
-                }
-            }
-            if stop && self.pending.lock().buf.is_empty() {
-                if mode != Durability::None {
-                    if let Err(e) = seg.file.sync_data() {
-                        self.failed(
-                            &mut incident,
-                            &mut Vec::new(),
-                            durable,
-                            format!("fsync failed: {e}"),
-                            true,
-                        );
-                        return self.refuse_until_stopped(incident);
-                    }
-                }
-                self.progress.send_modify(|p| p.seq = p.seq.max(last_seq));
-                return;
-            }
-        }
+        self.wal.wake.wait_until(p, until);
     }
 
     /// After a failure that stops the log for good: refuse (the pending state says so)
     /// and say so every [`SUMMARY_EVERY`] until the log is closed.
-    fn refuse_until_stopped(&self, incident: Option<Incident>) {
-        let Some(mut inc) = incident else { return };
-        let mut p = self.pending.lock();
+    fn refuse_until_stopped(self) {
+        let Some(mut inc) = self.incident else { return };
+        let mut p = self.wal.pending.lock();
         while !p.stop {
-            if self.wake.wait_until(&mut p, inc.next_summary).timed_out() {
+            if self
+                .wal
+                .wake
+                .wait_until(&mut p, inc.next_summary)
+                .timed_out()
+            {
                 inc.next_summary = Instant::now() + SUMMARY_EVERY;
                 tracing::warn!(
-                    refused = self.refused() - inc.refused_before,
+                    refused = self.wal.refused() - inc.refused_before,
                     failing_for_s = inc.since.elapsed().as_secs(),
-                    cause = self.failure().unwrap_or_default(),
+                    cause = self.wal.failure().unwrap_or_default(),
                     "write-ahead log stopped; changes are refused until a restart"
                 );
             }
         }
     }
 
-    /// Switch to a new segment starting at `first` (the current one is synced).
-    fn open_segment(dir: &Path, seg: &mut Segment, first: u64) -> std::io::Result<()> {
-        let path = segment_path(dir, first);
+    /// Switch to a new segment whose first record is `first` (the current one is
+    /// synced).
+    fn open_segment(&mut self, first: u64) -> Result<(), SegmentError> {
+        let path = segment_path(&self.dir, first);
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
-            .open(&path)?;
-        File::open(dir)?.sync_all()?;
-        *seg = Segment { file, good_len: 0 };
-        Ok(())
+            .open(&path)
+            .map_err(SegmentError::NotCreated)?;
+        self.seg = Segment { file, good_len: 0 };
+        self.wal.segment_bytes.store(0, Ordering::Relaxed);
+        self.dirty = false;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(SegmentError::DirectorySync)
     }
 
     /// Handle a failed write or fsync: take back, log the first failure of an incident
-    /// at ERROR and count the rest, schedule the retry (none when `fatal`).
-    fn failed(
-        &self,
-        incident: &mut Option<Incident>,
-        inflight: &mut Vec<Undo>,
-        durable: u64,
-        cause: String,
-        fatal: bool,
-    ) {
-        let refused_before = self.refused();
-        let taken = self.take_back(inflight, durable, cause.clone());
+    /// at ERROR and count the rest, schedule the probe (none when `fatal`).
+    fn failed(&mut self, inflight: &mut Vec<Undo>, cause: String, fatal: bool) {
+        let refused_before = self.wal.refused();
+        let taken = self.wal.take_back(inflight, self.durable, cause.clone());
         let now = Instant::now();
-        match (incident.is_some(), fatal) {
+        match (self.incident.is_some(), fatal) {
             (false, false) => tracing::error!(cause, taken_back = taken, "write-ahead log write failed; the changes not yet durable were taken back and answered with an error; new changes are refused until the log can write again (further failures are counted)"),
             (_, true) => tracing::error!(cause, taken_back = taken, "write-ahead log failed; changes are refused until a restart"),
             (true, false) => tracing::debug!(cause, taken_back = taken, "write-ahead log write failed again"),
         }
-        let inc = incident.get_or_insert_with(|| Incident {
+        let inc = self.incident.get_or_insert_with(|| Incident {
             since: now,
             refused_before,
             next_summary: now + SUMMARY_EVERY,
@@ -802,6 +876,11 @@ impl Wal {
             inc.retry_at = Some(now + inc.backoff);
         }
     }
+}
+
+enum SegmentError {
+    NotCreated(std::io::Error),
+    DirectorySync(std::io::Error),
 }
 
 impl Journal for Wal {
