@@ -24,19 +24,31 @@
 //!    was not durable. A waiter holds a [`Ticket`] `(seq, epoch)`, so a sequence number
 //!    reused in a later epoch can never acknowledge a record that was taken back.
 //!
+//! Why take back rather than the alternatives: applying to memory only once a batch is
+//! durable (on the flusher, in log order) would be as exact, but every writer would
+//! then wait for the flusher to learn its own result — including the dispatcher's
+//! synchronous dead-token removal — and the flusher would apply every change alone;
+//! rebuilding the state from disk would mean swapping the whole shared state under
+//! every reader. An [`Undo`] is captured under the lock the writer already holds and
+//! costs a lookup and a few reference counts (a removed user's device list is copied),
+//! nothing at all is spent on the success path after the batch is durable, and the
+//! take-back itself runs only on failure. Readers may briefly see a change that is
+//! then taken back; they never see one acknowledged and later lost.
+//!
 //! While failing, [`Wal::record`] refuses before touching memory, and [`Wal::failure`]
 //! says why (`/readyz` answers 503). After a failed *write* (full disk, file size limit)
 //! the flusher probes after a back-off (100 ms doubling to 5 s): it writes a block past
 //! the segment's end and cuts it back; once that works, changes are admitted again. No
 //! client write is spent as a probe, and readiness does not flap while the disk is
-//! still full. After a failed *fsync* it
-//! stops for good: the kernel may have dropped the dirty pages of records already
-//! acknowledged in `batch` mode, so only a restart (recovery from what is really on
-//! disk) is safe. The first failure of an incident is logged at ERROR; later ones are
-//! counted ([`Wal::refused`]) and summarised every 30 s; the recovery is logged once.
+//! still full. After a failed *fsync* the log stops for good: the kernel may have
+//! dropped the dirty pages of records already acknowledged in `batch` mode, so only a
+//! restart (recovery from what is really on disk) is safe. The first failure of an
+//! incident is logged at ERROR; later ones are counted ([`Wal::refused`]) and
+//! summarised every 30 s; the end of the incident is logged once.
 //!
-//! Segments are files `wal-<first seq>.log`; a snapshot rotates to a new segment so the
-//! segments it covers can be deleted whole.
+//! Segments are files `wal-<first seq>.log`, and the name is exact: a snapshot's
+//! rotation splits the pending buffer at the snapshot point, so records after it never
+//! land in the old segment. Recovery skips, and pruning deletes, segments by name.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
