@@ -826,9 +826,14 @@ fn taking_back_every_kind_of_mutation_newest_first_restores_the_state_exactly() 
 
 // ------------------------------------------------------------------ bounded fuzzing
 
+/// 256 cases per target by default (a few seconds in `cargo test`); CI or a developer
+/// can run longer with `PROPTEST_CASES=100000`.
 fn fuzz_config() -> ProptestConfig {
     ProptestConfig {
-        cases: 256,
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
