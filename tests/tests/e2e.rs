@@ -12,11 +12,11 @@ mod api;
 mod delivery;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/vendors.rs"]
+mod vendors;
 #[path = "e2e/hardening_api.rs"]
 mod hardening_api;
 #[path = "e2e/hardening_memory.rs"]
 mod hardening_memory;
 #[path = "e2e/hardening_transport.rs"]
 mod hardening_transport;
-#[path = "e2e/vendors.rs"]
-mod vendors;
