@@ -20,8 +20,10 @@
 //! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
 //! generator's engine process).
 //!
-//! Life cycle ([`start`]): bind the API (it answers 503 until ready) → recover state
-//! from the snapshot and the log → attach the log → ready. Shutdown
+//! Life cycle ([`start`]): bind the API (it answers 503 until ready) → lock the data
+//! directory (one engine per directory) and recover state from the snapshot and the
+//! log → attach the log → ready. `/healthz` is liveness; `/readyz` is also 503 while
+//! durable writes are failing ([`Engine::write_failure`]). Shutdown
 //! ([`Running::shutdown`]): stop accepting → finish open requests → drain queued
 //! pushes for up to `api.shutdown_grace_s` → final snapshot → close the log.
 
@@ -66,7 +68,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("recovery failed")]
-    Recovery(#[source] store::Error),
+    Recovery(#[source] Arc<store::Error>),
     #[error("recovery task died")]
     RecoveryPanicked,
 }
@@ -103,6 +105,12 @@ impl Engine {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Why durable writes are being refused, while they are (`/readyz` says so); the
+    /// text is an I/O error's, without paths or secrets.
+    pub fn write_failure(&self) -> Option<String> {
+        self.store.get().and_then(|s| s.write_failure())
+    }
+
     pub fn gauges(&self) -> Gauges {
         Gauges {
             bindings: self.state.registry.len(),
@@ -122,7 +130,8 @@ pub struct Running {
     workers_trigger: shutdown::Trigger,
     api_task: Option<tokio::task::JoinHandle<()>>,
     tasks: JoinSet<()>,
-    ready: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    /// `Some` once recovery has ended: its error, if any (`None` inside: it panicked).
+    ready: tokio::sync::watch::Receiver<Option<Result<(), Option<Arc<store::Error>>>>>,
 }
 
 /// Start the engine and return once it is ready (recovery done).
@@ -196,6 +205,8 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
                     bindings_from_snapshot = rec.bindings_from_snapshot,
                     wal_records = rec.wal_records,
                     wal_bytes = rec.wal_bytes,
+                    snapshots_passed_over = rec.snapshots_passed_over,
+                    wal_segments_skipped = rec.wal_segments_skipped,
                     torn_tail_bytes = rec.torn_tail_bytes,
                     last_seq = rec.last_seq,
                     elapsed_ms = rec.elapsed.as_millis() as u64,
@@ -207,8 +218,11 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
                 recovering.ready.store(true, Ordering::Release);
                 Ok(())
             }
-            Ok(Err(e)) => Err(providers::error_chain(&Error::Recovery(e))),
-            Err(_) => Err(Error::RecoveryPanicked.to_string()),
+            Ok(Err(e)) => Err(Some(Arc::new(e))),
+            Err(_) => {
+                tracing::error!("recovery task panicked");
+                Err(None)
+            }
         };
         let ok = outcome.is_ok();
         let _ = ready_tx.send(Some(outcome));
@@ -302,12 +316,7 @@ impl Running {
             .map_err(|_| Error::RecoveryPanicked)?
             .clone()
             .expect("checked by wait_for");
-        outcome.map_err(|msg| {
-            Error::Recovery(store::Error::Snapshot {
-                file: self.engine.config.storage.dir.clone(),
-                what: msg,
-            })
-        })
+        outcome.map_err(|e| e.map_or(Error::RecoveryPanicked, Error::Recovery))
     }
 
     /// Stop everything without draining or a final snapshot, as a crash would, but

@@ -37,6 +37,7 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        ignore_file_size_signal();
         let running = match crate::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -50,6 +51,17 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action kills the process.
+/// With a handler installed the write fails with EFBIG instead, which the log handles
+/// like a full disk: the change is refused and nothing is lost. (tokio keeps the handler
+/// installed for the life of the process once registered.)
+fn ignore_file_size_signal() {
+    let xfsz = tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    if let Err(e) = tokio::signal::unix::signal(xfsz) {
+        tracing::warn!(error = %e, "cannot handle SIGXFSZ: a write past the file size limit will kill the process");
+    }
 }
 
 async fn wait_for_signal() {

@@ -62,6 +62,9 @@ pub enum Applied {
     UserRemoved(usize),
     GroupSize(usize),
     GroupDeleted(bool),
+    /// The journal is failing: the change was not made (only [`State::apply`] reports
+    /// this; [`State::apply_logged`] returns [`Refused`]).
+    Refused,
 }
 
 /// See [`State::durable_view`]: push id → (user, provider, environment, app, token),
@@ -75,12 +78,67 @@ pub struct DurableView {
     pub groups: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
+/// Where a mutation stands in the journal: its sequence number and the journal's epoch
+/// when it was recorded. The epoch changes each time the journal fails and takes back
+/// the changes it could not make durable, so a waiter can tell whether its record
+/// survived (see [`crate::store::wal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+impl Ticket {
+    /// The ticket of a change made with no journal attached (nothing to wait for).
+    pub const UNLOGGED: Ticket = Ticket { seq: 0, epoch: 0 };
+}
+
+/// The journal is failing and refused the change before it touched memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the journal refused the change: writes are failing")]
+pub struct Refused;
+
+/// What one mutation replaced, captured just before it was applied, so that a change
+/// the journal fails to make durable can be taken back (see [`State::revert`]).
+/// Holding one costs reference counts, not copies, except for a removed user's
+/// device list.
+#[derive(Debug)]
+pub struct Undo(UndoKind);
+
+#[derive(Debug)]
+enum UndoKind {
+    /// The record a push id held before (`None`: it was unbound).
+    PushId {
+        push_id: Arc<str>,
+        prior: Option<Device>,
+    },
+    /// The devices a removed user had.
+    Devices(Vec<Device>),
+    /// A group's member list before (`None`: the group did not exist).
+    Group {
+        group_id: Arc<str>,
+        prior: Option<groups::Members>,
+    },
+}
+
 /// Where durable mutations are logged. [`State::apply`] hands every mutation to the
 /// journal, which must assign it the next sequence number, record it, and run `apply`
-/// (the in-memory change) before letting the next mutation in: memory then changes in
-/// exactly log order, so replaying the log reproduces it.
+/// (the in-memory change, returning its [`Undo`]) before letting the next mutation in:
+/// memory then changes in exactly log order, so replaying the log reproduces it.
+///
+/// A journal that cannot make a batch durable takes it back: under the same
+/// serialisation it hands every not-yet-durable record's [`Undo`] to
+/// [`State::revert`], newest first, and fails their waiters. While it is failing it
+/// refuses new mutations before running `apply`. Memory therefore never holds a change
+/// that was refused.
 pub trait Journal: Send + Sync {
-    fn record(&self, m: &Mutation, apply: &mut dyn FnMut()) -> u64;
+    fn record(&self, m: &Mutation, apply: &mut dyn FnMut() -> Undo) -> Result<Ticket, Refused>;
+
+    /// Run `f` while no mutation is recorded or taken back. `f` gets `true` when every
+    /// recorded mutation is durable, i.e. no [`Undo`] is pending: only then may a sweep
+    /// that frees unreferenced user indexes run, since a pending [`Undo`] still refers
+    /// to the indexes it would restore.
+    fn exclusive(&self, f: &mut dyn FnMut(bool));
 }
 
 /// All engine state.
@@ -254,22 +312,102 @@ impl State {
         }
     }
 
-    /// Apply one durable mutation, logging it first when a journal is attached.
-    /// Mutations are validated by their producer; applying one never fails.
+    /// Apply one durable mutation, logging it when a journal is attached, without
+    /// waiting for it to be durable: for best-effort changes (the dispatcher removing a
+    /// dead token). A change the journal refuses is dropped and reported as
+    /// [`Applied::Refused`]. Mutations are validated by their producer.
     pub fn apply(&self, m: &Mutation) -> Applied {
-        self.apply_logged(m).0
+        self.apply_logged(m)
+            .map_or(Applied::Refused, |(applied, _)| applied)
     }
 
-    /// [`State::apply`], also returning the mutation's log sequence number (0 when no
-    /// journal is attached) so the caller can wait for it to be durable.
-    pub fn apply_logged(&self, m: &Mutation) -> (Applied, u64) {
+    /// [`State::apply`], returning the mutation's [`Ticket`] ([`Ticket::UNLOGGED`] when
+    /// no journal is attached) so the caller can wait for it to be durable, or
+    /// [`Refused`] when the journal is failing (memory is then unchanged).
+    pub fn apply_logged(&self, m: &Mutation) -> Result<(Applied, Ticket), Refused> {
         match self.journal.get() {
-            None => (self.apply_in_memory(m), 0),
+            None => Ok((self.apply_in_memory(m), Ticket::UNLOGGED)),
             Some(j) => {
                 let mut out = None;
-                let seq = j.record(m, &mut || out = Some(self.apply_in_memory(m)));
-                (out.expect("the journal runs apply"), seq)
+                let ticket = j.record(m, &mut || {
+                    let undo = self.undo_of(m);
+                    out = Some(self.apply_in_memory(m));
+                    undo
+                })?;
+                Ok((out.expect("the journal runs apply when it records"), ticket))
             }
+        }
+    }
+
+    /// Run `f` with durable mutations held off (see [`Journal::exclusive`]); with no
+    /// journal attached nothing can be taken back, so `f` gets `true`.
+    pub fn exclusive<R>(&self, f: impl FnOnce(bool) -> R) -> R {
+        match self.journal.get() {
+            None => f(true),
+            Some(j) => {
+                let mut f = Some(f);
+                let mut out = None;
+                j.exclusive(&mut |settled| {
+                    if let Some(f) = f.take() {
+                        out = Some(f(settled));
+                    }
+                });
+                out.expect("the journal runs f once")
+            }
+        }
+    }
+
+    /// What `m` is about to replace. Called by the journal's `apply`, under its
+    /// serialisation, right before [`State::apply_in_memory`].
+    fn undo_of(&self, m: &Mutation) -> Undo {
+        Undo(match m {
+            Mutation::Bind { push_id, .. }
+            | Mutation::Unbind { push_id }
+            | Mutation::RemoveDeadToken { push_id, .. } => UndoKind::PushId {
+                push_id: push_id.clone(),
+                prior: self.registry.lookup(push_id).map(|(_, d)| d),
+            },
+            Mutation::RemoveUser { user_id } => UndoKind::Devices(
+                self.users
+                    .get(user_id)
+                    .map(|u| self.registry.devices_of(u))
+                    .unwrap_or_default(),
+            ),
+            Mutation::GroupUpdate { group_id, .. } | Mutation::GroupDelete { group_id } => {
+                UndoKind::Group {
+                    group_id: group_id.clone(),
+                    prior: self.groups.members(group_id),
+                }
+            }
+        })
+    }
+
+    /// Take back one applied mutation. The journal calls this, newest first, for every
+    /// record it could not make durable, with mutations held off: applied in that order
+    /// each undo finds memory exactly as its mutation left it, so restoring what the
+    /// mutation replaced restores the state before it. (User ids the mutation interned
+    /// stay interned: an unreferenced index is not durable state.)
+    pub fn revert(&self, undo: Undo) {
+        match undo.0 {
+            UndoKind::PushId { push_id, prior } => match prior {
+                Some(device) => {
+                    self.registry.insert(device);
+                }
+                None => {
+                    self.registry.unbind(&push_id, None);
+                }
+            },
+            UndoKind::Devices(devices) => {
+                for d in devices {
+                    self.registry.insert(d);
+                }
+            }
+            UndoKind::Group { group_id, prior } => match prior {
+                Some(members) => self.groups.install(group_id, members),
+                None => {
+                    self.groups.delete(&group_id);
+                }
+            },
         }
     }
 

@@ -508,6 +508,12 @@ async fn a_torn_final_record_is_truncated_and_the_rest_recovered() {
         good_len,
         "torn tail truncated"
     );
+    let kept: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the cut bytes are kept aside: {kept:?}");
     // The log goes on working after the repair.
     let base = format!("http://{}", running.local_addr());
     random_ops(&http, &base, 8, 20).await;
@@ -530,7 +536,7 @@ async fn corruption_inside_the_log_is_a_clear_startup_error() {
     let mut bytes = std::fs::read(&wal).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
-    std::fs::write(&wal, bytes).unwrap();
+    std::fs::write(&wal, &bytes).unwrap();
     let err = start_in_process(dir.path(), "fsync")
         .await
         .err()
@@ -538,6 +544,7 @@ async fn corruption_inside_the_log_is_a_clear_startup_error() {
     let msg = fanfare::providers::error_chain(&err);
     assert!(msg.contains(&wal.display().to_string()), "{msg}");
     assert!(msg.contains("corrupt at byte"), "{msg}");
+    assert_eq!(std::fs::read(&wal).unwrap(), bytes, "nothing is cut");
 }
 
 #[tokio::test]

@@ -31,9 +31,11 @@ fn json_response(status: StatusCode, v: Value) -> Resp {
     r
 }
 
-/// The log refused or failed: the change may be in memory but is not acknowledged.
+/// The log refused the change or took it back: nothing changed. The store logs the
+/// first failure and counts the rest, so this stays at debug (one line per request
+/// would flood the log while the disk is full).
 fn storage_error(e: crate::store::Error) -> ApiError {
-    tracing::error!(error = %crate::providers::error_chain(&e), "durable write failed");
+    tracing::debug!(error = %crate::providers::error_chain(&e), "durable write failed");
     ApiError::internal("the change could not be made durable")
 }
 
@@ -114,6 +116,21 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
                 ok(json!({"status": "ok"}))
             } else {
                 Err(ApiError::unavailable("recovery has not finished", 1))
+            };
+        }
+        // Readiness: recovered and durable writes succeed (`/healthz` is liveness).
+        ["readyz"] => {
+            return if method != Method::GET {
+                Err(ApiError::method_not_allowed("GET"))
+            } else if !engine.is_ready() {
+                Err(ApiError::unavailable("recovery has not finished", 1))
+            } else if let Some(cause) = engine.write_failure() {
+                Err(ApiError::unavailable(
+                    format!("writes are failing: {cause}"),
+                    5,
+                ))
+            } else {
+                ok(json!({"status": "ok"}))
             };
         }
         ["metrics"] => {

@@ -1,21 +1,31 @@
 //! The write-ahead log's record format.
 //!
-//! A frame is `len: u32 LE | crc32c(payload): u32 LE | payload`, and a payload is
-//! `version: u8 | seq: u64 LE | mutation`. A mutation is a tag byte and its fields;
+//! A frame is `len: u32 LE | crc: u32 LE | payload`, and a payload is
+//! `version: u8 | seq: u64 LE | mutation`. In format 2 (written since issue 10) `crc` is
+//! the CRC32C of the length bytes followed by the payload, so a flipped bit in a length
+//! field fails the checksum instead of silently re-framing the rest of the log. Format 1
+//! frames (`crc` over the payload only, version byte 1) are still read: recovery
+//! replays them and the engine then writes format 2 into a new segment, so an old log
+//! is converted at the first snapshot, which deletes the old segments. A mutation is a tag byte and its fields;
 //! strings are `len: u32 LE | UTF-8 bytes`, a token is a kind byte (0 = bytes,
 //! 1 = text) and its bytes, and a provider is stored by its API name, so reordering
 //! the in-memory enum never changes the files.
 
 use std::sync::Arc;
 
+use crate::state::ids::MAX_ID_BYTES;
 use crate::state::{Binding, Environment, Mutation, ProviderKind, Token};
 
 /// Format version written in every record.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The format before the checksum covered the length; read, never written.
+pub const VERSION_1: u8 = 1;
 /// Bytes of `len` + `crc`.
 pub const FRAME_HEADER: usize = 8;
 /// No record is larger than this (bounded by the API's body limit and id rules).
 pub const MAX_RECORD: usize = 64 << 20;
+/// No payload is shorter than this: version, sequence number, mutation tag.
+pub const MIN_RECORD: usize = 1 + 8 + 1;
 
 const BIND: u8 = 1;
 const UNBIND: u8 = 2;
@@ -81,10 +91,53 @@ pub fn encode(seq: u64, m: &Mutation, out: &mut Vec<u8>) {
             put_str(out, group_id);
         }
     }
-    let payload_len = out.len() - start - FRAME_HEADER;
-    let crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
-    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    let len = ((out.len() - start - FRAME_HEADER) as u32).to_le_bytes();
+    let crc = checksum(len, &out[start + FRAME_HEADER..]);
+    out[start..start + 4].copy_from_slice(&len);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The format-2 frame checksum: over the length field and the payload.
+fn checksum(len: [u8; 4], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&len), payload)
+}
+
+/// Why the bytes at some offset are not an intact frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("record header cut short")]
+    ShortHeader,
+    #[error("record length {0} is impossible")]
+    ImpossibleLength(u32),
+    #[error("record cut short: {missing} of its bytes are missing")]
+    Short { missing: usize },
+    #[error("record checksum mismatch")]
+    Checksum,
+}
+
+/// Read the frame at the start of `rest`: its payload and the frame's whole length.
+/// Never panics and never reads past `rest`, whatever the bytes.
+pub fn frame(rest: &[u8]) -> Result<(&[u8], usize), Damage> {
+    let Some((header, body)) = rest.split_first_chunk::<FRAME_HEADER>() else {
+        return Err(Damage::ShortHeader);
+    };
+    let len_bytes: [u8; 4] = header[0..4].try_into().expect("4 of 8 header bytes");
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 of 8 header bytes"));
+    let len = u32::from_le_bytes(len_bytes);
+    if !(MIN_RECORD..=MAX_RECORD).contains(&(len as usize)) {
+        return Err(Damage::ImpossibleLength(len));
+    }
+    let Some(payload) = body.get(..len as usize) else {
+        return Err(Damage::Short {
+            missing: len as usize - body.len(),
+        });
+    };
+    let intact = checksum(len_bytes, payload) == crc
+        || (payload[0] == VERSION_1 && crc32c::crc32c(payload) == crc);
+    if !intact {
+        return Err(Damage::Checksum);
+    }
+    Ok((payload, FRAME_HEADER + len as usize))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -117,7 +170,7 @@ pub struct Malformed(pub &'static str);
 /// Decode a payload (the bytes after the frame header) into `(seq, mutation)`.
 pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
     let mut r = Reader { b: payload };
-    if r.u8()? != VERSION {
+    if !matches!(r.u8()?, VERSION | VERSION_1) {
         return Err(Malformed("unknown record version"));
     }
     let seq = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
@@ -222,8 +275,14 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|_| Malformed("string is not UTF-8"))
     }
 
+    /// An identifier: at most [`MAX_ID_BYTES`] (what the API accepts and a device
+    /// record can hold).
     fn arc_str(&mut self) -> Result<Arc<str>, Malformed> {
-        self.str().map(Arc::from)
+        let s = self.str()?;
+        if s.len() > MAX_ID_BYTES {
+            return Err(Malformed("identifier longer than the API allows"));
+        }
+        Ok(Arc::from(s))
     }
 
     fn token(&mut self) -> Result<Token, Malformed> {
@@ -289,10 +348,36 @@ mod tests {
             encode(i as u64 + 7, &m, &mut buf);
             let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
             assert_eq!(len + FRAME_HEADER, buf.len());
-            let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap());
-            assert_eq!(crc, crc32c::crc32c(&buf[8..]));
-            assert_eq!(decode(&buf[8..]).unwrap(), (i as u64 + 7, m));
+            let (payload, framed) = frame(&buf).unwrap();
+            assert_eq!(framed, buf.len());
+            assert_eq!(decode(payload).unwrap(), (i as u64 + 7, m));
         }
+    }
+
+    #[test]
+    fn the_checksum_covers_the_length_field() {
+        let mut buf = Vec::new();
+        for (i, m) in samples().into_iter().enumerate() {
+            encode(i as u64 + 1, &m, &mut buf);
+        }
+        // Every single-bit flip in the first frame's length is caught by the checksum
+        // (or the length bounds), never read as a different but valid frame.
+        for bit in 0..32 {
+            let mut damaged = buf.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(frame(&damaged).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn format_1_frames_still_read() {
+        let mut buf = Vec::new();
+        encode(5, &samples()[1], &mut buf);
+        buf[FRAME_HEADER] = VERSION_1;
+        let crc = crc32c::crc32c(&buf[FRAME_HEADER..]);
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let (payload, _) = frame(&buf).unwrap();
+        assert_eq!(decode(payload).unwrap(), (5, samples()[1].clone()));
     }
 
     #[test]

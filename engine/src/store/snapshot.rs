@@ -1,8 +1,13 @@
 //! Snapshots: the whole durable state in one rkyv file, read back zero-copy.
 //!
-//! Layout: a 64-byte header (`magic`, format version, the WAL sequence the snapshot
-//! covers, payload length, CRC32C of the payload) followed by the rkyv archive of an
-//! [`Image`]. The image is columnar — every string table is one byte buffer plus end
+//! Layout: a 64-byte header followed by the rkyv archive of an [`Image`]. The header
+//! holds `magic` (0..8), the format version (8..12, u32 LE), the WAL sequence the
+//! snapshot covers (16..24, u64 LE), the payload length (24..32), the payload's CRC32C
+//! (32..36) and, since format 2, the CRC32C of bytes 0..60 (60..64): every header field
+//! is checksummed, and the covered sequence must also equal the one in the file name, so
+//! a damaged or edited header can neither make recovery skip log records nor pass for
+//! another snapshot. Format 1 files (no header checksum) are still read, with the name
+//! check. The image is columnar — every string table is one byte buffer plus end
 //! offsets — so writing 10M bindings is a few large copies, not 10M allocations, and
 //! reading it back is a pointer cast after validation.
 //!
@@ -21,8 +26,12 @@ use crate::state::registry::{Device, TokenRef};
 use crate::state::{Environment, ProviderKind, State, UserIdx};
 
 pub const MAGIC: &[u8; 8] = b"FANFSNAP";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The format before the header checksum; read, never written.
+pub const FORMAT_VERSION_1: u32 = 1;
 pub const HEADER_LEN: usize = 64;
+/// Where the header's own checksum sits (it covers the bytes before it).
+const HEADER_CRC_AT: usize = HEADER_LEN - 4;
 
 /// A list of strings as one buffer plus end offsets.
 #[derive(rkyv::Archive, rkyv::Serialize, Default, Debug)]
@@ -205,6 +214,8 @@ pub fn write(dir: &Path, seq: u64, img: &Image) -> Result<(PathBuf, u64), Error>
     header[16..24].copy_from_slice(&seq.to_le_bytes());
     header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     header[32..36].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    let header_crc = crc32c::crc32c(&header[..HEADER_CRC_AT]);
+    header[HEADER_CRC_AT..].copy_from_slice(&header_crc.to_le_bytes());
     let final_path = path(dir, seq);
     let tmp = dir.join(format!("snapshot-{seq:020}.rkyv.tmp"));
     let io = |e| Error::io(&tmp, e);
@@ -259,20 +270,43 @@ pub fn open(file: &Path) -> Result<Loaded, Error> {
         return Err(bad("not a fanfare snapshot (bad magic)".into()));
     }
     let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
-        return Err(bad(format!(
-            "format version {version}, this build reads {FORMAT_VERSION}"
-        )));
+    match version {
+        FORMAT_VERSION => {
+            let stored =
+                u32::from_le_bytes(map[HEADER_CRC_AT..HEADER_LEN].try_into().expect("4 bytes"));
+            if crc32c::crc32c(&map[..HEADER_CRC_AT]) != stored {
+                return Err(bad("header checksum mismatch".into()));
+            }
+        }
+        FORMAT_VERSION_1 => {}
+        _ => {
+            return Err(bad(format!(
+                "format version {version}, this build reads {FORMAT_VERSION_1} and {FORMAT_VERSION}"
+            )))
+        }
     }
     let seq = u64::from_le_bytes(map[16..24].try_into().expect("8 bytes"));
-    let len = u64::from_le_bytes(map[24..32].try_into().expect("8 bytes")) as usize;
+    let named = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("snapshot-"))
+        .and_then(|n| n.strip_suffix(".rkyv"))
+        .and_then(|n| n.parse::<u64>().ok());
+    if named != Some(seq) {
+        return Err(bad(format!(
+            "header covers sequence {seq} but the file name says {}",
+            named.map_or_else(|| "nothing".to_string(), |n| n.to_string())
+        )));
+    }
+    let len = u64::from_le_bytes(map[24..32].try_into().expect("8 bytes"));
     let crc = u32::from_le_bytes(map[32..36].try_into().expect("4 bytes"));
-    if map.len() != HEADER_LEN + len {
+    if (map.len() - HEADER_LEN) as u64 != len {
         return Err(bad(format!(
             "payload is {} bytes, header says {len}",
             map.len() - HEADER_LEN
         )));
     }
+    let len = len as usize;
     let payload = &map[HEADER_LEN..];
     if crc32c::crc32c(payload) != crc {
         return Err(bad("checksum mismatch".into()));
@@ -319,6 +353,17 @@ fn check_shape(img: &ArchivedImage) -> Result<(), &'static str> {
                 return Err("string table offsets out of order");
             }
             prev = e;
+        }
+    }
+    // A device record stores these lengths in a byte; the API allows far less.
+    for s in [&img.push_ids, &img.app_names] {
+        let mut start = 0u64;
+        for e in s.ends.iter() {
+            let e = e.to_native();
+            if e - start > crate::state::ids::MAX_ID_BYTES as u64 {
+                return Err("identifier longer than the API allows");
+            }
+            start = e;
         }
     }
     let users = img.users.len() as u32;
