@@ -288,18 +288,34 @@ impl State {
     }
 
     /// Release the candidates in batches under the release lock, adding to
-    /// `released`; false when the lock could not be had (the rest wait for the next
-    /// call).
+    /// `released`; false when the lock could not be had or the journal is not settled
+    /// (the rest wait for the next call).
+    ///
+    /// Each batch runs inside [`State::exclusive`] and only when it reports every
+    /// recorded mutation durable: a pending [`Undo`] (a change the journal may still
+    /// take back) refers to user indexes that the state no longer shows, and a revert
+    /// must find them alive. Lock order: the journal's serialisation, then the release
+    /// lock (which is only tried, with a bound), so a writer holding a pin while it
+    /// waits for the journal cannot deadlock with the sweep.
     fn release_candidates(&self, sw: &mut Sweeper, released: &mut usize) -> bool {
         while !sw.candidates.is_empty() {
-            let Some(release) = self.users.try_release(RELEASE_WAIT) else {
+            let done = self.exclusive(|settled| {
+                if !settled {
+                    return false;
+                }
+                let Some(release) = self.users.try_release(RELEASE_WAIT) else {
+                    return false;
+                };
+                let mut batch = sw
+                    .candidates
+                    .split_off(sw.candidates.len().saturating_sub(RELEASE_BATCH));
+                batch.retain(|&u| release.is_live(u) && !self.referenced(u));
+                *released += release.release(&batch);
+                true
+            });
+            if !done {
                 return false;
-            };
-            let mut batch = sw
-                .candidates
-                .split_off(sw.candidates.len().saturating_sub(RELEASE_BATCH));
-            batch.retain(|&u| release.is_live(u) && !self.referenced(u));
-            *released += release.release(&batch);
+            }
         }
         true
     }
@@ -369,6 +385,7 @@ impl State {
             },
             Mutation::RemoveUser { user_id } => UndoKind::Devices(
                 self.users
+                    .pin()
                     .get(user_id)
                     .map(|u| self.registry.devices_of(u))
                     .unwrap_or_default(),
