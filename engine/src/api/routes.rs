@@ -146,7 +146,7 @@ async fn drain(body: &mut Incoming) -> bool {
 }
 
 /// Percent-decoded path segments after the leading slash.
-fn segments(path: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn segments(path: &str) -> Result<Vec<String>, ApiError> {
     path.trim_start_matches('/')
         .split('/')
         .map(|s| {
@@ -475,25 +475,7 @@ async fn bind(engine: &Engine, push_id: Arc<str>, body: &[u8]) -> Result<Resp, A
 
 fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     let req: wire::PresenceRequest = parse(body)?;
-    if req.events.len() > wire::MAX_PRESENCE_EVENTS {
-        return Err(ApiError::invalid(format!(
-            "events: at most {} events per request, got {}",
-            wire::MAX_PRESENCE_EVENTS,
-            req.events.len()
-        )));
-    }
-    for (i, e) in req.events.iter().enumerate() {
-        crate::state::ids::validate(&format!("events[{i}].user_id"), &e.user_id)
-            .map_err(ApiError::invalid)?;
-        crate::state::ids::validate(&format!("events[{i}].session_id"), &e.session_id)
-            .map_err(ApiError::invalid)?;
-        if e.ttl_s.is_some_and(|t| t > wire::MAX_TTL_S) {
-            return Err(ApiError::invalid(format!(
-                "events[{i}].ttl_s: at most {} seconds",
-                wire::MAX_TTL_S
-            )));
-        }
-    }
+    req.validate()?;
     let default_ttl = engine.config.presence.default_ttl_s;
     let presence = &engine.state.presence;
     for e in &req.events {
@@ -516,22 +498,7 @@ fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
 }
 
 async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::MembersRequest = parse(body)?;
-    let n = req.add.len() + req.remove.len();
-    if n > wire::MAX_MEMBERS_PER_REQUEST {
-        return Err(ApiError::invalid(format!(
-            "add and remove: at most {} ids per request, got {n}",
-            wire::MAX_MEMBERS_PER_REQUEST
-        )));
-    }
-    let check = |field: &str, ids: Vec<String>| -> Result<Vec<Arc<str>>, ApiError> {
-        ids.into_iter()
-            .enumerate()
-            .map(|(i, u)| wire::id(&format!("{field}[{i}]"), &u))
-            .collect()
-    };
-    let add = check("add", req.add)?;
-    let remove = check("remove", req.remove)?;
+    let (add, remove) = parse::<wire::MembersRequest>(body)?.into_ids()?;
     if engine.state.groups.members(&group_id).is_none() && add.is_empty() {
         return Err(ApiError::not_found(format!(
             "group {group_id:?} does not exist; add members to create it"

@@ -269,6 +269,29 @@ pub struct PresenceEvent {
 pub const MAX_PRESENCE_EVENTS: usize = 10_000;
 pub const MAX_TTL_S: u64 = 30 * 86_400;
 
+impl PresenceRequest {
+    /// Check the event count, every id and every TTL.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if self.events.len() > MAX_PRESENCE_EVENTS {
+            return Err(ApiError::invalid(format!(
+                "events: at most {MAX_PRESENCE_EVENTS} events per request, got {}",
+                self.events.len()
+            )));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            validate(&format!("events[{i}].user_id"), &e.user_id).map_err(ApiError::invalid)?;
+            validate(&format!("events[{i}].session_id"), &e.session_id)
+                .map_err(ApiError::invalid)?;
+            if e.ttl_s.is_some_and(|t| t > MAX_TTL_S) {
+                return Err(ApiError::invalid(format!(
+                    "events[{i}].ttl_s: at most {MAX_TTL_S} seconds"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MembersRequest {
@@ -279,6 +302,26 @@ pub struct MembersRequest {
 }
 
 pub const MAX_MEMBERS_PER_REQUEST: usize = 100_000;
+
+impl MembersRequest {
+    /// The checked ids to add and to remove.
+    #[allow(clippy::type_complexity)]
+    pub fn into_ids(self) -> Result<(Vec<Arc<str>>, Vec<Arc<str>>), ApiError> {
+        let n = self.add.len() + self.remove.len();
+        if n > MAX_MEMBERS_PER_REQUEST {
+            return Err(ApiError::invalid(format!(
+                "add and remove: at most {MAX_MEMBERS_PER_REQUEST} ids per request, got {n}"
+            )));
+        }
+        let check = |field: &str, ids: Vec<String>| -> Result<Vec<Arc<str>>, ApiError> {
+            ids.into_iter()
+                .enumerate()
+                .map(|(i, u)| id(&format!("{field}[{i}]"), &u))
+                .collect()
+        };
+        Ok((check("add", self.add)?, check("remove", self.remove)?))
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
