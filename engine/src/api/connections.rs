@@ -153,12 +153,6 @@ impl Registry {
         Some(conn)
     }
 
-    /// Ask the connection idle the longest to close (to free a file descriptor when
-    /// accept runs out of them). False when no connection is idle.
-    pub fn evict_idle(&self) -> bool {
-        evict_locked(&mut self.inner.lock())
-    }
-
     /// Ask `conn` to close (it has been idle too long).
     pub fn close(&self, conn: &Conn) {
         let mut inner = self.inner.lock();

@@ -4,9 +4,12 @@
 //! - **Accept failures back off** ([`AcceptBackoff`]): when `accept` fails for want of
 //!   file descriptors or memory the pending connection stays queued, so an immediate
 //!   retry fails again at once; the old loop spun a full core and logged ~300k lines a
-//!   second. It now waits 10 ms doubling to 1 s, logs once per 5 s with a count of the
-//!   failures it did not log, and asks the longest-idle connection to close to free a
-//!   descriptor.
+//!   second. It now waits 10 ms doubling to 1 s and logs once per 5 s with a count of
+//!   the failures it did not log. (It does not close idle connections to make room:
+//!   Linux's `accept` fails with EMFILE before looking at the queue, so the loop cannot
+//!   tell whether anyone is waiting, and would close connections for nobody. Keeping
+//!   `api.max_connections` below the open-file limit is what prevents EMFILE; the
+//!   engine warns at start-up when it is not.)
 //! - **A connection cap that sheds the idle** ([`super::connections`]), so the cap
 //!   never locks everyone out.
 //! - **Timeouts**: a request head must arrive within `api.header_read_timeout_ms`
@@ -72,9 +75,7 @@ pub async fn run(listener: TcpListener, engine: Arc<Engine>, mut shutdown: Shutd
     let mut refusals = LogEvery::new(LOG_INTERVAL);
     loop {
         let (stream, peer) = tokio::select! {
-            c = next_connection(|cx| listener.poll_accept(cx), &mut backoff, || {
-                conns.evict_idle();
-            }) => c,
+            c = next_connection(|cx| listener.poll_accept(cx), &mut backoff) => c,
             _ = shutdown.wait() => break,
         };
         let Some(conn) = conns.admit() else {
@@ -305,12 +306,10 @@ fn exhausted(e: &io::Error) -> bool {
     )
 }
 
-/// Accept the next connection, waiting out failures with `backoff`; `on_exhausted`
-/// runs when descriptors or memory ran out (to free some).
+/// Accept the next connection, waiting out failures with `backoff`.
 async fn next_connection<T>(
     mut poll_accept: impl FnMut(&mut Context<'_>) -> Poll<io::Result<T>>,
     backoff: &mut AcceptBackoff,
-    mut on_exhausted: impl FnMut(),
 ) -> T {
     loop {
         match std::future::poll_fn(&mut poll_accept).await {
@@ -325,9 +324,6 @@ async fn next_connection<T>(
             }
             Err(e) => {
                 let exhausted = exhausted(&e);
-                if exhausted {
-                    on_exhausted();
-                }
                 let (wait, log) = backoff.failed(Instant::now());
                 if let Some(suppressed) = log {
                     tracing::warn!(
@@ -356,7 +352,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn accept_out_of_descriptors_backs_off_instead_of_spinning() {
         let calls = AtomicUsize::new(0);
-        let evictions = AtomicUsize::new(0);
         let started = Instant::now();
         // Fails with EMFILE for 10 s of (paused) time, then accepts.
         let poll = |_: &mut Context<'_>| {
@@ -368,15 +363,11 @@ mod tests {
             }
         };
         let mut backoff = AcceptBackoff::default();
-        let got = next_connection(poll, &mut backoff, || {
-            evictions.fetch_add(1, Ordering::Relaxed);
-        })
-        .await;
+        let got = next_connection(poll, &mut backoff).await;
         assert_eq!(got, 7);
         // 10+20+...+640 ms, then one try a second: about 16 tries in 10 s, not millions.
         let n = calls.load(Ordering::Relaxed);
         assert!((10..=20).contains(&n), "{n} accept calls in 10 s");
-        assert_eq!(evictions.load(Ordering::Relaxed), n - 1);
         assert_eq!(backoff.next, ACCEPT_BACKOFF_FIRST, "a success resets the backoff");
     }
 
