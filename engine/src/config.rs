@@ -1269,9 +1269,15 @@ mod tests {
             assert!(!e.contains("hunter2") && !e.contains("98765"), "{e}");
         }
         // A non-secret bad value is quoted, with its key.
-        let env = vec![("FANFARE_API_MAX_CONNECTIONS".to_string(), "many".to_string())];
+        let env = vec![(
+            "FANFARE_API_MAX_CONNECTIONS".to_string(),
+            "many".to_string(),
+        )];
         let e = Config::load(None, env).unwrap_err().to_string();
-        assert!(e.contains("FANFARE_API_MAX_CONNECTIONS") && e.contains("api.max_connections"), "{e}");
+        assert!(
+            e.contains("FANFARE_API_MAX_CONNECTIONS") && e.contains("api.max_connections"),
+            "{e}"
+        );
         assert!(e.contains("many"), "{e}");
     }
 

@@ -371,7 +371,10 @@ mod tests {
         // After ours, pipelined in the same write, hyper's error is still found.
         let out = through(3, &[&[OURS, HYPERS].concat()]).await;
         assert!(out.starts_with(OURS));
-        assert_eq!(json_of(&out[OURS.len()..])["error"]["code"], "invalid_argument");
+        assert_eq!(
+            json_of(&out[OURS.len()..])["error"]["code"],
+            "invalid_argument"
+        );
     }
 
     #[tokio::test]
@@ -400,7 +403,10 @@ mod tests {
     #[test]
     fn sniffing_decides_on_the_first_differing_byte() {
         assert_eq!(sniff(0, b"PRI"), Mode::Sniff(3));
-        assert_eq!(sniff(3, b" * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Mode::Passthrough);
+        assert_eq!(
+            sniff(3, b" * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Mode::Passthrough
+        );
         assert_eq!(sniff(0, b"GET / HTTP/1.1"), Mode::Http1);
         assert_eq!(sniff(2, b"X"), Mode::Http1);
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Body as _;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -97,10 +97,7 @@ pub async fn handle(engine: &Arc<Engine>, conn: &Conn, req: Request<Incoming>) -
 /// Request-target and header-list limits. HTTP/1.1 heads are bounded by hyper (over
 /// `MAX_HEAD_BYTES` it answers 431 itself); HTTP/2 header lists are checked here.
 fn check_head(req: &Req) -> Result<(), ApiError> {
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI_BYTES {
         return Err(ApiError::uri_too_long(format!(
             "the request target is {target} bytes, over the limit of {MAX_URI_BYTES}"
@@ -175,7 +172,11 @@ impl std::ops::Deref for Body<'_> {
 /// Read the body of `req` in full: at most `api.max_body_bytes` (413), within
 /// `api.body_read_timeout_ms` (408), within the connection's and the engine's body
 /// budgets (503). On error what is left of the body stays in `req` for [`handle`].
-async fn read_body<'c>(engine: &Engine, conn: &'c Conn, req: &mut Req) -> Result<Body<'c>, ApiError> {
+async fn read_body<'c>(
+    engine: &Engine,
+    conn: &'c Conn,
+    req: &mut Req,
+) -> Result<Body<'c>, ApiError> {
     let limit = engine.config.api.max_body_bytes;
     let too_large = || {
         ApiError::too_large(format!(
@@ -210,7 +211,7 @@ async fn read_body<'c>(engine: &Engine, conn: &'c Conn, req: &mut Req) -> Result
             Ok(Some(Err(_))) => return Err(ApiError::invalid("request body could not be read")),
             Err(_) => {
                 return Err(ApiError::timeout(format!(
-                    "the request body did not arrive within api.body_read_timeout_ms ({timeout_ms} ms)"
+                    "request body not received within api.body_read_timeout_ms ({timeout_ms} ms)"
                 )))
             }
         };
@@ -246,10 +247,7 @@ async fn read_body<'c>(engine: &Engine, conn: &'c Conn, req: &mut Req) -> Result
     }
     *req.body_mut() = None;
     let bytes = first.unwrap_or_else(|| joined.freeze());
-    Ok(Body {
-        bytes,
-        _held: held,
-    })
+    Ok(Body { bytes, _held: held })
 }
 
 /// The credentials of an `Authorization: Bearer <token>` value. The scheme is

@@ -368,7 +368,10 @@ mod tests {
         // 10+20+...+640 ms, then one try a second: about 16 tries in 10 s, not millions.
         let n = calls.load(Ordering::Relaxed);
         assert!((10..=20).contains(&n), "{n} accept calls in 10 s");
-        assert_eq!(backoff.next, ACCEPT_BACKOFF_FIRST, "a success resets the backoff");
+        assert_eq!(
+            backoff.next, ACCEPT_BACKOFF_FIRST,
+            "a success resets the backoff"
+        );
     }
 
     #[tokio::test(start_paused = true)]

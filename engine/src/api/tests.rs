@@ -127,7 +127,9 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 fn every_endpoint(body: &[u8]) -> Vec<(&'static str, Result<(), ApiError>)> {
     let content = |p: Option<wire::PushConfig>| p.map(|p| p.into_content()).transpose();
     let ids = |fields: &[(&str, &str)]| -> Result<(), ApiError> {
-        fields.iter().try_for_each(|(f, v)| wire::id(f, v).map(drop))
+        fields
+            .iter()
+            .try_for_each(|(f, v)| wire::id(f, v).map(drop))
     };
     vec![
         (
@@ -332,7 +334,9 @@ async fn startup_log(token: &str) -> String {
     let running = crate::start(config).await.expect("the engine starts");
     // The API task logs when it starts; wait for the first connection it serves.
     let addr = running.local_addr();
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await

@@ -196,7 +196,10 @@ async fn an_oversized_body_written_in_full_before_reading_gets_the_413_json_erro
     s.write_all(head.as_bytes()).await.expect("head written");
     write_body(&mut s, &body).await;
     let a = read_answer(&mut s).await;
-    assert_eq!((a.status, a.error_code().as_str()), (413, "payload_too_large"));
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (413, "payload_too_large")
+    );
     // Found too large while reading a chunked body.
     let mut s = api.connect().await;
     s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -211,7 +214,10 @@ async fn an_oversized_body_written_in_full_before_reading_gets_the_413_json_erro
     chunked.extend_from_slice(b"0\r\n\r\n");
     write_body(&mut s, &chunked).await;
     let a = read_answer(&mut s).await;
-    assert_eq!((a.status, a.error_code().as_str()), (413, "payload_too_large"));
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (413, "payload_too_large")
+    );
     api.shutdown().await;
 }
 
@@ -227,7 +233,10 @@ async fn a_request_refused_before_its_body_is_read_still_gets_its_answer() {
     s.write_all(head.as_bytes()).await.expect("head written");
     write_body(&mut s, &body).await;
     let a = read_answer(&mut s).await;
-    assert_eq!((a.status, a.error_code().as_str()), (401, "unauthenticated"));
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (401, "unauthenticated")
+    );
     // The body was drained, so the connection is still good for the next request.
     let req = format!("GET /v1/stats HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("second request");
@@ -265,7 +274,9 @@ async fn errors_of_the_http_layer_carry_the_json_error() {
             "150 headers",
             format!(
                 "GET /healthz HTTP/1.1\r\nhost: x\r\n{}\r\n",
-                (0..150).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+                (0..150)
+                    .map(|i| format!("x-h{i}: v\r\n"))
+                    .collect::<String>()
             )
             .into_bytes(),
             431,
@@ -380,7 +391,7 @@ async fn at_the_connection_cap_the_longest_idle_connection_makes_room_and_health
             .expect("a partial head");
         slow.push(s);
     }
-    for round in 0..2 {
+    for (round, oldest) in slow.iter_mut().take(2).enumerate() {
         let a = exchange(
             &api,
             b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
@@ -388,7 +399,7 @@ async fn at_the_connection_cap_the_longest_idle_connection_makes_room_and_health
         .await;
         assert_eq!(a.status, 200, "round {round}");
         // The oldest slow connection was the one closed to make room.
-        closed_by_server(&mut slow[round]).await;
+        closed_by_server(oldest).await;
     }
     api.shutdown().await;
 }
@@ -434,7 +445,10 @@ async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
         .await
         .expect("a partial body");
     let a = read_answer(&mut s).await;
-    assert_eq!((a.status, a.error_code().as_str()), (408, "request_timeout"));
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (408, "request_timeout")
+    );
     assert_eq!(a.header("connection"), Some("close"));
     api.shutdown().await;
 }
@@ -472,7 +486,9 @@ async fn server_settings(api: &Api) -> Vec<(u16, u32)> {
     assert_eq!(header[3], 0x04, "the first frame is SETTINGS");
     let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
     let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).await.expect("the SETTINGS payload");
+    s.read_exact(&mut payload)
+        .await
+        .expect("the SETTINGS payload");
     payload
         .chunks(6)
         .map(|c| {
