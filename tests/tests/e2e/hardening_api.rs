@@ -615,3 +615,164 @@ async fn an_http2_connection_cannot_hold_more_body_memory_than_its_budget() {
     drop(held);
     api.shutdown().await;
 }
+
+/// Resident and peak resident memory of process `pid`, in MiB (VmRSS, VmHWM).
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmRSS:") / 1024, kib("VmHWM:") / 1024)
+}
+
+/// A measurement, not a test: the memory of a `fanfare` binary (default settings)
+/// before and during two hostile loads, for the README. Run it with
+/// `FANFARE_BIN=target/debug/fanfare cargo test -p fanfare-tests --test e2e
+/// measure_memory -- --ignored --nocapture`:
+/// 1. 300 slowloris connections, each sending one more header byte a second;
+/// 2. one HTTP/2 connection opening 1,000 streams that each declare a 1 MiB body,
+///    send 1,000,000 bytes of it, and stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: set FANFARE_BIN to a fanfare binary"]
+async fn measure_memory_under_slowloris_and_an_h2_body_flood() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncBufReadExt;
+    let bin = std::env::var("FANFARE_BIN").expect("FANFARE_BIN names a fanfare binary");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("fanfare.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{}\"\ndurability = \"none\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config written");
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("FANFARE_LOG", "warn,fanfare::serve=info")
+        .env_remove("FANFARE_BIN")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the engine starts");
+    let pid = child.id().expect("a pid");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr: SocketAddr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("engine log")
+            .expect("the engine logs that it is ready");
+        if let Some(a) = line.split("addr=").nth(1) {
+            break a.trim().parse().expect("an address");
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let healthz_ms = || async move {
+        let t = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut b = Vec::new();
+            s.read_to_end(&mut b).await.ok()?;
+            b.starts_with(b"HTTP/1.1 200").then_some(())
+        })
+        .await;
+        match r {
+            Ok(Some(())) => format!("{} ms", t.elapsed().as_millis()),
+            _ => "no answer".to_string(),
+        }
+    };
+    println!("idle: memory (rss, peak) {:?} MiB", memory_mib(pid));
+
+    let alive = Arc::new(AtomicUsize::new(0));
+    for _ in 0..300 {
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let Ok(mut s) = TcpStream::connect(addr).await else {
+                return;
+            };
+            alive.fetch_add(1, Ordering::Relaxed);
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ").await;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if s.write_all(b"a").await.is_err() {
+                    break;
+                }
+            }
+            alive.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    for t in [5, 10, 30] {
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t))
+            .await;
+        println!(
+            "slowloris +{t}s: {} of 300 alive, memory {:?} MiB, healthz {}",
+            alive.load(Ordering::Relaxed),
+            memory_mib(pid),
+            healthz_ms().await
+        );
+    }
+
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Trickle>();
+    let answered = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let mut held = Vec::new();
+    let chunk = Bytes::from(vec![b' '; 1_000_000]);
+    for _ in 0..1000 {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let req = Request::post(format!("http://{addr}/v1/presence"))
+            .header("content-length", "1048576")
+            .body(Trickle(rx))
+            .expect("a request");
+        let client = client.clone();
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let status = match client.request(req).await {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(e) => {
+                    use std::error::Error as _;
+                    let mut why = e.to_string();
+                    let mut cause = e.source();
+                    while let Some(c) = cause {
+                        why = format!("{why}: {c}");
+                        cause = c.source();
+                    }
+                    format!("error ({why})")
+                }
+            };
+            *answered.lock().expect("not poisoned").entry(status).or_insert(0) += 1;
+        });
+        let chunk = chunk.clone();
+        let sender = tx.clone();
+        tokio::spawn(async move {
+            let _ = sender.send(chunk).await;
+        });
+        held.push(tx);
+    }
+    for t in [5, 15, 30] {
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t))
+            .await;
+        println!(
+            "h2 flood +{t}s: answers {:?}, memory {:?} MiB, healthz {}",
+            answered.lock().expect("not poisoned"),
+            memory_mib(pid),
+            healthz_ms().await
+        );
+    }
+    drop(held);
+    let _ = child.kill().await;
+}
