@@ -1076,30 +1076,11 @@ fn explain(key: &str, e: &toml::de::Error) -> String {
 
 /// Whether `[section] key = value` deserializes; the error says why not.
 fn check_key(section: &str, key: &str, value: toml::Value) -> Result<(), toml::de::Error> {
-    fn de<T: serde::de::DeserializeOwned>(v: toml::Value) -> Result<(), toml::de::Error> {
-        T::deserialize(v).map(drop)
-    }
-    let mut t = toml::Table::new();
-    t.insert(key.to_string(), value);
-    let v = toml::Value::Table(t);
-    match section {
-        "api" => de::<Api>(v),
-        "storage" => de::<Storage>(v),
-        "presence" => de::<PresenceCfg>(v),
-        "messages" => de::<Messages>(v),
-        "retry" => de::<Retry>(v),
-        "breaker" => de::<Breaker>(v),
-        "transport" => de::<Transport>(v),
-        "apns" => de::<Apns>(v),
-        "fcm" => de::<Fcm>(v),
-        "huawei" => de::<Huawei>(v),
-        "honor" => de::<Honor>(v),
-        "xiaomi" => de::<Xiaomi>(v),
-        "oppo" => de::<Oppo>(v),
-        "vivo" => de::<Vivo>(v),
-        "webpush" => de::<Webpush>(v),
-        other => unreachable!("section {other} is in SECTIONS and matched above"),
-    }
+    let mut keys = toml::Table::new();
+    keys.insert(key.to_string(), value);
+    let mut root = toml::Table::new();
+    root.insert(section.to_string(), toml::Value::Table(keys));
+    Config::deserialize(toml::Value::Table(root)).map(drop)
 }
 
 /// Apply `FANFARE_<SECTION>_<KEY>=value` overrides. A value is taken as the string it

@@ -11,11 +11,13 @@
 //! `content-type` (errors a JSON body): a response head with an error status,
 //! `content-length: 0` and no `content-type` can only be hyper's. To find each response
 //! head it follows the framing of what hyper writes: a head, then `content-length`
-//! bytes of body (every answer of ours has a known length, and an answer to HEAD is
-//! given an empty body by `routes::handle`, so no body bytes are announced that never
-//! come). Anything it does not expect (a chunked body, a head split across writes)
-//! switches it to passing bytes through untouched for the rest of the connection: it
-//! fails open, never corrupting an answer.
+//! bytes of body. Every answer of ours has a known length, so hyper always writes
+//! `content-length`, except on an answer to HEAD, which has no body (`routes::handle`
+//! empties it) and which hyper sends with no length at all: a head without
+//! `content-length` or `transfer-encoding` is taken as bodiless. Anything it does not
+//! expect (a chunked body, a head split across writes, bytes that are not a response
+//! head where one should start) switches it to passing bytes through untouched for the
+//! rest of the connection: it fails open, never corrupting an answer.
 //!
 //! HTTP/2 connections, recognised by the client preface on the read side, are passed
 //! through from the start (and keep vectored writes): h2 refuses bad requests with
@@ -165,7 +167,8 @@ fn judge(out: &[u8]) -> Judged {
             answer: answer(status),
         },
         Some(n) => Judged::Pass(head_len + n),
-        None => Judged::Unknown,
+        // An answer to HEAD (see the module docs).
+        None => Judged::Pass(head_len),
     }
 }
 
@@ -373,6 +376,18 @@ mod tests {
         assert!(out.starts_with(OURS));
         assert_eq!(
             json_of(&out[OURS.len()..])["error"]["code"],
+            "invalid_argument"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_head_has_no_body_and_what_follows_is_still_judged() {
+        let head: &[u8] =
+            b"HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\n\r\n";
+        let out = through(usize::MAX, &[&[head, HYPERS].concat()]).await;
+        assert!(out.starts_with(head));
+        assert_eq!(
+            json_of(&out[head.len()..])["error"]["code"],
             "invalid_argument"
         );
     }

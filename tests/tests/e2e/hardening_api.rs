@@ -146,6 +146,36 @@ async fn read_answer(s: &mut TcpStream) -> Answer {
     .expect("an answer within the deadline")
 }
 
+/// Split pipelined answers (a body is `content-length` bytes, none without one).
+fn split_answers(mut bytes: &[u8]) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("a status line in {head:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().expect("a number"));
+        let body = bytes[end + 4..end + 4 + len].to_vec();
+        bytes = &bytes[end + 4 + len..];
+        answers.push(Answer {
+            status,
+            headers,
+            body,
+        });
+    }
+    answers
+}
+
 /// Send `request` on a new connection and read the answer.
 async fn exchange(api: &Api, request: &[u8]) -> Answer {
     let mut s = api.connect().await;
@@ -299,6 +329,23 @@ async fn errors_of_the_http_layer_carry_the_json_error() {
         assert_eq!(a.error_code(), code, "{what}");
         assert_eq!(a.header("content-type"), Some("application/json"), "{what}");
     }
+    // After answers of every kind on one connection (HEAD's has no body), hyper's own
+    // error is still found and rewritten.
+    let mut s = api.connect().await;
+    s.write_all(
+        b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /nope HTTP/1.1\r\nhost: x\r\n\r\nGET /a b c HTTP/1.1\r\n\r\n",
+    )
+    .await
+    .expect("pipelined requests written");
+    let answers = split_answers(&closed_by_server(&mut s).await);
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [405, 200, 404, 400], "{answers:?}");
+    assert!(
+        answers[0].body.is_empty(),
+        "no body after HEAD: {answers:?}"
+    );
+    assert_eq!(answers[2].error_code(), "not_found");
+    assert_eq!(answers[3].error_code(), "invalid_argument");
     // The same limits over HTTP/2 (h2c), answered by the service.
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
@@ -704,7 +751,9 @@ async fn measure_memory_under_slowloris_and_an_h2_body_flood() {
                 return;
             };
             alive.fetch_add(1, Ordering::Relaxed);
-            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ").await;
+            let _ = s
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+                .await;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
@@ -716,8 +765,7 @@ async fn measure_memory_under_slowloris_and_an_h2_body_flood() {
         });
     }
     for t in [5, 10, 30] {
-        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t))
-            .await;
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t)).await;
         println!(
             "slowloris +{t}s: {} of 300 alive, memory {:?} MiB, healthz {}",
             alive.load(Ordering::Relaxed),
@@ -754,7 +802,11 @@ async fn measure_memory_under_slowloris_and_an_h2_body_flood() {
                     format!("error ({why})")
                 }
             };
-            *answered.lock().expect("not poisoned").entry(status).or_insert(0) += 1;
+            *answered
+                .lock()
+                .expect("not poisoned")
+                .entry(status)
+                .or_insert(0) += 1;
         });
         let chunk = chunk.clone();
         let sender = tx.clone();
@@ -764,8 +816,7 @@ async fn measure_memory_under_slowloris_and_an_h2_body_flood() {
         held.push(tx);
     }
     for t in [5, 15, 30] {
-        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t))
-            .await;
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t)).await;
         println!(
             "h2 flood +{t}s: answers {:?}, memory {:?} MiB, healthz {}",
             answered.lock().expect("not poisoned"),
