@@ -223,16 +223,15 @@ async fn read_body<'c>(
             return Err(too_large());
         }
         held.take(data.len()).map_err(|short| {
-            let (what, key, limit) = match short {
-                Shortfall::Connection { limit } => {
-                    ("this connection's", "max_connection_body_bytes", limit)
-                }
-                Shortfall::Total { limit } => ("all", "max_total_body_bytes", limit),
+            let message = match short {
+                Shortfall::Connection { limit } => format!(
+                    "this connection's request bodies in memory would exceed api.max_connection_body_bytes ({limit} bytes); retry later"
+                ),
+                Shortfall::Total { limit } => format!(
+                    "request bodies in memory would exceed api.max_total_body_bytes ({limit} bytes); retry later"
+                ),
             };
-            ApiError::unavailable(
-                format!("request bodies in flight on {what} requests would exceed api.{key} ({limit} bytes); retry later"),
-                1,
-            )
+            ApiError::unavailable(message, 1)
         })?;
         match first.take() {
             None if joined.is_empty() => first = Some(data),

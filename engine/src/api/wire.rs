@@ -39,17 +39,32 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
+/// `deserialize_with` for an object field.
+fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Object::deserialize(d).map(|o| o.0)
+}
+
 /// `deserialize_with` for an optional object field.
-fn opt_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+fn opt_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
     Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
 }
 
 /// `deserialize_with` for an array of objects.
-fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(Vec::<Object<T>>::deserialize(d)?
-        .into_iter()
-        .map(|o| o.0)
-        .collect())
+fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let objects = Vec::<Object<T>>::deserialize(d)?;
+    Ok(objects.into_iter().map(|o| o.0).collect())
 }
 
 /// Parse a JSON body that must be one JSON object, naming the offending field on
@@ -155,17 +170,14 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
                 #[serde(deserialize_with = "object")]
                 keys: Keys,
             }
-            fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
-                Object::deserialize(d).map(|o| o.0)
-            }
             #[derive(Deserialize)]
             struct Keys {
                 p256dh: String,
                 auth: String,
             }
-            let sub: Sub = serde_json::from_str::<Object<Sub>>(token).map(|o| o.0).map_err(|_| {
+            let sub = serde_json::from_str::<Object<Sub>>(token).map_err(|_| {
                 bad("a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}")
-            })?;
+            })?.0;
             let uri: http::Uri = sub
                 .endpoint
                 .parse()
