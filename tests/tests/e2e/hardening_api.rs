@@ -816,8 +816,7 @@ async fn measure_memory_under_slowloris_and_an_h2_body_flood() {
         held.push(tx);
     }
     for t in [5, 15, 30] {
-        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t))
-            .await;
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(t)).await;
         let answers = answered.lock().expect("not poisoned").clone();
         println!(
             "h2 flood +{t}s: answers {answers:?}, memory {:?} MiB, healthz {}",
