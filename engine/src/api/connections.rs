@@ -202,13 +202,14 @@ impl Registry {
     }
 }
 
-/// Ask the idle connection with the oldest `idle_since` to close.
+/// Ask the idle connection with the oldest `idle_since` to close; of connections idle
+/// since the same millisecond, the oldest.
 fn evict_locked(inner: &mut Inner) -> bool {
     let victim = inner
         .conns
         .values()
         .filter(|c| !c.closing.load(Ordering::Acquire) && c.active.load(Ordering::Acquire) == 0)
-        .min_by_key(|c| c.idle_since_ms.load(Ordering::Acquire))
+        .min_by_key(|c| (c.idle_since_ms.load(Ordering::Acquire), c.id))
         .cloned();
     match victim {
         Some(c) => {
@@ -339,6 +340,18 @@ mod tests {
         r.remove(a.id());
         r.remove(c.id());
         assert_eq!(r.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn of_connections_idle_since_the_same_instant_the_oldest_goes_first() {
+        let r = registry(3, 10, 10);
+        let conns: Vec<_> = (0..3).map(|_| r.admit().expect("room")).collect();
+        for evicted in 0..3 {
+            r.admit().expect("an idle connection makes room");
+            assert!(conns[evicted].is_closing(), "connection {evicted}");
+            assert!(conns[evicted + 1..].iter().all(|c| !c.is_closing()));
+            r.remove(conns[evicted].id());
+        }
     }
 
     #[test]

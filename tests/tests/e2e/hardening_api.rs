@@ -430,15 +430,18 @@ async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
 #[tokio::test]
 async fn at_the_connection_cap_the_longest_idle_connection_makes_room_and_healthz_answers() {
     let api = Api::start("max_connections = 4").await;
-    let mut slow = Vec::new();
-    for _ in 0..4 {
+    let slowloris = || async {
         let mut s = api.connect().await;
         s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
             .await
             .expect("a partial head");
-        slow.push(s);
+        s
+    };
+    let mut slow = std::collections::VecDeque::new();
+    for _ in 0..4 {
+        slow.push_back(slowloris().await);
     }
-    for (round, oldest) in slow.iter_mut().take(2).enumerate() {
+    for round in 0..3 {
         let a = exchange(
             &api,
             b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
@@ -446,7 +449,10 @@ async fn at_the_connection_cap_the_longest_idle_connection_makes_room_and_health
         .await;
         assert_eq!(a.status, 200, "round {round}");
         // The oldest slow connection was the one closed to make room.
-        closed_by_server(oldest).await;
+        let mut oldest = slow.pop_front().expect("four slow connections");
+        closed_by_server(&mut oldest).await;
+        // Back at the cap for the next round.
+        slow.push_back(slowloris().await);
     }
     api.shutdown().await;
 }
