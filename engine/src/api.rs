@@ -1,11 +1,18 @@
 //! The sidecar HTTP API of API.md: HTTP/1.1 and h2c (prior knowledge) on one port.
 //!
-//! - [`server`]: accept loop (TCP_NODELAY, connection cap, graceful stop).
-//! - [`routes`]: routing, auth, body limits and the handlers.
+//! - [`server`]: accept loop (backoff on failures), timeouts, HTTP/2 limits, graceful stop.
+//! - [`connections`]: the connection cap that sheds the idle; request-body budgets.
+//! - [`http_errors`]: hyper's own error answers rewritten into the JSON error.
+//! - [`routes`]: routing, auth, body reading and limits, and the handlers.
 //! - [`wire`]: request bodies and their validation.
 //! - [`error`]: the JSON error answer.
 
+pub mod connections;
 pub mod error;
+pub mod http_errors;
 pub mod routes;
 pub mod server;
 pub mod wire;
+
+#[cfg(test)]
+mod tests;

@@ -397,13 +397,40 @@ impl Default for Webpush {
 pub struct Api {
     /// Address to listen on (HTTP/1.1 and h2c on one port).
     pub listen: String,
-    /// Bearer token every `/v1/...` request must carry; required off loopback.
+    /// Bearer token every `/v1/...` request must carry; required off loopback. Use 16
+    /// characters or more (the engine warns at start-up otherwise).
     pub token: Option<String>,
     /// Largest request body accepted, in bytes (larger → 413).
     pub max_body_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight pushes may take to finish before the final
     /// snapshot and exit.
     pub shutdown_grace_s: u64,
+    /// Most open API connections. When they are all open, a new connection closes the
+    /// one idle the longest (no request in flight) and is served; only when none is
+    /// idle is the new one refused. Keep it below the open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// HTTP/1.1: a connection must deliver a complete request head (request line and
+    /// headers) within this many milliseconds of opening or of its previous answer,
+    /// else it is closed. This also closes keep-alive connections idle that long.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive in full within this many milliseconds of its
+    /// headers, else the answer is 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this many milliseconds is closed
+    /// (HTTP/2 with a GOAWAY). HTTP/1.1 connections are closed sooner by
+    /// `header_read_timeout_ms`.
+    pub idle_timeout_ms: u64,
+    /// Most concurrent requests (streams) on one HTTP/2 connection; the client is told
+    /// in SETTINGS and further streams are refused.
+    pub h2_max_concurrent_streams: u32,
+    /// Request-body bytes one connection may hold in memory at once, all its requests
+    /// together; a request that would go over gets 503 `overloaded`. At least
+    /// `max_body_bytes`.
+    pub max_connection_body_bytes: usize,
+    /// Request-body bytes all connections together may hold in memory at once; a
+    /// request that would go over gets 503 `overloaded`. At least
+    /// `max_connection_body_bytes`.
+    pub max_total_body_bytes: usize,
 }
 
 impl Default for Api {
@@ -413,6 +440,13 @@ impl Default for Api {
             token: None,
             max_body_bytes: 1 << 20,
             shutdown_grace_s: 10,
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            h2_max_concurrent_streams: 256,
+            max_connection_body_bytes: 16 << 20,
+            max_total_body_bytes: 128 << 20,
         }
     }
 }
@@ -424,6 +458,13 @@ impl std::fmt::Debug for Api {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("shutdown_grace_s", &self.shutdown_grace_s)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("body_read_timeout_ms", &self.body_read_timeout_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
+            .field("max_connection_body_bytes", &self.max_connection_body_bytes)
+            .field("max_total_body_bytes", &self.max_total_body_bytes)
             .finish()
     }
 }
@@ -700,8 +741,11 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut root, env)?;
-        Config::deserialize(toml::Value::Table(root)).map_err(|e| Error::Schema {
-            message: e.message().to_string(),
+        serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+            let key = e.path().to_string();
+            Error::Schema {
+                message: explain(&key, e.inner()),
+            }
         })
     }
 
@@ -724,9 +768,7 @@ impl Config {
         if self.api.token.as_deref() == Some("") {
             p.push("api.token is empty; remove it or set a secret".into());
         }
-        if self.api.max_body_bytes < 1024 {
-            p.push("api.max_body_bytes must be at least 1024".into());
-        }
+        self.api_problems(&mut p);
         let limit = crate::state::presence::MAX_SESSIONS_LIMIT;
         if !(1..=limit).contains(&self.presence.max_sessions_per_user) {
             p.push(format!(
@@ -812,6 +854,53 @@ impl Config {
         check_ca(&mut p, "fcm.ca_file", f.ca_file.as_deref());
         self.vendor_problems(&mut p);
         p
+    }
+
+    /// Problems of the `[api]` limits and timeouts.
+    fn api_problems(&self, p: &mut Vec<String>) {
+        let a = &self.api;
+        if a.max_body_bytes < 1024 {
+            p.push("api.max_body_bytes must be at least 1024".into());
+        }
+        if !(1..=1_000_000).contains(&a.max_connections) {
+            p.push(format!(
+                "api.max_connections must be between 1 and 1000000, not {}",
+                a.max_connections
+            ));
+        }
+        for (key, ms) in [
+            ("header_read_timeout_ms", a.header_read_timeout_ms),
+            ("body_read_timeout_ms", a.body_read_timeout_ms),
+            ("idle_timeout_ms", a.idle_timeout_ms),
+        ] {
+            if !(100..=86_400_000).contains(&ms) {
+                p.push(format!(
+                    "api.{key} must be between 100 and 86400000 milliseconds, not {ms}"
+                ));
+            }
+        }
+        if !(1..=65_536).contains(&a.h2_max_concurrent_streams) {
+            p.push(format!(
+                "api.h2_max_concurrent_streams must be between 1 and 65536, not {}",
+                a.h2_max_concurrent_streams
+            ));
+        }
+        if a.max_connection_body_bytes < a.max_body_bytes {
+            p.push(format!(
+                "api.max_connection_body_bytes ({}) must be at least api.max_body_bytes ({})",
+                a.max_connection_body_bytes, a.max_body_bytes
+            ));
+        }
+        if a.max_total_body_bytes < a.max_connection_body_bytes {
+            p.push(format!(
+                "api.max_total_body_bytes ({}) must be at least api.max_connection_body_bytes ({})",
+                a.max_total_body_bytes, a.max_connection_body_bytes
+            ));
+        }
+        // Body budgets are semaphores of bytes; tokio caps a semaphore's permits.
+        if a.max_total_body_bytes > tokio::sync::Semaphore::MAX_PERMITS {
+            p.push("api.max_total_body_bytes is too large".into());
+        }
     }
 
     /// Problems of the Huawei, Honor, Xiaomi, OPPO, vivo and Web Push sections.
@@ -1005,8 +1094,38 @@ fn check_ca(p: &mut Vec<String>, key: &str, path: Option<&Path>) {
     }
 }
 
-/// Apply `FANFARE_<SECTION>_<KEY>=value` overrides. Values are parsed as TOML
-/// scalars when they look like one (numbers, booleans), else taken as strings.
+/// Whether the value of `key` (a dotted path such as `api.token`) is a credential,
+/// never to be printed: tokens and secrets.
+fn is_secret(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    last == "token" || last.contains("secret") || last.contains("password")
+}
+
+/// A deserialization error of `key` as a sentence naming the key; for a secret, without
+/// serde's message, which quotes the value.
+fn explain(key: &str, e: &toml::de::Error) -> String {
+    if key.is_empty() || key == "." {
+        e.message().to_string()
+    } else if is_secret(key) {
+        format!("{key}: invalid value (not shown: it is a secret)")
+    } else {
+        format!("{key}: {}", e.message())
+    }
+}
+
+/// Whether `[section] key = value` deserializes; the error says why not.
+fn check_key(section: &str, key: &str, value: toml::Value) -> Result<(), toml::de::Error> {
+    let mut keys = toml::Table::new();
+    keys.insert(key.to_string(), value);
+    let mut root = toml::Table::new();
+    root.insert(section.to_string(), toml::Value::Table(keys));
+    Config::deserialize(toml::Value::Table(root)).map(drop)
+}
+
+/// Apply `FANFARE_<SECTION>_<KEY>=value` overrides. A value is taken as the string it
+/// is wherever the key accepts a string (so an all-digit token stays a string);
+/// otherwise it is read as a TOML value (number, boolean, array). An override that
+/// fits neither is an error naming the variable and the key, never a secret's value.
 fn apply_env(
     root: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
@@ -1026,12 +1145,32 @@ fn apply_env(
             });
         };
         let key = &rest[section.len() + 1..];
-        let parsed = format!("v = {value}")
+        let as_toml = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()
             .and_then(|mut t| t.remove("v"))
-            .filter(|v| !v.is_table())
-            .unwrap_or(toml::Value::String(value));
+            .filter(|v| !v.is_table());
+        let raw = toml::Value::String(value);
+        let parsed = match check_key(section, key, raw.clone()) {
+            Ok(()) => raw,
+            Err(as_string) => match as_toml {
+                Some(v) => match check_key(section, key, v.clone()) {
+                    Ok(()) => v,
+                    Err(e) => {
+                        return Err(Error::Env {
+                            var,
+                            message: explain(&format!("{section}.{key}"), &e),
+                        })
+                    }
+                },
+                None => {
+                    return Err(Error::Env {
+                        var,
+                        message: explain(&format!("{section}.{key}"), &as_string),
+                    })
+                }
+            },
+        };
         let table = root
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -1115,6 +1254,51 @@ mod tests {
         assert!(p.iter().any(|m| m.contains("oppo.connections")), "{p:?}");
         assert!(!p.iter().any(|m| m.contains("xiaomi")), "{p:?}");
         assert!(!format!("{c:?}").contains("xs3cret"));
+    }
+
+    #[test]
+    fn an_all_digit_api_token_from_the_environment_is_a_string() {
+        let env = vec![(
+            "FANFARE_API_TOKEN".to_string(),
+            "1234567890123456789".to_string(),
+        )];
+        let c = Config::load(None, env).expect("an all-digit token is a valid token");
+        assert_eq!(c.api.token.as_deref(), Some("1234567890123456789"));
+        // Numbers still read as numbers where the key is a number.
+        let env = vec![("FANFARE_API_MAX_CONNECTIONS".to_string(), "12".to_string())];
+        assert_eq!(Config::load(None, env).unwrap().api.max_connections, 12);
+    }
+
+    #[test]
+    fn a_bad_secret_value_names_its_key_but_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fanfare.toml");
+        for (toml, key) in [
+            ("[api]\ntoken = [\"hunter2hunter2hunter2\"]\n", "api.token"),
+            ("[api]\ntoken = 98765432109876\n", "api.token"),
+            (
+                "[xiaomi]\napp_secret = { v = \"hunter2hunter2hunter2\" }\n",
+                "xiaomi.app_secret",
+            ),
+        ] {
+            std::fs::write(&path, toml).unwrap();
+            let e = Config::load(Some(&path), Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+            assert!(!e.contains("hunter2") && !e.contains("98765"), "{e}");
+        }
+        // A non-secret bad value is quoted, with its key.
+        let env = vec![(
+            "FANFARE_API_MAX_CONNECTIONS".to_string(),
+            "many".to_string(),
+        )];
+        let e = Config::load(None, env).unwrap_err().to_string();
+        assert!(
+            e.contains("FANFARE_API_MAX_CONNECTIONS") && e.contains("api.max_connections"),
+            "{e}"
+        );
+        assert!(e.contains("many"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! The API's error answer: `{"error": {"code", "message"}}` with a fitting status.
+//!
+//! Every error the engine sends has this body, including the ones the HTTP layer
+//! produces (a malformed request, a head too large): see [`super::http_errors`].
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -65,6 +68,23 @@ impl ApiError {
         }
     }
 
+    /// The request body did not arrive within `api.body_read_timeout_ms`.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+    }
+
+    pub fn uri_too_long(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::URI_TOO_LONG, "uri_too_long", message)
+    }
+
+    pub fn headers_too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            message,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -73,9 +93,13 @@ impl ApiError {
         Self::new(StatusCode::NOT_IMPLEMENTED, "unimplemented", message)
     }
 
+    /// The JSON body: `{"error": {"code": ..., "message": ...}}`.
+    pub fn body(&self) -> String {
+        json!({"error": {"code": self.code, "message": self.message}}).to_string()
+    }
+
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+        let mut r = Response::new(Full::new(Bytes::from(self.body())));
         *r.status_mut() = self.status;
         r.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -1,15 +1,24 @@
 //! Request routing and the handlers of every API.md endpoint.
+//!
+//! [`handle`] wraps the router with what every request gets: limits on the request
+//! target and header list, and, for HTTP/1.1, draining what is left of a body the
+//! answer did not need (bounded), so that a client that writes its whole body before
+//! reading reads our answer rather than a connection reset.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::connections::{Conn, Held, Shortfall};
 use super::error::ApiError;
+use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
 use crate::fanout::plan;
@@ -43,15 +52,101 @@ fn ok(v: Value) -> Result<Resp, ApiError> {
     Ok(json_response(StatusCode::OK, v))
 }
 
-pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Resp {
-    match route(&engine, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+/// A request whose body has not been read yet (`None` once read in full).
+type Req = Request<Option<Incoming>>;
+
+/// Most bytes of an unneeded body read and thrown away before answering.
+const DRAIN_MAX_BYTES: usize = 1 << 20;
+/// Longest time spent draining an unneeded body before answering.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
+
+/// Answer one request on `conn`.
+pub async fn handle(engine: &Arc<Engine>, conn: &Conn, req: Request<Incoming>) -> Resp {
+    let http1 = req.version() < Version::HTTP_2;
+    let is_head = req.method() == Method::HEAD;
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (parts, body) = req.into_parts();
+    let mut req = Request::from_parts(parts, Some(body));
+    let result = match check_head(&req) {
+        Ok(()) => route(engine, conn, &mut req).await,
+        Err(e) => Err(e),
+    };
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if http1 {
+        if let Some(mut body) = req.into_body() {
+            // A client waiting for `100 Continue` has sent nothing to drain; a body
+            // that timed out is not worth waiting for.
+            let ended = body.is_end_stream()
+                || (!expects_continue
+                    && resp.status() != StatusCode::REQUEST_TIMEOUT
+                    && drain(&mut body).await);
+            if !ended {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+    }
+    if is_head {
+        // No body bytes follow an answer to HEAD; announcing none keeps the framing
+        // that `http_errors` follows exact.
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
+}
+
+/// Request-target and header-list limits. HTTP/1.1 heads are bounded by hyper (over
+/// `MAX_HEAD_BYTES` it answers 431 itself); HTTP/2 header lists are checked here.
+fn check_head(req: &Req) -> Result<(), ApiError> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Err(ApiError::uri_too_long(format!(
+            "the request target is {target} bytes, over the limit of {MAX_URI_BYTES}"
+        )));
+    }
+    if req.version() >= Version::HTTP_2 {
+        // Sized as HTTP/2 counts it (RFC 9113 §6.5.2): name + value + 32 per field.
+        let size: usize = target
+            + req
+                .headers()
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>();
+        if size > MAX_HEAD_BYTES {
+            return Err(ApiError::headers_too_large(format!(
+                "the request headers are {size} bytes, over the limit of {MAX_HEAD_BYTES}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Read and discard what is left of a body, at most [`DRAIN_MAX_BYTES`] for at most
+/// [`DRAIN_MAX_TIME`] (nginx's lingering close, done before answering). True when the
+/// body ended.
+async fn drain(body: &mut Incoming) -> bool {
+    let deadline = tokio::time::Instant::now() + DRAIN_MAX_TIME;
+    let mut left = DRAIN_MAX_BYTES;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    match left.checked_sub(data.len()) {
+                        Some(l) => left = l,
+                        None => return false,
+                    }
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
     }
 }
 
 /// Percent-decoded path segments after the leading slash.
-fn segments(path: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn segments(path: &str) -> Result<Vec<String>, ApiError> {
     path.trim_start_matches('/')
         .split('/')
         .map(|s| {
@@ -62,49 +157,128 @@ fn segments(path: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-async fn read_body(engine: &Engine, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+/// A request body read in full, its bytes held against the body budgets until the
+/// request is answered.
+struct Body<'c> {
+    bytes: Bytes,
+    _held: Held<'c>,
+}
+
+impl std::ops::Deref for Body<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Read the body of `req` in full: at most `api.max_body_bytes` (413), within
+/// `api.body_read_timeout_ms` (408), within the connection's and the engine's body
+/// budgets (503). On error what is left of the body stays in `req` for [`handle`].
+async fn read_body<'c>(
+    engine: &Engine,
+    conn: &'c Conn,
+    req: &mut Req,
+) -> Result<Body<'c>, ApiError> {
     let limit = engine.config.api.max_body_bytes;
     let too_large = || {
         ApiError::too_large(format!(
             "request body is over api.max_body_bytes ({limit} bytes)"
         ))
     };
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let mut held = conn.hold();
+    let Some(body) = req.body_mut().as_mut() else {
+        return Ok(Body {
+            bytes: Bytes::new(),
+            _held: held,
+        });
+    };
+    let timeout_ms = engine.config.api.body_read_timeout_ms;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    // One chunk is kept as is; more are copied into one buffer.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut len = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(_))) => return Err(ApiError::invalid("request body could not be read")),
+            Err(_) => {
+                return Err(ApiError::timeout(format!(
+                    "request body not received within api.body_read_timeout_ms ({timeout_ms} ms)"
+                )))
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > limit {
             return Err(too_large());
         }
+        held.take(data.len()).map_err(|short| {
+            let message = match short {
+                Shortfall::Connection { limit } => format!(
+                    "this connection's request bodies in memory would exceed api.max_connection_body_bytes ({limit} bytes); retry later"
+                ),
+                Shortfall::Total { limit } => format!(
+                    "request bodies in memory would exceed api.max_total_body_bytes ({limit} bytes); retry later"
+                ),
+            };
+            ApiError::unavailable(message, 1)
+        })?;
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(f) => {
+                let hint = declared.map_or(0, |d| d as usize).min(limit);
+                joined.reserve(hint.max(f.len() + data.len()));
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&data);
+            }
+        }
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(ApiError::invalid("request body could not be read")),
-    }
+    *req.body_mut() = None;
+    let bytes = first.unwrap_or_else(|| joined.freeze());
+    Ok(Body { bytes, _held: held })
 }
 
-fn authorized(engine: &Engine, req: &Request<Incoming>) -> bool {
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 7235 §2.1) and separated from the token by one or more spaces.
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    (!token.is_empty()).then_some(token)
+}
+
+fn authorized(engine: &Engine, req: &Req) -> bool {
     let Some(expected) = &engine.config.api.token else {
         return true;
     };
     let Some(got) = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| bearer(v.as_bytes()))
     else {
         return false;
     };
-    got.len() == expected.len() && bool::from(got.as_bytes().ct_eq(expected.as_bytes()))
+    got.len() == expected.len() && bool::from(got.ct_eq(expected.as_bytes()))
 }
 
-async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp, ApiError> {
     let method = req.method().clone();
     let seg = segments(req.uri().path())?;
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
@@ -154,7 +328,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
             )))
         }
     }
-    if !authorized(engine, &req) {
+    if !authorized(engine, req) {
         return Err(ApiError::unauthenticated());
     }
     if !engine.is_ready() {
@@ -163,7 +337,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
     match (&method, &seg[1..]) {
         (&Method::PUT, ["push-ids", push_id]) => {
             let push_id = wire::id("push_id", push_id)?;
-            let body = read_body(engine, req).await?;
+            let body = read_body(engine, conn, req).await?;
             bind(engine, push_id, &body).await
         }
         (&Method::DELETE, ["push-ids", push_id]) => {
@@ -220,7 +394,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
         }
         (_, ["users", _, "push-ids"]) => Err(ApiError::method_not_allowed("GET, DELETE")),
         (&Method::POST, ["presence"]) => {
-            let body = read_body(engine, req).await?;
+            let body = read_body(engine, conn, req).await?;
             presence(engine, &body)
         }
         (_, ["presence"]) => Err(ApiError::method_not_allowed("POST")),
@@ -238,7 +412,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
         (_, ["presence", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["groups", group_id, "members"]) => {
             let group_id = wire::id("group_id", group_id)?;
-            let body = read_body(engine, req).await?;
+            let body = read_body(engine, conn, req).await?;
             members(engine, group_id, &body).await
         }
         (_, ["groups", _, "members"]) => Err(ApiError::method_not_allowed("POST")),
@@ -268,12 +442,12 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
         }
         (_, ["groups", _]) => Err(ApiError::method_not_allowed("GET, DELETE")),
         (&Method::POST, ["messages"]) => {
-            let body = read_body(engine, req).await?;
+            let body = read_body(engine, conn, req).await?;
             message(engine, &body)
         }
         (_, ["messages"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::POST, ["calls"]) => {
-            let body = read_body(engine, req).await?;
+            let body = read_body(engine, conn, req).await?;
             call(engine, &body)
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
@@ -281,7 +455,7 @@ async fn route(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Resp, Api
             "call cancellation is not available in this version",
         )),
         (&Method::POST, ["debug", "push"]) => {
-            let body = read_body(engine, req).await?;
+            let body = read_body(engine, conn, req).await?;
             debug_push(engine, &body).await
         }
         (_, ["debug", "push"]) => Err(ApiError::method_not_allowed("POST")),
@@ -316,25 +490,7 @@ async fn bind(engine: &Engine, push_id: Arc<str>, body: &[u8]) -> Result<Resp, A
 
 fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     let req: wire::PresenceRequest = parse(body)?;
-    if req.events.len() > wire::MAX_PRESENCE_EVENTS {
-        return Err(ApiError::invalid(format!(
-            "events: at most {} events per request, got {}",
-            wire::MAX_PRESENCE_EVENTS,
-            req.events.len()
-        )));
-    }
-    for (i, e) in req.events.iter().enumerate() {
-        crate::state::ids::validate(&format!("events[{i}].user_id"), &e.user_id)
-            .map_err(ApiError::invalid)?;
-        crate::state::ids::validate(&format!("events[{i}].session_id"), &e.session_id)
-            .map_err(ApiError::invalid)?;
-        if e.ttl_s.is_some_and(|t| t > wire::MAX_TTL_S) {
-            return Err(ApiError::invalid(format!(
-                "events[{i}].ttl_s: at most {} seconds",
-                wire::MAX_TTL_S
-            )));
-        }
-    }
+    req.validate()?;
     let default_ttl = engine.config.presence.default_ttl_s;
     let presence = &engine.state.presence;
     // A pin per chunk, not per request: a sweep waits for at most one chunk.
@@ -361,22 +517,7 @@ fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
 }
 
 async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::MembersRequest = parse(body)?;
-    let n = req.add.len() + req.remove.len();
-    if n > wire::MAX_MEMBERS_PER_REQUEST {
-        return Err(ApiError::invalid(format!(
-            "add and remove: at most {} ids per request, got {n}",
-            wire::MAX_MEMBERS_PER_REQUEST
-        )));
-    }
-    let check = |field: &str, ids: Vec<String>| -> Result<Vec<Arc<str>>, ApiError> {
-        ids.into_iter()
-            .enumerate()
-            .map(|(i, u)| wire::id(&format!("{field}[{i}]"), &u))
-            .collect()
-    };
-    let add = check("add", req.add)?;
-    let remove = check("remove", req.remove)?;
+    let (add, remove) = parse::<wire::MembersRequest>(body)?.into_ids()?;
     if engine.state.groups.members(&group_id).is_none() && add.is_empty() {
         return Err(ApiError::not_found(format!(
             "group {group_id:?} does not exist; add members to create it"

@@ -1,25 +1,77 @@
 //! JSON request bodies of API.md and their validation.
 //!
-//! Bodies are parsed strictly (unknown fields are errors, so a typo is caught rather
-//! than ignored) with the failing field's path in the message. Validation turns a
-//! request into engine values or an error naming the field; nothing is changed until
-//! a whole request has validated.
+//! Bodies are parsed strictly with the failing field's path in the message: unknown
+//! fields are errors (so a typo is caught rather than ignored), every object of the
+//! API must be a JSON object (serde would also take an array of the fields in order,
+//! so `["u","apns","<hex>"]` bound a device), and nothing may follow the body's JSON
+//! value (a second document used to be dropped silently). Validation turns a request
+//! into engine values or an error naming the field; nothing is changed until a whole
+//! request has validated.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
 use crate::providers::Content;
 use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
 
-/// Parse a JSON body, naming the offending field on error.
+/// A `T` that must be written as a JSON object (not as an array of its fields).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
+}
+
+/// `deserialize_with` for an object field.
+fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Object::deserialize(d).map(|o| o.0)
+}
+
+/// `deserialize_with` for an optional object field.
+fn opt_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// `deserialize_with` for an array of objects.
+fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let objects = Vec::<Object<T>>::deserialize(d)?;
+    Ok(objects.into_iter().map(|o| o.0).collect())
+}
+
+/// Parse a JSON body that must be one JSON object, naming the offending field on
+/// error.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize::<_, Object<T>>(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = if inner.is_syntax() || inner.is_eof() {
@@ -30,7 +82,15 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             format!("field {path}: {inner}")
         };
         ApiError::invalid(msg)
-    })
+    })?;
+    de.end().map_err(|e| {
+        ApiError::invalid(format!(
+            "request body has data after its JSON object (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(value.0)
 }
 
 /// Check an identifier from a body or path.
@@ -107,6 +167,7 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
             #[derive(Deserialize)]
             struct Sub {
                 endpoint: String,
+                #[serde(deserialize_with = "object")]
                 keys: Keys,
             }
             #[derive(Deserialize)]
@@ -114,9 +175,9 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
                 p256dh: String,
                 auth: String,
             }
-            let sub: Sub = serde_json::from_str(token).map_err(|_| {
+            let sub = serde_json::from_str::<Object<Sub>>(token).map_err(|_| {
                 bad("a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}")
-            })?;
+            })?.0;
             let uri: http::Uri = sub
                 .endpoint
                 .parse()
@@ -203,6 +264,7 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceRequest {
+    #[serde(deserialize_with = "objects")]
     pub events: Vec<PresenceEvent>,
 }
 
@@ -219,6 +281,29 @@ pub struct PresenceEvent {
 pub const MAX_PRESENCE_EVENTS: usize = 10_000;
 pub const MAX_TTL_S: u64 = 30 * 86_400;
 
+impl PresenceRequest {
+    /// Check the event count, every id and every TTL.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if self.events.len() > MAX_PRESENCE_EVENTS {
+            return Err(ApiError::invalid(format!(
+                "events: at most {MAX_PRESENCE_EVENTS} events per request, got {}",
+                self.events.len()
+            )));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            validate(&format!("events[{i}].user_id"), &e.user_id).map_err(ApiError::invalid)?;
+            validate(&format!("events[{i}].session_id"), &e.session_id)
+                .map_err(ApiError::invalid)?;
+            if e.ttl_s.is_some_and(|t| t > MAX_TTL_S) {
+                return Err(ApiError::invalid(format!(
+                    "events[{i}].ttl_s: at most {MAX_TTL_S} seconds"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MembersRequest {
@@ -229,6 +314,26 @@ pub struct MembersRequest {
 }
 
 pub const MAX_MEMBERS_PER_REQUEST: usize = 100_000;
+
+impl MembersRequest {
+    /// The checked ids to add and to remove.
+    #[allow(clippy::type_complexity)]
+    pub fn into_ids(self) -> Result<(Vec<Arc<str>>, Vec<Arc<str>>), ApiError> {
+        let n = self.add.len() + self.remove.len();
+        if n > MAX_MEMBERS_PER_REQUEST {
+            return Err(ApiError::invalid(format!(
+                "add and remove: at most {MAX_MEMBERS_PER_REQUEST} ids per request, got {n}"
+            )));
+        }
+        let check = |field: &str, ids: Vec<String>| -> Result<Vec<Arc<str>>, ApiError> {
+            ids.into_iter()
+                .enumerate()
+                .map(|(i, u)| id(&format!("{field}[{i}]"), &u))
+                .collect()
+        };
+        Ok((check("add", self.add)?, check("remove", self.remove)?))
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -275,7 +380,7 @@ pub struct MessageRequest {
     pub sender_id: String,
     pub conversation_type: String,
     pub conversation_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_object")]
     pub push: Option<PushConfig>,
 }
 
@@ -286,7 +391,7 @@ pub struct CallRequest {
     pub inviter_id: String,
     pub invitees: Vec<String>,
     pub timeout_s: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_object")]
     pub push: Option<PushConfig>,
 }
 
@@ -297,6 +402,6 @@ pub const MAX_CALL_TIMEOUT_S: u64 = 86_400;
 #[serde(deny_unknown_fields)]
 pub struct DebugPushRequest {
     pub push_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_object")]
     pub push: Option<PushConfig>,
 }
