@@ -384,9 +384,7 @@ pub fn data_fields(kind: &Kind, c: &Content) -> serde_json::Map<String, serde_js
 
 /// Milliseconds since the UNIX epoch (vendor signatures and `timestamp` headers).
 pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::unix_now_ms()
 }
 
 /// Time until the next midnight in China (UTC+8), when the Chinese vendors' daily

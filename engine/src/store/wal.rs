@@ -56,7 +56,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -302,9 +302,7 @@ fn next_intact_frame(data: &[u8], from: usize) -> Option<usize> {
 /// own beside it, durably. The segment's prefix stays where it is, so the two together
 /// are the original file.
 fn keep_torn_tail(segment: &Path, offset: usize, tail: &[u8]) -> Result<PathBuf, Error> {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let ms = crate::clock::unix_now_ms();
     let name = segment
         .file_name()
         .map_or_else(|| "wal".into(), |n| n.to_string_lossy().into_owned());
