@@ -382,6 +382,41 @@ pub fn data_fields(kind: &Kind, c: &Content) -> serde_json::Map<String, serde_js
     data
 }
 
+/// A device token as the vendor expects it, borrowed: every token but APNs' (stored as
+/// bytes, sent hex-encoded) is stored as the text the vendor issued.
+pub fn token_text(t: crate::state::TokenRef<'_>) -> std::borrow::Cow<'_, str> {
+    match t {
+        crate::state::TokenRef::Text(s) => std::borrow::Cow::Borrowed(s),
+        crate::state::TokenRef::Bytes(_) => std::borrow::Cow::Owned(t.to_wire()),
+    }
+}
+
+/// A fixed request URI, parsed once when the client is built so a push clones it.
+pub fn parse_uri(uri: String) -> Result<http::Uri, crate::transport::pool::Error> {
+    http::Uri::try_from(uri.as_str())
+        .map_err(|_| crate::transport::pool::Error::BadEndpoint(uri.clone()))
+}
+
+/// The current UNIX time in milliseconds as a header value (Honor's `timestamp`),
+/// formatted at most once per millisecond and shared by the pushes sent within it.
+#[derive(Default)]
+pub struct MsHeader(arc_swap::ArcSwapOption<(u64, http::HeaderValue)>);
+
+impl MsHeader {
+    pub fn now(&self) -> http::HeaderValue {
+        let ms = unix_now_ms();
+        if let Some(c) = &*self.0.load() {
+            if c.0 == ms {
+                return c.1.clone();
+            }
+        }
+        let mut digits = itoa::Buffer::new();
+        let v = http::HeaderValue::from_str(digits.format(ms)).expect("digits are a header value");
+        self.0.store(Some(Arc::new((ms, v.clone()))));
+        v
+    }
+}
+
 /// Milliseconds since the UNIX epoch (vendor signatures and `timestamp` headers).
 pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()

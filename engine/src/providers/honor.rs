@@ -67,7 +67,8 @@ impl Settings {
 pub struct Client {
     http: auto::Client,
     token_http: auto::Client,
-    send_uri: String,
+    send_uri: http::Uri,
+    timestamp: super::MsHeader,
     token_uri: String,
     client_id: String,
     secret: Secret,
@@ -91,11 +92,12 @@ impl Client {
         Ok(Self {
             http,
             token_http,
-            send_uri: format!(
+            send_uri: super::parse_uri(format!(
                 "{}/api/v1/{}/sendMessage",
                 ep.base,
                 urlencoding::encode(&s.app_id)
-            ),
+            ))?,
+            timestamp: super::MsHeader::default(),
             token_uri: s.token_endpoint.clone(),
             client_id: s.client_id.clone(),
             secret: s.client_secret.clone(),
@@ -124,12 +126,13 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("honor", &e),
         };
-        let device_token = device.token().to_wire();
-        let body = push.honor.fill(&[device_token.as_bytes()]);
-        let req = http::Request::post(self.send_uri.as_str())
-            .header(AUTHORIZATION, format!("Bearer {token}"))
+        let body = push
+            .honor
+            .fill(&[super::token_text(device.token()).as_bytes()]);
+        let req = http::Request::post(self.send_uri.clone())
+            .header(AUTHORIZATION, token.bearer())
             .header(CONTENT_TYPE, "application/json")
-            .header("timestamp", super::unix_now_ms().to_string())
+            .header("timestamp", self.timestamp.now())
             .body(Full::new(body))
             .expect("request head is valid");
         match self.http.send(req).await {

@@ -71,7 +71,7 @@ impl Settings {
 pub struct Client {
     http: auto::Client,
     token_http: auto::Client,
-    send_uri: String,
+    send_uri: http::Uri,
     token_uri: String,
     app_id: String,
     secret: Secret,
@@ -107,11 +107,11 @@ impl Client {
         Ok(Self {
             http,
             token_http,
-            send_uri: format!(
+            send_uri: super::parse_uri(format!(
                 "{}/v1/{}/messages:send",
                 ep.base,
                 urlencoding::encode(&s.app_id)
-            ),
+            ))?,
             token_uri: s.token_endpoint.clone(),
             app_id: s.app_id.clone(),
             secret: s.client_secret.clone(),
@@ -142,14 +142,14 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("huawei", &e),
         };
-        let device_token = device.token().to_wire();
+        let device_token = super::token_text(device.token());
         let body = push.huawei.fill(&[
             &self.android_fields,
             &self.notification_fields,
             device_token.as_bytes(),
         ]);
-        let req = http::Request::post(self.send_uri.as_str())
-            .header(AUTHORIZATION, format!("Bearer {token}"))
+        let req = http::Request::post(self.send_uri.clone())
+            .header(AUTHORIZATION, token.bearer())
             .header(CONTENT_TYPE, "application/json;charset=utf-8")
             .body(Full::new(body))
             .expect("request head is valid");

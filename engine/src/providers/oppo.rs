@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http_body_util::Full;
 
-use super::splice::json_str;
+use super::splice::{json_str, Slot};
 use super::{token, Push, Verdict};
 use crate::config::Secret;
 use crate::state::Device;
@@ -74,7 +74,7 @@ impl Settings {
 struct Route {
     http: auto::Client,
     auth_uri: String,
-    unicast_uri: String,
+    unicast_uri: http::Uri,
     auth: token::Cache,
 }
 
@@ -110,7 +110,10 @@ impl Client {
                     &transport::pool::Options::from_config(s.connections, &s.transport),
                 )?,
                 auth_uri: format!("{}/server/v1/auth", ep.base),
-                unicast_uri: format!("{}/server/v1/message/notification/unicast", ep.base),
+                unicast_uri: super::parse_uri(format!(
+                    "{}/server/v1/message/notification/unicast",
+                    ep.base
+                ))?,
                 // Valid 24 h; refresh every 6 h.
                 auth: token::Cache::new(6 * 3600),
             })
@@ -138,7 +141,7 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = device.token().to_wire();
+        let regid = super::token_text(device.token());
         let route = if is_mainland(&regid) {
             &self.mainland
         } else {
@@ -152,14 +155,12 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("oppo", &e),
         };
-        let enc_regid = urlencoding::encode(&regid);
-        let enc_token = urlencoding::encode(&token);
-        let body = push.oppo.fill(&[
-            enc_regid.as_bytes(),
-            &self.client_fields,
-            enc_token.as_bytes(),
+        let body = push.oppo.fill_slots(&[
+            Slot::Form(&regid),
+            Slot::Raw(&self.client_fields),
+            Slot::Form(token.value()),
         ]);
-        let req = http::Request::post(route.unicast_uri.as_str())
+        let req = http::Request::post(route.unicast_uri.clone())
             .header(
                 CONTENT_TYPE,
                 "application/x-www-form-urlencoded;charset=UTF-8",

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http_body_util::Full;
 
-use super::splice::json_str;
+use super::splice::Slot;
 use super::{token, Cause, Outcome, Push, Verdict};
 use crate::config::Secret;
 use crate::state::Device;
@@ -79,7 +79,7 @@ impl Settings {
 pub struct Client {
     http: auto::Client,
     auth_uri: String,
-    send_uri: String,
+    send_uri: http::Uri,
     app_id: u64,
     app_key: String,
     secret: Secret,
@@ -102,7 +102,7 @@ impl Client {
         Ok(Self {
             http,
             auth_uri: format!("{}/message/auth", ep.base),
-            send_uri: format!("{}/message/send", ep.base),
+            send_uri: super::parse_uri(format!("{}/message/send", ep.base))?,
             app_id: s.app_id,
             app_key: s.app_key.clone(),
             secret: s.app_secret.clone(),
@@ -152,16 +152,17 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("vivo", &e),
         };
-        let regid = device.token().to_wire();
-        let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let body = push.vivo.fill(&[
-            &self.client_fields,
-            json_str(&regid).as_bytes(),
-            request_id.as_bytes(),
+        let regid = super::token_text(device.token());
+        let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
+        let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
+        let body = push.vivo.fill_slots(&[
+            Slot::Raw(&self.client_fields),
+            Slot::Json(&regid),
+            Slot::Raw(request_id.as_bytes()),
         ]);
-        let req = http::Request::post(self.send_uri.as_str())
+        let req = http::Request::post(self.send_uri.clone())
             .header(CONTENT_TYPE, "application/json;charset=UTF-8")
-            .header("authToken", &*token)
+            .header("authToken", token.raw())
             .body(Full::new(body))
             .expect("request head is valid");
         match self.http.send(req).await {

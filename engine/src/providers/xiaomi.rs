@@ -16,6 +16,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderValue;
 use http_body_util::Full;
 
+use super::splice::Slot;
 use super::{Push, Verdict};
 use crate::state::Device;
 use crate::transport::{self, auto};
@@ -66,7 +67,7 @@ impl Settings {
 
 pub struct Client {
     http: auto::Client,
-    uri: String,
+    uri: http::Uri,
     /// `key=<secret>`, marked sensitive so it is never printed.
     auth: HeaderValue,
     /// `&restricted_package_name=...&extra.channel_id=...`
@@ -93,17 +94,18 @@ impl Client {
         }
         Ok(Self {
             http,
-            uri: format!("{}/v3/message/regid", ep.base),
+            uri: super::parse_uri(format!("{}/v3/message/regid", ep.base))?,
             auth,
             client_fields: client_fields.into(),
         })
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = device.token().to_wire();
-        let encoded = urlencoding::encode(&regid);
-        let body = push.xiaomi.fill(&[&self.client_fields, encoded.as_bytes()]);
-        let req = http::Request::post(self.uri.as_str())
+        let regid = super::token_text(device.token());
+        let body = push
+            .xiaomi
+            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(&regid)]);
+        let req = http::Request::post(self.uri.clone())
             .header(AUTHORIZATION, self.auth.clone())
             .header(
                 CONTENT_TYPE,
