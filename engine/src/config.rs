@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Sections that can be overridden from the environment.
-const SECTIONS: [&str; 15] = [
+use crate::providers::Lane;
+
+/// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
+/// environment.
+const SECTIONS: [&str; 7] = [
     "api",
     "storage",
     "presence",
@@ -20,15 +23,12 @@ const SECTIONS: [&str; 15] = [
     "retry",
     "breaker",
     "transport",
-    "apns",
-    "fcm",
-    "huawei",
-    "honor",
-    "xiaomi",
-    "oppo",
-    "vivo",
-    "webpush",
 ];
+
+/// Every section that can be overridden from the environment.
+fn sections() -> impl Iterator<Item = &'static str> {
+    SECTIONS.into_iter().chain(Lane::ALL.map(Lane::name))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -1030,26 +1030,9 @@ impl Config {
         }
     }
 
-    /// Concurrency and pace of each vendor lane, by section name, in lane order
-    /// (apns, fcm, huawei, honor, xiaomi, oppo, vivo, webpush).
-    pub fn lane_limits(&self) -> [(&'static str, LaneLimits); 8] {
-        let l = |max_in_flight, max_rps| LaneLimits {
-            max_in_flight,
-            max_rps,
-        };
-        [
-            ("apns", l(self.apns.max_in_flight, self.apns.max_rps)),
-            ("fcm", l(self.fcm.max_in_flight, self.fcm.max_rps)),
-            ("huawei", l(self.huawei.max_in_flight, self.huawei.max_rps)),
-            ("honor", l(self.honor.max_in_flight, self.honor.max_rps)),
-            ("xiaomi", l(self.xiaomi.max_in_flight, self.xiaomi.max_rps)),
-            ("oppo", l(self.oppo.max_in_flight, self.oppo.max_rps)),
-            ("vivo", l(self.vivo.max_in_flight, self.vivo.max_rps)),
-            (
-                "webpush",
-                l(self.webpush.max_in_flight, self.webpush.max_rps),
-            ),
-        ]
+    /// Concurrency and pace of each vendor lane, by section name, in lane order.
+    pub fn lane_limits(&self) -> [(&'static str, LaneLimits); Lane::COUNT] {
+        Lane::ALL.map(|l| (l.name(), l.limits(self)))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -1135,13 +1118,16 @@ fn apply_env(
             continue;
         };
         let rest = rest.to_ascii_lowercase();
-        let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
+        let Some(section) = sections().find(|s| rest.len() > s.len() && rest.starts_with(s) && rest.as_bytes()[s.len()] == b'_') else {
             if rest == "log" {
                 continue; // FANFARE_LOG is the log filter, not a config key
             }
             return Err(Error::Env {
                 var,
-                message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+                message: format!(
+                    "unknown section; expected one of {}",
+                    sections().collect::<Vec<_>>().join(", ")
+                ),
             });
         };
         let key = &rest[section.len() + 1..];

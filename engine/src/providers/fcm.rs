@@ -130,3 +130,60 @@ impl Client {
         }
     }
 }
+
+impl super::Vendor for Client {
+    type Body = payload::Template;
+    type Section = crate::config::Fcm;
+    type Error = Error;
+
+    fn build(
+        section: &Self::Section,
+        transport: &crate::config::Transport,
+    ) -> Result<Option<Self>, Error> {
+        let Some(mut s) = Settings::from_config(section) else {
+            return Ok(None);
+        };
+        s.transport = transport.clone();
+        Client::new(&s).map(Some)
+    }
+
+    fn render(
+        kind: &super::Kind,
+        content: &super::Content,
+        ttl_s: u64,
+    ) -> Result<Self::Body, super::TooLarge> {
+        payload::Template::render(kind, content, ttl_s)
+    }
+
+    fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        detail: bool,
+    ) -> impl std::future::Future<Output = Verdict> + Send {
+        Client::send(self, device, push, detail)
+    }
+
+    fn auth_tokens(&self) -> u64 {
+        self.tokens_fetched()
+    }
+
+    fn parse_token(
+        kind: crate::state::ProviderKind,
+        token: &str,
+    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
+        let _ = kind;
+        if token.is_empty() || token.len() > 4096 {
+            return Err("must be 1 to 4096 characters".into());
+        }
+        super::text_token(
+            token,
+            1..=4096,
+            |b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'-' | b':' | b'.' | b'+' | b'/' | b'=')
+            },
+            || "may only contain letters, digits and _ - : . + / =".into(),
+        )
+    }
+}

@@ -189,3 +189,54 @@ impl Client {
         }
     }
 }
+
+impl super::Vendor for Client {
+    type Body = super::splice::Spliced;
+    type Section = crate::config::Vivo;
+    type Error = Error;
+
+    fn build(
+        section: &Self::Section,
+        transport: &crate::config::Transport,
+    ) -> Result<Option<Self>, Error> {
+        let Some(mut s) = Settings::from_config(section)? else {
+            return Ok(None);
+        };
+        s.transport = transport.clone();
+        Client::new(&s).map(Some)
+    }
+
+    fn render(
+        kind: &super::Kind,
+        content: &super::Content,
+        ttl_s: u64,
+    ) -> Result<Self::Body, super::TooLarge> {
+        payload::render(kind, content, ttl_s)
+    }
+
+    fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        detail: bool,
+    ) -> impl std::future::Future<Output = Verdict> + Send {
+        Client::send(self, device, push, detail)
+    }
+
+    fn auth_tokens(&self) -> u64 {
+        self.tokens_fetched()
+    }
+
+    fn parse_token(
+        kind: crate::state::ProviderKind,
+        token: &str,
+    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
+        let _ = kind;
+        super::text_token(
+            token,
+            23..=23,
+            |b| b.is_ascii_alphanumeric(),
+            || "a vivo regId is 23 letters and digits".into(),
+        )
+    }
+}
