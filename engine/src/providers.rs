@@ -15,6 +15,8 @@
 //! [`webpush`]; shared pieces: [`token`] (cached access tokens with single-flight
 //! refresh) and [`splice`] (pre-rendered bodies with per-device slots).
 
+#[cfg(test)]
+mod alloc_tests;
 pub mod apns;
 pub mod fcm;
 pub mod honor;
@@ -337,8 +339,12 @@ pub fn token_text(t: crate::state::TokenRef<'_>) -> std::borrow::Cow<'_, str> {
 
 /// A fixed request URI, parsed once when the client is built so a push clones it.
 pub fn parse_uri(uri: String) -> Result<http::Uri, crate::transport::pool::Error> {
-    http::Uri::try_from(uri.as_str())
-        .map_err(|_| crate::transport::pool::Error::BadEndpoint(uri.clone()))
+    let parsed = http::Uri::try_from(uri.as_str())
+        .map_err(|_| crate::transport::pool::Error::BadEndpoint(uri.clone()))?;
+    // Promote its buffers to shared ones now, so each push's clone only counts a
+    // reference instead of the first one allocating.
+    drop(parsed.clone());
+    Ok(parsed)
 }
 
 /// The current UNIX time in milliseconds as a header value (Honor's `timestamp`),

@@ -11,12 +11,16 @@ pub mod payload;
 pub mod response;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderValue;
 use http_body_util::Full;
 
 use super::{token, Push, Verdict};
 use crate::config::Secret;
 use crate::state::Device;
 use crate::transport::{self, auto};
+
+/// Honor's `timestamp` header; a constant name costs no allocation per request.
+const TIMESTAMP: http::HeaderName = http::HeaderName::from_static("timestamp");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -110,6 +114,17 @@ impl Client {
         self.auth.fetched()
     }
 
+    /// The request for one device: the body buffer is its only allocation.
+    pub(crate) fn request(&self, device_token: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+        let body = push.honor.fill(&[device_token.as_bytes()]);
+        http::Request::post(self.send_uri.clone())
+            .header(AUTHORIZATION, token.bearer())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(TIMESTAMP, self.timestamp.now())
+            .body(Full::new(body))
+            .expect("request head is valid")
+    }
+
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
         let token = match self
             .auth
@@ -126,15 +141,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("honor", &e),
         };
-        let body = push
-            .honor
-            .fill(&[super::token_text(device.token()).as_bytes()]);
-        let req = http::Request::post(self.send_uri.clone())
-            .header(AUTHORIZATION, token.bearer())
-            .header(CONTENT_TYPE, "application/json")
-            .header("timestamp", self.timestamp.now())
-            .body(Full::new(body))
-            .expect("request head is valid");
+        let req = self.request(&super::token_text(device.token()), push, &token);
         match self.http.send(req).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &self.dead_codes, detail);

@@ -12,6 +12,7 @@ pub mod response;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderValue;
 use http_body_util::Full;
 
 use super::splice::json_str;
@@ -126,6 +127,20 @@ impl Client {
         self.auth.fetched()
     }
 
+    /// The request for one device: the body buffer is its only allocation.
+    pub(crate) fn request(&self, device_token: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+        let body = push.huawei.fill(&[
+            &self.android_fields,
+            &self.notification_fields,
+            device_token.as_bytes(),
+        ]);
+        http::Request::post(self.send_uri.clone())
+            .header(AUTHORIZATION, token.bearer())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"))
+            .body(Full::new(body))
+            .expect("request head is valid")
+    }
+
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
         let token = match self
             .auth
@@ -143,17 +158,7 @@ impl Client {
             Err(e) => return token::verdict("huawei", &e),
         };
         let device_token = super::token_text(device.token());
-        let body = push.huawei.fill(&[
-            &self.android_fields,
-            &self.notification_fields,
-            device_token.as_bytes(),
-        ]);
-        let req = http::Request::post(self.send_uri.clone())
-            .header(AUTHORIZATION, token.bearer())
-            .header(CONTENT_TYPE, "application/json;charset=utf-8")
-            .body(Full::new(body))
-            .expect("request head is valid");
-        match self.http.send(req).await {
+        match self.http.send(self.request(&device_token, push, &token)).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &device_token, detail);
                 if response::is_auth_error(&v) {

@@ -14,6 +14,7 @@ pub mod response;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
+use http::HeaderValue;
 use http_body_util::Full;
 
 use super::splice::{json_str, Slot};
@@ -90,11 +91,11 @@ pub struct Client {
 
 /// True for registration ids served by the mainland host.
 pub fn is_mainland(regid: &str) -> bool {
-    let parts: Vec<&str> = regid.split('_').collect();
-    match parts.len() {
-        1 => true,
-        2 => parts[0] == "CN",
-        3 => parts[1] == "CN",
+    let mut parts = regid.split('_');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), None, _, _) => true,
+        (Some(region), Some(_), None, _) => region == "CN",
+        (Some(_), Some(region), Some(_), None) => region == "CN",
         _ => false,
     }
 }
@@ -140,6 +141,29 @@ impl Client {
         self.mainland.auth.fetched() + self.intl.auth.fetched()
     }
 
+    /// The request for one device: the body buffer is its only allocation.
+    fn request(&self, route: &Route, regid: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+        let body = push.oppo.fill_slots(&[
+            Slot::Form(regid),
+            Slot::Raw(&self.client_fields),
+            Slot::Form(token.value()),
+        ]);
+        http::Request::post(route.unicast_uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"))
+            .body(Full::new(body))
+            .expect("request head is valid")
+    }
+
+    /// [`Client::request`] to the host serving `regid`.
+    pub(crate) fn request_for(&self, regid: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+        let route = if is_mainland(regid) {
+            &self.mainland
+        } else {
+            &self.intl
+        };
+        self.request(route, regid, push, token)
+    }
+
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
         let regid = super::token_text(device.token());
         let route = if is_mainland(&regid) {
@@ -155,18 +179,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("oppo", &e),
         };
-        let body = push.oppo.fill_slots(&[
-            Slot::Form(&regid),
-            Slot::Raw(&self.client_fields),
-            Slot::Form(token.value()),
-        ]);
-        let req = http::Request::post(route.unicast_uri.clone())
-            .header(
-                CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=UTF-8",
-            )
-            .body(Full::new(body))
-            .expect("request head is valid");
+        let req = self.request(route, &regid, push, &token);
         match route.http.send(req).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &self.dead_codes, detail);

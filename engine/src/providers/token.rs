@@ -33,7 +33,7 @@ pub struct Access {
 }
 
 impl Access {
-    fn new(value: String) -> Self {
+    pub(crate) fn new(value: String) -> Self {
         // A token that is no header value (control characters) is sent as an empty
         // one: the vendor refuses it and the cache fetches another.
         let header = |s: String| {

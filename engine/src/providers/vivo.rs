@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
+use http::HeaderValue;
 use http_body_util::Full;
 
 use super::splice::Slot;
@@ -28,6 +29,10 @@ use super::{token, Cause, Outcome, Push, Verdict};
 use crate::config::Secret;
 use crate::state::Device;
 use crate::transport::{self, auto};
+
+/// vivo's `authToken` header (header names go out lowercase); a constant name costs
+/// no allocation per request.
+const AUTH_TOKEN: http::HeaderName = http::HeaderName::from_static("authtoken");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -122,6 +127,23 @@ impl Client {
         self.auth.fetched()
     }
 
+    /// The request for one device: the body buffer is its only allocation (the
+    /// `requestId` is formatted on the stack).
+    pub(crate) fn request(&self, regid: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+        let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
+        let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
+        let body = push.vivo.fill_slots(&[
+            Slot::Raw(&self.client_fields),
+            Slot::Json(regid),
+            Slot::Raw(request_id.as_bytes()),
+        ]);
+        http::Request::post(self.send_uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"))
+            .header(AUTH_TOKEN, token.raw())
+            .body(Full::new(body))
+            .expect("request head is valid")
+    }
+
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
         let now = crate::clock::unix_now_s();
         let paused = self.paused_until.load(Ordering::Relaxed);
@@ -153,19 +175,7 @@ impl Client {
             Err(e) => return token::verdict("vivo", &e),
         };
         let regid = super::token_text(device.token());
-        let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
-        let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
-        let body = push.vivo.fill_slots(&[
-            Slot::Raw(&self.client_fields),
-            Slot::Json(&regid),
-            Slot::Raw(request_id.as_bytes()),
-        ]);
-        let req = http::Request::post(self.send_uri.clone())
-            .header(CONTENT_TYPE, "application/json;charset=UTF-8")
-            .header("authToken", token.raw())
-            .body(Full::new(body))
-            .expect("request head is valid");
-        match self.http.send(req).await {
+        match self.http.send(self.request(&regid, push, &token)).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &regid, &self.auth_codes, detail);
                 match v.outcome {

@@ -85,6 +85,9 @@ impl Client {
         let mut auth = HeaderValue::from_str(&format!("key={}", s.app_secret.expose()))
             .map_err(|_| Error::BadSecret)?;
         auth.set_sensitive(true);
+        // Promote the buffer to a shared one now, so each push's clone only counts a
+        // reference instead of the first one allocating.
+        drop(auth.clone());
         let mut client_fields = format!(
             "&restricted_package_name={}",
             urlencoding::encode(&s.package_name)
@@ -100,20 +103,21 @@ impl Client {
         })
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = super::token_text(device.token());
+    /// The request for one device: the body buffer is its only allocation.
+    pub(crate) fn request(&self, regid: &str, push: &Push) -> http::Request<Full<bytes::Bytes>> {
         let body = push
             .xiaomi
-            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(&regid)]);
-        let req = http::Request::post(self.uri.clone())
+            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(regid)]);
+        http::Request::post(self.uri.clone())
             .header(AUTHORIZATION, self.auth.clone())
-            .header(
-                CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=UTF-8",
-            )
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"))
             .body(Full::new(body))
-            .expect("request head is valid");
-        match self.http.send(req).await {
+            .expect("request head is valid")
+    }
+
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        let regid = super::token_text(device.token());
+        match self.http.send(self.request(&regid, push)).await {
             Ok(resp) => response::classify(&resp, &regid, detail),
             Err(e) => Verdict::transport_auto(&e),
         }
