@@ -86,8 +86,11 @@ fn baseline(headers: usize) -> u64 {
         for name in &names[..headers] {
             req = req.header(name, value.clone());
         }
-        req.body(http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 64])))
-            .expect("request head is valid")
+        req.body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            b'x';
+            64
+        ])))
+        .expect("request head is valid")
     })
 }
 
@@ -177,10 +180,18 @@ async fn oem_requests_allocate_only_their_body_and_header_map() {
         .expect("some request falls within one millisecond")
         .0;
     let counts = [
-        ("huawei", per_push(|| huawei.request(tok, &push, &access)), 2),
+        (
+            "huawei",
+            per_push(|| huawei.request(tok, &push, &access)),
+            2,
+        ),
         ("honor", honor_n, 3),
         ("xiaomi", per_push(|| xiaomi.request(tok, &push)), 2),
-        ("oppo", per_push(|| oppo.request_for(tok, &push, &access)), 1),
+        (
+            "oppo",
+            per_push(|| oppo.request_for(tok, &push, &access)),
+            1,
+        ),
         ("vivo", per_push(|| vivo.request(tok, &push, &access)), 2),
     ];
     for (vendor, n, headers) in counts {
@@ -190,6 +201,9 @@ async fn oem_requests_allocate_only_their_body_and_header_map() {
             n <= base,
             "{vendor} allocates {n} times per request; its body and header map take {base}"
         );
-        assert_eq!(n, base, "{vendor}: the baseline is what a request must cost");
+        assert_eq!(
+            n, base,
+            "{vendor}: the baseline is what a request must cost"
+        );
     }
 }

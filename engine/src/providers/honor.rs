@@ -115,7 +115,12 @@ impl Client {
     }
 
     /// The request for one device: the body buffer is its only allocation.
-    pub(crate) fn request(&self, device_token: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+    pub(crate) fn request(
+        &self,
+        device_token: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
         let body = push.honor.fill(&[device_token.as_bytes()]);
         http::Request::post(self.send_uri.clone())
             .header(AUTHORIZATION, token.bearer())
@@ -201,7 +206,13 @@ impl super::Vendor for Client {
             token,
             16..=512,
             |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
-            || format!("a {} push token is 16 to 512 letters, digits and _ - : .", kind.as_str()).into(),
+            || {
+                format!(
+                    "a {} push token is 16 to 512 letters, digits and _ - : .",
+                    kind.as_str()
+                )
+                .into()
+            },
         )
     }
 }

@@ -128,7 +128,12 @@ impl Client {
     }
 
     /// The request for one device: the body buffer is its only allocation.
-    pub(crate) fn request(&self, device_token: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+    pub(crate) fn request(
+        &self,
+        device_token: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
         let body = push.huawei.fill(&[
             &self.android_fields,
             &self.notification_fields,
@@ -136,7 +141,10 @@ impl Client {
         ]);
         http::Request::post(self.send_uri.clone())
             .header(AUTHORIZATION, token.bearer())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=utf-8"),
+            )
             .body(Full::new(body))
             .expect("request head is valid")
     }
@@ -158,7 +166,11 @@ impl Client {
             Err(e) => return token::verdict("huawei", &e),
         };
         let device_token = super::token_text(device.token());
-        match self.http.send(self.request(&device_token, push, &token)).await {
+        match self
+            .http
+            .send(self.request(&device_token, push, &token))
+            .await
+        {
             Ok(resp) => {
                 let v = response::classify(&resp, &device_token, detail);
                 if response::is_auth_error(&v) {
@@ -217,7 +229,13 @@ impl super::Vendor for Client {
             token,
             16..=512,
             |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
-            || format!("a {} push token is 16 to 512 letters, digits and _ - : .", kind.as_str()).into(),
+            || {
+                format!(
+                    "a {} push token is 16 to 512 letters, digits and _ - : .",
+                    kind.as_str()
+                )
+                .into()
+            },
         )
     }
 }

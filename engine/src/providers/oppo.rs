@@ -142,20 +142,35 @@ impl Client {
     }
 
     /// The request for one device: the body buffer is its only allocation.
-    fn request(&self, route: &Route, regid: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+    fn request(
+        &self,
+        route: &Route,
+        regid: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
         let body = push.oppo.fill_slots(&[
             Slot::Form(regid),
             Slot::Raw(&self.client_fields),
             Slot::Form(token.value()),
         ]);
         http::Request::post(route.unicast_uri.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
+            )
             .body(Full::new(body))
             .expect("request head is valid")
     }
 
     /// [`Client::request`] to the host serving `regid`.
-    pub(crate) fn request_for(&self, regid: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+    #[cfg(test)]
+    pub(crate) fn request_for(
+        &self,
+        regid: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
         let route = if is_mainland(regid) {
             &self.mainland
         } else {
@@ -192,7 +207,6 @@ impl Client {
         }
     }
 }
-
 
 impl super::Vendor for Client {
     type Body = super::splice::Spliced;

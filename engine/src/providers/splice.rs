@@ -45,7 +45,8 @@ impl Spliced {
     /// the exact size, no other allocation.
     pub fn fill_slots(&self, slots: &[Slot<'_>]) -> Bytes {
         debug_assert_eq!(slots.len() + 1, self.parts.len(), "slot count");
-        let mut b = BytesMut::with_capacity(self.fixed + slots.iter().map(Slot::len).sum::<usize>());
+        let mut b =
+            BytesMut::with_capacity(self.fixed + slots.iter().map(Slot::len).sum::<usize>());
         for (i, part) in self.parts.iter().enumerate() {
             b.put_slice(part);
             if let Some(s) = slots.get(i) {
@@ -162,8 +163,18 @@ mod tests {
 
     #[test]
     fn slots_encode_like_urlencoding_and_serde_json() {
-        let t = Spliced::new(vec![b"<".to_vec(), b"|".to_vec(), b"|".to_vec(), b">".to_vec()]);
-        for s in ["abc_-.~09", "a+b/c=d", "q\"uo\\te\n\r\t\u{8}\u{c}\u{1}\u{1f}", "中文 x"] {
+        let t = Spliced::new(vec![
+            b"<".to_vec(),
+            b"|".to_vec(),
+            b"|".to_vec(),
+            b">".to_vec(),
+        ]);
+        for s in [
+            "abc_-.~09",
+            "a+b/c=d",
+            "q\"uo\\te\n\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "中文 x",
+        ] {
             let body = t.fill_slots(&[Slot::Raw(b"r"), Slot::Form(s), Slot::Json(s)]);
             let want = format!("<r|{}|{}>", urlencoding::encode(s), json_str(s));
             assert_eq!(&body[..], want.as_bytes(), "{s:?}");

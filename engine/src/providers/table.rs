@@ -123,6 +123,13 @@ macro_rules! vendor_table {
                 }
             }
 
+            /// The shared client knobs of the lane's config section.
+            pub fn client(self, c: &Config) -> crate::config::Client {
+                match self {
+                    $(Lane::$Lane => c.$module.client(),)+
+                }
+            }
+
             /// `max_in_flight` and `max_rps` of the lane's config section.
             pub fn limits(self, c: &Config) -> LaneLimits {
                 match self {

@@ -152,7 +152,10 @@ impl Cache {
     /// The vendor rejected `seen`: forget it so the next call fetches a new one.
     pub fn invalidate(&self, seen: &Access) {
         let cur = self.cached.load();
-        if cur.as_ref().is_some_and(|c| c.value.value() == seen.value()) {
+        if cur
+            .as_ref()
+            .is_some_and(|c| c.value.value() == seen.value())
+        {
             self.cached.store(None);
         }
     }

@@ -129,7 +129,12 @@ impl Client {
 
     /// The request for one device: the body buffer is its only allocation (the
     /// `requestId` is formatted on the stack).
-    pub(crate) fn request(&self, regid: &str, push: &Push, token: &token::Access) -> http::Request<Full<bytes::Bytes>> {
+    pub(crate) fn request(
+        &self,
+        regid: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
         let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
         let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
         let body = push.vivo.fill_slots(&[
@@ -138,7 +143,10 @@ impl Client {
             Slot::Raw(request_id.as_bytes()),
         ]);
         http::Request::post(self.send_uri.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=UTF-8"),
+            )
             .header(AUTH_TOKEN, token.raw())
             .body(Full::new(body))
             .expect("request head is valid")

@@ -110,7 +110,10 @@ impl Client {
             .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(regid)]);
         http::Request::post(self.uri.clone())
             .header(AUTHORIZATION, self.auth.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
+            )
             .body(Full::new(body))
             .expect("request head is valid")
     }
