@@ -32,6 +32,7 @@ pub mod xiaomi;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use table::impl_vendor;
 pub use table::{parse_token, text_token, Error, Lane, ProviderKind, Providers, Push, Vendor};
 
 /// The ZIMPushConfig of a message or call.

@@ -17,7 +17,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri};
 
 use super::{Push, Verdict};
-use crate::state::{Device, Environment, ProviderKind, TokenRef};
+use std::borrow::Cow;
+
+use crate::state::{Device, Environment, ProviderKind, Token, TokenRef};
 use crate::transport::{self, Endpoint, Pool};
 
 #[derive(Debug, thiserror::Error)]
@@ -218,53 +220,19 @@ impl Client {
     }
 }
 
-impl super::Vendor for Client {
-    type Body = payload::Bodies;
-    type Section = crate::config::Apns;
-    type Error = Error;
+super::impl_vendor!(
+    Apns,
+    payload::Bodies,
+    |k, c, _| payload::Bodies::render(k, c),
+    Client::tokens_minted
+);
 
-    fn build(
-        section: &Self::Section,
-        transport: &crate::config::Transport,
-    ) -> Result<Option<Self>, Error> {
-        let Some(mut s) = Settings::from_config(section)? else {
-            return Ok(None);
-        };
-        s.transport = transport.clone();
-        Client::new(&s).map(Some)
+/// The API's check of a apns device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    if !(64..=200).contains(&token.len()) || token.len() % 2 != 0 {
+        return Err("an APNs device token is an even number (64 to 200) of hex digits".into());
     }
-
-    fn render(
-        kind: &super::Kind,
-        content: &super::Content,
-        ttl_s: u64,
-    ) -> Result<Self::Body, super::TooLarge> {
-        let _ = ttl_s;
-        payload::Bodies::render(kind, content)
-    }
-
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        detail: bool,
-    ) -> impl std::future::Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
-    }
-
-    fn auth_tokens(&self) -> u64 {
-        self.tokens_minted()
-    }
-
-    fn parse_token(
-        kind: crate::state::ProviderKind,
-        token: &str,
-    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
-        let _ = kind;
-        if !(64..=200).contains(&token.len()) || token.len() % 2 != 0 {
-            return Err("an APNs device token is an even number (64 to 200) of hex digits".into());
-        }
-        let bytes = hex::decode(token).map_err(|_| "an APNs device token is hex digits only")?;
-        Ok(crate::state::Token::Bytes(bytes.into_boxed_slice()))
-    }
+    let bytes = hex::decode(token).map_err(|_| "an APNs device token is hex digits only")?;
+    Ok(Token::Bytes(bytes.into_boxed_slice()))
 }

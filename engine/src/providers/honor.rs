@@ -16,7 +16,9 @@ use http_body_util::Full;
 
 use super::{token, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 /// Honor's `timestamp` header; a constant name costs no allocation per request.
@@ -160,59 +162,26 @@ impl Client {
     }
 }
 
-impl super::Vendor for Client {
-    type Body = super::splice::Spliced;
-    type Section = crate::config::Honor;
-    type Error = Error;
+super::impl_vendor!(
+    Honor,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
 
-    fn build(
-        section: &Self::Section,
-        transport: &crate::config::Transport,
-    ) -> Result<Option<Self>, Error> {
-        let Some(mut s) = Settings::from_config(section)? else {
-            return Ok(None);
-        };
-        s.transport = transport.clone();
-        Client::new(&s).map(Some)
-    }
-
-    fn render(
-        kind: &super::Kind,
-        content: &super::Content,
-        ttl_s: u64,
-    ) -> Result<Self::Body, super::TooLarge> {
-        payload::render(kind, content, ttl_s)
-    }
-
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        detail: bool,
-    ) -> impl std::future::Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
-    }
-
-    fn auth_tokens(&self) -> u64 {
-        self.tokens_fetched()
-    }
-
-    fn parse_token(
-        kind: crate::state::ProviderKind,
-        token: &str,
-    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
-        // Push Kit tokens: 32 digits on old EMUI, else ~130+ URL-safe characters.
-        super::text_token(
-            token,
-            16..=512,
-            |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
-            || {
-                format!(
-                    "a {} push token is 16 to 512 letters, digits and _ - : .",
-                    kind.as_str()
-                )
-                .into()
-            },
-        )
-    }
+/// The API's check of a honor device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    // Push Kit tokens: 32 digits on old EMUI, else ~130+ URL-safe characters.
+    super::text_token(
+        token,
+        16..=512,
+        |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
+        || {
+            format!(
+                "a {} push token is 16 to 512 letters, digits and _ - : .",
+                kind.as_str()
+            )
+            .into()
+        },
+    )
 }

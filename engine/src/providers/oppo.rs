@@ -20,7 +20,9 @@ use http_body_util::Full;
 use super::splice::{json_str, Slot};
 use super::{token, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,66 +210,33 @@ impl Client {
     }
 }
 
-impl super::Vendor for Client {
-    type Body = super::splice::Spliced;
-    type Section = crate::config::Oppo;
-    type Error = Error;
+super::impl_vendor!(
+    Oppo,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
 
-    fn build(
-        section: &Self::Section,
-        transport: &crate::config::Transport,
-    ) -> Result<Option<Self>, Error> {
-        let Some(mut s) = Settings::from_config(section)? else {
-            return Ok(None);
-        };
-        s.transport = transport.clone();
-        Client::new(&s).map(Some)
+/// The API's check of a oppo device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    // <id>, CN_<id> or <brand>_CN_<id> (mainland); other region prefixes are
+    // overseas. The id is alphanumeric.
+    let mut parts = token.rsplit('_');
+    let id = parts.next().unwrap_or("");
+    let mut prefixes = 0;
+    let prefixes_ok = parts.all(|p| {
+        prefixes += 1;
+        !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if prefixes > 2
+        || !prefixes_ok
+        || !(16..=128).contains(&id.len())
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err("an OPPO registration id is <id>, <region>_<id> or <brand>_<region>_<id> with an alphanumeric id of 16 to 128 characters".into());
     }
-
-    fn render(
-        kind: &super::Kind,
-        content: &super::Content,
-        ttl_s: u64,
-    ) -> Result<Self::Body, super::TooLarge> {
-        payload::render(kind, content, ttl_s)
-    }
-
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        detail: bool,
-    ) -> impl std::future::Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
-    }
-
-    fn auth_tokens(&self) -> u64 {
-        self.tokens_fetched()
-    }
-
-    fn parse_token(
-        kind: crate::state::ProviderKind,
-        token: &str,
-    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
-        let _ = kind;
-        // <id>, CN_<id> or <brand>_CN_<id> (mainland); other region prefixes are
-        // overseas. The id is alphanumeric.
-        let mut parts = token.rsplit('_');
-        let id = parts.next().unwrap_or("");
-        let mut prefixes = 0;
-        let prefixes_ok = parts.all(|p| {
-            prefixes += 1;
-            !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
-        });
-        if prefixes > 2
-            || !prefixes_ok
-            || !(16..=128).contains(&id.len())
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err("an OPPO registration id is <id>, <region>_<id> or <brand>_<region>_<id> with an alphanumeric id of 16 to 128 characters".into());
-        }
-        Ok(crate::state::Token::Text(token.into()))
-    }
+    Ok(Token::Text(token.into()))
 }
 
 #[cfg(test)]

@@ -66,6 +66,60 @@ pub fn text_token(
     }
 }
 
+/// `impl Vendor for Client` in a vendor module from its parts: the config section
+/// type, the body type, the render function `(kind, content, ttl_s)`, the auth-token
+/// counter `(&Client) -> u64`, and the module's `Settings::from_config`, `Client::new`,
+/// `Client::send`, `Error` and `parse_token`.
+macro_rules! impl_vendor {
+    ($section:ident, $body:ty, $render:expr, $tokens:expr) => {
+        impl $crate::providers::Vendor for Client {
+            type Body = $body;
+            type Section = $crate::config::$section;
+            type Error = Error;
+
+            fn build(
+                section: &Self::Section,
+                transport: &$crate::config::Transport,
+            ) -> Result<Option<Self>, Error> {
+                let Some(mut s) = Settings::from_config(section)? else {
+                    return Ok(None);
+                };
+                s.transport = transport.clone();
+                Client::new(&s).map(Some)
+            }
+
+            fn render(
+                kind: &$crate::providers::Kind,
+                content: &$crate::providers::Content,
+                ttl_s: u64,
+            ) -> Result<$body, $crate::providers::TooLarge> {
+                ($render)(kind, content, ttl_s)
+            }
+
+            fn send(
+                &self,
+                device: &$crate::state::Device,
+                push: &$crate::providers::Push,
+                detail: bool,
+            ) -> impl std::future::Future<Output = $crate::providers::Verdict> + Send {
+                Client::send(self, device, push, detail)
+            }
+
+            fn auth_tokens(&self) -> u64 {
+                ($tokens)(self)
+            }
+
+            fn parse_token(
+                kind: $crate::state::ProviderKind,
+                token: &str,
+            ) -> Result<$crate::state::Token, std::borrow::Cow<'static, str>> {
+                parse_token(kind, token)
+            }
+        }
+    };
+}
+pub(crate) use impl_vendor;
+
 macro_rules! vendor_table {
     ($(
         $(#[$doc:meta])*

@@ -27,7 +27,9 @@ use http_body_util::Full;
 use super::splice::Slot;
 use super::{token, Cause, Outcome, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 /// vivo's `authToken` header (header names go out lowercase); a constant name costs
@@ -208,53 +210,20 @@ impl Client {
     }
 }
 
-impl super::Vendor for Client {
-    type Body = super::splice::Spliced;
-    type Section = crate::config::Vivo;
-    type Error = Error;
+super::impl_vendor!(
+    Vivo,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
 
-    fn build(
-        section: &Self::Section,
-        transport: &crate::config::Transport,
-    ) -> Result<Option<Self>, Error> {
-        let Some(mut s) = Settings::from_config(section)? else {
-            return Ok(None);
-        };
-        s.transport = transport.clone();
-        Client::new(&s).map(Some)
-    }
-
-    fn render(
-        kind: &super::Kind,
-        content: &super::Content,
-        ttl_s: u64,
-    ) -> Result<Self::Body, super::TooLarge> {
-        payload::render(kind, content, ttl_s)
-    }
-
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        detail: bool,
-    ) -> impl std::future::Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
-    }
-
-    fn auth_tokens(&self) -> u64 {
-        self.tokens_fetched()
-    }
-
-    fn parse_token(
-        kind: crate::state::ProviderKind,
-        token: &str,
-    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
-        let _ = kind;
-        super::text_token(
-            token,
-            23..=23,
-            |b| b.is_ascii_alphanumeric(),
-            || "a vivo regId is 23 letters and digits".into(),
-        )
-    }
+/// The API's check of a vivo device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    super::text_token(
+        token,
+        23..=23,
+        |b| b.is_ascii_alphanumeric(),
+        || "a vivo regId is 23 letters and digits".into(),
+    )
 }

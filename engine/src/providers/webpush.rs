@@ -25,7 +25,9 @@ use http_body_util::Full;
 use serde::Deserialize;
 
 use super::{Cause, Outcome, Push, Verdict};
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -204,76 +206,42 @@ impl Client {
     }
 }
 
-impl super::Vendor for Client {
-    type Body = payload::Message;
-    type Section = crate::config::Webpush;
-    type Error = Error;
+super::impl_vendor!(
+    Webpush,
+    payload::Message,
+    |k, c, _| payload::render(k, c),
+    Client::tokens_minted
+);
 
-    fn build(
-        section: &Self::Section,
-        transport: &crate::config::Transport,
-    ) -> Result<Option<Self>, Error> {
-        let Some(mut s) = Settings::from_config(section)? else {
-            return Ok(None);
-        };
-        s.transport = transport.clone();
-        Client::new(&s).map(Some)
+/// The API's check of a webpush device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    const SHAPE: &str = "a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}";
+    // Objects only: serde would also read a struct from an array.
+    let v: serde_json::Value = serde_json::from_str(token).map_err(|_| SHAPE)?;
+    if !v.is_object() || !v.get("keys").is_some_and(serde_json::Value::is_object) {
+        return Err(SHAPE.into());
     }
-
-    fn render(
-        kind: &super::Kind,
-        content: &super::Content,
-        ttl_s: u64,
-    ) -> Result<Self::Body, super::TooLarge> {
-        let _ = ttl_s;
-        payload::render(kind, content)
+    let sub = Subscription::deserialize(&v).map_err(|_| SHAPE)?;
+    let uri: http::Uri = sub
+        .endpoint
+        .parse()
+        .map_err(|_| "subscription endpoint is not a URL")?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err("subscription endpoint must be an https URL".into());
     }
-
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        detail: bool,
-    ) -> impl std::future::Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let p256dh = b64
+        .decode(sub.keys.p256dh.trim_end_matches('='))
+        .map_err(|_| "keys.p256dh is not base64url")?;
+    if p256dh.len() != 65 || p256dh[0] != 4 {
+        return Err("keys.p256dh is not an uncompressed P-256 public key".into());
     }
-
-    fn auth_tokens(&self) -> u64 {
-        self.tokens_minted()
+    let auth = b64
+        .decode(sub.keys.auth.trim_end_matches('='))
+        .map_err(|_| "keys.auth is not base64url")?;
+    if auth.len() != 16 {
+        return Err("keys.auth must be 16 bytes".into());
     }
-
-    fn parse_token(
-        kind: crate::state::ProviderKind,
-        token: &str,
-    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
-        let _ = kind;
-        const SHAPE: &str = "a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}";
-        // Objects only: serde would also read a struct from an array.
-        let v: serde_json::Value = serde_json::from_str(token).map_err(|_| SHAPE)?;
-        if !v.is_object() || !v.get("keys").is_some_and(serde_json::Value::is_object) {
-            return Err(SHAPE.into());
-        }
-        let sub = Subscription::deserialize(&v).map_err(|_| SHAPE)?;
-        let uri: http::Uri = sub
-            .endpoint
-            .parse()
-            .map_err(|_| "subscription endpoint is not a URL")?;
-        if uri.scheme_str() != Some("https") || uri.host().is_none() {
-            return Err("subscription endpoint must be an https URL".into());
-        }
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let p256dh = b64
-            .decode(sub.keys.p256dh.trim_end_matches('='))
-            .map_err(|_| "keys.p256dh is not base64url")?;
-        if p256dh.len() != 65 || p256dh[0] != 4 {
-            return Err("keys.p256dh is not an uncompressed P-256 public key".into());
-        }
-        let auth = b64
-            .decode(sub.keys.auth.trim_end_matches('='))
-            .map_err(|_| "keys.auth is not base64url")?;
-        if auth.len() != 16 {
-            return Err("keys.auth must be 16 bytes".into());
-        }
-        Ok(crate::state::Token::Text(token.into()))
-    }
+    Ok(Token::Text(token.into()))
 }

@@ -18,7 +18,9 @@ use http_body_util::Full;
 
 use super::splice::Slot;
 use super::{Push, Verdict};
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,54 +129,16 @@ impl Client {
     }
 }
 
-impl super::Vendor for Client {
-    type Body = super::splice::Spliced;
-    type Section = crate::config::Xiaomi;
-    type Error = Error;
+super::impl_vendor!(Xiaomi, super::splice::Spliced, payload::render, |_| 0);
 
-    fn build(
-        section: &Self::Section,
-        transport: &crate::config::Transport,
-    ) -> Result<Option<Self>, Error> {
-        let Some(mut s) = Settings::from_config(section)? else {
-            return Ok(None);
-        };
-        s.transport = transport.clone();
-        Client::new(&s).map(Some)
-    }
-
-    fn render(
-        kind: &super::Kind,
-        content: &super::Content,
-        ttl_s: u64,
-    ) -> Result<Self::Body, super::TooLarge> {
-        payload::render(kind, content, ttl_s)
-    }
-
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        detail: bool,
-    ) -> impl std::future::Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
-    }
-
-    fn auth_tokens(&self) -> u64 {
-        0
-    }
-
-    fn parse_token(
-        kind: crate::state::ProviderKind,
-        token: &str,
-    ) -> Result<crate::state::Token, std::borrow::Cow<'static, str>> {
-        let _ = kind;
-        // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
-        super::text_token(
-            token,
-            20..=256,
-            |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='),
-            || "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)".into(),
-        )
-    }
+/// The API's check of a xiaomi device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
+    super::text_token(
+        token,
+        20..=256,
+        |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='),
+        || "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)".into(),
+    )
 }
