@@ -33,7 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use table::impl_vendor;
-pub use table::{parse_token, text_token, Error, Lane, ProviderKind, Providers, Push, Vendor};
+pub use table::{
+    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Vendor,
+};
 
 /// The ZIMPushConfig of a message or call.
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use super::{token, Content, Kind, Push};
+use super::{token, Content, Kind, Push, Vendor};
 use crate::config;
 
 thread_local! {
@@ -72,6 +72,13 @@ fn push() -> Push {
     Push::render(kind, &content, 3600, 1_700_000_000).expect("a small push renders")
 }
 
+/// A vendor's client for `section`, built the way the engine builds it.
+fn client<V: Vendor>(section: V::Section) -> V {
+    V::build(&section, &config::Transport::default())
+        .expect("client")
+        .expect("configured")
+}
+
 /// What any request costs: a body buffer and a header map with `headers` entries.
 fn baseline(headers: usize) -> u64 {
     let uri = http::Uri::from_static("http://127.0.0.1:9/send");
@@ -102,67 +109,42 @@ async fn oem_requests_allocate_only_their_body_and_header_map() {
     drop((access.bearer(), access.raw()));
     let tok = "0123456789abcdefABCDEF+/=_x";
 
-    let huawei = super::huawei::Client::new(
-        &super::huawei::Settings::from_config(&config::Huawei {
-            app_id: Some("1".into()),
-            client_secret: Some(config::Secret::new("s")),
-            endpoint: LOCAL.into(),
-            token_endpoint: LOCAL.into(),
-            ..Default::default()
-        })
-        .expect("settings")
-        .expect("configured"),
-    )
-    .expect("client");
-    let honor = super::honor::Client::new(
-        &super::honor::Settings::from_config(&config::Honor {
-            app_id: Some("1".into()),
-            client_id: Some("c".into()),
-            client_secret: Some(config::Secret::new("s")),
-            endpoint: LOCAL.into(),
-            token_endpoint: LOCAL.into(),
-            ..Default::default()
-        })
-        .expect("settings")
-        .expect("configured"),
-    )
-    .expect("client");
-    let xiaomi = super::xiaomi::Client::new(
-        &super::xiaomi::Settings::from_config(&config::Xiaomi {
-            app_secret: Some(config::Secret::new("s")),
-            package_name: Some("p".into()),
-            endpoint: LOCAL.into(),
-            channel_id: Some("ch".into()),
-            ..Default::default()
-        })
-        .expect("settings")
-        .expect("configured"),
-    )
-    .expect("client");
-    let oppo = super::oppo::Client::new(
-        &super::oppo::Settings::from_config(&config::Oppo {
-            app_key: Some("k".into()),
-            master_secret: Some(config::Secret::new("s")),
-            endpoint: LOCAL.into(),
-            endpoint_intl: LOCAL.into(),
-            ..Default::default()
-        })
-        .expect("settings")
-        .expect("configured"),
-    )
-    .expect("client");
-    let vivo = super::vivo::Client::new(
-        &super::vivo::Settings::from_config(&config::Vivo {
-            app_id: Some("1".into()),
-            app_key: Some("k".into()),
-            app_secret: Some(config::Secret::new("s")),
-            endpoint: LOCAL.into(),
-            ..Default::default()
-        })
-        .expect("settings")
-        .expect("configured"),
-    )
-    .expect("client");
+    let huawei = client::<super::huawei::Client>(config::Huawei {
+        app_id: Some("1".into()),
+        client_secret: Some(config::Secret::new("s")),
+        endpoint: LOCAL.into(),
+        token_endpoint: LOCAL.into(),
+        ..Default::default()
+    });
+    let honor = client::<super::honor::Client>(config::Honor {
+        app_id: Some("1".into()),
+        client_id: Some("c".into()),
+        client_secret: Some(config::Secret::new("s")),
+        endpoint: LOCAL.into(),
+        token_endpoint: LOCAL.into(),
+        ..Default::default()
+    });
+    let xiaomi = client::<super::xiaomi::Client>(config::Xiaomi {
+        app_secret: Some(config::Secret::new("s")),
+        package_name: Some("p".into()),
+        endpoint: LOCAL.into(),
+        channel_id: Some("ch".into()),
+        ..Default::default()
+    });
+    let oppo = client::<super::oppo::Client>(config::Oppo {
+        app_key: Some("k".into()),
+        master_secret: Some(config::Secret::new("s")),
+        endpoint: LOCAL.into(),
+        endpoint_intl: LOCAL.into(),
+        ..Default::default()
+    });
+    let vivo = client::<super::vivo::Client>(config::Vivo {
+        app_id: Some("1".into()),
+        app_key: Some("k".into()),
+        app_secret: Some(config::Secret::new("s")),
+        endpoint: LOCAL.into(),
+        ..Default::default()
+    });
 
     let (n, text) = allocs(|| super::token_text(crate::state::TokenRef::Text(tok)).len());
     assert_eq!((n, text), (0, tok.len()), "a text device token is borrowed");

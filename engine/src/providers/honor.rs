@@ -171,17 +171,5 @@ super::impl_vendor!(
 
 /// The API's check of a honor device token, and its stored form.
 fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
-    // Push Kit tokens: 32 digits on old EMUI, else ~130+ URL-safe characters.
-    super::text_token(
-        token,
-        16..=512,
-        |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
-        || {
-            format!(
-                "a {} push token is 16 to 512 letters, digits and _ - : .",
-                kind.as_str()
-            )
-            .into()
-        },
-    )
+    super::push_kit_token(kind, token)
 }

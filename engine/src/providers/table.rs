@@ -120,6 +120,23 @@ macro_rules! impl_vendor {
 }
 pub(crate) use impl_vendor;
 
+/// A Push Kit token (Huawei, and Honor, whose push service derives from it): 32 digits
+/// on old EMUI, else ~130+ URL-safe characters.
+pub fn push_kit_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    text_token(
+        token,
+        16..=512,
+        |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
+        || {
+            format!(
+                "a {} push token is 16 to 512 letters, digits and _ - : .",
+                kind.as_str()
+            )
+            .into()
+        },
+    )
+}
+
 macro_rules! vendor_table {
     ($(
         $(#[$doc:meta])*
