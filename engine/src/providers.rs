@@ -1,6 +1,7 @@
 //! Vendor channels: request building, auth tokens and response mapping per vendor.
 //!
-//! Providers are a closed set ([`Providers`] holds one optional client per vendor);
+//! Providers are a closed set, registered in one table ([`table`]): [`Providers`]
+//! holds one optional client per vendor, each implementing [`Vendor`];
 //! the test seam is each vendor's configurable endpoint and CA, not a trait. A
 //! vendor's answer is data: [`Verdict`] carries an [`Outcome`] with a small `Copy`
 //! [`Cause`], so the hot path allocates nothing to classify a response.
@@ -14,12 +15,15 @@
 //! [`webpush`]; shared pieces: [`token`] (cached access tokens with single-flight
 //! refresh) and [`splice`] (pre-rendered bodies with per-device slots).
 
+#[cfg(test)]
+mod alloc_tests;
 pub mod apns;
 pub mod fcm;
 pub mod honor;
 pub mod huawei;
 pub mod oppo;
 pub mod splice;
+pub mod table;
 pub mod token;
 pub mod vivo;
 pub mod webpush;
@@ -28,7 +32,10 @@ pub mod xiaomi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::state::{Device, ProviderKind};
+pub(crate) use table::impl_vendor;
+pub use table::{
+    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Vendor,
+};
 
 /// The ZIMPushConfig of a message or call.
 #[derive(Debug, Clone, Default)]
@@ -55,24 +62,6 @@ pub enum Kind {
     },
 }
 
-/// A push rendered once for every vendor, shared by all its device targets.
-#[derive(Debug)]
-pub struct Push {
-    pub kind: Kind,
-    /// UNIX seconds after which the push is worthless (APNs `apns-expiration`).
-    pub expires_at: u64,
-    /// Seconds the vendor should keep it (FCM `android.ttl`).
-    pub ttl_s: u64,
-    pub apns: apns::payload::Bodies,
-    pub fcm: fcm::payload::Template,
-    pub huawei: splice::Spliced,
-    pub honor: splice::Spliced,
-    pub xiaomi: splice::Spliced,
-    pub oppo: splice::Spliced,
-    pub vivo: splice::Spliced,
-    pub webpush: webpush::payload::Message,
-}
-
 /// A rendered body over a vendor's size limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the push is {size} bytes for {vendor}, over its limit of {limit} bytes")]
@@ -91,59 +80,6 @@ impl Push {
         now_unix: u64,
     ) -> Result<Self, TooLarge> {
         Self::render_for(kind, content, ttl_s, now_unix, |_| true)
-    }
-
-    /// Render `content` for the vendors `wanted` picks (APNs covers APNs VoIP); the
-    /// others get empty bodies and must not be sent to. Fails when a rendered body
-    /// exceeds its vendor's limit.
-    pub fn render_for(
-        kind: Kind,
-        content: &Content,
-        ttl_s: u64,
-        now_unix: u64,
-        wanted: impl Fn(ProviderKind) -> bool,
-    ) -> Result<Self, TooLarge> {
-        let apns = if wanted(ProviderKind::Apns) {
-            apns::payload::Bodies::render(&kind, content)?
-        } else {
-            apns::payload::Bodies::default()
-        };
-        let fcm = if wanted(ProviderKind::Fcm) {
-            fcm::payload::Template::render(&kind, content, ttl_s)?
-        } else {
-            fcm::payload::Template::default()
-        };
-        let spliced =
-            |p: ProviderKind, f: fn(&Kind, &Content, u64) -> Result<splice::Spliced, TooLarge>| {
-                if wanted(p) {
-                    f(&kind, content, ttl_s)
-                } else {
-                    Ok(splice::Spliced::default())
-                }
-            };
-        let huawei = spliced(ProviderKind::Huawei, huawei::payload::render)?;
-        let honor = spliced(ProviderKind::Honor, honor::payload::render)?;
-        let xiaomi = spliced(ProviderKind::Xiaomi, xiaomi::payload::render)?;
-        let oppo = spliced(ProviderKind::Oppo, oppo::payload::render)?;
-        let vivo = spliced(ProviderKind::Vivo, vivo::payload::render)?;
-        let webpush = if wanted(ProviderKind::Webpush) {
-            webpush::payload::render(&kind, content)?
-        } else {
-            webpush::payload::Message::default()
-        };
-        Ok(Self {
-            kind,
-            expires_at: now_unix + ttl_s,
-            ttl_s,
-            apns,
-            fcm,
-            huawei,
-            honor,
-            xiaomi,
-            oppo,
-            vivo,
-            webpush,
-        })
     }
 
     pub fn is_call(&self) -> bool {
@@ -282,6 +218,19 @@ pub enum Outcome {
     Rejected(Cause),
 }
 
+impl Outcome {
+    /// The vendor refused the access token: drop it so the next push fetches one.
+    pub fn refuses_auth(self) -> bool {
+        matches!(
+            self,
+            Outcome::Retry {
+                cause: Cause::ProviderAuth,
+                ..
+            }
+        )
+    }
+}
+
 /// One push's result: the outcome plus what the vendor said, for the debug endpoint
 /// and logs. `reason` is only filled for failures, `vendor_id` only on request.
 #[derive(Debug, Clone)]
@@ -382,6 +331,45 @@ pub fn data_fields(kind: &Kind, c: &Content) -> serde_json::Map<String, serde_js
     data
 }
 
+/// A device token as the vendor expects it, borrowed: every token but APNs' (stored as
+/// bytes, sent hex-encoded) is stored as the text the vendor issued.
+pub fn token_text(t: crate::state::TokenRef<'_>) -> std::borrow::Cow<'_, str> {
+    match t {
+        crate::state::TokenRef::Text(s) => std::borrow::Cow::Borrowed(s),
+        crate::state::TokenRef::Bytes(_) => std::borrow::Cow::Owned(t.to_wire()),
+    }
+}
+
+/// A fixed request URI, parsed once when the client is built so a push clones it.
+pub fn parse_uri(uri: String) -> Result<http::Uri, crate::transport::pool::Error> {
+    let parsed = http::Uri::try_from(uri.as_str())
+        .map_err(|_| crate::transport::pool::Error::BadEndpoint(uri.clone()))?;
+    // Promote its buffers to shared ones now, so each push's clone only counts a
+    // reference instead of the first one allocating.
+    drop(parsed.clone());
+    Ok(parsed)
+}
+
+/// The current UNIX time in milliseconds as a header value (Honor's `timestamp`),
+/// formatted at most once per millisecond and shared by the pushes sent within it.
+#[derive(Default)]
+pub struct MsHeader(arc_swap::ArcSwapOption<(u64, http::HeaderValue)>);
+
+impl MsHeader {
+    pub fn now(&self) -> http::HeaderValue {
+        let ms = unix_now_ms();
+        if let Some(c) = &*self.0.load() {
+            if c.0 == ms {
+                return c.1.clone();
+            }
+        }
+        let mut digits = itoa::Buffer::new();
+        let v = http::HeaderValue::from_str(digits.format(ms)).expect("digits are a header value");
+        self.0.store(Some(Arc::new((ms, v.clone()))));
+        v
+    }
+}
+
 /// Milliseconds since the UNIX epoch (vendor signatures and `timestamp` headers).
 pub fn unix_now_ms() -> u64 {
     crate::clock::unix_now_ms()
@@ -455,34 +443,13 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
     Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
 }
 
-/// A vendor client could not be built from its configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("apns setup failed")]
-    Apns(#[from] apns::Error),
-    #[error("fcm setup failed")]
-    Fcm(#[from] fcm::Error),
-    #[error("huawei setup failed")]
-    Huawei(#[from] huawei::Error),
-    #[error("honor setup failed")]
-    Honor(#[from] honor::Error),
-    #[error("xiaomi setup failed")]
-    Xiaomi(#[from] xiaomi::Error),
-    #[error("oppo setup failed")]
-    Oppo(#[from] oppo::Error),
-    #[error("vivo setup failed")]
-    Vivo(#[from] vivo::Error),
-    #[error("webpush setup failed")]
-    Webpush(#[from] webpush::Error),
-}
-
 /// How pushes are retried, paced and circuit-broken: `[retry]`, `[breaker]` and each
 /// vendor's `max_in_flight` / `max_rps`, in lane order.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub retry: crate::config::Retry,
     pub breaker: crate::config::Breaker,
-    pub lanes: [crate::config::LaneLimits; 8],
+    pub lanes: [crate::config::LaneLimits; Lane::COUNT],
 }
 
 impl Delivery {
@@ -490,7 +457,7 @@ impl Delivery {
         Self {
             retry: c.retry.clone(),
             breaker: c.breaker.clone(),
-            lanes: c.lane_limits().map(|(_, l)| l),
+            lanes: Lane::ALL.map(|l| l.limits(c)),
         }
     }
 }
@@ -498,132 +465,6 @@ impl Delivery {
 impl Default for Delivery {
     fn default() -> Self {
         Self::from_config(&crate::config::Config::default())
-    }
-}
-
-/// The configured vendor clients.
-#[derive(Default)]
-pub struct Providers {
-    /// Retry, breaker and pace settings the dispatcher applies.
-    pub delivery: Delivery,
-    pub apns: Option<apns::Client>,
-    pub fcm: Option<fcm::Client>,
-    pub huawei: Option<huawei::Client>,
-    pub honor: Option<honor::Client>,
-    pub xiaomi: Option<xiaomi::Client>,
-    pub oppo: Option<oppo::Client>,
-    pub vivo: Option<vivo::Client>,
-    pub webpush: Option<webpush::Client>,
-}
-
-impl Providers {
-    /// Build a client for every vendor that has credentials in `config`.
-    pub fn from_config(config: &crate::config::Config) -> Result<Self, Error> {
-        let mut p = Providers {
-            delivery: Delivery::from_config(config),
-            ..Providers::default()
-        };
-        if let Some(mut s) = apns::Settings::from_config(&config.apns)? {
-            s.transport = config.transport.clone();
-            p.apns = Some(apns::Client::new(&s)?);
-        }
-        if let Some(mut s) = fcm::Settings::from_config(&config.fcm) {
-            s.transport = config.transport.clone();
-            p.fcm = Some(fcm::Client::new(&s)?);
-        }
-        if let Some(mut s) = huawei::Settings::from_config(&config.huawei)? {
-            s.transport = config.transport.clone();
-            p.huawei = Some(huawei::Client::new(&s)?);
-        }
-        if let Some(mut s) = honor::Settings::from_config(&config.honor)? {
-            s.transport = config.transport.clone();
-            p.honor = Some(honor::Client::new(&s)?);
-        }
-        if let Some(mut s) = xiaomi::Settings::from_config(&config.xiaomi)? {
-            s.transport = config.transport.clone();
-            p.xiaomi = Some(xiaomi::Client::new(&s)?);
-        }
-        if let Some(mut s) = oppo::Settings::from_config(&config.oppo)? {
-            s.transport = config.transport.clone();
-            p.oppo = Some(oppo::Client::new(&s)?);
-        }
-        if let Some(mut s) = vivo::Settings::from_config(&config.vivo)? {
-            s.transport = config.transport.clone();
-            p.vivo = Some(vivo::Client::new(&s)?);
-        }
-        if let Some(mut s) = webpush::Settings::from_config(&config.webpush)? {
-            s.transport = config.transport.clone();
-            p.webpush = Some(webpush::Client::new(&s)?);
-        }
-        Ok(p)
-    }
-
-    /// Send one push to one device and return the vendor's verdict.
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        match device.provider() {
-            ProviderKind::Apns | ProviderKind::ApnsVoip => match &self.apns {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Fcm => match &self.fcm {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Huawei => match &self.huawei {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Honor => match &self.honor {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Xiaomi => match &self.xiaomi {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Oppo => match &self.oppo {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Vivo => match &self.vivo {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-            ProviderKind::Webpush => match &self.webpush {
-                Some(c) => c.send(device, push, detail).await,
-                None => Verdict::unconfigured(),
-            },
-        }
-    }
-
-    pub fn is_configured(&self, p: ProviderKind) -> bool {
-        match p {
-            ProviderKind::Apns | ProviderKind::ApnsVoip => self.apns.is_some(),
-            ProviderKind::Fcm => self.fcm.is_some(),
-            ProviderKind::Huawei => self.huawei.is_some(),
-            ProviderKind::Honor => self.honor.is_some(),
-            ProviderKind::Xiaomi => self.xiaomi.is_some(),
-            ProviderKind::Oppo => self.oppo.is_some(),
-            ProviderKind::Vivo => self.vivo.is_some(),
-            ProviderKind::Webpush => self.webpush.is_some(),
-        }
-    }
-
-    /// Vendor auth tokens obtained so far (APNs JWTs minted, OAuth/sign tokens
-    /// fetched, VAPID JWTs minted), for `/v1/stats`; 0 for unconfigured vendors.
-    pub fn auth_tokens(&self, p: ProviderKind) -> u64 {
-        match p {
-            ProviderKind::Apns | ProviderKind::ApnsVoip => {
-                self.apns.as_ref().map_or(0, |c| c.tokens_minted())
-            }
-            ProviderKind::Fcm => self.fcm.as_ref().map_or(0, |c| c.tokens_fetched()),
-            ProviderKind::Huawei => self.huawei.as_ref().map_or(0, |c| c.tokens_fetched()),
-            ProviderKind::Honor => self.honor.as_ref().map_or(0, |c| c.tokens_fetched()),
-            ProviderKind::Xiaomi => 0,
-            ProviderKind::Oppo => self.oppo.as_ref().map_or(0, |c| c.tokens_fetched()),
-            ProviderKind::Vivo => self.vivo.as_ref().map_or(0, |c| c.tokens_fetched()),
-            ProviderKind::Webpush => self.webpush.as_ref().map_or(0, |c| c.tokens_minted()),
-        }
     }
 }
 

@@ -11,7 +11,6 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -37,15 +36,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
         }
         d.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
     }
-}
-
-/// `deserialize_with` for an object field.
-fn object<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Object::deserialize(d).map(|o| o.0)
 }
 
 /// `deserialize_with` for an optional object field.
@@ -149,116 +139,10 @@ impl BindRequest {
     }
 }
 
-/// Per-provider token formats; the stored form is compact.
+/// Per-provider token formats, checked by each vendor; the stored form is compact.
 pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiError> {
-    let bad = |why: &str| ApiError::invalid(format!("token: {why}"));
-    match provider {
-        ProviderKind::Apns | ProviderKind::ApnsVoip => {
-            if !(64..=200).contains(&token.len()) || token.len() % 2 != 0 {
-                return Err(bad(
-                    "an APNs device token is an even number (64 to 200) of hex digits",
-                ));
-            }
-            let bytes =
-                hex::decode(token).map_err(|_| bad("an APNs device token is hex digits only"))?;
-            Ok(Token::Bytes(bytes.into_boxed_slice()))
-        }
-        ProviderKind::Webpush => {
-            #[derive(Deserialize)]
-            struct Sub {
-                endpoint: String,
-                #[serde(deserialize_with = "object")]
-                keys: Keys,
-            }
-            #[derive(Deserialize)]
-            struct Keys {
-                p256dh: String,
-                auth: String,
-            }
-            let sub = serde_json::from_str::<Object<Sub>>(token).map_err(|_| {
-                bad("a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}")
-            })?.0;
-            let uri: http::Uri = sub
-                .endpoint
-                .parse()
-                .map_err(|_| bad("subscription endpoint is not a URL"))?;
-            if uri.scheme_str() != Some("https") || uri.host().is_none() {
-                return Err(bad("subscription endpoint must be an https URL"));
-            }
-            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            let p256dh = b64
-                .decode(sub.keys.p256dh.trim_end_matches('='))
-                .map_err(|_| bad("keys.p256dh is not base64url"))?;
-            if p256dh.len() != 65 || p256dh[0] != 4 {
-                return Err(bad("keys.p256dh is not an uncompressed P-256 public key"));
-            }
-            let auth = b64
-                .decode(sub.keys.auth.trim_end_matches('='))
-                .map_err(|_| bad("keys.auth is not base64url"))?;
-            if auth.len() != 16 {
-                return Err(bad("keys.auth must be 16 bytes"));
-            }
-            Ok(Token::Text(token.into()))
-        }
-        ProviderKind::Fcm => {
-            let ok_char = |c: char| {
-                c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '+' | '/' | '=')
-            };
-            if token.is_empty() || token.len() > 4096 {
-                return Err(bad("must be 1 to 4096 characters"));
-            }
-            if !token.chars().all(ok_char) {
-                return Err(bad("may only contain letters, digits and _ - : . + / ="));
-            }
-            Ok(Token::Text(token.into()))
-        }
-        ProviderKind::Huawei | ProviderKind::Honor => {
-            // Push Kit tokens: 32 digits on old EMUI, else ~130+ URL-safe characters.
-            let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.');
-            if !(16..=512).contains(&token.len()) || !token.chars().all(ok_char) {
-                return Err(bad(&format!(
-                    "a {} push token is 16 to 512 letters, digits and _ - : .",
-                    provider.as_str()
-                )));
-            }
-            Ok(Token::Text(token.into()))
-        }
-        ProviderKind::Xiaomi => {
-            // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
-            let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
-            if !(20..=256).contains(&token.len()) || !token.chars().all(ok_char) {
-                return Err(bad(
-                    "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)",
-                ));
-            }
-            Ok(Token::Text(token.into()))
-        }
-        ProviderKind::Oppo => {
-            // <id>, CN_<id> or <brand>_CN_<id> (mainland); other region prefixes are
-            // overseas. The id is alphanumeric.
-            let parts: Vec<&str> = token.split('_').collect();
-            let id = parts.last().copied().unwrap_or("");
-            let prefixes_ok = parts[..parts.len() - 1].iter().all(|p| {
-                !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
-            });
-            if parts.len() > 3
-                || !prefixes_ok
-                || !(16..=128).contains(&id.len())
-                || !id.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return Err(bad(
-                    "an OPPO registration id is <id>, <region>_<id> or <brand>_<region>_<id> with an alphanumeric id of 16 to 128 characters",
-                ));
-            }
-            Ok(Token::Text(token.into()))
-        }
-        ProviderKind::Vivo => {
-            if token.len() != 23 || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(bad("a vivo regId is 23 letters and digits"));
-            }
-            Ok(Token::Text(token.into()))
-        }
-    }
+    crate::providers::parse_token(provider, token)
+        .map_err(|why| ApiError::invalid(format!("token: {why}")))
 }
 
 #[derive(Deserialize)]

@@ -13,59 +13,8 @@
 use crate::state::ids::Pin;
 use crate::state::{Device, ProviderKind, State, UserIdx};
 
-/// Vendor lanes, each with its own bounded queue and connection pool, so a slow or
-/// throttling vendor never holds up the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    Apns = 0,
-    Fcm = 1,
-    Huawei = 2,
-    Honor = 3,
-    Xiaomi = 4,
-    Oppo = 5,
-    Vivo = 6,
-    Webpush = 7,
-}
-
-impl Lane {
-    pub const COUNT: usize = 8;
-    pub const ALL: [Lane; Lane::COUNT] = [
-        Lane::Apns,
-        Lane::Fcm,
-        Lane::Huawei,
-        Lane::Honor,
-        Lane::Xiaomi,
-        Lane::Oppo,
-        Lane::Vivo,
-        Lane::Webpush,
-    ];
-
-    pub fn of(p: ProviderKind) -> Option<Lane> {
-        Some(match p {
-            ProviderKind::Apns | ProviderKind::ApnsVoip => Lane::Apns,
-            ProviderKind::Fcm => Lane::Fcm,
-            ProviderKind::Huawei => Lane::Huawei,
-            ProviderKind::Honor => Lane::Honor,
-            ProviderKind::Xiaomi => Lane::Xiaomi,
-            ProviderKind::Oppo => Lane::Oppo,
-            ProviderKind::Vivo => Lane::Vivo,
-            ProviderKind::Webpush => Lane::Webpush,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Lane::Apns => "apns",
-            Lane::Fcm => "fcm",
-            Lane::Huawei => "huawei",
-            Lane::Honor => "honor",
-            Lane::Xiaomi => "xiaomi",
-            Lane::Oppo => "oppo",
-            Lane::Vivo => "vivo",
-            Lane::Webpush => "webpush",
-        }
-    }
-}
+/// A vendor's delivery lane, from the vendor table.
+pub use crate::providers::Lane;
 
 /// The devices one message goes to.
 #[derive(Debug, Default)]

@@ -17,7 +17,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri};
 
 use super::{Push, Verdict};
-use crate::state::{Device, Environment, ProviderKind, TokenRef};
+use std::borrow::Cow;
+
+use crate::state::{Device, Environment, ProviderKind, Token, TokenRef};
 use crate::transport::{self, Endpoint, Pool};
 
 #[derive(Debug, thiserror::Error)]
@@ -216,4 +218,21 @@ impl Client {
             Err(e) => Verdict::transport(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Apns,
+    payload::Bodies,
+    |k, c, _| payload::Bodies::render(k, c),
+    Client::tokens_minted
+);
+
+/// The API's check of a apns device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    if !(64..=200).contains(&token.len()) || token.len() % 2 != 0 {
+        return Err("an APNs device token is an even number (64 to 200) of hex digits".into());
+    }
+    let bytes = hex::decode(token).map_err(|_| "an APNs device token is hex digits only")?;
+    Ok(Token::Bytes(bytes.into_boxed_slice()))
 }

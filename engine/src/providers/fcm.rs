@@ -15,7 +15,9 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
 
 use super::{Push, Verdict};
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, Endpoint, Pool};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +41,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(c: &crate::config::Fcm) -> Option<Self> {
-        Some(Self {
-            service_account_file: c.service_account_file.clone()?,
-            endpoint: c.endpoint.clone(),
-            connections: c.connections,
-            ca_file: c.ca_file.clone(),
-            transport: crate::config::Transport::default(),
-        })
+    pub fn from_config(c: &crate::config::Fcm) -> Result<Option<Self>, Error> {
+        Ok(c.service_account_file
+            .clone()
+            .map(|service_account_file| Self {
+                service_account_file,
+                endpoint: c.endpoint.clone(),
+                connections: c.connections,
+                ca_file: c.ca_file.clone(),
+                transport: crate::config::Transport::default(),
+            }))
     }
 }
 
@@ -129,4 +133,27 @@ impl Client {
             Err(e) => Verdict::transport(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Fcm,
+    payload::Template,
+    payload::Template::render,
+    Client::tokens_fetched
+);
+
+/// The API's check of a fcm device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    if token.is_empty() || token.len() > 4096 {
+        return Err("must be 1 to 4096 characters".into());
+    }
+    super::text_token(
+        token,
+        1..=4096,
+        |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'+' | b'/' | b'=')
+        },
+        || "may only contain letters, digits and _ - : . + / =".into(),
+    )
 }

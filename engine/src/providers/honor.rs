@@ -11,12 +11,18 @@ pub mod payload;
 pub mod response;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderValue;
 use http_body_util::Full;
 
 use super::{token, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
+
+/// Honor's `timestamp` header; a constant name costs no allocation per request.
+const TIMESTAMP: http::HeaderName = http::HeaderName::from_static("timestamp");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,7 +73,8 @@ impl Settings {
 pub struct Client {
     http: auto::Client,
     token_http: auto::Client,
-    send_uri: String,
+    send_uri: http::Uri,
+    timestamp: super::MsHeader,
     token_uri: String,
     client_id: String,
     secret: Secret,
@@ -91,11 +98,12 @@ impl Client {
         Ok(Self {
             http,
             token_http,
-            send_uri: format!(
+            send_uri: super::parse_uri(format!(
                 "{}/api/v1/{}/sendMessage",
                 ep.base,
                 urlencoding::encode(&s.app_id)
-            ),
+            ))?,
+            timestamp: super::MsHeader::default(),
             token_uri: s.token_endpoint.clone(),
             client_id: s.client_id.clone(),
             secret: s.client_secret.clone(),
@@ -106,6 +114,22 @@ impl Client {
 
     pub fn tokens_fetched(&self) -> u64 {
         self.auth.fetched()
+    }
+
+    /// The request for one device: the body buffer is its only allocation.
+    pub(crate) fn request(
+        &self,
+        device_token: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
+        let body = push.honor.fill(&[device_token.as_bytes()]);
+        http::Request::post(self.send_uri.clone())
+            .header(AUTHORIZATION, token.bearer())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(TIMESTAMP, self.timestamp.now())
+            .body(Full::new(body))
+            .expect("request head is valid")
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
@@ -124,18 +148,11 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("honor", &e),
         };
-        let device_token = device.token().to_wire();
-        let body = push.honor.fill(&[device_token.as_bytes()]);
-        let req = http::Request::post(self.send_uri.as_str())
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .header(CONTENT_TYPE, "application/json")
-            .header("timestamp", super::unix_now_ms().to_string())
-            .body(Full::new(body))
-            .expect("request head is valid");
+        let req = self.request(&super::token_text(device.token()), push, &token);
         match self.http.send(req).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &self.dead_codes, detail);
-                if super::huawei::response::is_auth_error(&v) {
+                if v.outcome.refuses_auth() {
                     self.auth.invalidate(&token);
                 }
                 v
@@ -143,4 +160,16 @@ impl Client {
             Err(e) => Verdict::transport_auto(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Honor,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
+
+/// The API's check of a honor device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    super::push_kit_token(kind, token)
 }

@@ -12,12 +12,15 @@ pub mod response;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderValue;
 use http_body_util::Full;
 
 use super::splice::json_str;
 use super::{token, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +74,7 @@ impl Settings {
 pub struct Client {
     http: auto::Client,
     token_http: auto::Client,
-    send_uri: String,
+    send_uri: http::Uri,
     token_uri: String,
     app_id: String,
     secret: Secret,
@@ -107,11 +110,11 @@ impl Client {
         Ok(Self {
             http,
             token_http,
-            send_uri: format!(
+            send_uri: super::parse_uri(format!(
                 "{}/v1/{}/messages:send",
                 ep.base,
                 urlencoding::encode(&s.app_id)
-            ),
+            ))?,
             token_uri: s.token_endpoint.clone(),
             app_id: s.app_id.clone(),
             secret: s.client_secret.clone(),
@@ -124,6 +127,28 @@ impl Client {
     /// Access tokens fetched so far (one per hour at most while valid).
     pub fn tokens_fetched(&self) -> u64 {
         self.auth.fetched()
+    }
+
+    /// The request for one device: the body buffer is its only allocation.
+    pub(crate) fn request(
+        &self,
+        device_token: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
+        let body = push.huawei.fill(&[
+            &self.android_fields,
+            &self.notification_fields,
+            device_token.as_bytes(),
+        ]);
+        http::Request::post(self.send_uri.clone())
+            .header(AUTHORIZATION, token.bearer())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=utf-8"),
+            )
+            .body(Full::new(body))
+            .expect("request head is valid")
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
@@ -142,18 +167,12 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("huawei", &e),
         };
-        let device_token = device.token().to_wire();
-        let body = push.huawei.fill(&[
-            &self.android_fields,
-            &self.notification_fields,
-            device_token.as_bytes(),
-        ]);
-        let req = http::Request::post(self.send_uri.as_str())
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .header(CONTENT_TYPE, "application/json;charset=utf-8")
-            .body(Full::new(body))
-            .expect("request head is valid");
-        match self.http.send(req).await {
+        let device_token = super::token_text(device.token());
+        match self
+            .http
+            .send(self.request(&device_token, push, &token))
+            .await
+        {
             Ok(resp) => {
                 let v = response::classify(&resp, &device_token, detail);
                 if response::is_auth_error(&v) {
@@ -164,4 +183,16 @@ impl Client {
             Err(e) => Verdict::transport_auto(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Huawei,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
+
+/// The API's check of a huawei device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    super::push_kit_token(kind, token)
 }

@@ -14,12 +14,15 @@ pub mod response;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
+use http::HeaderValue;
 use http_body_util::Full;
 
-use super::splice::json_str;
+use super::splice::{json_str, Slot};
 use super::{token, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +77,7 @@ impl Settings {
 struct Route {
     http: auto::Client,
     auth_uri: String,
-    unicast_uri: String,
+    unicast_uri: http::Uri,
     auth: token::Cache,
 }
 
@@ -90,11 +93,11 @@ pub struct Client {
 
 /// True for registration ids served by the mainland host.
 pub fn is_mainland(regid: &str) -> bool {
-    let parts: Vec<&str> = regid.split('_').collect();
-    match parts.len() {
-        1 => true,
-        2 => parts[0] == "CN",
-        3 => parts[1] == "CN",
+    let mut parts = regid.split('_');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), None, _, _) => true,
+        (Some(region), Some(_), None, _) => region == "CN",
+        (Some(_), Some(region), Some(_), None) => region == "CN",
         _ => false,
     }
 }
@@ -110,7 +113,10 @@ impl Client {
                     &transport::pool::Options::from_config(s.connections, &s.transport),
                 )?,
                 auth_uri: format!("{}/server/v1/auth", ep.base),
-                unicast_uri: format!("{}/server/v1/message/notification/unicast", ep.base),
+                unicast_uri: super::parse_uri(format!(
+                    "{}/server/v1/message/notification/unicast",
+                    ep.base
+                ))?,
                 // Valid 24 h; refresh every 6 h.
                 auth: token::Cache::new(6 * 3600),
             })
@@ -137,8 +143,46 @@ impl Client {
         self.mainland.auth.fetched() + self.intl.auth.fetched()
     }
 
+    /// The request for one device: the body buffer is its only allocation.
+    fn request(
+        &self,
+        route: &Route,
+        regid: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
+        let body = push.oppo.fill_slots(&[
+            Slot::Form(regid),
+            Slot::Raw(&self.client_fields),
+            Slot::Form(token.value()),
+        ]);
+        http::Request::post(route.unicast_uri.clone())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
+            )
+            .body(Full::new(body))
+            .expect("request head is valid")
+    }
+
+    /// [`Client::request`] to the host serving `regid`.
+    #[cfg(test)]
+    pub(crate) fn request_for(
+        &self,
+        regid: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
+        let route = if is_mainland(regid) {
+            &self.mainland
+        } else {
+            &self.intl
+        };
+        self.request(route, regid, push, token)
+    }
+
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = device.token().to_wire();
+        let regid = super::token_text(device.token());
         let route = if is_mainland(&regid) {
             &self.mainland
         } else {
@@ -152,20 +196,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("oppo", &e),
         };
-        let enc_regid = urlencoding::encode(&regid);
-        let enc_token = urlencoding::encode(&token);
-        let body = push.oppo.fill(&[
-            enc_regid.as_bytes(),
-            &self.client_fields,
-            enc_token.as_bytes(),
-        ]);
-        let req = http::Request::post(route.unicast_uri.as_str())
-            .header(
-                CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=UTF-8",
-            )
-            .body(Full::new(body))
-            .expect("request head is valid");
+        let req = self.request(route, &regid, push, &token);
         match route.http.send(req).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &self.dead_codes, detail);
@@ -177,6 +208,35 @@ impl Client {
             Err(e) => Verdict::transport_auto(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Oppo,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
+
+/// The API's check of a oppo device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    // <id>, CN_<id> or <brand>_CN_<id> (mainland); other region prefixes are
+    // overseas. The id is alphanumeric.
+    let mut parts = token.rsplit('_');
+    let id = parts.next().unwrap_or("");
+    let mut prefixes = 0;
+    let prefixes_ok = parts.all(|p| {
+        prefixes += 1;
+        !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if prefixes > 2
+        || !prefixes_ok
+        || !(16..=128).contains(&id.len())
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err("an OPPO registration id is <id>, <region>_<id> or <brand>_<region>_<id> with an alphanumeric id of 16 to 128 characters".into());
+    }
+    Ok(Token::Text(token.into()))
 }
 
 #[cfg(test)]

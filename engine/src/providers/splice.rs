@@ -40,6 +40,96 @@ impl Spliced {
         }
         b.freeze()
     }
+
+    /// The body with `slots` filled in order, each encoded as it says: one buffer of
+    /// the exact size, no other allocation.
+    pub fn fill_slots(&self, slots: &[Slot<'_>]) -> Bytes {
+        debug_assert_eq!(slots.len() + 1, self.parts.len(), "slot count");
+        let mut b =
+            BytesMut::with_capacity(self.fixed + slots.iter().map(Slot::len).sum::<usize>());
+        for (i, part) in self.parts.iter().enumerate() {
+            b.put_slice(part);
+            if let Some(s) = slots.get(i) {
+                s.write(&mut b);
+            }
+        }
+        b.freeze()
+    }
+}
+
+/// A per-device value for one slot of a [`Spliced`] body, encoded while it is copied
+/// in (so a device token never needs a `String` of its own).
+#[derive(Debug, Clone, Copy)]
+pub enum Slot<'a> {
+    /// Copied as is.
+    Raw(&'a [u8]),
+    /// URL-encoded (`application/x-www-form-urlencoded` value).
+    Form(&'a str),
+    /// A JSON string literal, quotes included.
+    Json(&'a str),
+}
+
+impl Slot<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Slot::Raw(b) => b.len(),
+            Slot::Form(s) => s.bytes().map(|b| if form_safe(b) { 1 } else { 3 }).sum(),
+            Slot::Json(s) => 2 + s.bytes().map(json_escaped_len).sum::<usize>(),
+        }
+    }
+
+    fn write(&self, out: &mut BytesMut) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        match self {
+            Slot::Raw(b) => out.put_slice(b),
+            Slot::Form(s) => {
+                for b in s.bytes() {
+                    if form_safe(b) {
+                        out.put_u8(b);
+                    } else {
+                        out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+                    }
+                }
+            }
+            Slot::Json(s) => {
+                out.put_u8(b'"');
+                for b in s.bytes() {
+                    match b {
+                        b'"' => out.put_slice(b"\\\""),
+                        b'\\' => out.put_slice(b"\\\\"),
+                        b'\n' => out.put_slice(b"\\n"),
+                        b'\r' => out.put_slice(b"\\r"),
+                        b'\t' => out.put_slice(b"\\t"),
+                        0x08 => out.put_slice(b"\\b"),
+                        0x0c => out.put_slice(b"\\f"),
+                        b if b < 0x20 => out.put_slice(&[
+                            b'\\',
+                            b'u',
+                            b'0',
+                            b'0',
+                            b'0' + (b >> 4),
+                            b"0123456789abcdef"[usize::from(b & 15)],
+                        ]),
+                        b => out.put_u8(b),
+                    }
+                }
+                out.put_u8(b'"');
+            }
+        }
+    }
+}
+
+/// Bytes `urlencoding::encode` leaves as they are (RFC 3986 unreserved).
+fn form_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn json_escaped_len(b: u8) -> usize {
+    match b {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        b if b < 0x20 => 6,
+        _ => 1,
+    }
 }
 
 /// `s` as a JSON string literal, quotes included.
@@ -69,6 +159,27 @@ mod tests {
         let t = Spliced::new(vec![b"a".to_vec(), b"c".to_vec(), b"e".to_vec()]);
         assert_eq!(&t.fill(&[b"b", b"d"])[..], b"abcde");
         assert_eq!(t.fixed_len(), 3);
+    }
+
+    #[test]
+    fn slots_encode_like_urlencoding_and_serde_json() {
+        let t = Spliced::new(vec![
+            b"<".to_vec(),
+            b"|".to_vec(),
+            b"|".to_vec(),
+            b">".to_vec(),
+        ]);
+        for s in [
+            "abc_-.~09",
+            "a+b/c=d",
+            "q\"uo\\te\n\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "中文 x",
+        ] {
+            let body = t.fill_slots(&[Slot::Raw(b"r"), Slot::Form(s), Slot::Json(s)]);
+            let want = format!("<r|{}|{}>", urlencoding::encode(s), json_str(s));
+            assert_eq!(&body[..], want.as_bytes(), "{s:?}");
+            assert_eq!(body.len(), want.len());
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use http::HeaderValue;
 
 use crate::clock::unix_now_s;
 
@@ -23,8 +24,57 @@ pub struct Fresh {
     pub lifetime_s: u64,
 }
 
+/// A cached access token with the header values vendors send it in, built once per
+/// fetch so a push clones them (a reference count) instead of formatting a header.
+pub struct Access {
+    value: Box<str>,
+    bearer: HeaderValue,
+    raw: HeaderValue,
+}
+
+impl Access {
+    pub(crate) fn new(value: String) -> Self {
+        // A token that is no header value (control characters) is sent as an empty
+        // one: the vendor refuses it and the cache fetches another.
+        let header = |s: String| {
+            let mut h = HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+                .unwrap_or(HeaderValue::from_static(""));
+            h.set_sensitive(true);
+            // Promote the buffer to a shared one now, not on the first push's clone.
+            drop(h.clone());
+            h
+        };
+        Self {
+            bearer: header(format!("Bearer {value}")),
+            raw: header(value.clone()),
+            value: value.into(),
+        }
+    }
+
+    /// The token itself (form fields, comparisons).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// `Bearer <token>`, for `Authorization`.
+    pub fn bearer(&self) -> HeaderValue {
+        self.bearer.clone()
+    }
+
+    /// `<token>`, for a vendor header of its own (vivo `authToken`).
+    pub fn raw(&self) -> HeaderValue {
+        self.raw.clone()
+    }
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Access(<redacted>)")
+    }
+}
+
 struct Cached {
-    value: Arc<str>,
+    value: Arc<Access>,
     refresh_at: u64,
     expires_at: u64,
 }
@@ -52,7 +102,7 @@ impl Cache {
         self.fetched.load(Ordering::Relaxed)
     }
 
-    fn current(&self, now: u64) -> Option<Arc<str>> {
+    fn current(&self, now: u64) -> Option<Arc<Access>> {
         self.cached
             .load()
             .as_ref()
@@ -62,7 +112,7 @@ impl Cache {
 
     /// The token to use now, calling `fetch` (once, for all waiting callers) when there
     /// is none or it is due for refresh.
-    pub async fn get<F, Fut, E>(&self, fetch: F) -> Result<Arc<str>, E>
+    pub async fn get<F, Fut, E>(&self, fetch: F) -> Result<Arc<Access>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fresh, E>>,
@@ -84,7 +134,7 @@ impl Cache {
                     .min(lifetime / 2)
                     .min(self.max_refresh_s)
                     .max(1);
-                let value: Arc<str> = f.value.into();
+                let value = Arc::new(Access::new(f.value));
                 self.cached.store(Some(Arc::new(Cached {
                     value: value.clone(),
                     refresh_at: started + refresh_in,
@@ -100,9 +150,12 @@ impl Cache {
     }
 
     /// The vendor rejected `seen`: forget it so the next call fetches a new one.
-    pub fn invalidate(&self, seen: &str) {
+    pub fn invalidate(&self, seen: &Access) {
         let cur = self.cached.load();
-        if cur.as_ref().is_some_and(|c| &*c.value == seen) {
+        if cur
+            .as_ref()
+            .is_some_and(|c| c.value.value() == seen.value())
+        {
             self.cached.store(None);
         }
     }
@@ -136,17 +189,19 @@ mod tests {
             }));
         }
         for t in tasks {
-            assert_eq!(&*t.await.unwrap(), "t1");
+            assert_eq!(t.await.unwrap().value(), "t1");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(cache.fetched(), 1);
-        cache.invalidate("other");
+        cache.invalidate(&Access::new("other".into()));
         let v = cache
             .get(|| async { Err::<Fresh, _>("must not fetch") })
             .await
             .unwrap();
-        assert_eq!(&*v, "t1");
-        cache.invalidate("t1");
+        assert_eq!(v.value(), "t1");
+        assert_eq!(v.bearer(), "Bearer t1");
+        assert!(v.bearer().is_sensitive());
+        cache.invalidate(&v);
         let v = cache
             .get(|| async {
                 Ok::<_, ()>(Fresh {
@@ -156,7 +211,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(&*v, "t2");
+        assert_eq!(v.value(), "t2");
         assert_eq!(cache.fetched(), 2);
     }
 }

@@ -21,13 +21,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
+use http::HeaderValue;
 use http_body_util::Full;
 
-use super::splice::json_str;
+use super::splice::Slot;
 use super::{token, Cause, Outcome, Push, Verdict};
 use crate::config::Secret;
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
+
+/// vivo's `authToken` header (header names go out lowercase); a constant name costs
+/// no allocation per request.
+const AUTH_TOKEN: http::HeaderName = http::HeaderName::from_static("authtoken");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -79,7 +86,7 @@ impl Settings {
 pub struct Client {
     http: auto::Client,
     auth_uri: String,
-    send_uri: String,
+    send_uri: http::Uri,
     app_id: u64,
     app_key: String,
     secret: Secret,
@@ -102,7 +109,7 @@ impl Client {
         Ok(Self {
             http,
             auth_uri: format!("{}/message/auth", ep.base),
-            send_uri: format!("{}/message/send", ep.base),
+            send_uri: super::parse_uri(format!("{}/message/send", ep.base))?,
             app_id: s.app_id,
             app_key: s.app_key.clone(),
             secret: s.app_secret.clone(),
@@ -120,6 +127,31 @@ impl Client {
 
     pub fn tokens_fetched(&self) -> u64 {
         self.auth.fetched()
+    }
+
+    /// The request for one device: the body buffer is its only allocation (the
+    /// `requestId` is formatted on the stack).
+    pub(crate) fn request(
+        &self,
+        regid: &str,
+        push: &Push,
+        token: &token::Access,
+    ) -> http::Request<Full<bytes::Bytes>> {
+        let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
+        let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
+        let body = push.vivo.fill_slots(&[
+            Slot::Raw(&self.client_fields),
+            Slot::Json(regid),
+            Slot::Raw(request_id.as_bytes()),
+        ]);
+        http::Request::post(self.send_uri.clone())
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=UTF-8"),
+            )
+            .header(AUTH_TOKEN, token.raw())
+            .body(Full::new(body))
+            .expect("request head is valid")
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
@@ -152,19 +184,8 @@ impl Client {
             Ok(t) => t,
             Err(e) => return token::verdict("vivo", &e),
         };
-        let regid = device.token().to_wire();
-        let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let body = push.vivo.fill(&[
-            &self.client_fields,
-            json_str(&regid).as_bytes(),
-            request_id.as_bytes(),
-        ]);
-        let req = http::Request::post(self.send_uri.as_str())
-            .header(CONTENT_TYPE, "application/json;charset=UTF-8")
-            .header("authToken", &*token)
-            .body(Full::new(body))
-            .expect("request head is valid");
-        match self.http.send(req).await {
+        let regid = super::token_text(device.token());
+        match self.http.send(self.request(&regid, push, &token)).await {
             Ok(resp) => {
                 let v = response::classify(&resp, &regid, &self.auth_codes, detail);
                 match v.outcome {
@@ -187,4 +208,22 @@ impl Client {
             Err(e) => Verdict::transport_auto(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Vivo,
+    super::splice::Spliced,
+    payload::render,
+    Client::tokens_fetched
+);
+
+/// The API's check of a vivo device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    super::text_token(
+        token,
+        23..=23,
+        |b| b.is_ascii_alphanumeric(),
+        || "a vivo regId is 23 letters and digits".into(),
+    )
 }

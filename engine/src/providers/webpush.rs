@@ -25,7 +25,9 @@ use http_body_util::Full;
 use serde::Deserialize;
 
 use super::{Cause, Outcome, Push, Verdict};
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -202,4 +204,44 @@ impl Client {
             Err(e) => Verdict::transport_auto(&e),
         }
     }
+}
+
+super::impl_vendor!(
+    Webpush,
+    payload::Message,
+    |k, c, _| payload::render(k, c),
+    Client::tokens_minted
+);
+
+/// The API's check of a webpush device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    const SHAPE: &str = "a webpush token is a PushSubscription JSON string {\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}";
+    // Objects only: serde would also read a struct from an array.
+    let v: serde_json::Value = serde_json::from_str(token).map_err(|_| SHAPE)?;
+    if !v.is_object() || !v.get("keys").is_some_and(serde_json::Value::is_object) {
+        return Err(SHAPE.into());
+    }
+    let sub = Subscription::deserialize(&v).map_err(|_| SHAPE)?;
+    let uri: http::Uri = sub
+        .endpoint
+        .parse()
+        .map_err(|_| "subscription endpoint is not a URL")?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err("subscription endpoint must be an https URL".into());
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let p256dh = b64
+        .decode(sub.keys.p256dh.trim_end_matches('='))
+        .map_err(|_| "keys.p256dh is not base64url")?;
+    if p256dh.len() != 65 || p256dh[0] != 4 {
+        return Err("keys.p256dh is not an uncompressed P-256 public key".into());
+    }
+    let auth = b64
+        .decode(sub.keys.auth.trim_end_matches('='))
+        .map_err(|_| "keys.auth is not base64url")?;
+    if auth.len() != 16 {
+        return Err("keys.auth must be 16 bytes".into());
+    }
+    Ok(Token::Text(token.into()))
 }

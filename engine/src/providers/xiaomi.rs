@@ -16,8 +16,11 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderValue;
 use http_body_util::Full;
 
+use super::splice::Slot;
 use super::{Push, Verdict};
-use crate::state::Device;
+use std::borrow::Cow;
+
+use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +69,7 @@ impl Settings {
 
 pub struct Client {
     http: auto::Client,
-    uri: String,
+    uri: http::Uri,
     /// `key=<secret>`, marked sensitive so it is never printed.
     auth: HeaderValue,
     /// `&restricted_package_name=...&extra.channel_id=...`
@@ -84,6 +87,9 @@ impl Client {
         let mut auth = HeaderValue::from_str(&format!("key={}", s.app_secret.expose()))
             .map_err(|_| Error::BadSecret)?;
         auth.set_sensitive(true);
+        // Promote the buffer to a shared one now, so each push's clone only counts a
+        // reference instead of the first one allocating.
+        drop(auth.clone());
         let mut client_fields = format!(
             "&restricted_package_name={}",
             urlencoding::encode(&s.package_name)
@@ -93,27 +99,46 @@ impl Client {
         }
         Ok(Self {
             http,
-            uri: format!("{}/v3/message/regid", ep.base),
+            uri: super::parse_uri(format!("{}/v3/message/regid", ep.base))?,
             auth,
             client_fields: client_fields.into(),
         })
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = device.token().to_wire();
-        let encoded = urlencoding::encode(&regid);
-        let body = push.xiaomi.fill(&[&self.client_fields, encoded.as_bytes()]);
-        let req = http::Request::post(self.uri.as_str())
+    /// The request for one device: the body buffer is its only allocation.
+    pub(crate) fn request(&self, regid: &str, push: &Push) -> http::Request<Full<bytes::Bytes>> {
+        let body = push
+            .xiaomi
+            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(regid)]);
+        http::Request::post(self.uri.clone())
             .header(AUTHORIZATION, self.auth.clone())
             .header(
                 CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=UTF-8",
+                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
             )
             .body(Full::new(body))
-            .expect("request head is valid");
-        match self.http.send(req).await {
+            .expect("request head is valid")
+    }
+
+    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+        let regid = super::token_text(device.token());
+        match self.http.send(self.request(&regid, push)).await {
             Ok(resp) => response::classify(&resp, &regid, detail),
             Err(e) => Verdict::transport_auto(&e),
         }
     }
+}
+
+super::impl_vendor!(Xiaomi, super::splice::Spliced, payload::render, |_| 0);
+
+/// The API's check of a xiaomi device token, and its stored form.
+fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    let _ = kind;
+    // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
+    super::text_token(
+        token,
+        20..=256,
+        |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='),
+        || "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)".into(),
+    )
 }

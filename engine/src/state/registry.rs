@@ -20,53 +20,8 @@ use smallvec::SmallVec;
 
 use super::ids::{IdleHints, UserIdx};
 
-/// The vendor channel a binding is pushed through (`provider` in the API).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProviderKind {
-    Apns,
-    ApnsVoip,
-    Fcm,
-    Huawei,
-    Xiaomi,
-    Oppo,
-    Vivo,
-    Webpush,
-    /// Honor Push (newer Honor phones take only Honor Push). Added last so the other
-    /// discriminants keep their values.
-    Honor,
-}
-
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 9] = [
-        Self::Apns,
-        Self::ApnsVoip,
-        Self::Fcm,
-        Self::Huawei,
-        Self::Xiaomi,
-        Self::Oppo,
-        Self::Vivo,
-        Self::Webpush,
-        Self::Honor,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Apns => "apns",
-            Self::ApnsVoip => "apns_voip",
-            Self::Fcm => "fcm",
-            Self::Huawei => "huawei",
-            Self::Xiaomi => "xiaomi",
-            Self::Oppo => "oppo",
-            Self::Vivo => "vivo",
-            Self::Webpush => "webpush",
-            Self::Honor => "honor",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-}
+/// The vendor channel a binding is pushed through, from the vendor table.
+pub use crate::providers::ProviderKind;
 
 /// APNs environment of a binding (the iOS `isProduct` flag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

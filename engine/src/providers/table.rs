@@ -1,0 +1,332 @@
+//! The one table of vendors, and what the rest of the engine derives from it.
+//!
+//! Each row of [`vendor_table!`] names a vendor module, its lane and the provider kinds
+//! (`provider` in the API) it serves. From the rows come: [`ProviderKind`] (re-exported
+//! by `state::registry`), [`Lane`] (re-exported by `fanout::plan`), the bodies of a
+//! [`Push`], the clients of [`Providers`] with `send`, `is_configured` and
+//! `auth_tokens`, the setup [`Error`], each lane's limits and config section
+//! ([`Lane::limits`], [`Lane::name`]) and the API's token validation
+//! ([`parse_token`]). Every `match` over them is generated and exhaustive, as STYLE.md
+//! wants of a closed set; what a vendor does is its [`Vendor`] impl.
+//!
+//! Adding a vendor is a new folder implementing [`Vendor`], its config section, and a
+//! row here (README.md, "Adding a vendor").
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use super::{Content, Delivery, Kind, TooLarge, Verdict};
+use crate::config::{Config, LaneLimits, Transport};
+use crate::state::{Device, Token};
+
+/// What one vendor gives the engine. Implemented by each vendor's `Client`; the engine
+/// reaches it only through the generated enum-dispatch below, never as a trait object.
+pub trait Vendor: Sized + Send + Sync + 'static {
+    /// The vendor's body, rendered once per push and shared by its devices.
+    type Body: Default + std::fmt::Debug + Send + Sync;
+    /// The vendor's config section (`[name]`).
+    type Section;
+    /// Why its client could not be built.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The client for `section`, or `None` when the vendor has no credentials. Every
+    /// vendor connects under the shared `[transport]` bounds.
+    fn build(section: &Self::Section, transport: &Transport) -> Result<Option<Self>, Self::Error>;
+
+    /// Render the content once for this vendor; fails over its size limit.
+    fn render(kind: &Kind, content: &Content, ttl_s: u64) -> Result<Self::Body, TooLarge>;
+
+    /// Send one push to one device.
+    fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        detail: bool,
+    ) -> impl Future<Output = Verdict> + Send;
+
+    /// Auth tokens obtained so far (minted JWTs or fetched access tokens).
+    fn auth_tokens(&self) -> u64;
+
+    /// A device token as the API receives it, checked and stored compactly; the error
+    /// says what the token should look like.
+    fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>>;
+}
+
+/// `token` when it has `len` characters, all `ok`; otherwise `why`.
+pub fn text_token(
+    token: &str,
+    len: std::ops::RangeInclusive<usize>,
+    ok: impl Fn(u8) -> bool,
+    why: impl FnOnce() -> Cow<'static, str>,
+) -> Result<Token, Cow<'static, str>> {
+    if len.contains(&token.len()) && token.bytes().all(ok) {
+        Ok(Token::Text(token.into()))
+    } else {
+        Err(why())
+    }
+}
+
+/// `impl Vendor for Client` in a vendor module from its parts: the config section
+/// type, the body type, the render function `(kind, content, ttl_s)`, the auth-token
+/// counter `(&Client) -> u64`, and the module's `Settings::from_config`, `Client::new`,
+/// `Client::send`, `Error` and `parse_token`.
+macro_rules! impl_vendor {
+    ($section:ident, $body:ty, $render:expr, $tokens:expr) => {
+        impl $crate::providers::Vendor for Client {
+            type Body = $body;
+            type Section = $crate::config::$section;
+            type Error = Error;
+
+            fn build(
+                section: &Self::Section,
+                transport: &$crate::config::Transport,
+            ) -> Result<Option<Self>, Error> {
+                let Some(mut s) = Settings::from_config(section)? else {
+                    return Ok(None);
+                };
+                s.transport = transport.clone();
+                Client::new(&s).map(Some)
+            }
+
+            fn render(
+                kind: &$crate::providers::Kind,
+                content: &$crate::providers::Content,
+                ttl_s: u64,
+            ) -> Result<$body, $crate::providers::TooLarge> {
+                ($render)(kind, content, ttl_s)
+            }
+
+            fn send(
+                &self,
+                device: &$crate::state::Device,
+                push: &$crate::providers::Push,
+                detail: bool,
+            ) -> impl std::future::Future<Output = $crate::providers::Verdict> + Send {
+                Client::send(self, device, push, detail)
+            }
+
+            fn auth_tokens(&self) -> u64 {
+                ($tokens)(self)
+            }
+
+            fn parse_token(
+                kind: $crate::state::ProviderKind,
+                token: &str,
+            ) -> Result<$crate::state::Token, std::borrow::Cow<'static, str>> {
+                parse_token(kind, token)
+            }
+        }
+    };
+}
+pub(crate) use impl_vendor;
+
+/// A Push Kit token (Huawei, and Honor, whose push service derives from it): 32 digits
+/// on old EMUI, else ~130+ URL-safe characters.
+pub fn push_kit_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+    text_token(
+        token,
+        16..=512,
+        |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'),
+        || {
+            format!(
+                "a {} push token is 16 to 512 letters, digits and _ - : .",
+                kind.as_str()
+            )
+            .into()
+        },
+    )
+}
+
+macro_rules! vendor_table {
+    ($(
+        $(#[$doc:meta])*
+        $module:ident => $Lane:ident [$($(#[$kdoc:meta])* $Kind:ident = $name:literal),+ $(,)?]
+    ),+ $(,)?) => {
+        /// The vendor channel a binding is pushed through (`provider` in the API).
+        /// Persisted by name ([`ProviderKind::as_str`]), never by position.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ProviderKind {
+            $($($(#[$kdoc])* $Kind,)+)+
+        }
+
+        impl ProviderKind {
+            pub const ALL: [ProviderKind; [$($(stringify!($Kind)),+),+].len()] =
+                [$($(Self::$Kind),+),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($(Self::$Kind => $name,)+)+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|p| p.as_str() == s)
+            }
+
+            /// The lane (vendor) that carries this kind.
+            pub fn lane(self) -> Lane {
+                match self {
+                    $($(Self::$Kind)|+ => Lane::$Lane,)+
+                }
+            }
+        }
+
+        /// Vendor lanes, each with its own bounded queue and connection pool, so a slow
+        /// or throttling vendor never holds up the others.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Lane {
+            $($(#[$doc])* $Lane,)+
+        }
+
+        impl Lane {
+            pub const COUNT: usize = [$(stringify!($Lane)),+].len();
+            pub const ALL: [Lane; Lane::COUNT] = [$(Lane::$Lane),+];
+
+            /// The lane of a provider kind (every kind has one).
+            pub fn of(p: ProviderKind) -> Option<Lane> {
+                Some(p.lane())
+            }
+
+            /// The vendor's name: its config section, lane and stats label.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Lane::$Lane => stringify!($module),)+
+                }
+            }
+
+            /// The shared client knobs of the lane's config section.
+            pub fn client(self, c: &Config) -> crate::config::Client {
+                match self {
+                    $(Lane::$Lane => c.$module.client(),)+
+                }
+            }
+
+            /// `max_in_flight` and `max_rps` of the lane's config section.
+            pub fn limits(self, c: &Config) -> LaneLimits {
+                match self {
+                    $(Lane::$Lane => LaneLimits {
+                        max_in_flight: c.$module.max_in_flight,
+                        max_rps: c.$module.max_rps,
+                    },)+
+                }
+            }
+        }
+
+        /// A push rendered once for every vendor, shared by all its device targets.
+        #[derive(Debug)]
+        pub struct Push {
+            pub kind: Kind,
+            /// UNIX seconds after which the push is worthless (APNs `apns-expiration`).
+            pub expires_at: u64,
+            /// Seconds the vendor should keep it (FCM `android.ttl`).
+            pub ttl_s: u64,
+            $(pub $module: <super::$module::Client as Vendor>::Body,)+
+        }
+
+        impl Push {
+            /// Render `content` for the vendors `wanted` picks (asked with each lane's
+            /// first kind: APNs covers APNs VoIP); the others get empty bodies and must
+            /// not be sent to. Fails when a rendered body exceeds its vendor's limit.
+            pub fn render_for(
+                kind: Kind,
+                content: &Content,
+                ttl_s: u64,
+                now_unix: u64,
+                wanted: impl Fn(ProviderKind) -> bool,
+            ) -> Result<Self, TooLarge> {
+                $(
+                    let $module = if wanted(vendor_table!(@first $($Kind),+)) {
+                        <super::$module::Client as Vendor>::render(&kind, content, ttl_s)?
+                    } else {
+                        Default::default()
+                    };
+                )+
+                Ok(Self {
+                    kind,
+                    expires_at: now_unix + ttl_s,
+                    ttl_s,
+                    $($module,)+
+                })
+            }
+        }
+
+        /// A vendor client could not be built from its configuration.
+        #[derive(Debug, thiserror::Error)]
+        pub enum Error {
+            $(
+                #[error("{} setup failed", stringify!($module))]
+                $Lane(#[source] <super::$module::Client as Vendor>::Error),
+            )+
+        }
+
+        /// The configured vendor clients.
+        #[derive(Default)]
+        pub struct Providers {
+            /// Retry, breaker and pace settings the dispatcher applies.
+            pub delivery: Delivery,
+            $(pub $module: Option<super::$module::Client>,)+
+        }
+
+        impl Providers {
+            /// Build a client for every vendor that has credentials in `config`.
+            pub fn from_config(config: &Config) -> Result<Self, Error> {
+                Ok(Providers {
+                    delivery: Delivery::from_config(config),
+                    $($module: Vendor::build(&config.$module, &config.transport)
+                        .map_err(Error::$Lane)?,)+
+                })
+            }
+
+            /// Send one push to one device and return the vendor's verdict.
+            pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+                match device.provider().lane() {
+                    $(Lane::$Lane => match &self.$module {
+                        Some(c) => Vendor::send(c, device, push, detail).await,
+                        None => Verdict::unconfigured(),
+                    },)+
+                }
+            }
+
+            pub fn is_configured(&self, p: ProviderKind) -> bool {
+                match p.lane() {
+                    $(Lane::$Lane => self.$module.is_some(),)+
+                }
+            }
+
+            /// Vendor auth tokens obtained so far (APNs JWTs minted, OAuth/sign tokens
+            /// fetched, VAPID JWTs minted), for `/v1/stats`; 0 for unconfigured vendors.
+            pub fn auth_tokens(&self, p: ProviderKind) -> u64 {
+                match p.lane() {
+                    $(Lane::$Lane => self.$module.as_ref().map_or(0, Vendor::auth_tokens),)+
+                }
+            }
+        }
+
+        /// A device token of `kind` as the API receives it, checked by its vendor.
+        pub fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+            match kind.lane() {
+                $(Lane::$Lane => <super::$module::Client as Vendor>::parse_token(kind, token),)+
+            }
+        }
+    };
+    (@first $first:ident $(, $rest:ident)*) => { ProviderKind::$first };
+}
+
+vendor_table! {
+    /// Apple Push Notification service (alerts and VoIP).
+    apns => Apns [Apns = "apns", ApnsVoip = "apns_voip"],
+    /// Firebase Cloud Messaging HTTP v1.
+    fcm => Fcm [Fcm = "fcm"],
+    /// Huawei Push Kit.
+    huawei => Huawei [Huawei = "huawei"],
+    /// Xiaomi MiPush.
+    xiaomi => Xiaomi [Xiaomi = "xiaomi"],
+    /// OPPO Push (HeyTap).
+    oppo => Oppo [Oppo = "oppo"],
+    /// vivo Push.
+    vivo => Vivo [Vivo = "vivo"],
+    /// Web Push (RFC 8030/8291/8292).
+    webpush => Webpush [Webpush = "webpush"],
+    /// Honor Push (newer Honor phones take only Honor Push).
+    honor => Honor [Honor = "honor"],
+}
