@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
 
 pub type MockHonor = Mock<Honor>;
 
@@ -30,7 +30,7 @@ pub struct Honor {
     core: Core,
 }
 
-impl Vendor for Honor {
+impl OemVendor for Honor {
     #[allow(private_interfaces)]
     fn core(&self) -> &Core {
         &self.core
@@ -45,7 +45,7 @@ pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHonor> {
         client_secret: hex::encode(rng.gen::<[u8; 32]>()),
         core: Core::new(common.record_limit, common.token_lifetime),
     });
-    vendor::spawn(ca, server::bind()?, vendor, true, &common)
+    vendor::spawn_oem(ca, server::bind()?, vendor, true, &common)
 }
 
 impl Mock<Honor> {

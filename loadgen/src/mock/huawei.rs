@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
 
 pub const MAX_BODY: usize = 4096;
 
@@ -35,7 +35,7 @@ pub struct Huawei {
     next_id: AtomicU64,
 }
 
-impl Vendor for Huawei {
+impl OemVendor for Huawei {
     #[allow(private_interfaces)]
     fn core(&self) -> &Core {
         &self.core
@@ -51,7 +51,7 @@ pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
         core: Core::new(common.record_limit, common.token_lifetime),
         next_id: AtomicU64::new(1),
     });
-    vendor::spawn(ca, server::bind()?, vendor, true, &common)
+    vendor::spawn_oem(ca, server::bind()?, vendor, true, &common)
 }
 
 impl Mock<Huawei> {

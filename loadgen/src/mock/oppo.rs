@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
 
 pub type MockOppo = Mock<Oppo>;
 
@@ -36,7 +36,7 @@ pub struct Oppo {
     next_id: AtomicU64,
 }
 
-impl Vendor for Oppo {
+impl OemVendor for Oppo {
     #[allow(private_interfaces)]
     fn core(&self) -> &Core {
         &self.core
@@ -51,7 +51,7 @@ pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOppo> {
         core: Core::new(common.record_limit, common.token_lifetime),
         next_id: AtomicU64::new(1),
     });
-    vendor::spawn(ca, server::bind()?, vendor, false, &common)
+    vendor::spawn_oem(ca, server::bind()?, vendor, false, &common)
 }
 
 fn code(code: i64, message: &str) -> Reply {

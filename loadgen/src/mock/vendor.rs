@@ -1,14 +1,21 @@
-//! What the Huawei, Honor, Xiaomi, OPPO, vivo and Web Push mocks share.
+//! The skeleton every mock vendor is built on (APNs, FCM, the Chinese OEMs, Web Push).
 //!
+//! - [`Vendor`]: what a vendor module provides over the shared server: the push it
+//!   records, the per-token answer it can be scripted with, and the credentials it
+//!   handed out (or first saw).
 //! - [`Mock`]: the running server plus its vendor, with the uniform test API
-//!   (`received`, `wait_for`, `set_token_verdict`, `tokens_issued`, `rejections`).
-//! - [`VendorPush`]: one accepted push, reduced to what every vendor carries (token,
-//!   title, content, payload) plus the raw request for vendor-specific checks.
-//! - [`TokenVerdict`]: scripted per-token answers — dead token, N rate-limited answers
-//!   before success, or quota exhausted — each mock answers them with its vendor's
-//!   real codes.
-//! - [`Core`]: recorder, scripts and the issued access tokens (with expiry), so auth
-//!   reuse can be proven by `tokens_issued`.
+//!   (`received`, `take_received`, `wait_for`, `set_token_verdict`, `tokens_issued`,
+//!   `rejections`, `faults`, `shutdown`, ...). A vendor adds only its own accessors
+//!   (`impl Mock<Apns> { .. }`).
+//! - [`spawn`]: one start path (TLS with the vendor's ALPN, HTTP/2 settings, latency).
+//! - [`Tokens`]: issued access tokens with expiry (OEM OAuth endpoints, Google OAuth);
+//!   [`Throttles`]: scripted per-token 429s with `Retry-After` (APNs, FCM).
+//! - For the OEM and Web Push mocks: [`VendorPush`], one accepted push reduced to what
+//!   every vendor carries (token, title, content, payload) plus the raw request;
+//!   [`TokenVerdict`], scripted per-token answers (dead token, N rate-limited answers
+//!   before success, quota exhausted) each mock answers with its vendor's real codes;
+//!   [`Core`], recorder, scripts and tokens, so auth reuse can be proven by
+//!   `tokens_issued`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,7 +25,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use serde_json::Value;
 
@@ -67,13 +74,107 @@ pub struct VendorPush {
     pub received_at: quanta::Instant,
 }
 
-/// State every vendor mock has.
+/// Issued opaque access tokens with their expiry. Tokio's clock, so paused-time
+/// tests can expire them.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    expiry: RwLock<HashMap<String, tokio::time::Instant>>,
+    issued: AtomicUsize,
+    pub lifetime: Duration,
+}
+
+impl Tokens {
+    pub fn new(lifetime: Duration) -> Tokens {
+        Tokens {
+            expiry: RwLock::new(HashMap::new()),
+            issued: AtomicUsize::new(0),
+            lifetime,
+        }
+    }
+
+    /// Issue `prefix` + `random_bytes` random bytes (base64url), valid for `lifetime`.
+    pub fn issue(&self, prefix: &str, random_bytes: usize) -> String {
+        let mut random = [0u8; 64];
+        let random = &mut random[..random_bytes.min(64)];
+        rand::thread_rng().fill(&mut random[..]);
+        let token = format!(
+            "{prefix}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+        );
+        let now = tokio::time::Instant::now();
+        let mut expiry = self.expiry.write();
+        expiry.retain(|_, at| *at > now);
+        expiry.insert(token.clone(), now + self.lifetime);
+        self.count();
+        token
+    }
+
+    /// `Some(true)` valid, `Some(false)` known but expired, `None` unknown.
+    pub fn check(&self, token: &str) -> Option<bool> {
+        self.expiry
+            .read()
+            .get(token)
+            .map(|at| *at > tokio::time::Instant::now())
+    }
+
+    pub fn issued(&self) -> usize {
+        self.issued.load(Ordering::Relaxed)
+    }
+
+    /// Count a credential the client minted itself (a VAPID JWT seen first).
+    pub fn count(&self) {
+        self.issued.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Scripted per-token 429 answers: token → (answers left, `Retry-After` seconds).
+#[derive(Debug)]
+pub(crate) struct Throttles {
+    map: Mutex<HashMap<String, (u32, u32)>>,
+    /// Tokens compare case-insensitively (APNs hex tokens).
+    fold_case: bool,
+}
+
+impl Throttles {
+    pub fn new(fold_case: bool) -> Throttles {
+        Throttles {
+            map: Mutex::new(HashMap::new()),
+            fold_case,
+        }
+    }
+
+    pub fn set(&self, token: &str, n: u32, retry_after_s: u32) {
+        let key = if self.fold_case {
+            token.to_ascii_lowercase()
+        } else {
+            token.to_owned()
+        };
+        self.map.lock().insert(key, (n, retry_after_s));
+    }
+
+    /// Consumes one scripted 429 for `token`: its `Retry-After`. Costs one
+    /// uncontended lock and nothing else while no throttle is set (the hot path).
+    pub fn take(&self, token: &str) -> Option<u32> {
+        let mut map = self.map.lock();
+        if map.is_empty() {
+            return None;
+        }
+        let (left, retry_after) = if self.fold_case {
+            map.get_mut(token.to_ascii_lowercase().as_str())?
+        } else {
+            map.get_mut(token)?
+        };
+        *left = left.checked_sub(1)?;
+        Some(*retry_after)
+    }
+}
+
+/// State every OEM and Web Push mock has.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub recorder: Recorder<VendorPush>,
     scripts: Verdicts<String, Script>,
-    tokens: RwLock<HashMap<String, tokio::time::Instant>>,
-    tokens_issued: AtomicUsize,
+    pub tokens: Tokens,
     pub token_lifetime: Duration,
 }
 
@@ -82,43 +183,24 @@ impl Core {
         Core {
             recorder: Recorder::new(record_limit),
             scripts: Verdicts::new(),
-            tokens: RwLock::new(HashMap::new()),
-            tokens_issued: AtomicUsize::new(0),
+            tokens: Tokens::new(token_lifetime),
             token_lifetime,
         }
     }
 
     /// Issue an opaque access token valid for `token_lifetime`.
     pub fn issue_token(&self, prefix: &str) -> String {
-        let mut random = [0u8; 24];
-        rand::thread_rng().fill(&mut random[..]);
-        let token = format!(
-            "{prefix}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
-        );
-        let now = tokio::time::Instant::now();
-        let mut tokens = self.tokens.write();
-        tokens.retain(|_, expiry| *expiry > now);
-        tokens.insert(token.clone(), now + self.token_lifetime);
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
-        token
+        self.tokens.issue(prefix, 24)
     }
 
     /// `Some(true)` valid, `Some(false)` known but expired, `None` unknown.
     pub fn check_token(&self, token: &str) -> Option<bool> {
-        self.tokens
-            .read()
-            .get(token)
-            .map(|expiry| *expiry > tokio::time::Instant::now())
-    }
-
-    pub fn tokens_issued(&self) -> usize {
-        self.tokens_issued.load(Ordering::Relaxed)
+        self.tokens.check(token)
     }
 
     /// Count a credential the client minted itself (a VAPID JWT seen first).
     pub fn count_token(&self) {
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        self.tokens.count();
     }
 
     /// The scripted answer for `token`, consuming one rate-limit answer.
@@ -143,11 +225,49 @@ impl Core {
     }
 }
 
-/// A vendor behind a [`Mock`].
+/// A vendor behind a [`Mock`]: its request handling ([`Service`]) plus what the
+/// uniform test API needs from it.
 pub trait Vendor: Send + Sync + 'static {
+    /// What the mock records for one accepted push.
+    type Push: Clone + Send + 'static;
+    /// A scripted per-token answer.
+    type Verdict;
+
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn recorder(&self) -> &Recorder<Self::Push>;
+
+    /// Scripts the answer for sends to `token`.
+    fn set_verdict(&self, token: &str, verdict: Self::Verdict);
+
+    /// Credentials the vendor handed out (access tokens) or first saw (self-minted
+    /// JWTs: VAPID, APNs provider tokens), so auth reuse can be proven.
+    fn tokens_issued(&self) -> usize;
+}
+
+/// An OEM or Web Push vendor: its [`Vendor`] side is its [`Core`].
+pub trait OemVendor: Send + Sync + 'static {
     #[doc(hidden)]
     #[allow(private_interfaces)]
     fn core(&self) -> &Core;
+}
+
+impl<T: OemVendor> Vendor for T {
+    type Push = VendorPush;
+    type Verdict = TokenVerdict;
+
+    #[allow(private_interfaces)]
+    fn recorder(&self) -> &Recorder<VendorPush> {
+        &self.core().recorder
+    }
+
+    fn set_verdict(&self, token: &str, verdict: TokenVerdict) {
+        self.core().set_script(token, verdict);
+    }
+
+    fn tokens_issued(&self) -> usize {
+        self.core().tokens.issued()
+    }
 }
 
 /// A running vendor mock. Dropping it stops the server.
@@ -185,9 +305,38 @@ impl Default for Common {
     }
 }
 
-/// Start `vendor` on `listener`. `h2`: offer HTTP/2 and HTTP/1.1 by ALPN; else
-/// HTTP/1.1 only.
+/// Start `vendor` on `listener`. `h2`: offer HTTP/2 (and HTTP/1.1 too when
+/// `settings.http1`); else HTTP/1.1 only.
 pub(crate) fn spawn<V>(
+    ca: &TestCa,
+    listener: std::net::TcpListener,
+    vendor: Arc<V>,
+    h2: bool,
+    settings: Settings,
+    latency: Duration,
+) -> anyhow::Result<Mock<V>>
+where
+    V: Vendor + Service,
+{
+    let mut tls = (*ca.server_config()).clone();
+    tls.alpn_protocols = match (h2, settings.http1) {
+        (true, true) => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        (true, false) => vec![b"h2".to_vec()],
+        (false, _) => vec![b"http/1.1".to_vec()],
+    };
+    let server = Server::spawn(
+        listener,
+        Arc::new(tls),
+        settings,
+        Faults::with_latency(latency),
+        vendor.clone(),
+    )?;
+    Ok(Mock { server, vendor })
+}
+
+/// [`spawn`] with the settings of the OEM and Web Push mocks: 1000 streams, HTTP/1.1
+/// always served.
+pub(crate) fn spawn_oem<V>(
     ca: &TestCa,
     listener: std::net::TcpListener,
     vendor: Arc<V>,
@@ -197,24 +346,12 @@ pub(crate) fn spawn<V>(
 where
     V: Vendor + Service,
 {
-    let mut tls = (*ca.server_config()).clone();
-    tls.alpn_protocols = if h2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
+    let settings = Settings {
+        max_concurrent_streams: 1000,
+        max_header_list_size: None,
+        http1: true,
     };
-    let server = Server::spawn(
-        listener,
-        Arc::new(tls),
-        Settings {
-            max_concurrent_streams: 1000,
-            max_header_list_size: None,
-            http1: true,
-        },
-        Faults::with_latency(common.latency),
-        vendor.clone(),
-    )?;
-    Ok(Mock { server, vendor })
+    spawn(ca, listener, vendor, h2, settings, common.latency)
 }
 
 impl<V: Vendor> Mock<V> {
@@ -232,39 +369,49 @@ impl<V: Vendor> Mock<V> {
         &self.vendor
     }
 
-    pub fn received(&self) -> Vec<VendorPush> {
-        self.vendor.core().recorder.accepted()
+    /// Accepted pushes, in the order they were accepted.
+    pub fn received(&self) -> Vec<V::Push> {
+        self.vendor.recorder().accepted()
     }
 
     pub fn received_count(&self) -> usize {
-        self.vendor.core().recorder.count()
+        self.vendor.recorder().count()
+    }
+
+    /// Moves the kept pushes out (a load run's phase at a time, without copying them
+    /// or keeping them all); [`Self::received_count`] goes on counting.
+    pub fn take_received(&self) -> Vec<V::Push> {
+        self.vendor.recorder().take()
     }
 
     /// True once at least `n` pushes were accepted; false when `timeout` passes first.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        self.vendor.core().recorder.wait_for(n, timeout).await
+        self.vendor.recorder().wait_for(n, timeout).await
     }
 
-    pub fn set_token_verdict(&self, token: &str, v: TokenVerdict) {
-        self.vendor.core().set_script(token, v);
+    /// Scripts the answer for sends to `token`.
+    pub fn set_token_verdict(&self, token: &str, v: V::Verdict) {
+        self.vendor.set_verdict(token, v);
     }
 
-    /// `(HTTP status, vendor code)` of every rejected request.
+    /// `(HTTP status, vendor code)` of every rejected request, in order.
     pub fn rejections(&self) -> Vec<(u16, String)> {
-        self.vendor.core().recorder.rejections()
+        self.vendor.recorder().rejections()
     }
 
-    /// Access tokens handed out by the vendor's auth endpoint.
+    /// Access tokens handed out by the vendor's auth endpoint (or self-minted
+    /// credentials first seen: VAPID JWTs, APNs provider tokens).
     pub fn tokens_issued(&self) -> usize {
-        self.vendor.core().tokens_issued()
+        self.vendor.tokens_issued()
     }
 
     pub fn streams_seen(&self) -> u64 {
         self.server.stats().streams_seen()
     }
 
-    /// Fault injection, switchable while the mock runs. Injected answers are the bare
-    /// status with `{}` and apply to the vendor's auth endpoint too.
+    /// Fault injection, switchable while the mock runs. Injected answers are the
+    /// vendor's own error for the status (the bare status with `{}` for the OEMs, whose
+    /// auth endpoint gets them too).
     pub fn faults(&self) -> &super::faults::Faults {
         self.server.faults()
     }
@@ -273,8 +420,19 @@ impl<V: Vendor> Mock<V> {
         self.server.stats().connections_accepted()
     }
 
+    /// Stops accepting and sends GOAWAY on open connections; returns at once.
     pub fn shutdown(&self) {
         self.server.shutdown();
+    }
+
+    /// Resolves once the listener is closed and every connection has ended.
+    pub async fn closed(&self) {
+        self.server.closed().await;
+    }
+
+    /// Like [`Mock::closed`], but not tied to the handle (so it can outlive it).
+    pub fn closed_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.server.closed_owned()
     }
 }
 

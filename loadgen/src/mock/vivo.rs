@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::server::{Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
 
 pub type MockVivo = Mock<Vivo>;
 
@@ -36,7 +36,7 @@ pub struct Vivo {
     next_task: AtomicU64,
 }
 
-impl Vendor for Vivo {
+impl OemVendor for Vivo {
     #[allow(private_interfaces)]
     fn core(&self) -> &Core {
         &self.core
@@ -52,7 +52,7 @@ pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockVivo> {
         core: Core::new(common.record_limit, common.token_lifetime),
         next_task: AtomicU64::new(121_397_329),
     });
-    vendor::spawn(ca, super::server::bind()?, vendor, false, &common)
+    vendor::spawn_oem(ca, super::server::bind()?, vendor, false, &common)
 }
 
 fn units(s: &str) -> usize {

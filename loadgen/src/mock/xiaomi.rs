@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
 
 pub type MockXiaomi = Mock<Xiaomi>;
 
@@ -30,7 +30,7 @@ pub struct Xiaomi {
     next_id: AtomicU64,
 }
 
-impl Vendor for Xiaomi {
+impl OemVendor for Xiaomi {
     #[allow(private_interfaces)]
     fn core(&self) -> &Core {
         &self.core
@@ -47,7 +47,7 @@ pub fn start(ca: &TestCa, package_name: &str, common: Common) -> anyhow::Result<
         core: Core::new(common.record_limit, common.token_lifetime),
         next_id: AtomicU64::new(1),
     });
-    vendor::spawn(ca, server::bind()?, vendor, true, &common)
+    vendor::spawn_oem(ca, server::bind()?, vendor, true, &common)
 }
 
 fn error(code: i64, reason: &str) -> Reply {
