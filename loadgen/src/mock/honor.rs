@@ -11,14 +11,13 @@
 
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
+use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
 
 pub type MockHonor = Mock<Honor>;
 
@@ -30,12 +29,7 @@ pub struct Honor {
     core: Core,
 }
 
-impl OemVendor for Honor {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Honor);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHonor> {
     let mut rng = rand::thread_rng();
@@ -109,15 +103,9 @@ impl Honor {
         if r.head.method != Method::POST {
             return (Reply::empty(StatusCode::METHOD_NOT_ALLOWED), Some("method"));
         }
-        let bearer = r
-            .head
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(server::bearer_token);
-        match bearer.map(|t| self.core.check_token(t)) {
-            Some(Some(true)) => {}
-            Some(Some(false)) => {
+        match self.core.check_bearer(r) {
+            Some(true) => {}
+            Some(false) => {
                 return (
                     answer(StatusCode::UNAUTHORIZED, 80200003, "token expired"),
                     Some("80200003"),
@@ -215,21 +203,13 @@ impl Honor {
             }
             None => {}
         }
-        let data: Option<Value> = v["data"]
-            .as_str()
-            .and_then(|d| serde_json::from_str(d).ok());
-        self.core.recorder.accept(VendorPush {
-            token: token.to_owned(),
-            title: title.to_owned(),
-            content: body.to_owned(),
-            payload: data
-                .as_ref()
-                .and_then(|d| d["payload"].as_str())
-                .map(str::to_owned),
-            body: v.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
+        let push = Accepted {
+            token,
+            title,
+            content: body,
+            payload: vendor::nested_payload(v["data"].as_str()),
+        };
+        self.core.accept(r, push, v.clone());
         (
             Reply::json(
                 StatusCode::OK,

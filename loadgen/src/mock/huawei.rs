@@ -13,14 +13,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
+use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
 
 pub const MAX_BODY: usize = 4096;
 
@@ -35,12 +34,7 @@ pub struct Huawei {
     next_id: AtomicU64,
 }
 
-impl OemVendor for Huawei {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Huawei);
 
 /// Start a mock Huawei with fresh credentials on `127.0.0.1:0`.
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
@@ -127,15 +121,9 @@ impl Huawei {
         if r.head.method != Method::POST {
             return (Reply::empty(StatusCode::METHOD_NOT_ALLOWED), Some("method"));
         }
-        let bearer = r
-            .head
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(server::bearer_token);
-        match bearer.map(|t| self.core.check_token(t)) {
-            Some(Some(true)) => {}
-            Some(Some(false)) => {
+        match self.core.check_bearer(r) {
+            Some(true) => {}
+            Some(false) => {
                 return (
                     answer(StatusCode::UNAUTHORIZED, "80200003", "OAuth token expired"),
                     Some("80200003"),
@@ -259,21 +247,13 @@ impl Huawei {
             }
             None => {}
         }
-        let data: Option<Value> = m["data"]
-            .as_str()
-            .and_then(|d| serde_json::from_str(d).ok());
-        self.core.recorder.accept(VendorPush {
-            token: token.to_owned(),
-            title: title.to_owned(),
-            content: body.to_owned(),
-            payload: data
-                .as_ref()
-                .and_then(|d| d["payload"].as_str())
-                .map(str::to_owned),
-            body: v.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
+        let push = Accepted {
+            token,
+            title,
+            content: body,
+            payload: vendor::nested_payload(m["data"].as_str()),
+        };
+        self.core.accept(r, push, v.clone());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         (
             Reply::json(

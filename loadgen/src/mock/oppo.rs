@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
+use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
 
 pub type MockOppo = Mock<Oppo>;
 
@@ -36,12 +36,7 @@ pub struct Oppo {
     next_id: AtomicU64,
 }
 
-impl OemVendor for Oppo {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Oppo);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOppo> {
     let mut rng = rand::thread_rng();
@@ -145,21 +140,13 @@ impl Oppo {
             }
             None => {}
         }
-        let params: Option<Value> = n["action_parameters"]
-            .as_str()
-            .and_then(|p| serde_json::from_str(p).ok());
-        self.core.recorder.accept(VendorPush {
-            token: regid.to_owned(),
-            title: title.to_owned(),
-            content: content.to_owned(),
-            payload: params
-                .as_ref()
-                .and_then(|p| p["payload"].as_str())
-                .map(str::to_owned),
-            body: message.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
+        let push = Accepted {
+            token: regid,
+            title,
+            content,
+            payload: vendor::nested_payload(n["action_parameters"].as_str()),
+        };
+        self.core.accept(r, push, message.clone());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(Reply::json(
             StatusCode::OK,

@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use serde_json::Value;
 
-use super::server::{self, Faults, Recorder, Server, Service, Settings, Verdicts};
+use super::server::{self, Faults, Recorder, Request, Server, Service, Settings, Verdicts};
 use super::tls::TestCa;
 
 /// A scripted answer for one device token.
@@ -169,6 +169,21 @@ impl Throttles {
     }
 }
 
+/// The fields of an accepted OEM push, for [`Core::accept`].
+pub(crate) struct Accepted<'a> {
+    pub token: &'a str,
+    pub title: &'a str,
+    pub content: &'a str,
+    pub payload: Option<String>,
+}
+
+/// The app payload the engine nests as `"payload"` inside a JSON string field (Huawei
+/// and Honor `data`, OPPO `action_parameters`).
+pub(crate) fn nested_payload(json_text: Option<&str>) -> Option<String> {
+    let value: Value = serde_json::from_str(json_text?).ok()?;
+    value["payload"].as_str().map(str::to_owned)
+}
+
 /// State every OEM and Web Push mock has.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -201,6 +216,30 @@ impl Core {
     /// Count a credential the client minted itself (a VAPID JWT seen first).
     pub fn count_token(&self) {
         self.tokens.count();
+    }
+
+    /// The request's `authorization: Bearer <token>`: `Some(true)` valid,
+    /// `Some(false)` known but expired, `None` missing or unknown.
+    pub fn check_bearer(&self, r: &Request) -> Option<bool> {
+        r.head
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(server::bearer_token)
+            .and_then(|token| self.check_token(token))
+    }
+
+    /// Records an accepted push; `body` is the request as the vendor parsed it.
+    pub fn accept(&self, r: &Request, push: Accepted<'_>, body: Value) {
+        self.recorder.accept(VendorPush {
+            token: push.token.to_owned(),
+            title: push.title.to_owned(),
+            content: push.content.to_owned(),
+            payload: push.payload,
+            body,
+            headers: r.head.headers.clone(),
+            received_at: quanta::Instant::now(),
+        });
     }
 
     /// The scripted answer for `token`, consuming one rate-limit answer.
@@ -251,6 +290,19 @@ pub trait OemVendor: Send + Sync + 'static {
     #[allow(private_interfaces)]
     fn core(&self) -> &Core;
 }
+
+/// `impl OemVendor for $vendor` over its `core` field.
+macro_rules! oem_vendor {
+    ($vendor:ty) => {
+        impl $crate::mock::vendor::OemVendor for $vendor {
+            #[allow(private_interfaces)]
+            fn core(&self) -> &$crate::mock::vendor::Core {
+                &self.core
+            }
+        }
+    };
+}
+pub(crate) use oem_vendor;
 
 impl<T: OemVendor> Vendor for T {
     type Push = VendorPush;

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::server::{Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
+use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
 
 pub type MockVivo = Mock<Vivo>;
 
@@ -36,12 +36,7 @@ pub struct Vivo {
     next_task: AtomicU64,
 }
 
-impl OemVendor for Vivo {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Vivo);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockVivo> {
     let mut rng = rand::thread_rng();
@@ -167,15 +162,13 @@ impl Vivo {
             }
             None => {}
         }
-        self.core.recorder.accept(VendorPush {
-            token: regid.to_owned(),
-            title: title.to_owned(),
-            content: content.to_owned(),
+        let push = Accepted {
+            token: regid,
+            title,
+            content,
             payload: v["clientCustomMap"]["payload"].as_str().map(str::to_owned),
-            body: v.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
+        };
+        self.core.accept(r, push, v.clone());
         let task = self.next_task.fetch_add(1, Ordering::Relaxed);
         Ok(Reply::json(
             StatusCode::OK,

@@ -36,7 +36,7 @@ use sha2::Sha256;
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
+use super::vendor::{self, Common, Core, Mock, Scripted, VendorPush};
 
 pub type MockWebpush = Mock<Webpush>;
 
@@ -84,12 +84,7 @@ impl std::fmt::Debug for Webpush {
     }
 }
 
-impl OemVendor for Webpush {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Webpush);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockWebpush> {
     let listener = server::bind()?;

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, OemVendor, Scripted, VendorPush};
+use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
 
 pub type MockXiaomi = Mock<Xiaomi>;
 
@@ -30,12 +30,7 @@ pub struct Xiaomi {
     next_id: AtomicU64,
 }
 
-impl OemVendor for Xiaomi {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Xiaomi);
 
 pub fn start(ca: &TestCa, package_name: &str, common: Common) -> anyhow::Result<MockXiaomi> {
     let vendor = Arc::new(Xiaomi {
@@ -123,15 +118,13 @@ impl Xiaomi {
             None => {}
         }
         let fields: Map<String, Value> = form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        self.core.recorder.accept(VendorPush {
-            token: regid.to_owned(),
-            title,
-            content: description,
+        let push = Accepted {
+            token: regid,
+            title: &title,
+            content: &description,
             payload: form.get("payload").cloned(),
-            body: Value::Object(fields),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
+        };
+        self.core.accept(r, push, Value::Object(fields));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(Reply::json(
             StatusCode::OK,
