@@ -91,18 +91,10 @@ impl Service for Honor {
 
 impl Honor {
     fn send(&self, r: &Request) -> (Reply, Option<&'static str>) {
-        let Some(app) = r
-            .head
-            .uri
-            .path()
-            .strip_prefix("/api/v1/")
-            .and_then(|p| p.strip_suffix("/sendMessage"))
-        else {
-            return (Reply::empty(StatusCode::NOT_FOUND), Some("not_found"));
+        let app = match vendor::post_param(r, "/api/v1/", "/sendMessage") {
+            Ok(app) => app,
+            Err((status, code)) => return (Reply::empty(status), Some(code)),
         };
-        if r.head.method != Method::POST {
-            return (Reply::empty(StatusCode::METHOD_NOT_ALLOWED), Some("method"));
-        }
         match self.core.check_bearer(r) {
             Some(true) => {}
             Some(false) => {

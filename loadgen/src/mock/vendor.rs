@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use serde_json::Value;
@@ -486,6 +486,26 @@ impl<V: Vendor> Mock<V> {
     pub fn closed_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.server.closed_owned()
     }
+}
+
+/// The path parameter of a `POST {prefix}{param}{suffix}` request; else the status
+/// of the bare 404 or 405 to answer and the code recorded for it.
+pub(crate) fn post_param<'r>(
+    r: &'r Request,
+    prefix: &str,
+    suffix: &str,
+) -> Result<&'r str, (StatusCode, &'static str)> {
+    let param = r
+        .head
+        .uri
+        .path()
+        .strip_prefix(prefix)
+        .and_then(|p| p.strip_suffix(suffix))
+        .ok_or((StatusCode::NOT_FOUND, "not_found"))?;
+    if r.head.method != http::Method::POST {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "method"));
+    }
+    Ok(param)
 }
 
 /// `application/x-www-form-urlencoded` → map; `None` when malformed.
