@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
+use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
 
 pub const MAX_BODY: usize = 4096;
 

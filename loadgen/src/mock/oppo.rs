@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Accepted, Mock, Scripted};
+use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
 
 pub type MockOppo = Mock<Oppo>;
 

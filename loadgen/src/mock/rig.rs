@@ -9,6 +9,7 @@
 //! caller exercises the real config path.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -39,6 +40,8 @@ pub struct Options {
     pub record_limit: usize,
     /// The engine's connections to APNs and FCM; `None` keeps the engine's default.
     pub connections: Option<usize>,
+    /// Delay every mock adds before each answer (a slow vendor).
+    pub latency: Duration,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             vendors: false,
             record_limit: usize::MAX,
             connections: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -165,6 +169,7 @@ impl Rig {
         let apns_config = apns::Config {
             topic: TOPIC.into(),
             record_limit: options.record_limit,
+            latency: options.latency,
             ..apns::Config::default()
         };
         let apns = MockApns::start(&ca, &creds, apns_config.clone())?;
@@ -189,6 +194,7 @@ impl Rig {
                 &ca,
                 fcm::Config {
                     record_limit: options.record_limit,
+                    latency: options.latency,
                     ..fcm::Config::default()
                 },
             )?;
@@ -207,6 +213,7 @@ impl Rig {
         let vendors = if options.vendors {
             let common = vendor::Common {
                 record_limit: options.record_limit,
+                latency: options.latency,
                 ..vendor::Common::default()
             };
             let vendors = Vendors::start(&ca, &common)?;
