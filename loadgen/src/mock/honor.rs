@@ -9,8 +9,6 @@
 //!
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
-use std::sync::Arc;
-
 use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Value};
@@ -33,13 +31,12 @@ vendor::oem_vendor!(Honor);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHonor> {
     let mut rng = rand::thread_rng();
-    let vendor = Arc::new(Honor {
+    vendor::start_oem(ca, &common, true, |core| Honor {
         app_id: rng.gen_range(100_000_000u64..999_999_999).to_string(),
         client_id: hex::encode(rng.gen::<[u8; 8]>()),
         client_secret: hex::encode(rng.gen::<[u8; 32]>()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-    });
-    vendor::spawn_oem(ca, server::bind()?, vendor, true, &common)
+        core,
+    })
 }
 
 impl Mock<Honor> {

@@ -10,9 +10,6 @@
 //!
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Value};
@@ -31,7 +28,6 @@ pub struct Huawei {
     pub app_id: String,
     pub client_secret: String,
     core: Core,
-    next_id: AtomicU64,
 }
 
 vendor::oem_vendor!(Huawei);
@@ -39,13 +35,11 @@ vendor::oem_vendor!(Huawei);
 /// Start a mock Huawei with fresh credentials on `127.0.0.1:0`.
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
     let mut rng = rand::thread_rng();
-    let vendor = Arc::new(Huawei {
+    vendor::start_oem(ca, &common, true, |core| Huawei {
         app_id: rng.gen_range(100_000_000u64..999_999_999).to_string(),
         client_secret: hex::encode(rng.gen::<[u8; 32]>()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_id: AtomicU64::new(1),
-    });
-    vendor::spawn_oem(ca, server::bind()?, vendor, true, &common)
+        core,
+    })
 }
 
 impl Mock<Huawei> {
@@ -246,7 +240,7 @@ impl Huawei {
             payload: vendor::nested_payload(m["data"].as_str()),
         };
         self.core.accept(r, push, v.clone());
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.core.next_id();
         (
             Reply::json(
                 StatusCode::OK,

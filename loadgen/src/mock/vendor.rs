@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,6 +191,8 @@ pub(crate) struct Core {
     scripts: Verdicts<String, Script>,
     pub tokens: Tokens,
     pub token_lifetime: Duration,
+    /// Source of the message ids a vendor answers.
+    next_id: AtomicU64,
 }
 
 impl Core {
@@ -200,7 +202,13 @@ impl Core {
             scripts: Verdicts::new(),
             tokens: Tokens::new(token_lifetime),
             token_lifetime,
+            next_id: AtomicU64::new(1),
         }
+    }
+
+    /// The next message id: 1, 2, 3, ...
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Issue an opaque access token valid for `token_lifetime`.
@@ -384,6 +392,23 @@ where
         vendor.clone(),
     )?;
     Ok(Mock { server, vendor })
+}
+
+/// Starts the OEM vendor `vendor` builds around its [`Core`] on `127.0.0.1:0`.
+pub(crate) fn start_oem<V>(
+    ca: &TestCa,
+    common: &Common,
+    h2: bool,
+    vendor: impl FnOnce(Core) -> V,
+) -> anyhow::Result<Mock<V>>
+where
+    V: Vendor + Service,
+{
+    let vendor = Arc::new(vendor(Core::new(
+        common.record_limit,
+        common.token_lifetime,
+    )));
+    spawn_oem(ca, server::bind()?, vendor, h2, common)
 }
 
 /// [`spawn`] with the settings of the OEM and Web Push mocks: 1000 streams, HTTP/1.1

@@ -10,9 +10,6 @@
 //!
 //! Serves HTTP/1.1 only.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use http::{Method, StatusCode};
 use md5::{Digest, Md5};
 use rand::Rng as _;
@@ -33,21 +30,21 @@ pub struct Vivo {
     pub app_key: String,
     pub app_secret: String,
     core: Core,
-    next_task: AtomicU64,
 }
 
 vendor::oem_vendor!(Vivo);
 
+/// vivo task ids are large numbers; the mock's first one.
+const FIRST_TASK_ID: u64 = 121_397_329;
+
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockVivo> {
     let mut rng = rand::thread_rng();
-    let vendor = Arc::new(Vivo {
+    vendor::start_oem(ca, &common, false, |core| Vivo {
         app_id: rng.gen_range(10_000..99_999),
         app_key: hex::encode(rng.gen::<[u8; 16]>()),
         app_secret: hex::encode(rng.gen::<[u8; 16]>()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_task: AtomicU64::new(121_397_329),
-    });
-    vendor::spawn_oem(ca, super::server::bind()?, vendor, false, &common)
+        core,
+    })
 }
 
 fn units(s: &str) -> usize {
@@ -169,7 +166,7 @@ impl Vivo {
             payload: v["clientCustomMap"]["payload"].as_str().map(str::to_owned),
         };
         self.core.accept(r, push, v.clone());
-        let task = self.next_task.fetch_add(1, Ordering::Relaxed);
+        let task = FIRST_TASK_ID - 1 + self.core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": 0, "desc": "请求成功", "taskId": task.to_string()}).to_string(),

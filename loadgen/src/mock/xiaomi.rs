@@ -8,9 +8,6 @@
 //!
 //! Serves HTTP/2 (Xiaomi ships an HTTP/2 SDK) and HTTP/1.1.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 use rand::Rng as _;
@@ -27,22 +24,19 @@ pub struct Xiaomi {
     pub app_secret: String,
     pub package_name: String,
     core: Core,
-    next_id: AtomicU64,
 }
 
 vendor::oem_vendor!(Xiaomi);
 
 pub fn start(ca: &TestCa, package_name: &str, common: Common) -> anyhow::Result<MockXiaomi> {
-    let vendor = Arc::new(Xiaomi {
+    vendor::start_oem(ca, &common, true, |core| Xiaomi {
         app_secret: base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             rand::thread_rng().gen::<[u8; 16]>(),
         ),
         package_name: package_name.to_owned(),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_id: AtomicU64::new(1),
-    });
-    vendor::spawn_oem(ca, server::bind()?, vendor, true, &common)
+        core,
+    })
 }
 
 fn error(code: i64, reason: &str) -> Reply {
@@ -125,7 +119,7 @@ impl Xiaomi {
             payload: form.get("payload").cloned(),
         };
         self.core.accept(r, push, Value::Object(fields));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": "ok", "trace_id": format!("Xcm{}", server::unix_millis()), "code": 0,
