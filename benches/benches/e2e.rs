@@ -27,7 +27,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use fanfare::providers::{Content, Kind, Push};
 use fanfare::transport::{tls, Endpoint, Pool};
-use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
+use fanfare_loadgen::mock::apns::{Credentials, MockApns};
+use fanfare_loadgen::mock::rig::{self, Rig, TOPIC};
 use fanfare_loadgen::mock::tls::TestCa;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
@@ -41,8 +42,6 @@ use serde_json::{json, Value};
 /// the ramp-up and drain at a batch's ends, where the baselines stop at zero in flight
 /// while the engine's tail overlaps the next batch, weigh little.
 const N: u32 = 20_000;
-/// The app's bundle id (`apns-topic`).
-const TOPIC: &str = "com.example.chat";
 /// The group every bound user is in.
 const GROUP: &str = "bench-all";
 /// Upper bound on one batch; reaching it means pushes were lost or refused.
@@ -94,37 +93,37 @@ async fn call(api: &Api, method: Method, url: String, body: Value) -> anyhow::Re
 /// `N` users bound to APNs tokens, all offline, all in [`GROUP`].
 async fn setup(mock_rt: &tokio::runtime::Handle) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
-    let ca = TestCa::generate()?;
-    let ca_file = ca.write_ca_file(dir.path())?;
-    let creds = Credentials::generate()?;
-    let key_file = creds.write_key_file(dir.path())?;
-    let apns = {
+    let rig = {
         let _mock_runtime = mock_rt.enter();
-        MockApns::start(
-            &ca,
-            &creds,
-            apns::Config {
-                topic: TOPIC.into(),
+        Rig::start(
+            dir.path(),
+            &rig::Options {
+                fcm: false,
                 // Counting goes on past it; keeps a few pushes and rejections to
                 // inspect without growing across iterations.
                 record_limit: 16,
-                ..apns::Config::default()
+                ..rig::Options::default()
             },
         )?
     };
-    let mut config = fanfare::config::Config::default();
-    config.api.listen = "127.0.0.1:0".into();
-    config.storage.dir = dir.path().join("data");
-    config.storage.durability = fanfare::config::Durability::None;
-    config.messages.queue_capacity = 1_000_000;
-    config.apns.key_file = Some(key_file);
-    config.apns.key_id = Some(creds.key_id.clone());
-    config.apns.team_id = Some(creds.team_id.clone());
-    config.apns.topic = Some(TOPIC.into());
-    config.apns.endpoint_production = apns.url();
-    config.apns.endpoint_sandbox = apns.url();
-    config.apns.ca_file = Some(ca_file.clone());
-    let (connections, concurrency) = (config.apns.connections, config.apns.max_in_flight);
+    let config_file = dir.path().join("engine.toml");
+    rig.write_engine_config(
+        &config_file,
+        &json!({
+            "api": {"listen": "127.0.0.1:0"},
+            "storage": {"dir": dir.path().join("data"), "durability": "none"},
+            "messages": {"queue_capacity": 1_000_000},
+        }),
+    )?;
+    let config = fanfare::config::Config::load(Some(&config_file), Vec::new())?;
+    let (connections, concurrency) = rig.apns_limits();
+    let Rig {
+        ca,
+        ca_file,
+        creds,
+        apns,
+        ..
+    } = rig;
     let engine = fanfare::start(config).await.context("start engine")?;
     let base = format!("http://{}", engine.local_addr());
     let mut connector = HttpConnector::new();

@@ -126,7 +126,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     let engine_cpu0 = env.engine_proc();
 
     set_faults(env.mocks.apns.faults());
-    set_faults(env.mocks.fcm.faults());
+    set_faults(env.mocks.fcm().faults());
     let total = (args.duration * f64::from(args.rate)).round() as u64;
     eprintln!(
         "faults: {total} peer messages at {}/s + calls every 50 ms (timeout {CALL_TIMEOUT_S} s); \
@@ -150,7 +150,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
                 Close::Graceful
             };
             env.mocks.apns.faults().outage(OUTAGE, close);
-            env.mocks.fcm.faults().outage(OUTAGE, close);
+            env.mocks.fcm().faults().outage(OUTAGE, close);
             eprintln!("  outage: both vendors down for {} s", OUTAGE.as_secs());
         }
         let to = (k as u32).wrapping_mul(2_654_435_761) % users;
@@ -257,7 +257,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         }
         *got.entry((s, p.token)).or_default() += 1;
     }
-    for p in env.mocks.fcm.received() {
+    for p in env.mocks.fcm().received() {
         let Some(s) = p.message["data"]["payload"]
             .as_str()
             .and_then(|v| v.parse::<u64>().ok())
@@ -288,7 +288,7 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         }
     }
     let mut injected: HashMap<&'static str, u64> = HashMap::new();
-    for f in [env.mocks.apns.faults(), env.mocks.fcm.faults()] {
+    for f in [env.mocks.apns.faults(), env.mocks.fcm().faults()] {
         let c = f.counts();
         for (k, v) in [
             ("http_503", &c.unavailable),

@@ -13,6 +13,9 @@
 //! - `server` (private): the accept loop, HTTP/2 connection and stream serving, body
 //!   collection, reply writing, recording and waiters shared by every vendor, and the
 //!   hook points for fault injection.
+//! - [`rig`]: the mocks a run or a test chooses, started together, and the engine's
+//!   vendor config for them (CA, keys, endpoints) written once for loadgen, the e2e
+//!   tests and the benches.
 //! - [`faults`]: injected 429/503/500 answers, RST_STREAM, GOAWAY after N streams,
 //!   connection drops mid-flight, idle timeouts, outages and latency, switchable while
 //!   a mock runs (`mock.faults()`).
@@ -27,6 +30,7 @@ pub mod fcm;
 pub mod honor;
 pub mod huawei;
 pub mod oppo;
+pub mod rig;
 mod server;
 pub mod tls;
 pub mod vendor;

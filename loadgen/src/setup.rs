@@ -8,11 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
-use fanfare_loadgen::mock::fcm::{self, MockFcm};
-use fanfare_loadgen::mock::tls::TestCa;
-use fanfare_loadgen::mock::vendor::{self, VendorPush};
-use fanfare_loadgen::mock::{honor, huawei, oppo, vivo, webpush, xiaomi};
+use fanfare_loadgen::mock::rig::{self, Rig};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -21,8 +17,7 @@ use serde_json::{json, Value};
 
 use crate::engine_proc::{EngineProc, ProcStats, Program};
 
-pub(crate) const TOPIC: &str = "com.example.chat";
-const PACKAGE: &str = "com.example.chat";
+pub(crate) use fanfare_loadgen::mock::rig::TOPIC;
 /// Pushes each mock keeps for attribution between two `take_received` calls.
 const RECORD_LIMIT: usize = 4_000_000;
 /// Admission is all-or-nothing per message: the largest group must fit.
@@ -48,192 +43,33 @@ pub(crate) enum EngineChoice {
     None,
 }
 
-/// The Chinese OEM and Web Push mocks of the `vendors` scenario.
-pub(crate) struct VendorMocks {
-    pub huawei: huawei::MockHuawei,
-    pub honor: honor::MockHonor,
-    pub xiaomi: xiaomi::MockXiaomi,
-    pub oppo: oppo::MockOppo,
-    pub vivo: vivo::MockVivo,
-    pub webpush: webpush::MockWebpush,
+/// The mocks of one run and the engine's vendor config for them.
+pub(crate) type Mocks = Rig;
+
+/// Start the mocks (the six OEM and Web Push ones `with_vendors`) writing their CA and
+/// keys into `dir`.
+fn start_mocks(dir: &Path, with_vendors: bool) -> anyhow::Result<Mocks> {
+    Rig::start(
+        dir,
+        &rig::Options {
+            vendors: with_vendors,
+            record_limit: RECORD_LIMIT,
+            ..rig::Options::default()
+        },
+    )
 }
 
-impl VendorMocks {
-    /// (provider, pushes received) per mock.
-    pub fn counts(&self) -> [(&'static str, usize); 6] {
-        [
-            ("huawei", self.huawei.received_count()),
-            ("honor", self.honor.received_count()),
-            ("xiaomi", self.xiaomi.received_count()),
-            ("oppo", self.oppo.received_count()),
-            ("vivo", self.vivo.received_count()),
-            ("webpush", self.webpush.received_count()),
-        ]
-    }
-
-    pub fn received(&self) -> Vec<VendorPush> {
-        let mut all = self.huawei.received();
-        all.extend(self.honor.received());
-        all.extend(self.xiaomi.received());
-        all.extend(self.oppo.received());
-        all.extend(self.vivo.received());
-        all.extend(self.webpush.received());
-        all
-    }
-
-    pub fn rejections(&self) -> usize {
-        self.huawei.rejections().len()
-            + self.honor.rejections().len()
-            + self.xiaomi.rejections().len()
-            + self.oppo.rejections().len()
-            + self.vivo.rejections().len()
-            + self.webpush.rejections().len()
-    }
-}
-
-/// The mock vendors and the files the engine needs to reach and trust them.
-pub(crate) struct Mocks {
-    pub apns: MockApns,
-    pub fcm: MockFcm,
-    pub vendors: Option<VendorMocks>,
-    pub ca_file: PathBuf,
-    pub creds: Credentials,
-    /// The engine's config (TOML) for these mocks, without `[api]` and `[storage]`.
-    engine_config: toml::Table,
-}
-
-impl Mocks {
-    /// Start mock APNs and FCM (and with `with_vendors` the six others) on loopback,
-    /// writing their CA, keys and service account into `dir`.
-    pub fn start(dir: &Path, with_vendors: bool) -> anyhow::Result<Mocks> {
-        let ca = TestCa::generate()?;
-        let ca_file = ca.write_ca_file(dir)?;
-        let creds = Credentials::generate()?;
-        let key_file = creds.write_key_file(dir)?;
-        let apns = MockApns::start(
-            &ca,
-            &creds,
-            apns::Config {
-                topic: TOPIC.into(),
-                record_limit: RECORD_LIMIT,
-                ..apns::Config::default()
-            },
-        )?;
-        let fcm = MockFcm::start(
-            &ca,
-            fcm::Config {
-                record_limit: RECORD_LIMIT,
-                ..fcm::Config::default()
-            },
-        )?;
-        let sa_file = fcm.write_service_account(dir)?;
-        let defaults = fanfare::config::Config::default();
-        let mut config = json!({
-            "messages": {"queue_capacity": QUEUE_CAPACITY},
-            "apns": {
-                "key_file": key_file, "key_id": creds.key_id, "team_id": creds.team_id,
-                "topic": TOPIC, "endpoint_production": apns.url(), "endpoint_sandbox": apns.url(),
-                "ca_file": ca_file,
-                // Written out so that the ceiling client uses the same values.
-                "connections": defaults.apns.connections, "max_in_flight": defaults.apns.max_in_flight,
-            },
-            "fcm": {"service_account_file": sa_file, "endpoint": fcm.url(), "ca_file": ca_file},
-        });
-        let vendors = if with_vendors {
-            let common = || vendor::Common {
-                record_limit: RECORD_LIMIT,
-                ..vendor::Common::default()
-            };
-            let m = VendorMocks {
-                huawei: huawei::start(&ca, common())?,
-                honor: honor::start(&ca, common())?,
-                xiaomi: xiaomi::start(&ca, PACKAGE, common())?,
-                oppo: oppo::start(&ca, common())?,
-                vivo: vivo::start(&ca, common())?,
-                webpush: webpush::start(&ca, common())?,
-            };
-            let (h, o, x, p, v) = (
-                m.huawei.vendor(),
-                m.honor.vendor(),
-                m.xiaomi.vendor(),
-                m.oppo.vendor(),
-                m.vivo.vendor(),
-            );
-            let vapid = dir.join("vapid.pem");
-            std::fs::write(&vapid, webpush::generate_vapid_key_pem()?)?;
-            let more = json!({
-                "huawei": {"app_id": h.app_id, "client_secret": h.client_secret, "endpoint": m.huawei.url(),
-                           "token_endpoint": m.huawei.token_endpoint(), "ca_file": ca_file},
-                "honor": {"app_id": o.app_id, "client_id": o.client_id, "client_secret": o.client_secret,
-                          "endpoint": m.honor.url(), "token_endpoint": m.honor.token_endpoint(), "ca_file": ca_file},
-                "xiaomi": {"app_secret": x.app_secret, "package_name": PACKAGE, "endpoint": m.xiaomi.url(),
-                           "ca_file": ca_file},
-                "oppo": {"app_key": p.app_key, "master_secret": p.master_secret, "endpoint": m.oppo.url(),
-                         "endpoint_intl": m.oppo.url(), "ca_file": ca_file},
-                "vivo": {"app_id": v.app_id.to_string(), "app_key": v.app_key, "app_secret": v.app_secret,
-                         "endpoint": m.vivo.url(), "ca_file": ca_file},
-                "webpush": {"vapid_private_key_file": vapid, "subject": "mailto:loadgen@example.com",
-                            "ca_file": ca_file},
-            });
-            if let (Some(c), Value::Object(more)) = (config.as_object_mut(), more) {
-                c.extend(more);
-            }
-            Some(m)
-        } else {
-            None
-        };
-        let engine_config: toml::Table = toml::Table::try_from(&config)
-            .context("the engine config for the mocks is a TOML table")?;
-        Ok(Mocks {
-            apns,
-            fcm,
-            vendors,
-            ca_file,
-            creds,
-            engine_config,
-        })
-    }
-
-    /// Write the engine's config file: these mocks, the API on `listen`, state in
-    /// `dir/data` without durability (a load run keeps nothing).
-    pub fn write_engine_config(&self, dir: &Path, listen: &str) -> anyhow::Result<PathBuf> {
-        let mut table = self.engine_config.clone();
-        let extra = json!({
-            "api": {"listen": listen},
-            "storage": {"dir": dir.join("data"), "durability": "none"},
-        });
-        table.extend(toml::Table::try_from(&extra).context("api and storage as TOML")?);
-        let path = dir.join("engine.toml");
-        std::fs::write(&path, toml::to_string(&table)?)
-            .with_context(|| format!("write {}", path.display()))?;
-        Ok(path)
-    }
-
-    /// The engine's APNs connections and streams in flight (the ceiling client's load).
-    pub fn apns_limits(&self) -> (usize, usize) {
-        let get = |k: &str| {
-            self.engine_config["apns"][k]
-                .as_integer()
-                .map_or(1, |v| v as usize)
-        };
-        (get("connections"), get("max_in_flight"))
-    }
-
-    /// Pushes received by every mock so far.
-    pub fn received_total(&self) -> u64 {
-        let vendors: usize = self
-            .vendors
-            .as_ref()
-            .map_or(0, |v| v.counts().iter().map(|c| c.1).sum());
-        (self.apns.received_count() + self.fcm.received_count() + vendors) as u64
-    }
-
-    /// Answers other than 200 the mocks gave (bad token, bad auth, bad body, ...).
-    pub fn rejections(&self) -> u64 {
-        (self.apns.rejections().len()
-            + self.fcm.rejections().len()
-            + self.vendors.as_ref().map_or(0, VendorMocks::rejections)) as u64
-    }
+/// Write the engine's config file: the mocks, the API on `listen`, state in
+/// `dir/data` without durability (a load run keeps nothing).
+fn write_engine_config(mocks: &Mocks, dir: &Path, listen: &str) -> anyhow::Result<PathBuf> {
+    let more = json!({
+        "messages": {"queue_capacity": QUEUE_CAPACITY},
+        "api": {"listen": listen},
+        "storage": {"dir": dir.join("data"), "durability": "none"},
+    });
+    let path = dir.join("engine.toml");
+    mocks.write_engine_config(&path, &more)?;
+    Ok(path)
 }
 
 /// The engine a run drives.
@@ -266,8 +102,8 @@ impl Env {
             .build(connector);
         let (mocks, engine, base) = match choice {
             EngineChoice::Spawn(program) => {
-                let mocks = Mocks::start(tmp.path(), with_vendors)?;
-                let config = mocks.write_engine_config(tmp.path(), "127.0.0.1:0")?;
+                let mocks = start_mocks(tmp.path(), with_vendors)?;
+                let config = write_engine_config(&mocks, tmp.path(), "127.0.0.1:0")?;
                 let child = EngineProc::spawn(program, &config).await?;
                 let base = child.base_url();
                 (mocks, Engine::Child(Box::new(child)), base)
@@ -292,8 +128,8 @@ impl Env {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("create {}", dir.display()))?;
                 let dir = std::fs::canonicalize(dir)?;
-                let mocks = Mocks::start(&dir, with_vendors)?;
-                let config = mocks.write_engine_config(&dir, listen)?;
+                let mocks = start_mocks(&dir, with_vendors)?;
+                let config = write_engine_config(&mocks, &dir, listen)?;
                 eprintln!(
                     "mocks are up; start the engine now (within {} s):\n  fanfare serve --config {}",
                     wait.as_secs(),
@@ -318,7 +154,7 @@ impl Env {
                 (mocks, Engine::External(pid), base)
             }
             EngineChoice::None => (
-                Mocks::start(tmp.path(), with_vendors)?,
+                start_mocks(tmp.path(), with_vendors)?,
                 Engine::None,
                 String::new(),
             ),

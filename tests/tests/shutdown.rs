@@ -2,40 +2,33 @@
 
 use std::time::Duration;
 
-use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
-use fanfare_loadgen::mock::tls::TestCa;
+use fanfare_loadgen::mock::rig::{self, Rig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_queued_pushes_then_snapshots() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::generate().unwrap();
-    let ca_file = ca.write_ca_file(dir.path()).unwrap();
-    let creds = Credentials::generate().unwrap();
-    let key_file = creds.write_key_file(dir.path()).unwrap();
     // A slow vendor: every answer takes 200 ms, one stream per connection at a time
     // would take far longer than the grace, so the drain must rely on multiplexing.
-    let mock = MockApns::start(
-        &ca,
-        &creds,
-        apns::Config {
-            topic: "com.example.chat".into(),
+    let rig = Rig::start(
+        dir.path(),
+        &rig::Options {
+            fcm: false,
             latency: Duration::from_millis(200),
-            ..apns::Config::default()
+            ..rig::Options::default()
         },
     )
     .unwrap();
-    let mut config = fanfare::config::Config::default();
-    config.api.listen = "127.0.0.1:0".into();
-    config.api.shutdown_grace_s = 20;
-    config.storage.dir = dir.path().join("data");
-    config.storage.durability = fanfare::config::Durability::Batch;
-    config.apns.key_file = Some(key_file);
-    config.apns.key_id = Some(creds.key_id.clone());
-    config.apns.team_id = Some(creds.team_id.clone());
-    config.apns.topic = Some("com.example.chat".into());
-    config.apns.endpoint_production = mock.url();
-    config.apns.endpoint_sandbox = mock.url();
-    config.apns.ca_file = Some(ca_file);
+    let config_file = dir.path().join("engine.toml");
+    rig.write_engine_config(
+        &config_file,
+        &serde_json::json!({
+            "api": {"listen": "127.0.0.1:0", "shutdown_grace_s": 20},
+            "storage": {"dir": dir.path().join("data"), "durability": "batch"},
+        }),
+    )
+    .unwrap();
+    let config = fanfare::config::Config::load(Some(&config_file), Vec::new()).unwrap();
+    let mock = &rig.apns;
     let running = fanfare::start(config.clone()).await.unwrap();
     let engine = running.engine().clone();
     let members: Vec<std::sync::Arc<str>> = (0..300).map(|i| format!("u{i}").into()).collect();

@@ -29,8 +29,9 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use super::faults::Injected;
-use super::server::{self, Faults, Recorder, Reply, Request, Server, Settings, Verdicts};
+use super::server::{self, Recorder, Reply, Request, Settings, Verdicts};
 use super::tls::TestCa;
+use super::vendor::{self, Mock, Throttles, Vendor};
 
 #[cfg(test)]
 mod tests;
@@ -183,13 +184,9 @@ pub struct ApnsPush {
 }
 
 /// A running mock APNs server. Dropping it stops the server.
-#[derive(Debug)]
-pub struct MockApns {
-    server: Server,
-    apns: Arc<Apns>,
-}
+pub type MockApns = Mock<Apns>;
 
-impl MockApns {
+impl Mock<Apns> {
     /// Starts the mock on `127.0.0.1:0`, trusting provider tokens signed with `creds`.
     /// Must be called inside a Tokio runtime.
     pub fn start(ca: &TestCa, creds: &Credentials, config: Config) -> anyhow::Result<MockApns> {
@@ -214,104 +211,31 @@ impl MockApns {
             verdicts: Verdicts::new(),
             recorder: Recorder::new(config.record_limit),
             jwts_seen: Mutex::new(HashSet::new()),
-            throttled: Mutex::new(HashMap::new()),
+            throttles: Throttles::new(true),
         });
-        let server = Server::spawn(
-            server::bind()?,
-            ca.server_config(),
-            Settings {
-                max_concurrent_streams: config.max_concurrent_streams,
-                max_header_list_size: Some(MAX_HEADER_LIST_SIZE),
-                http1: false,
-            },
-            Faults::with_latency(config.latency),
-            apns.clone(),
-        )?;
-        Ok(MockApns { server, apns })
-    }
-
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.server.addr()
-    }
-
-    /// `https://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Accepted pushes, in the order they were accepted.
-    pub fn received(&self) -> Vec<ApnsPush> {
-        self.apns.recorder.accepted()
-    }
-
-    pub fn received_count(&self) -> usize {
-        self.apns.recorder.count()
-    }
-
-    /// Moves the kept pushes out (a load run's phase at a time, without copying them
-    /// or keeping them all); [`Self::received_count`] goes on counting.
-    pub fn take_received(&self) -> Vec<ApnsPush> {
-        self.apns.recorder.take()
-    }
-
-    /// True once at least `n` pushes were accepted; false when `timeout` passes first.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        self.apns.recorder.wait_for(n, timeout).await
-    }
-
-    /// Scripts the answer for `token_hex` (compared case-insensitively).
-    pub fn set_token_verdict(&self, token_hex: &str, v: ApnsVerdict) {
-        self.apns
-            .verdicts
-            .set(token_hex.to_ascii_lowercase(), (v, server::unix_millis()));
-    }
-
-    /// `(status, reason)` of every rejected request, in order.
-    pub fn rejections(&self) -> Vec<(u16, String)> {
-        self.apns.recorder.rejections()
+        let settings = Settings {
+            max_concurrent_streams: config.max_concurrent_streams,
+            max_header_list_size: Some(MAX_HEADER_LIST_SIZE),
+            http1: false,
+        };
+        vendor::spawn(ca, server::bind()?, apns, true, settings, config.latency)
     }
 
     /// The next `n` pushes to `token_hex` get 429 `TooManyRequests` (too many pushes
     /// to one device) with `Retry-After: retry_after_s`.
     pub fn set_token_throttle(&self, token_hex: &str, n: u32, retry_after_s: u32) {
-        self.apns
-            .throttled
-            .lock()
-            .insert(token_hex.to_ascii_lowercase(), (n, retry_after_s));
+        self.vendor().throttles.set(token_hex, n, retry_after_s);
     }
 
-    /// Fault injection, switchable while the mock runs.
-    pub fn faults(&self) -> &Faults {
-        self.server.faults()
-    }
-
-    /// Distinct bearer JWTs seen on accepted requests.
+    /// Distinct bearer JWTs seen on accepted requests (= [`Mock::tokens_issued`]).
     pub fn distinct_jwts(&self) -> usize {
-        self.apns.jwts_seen.lock().len()
-    }
-
-    pub fn streams_seen(&self) -> u64 {
-        self.server.stats().streams_seen()
-    }
-
-    pub fn connections_accepted(&self) -> u64 {
-        self.server.stats().connections_accepted()
-    }
-
-    /// Stops accepting and sends GOAWAY on open connections; returns at once.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
-    }
-
-    /// Resolves once the listener is closed and every connection has ended.
-    pub async fn closed(&self) {
-        self.server.closed().await;
+        self.tokens_issued()
     }
 }
 
 /// The APNs request validation behind a [`MockApns`].
 #[derive(Debug)]
-struct Apns {
+pub struct Apns {
     bundle: String,
     token_hex_len: RangeInclusive<usize>,
     key: DecodingKey,
@@ -322,13 +246,34 @@ struct Apns {
     recorder: Recorder<ApnsPush>,
     /// Bearer JWTs seen on accepted requests, for [`MockApns::distinct_jwts`].
     jwts_seen: Mutex<HashSet<String>>,
-    /// Token → (429 answers left, Retry-After seconds).
-    throttled: Mutex<HashMap<String, (u32, u32)>>,
+    throttles: Throttles,
+}
+
+impl Vendor for Apns {
+    type Push = ApnsPush;
+    type Verdict = ApnsVerdict;
+
+    #[allow(private_interfaces)]
+    fn recorder(&self) -> &Recorder<ApnsPush> {
+        &self.recorder
+    }
+
+    /// Scripts the answer for `token_hex` (compared case-insensitively).
+    fn set_verdict(&self, token_hex: &str, verdict: ApnsVerdict) {
+        self.verdicts.set(
+            token_hex.to_ascii_lowercase(),
+            (verdict, server::unix_millis()),
+        );
+    }
+
+    fn tokens_issued(&self) -> usize {
+        self.jwts_seen.lock().len()
+    }
 }
 
 /// Per-connection provider-token state.
 #[derive(Debug, Default)]
-struct Conn {
+pub(crate) struct Conn {
     auth: Mutex<ConnAuth>,
 }
 
@@ -735,16 +680,10 @@ impl Apns {
 
     /// A scripted per-device 429, consuming one.
     fn throttle(&self, token: &str) -> Option<Rejection> {
-        let mut throttled = self.throttled.lock();
-        if throttled.is_empty() {
-            return None;
-        }
-        let (left, retry_after) = throttled.get_mut(token.to_ascii_lowercase().as_str())?;
-        *left = left.checked_sub(1)?;
-        Some(Rejection {
+        self.throttles.take(token).map(|retry_after| Rejection {
             reason: Reason::TooManyRequests,
             timestamp: None,
-            retry_after: Some(*retry_after),
+            retry_after: Some(retry_after),
         })
     }
 

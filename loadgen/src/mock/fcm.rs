@@ -13,27 +13,25 @@
 //!   `FcmError` / `BadRequest` details clients look for (§2.5).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use base64::Engine as _;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use parking_lot::RwLock;
 use rand::Rng as _;
 use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::faults::Injected;
-use super::server::{self, Faults, Recorder, Reply, Request, Server, Settings, Verdicts};
+use super::server::{self, Recorder, Reply, Request, Settings, Verdicts};
 use super::tls::TestCa;
+use super::vendor::{self, Mock, Throttles, Tokens, Vendor};
 
 #[cfg(test)]
 mod tests;
@@ -135,24 +133,9 @@ pub struct FcmPush {
 }
 
 /// A running mock FCM + OAuth2 token server. Dropping it stops the server.
-pub struct MockFcm {
-    server: Server,
-    fcm: Arc<Fcm>,
-    private_key_pem: String,
-    client_id: String,
-}
+pub type MockFcm = Mock<Fcm>;
 
-impl fmt::Debug for MockFcm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockFcm")
-            .field("server", &self.server)
-            .field("project_id", &self.fcm.project_id)
-            .field("client_email", &self.fcm.client_email)
-            .finish_non_exhaustive()
-    }
-}
-
-impl MockFcm {
+impl Mock<Fcm> {
     /// Generates a service-account key (RSA-2048) and starts the mock on
     /// `127.0.0.1:0`. Must be called inside a Tokio runtime.
     pub fn start(ca: &TestCa, config: Config) -> anyhow::Result<MockFcm> {
@@ -178,62 +161,42 @@ impl MockFcm {
             project_id: config.project_id,
             token_uri: format!("https://{addr}/token"),
             private_key_id,
+            private_key_pem,
+            client_id,
             key,
-            token_lifetime: Duration::from_secs(config.token_lifetime_s),
-            tokens: RwLock::new(HashMap::new()),
-            tokens_issued: AtomicUsize::new(0),
+            tokens: Tokens::new(Duration::from_secs(config.token_lifetime_s)),
             verdicts: Verdicts::new(),
             recorder: Recorder::new(config.record_limit),
             next_message_id: AtomicU64::new(1),
-            throttled: parking_lot::Mutex::new(HashMap::new()),
+            throttles: Throttles::new(false),
         });
-        let server = Server::spawn(
-            listener,
-            ca.server_config(),
-            Settings {
-                max_concurrent_streams: config.max_concurrent_streams,
-                max_header_list_size: None,
-                http1: false,
-            },
-            Faults::with_latency(config.latency),
-            fcm.clone(),
-        )?;
-        Ok(MockFcm {
-            server,
-            fcm,
-            private_key_pem,
-            client_id,
-        })
-    }
-
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.server.addr()
-    }
-
-    /// `https://127.0.0.1:PORT`, the FCM base URL.
-    pub fn url(&self) -> String {
-        self.server.url()
+        let settings = Settings {
+            max_concurrent_streams: config.max_concurrent_streams,
+            max_header_list_size: None,
+            http1: false,
+        };
+        vendor::spawn(ca, listener, fcm, true, settings, config.latency)
     }
 
     /// `https://127.0.0.1:PORT/token`, the OAuth2 token URI.
     pub fn token_uri(&self) -> String {
-        self.fcm.token_uri.clone()
+        self.vendor().token_uri.clone()
     }
 
     pub fn project_id(&self) -> &str {
-        &self.fcm.project_id
+        &self.vendor().project_id
     }
 
     /// A Google service-account key file whose `token_uri` points at this mock.
     pub fn service_account_json(&self) -> String {
-        let fcm = &self.fcm;
+        let fcm = self.vendor();
         let key_file = json!({
             "type": "service_account",
             "project_id": fcm.project_id,
             "private_key_id": fcm.private_key_id,
-            "private_key": self.private_key_pem,
+            "private_key": fcm.private_key_pem,
             "client_email": fcm.client_email,
-            "client_id": self.client_id,
+            "client_id": fcm.client_id,
             "auth_uri": "https://accounts.google.com/o/oauth2/auth",
             "token_uri": fcm.token_uri,
             "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
@@ -254,93 +217,55 @@ impl MockFcm {
         Ok(path)
     }
 
-    /// Accepted messages, in the order they were accepted.
-    pub fn received(&self) -> Vec<FcmPush> {
-        self.fcm.recorder.accepted()
-    }
-
-    pub fn received_count(&self) -> usize {
-        self.fcm.recorder.count()
-    }
-
-    /// Moves the kept pushes out (a load run's phase at a time, without copying them
-    /// or keeping them all); [`Self::received_count`] goes on counting.
-    pub fn take_received(&self) -> Vec<FcmPush> {
-        self.fcm.recorder.take()
-    }
-
-    /// True once at least `n` messages were accepted; false when `timeout` passes first.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        self.fcm.recorder.wait_for(n, timeout).await
-    }
-
-    /// Scripts the answer for sends to `token`.
-    pub fn set_token_verdict(&self, token: &str, v: FcmVerdict) {
-        self.fcm.verdicts.set(token.to_owned(), v);
-    }
-
-    /// `(status, errorCode)` of every rejected send — the `google.rpc.Status` status
-    /// when there is no FcmError detail, the OAuth `error` for the token endpoint.
-    pub fn rejections(&self) -> Vec<(u16, String)> {
-        self.fcm.recorder.rejections()
-    }
-
     /// The next `n` sends to `token` get 429 `RESOURCE_EXHAUSTED` / `QUOTA_EXCEEDED`
     /// with `Retry-After: retry_after_s`.
     pub fn set_token_throttle(&self, token: &str, n: u32, retry_after_s: u32) {
-        self.fcm
-            .throttled
-            .lock()
-            .insert(token.to_owned(), (n, retry_after_s));
-    }
-
-    /// Fault injection, switchable while the mock runs (not applied to `/token`).
-    pub fn faults(&self) -> &Faults {
-        self.server.faults()
-    }
-
-    /// Access tokens handed out by the token endpoint.
-    pub fn tokens_issued(&self) -> usize {
-        self.fcm.tokens_issued.load(Ordering::Relaxed)
-    }
-
-    pub fn streams_seen(&self) -> u64 {
-        self.server.stats().streams_seen()
-    }
-
-    pub fn connections_accepted(&self) -> u64 {
-        self.server.stats().connections_accepted()
-    }
-
-    /// Stops accepting and sends GOAWAY on open connections; returns at once.
-    pub fn shutdown(&self) {
-        self.server.shutdown();
-    }
-
-    /// Resolves once the listener is closed and every connection has ended.
-    pub async fn closed(&self) {
-        self.server.closed().await;
+        self.vendor().throttles.set(token, n, retry_after_s);
     }
 }
 
 /// The FCM + OAuth validation behind a [`MockFcm`].
-#[derive(Debug)]
-struct Fcm {
+pub struct Fcm {
     project_id: String,
     client_email: String,
     token_uri: String,
     private_key_id: String,
+    private_key_pem: String,
+    client_id: String,
     key: DecodingKey,
-    token_lifetime: Duration,
-    /// Issued access token → expiry. Tokio's clock, so paused-time tests can expire
-    /// tokens.
-    tokens: RwLock<HashMap<String, tokio::time::Instant>>,
-    tokens_issued: AtomicUsize,
+    tokens: Tokens,
     verdicts: Verdicts<String, FcmVerdict>,
     recorder: Recorder<FcmPush>,
     next_message_id: AtomicU64,
-    /// Token → (429 answers left, Retry-After seconds).
-    throttled: parking_lot::Mutex<HashMap<String, (u32, u32)>>,
+    throttles: Throttles,
+}
+
+impl fmt::Debug for Fcm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fcm")
+            .field("project_id", &self.project_id)
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vendor for Fcm {
+    type Push = FcmPush;
+    type Verdict = FcmVerdict;
+
+    #[allow(private_interfaces)]
+    fn recorder(&self) -> &Recorder<FcmPush> {
+        &self.recorder
+    }
+
+    fn set_verdict(&self, token: &str, verdict: FcmVerdict) {
+        self.verdicts.set(token.to_owned(), verdict);
+    }
+
+    fn tokens_issued(&self) -> usize {
+        self.tokens.issued()
+    }
 }
 
 impl server::Service for Fcm {
@@ -439,25 +364,13 @@ impl Fcm {
                 description: "The token endpoint only accepts POST.".into(),
             });
         }
-        let form_encoded = request
-            .head
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| {
-                mime.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !form_encoded {
+        if vendor::media_type(&request.head.headers) != "application/x-www-form-urlencoded" {
             return Err(OAuthError::new(
                 "invalid_request",
                 "Content-Type must be application/x-www-form-urlencoded.",
             ));
         }
-        let form = std::str::from_utf8(&request.body)
-            .ok()
-            .and_then(parse_form)
+        let form = vendor::parse_form(&request.body)
             .ok_or_else(|| OAuthError::new("invalid_request", "Malformed form body."))?;
         let grant_type = form.get("grant_type").ok_or_else(|| {
             OAuthError::new("invalid_request", "Missing required parameter: grant_type")
@@ -473,23 +386,10 @@ impl Fcm {
         })?;
         self.verify_assertion(assertion)?;
 
-        let mut random = [0u8; 48];
-        rand::thread_rng().fill(&mut random[..]);
-        let token = format!(
-            "ya29.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
-        );
-        let expires_at = tokio::time::Instant::now() + self.token_lifetime;
-        {
-            let mut tokens = self.tokens.write();
-            let now = tokio::time::Instant::now();
-            tokens.retain(|_, expiry| *expiry > now);
-            tokens.insert(token.clone(), expires_at);
-        }
-        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        let token = self.tokens.issue("ya29.", 48);
         let body = json!({
             "access_token": token,
-            "expires_in": self.token_lifetime.as_secs(),
+            "expires_in": self.tokens.lifetime.as_secs(),
             "token_type": "Bearer",
         });
         Ok(Reply::json(StatusCode::OK, body.to_string()).with_header(
@@ -604,13 +504,7 @@ impl Fcm {
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(server::bearer_token)
-            .is_some_and(|token| {
-                let now = tokio::time::Instant::now();
-                self.tokens
-                    .read()
-                    .get(token)
-                    .is_some_and(|expiry| *expiry > now)
-            });
+            .is_some_and(|token| self.tokens.check(token) == Some(true));
         if !authorized {
             return Err(Failure::new(
                 StatusCode::UNAUTHORIZED,
@@ -646,7 +540,7 @@ impl Fcm {
                 if let Some(verdict) = self.verdicts.get(token) {
                     return Err(Failure::from(verdict));
                 }
-                if let Some(retry_after_s) = self.throttle(token) {
+                if let Some(retry_after_s) = self.throttles.take(token) {
                     return Err(quota_exceeded(retry_after_s));
                 }
                 token.to_owned()
@@ -673,19 +567,6 @@ impl Fcm {
             StatusCode::OK,
             json!({ "name": name }).to_string(),
         ))
-    }
-}
-
-impl Fcm {
-    /// A scripted per-token 429, consuming one: its `Retry-After`.
-    fn throttle(&self, token: &str) -> Option<u32> {
-        let mut throttled = self.throttled.lock();
-        if throttled.is_empty() {
-            return None;
-        }
-        let (left, retry_after) = throttled.get_mut(token)?;
-        *left = left.checked_sub(1)?;
-        Some(*retry_after)
     }
 }
 
@@ -973,22 +854,6 @@ fn parse_duration(text: &str) -> Option<f64> {
         return None;
     }
     number.parse().ok()
-}
-
-/// Decodes an `application/x-www-form-urlencoded` body; `None` if malformed.
-fn parse_form(body: &str) -> Option<HashMap<String, String>> {
-    let decode = |s: &str| {
-        urlencoding::decode(&s.replace('+', " "))
-            .ok()
-            .map(Cow::into_owned)
-    };
-    body.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(key)?, decode(value)?))
-        })
-        .collect()
 }
 
 /// "Not a valid registration token": 400 with FcmError `INVALID_ARGUMENT`.

@@ -10,17 +10,13 @@
 //!
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
 
 pub const MAX_BODY: usize = 4096;
 
@@ -32,26 +28,18 @@ pub struct Huawei {
     pub app_id: String,
     pub client_secret: String,
     core: Core,
-    next_id: AtomicU64,
 }
 
-impl Vendor for Huawei {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Huawei);
 
 /// Start a mock Huawei with fresh credentials on `127.0.0.1:0`.
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
     let mut rng = rand::thread_rng();
-    let vendor = Arc::new(Huawei {
+    vendor::start_oem(ca, &common, true, |core| Huawei {
         app_id: rng.gen_range(100_000_000u64..999_999_999).to_string(),
         client_secret: hex::encode(rng.gen::<[u8; 32]>()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_id: AtomicU64::new(1),
-    });
-    vendor::spawn(ca, server::bind()?, vendor, true, &common)
+        core,
+    })
 }
 
 impl Mock<Huawei> {
@@ -115,27 +103,13 @@ impl Huawei {
     }
 
     fn send(&self, r: &Request) -> (Reply, Option<&'static str>) {
-        let Some(app) = r
-            .head
-            .uri
-            .path()
-            .strip_prefix("/v1/")
-            .and_then(|p| p.strip_suffix("/messages:send"))
-        else {
-            return (Reply::empty(StatusCode::NOT_FOUND), Some("not_found"));
+        let app = match vendor::post_param(r, "/v1/", "/messages:send") {
+            Ok(app) => app,
+            Err((status, code)) => return (Reply::empty(status), Some(code)),
         };
-        if r.head.method != Method::POST {
-            return (Reply::empty(StatusCode::METHOD_NOT_ALLOWED), Some("method"));
-        }
-        let bearer = r
-            .head
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(server::bearer_token);
-        match bearer.map(|t| self.core.check_token(t)) {
-            Some(Some(true)) => {}
-            Some(Some(false)) => {
+        match self.core.check_bearer(r) {
+            Some(true) => {}
+            Some(false) => {
                 return (
                     answer(StatusCode::UNAUTHORIZED, "80200003", "OAuth token expired"),
                     Some("80200003"),
@@ -259,22 +233,14 @@ impl Huawei {
             }
             None => {}
         }
-        let data: Option<Value> = m["data"]
-            .as_str()
-            .and_then(|d| serde_json::from_str(d).ok());
-        self.core.recorder.accept(VendorPush {
-            token: token.to_owned(),
-            title: title.to_owned(),
-            content: body.to_owned(),
-            payload: data
-                .as_ref()
-                .and_then(|d| d["payload"].as_str())
-                .map(str::to_owned),
-            body: v.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let push = Accepted {
+            token,
+            title,
+            content: body,
+            payload: vendor::nested_payload(m["data"].as_str()),
+        };
+        self.core.accept(r, push, v.clone());
+        let id = self.core.next_id();
         (
             Reply::json(
                 StatusCode::OK,

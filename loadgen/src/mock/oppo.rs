@@ -11,9 +11,6 @@
 //! Serves HTTP/1.1 only (OPPO does not promise HTTP/2), so the engine's keep-alive
 //! HTTP/1.1 path is exercised.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Value};
@@ -21,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
 
 pub type MockOppo = Mock<Oppo>;
 
@@ -33,25 +30,17 @@ pub struct Oppo {
     pub app_key: String,
     pub master_secret: String,
     core: Core,
-    next_id: AtomicU64,
 }
 
-impl Vendor for Oppo {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Oppo);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOppo> {
     let mut rng = rand::thread_rng();
-    let vendor = Arc::new(Oppo {
+    vendor::start_oem(ca, &common, false, |core| Oppo {
         app_key: hex::encode(rng.gen::<[u8; 12]>()),
         master_secret: hex::encode(rng.gen::<[u8; 16]>()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_id: AtomicU64::new(1),
-    });
-    vendor::spawn(ca, server::bind()?, vendor, false, &common)
+        core,
+    })
 }
 
 fn code(code: i64, message: &str) -> Reply {
@@ -145,22 +134,14 @@ impl Oppo {
             }
             None => {}
         }
-        let params: Option<Value> = n["action_parameters"]
-            .as_str()
-            .and_then(|p| serde_json::from_str(p).ok());
-        self.core.recorder.accept(VendorPush {
-            token: regid.to_owned(),
-            title: title.to_owned(),
-            content: content.to_owned(),
-            payload: params
-                .as_ref()
-                .and_then(|p| p["payload"].as_str())
-                .map(str::to_owned),
-            body: message.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let push = Accepted {
+            token: regid,
+            title,
+            content,
+            payload: vendor::nested_payload(n["action_parameters"].as_str()),
+        };
+        self.core.accept(r, push, message.clone());
+        let id = self.core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"code": 0, "message": "Success", "data": {"messageId": format!("{}-{id}", server::unix_millis())}}).to_string(),

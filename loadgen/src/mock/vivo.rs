@@ -10,9 +10,6 @@
 //!
 //! Serves HTTP/1.1 only.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use http::{Method, StatusCode};
 use md5::{Digest, Md5};
 use rand::Rng as _;
@@ -20,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::server::{Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
 
 pub type MockVivo = Mock<Vivo>;
 
@@ -33,26 +30,21 @@ pub struct Vivo {
     pub app_key: String,
     pub app_secret: String,
     core: Core,
-    next_task: AtomicU64,
 }
 
-impl Vendor for Vivo {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Vivo);
+
+/// vivo task ids are large numbers; the mock's first one.
+const FIRST_TASK_ID: u64 = 121_397_329;
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockVivo> {
     let mut rng = rand::thread_rng();
-    let vendor = Arc::new(Vivo {
+    vendor::start_oem(ca, &common, false, |core| Vivo {
         app_id: rng.gen_range(10_000..99_999),
         app_key: hex::encode(rng.gen::<[u8; 16]>()),
         app_secret: hex::encode(rng.gen::<[u8; 16]>()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_task: AtomicU64::new(121_397_329),
-    });
-    vendor::spawn(ca, super::server::bind()?, vendor, false, &common)
+        core,
+    })
 }
 
 fn units(s: &str) -> usize {
@@ -167,16 +159,14 @@ impl Vivo {
             }
             None => {}
         }
-        self.core.recorder.accept(VendorPush {
-            token: regid.to_owned(),
-            title: title.to_owned(),
-            content: content.to_owned(),
+        let push = Accepted {
+            token: regid,
+            title,
+            content,
             payload: v["clientCustomMap"]["payload"].as_str().map(str::to_owned),
-            body: v.clone(),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
-        let task = self.next_task.fetch_add(1, Ordering::Relaxed);
+        };
+        self.core.accept(r, push, v.clone());
+        let task = FIRST_TASK_ID - 1 + self.core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": 0, "desc": "请求成功", "taskId": task.to_string()}).to_string(),

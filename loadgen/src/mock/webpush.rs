@@ -36,7 +36,7 @@ use sha2::Sha256;
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Common, Core, Mock, Scripted, VendorPush};
 
 pub type MockWebpush = Mock<Webpush>;
 
@@ -84,12 +84,7 @@ impl std::fmt::Debug for Webpush {
     }
 }
 
-impl Vendor for Webpush {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Webpush);
 
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockWebpush> {
     let listener = server::bind()?;
@@ -101,7 +96,7 @@ pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockWebpush> {
         core: Core::new(common.record_limit, common.token_lifetime),
         next: AtomicU64::new(1),
     });
-    vendor::spawn(ca, listener, vendor, true, &common)
+    vendor::spawn_oem(ca, listener, vendor, true, &common)
 }
 
 impl Mock<Webpush> {

@@ -8,9 +8,6 @@
 //!
 //! Serves HTTP/2 (Xiaomi ships an HTTP/2 SDK) and HTTP/1.1.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use http::header::AUTHORIZATION;
 use http::{Method, StatusCode};
 use rand::Rng as _;
@@ -18,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, Vendor, VendorPush};
+use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
 
 pub type MockXiaomi = Mock<Xiaomi>;
 
@@ -27,27 +24,19 @@ pub struct Xiaomi {
     pub app_secret: String,
     pub package_name: String,
     core: Core,
-    next_id: AtomicU64,
 }
 
-impl Vendor for Xiaomi {
-    #[allow(private_interfaces)]
-    fn core(&self) -> &Core {
-        &self.core
-    }
-}
+vendor::oem_vendor!(Xiaomi);
 
 pub fn start(ca: &TestCa, package_name: &str, common: Common) -> anyhow::Result<MockXiaomi> {
-    let vendor = Arc::new(Xiaomi {
+    vendor::start_oem(ca, &common, true, |core| Xiaomi {
         app_secret: base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             rand::thread_rng().gen::<[u8; 16]>(),
         ),
         package_name: package_name.to_owned(),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next_id: AtomicU64::new(1),
-    });
-    vendor::spawn(ca, server::bind()?, vendor, true, &common)
+        core,
+    })
 }
 
 fn error(code: i64, reason: &str) -> Reply {
@@ -123,16 +112,14 @@ impl Xiaomi {
             None => {}
         }
         let fields: Map<String, Value> = form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        self.core.recorder.accept(VendorPush {
-            token: regid.to_owned(),
-            title,
-            content: description,
+        let push = Accepted {
+            token: regid,
+            title: &title,
+            content: &description,
             payload: form.get("payload").cloned(),
-            body: Value::Object(fields),
-            headers: r.head.headers.clone(),
-            received_at: quanta::Instant::now(),
-        });
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        };
+        self.core.accept(r, push, Value::Object(fields));
+        let id = self.core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": "ok", "trace_id": format!("Xcm{}", server::unix_millis()), "code": 0,

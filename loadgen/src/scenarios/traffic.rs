@@ -293,7 +293,7 @@ fn attribute(
             p.received_at,
         );
     }
-    for p in mocks.fcm.take_received() {
+    for p in mocks.fcm().take_received() {
         record(
             p.message["data"]["payload"].as_str(),
             fcm_device(&p.token),
@@ -315,7 +315,7 @@ fn attribute(
         .insert("apns".into(), mocks.apns.received_count() as u64);
     report
         .per_provider
-        .insert("fcm".into(), mocks.fcm.received_count() as u64);
+        .insert("fcm".into(), mocks.fcm().received_count() as u64);
     if let Some(v) = &mocks.vendors {
         for (name, n) in v.counts() {
             report.per_provider.insert(name.into(), n as u64);

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
-use fanfare_loadgen::mock::fcm::{self, MockFcm};
-use fanfare_loadgen::mock::tls::TestCa;
-use fanfare_loadgen::mock::{honor, huawei, oppo, vendor, vivo, webpush, xiaomi};
+use fanfare_loadgen::mock::apns::MockApns;
+use fanfare_loadgen::mock::fcm::MockFcm;
+use fanfare_loadgen::mock::rig::{self, Rig};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-pub const TOPIC: &str = "com.example.chat";
+pub use fanfare_loadgen::mock::rig::TOPIC;
 pub const API_TOKEN: &str = "s3cret-api-token";
 
 pub struct Harness {
@@ -49,107 +48,10 @@ pub struct Options {
     pub env: Vec<(String, String)>,
 }
 
+/// The Chinese OEM and Web Push mocks, started with `Options::vendors`.
+pub use fanfare_loadgen::mock::rig::Vendors;
 /// Package name the Xiaomi mock expects.
-pub const PACKAGE: &str = "com.example.chat";
-
-pub struct Vendors {
-    pub huawei: huawei::MockHuawei,
-    pub honor: honor::MockHonor,
-    pub xiaomi: xiaomi::MockXiaomi,
-    pub oppo: oppo::MockOppo,
-    pub vivo: vivo::MockVivo,
-    pub webpush: webpush::MockWebpush,
-}
-
-impl Vendors {
-    fn start(ca: &TestCa) -> anyhow::Result<Vendors> {
-        let c = vendor::Common::default;
-        Ok(Vendors {
-            huawei: huawei::start(ca, c())?,
-            honor: honor::start(ca, c())?,
-            xiaomi: xiaomi::start(ca, PACKAGE, c())?,
-            oppo: oppo::start(ca, c())?,
-            vivo: vivo::start(ca, c())?,
-            webpush: webpush::start(ca, c())?,
-        })
-    }
-
-    fn toml(&self, ca: &std::path::Path, vapid: &std::path::Path) -> String {
-        let (h, o, x, p, v) = (
-            self.huawei.vendor(),
-            self.honor.vendor(),
-            self.xiaomi.vendor(),
-            self.oppo.vendor(),
-            self.vivo.vendor(),
-        );
-        format!(
-            r#"
-[huawei]
-app_id = "{h_app}"
-client_secret = "{h_secret}"
-endpoint = "{h_url}"
-token_endpoint = "{h_token}"
-channel_id = "chat"
-ca_file = "{ca}"
-
-[honor]
-app_id = "{o_app}"
-client_id = "{o_client}"
-client_secret = "{o_secret}"
-endpoint = "{o_url}"
-token_endpoint = "{o_token}"
-ca_file = "{ca}"
-
-[xiaomi]
-app_secret = "{x_secret}"
-package_name = "{PACKAGE}"
-endpoint = "{x_url}"
-channel_id = "chat"
-ca_file = "{ca}"
-
-[oppo]
-app_key = "{p_key}"
-master_secret = "{p_secret}"
-endpoint = "{p_url}"
-endpoint_intl = "{p_url}"
-channel_id = "chat"
-ca_file = "{ca}"
-
-[vivo]
-app_id = "{v_app}"
-app_key = "{v_key}"
-app_secret = "{v_secret}"
-endpoint = "{v_url}"
-ca_file = "{ca}"
-
-[webpush]
-vapid_private_key_file = "{vapid}"
-subject = "mailto:ops@example.com"
-ca_file = "{ca}"
-"#,
-            h_app = h.app_id,
-            h_secret = h.client_secret,
-            h_url = self.huawei.url(),
-            h_token = self.huawei.token_endpoint(),
-            o_app = o.app_id,
-            o_client = o.client_id,
-            o_secret = o.client_secret,
-            o_url = self.honor.url(),
-            o_token = self.honor.token_endpoint(),
-            x_secret = x.app_secret,
-            x_url = self.xiaomi.url(),
-            p_key = p.app_key,
-            p_secret = p.master_secret,
-            p_url = self.oppo.url(),
-            v_app = v.app_id,
-            v_key = v.app_key,
-            v_secret = v.app_secret,
-            v_url = self.vivo.url(),
-            ca = ca.display(),
-            vapid = vapid.display(),
-        )
-    }
-}
+pub use fanfare_loadgen::mock::rig::PACKAGE;
 
 pub async fn start() -> Harness {
     start_with(Options::default()).await
@@ -161,37 +63,21 @@ pub async fn start_with(opts: Options) -> Harness {
 
 async fn try_start(opts: Options) -> anyhow::Result<Harness> {
     let dir = tempfile::tempdir()?;
-    let ca = TestCa::generate()?;
-    let ca_file = ca.write_ca_file(dir.path())?;
-    let creds = Credentials::generate()?;
-    let key_file = creds.write_key_file(dir.path())?;
-    let apns_cfg = apns::Config {
-        topic: TOPIC.into(),
-        ..apns::Config::default()
-    };
-    let apns = MockApns::start(&ca, &creds, apns_cfg.clone())?;
-    let apns_sandbox = MockApns::start(&ca, &creds, apns_cfg)?;
-    let fcm = MockFcm::start(&ca, fcm::Config::default())?;
-    let sa_file = fcm.write_service_account(dir.path())?;
-    let vendors = if opts.vendors {
-        Some(Vendors::start(&ca)?)
-    } else {
-        None
-    };
-    let vendor_toml = match &vendors {
-        Some(v) => {
-            let vapid = dir.path().join("vapid.pem");
-            std::fs::write(&vapid, webpush::generate_vapid_key_pem()?)?;
-            v.toml(&ca_file, &vapid)
-        }
-        None => String::new(),
-    };
+    let rig = Rig::start(
+        dir.path(),
+        &rig::Options {
+            apns_sandbox: true,
+            vendors: opts.vendors,
+            connections: Some(2),
+            ..rig::Options::default()
+        },
+    )?;
     let token_line = if opts.api_token {
         format!("token = \"{API_TOKEN}\"\n")
     } else {
         String::new()
     };
-    let toml = format!(
+    let ours = format!(
         r#"
 [api]
 listen = "127.0.0.1:0"
@@ -204,39 +90,14 @@ durability = "none"
 [messages]
 dedup_window_s = 600
 {messages}
-
-[apns]
-key_file = "{key}"
-key_id = "{kid}"
-team_id = "{team}"
-topic = "{TOPIC}"
-endpoint_production = "{prod}"
-endpoint_sandbox = "{sandbox}"
-connections = 2
-ca_file = "{ca}"
-
-[fcm]
-service_account_file = "{sa}"
-endpoint = "{fcm_url}"
-connections = 2
-ca_file = "{ca}"
-{vendor_toml}
 {extra}
 "#,
         data = dir.path().join("data").display(),
-        key = key_file.display(),
-        kid = creds.key_id,
-        team = creds.team_id,
-        prod = apns.url(),
-        sandbox = apns_sandbox.url(),
-        ca = ca_file.display(),
-        sa = sa_file.display(),
-        fcm_url = fcm.url(),
         extra = opts.extra,
         messages = opts.messages,
     );
     let config_path: PathBuf = dir.path().join("fanfare.toml");
-    std::fs::write(&config_path, toml)?;
+    rig.write_engine_config_toml(&config_path, &ours)?;
     let config = fanfare::config::Config::load(Some(&config_path), opts.env)?;
     let engine = fanfare::start(config).await.context("engine starts")?;
     let base = format!("http://{}", engine.local_addr());
@@ -244,10 +105,12 @@ ca_file = "{ca}"
     connector.set_nodelay(true);
     Ok(Harness {
         _dir: dir,
-        apns,
-        apns_sandbox,
-        fcm,
-        vendors,
+        apns: rig.apns,
+        apns_sandbox: rig
+            .apns_sandbox
+            .expect("the harness starts an APNs sandbox mock"),
+        fcm: rig.fcm.expect("the harness starts mock FCM"),
+        vendors: rig.vendors,
         engine: Some(engine),
         base,
         http: Client::builder(TokioExecutor::new()).build(connector),

@@ -605,7 +605,7 @@ async fn drop_stops_the_server() {
     let creds = Credentials::generate().unwrap();
     let mock = MockApns::start(&ca, &creds, Config::default()).unwrap();
     let addr = mock.addr();
-    let closed = mock.server.closed_owned();
+    let closed = mock.closed_owned();
     drop(mock);
     tokio::time::timeout(WAIT, closed)
         .await

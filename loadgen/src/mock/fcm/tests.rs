@@ -532,7 +532,7 @@ fn durations_parse_like_protobuf_json() {
 
 #[test]
 fn forms_decode() {
-    let form = parse_form("a=b%20c&d=e+f&g=").unwrap();
+    let form = vendor::parse_form(b"a=b%20c&d=e+f&g=").unwrap();
     assert_eq!(form["a"], "b c");
     assert_eq!(form["d"], "e f");
     assert_eq!(form["g"], "");
