@@ -270,9 +270,8 @@ async fn a_snapshot_after_junk_is_small_and_a_restart_restores_exactly_the_real_
     drop(engine);
     running.shutdown().await;
     let restarted = fanfare::start(config).await.expect("engine restarts");
-    h.base = format!("http://{}", restarted.local_addr());
     let engine = restarted.engine().clone();
-    h.engine = Some(restarted);
+    h.attach(restarted);
     assert_eq!(engine.state.durable_view(), real);
     assert_eq!(users(&h).await, 13, "12 bound users and the guest");
     let (_, v) = h.get("/v1/groups/team").await;

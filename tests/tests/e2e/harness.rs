@@ -244,14 +244,7 @@ ca_file = "{ca}"
     let engine = fanfare::start(config).await.context("engine starts")?;
     let base = format!("http://{}", engine.local_addr());
     let token = opts.api_token.then(|| API_TOKEN.to_string());
-    let client = |token| {
-        Client::builder(base.clone())
-            .protocol(Protocol::Http1)
-            .token(token)
-            .timeout(WAIT)
-            .build()
-    };
-    let (api, bare) = (client(token.as_deref()), client(None));
+    let (api, bare) = clients(&base, token.as_deref());
     Ok(Harness {
         _dir: dir,
         apns,
@@ -264,6 +257,18 @@ ca_file = "{ca}"
         bare,
         token,
     })
+}
+
+/// The typed client of the engine at `base` (with `token`) and one without a token.
+fn clients(base: &str, token: Option<&str>) -> (Client, Client) {
+    let client = |token| {
+        Client::builder(base)
+            .protocol(Protocol::Http1)
+            .token(token)
+            .timeout(WAIT)
+            .build()
+    };
+    (client(token), client(None))
 }
 
 /// The `202` answer to a message: its counts of recipients, offline ones, targets.
@@ -441,6 +446,13 @@ impl Harness {
             Ok(MessageAnswer::Accepted(a)) => a,
             other => panic!("message {id}: {other:?}"),
         }
+    }
+
+    /// Talk to `engine` from now on (an engine restarted on the same data).
+    pub fn attach(&mut self, engine: fanfare::Running) {
+        self.base = format!("http://{}", engine.local_addr());
+        (self.api, self.bare) = clients(&self.base, self.token.as_deref());
+        self.engine = Some(engine);
     }
 
     /// The vendor mocks (panics unless started with `Options::vendors`).
