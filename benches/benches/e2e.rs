@@ -25,6 +25,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use fanfare::client::request;
 use fanfare::providers::{Content, Kind, Push};
 use fanfare::transport::{tls, Endpoint, Pool};
 use fanfare_loadgen::mock::apns::{Credentials, MockApns};
@@ -51,7 +52,6 @@ const TITLE: &str = "bench";
 const TEXT: &str = "hello everyone";
 const PAYLOAD: &str = "{\"conv\":\"bench-all\"}";
 
-type Api = Client<HttpConnector, Full<Bytes>>;
 type Naive = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Device token of bench user `i` (64 hex characters, as APNs issues them).
@@ -64,29 +64,13 @@ struct Env {
     _dir: tempfile::TempDir,
     apns: MockApns,
     engine: fanfare::Running,
-    api: Api,
-    base: String,
+    api: fanfare::client::Client,
     ca_file: PathBuf,
     ca: TestCa,
     creds: Credentials,
     /// The engine's APNs connections and in-flight limit; the baselines use the same.
     connections: usize,
     concurrency: usize,
-}
-
-async fn call(api: &Api, method: Method, url: String, body: Value) -> anyhow::Result<(u16, Value)> {
-    let req = Request::builder()
-        .method(method)
-        .uri(url)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let resp = api.request(req).await?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
 }
 
 /// Mock APNs + engine (durability none, APNs only) as `fanfare-loadgen`'s `setup`, then
@@ -126,44 +110,31 @@ async fn setup(mock_rt: &tokio::runtime::Handle) -> anyhow::Result<Env> {
     } = rig;
     let engine = fanfare::start(config).await.context("start engine")?;
     let base = format!("http://{}", engine.local_addr());
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let api = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(connector);
+    let api = fanfare::client::Client::builder(base).build();
 
     {
         use futures::StreamExt as _;
         let mut binds = futures::stream::iter(0..N)
             .map(|i| {
-                call(
-                    &api,
-                    Method::PUT,
-                    format!("{base}/v1/push-ids/d{i}"),
-                    json!({"user_id": format!("u{i}"), "provider": "apns", "token": token(i)}),
-                )
+                let req = request::bind(&format!("u{i}"), "apns", &token(i));
+                let api = &api;
+                async move { api.bind(&format!("d{i}"), &req).await }
             })
             .buffer_unordered(64);
         while let Some(r) = binds.next().await {
-            let (status, body) = r?;
-            ensure!(status == 200, "bind answered {status}: {body}");
+            r.context("bind")?;
         }
     }
-    let members: Vec<String> = (0..N).map(|i| format!("u{i}")).collect();
-    let (status, body) = call(
-        &api,
-        Method::POST,
-        format!("{base}/v1/groups/{GROUP}/members"),
-        json!({ "add": members }),
-    )
-    .await?;
-    ensure!(status == 200, "group update answered {status}: {body}");
+    let add = fanfare::client::MembersRequest {
+        add: (0..N).map(|i| format!("u{i}")).collect(),
+        remove: Vec::new(),
+    };
+    api.members(GROUP, &add).await.context("group update")?;
     Ok(Env {
         _dir: dir,
         apns,
         engine,
         api,
-        base,
         ca_file,
         ca,
         creds,
@@ -176,16 +147,16 @@ async fn setup(mock_rt: &tokio::runtime::Handle) -> anyhow::Result<Env> {
 /// pushes.
 async fn engine_batch(env: &Env, seq: u64) -> anyhow::Result<()> {
     let before = env.apns.received_count();
-    let (status, body) = call(
-        &env.api,
-        Method::POST,
-        format!("{}/v1/messages", env.base),
-        json!({"message_id": format!("bench-{seq}"), "sender_id": "bench-sender",
-               "conversation_type": "group", "conversation_id": GROUP,
-               "push": {"title": TITLE, "content": TEXT, "payload": PAYLOAD}}),
-    )
-    .await?;
-    ensure!(status == 202, "message answered {status}: {body}");
+    let push = request::push(TITLE, TEXT, PAYLOAD);
+    let m = request::message(
+        format!("bench-{seq}"),
+        "bench-sender",
+        "group",
+        GROUP,
+        Some(push),
+    );
+    let answer = env.api.message(&m).await.context("message")?;
+    ensure!(answer.accepted().is_some(), "message answered {answer:?}");
     let target = before + N as usize;
     // A 1 ms tick rather than the mock's per-receipt notification: waking the waiter
     // on each of the N receipts would compete with the engine for the same cores;

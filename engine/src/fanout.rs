@@ -1,5 +1,7 @@
 //! From a message to device pushes.
 //!
+//! - [`usecase`]: the message and call use cases the API calls: dedup claim and
+//!   release, rendering for the configured vendors, planning, admission.
 //! - [`plan`]: resolve recipients, drop online ones (one bitset load each), collect the
 //!   offline users' devices grouped by vendor lane, once per message.
 //! - [`dispatch`]: bounded per-vendor lanes; admission is all-or-nothing per message so
@@ -10,3 +12,4 @@
 pub mod dedup;
 pub mod dispatch;
 pub mod plan;
+pub mod usecase;

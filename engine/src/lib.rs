@@ -18,7 +18,8 @@
 //! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`config`]
 //! (TOML + env overrides), [`clock`], [`shutdown`], [`telemetry`] (stats and
 //! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
-//! generator's engine process).
+//! generator's engine process), and [`client`] (the typed API client of the programs
+//! that drive an engine: load generator, tests, benches).
 //!
 //! Life cycle ([`start`]): bind the API (it answers 503 until ready) → lock the data
 //! directory (one engine per directory) and recover state from the snapshot and the
@@ -28,6 +29,7 @@
 //! pushes for up to `api.shutdown_grace_s` → final snapshot → close the log.
 
 pub mod api;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod fanout;

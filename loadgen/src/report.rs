@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use fanfare::client;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::scenarios::Scenario;
 
@@ -33,15 +33,32 @@ pub struct Errors {
 }
 
 impl Errors {
-    /// Count `r` unless it is `ok`; returns the body of an `ok` answer.
-    pub fn check(&mut self, r: anyhow::Result<(u16, Value)>, ok: u16) -> Option<Value> {
+    /// Count `r` unless it is a success; returns the answer of a success.
+    pub fn check<T>(&mut self, r: Result<T, client::Error>) -> Option<T> {
         match r {
-            Ok((s, v)) if s == ok => return Some(v),
-            Ok((s, _)) if (400..500).contains(&s) => self.api_status_4xx += 1,
-            Ok(_) => self.api_status_5xx += 1,
-            Err(_) => self.api_transport += 1,
+            Ok(v) => return Some(v),
+            Err(e) => match e.status() {
+                Some(s) if s.is_client_error() => self.api_status_4xx += 1,
+                Some(_) => self.api_status_5xx += 1,
+                None => self.api_transport += 1,
+            },
         }
         None
+    }
+
+    /// A message's acceptance. A duplicate answer (the load generator never repeats
+    /// an id) is an unexpected answer and counts with the 5xx.
+    pub fn check_message(
+        &mut self,
+        r: Result<client::MessageAnswer, client::Error>,
+    ) -> Option<client::MessageAccepted> {
+        match self.check(r)? {
+            client::MessageAnswer::Accepted(a) => Some(a),
+            client::MessageAnswer::Duplicate(_) => {
+                self.api_status_5xx += 1;
+                None
+            }
+        }
     }
 
     pub fn api_total(&self) -> u64 {
@@ -457,14 +474,22 @@ mod tests {
     #[test]
     fn api_errors_are_counted_by_kind() {
         let mut e = Errors::default();
-        assert_eq!(
-            e.check(Ok((202, serde_json::json!({"targets": 2}))), 202),
-            Some(serde_json::json!({"targets": 2}))
-        );
-        assert_eq!(e.check(Ok((200, Value::Null)), 202), None);
-        assert_eq!(e.check(Ok((429, Value::Null)), 202), None);
-        assert_eq!(e.check(Ok((503, Value::Null)), 202), None);
-        assert_eq!(e.check(Err(anyhow::anyhow!("reset")), 202), None);
+        let api = |status: u16| client::Error::Api {
+            status: http::StatusCode::from_u16(status).expect("a status"),
+            code: "overloaded".into(),
+            message: "busy".into(),
+            retry_after_s: Some(1),
+        };
+        assert_eq!(e.check(Ok::<_, client::Error>(2)), Some(2));
+        let duplicate = client::MessageAnswer::Duplicate(client::MessageDuplicate {
+            duplicate: true,
+            message_id: "m".into(),
+        });
+        assert_eq!(e.check_message(Ok(duplicate)), None);
+        assert_eq!(e.check(Err::<(), _>(api(429))), None);
+        assert_eq!(e.check(Err::<(), _>(api(503))), None);
+        let timeout = client::Error::Timeout(std::time::Duration::ZERO);
+        assert_eq!(e.check(Err::<(), _>(timeout)), None);
         assert_eq!(
             (e.api_status_4xx, e.api_status_5xx, e.api_transport),
             (1, 2, 1)

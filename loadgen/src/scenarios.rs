@@ -16,13 +16,13 @@ pub mod group;
 pub mod presence;
 pub mod traffic;
 
+use fanfare::client::request;
 use futures::StreamExt;
-use serde_json::{json, Value};
 
 use crate::engine_proc::ProcStats;
 use crate::progress::{Progress, Sent};
 use crate::report::{Errors, Report};
-use crate::setup::{call, EngineChoice, Env};
+use crate::setup::{EngineChoice, Env};
 use crate::RunArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -192,23 +192,18 @@ pub(crate) async fn bind_all(
     let total = users.saturating_mul(devices.max(1));
     let mut binds = futures::stream::iter(0..total)
         .map(|k| {
-            let (api, base) = (env.api.clone(), env.base.clone());
+            let api = env.api.clone();
             let (provider, token) = device_of(k);
             let user = k / devices.max(1);
             async move {
-                call(
-                    &api,
-                    http::Method::PUT,
-                    format!("{base}/v1/push-ids/d{k}"),
-                    json!({"user_id": format!("u{user}"), "provider": provider, "token": token}),
-                )
-                .await
+                let req = request::bind(&format!("u{user}"), provider, &token);
+                api.bind(&format!("d{k}"), &req).await
             }
         })
         .buffer_unordered(128);
     let mut acked = 0;
     while let Some(r) = binds.next().await {
-        if errors.check(r, 200).is_some() {
+        if errors.check(r).is_some() {
             acked += 1;
             sent.add(1);
         }
@@ -226,18 +221,12 @@ pub(crate) async fn mark_online(
     is_online: impl Fn(u32) -> bool,
     errors: &mut Errors,
 ) {
-    let online: Vec<Value> = (0..users)
-        .filter(|i| is_online(*i))
-        .map(|i| json!({"user_id": format!("u{i}"), "session_id": "lg", "online": true}))
-        .collect();
+    let online: Vec<u32> = (0..users).filter(|i| is_online(*i)).collect();
     for chunk in online.chunks(10_000) {
-        let r = call(
-            &env.api,
-            http::Method::POST,
-            format!("{}/v1/presence", env.base),
-            json!({"events": chunk}),
-        )
-        .await;
-        errors.check(r, 200);
+        let events = (chunk.iter())
+            .map(|i| request::session(&format!("u{i}"), "lg", true))
+            .collect();
+        let r = env.api.presence(&request::presence(events)).await;
+        errors.check(r);
     }
 }

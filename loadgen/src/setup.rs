@@ -7,12 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
+use fanfare::client::Client;
 use fanfare_loadgen::mock::rig::{self, Rig};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use crate::engine_proc::{EngineProc, ProcStats, Program};
@@ -22,8 +18,6 @@ pub(crate) use fanfare_loadgen::mock::rig::TOPIC;
 const RECORD_LIMIT: usize = 4_000_000;
 /// Admission is all-or-nothing per message: the largest group must fit.
 const QUEUE_CAPACITY: u64 = 2_000_000;
-
-pub(crate) type Api = Client<HttpConnector, Full<Bytes>>;
 
 /// Which engine a run measures.
 #[derive(Debug, Clone)]
@@ -85,8 +79,8 @@ pub(crate) struct Env {
     _tmp: Option<tempfile::TempDir>,
     pub mocks: Arc<Mocks>,
     engine: Engine,
-    pub api: Api,
-    pub base: String,
+    /// The engine's API over h2c (`Client::base` is its URL).
+    pub api: Client,
 }
 
 impl Env {
@@ -95,11 +89,6 @@ impl Env {
         let tmp = tempfile::Builder::new()
             .prefix("fanfare-loadgen")
             .tempdir()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let api: Api = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
         let (mocks, engine, base) = match choice {
             EngineChoice::Spawn(program) => {
                 let mocks = start_mocks(tmp.path(), with_vendors)?;
@@ -115,10 +104,11 @@ impl Env {
                 wait,
             } => {
                 let base = url.trim_end_matches('/').to_string();
+                let api = api_client(&base);
                 let listen = base
                     .strip_prefix("http://")
                     .context("--engine takes an http:// URL (the API is plain HTTP/h2c)")?;
-                if healthy(&api, &base).await {
+                if api.healthz().await.is_ok() {
                     bail!(
                         "an engine already answers at {base}: start it after the mocks, with the config \
                          this run writes to {}/engine.toml",
@@ -136,7 +126,7 @@ impl Env {
                     config.display()
                 );
                 let deadline = tokio::time::Instant::now() + *wait;
-                while !healthy(&api, &base).await {
+                while api.healthz().await.is_err() {
                     if tokio::time::Instant::now() >= deadline {
                         bail!("no engine became healthy at {base} within {wait:?}");
                     }
@@ -163,8 +153,7 @@ impl Env {
             _tmp: Some(tmp),
             mocks: Arc::new(mocks),
             engine,
-            api,
-            base,
+            api: api_client(&base),
         })
     }
 
@@ -193,17 +182,7 @@ impl Env {
 
     /// `GET /v1/stats`.
     pub async fn stats(&self) -> anyhow::Result<Value> {
-        let (s, v) = call(
-            &self.api,
-            http::Method::GET,
-            format!("{}/v1/stats", self.base),
-            Value::Null,
-        )
-        .await?;
-        if s != 200 {
-            bail!("GET /v1/stats answered {s}");
-        }
-        Ok(v)
+        self.api.stats().await.context("GET /v1/stats")
     }
 
     /// Stop a spawned engine (SIGTERM, drain, exit); an external one is left running.
@@ -215,49 +194,14 @@ impl Env {
     }
 }
 
-async fn healthy(api: &Api, base: &str) -> bool {
-    matches!(
-        call(
-            api,
-            http::Method::GET,
-            format!("{base}/healthz"),
-            Value::Null
-        )
-        .await,
-        Ok((200, _))
-    )
-}
-
 /// How long one API request may take before it counts as a transport error (so that
 /// a stuck engine cannot keep a run from ending).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One API request; `body` `Null` sends none.
-pub(crate) async fn call(
-    api: &Api,
-    method: http::Method,
-    url: String,
-    body: Value,
-) -> anyhow::Result<(u16, Value)> {
-    let mut req = http::Request::builder().method(method).uri(url);
-    let bytes = if body.is_null() {
-        Bytes::new()
-    } else {
-        req = req.header("content-type", "application/json");
-        Bytes::from(body.to_string())
-    };
-    let request = api.request(req.body(Full::new(bytes))?);
-    let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let resp = request.await?;
-        let status = resp.status().as_u16();
-        anyhow::Ok((status, resp.into_body().collect().await?.to_bytes()))
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}"))??;
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+/// The h2c client of the engine at `base`: one connection, TCP_NODELAY, every request
+/// bounded by [`REQUEST_TIMEOUT`].
+fn api_client(base: &str) -> Client {
+    Client::builder(base).timeout(REQUEST_TIMEOUT).build()
 }
 
 /// The APNs token of device `k`: its index in the first 8 hex digits.

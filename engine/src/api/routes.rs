@@ -6,38 +6,40 @@
 //! reading reads our answer rather than a connection reset.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use serde_json::{json, Value};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::connections::{Conn, Held, Shortfall};
+use self::body::{drain, read_body};
+use super::connections::Conn;
 use super::error::ApiError;
 use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
-use crate::fanout::plan;
+use crate::fanout::usecase::{self, Conversation, MessageOutcome};
 use crate::providers::{Kind, Push};
-use crate::state::ids::Pin;
-use crate::state::{Applied, Mutation, UserIdx};
-use crate::telemetry::inc;
+use crate::state::{Applied, Mutation};
 use crate::Engine;
+
+mod body;
 
 type Resp = Response<Full<Bytes>>;
 
-fn json_response(status: StatusCode, v: Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+/// A JSON answer with a typed body (the types of [`wire`], shared with the client).
+fn answer(status: StatusCode, body: &impl Serialize) -> Result<Resp, ApiError> {
+    let json = serde_json::to_vec(body).expect("answers are plain structs with string keys");
+    let mut r = Response::new(Full::new(Bytes::from(json)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    r
+    Ok(r)
 }
 
 /// The log refused the change or took it back: nothing changed. The store logs the
@@ -48,17 +50,18 @@ fn storage_error(e: crate::store::Error) -> ApiError {
     ApiError::internal("the change could not be made durable")
 }
 
-fn ok(v: Value) -> Result<Resp, ApiError> {
-    Ok(json_response(StatusCode::OK, v))
+fn ok(body: impl Serialize) -> Result<Resp, ApiError> {
+    answer(StatusCode::OK, &body)
+}
+
+fn healthy() -> wire::Health {
+    wire::Health {
+        status: "ok".into(),
+    }
 }
 
 /// A request whose body has not been read yet (`None` once read in full).
 type Req = Request<Option<Incoming>>;
-
-/// Most bytes of an unneeded body read and thrown away before answering.
-const DRAIN_MAX_BYTES: usize = 1 << 20;
-/// Longest time spent draining an unneeded body before answering.
-const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
 
 /// Answer one request on `conn`.
 pub async fn handle(engine: &Arc<Engine>, conn: &Conn, req: Request<Incoming>) -> Resp {
@@ -123,28 +126,6 @@ fn check_head(req: &Req) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Read and discard what is left of a body, at most [`DRAIN_MAX_BYTES`] for at most
-/// [`DRAIN_MAX_TIME`] (nginx's lingering close, done before answering). True when the
-/// body ended.
-async fn drain(body: &mut Incoming) -> bool {
-    let deadline = tokio::time::Instant::now() + DRAIN_MAX_TIME;
-    let mut left = DRAIN_MAX_BYTES;
-    loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(None) => return true,
-            Ok(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    match left.checked_sub(data.len()) {
-                        Some(l) => left = l,
-                        None => return false,
-                    }
-                }
-            }
-            Ok(Some(Err(_))) | Err(_) => return false,
-        }
-    }
-}
-
 /// Percent-decoded path segments after the leading slash.
 pub(super) fn segments(path: &str) -> Result<Vec<String>, ApiError> {
     path.trim_start_matches('/')
@@ -155,101 +136,6 @@ pub(super) fn segments(path: &str) -> Result<Vec<String>, ApiError> {
                 .map_err(|_| ApiError::invalid("path is not valid percent-encoded UTF-8"))
         })
         .collect()
-}
-
-/// A request body read in full, its bytes held against the body budgets until the
-/// request is answered.
-struct Body<'c> {
-    bytes: Bytes,
-    _held: Held<'c>,
-}
-
-impl std::ops::Deref for Body<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-/// Read the body of `req` in full: at most `api.max_body_bytes` (413), within
-/// `api.body_read_timeout_ms` (408), within the connection's and the engine's body
-/// budgets (503). On error what is left of the body stays in `req` for [`handle`].
-async fn read_body<'c>(
-    engine: &Engine,
-    conn: &'c Conn,
-    req: &mut Req,
-) -> Result<Body<'c>, ApiError> {
-    let limit = engine.config.api.max_body_bytes;
-    let too_large = || {
-        ApiError::too_large(format!(
-            "request body is over api.max_body_bytes ({limit} bytes)"
-        ))
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let mut held = conn.hold();
-    let Some(body) = req.body_mut().as_mut() else {
-        return Ok(Body {
-            bytes: Bytes::new(),
-            _held: held,
-        });
-    };
-    let timeout_ms = engine.config.api.body_read_timeout_ms;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
-    // One chunk is kept as is; more are copied into one buffer.
-    let mut first: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    let mut len = 0usize;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(None) => break,
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(_))) => return Err(ApiError::invalid("request body could not be read")),
-            Err(_) => {
-                return Err(ApiError::timeout(format!(
-                    "request body not received within api.body_read_timeout_ms ({timeout_ms} ms)"
-                )))
-            }
-        };
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        len += data.len();
-        if len > limit {
-            return Err(too_large());
-        }
-        held.take(data.len()).map_err(|short| {
-            let message = match short {
-                Shortfall::Connection { limit } => format!(
-                    "this connection's request bodies in memory would exceed api.max_connection_body_bytes ({limit} bytes); retry later"
-                ),
-                Shortfall::Total { limit } => format!(
-                    "request bodies in memory would exceed api.max_total_body_bytes ({limit} bytes); retry later"
-                ),
-            };
-            ApiError::unavailable(message, 1)
-        })?;
-        match first.take() {
-            None if joined.is_empty() => first = Some(data),
-            None => joined.extend_from_slice(&data),
-            Some(f) => {
-                let hint = declared.map_or(0, |d| d as usize).min(limit);
-                joined.reserve(hint.max(f.len() + data.len()));
-                joined.extend_from_slice(&f);
-                joined.extend_from_slice(&data);
-            }
-        }
-    }
-    *req.body_mut() = None;
-    let bytes = first.unwrap_or_else(|| joined.freeze());
-    Ok(Body { bytes, _held: held })
 }
 
 /// The credentials of an `Authorization: Bearer <token>` value. The scheme is
@@ -287,7 +173,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             return if method != Method::GET {
                 Err(ApiError::method_not_allowed("GET"))
             } else if engine.is_ready() {
-                ok(json!({"status": "ok"}))
+                ok(healthy())
             } else {
                 Err(ApiError::unavailable("recovery has not finished", 1))
             };
@@ -304,7 +190,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                     5,
                 ))
             } else {
-                ok(json!({"status": "ok"}))
+                ok(healthy())
             };
         }
         ["metrics"] => {
@@ -349,9 +235,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                 .await
                 .map_err(storage_error)?
             {
-                Applied::Unbound(Some(user)) => {
-                    ok(json!({"push_id": &*push_id, "user_id": &*user}))
-                }
+                Applied::Unbound(Some(user)) => ok(wire::Unbound {
+                    push_id: push_id.to_string(),
+                    user_id: user.to_string(),
+                }),
                 _ => Err(ApiError::not_found(format!(
                     "push_id {push_id:?} is not bound"
                 ))),
@@ -364,19 +251,20 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                 Some(u) => engine.state.registry.devices_of(u),
                 None => Vec::new(),
             };
-            let list: Vec<Value> = devices
+            let push_ids = devices
                 .iter()
-                .map(|d| {
-                    json!({
-                        "push_id": d.push_id(),
-                        "provider": d.provider().as_str(),
-                        "app_id": d.app_id(),
-                        "environment": d.environment().as_str(),
-                        "token_prefix": d.token().redacted(),
-                    })
+                .map(|d| wire::BoundDevice {
+                    app_id: d.app_id().map(str::to_string),
+                    environment: d.environment().as_str().into(),
+                    provider: d.provider().as_str().into(),
+                    push_id: d.push_id().into(),
+                    token_prefix: d.token().redacted(),
                 })
                 .collect();
-            ok(json!({"user_id": &*user_id, "push_ids": list}))
+            ok(wire::PushIds {
+                push_ids,
+                user_id: user_id.to_string(),
+            })
         }
         (&Method::DELETE, ["users", user_id, "push-ids"]) => {
             let user_id = wire::id("user_id", user_id)?;
@@ -390,7 +278,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                 Applied::UserRemoved(n) => n,
                 other => unreachable!("RemoveUser answers UserRemoved, not {other:?}"),
             };
-            ok(json!({"user_id": &*user_id, "removed": removed}))
+            ok(wire::UserRemoved {
+                removed,
+                user_id: user_id.to_string(),
+            })
         }
         (_, ["users", _, "push-ids"]) => Err(ApiError::method_not_allowed("GET, DELETE")),
         (&Method::POST, ["presence"]) => {
@@ -407,7 +298,11 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                     sessions: 0,
                 },
             };
-            ok(json!({"user_id": &*user_id, "online": status.online, "sessions": status.sessions}))
+            ok(wire::PresenceStatus {
+                online: status.online,
+                sessions: status.sessions,
+                user_id: user_id.to_string(),
+            })
         }
         (_, ["presence", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["groups", group_id, "members"]) => {
@@ -419,7 +314,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (&Method::GET, ["groups", group_id]) => {
             let group_id = wire::id("group_id", group_id)?;
             match engine.state.groups.members(&group_id) {
-                Some(m) => ok(json!({"group_id": &*group_id, "members": m.len()})),
+                Some(m) => ok(wire::GroupSize {
+                    group_id: group_id.to_string(),
+                    members: m.len(),
+                }),
                 None => Err(ApiError::not_found(format!(
                     "group {group_id:?} does not exist"
                 ))),
@@ -434,7 +332,9 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                 .await
                 .map_err(storage_error)?
             {
-                Applied::GroupDeleted(true) => ok(json!({"group_id": &*group_id})),
+                Applied::GroupDeleted(true) => ok(wire::GroupDeleted {
+                    group_id: group_id.to_string(),
+                }),
                 _ => Err(ApiError::not_found(format!(
                     "group {group_id:?} does not exist"
                 ))),
@@ -481,11 +381,11 @@ async fn bind(engine: &Engine, push_id: Arc<str>, body: &[u8]) -> Result<Resp, A
     let Applied::Bound { previous_user } = applied else {
         unreachable!("Bind answers Bound, not {applied:?}")
     };
-    ok(json!({
-        "push_id": &*push_id,
-        "user_id": &*user_id,
-        "previous_user_id": previous_user.as_deref(),
-    }))
+    ok(wire::Bound {
+        previous_user_id: previous_user.as_deref().map(str::to_string),
+        push_id: push_id.to_string(),
+        user_id: user_id.to_string(),
+    })
 }
 
 fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
@@ -513,7 +413,9 @@ fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
             );
         }
     }
-    ok(json!({"applied": req.events.len()}))
+    ok(wire::PresenceApplied {
+        applied: req.events.len(),
+    })
 }
 
 async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
@@ -534,48 +436,10 @@ async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Res
     let Applied::GroupSize(members) = applied else {
         unreachable!("GroupUpdate answers GroupSize, not {applied:?}")
     };
-    ok(json!({"group_id": &*group_id, "members": members}))
-}
-
-/// Render `content` for every configured vendor (a body over a vendor's limit is a
-/// 413). Vendors the engine has no credentials for are skipped: nothing is ever sent
-/// to them, and rendering all eight for every peer message was a fifth of the
-/// engine's CPU at 10k messages/s.
-fn render(
-    engine: &Engine,
-    kind: Kind,
-    content: &crate::providers::Content,
-    ttl_s: u64,
-) -> Result<Push, ApiError> {
-    Push::render_for(kind, content, ttl_s, unix_now_s(), |p| {
-        engine.providers.is_configured(p)
+    ok(wire::GroupSize {
+        group_id: group_id.to_string(),
+        members,
     })
-    .map_err(|e| ApiError::too_large(format!("push.payload: {e}")))
-}
-
-/// Plan and queue a rendered push; shared by messages and calls. Returns (summary,
-/// queued).
-fn fan_out(
-    engine: &Engine,
-    users: &Pin<'_>,
-    push: Push,
-    recipients: impl IntoIterator<Item = Option<UserIdx>>,
-) -> Result<(plan::Summary, usize), ApiError> {
-    let is_call = push.is_call();
-    let (summary, targets) = plan::plan(&engine.state, users, recipients, is_call, |p| {
-        engine.providers.is_configured(p)
-    });
-    let queued = engine
-        .dispatcher
-        .submit(Arc::new(push), targets)
-        .map_err(|o| {
-            inc(&engine.stats.requests_shed);
-            ApiError::overloaded(
-                format!("the {} queue is full; retry later", o.lane.name()),
-                o.retry_after_s,
-            )
-        })?;
-    Ok((summary, queued))
 }
 
 fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
@@ -583,9 +447,9 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     let message_id = wire::id("message_id", &req.message_id)?;
     let sender_id = wire::id("sender_id", &req.sender_id)?;
     let conversation_id = wire::id("conversation_id", &req.conversation_id)?;
-    let is_group = match req.conversation_type.as_str() {
-        "peer" => false,
-        "group" => true,
+    let conversation = match req.conversation_type.as_str() {
+        "peer" => Conversation::Peer(conversation_id),
+        "group" => Conversation::Group(conversation_id),
         other => {
             return Err(ApiError::invalid(format!(
                 "conversation_type {other:?} is not peer or group"
@@ -593,85 +457,28 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         }
     };
     let content = req.push.map(|p| p.into_content()).transpose()?;
-    // Held until planning is done: member and recipient indexes keep their owners.
-    let users = engine.state.users.pin();
-    let members = if is_group {
-        Some(
-            engine
-                .state
-                .groups
-                .members(&conversation_id)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!("group {conversation_id:?} does not exist"))
-                })?,
-        )
-    } else {
-        None
+    let m = usecase::Message {
+        message_id,
+        sender_id,
+        conversation,
+        content,
     };
-    // Render before claiming the id so a too-large push leaves no trace.
-    let push = content
-        .as_ref()
-        .map(|c| {
-            render(
-                engine,
-                Kind::Message {
-                    message_id: message_id.clone(),
-                },
-                c,
-                engine.config.messages.ttl_s,
-            )
-        })
-        .transpose()?;
-    if !engine.dedup.claim(&message_id) {
-        inc(&engine.stats.messages_duplicate);
-        return ok(json!({"message_id": &*message_id, "duplicate": true}));
-    }
-    let sender = users.get(&sender_id);
-    let result = match (push, &members) {
-        (None, Some(m)) => Ok((
-            plan::Summary {
-                recipients: m.iter().filter(|u| Some(**u) != sender).count(),
-                offline: m
-                    .iter()
-                    .filter(|u| Some(**u) != sender && !engine.state.presence.is_online(**u))
-                    .count(),
-            },
-            0,
-        )),
-        (None, None) => {
-            let online = users
-                .get(&conversation_id)
-                .is_some_and(|u| engine.state.presence.is_online(u));
-            Ok((
-                plan::Summary {
-                    recipients: 1,
-                    offline: usize::from(!online),
-                },
-                0,
-            ))
-        }
-        (Some(push), Some(m)) => fan_out(
-            engine,
-            &users,
-            push,
-            m.iter().copied().filter(|u| Some(*u) != sender).map(Some),
+    let message_id = m.message_id.to_string();
+    match usecase::accept_message(engine, m).map_err(refused)? {
+        MessageOutcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
+            duplicate: true,
+            message_id,
+        })),
+        MessageOutcome::Accepted(a) => answer(
+            StatusCode::ACCEPTED,
+            &wire::MessageAnswer::Accepted(wire::MessageAccepted {
+                message_id,
+                offline_recipients: a.summary.offline,
+                recipients: a.summary.recipients,
+                targets: a.targets,
+            }),
         ),
-        (Some(push), None) => {
-            let recipient = users.get(&conversation_id);
-            fan_out(engine, &users, push, std::iter::once(recipient))
-        }
-    };
-    let (summary, queued) = result.inspect_err(|_| engine.dedup.release(&message_id))?;
-    inc(&engine.stats.messages_accepted);
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        json!({
-            "message_id": &*message_id,
-            "recipients": summary.recipients,
-            "offline_recipients": summary.offline,
-            "targets": queued,
-        }),
-    ))
+    }
 }
 
 fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
@@ -690,38 +497,42 @@ fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
             wire::MAX_CALL_TIMEOUT_S
         )));
     }
-    let mut invitees = Vec::with_capacity(req.invitees.len());
-    for (i, u) in req.invitees.iter().enumerate() {
-        let u = wire::id(&format!("invitees[{i}]"), u)?;
-        if u != inviter_id {
-            invitees.push(u);
-        }
-    }
+    let invitees = (req.invitees.iter().enumerate())
+        .map(|(i, u)| wire::id(&format!("invitees[{i}]"), u))
+        .collect::<Result<Vec<_>, _>>()?;
     let content = req
         .push
         .map(|p| p.into_content())
         .transpose()?
         .unwrap_or_default();
-    invitees.sort_unstable();
-    invitees.dedup();
-    let pin = engine.state.users.pin();
-    let users: Vec<Option<UserIdx>> = invitees.iter().map(|u| pin.get(u)).collect();
-    let kind = Kind::Call {
-        call_id: call_id.clone(),
+    let c = usecase::Call {
+        call_id,
         inviter_id,
+        invitees,
         timeout_s: req.timeout_s,
+        content,
     };
-    let push = render(engine, kind, &content, req.timeout_s)?;
-    let (summary, queued) = fan_out(engine, &pin, push, users)?;
-    inc(&engine.stats.calls_accepted);
-    Ok(json_response(
+    let call_id = c.call_id.to_string();
+    let a = usecase::accept_call(engine, c).map_err(refused)?;
+    answer(
         StatusCode::ACCEPTED,
-        json!({
-            "call_id": &*call_id,
-            "offline_invitees": summary.offline,
-            "targets": queued,
-        }),
-    ))
+        &wire::CallAccepted {
+            call_id,
+            offline_invitees: a.summary.offline,
+            targets: a.targets,
+        },
+    )
+}
+
+/// The API answer to a refused message or call.
+fn refused(e: usecase::Error) -> ApiError {
+    match e {
+        usecase::Error::NoGroup(_) => ApiError::not_found(e.to_string()),
+        usecase::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
+        usecase::Error::Overloaded { retry_after_s, .. } => {
+            ApiError::overloaded(e.to_string(), retry_after_s)
+        }
+    }
 }
 
 async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
@@ -747,16 +558,17 @@ async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     let push = Push::render(kind, &content, 60, unix_now_s())
         .map_err(|e| ApiError::too_large(format!("push.payload: {e}")))?;
     let v = engine.dispatcher.send_now(&device, &push).await;
-    ok(json!({
-        "provider": device.provider().as_str(),
-        "status": v.status,
-        "reason": v.reason,
-        "vendor_id": v.vendor_id,
-        "outcome": match v.outcome {
-            crate::providers::Outcome::Delivered => "delivered",
-            crate::providers::Outcome::Retry { .. } => "retry",
-            crate::providers::Outcome::TokenDead(_) => "token_dead",
-            crate::providers::Outcome::Rejected(_) => "rejected",
-        },
-    }))
+    let outcome = match v.outcome {
+        crate::providers::Outcome::Delivered => "delivered",
+        crate::providers::Outcome::Retry { .. } => "retry",
+        crate::providers::Outcome::TokenDead(_) => "token_dead",
+        crate::providers::Outcome::Rejected(_) => "rejected",
+    };
+    ok(wire::DebugVerdict {
+        outcome: outcome.into(),
+        provider: device.provider().as_str().into(),
+        reason: v.reason,
+        status: v.status,
+        vendor_id: v.vendor_id,
+    })
 }

@@ -7,17 +7,23 @@
 //! value (a second document used to be dropped silently). Validation turns a request
 //! into engine values or an error naming the field; nothing is changed until a whole
 //! request has validated.
+//!
+//! The request structs also derive `Serialize` and the answers live in [`response`]:
+//! [`crate::client`] speaks the API with these same types.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::ApiError;
 use crate::providers::Content;
 use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
+
+mod response;
+pub use response::*;
 
 /// A `T` that must be written as a JSON object (not as an array of its fields).
 struct Object<T>(T);
@@ -89,15 +95,15 @@ pub fn id(field: &str, value: &str) -> Result<Arc<str>, ApiError> {
     Ok(Arc::from(value))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
     pub user_id: String,
     pub provider: String,
     pub token: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
 }
 
@@ -145,20 +151,20 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
         .map_err(|why| ApiError::invalid(format!("token: {why}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceRequest {
     #[serde(deserialize_with = "objects")]
     pub events: Vec<PresenceEvent>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceEvent {
     pub user_id: String,
     pub session_id: String,
     pub online: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
 }
 
@@ -188,12 +194,12 @@ impl PresenceRequest {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MembersRequest {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
 }
 
@@ -219,21 +225,21 @@ impl MembersRequest {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
     /// Legacy name of `payload` (ZIM before 2.5.0).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extended_data: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub badge: Option<u32>,
 }
 
@@ -257,35 +263,47 @@ impl PushConfig {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
     pub message_id: String,
     pub sender_id: String,
     pub conversation_type: String,
     pub conversation_id: String,
-    #[serde(default, deserialize_with = "opt_object")]
+    #[serde(
+        default,
+        deserialize_with = "opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub push: Option<PushConfig>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallRequest {
     pub call_id: String,
     pub inviter_id: String,
     pub invitees: Vec<String>,
     pub timeout_s: u64,
-    #[serde(default, deserialize_with = "opt_object")]
+    #[serde(
+        default,
+        deserialize_with = "opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub push: Option<PushConfig>,
 }
 
 pub const MAX_INVITEES: usize = 10_000;
 pub const MAX_CALL_TIMEOUT_S: u64 = 86_400;
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebugPushRequest {
     pub push_id: String,
-    #[serde(default, deserialize_with = "opt_object")]
+    #[serde(
+        default,
+        deserialize_with = "opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub push: Option<PushConfig>,
 }

@@ -12,13 +12,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
+use fanfare::client::{request, MembersRequest};
 
 use crate::ceiling;
 use crate::progress::{Progress, Sent};
 use crate::report::{self, GroupReport, Latency, Report};
 use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
-use crate::setup::{apns_device, apns_token, call, online_rule, Env};
+use crate::setup::{apns_device, apns_token, online_rule, Env};
 use crate::RunArgs;
 
 /// Member ids per `POST /v1/groups/{id}/members` (well under the 1 MiB body limit).
@@ -53,28 +53,26 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     for &size in &sizes {
         let members: Vec<String> = (0..size).map(|i| format!("u{i}")).collect();
         for chunk in members.chunks(MEMBERS_PER_REQUEST) {
-            let r = call(
-                &env.api,
-                http::Method::POST,
-                format!("{}/v1/groups/g{size}/members", env.base),
-                json!({ "add": chunk }),
-            )
-            .await;
-            report.errors.check(r, 200);
+            let add = MembersRequest {
+                add: chunk.to_vec(),
+                remove: Vec::new(),
+            };
+            let r = env.api.members(&format!("g{size}"), &add).await;
+            report.errors.check(r);
         }
     }
 
     // Warm-up: one push through the engine opens its APNs connections; its body is the
     // ceiling client's first body and its token the ceiling's warm-up token.
     let warm_user = (0..users).find(|u| !is_online(*u)).unwrap_or(0);
-    let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
-        json!({"message_id": format!("lg-{}-warm", args.run_id), "sender_id": "driver", "conversation_type": "peer",
-               "conversation_id": format!("u{warm_user}"), "push": {"title": "group", "content": "hello everyone", "payload": "warm-up"}})).await;
+    let push = request::push("group", "hello everyone", "warm-up");
+    let warm = format!("lg-{}-warm", args.run_id);
+    let m = request::message(warm, "driver", "peer", format!("u{warm_user}"), Some(push));
+    let r = env.api.message(&m).await;
     let warm_targets = report
         .errors
-        .check(r, 202)
-        .and_then(|v| v["targets"].as_u64())
-        .unwrap_or(0);
+        .check_message(r)
+        .map_or(0, |a| a.targets as u64);
     apns.wait_for(
         warm_targets as usize,
         Duration::from_secs_f64(args.drain_timeout),
@@ -109,15 +107,16 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             })),
         );
         let t0 = quanta::Instant::now();
-        let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
-            json!({"message_id": format!("lg-{}-g{size}", args.run_id), "sender_id": "driver", "conversation_type": "group",
-                   "conversation_id": format!("g{size}"), "push": {"title": "group", "content": "hello everyone", "payload": format!("g{size}")}})).await;
+        let push = request::push("group", "hello everyone", format!("g{size}"));
+        let id = format!("lg-{}-g{size}", args.run_id);
+        let m = request::message(id, "driver", "group", format!("g{size}"), Some(push));
+        let r = env.api.message(&m).await;
         let accept_ms = t0.elapsed().as_secs_f64() * 1e3;
         sent.add(1);
-        let targets = match report.errors.check(r, 202) {
-            Some(v) => {
+        let targets = match report.errors.check_message(r) {
+            Some(a) => {
                 report.messages_sent += 1;
-                v["targets"].as_u64().unwrap_or(0)
+                a.targets as u64
             }
             None => 0,
         };

@@ -7,30 +7,33 @@
 
 use std::time::Duration;
 
+use fanfare::client::{request, PresenceEvent, PresenceRequest};
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 
 use crate::progress::{Progress, Sent};
 use crate::report::{PresenceReport, Report};
 use crate::scenarios::{Meter, Scenario};
-use crate::setup::{call, Env};
+use crate::setup::Env;
 use crate::RunArgs;
 
 const IN_FLIGHT: usize = 8;
 
-fn batch(rng: &mut impl Rng, users: u32, size: usize, ttl_s: u64) -> Value {
-    let events: Vec<Value> = (0..size)
+fn batch(rng: &mut impl Rng, users: u32, size: usize, ttl_s: u64) -> PresenceRequest {
+    let events = (0..size)
         .map(|_| {
             let u = rng.gen_range(0..users);
             let session = if rng.gen_bool(0.5) { "a" } else { "b" };
             if rng.gen_bool(0.6) {
-                json!({"user_id": format!("u{u}"), "session_id": session, "online": true, "ttl_s": ttl_s})
+                PresenceEvent {
+                    ttl_s: Some(ttl_s),
+                    ..request::session(&format!("u{u}"), session, true)
+                }
             } else {
-                json!({"user_id": format!("u{u}"), "session_id": session, "online": false})
+                request::session(&format!("u{u}"), session, false)
             }
         })
         .collect();
-    json!({ "events": events })
+    request::presence(events)
 }
 
 pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
@@ -54,16 +57,16 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         let open = tokio::time::Instant::now() < deadline;
         if open && tasks.len() < IN_FLIGHT {
             let body = batch(&mut rng, users, size, args.session_ttl);
-            let (api, url) = (env.api.clone(), format!("{}/v1/presence", env.base));
+            let api = env.api.clone();
             events_sent += size as u64;
-            tasks.spawn(async move { call(&api, http::Method::POST, url, body).await });
+            tasks.spawn(async move { api.presence(&body).await });
             continue;
         }
         let Some(r) = tasks.join_next().await else {
             break;
         };
-        if let Some(v) = report.errors.check(r?, 200) {
-            let n = v["applied"].as_u64().unwrap_or(0);
+        if let Some(v) = report.errors.check(r?) {
+            let n = v.applied as u64;
             applied += n;
             sent.add(n);
         }

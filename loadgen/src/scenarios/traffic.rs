@@ -19,14 +19,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
+use fanfare::client::{request, Client, MembersRequest, PresenceEvent};
 
 use crate::ceiling;
 use crate::progress::{Progress, Sent};
 use crate::report::{self, PresenceReport, Report};
 use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
 use crate::setup::Mocks;
-use crate::setup::{apns_device, apns_token, call, fcm_device, fcm_token, online_rule, Env};
+use crate::setup::{apns_device, apns_token, fcm_device, fcm_token, online_rule, Env};
 use crate::RunArgs;
 
 pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
@@ -160,24 +160,23 @@ impl Phase<'_> {
         let (env, users) = (self.env, self.args.users);
         let members: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
         for chunk in members.chunks(50_000) {
-            let r = call(
-                &env.api,
-                http::Method::POST,
-                format!("{}/v1/groups/lg-all/members", env.base),
-                json!({ "add": chunk }),
-            )
-            .await;
-            report.errors.check(r, 200);
+            let add = MembersRequest {
+                add: chunk.to_vec(),
+                remove: Vec::new(),
+            };
+            let r = env.api.members("lg-all", &add).await;
+            report.errors.check(r);
         }
         eprintln!("group: one message to a group of {users}");
         let seq = self.sent_at.len();
         self.sent_at.push(quanta::Instant::now());
-        let r = call(&env.api, http::Method::POST, format!("{}/v1/messages", env.base),
-            json!({"message_id": format!("lg-{}-group", self.args.run_id), "sender_id": "driver", "conversation_type": "group", "conversation_id": "lg-all",
-                   "push": {"title": "group", "content": "hello everyone", "payload": seq.to_string()}})).await;
+        let push = request::push("group", "hello everyone", seq.to_string());
+        let id = format!("lg-{}-group", self.args.run_id);
+        let m = request::message(id, "driver", "group", "lg-all", Some(push));
+        let r = env.api.message(&m).await;
         self.sent.add(1);
-        if let Some(v) = report.errors.check(r, 202) {
-            report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
+        if let Some(a) = report.errors.check_message(r) {
+            report.pushes_expected += a.targets as u64;
             report.messages_sent += 1;
         }
     }
@@ -188,7 +187,6 @@ impl Phase<'_> {
         let churn = (args.scenario == Scenario::Mixed).then(|| {
             tokio::spawn(churn(
                 env.api.clone(),
-                env.base.clone(),
                 users,
                 Duration::from_secs_f64(args.duration),
             ))
@@ -204,20 +202,20 @@ impl Phase<'_> {
         let tokio_t0 = tokio::time::Instant::now() + Duration::from_millis(10);
         for k in 0..total {
             tokio::time::sleep_until(tokio_t0 + interval.mul_f64(k as f64)).await;
-            let (api, base) = (env.api.clone(), env.base.clone());
+            let api = env.api.clone();
             let to = (k as u32).wrapping_mul(2_654_435_761) % users;
             let seq = first_seq + k as usize;
             let id = format!("lg-{}-peer-{k}", args.run_id);
             tasks.spawn(async move {
-                call(&api, http::Method::POST, format!("{base}/v1/messages"),
-                    json!({"message_id": id, "sender_id": "driver", "conversation_type": "peer",
-                           "conversation_id": format!("u{to}"), "push": {"title": "peer", "content": "hi", "payload": seq.to_string()}})).await
+                let push = request::push("peer", "hi", seq.to_string());
+                let m = request::message(id, "driver", "peer", format!("u{to}"), Some(push));
+                api.message(&m).await
             });
             self.sent.add(1);
         }
         while let Some(r) = tasks.join_next().await {
-            if let Some(v) = report.errors.check(r?, 202) {
-                report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
+            if let Some(a) = report.errors.check_message(r?) {
+                report.pushes_expected += a.targets as u64;
                 report.messages_sent += 1;
             }
         }
@@ -248,12 +246,16 @@ impl Phase<'_> {
             let seq = self.sent_at.len();
             self.sent_at.push(quanta::Instant::now());
             let invitee = (c * 7919) % users;
-            let r = call(&env.api, http::Method::POST, format!("{}/v1/calls", env.base),
-                json!({"call_id": format!("lg-{}-call-{c}", self.args.run_id), "inviter_id": "driver", "invitees": [format!("u{invitee}")],
-                       "timeout_s": 60, "push": {"title": "call", "content": "ring", "payload": seq.to_string()}})).await;
+            let push = request::push("call", "ring", seq.to_string());
+            let id = format!("lg-{}-call-{c}", self.args.run_id);
+            let invitees = vec![format!("u{invitee}")];
+            let r = env
+                .api
+                .call(&request::call(id, "driver", invitees, 60, Some(push)))
+                .await;
             self.sent.add(1);
-            if let Some(v) = report.errors.check(r, 202) {
-                report.pushes_expected += v["targets"].as_u64().unwrap_or(0);
+            if let Some(a) = report.errors.check(r) {
+                report.pushes_expected += a.targets as u64;
                 report.calls_sent += 1;
             }
         }
@@ -359,12 +361,7 @@ const CHURN_TTL_S: u64 = 30;
 
 /// Presence churn of users `u<users> .. u<2 × users>` (no devices): a batch of 200
 /// events every 100 ms for `duration`. Returns (events sent, applied, seconds, errors).
-async fn churn(
-    api: crate::setup::Api,
-    base: String,
-    users: u32,
-    duration: Duration,
-) -> (u64, u64, f64, report::Errors) {
+async fn churn(api: Client, users: u32, duration: Duration) -> (u64, u64, f64, report::Errors) {
     let mut errors = report::Errors::default();
     let (mut events, mut applied) = (0u64, 0u64);
     let t0 = quanta::Instant::now();
@@ -376,20 +373,17 @@ async fn churn(
             .map(|j| {
                 let k = n * CHURN_BATCH as u64 + j;
                 let u = u64::from(users) + (k.wrapping_mul(2_654_435_761) % u64::from(users));
-                json!({"user_id": format!("u{u}"), "session_id": "c", "online": k % 3 != 0, "ttl_s": CHURN_TTL_S})
+                PresenceEvent {
+                    ttl_s: Some(CHURN_TTL_S),
+                    ..request::session(&format!("u{u}"), "c", k % 3 != 0)
+                }
             })
             .collect();
         n += 1;
         events += CHURN_BATCH as u64;
-        let r = call(
-            &api,
-            http::Method::POST,
-            format!("{base}/v1/presence"),
-            json!({ "events": batch }),
-        )
-        .await;
-        if let Some(v) = errors.check(r, 200) {
-            applied += v["applied"].as_u64().unwrap_or(0);
+        let r = api.presence(&request::presence(batch)).await;
+        if let Some(v) = errors.check(r) {
+            applied += v.applied as u64;
         }
     }
     (events, applied, t0.elapsed().as_secs_f64(), errors)

@@ -30,33 +30,34 @@ async fn bind_list_move_unbind_and_remove_all() {
     let h = harness::start().await;
     let v = h.bind("d1", "u1", "apns", &apns_token(1)).await;
     assert_eq!(
-        v,
-        json!({"push_id": "d1", "user_id": "u1", "previous_user_id": null})
+        (v.push_id.as_str(), v.user_id.as_str(), v.previous_user_id),
+        ("d1", "u1", None)
     );
     // Idempotent re-bind to the same user names no previous owner.
     let v = h.bind("d1", "u1", "apns", &apns_token(1)).await;
-    assert_eq!(v["previous_user_id"], json!(null));
+    assert_eq!(v.previous_user_id, None);
     h.bind("d2", "u1", "fcm", &fcm_token(2)).await;
 
     let (s, v) = h.get("/v1/users/u1/push-ids").await;
     assert_eq!(s, StatusCode::OK);
-    let list = v["push_ids"].as_array().unwrap();
-    assert_eq!(list.len(), 2);
-    assert!(list.iter().any(|d| d["push_id"] == "d1"
-        && d["provider"] == "apns"
-        && d["environment"] == "production"));
     assert!(
         !v.to_string().contains(&apns_token(1)),
         "tokens must not be echoed: {v}"
     );
+    let list = h.api.push_ids("u1").await.expect("push ids are listed");
+    assert_eq!(list.push_ids.len(), 2);
+    assert!(list
+        .push_ids
+        .iter()
+        .any(|d| d.push_id == "d1" && d.provider == "apns" && d.environment == "production"));
 
     // Moving d1 to u2 names the old owner and removes it from u1.
     let v = h.bind("d1", "u2", "apns", &apns_token(1)).await;
-    assert_eq!(v["previous_user_id"], "u1");
-    let (_, v) = h.get("/v1/users/u1/push-ids").await;
-    assert_eq!(v["push_ids"].as_array().unwrap().len(), 1);
-    let (_, v) = h.get("/v1/users/u2/push-ids").await;
-    assert_eq!(v["push_ids"][0]["push_id"], "d1");
+    assert_eq!(v.previous_user_id.as_deref(), Some("u1"));
+    let list = h.api.push_ids("u1").await.expect("push ids are listed");
+    assert_eq!(list.push_ids.len(), 1);
+    let list = h.api.push_ids("u2").await.expect("push ids are listed");
+    assert_eq!(list.push_ids[0].push_id, "d1");
 
     let (s, v) = h.delete("/v1/push-ids/d1").await;
     assert_eq!(
@@ -226,7 +227,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
             json!({"title": "t", "content": "c"}),
         )
         .await;
-    assert_eq!(v["targets"], 1);
+    assert_eq!(v.targets, 1);
     h.shutdown().await;
 }
 
@@ -270,7 +271,7 @@ async fn oversized_bodies_and_payloads_get_413_and_change_nothing() {
             json!({"title": "t", "payload": "small"}),
         )
         .await;
-    assert_eq!(v["targets"], 1);
+    assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(1, harness::WAIT).await);
     h.shutdown().await;
 }

@@ -24,10 +24,7 @@ async fn peer_message_reaches_every_device_of_an_offline_user() {
         )
         .await;
     // The apns_voip binding gets call invitations only.
-    assert_eq!(
-        v,
-        json!({"message_id": "m-1001", "recipients": 1, "offline_recipients": 1, "targets": 2})
-    );
+    assert_eq!(v, harness::accepted("m-1001", 1, 1, 2));
     assert!(h.apns.wait_for(1, WAIT).await);
     assert!(h.fcm.wait_for(1, WAIT).await);
 
@@ -76,10 +73,7 @@ async fn online_users_are_not_pushed_and_legacy_extended_data_is_the_payload() {
             json!({"title": "t", "content": "c"}),
         )
         .await;
-    assert_eq!(
-        v,
-        json!({"message_id": "m1", "recipients": 1, "offline_recipients": 0, "targets": 0})
-    );
+    assert_eq!(v, harness::accepted("m1", 1, 0, 0));
     // A later message to an offline user is the barrier: once it arrived, the first
     // one would have too, had it been queued.
     let v = h
@@ -91,7 +85,7 @@ async fn online_users_are_not_pushed_and_legacy_extended_data_is_the_payload() {
             json!({"title": "t", "extended_data": "legacy"}),
         )
         .await;
-    assert_eq!(v["targets"], 1);
+    assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(1, WAIT).await);
     let got = h.apns.received();
     assert_eq!(got.len(), 1);
@@ -106,7 +100,7 @@ async fn online_users_are_not_pushed_and_legacy_extended_data_is_the_payload() {
     let v = h
         .send_message("m3", "u0", "peer", "online-user", json!({"title": "t"}))
         .await;
-    assert_eq!(v["targets"], 1);
+    assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(2, WAIT).await);
     h.shutdown().await;
 }
@@ -146,10 +140,7 @@ async fn group_fan_out_skips_sender_and_online_members() {
             json!({"title": "team", "content": "hi all"}),
         )
         .await;
-    assert_eq!(
-        v,
-        json!({"message_id": "g-1", "recipients": 19, "offline_recipients": 15, "targets": 15})
-    );
+    assert_eq!(v, harness::accepted("g-1", 19, 15, 15));
     // m5..m19 offline: even ones on APNs (6,8,..,18 = 7), odd ones on FCM (5,7,..,19 = 8).
     assert!(h.apns.wait_for(7, WAIT).await);
     assert!(h.fcm.wait_for(8, WAIT).await);
@@ -274,7 +265,7 @@ async fn dead_tokens_remove_their_bindings() {
     let v = h
         .send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
         .await;
-    assert_eq!(v["targets"], 4);
+    assert_eq!(v.targets, 4);
     let stats = h
         .wait_stats("three dead tokens removed", |s| {
             s["invalid_tokens_removed"] == 3
@@ -460,7 +451,7 @@ async fn unconfigured_vendors_are_counted_not_crashed() {
     let v = h
         .send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
         .await;
-    assert_eq!(v["targets"], 0);
+    assert_eq!(v.targets, 0);
     let stats = h.stats().await;
     assert_eq!(stats["providers"]["huawei"]["unconfigured"], 1);
     h.shutdown().await;

@@ -178,7 +178,7 @@ async fn unprocessed_streams_are_resent_without_counting_an_attempt() {
     let v = h
         .send_message("m1", "boss", "group", "team", json!({"title": "t"}))
         .await;
-    assert_eq!(v["targets"], 40);
+    assert_eq!(v.targets, 40);
     assert!(h.apns.wait_for(40, WAIT).await, "{}", h.stats().await);
     let s = h
         .wait_stats("all delivered", |s| provider(s, "apns")["delivered"] == 40)

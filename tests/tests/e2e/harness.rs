@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use fanfare::client::{
+    request, BindRequest, Bound, Client, MessageAccepted, MessageAnswer, Protocol, PushConfig,
+};
 use fanfare_loadgen::mock::apns::MockApns;
 use fanfare_loadgen::mock::fcm::MockFcm;
 use fanfare_loadgen::mock::rig::{self, Rig};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use serde_json::Value;
 
 pub use fanfare_loadgen::mock::rig::TOPIC;
@@ -28,7 +28,10 @@ pub struct Harness {
     pub vendors: Option<Vendors>,
     pub engine: Option<fanfare::Running>,
     pub base: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// The typed client, with the token when `Options::api_token`.
+    pub api: Client,
+    /// The same engine without a token, for requests that bring their own.
+    bare: Client,
     pub token: Option<String>,
 }
 
@@ -101,8 +104,8 @@ dedup_window_s = 600
     let config = fanfare::config::Config::load(Some(&config_path), opts.env)?;
     let engine = fanfare::start(config).await.context("engine starts")?;
     let base = format!("http://{}", engine.local_addr());
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
+    let token = opts.api_token.then(|| API_TOKEN.to_string());
+    let (api, bare) = clients(&base, token.as_deref());
     Ok(Harness {
         _dir: dir,
         apns: rig.apns,
@@ -113,9 +116,32 @@ dedup_window_s = 600
         vendors: rig.vendors,
         engine: Some(engine),
         base,
-        http: Client::builder(TokioExecutor::new()).build(connector),
-        token: opts.api_token.then(|| API_TOKEN.to_string()),
+        api,
+        bare,
+        token,
     })
+}
+
+/// The typed client of the engine at `base` (with `token`) and one without a token.
+fn clients(base: &str, token: Option<&str>) -> (Client, Client) {
+    let client = |token| {
+        Client::builder(base)
+            .protocol(Protocol::Http1)
+            .token(token)
+            .timeout(WAIT)
+            .build()
+    };
+    (client(token), client(None))
+}
+
+/// The `202` answer to a message: its counts of recipients, offline ones, targets.
+pub fn accepted(id: &str, recipients: usize, offline: usize, targets: usize) -> MessageAccepted {
+    MessageAccepted {
+        message_id: id.into(),
+        offline_recipients: offline,
+        recipients,
+        targets,
+    }
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -162,6 +188,7 @@ impl Harness {
         self.raw(method, path, raw, self.token.as_deref()).await
     }
 
+    /// A request as given (malformed ones included); `token` is sent as the bearer.
     pub async fn raw(
         &self,
         method: Method,
@@ -169,6 +196,17 @@ impl Harness {
         body: Vec<u8>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
+        let (status, _, v) = self.raw_full(method, path, body, token).await;
+        (status, v)
+    }
+
+    async fn raw_full(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path))
@@ -176,42 +214,20 @@ impl Harness {
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let resp = self
-            .http
-            .request(req.body(Full::new(Bytes::from(body))).expect("request"))
+        let raw = self
+            .bare
+            .send(req.body(Full::new(Bytes::from(body))).expect("request"))
             .await
             .expect("API answers");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v)
+        let v = serde_json::from_slice(&raw.body).unwrap_or(Value::Null);
+        (raw.status, raw.headers, v)
     }
 
     /// POST `body` and also return the response headers.
     pub async fn post_full(&self, path: &str, body: Value) -> (StatusCode, http::HeaderMap, Value) {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{}", self.base, path))
-            .header("content-type", "application/json");
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let resp = self
-            .http
-            .request(
-                req.body(Full::new(Bytes::from(body.to_string())))
-                    .expect("request"),
-            )
+        let body = body.to_string().into_bytes();
+        self.raw_full(Method::POST, path, body, self.token.as_deref())
             .await
-            .expect("API answers");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (
-            status,
-            headers,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -231,7 +247,7 @@ impl Harness {
     }
 
     /// Bind `push_id` and assert success.
-    pub async fn bind(&self, push_id: &str, user: &str, provider: &str, token: &str) -> Value {
+    pub async fn bind(&self, push_id: &str, user: &str, provider: &str, token: &str) -> Bound {
         self.bind_env(push_id, user, provider, token, "production")
             .await
     }
@@ -243,31 +259,23 @@ impl Harness {
         provider: &str,
         token: &str,
         env: &str,
-    ) -> Value {
-        let (s, v) = self
-            .put(
-                &format!("/v1/push-ids/{push_id}"),
-                serde_json::json!({"user_id": user, "provider": provider, "token": token, "environment": env}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "bind {push_id}: {v}");
-        v
+    ) -> Bound {
+        let req = BindRequest {
+            environment: Some(env.into()),
+            ..request::bind(user, provider, token)
+        };
+        let bound = self.api.bind(push_id, &req).await;
+        bound.unwrap_or_else(|e| panic!("bind {push_id}: {e}"))
     }
 
     pub async fn online(&self, user: &str, session: &str) {
-        let (s, v) = self
-            .post(
-                "/v1/presence",
-                serde_json::json!({"events": [{"user_id": user, "session_id": session, "online": true}]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        let events = vec![request::session(user, session, true)];
+        let applied = self.api.presence(&request::presence(events)).await;
+        assert_eq!(applied.expect("presence is applied").applied, 1);
     }
 
     pub async fn stats(&self) -> Value {
-        let (s, v) = self.get("/v1/stats").await;
-        assert_eq!(s, StatusCode::OK);
-        v
+        self.api.stats().await.expect("GET /v1/stats answers")
     }
 
     /// Wait until `f(stats)` holds (engine-side effects that follow a vendor answer).
@@ -286,6 +294,7 @@ impl Harness {
         }
     }
 
+    /// Send a message with `push` (a `PushConfig` as JSON) and assert it is accepted.
     pub async fn send_message(
         &self,
         id: &str,
@@ -293,16 +302,20 @@ impl Harness {
         kind: &str,
         to: &str,
         push: Value,
-    ) -> Value {
-        let (s, v) = self
-            .post(
-                "/v1/messages",
-                serde_json::json!({"message_id": id, "sender_id": sender, "conversation_type": kind,
-                                   "conversation_id": to, "push": push}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "message {id}: {v}");
-        v
+    ) -> MessageAccepted {
+        let push: PushConfig = serde_json::from_value(push).expect("push is a PushConfig");
+        let req = request::message(id, sender, kind, to, Some(push));
+        match self.api.message(&req).await {
+            Ok(MessageAnswer::Accepted(a)) => a,
+            other => panic!("message {id}: {other:?}"),
+        }
+    }
+
+    /// Talk to `engine` from now on (an engine restarted on the same data).
+    pub fn attach(&mut self, engine: fanfare::Running) {
+        self.base = format!("http://{}", engine.local_addr());
+        (self.api, self.bare) = clients(&self.base, self.token.as_deref());
+        self.engine = Some(engine);
     }
 
     /// The vendor mocks (panics unless started with `Options::vendors`).

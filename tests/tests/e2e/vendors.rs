@@ -120,7 +120,7 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
     let v = h
         .send_message("g-1", "sender", "group", "all-vendors", push.clone())
         .await;
-    assert_eq!(v["targets"], 8, "{v}");
+    assert_eq!(v.targets, 8, "{v:?}");
     assert!(h.apns.wait_for(1, WAIT).await);
     assert!(h.fcm.wait_for(1, WAIT).await);
     wait_all(&h, 1).await;
@@ -225,7 +225,7 @@ async fn dead_tokens_remove_the_bindings_of_every_vendor() {
             json!({"title": "t", "content": "c"}),
         )
         .await;
-    assert_eq!(r["targets"], 6);
+    assert_eq!(r.targets, 6);
     let stats = h
         .wait_stats("dead tokens removed", |s| {
             VENDORS
@@ -274,7 +274,7 @@ async fn rate_limits_are_retried_not_token_death() {
             json!({"title": "t", "content": "c", "payload": "p"}),
         )
         .await;
-    assert_eq!(r["targets"], 6);
+    assert_eq!(r.targets, 6);
     wait_all(&h, 1).await;
     let stats = h
         .wait_stats("retries counted", |s| {
