@@ -247,24 +247,19 @@ proptest! {
 #[test]
 fn trailing_data_and_arrays_are_named_in_the_error() {
     let e = parse::<wire::MembersRequest>(br#"{"add":["x"]}]]]] garbage"#)
-        .err()
-        .expect("trailing data is refused");
+        .expect_err("trailing data is refused");
     assert!(e.message.contains("after its JSON object"), "{}", e.message);
     assert!(parse::<wire::MembersRequest>(br#"{"add":["x"]}{"add":["y"]}"#).is_err());
     assert!(parse::<wire::MembersRequest>(b" {\"add\":[\"x\"]} \r\n\t").is_ok());
-    let e = parse::<wire::BindRequest>(br#"["u","apns","00"]"#)
-        .err()
-        .expect("an array is refused");
+    let e = parse::<wire::BindRequest>(br#"["u","apns","00"]"#).expect_err("an array is refused");
     assert!(e.message.contains("JSON object"), "{}", e.message);
     let e = parse::<wire::MessageRequest>(
         br#"{"message_id":"m","sender_id":"s","conversation_type":"peer","conversation_id":"c","push":["t"]}"#,
     )
-    .err()
-    .expect("a nested array is refused");
+    .expect_err("a nested array is refused");
     assert!(e.message.contains("push"), "{}", e.message);
     let e = parse::<wire::PresenceRequest>(br#"{"events":[["u","s",true]]}"#)
-        .err()
-        .expect("an array event is refused");
+        .expect_err("an array event is refused");
     assert!(e.message.contains("events[0]"), "{}", e.message);
 }
 
