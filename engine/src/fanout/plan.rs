@@ -136,3 +136,6 @@ pub fn plan(
     }
     (summary, targets)
 }
+
+#[cfg(test)]
+mod tests;
