@@ -117,6 +117,11 @@ impl Engine {
             users: self.state.users.len(),
             online_users: self.state.presence.online_users(),
             groups: self.state.groups.len(),
+            storage_refused_writes: self.store.get().map_or(0, |s| s.refused_writes()),
+            storage_writes_failing: self
+                .store
+                .get()
+                .is_some_and(|s| s.write_failure().is_some()),
             queues: self.dispatcher.depths(),
         }
     }

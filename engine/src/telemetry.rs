@@ -114,6 +114,10 @@ pub struct Gauges {
     pub users: usize,
     pub online_users: usize,
     pub groups: usize,
+    /// Durable writes refused because the log could not take them (since start).
+    pub storage_refused_writes: u64,
+    /// Whether durable writes are failing now (`/readyz` answers 503 meanwhile).
+    pub storage_writes_failing: bool,
     /// (queue name, queued device pushes)
     pub queues: Vec<(&'static str, usize)>,
 }
@@ -177,6 +181,10 @@ impl Stats {
             "users": g.users,
             "online_users": g.online_users,
             "groups": g.groups,
+            "storage": {
+                "writes_failing": g.storage_writes_failing,
+                "refused_writes": g.storage_refused_writes,
+            },
             "messages_accepted": load(&self.messages_accepted),
             "messages_duplicate": load(&self.messages_duplicate),
             "calls_accepted": load(&self.calls_accepted),
@@ -200,12 +208,22 @@ impl Stats {
         gauge("users", "Users known.", g.users as u64);
         gauge("online_users", "Users online now.", g.online_users as u64);
         gauge("groups", "Groups.", g.groups as u64);
+        gauge(
+            "storage_writes_failing",
+            "1 while durable writes are failing (full disk, ...), else 0.",
+            u64::from(g.storage_writes_failing),
+        );
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(
                 out,
                 "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} counter\nfanfare_{name} {v}"
             );
         };
+        counter(
+            "storage_refused_writes_total",
+            "Durable writes refused because the log could not take them.",
+            g.storage_refused_writes,
+        );
         counter(
             "messages_accepted_total",
             "Messages accepted.",

@@ -585,6 +585,25 @@ async fn refused_writes_change_nothing(durability: &str) {
         len,
         "the partial write was cut"
     );
+    // Operators see it in the stats and the metrics.
+    let (s, v) = call(&http, &proc.base, "GET", "/v1/stats", None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["storage"]["writes_failing"], true, "{v}");
+    assert!(
+        v["storage"]["refused_writes"].as_u64().unwrap() >= 30,
+        "{v}"
+    );
+    let metrics = metrics_text(&proc.base).await;
+    assert!(
+        metrics.contains("fanfare_storage_writes_failing 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fanfare_storage_refused_writes_total "),
+        "{metrics}"
+    );
 
     // Room again: the log's probe notices, and writes are accepted.
     limit_file_size(proc.child.id(), None);
@@ -1072,4 +1091,24 @@ fn an_intact_snapshot_round_trips_through_the_loader() {
     let state = State::new(Clock::new());
     snapshot::install(loaded.image(), &state).unwrap();
     let _: BTreeMap<_, _> = state.durable_view().bindings;
+}
+
+/// `GET /metrics` as text (the JSON helper cannot read it).
+async fn metrics_text(base: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut out),
+    )
+    .await
+    .expect("metrics answered within 10 s")
+    .unwrap();
+    out
 }

@@ -303,3 +303,73 @@ fn a_snapshot_names_only_the_users_bindings_and_groups_refer_to() {
         1
     );
 }
+
+/// A journal that records every mutation at once and reports, through `exclusive`,
+/// whether a change could still be taken back (a batch not yet durable).
+struct PendingJournal {
+    seq: parking_lot::Mutex<u64>,
+    undos: parking_lot::Mutex<Vec<Undo>>,
+    settled: AtomicBool,
+}
+
+impl Journal for PendingJournal {
+    fn record(&self, _m: &Mutation, apply: &mut dyn FnMut() -> Undo) -> Result<Ticket, Refused> {
+        let mut seq = self.seq.lock();
+        *seq += 1;
+        self.undos.lock().push(apply());
+        self.settled.store(false, Ordering::SeqCst);
+        Ok(Ticket {
+            seq: *seq,
+            epoch: 0,
+        })
+    }
+
+    fn exclusive(&self, f: &mut dyn FnMut(bool)) {
+        let _serialised = self.seq.lock();
+        f(self.settled.load(Ordering::SeqCst));
+    }
+}
+
+/// A few sweep calls (a pass that cannot release stays open, so `full_pass` would spin).
+fn sweeps(s: &State, n: usize) -> usize {
+    (0..n).map(|_| s.sweep()).sum()
+}
+
+#[test]
+fn the_sweep_waits_until_no_change_that_could_be_taken_back_refers_to_a_user() {
+    let s = Arc::new(state());
+    let journal = Arc::new(PendingJournal {
+        seq: parking_lot::Mutex::new(0),
+        undos: parking_lot::Mutex::new(Vec::new()),
+        settled: AtomicBool::new(true),
+    });
+    s.attach_journal(journal.clone());
+    s.apply(&bind("alice", "p1"));
+    journal.settled.store(true, Ordering::SeqCst);
+    journal.undos.lock().clear();
+    // The unbind is applied but not durable: its Undo still names alice's index.
+    s.apply(&Mutation::Unbind {
+        push_id: "p1".into(),
+    });
+    assert_eq!(sweeps(&s, 5), 0, "alice may come back with a revert");
+    assert!(s.users.pin().get("alice").is_some());
+
+    // The journal fails the batch and takes the unbind back: alice's index is alive.
+    let undo = journal.undos.lock().pop().expect("the unbind's undo");
+    s.exclusive(|_| s.revert(undo));
+    journal.settled.store(true, Ordering::SeqCst);
+    let users = s.users.pin();
+    let alice = users.get("alice").expect("alice was never released");
+    assert!(s.registry.has_devices(alice));
+    assert_eq!(s.durable_view().bindings["p1"].0, "alice");
+    drop(users);
+
+    // Once the unbind is durable, alice goes.
+    s.apply(&Mutation::Unbind {
+        push_id: "p1".into(),
+    });
+    assert_eq!(sweeps(&s, 5), 0, "not yet durable");
+    journal.settled.store(true, Ordering::SeqCst);
+    assert_eq!(full_pass(&s), 1);
+    assert!(s.users.pin().get("alice").is_none());
+}
