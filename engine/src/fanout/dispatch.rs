@@ -35,25 +35,21 @@ mod backoff;
 mod breaker;
 mod delay;
 mod pace;
+mod worker;
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt as _};
-use futures::FutureExt as _;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::plan::{Lane, Targets};
-use crate::providers::{Cause, Outcome, Providers, Push, Verdict};
+use crate::providers::{Cause, Delivery, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
 use crate::state::{Device, Mutation, ProviderKind, State};
 use crate::telemetry::{inc, Stats};
-use breaker::{Admit, Breaker, Change, Signal};
-use delay::DelayQueue;
-use pace::Pace;
+use breaker::Signal;
 
 /// A lane was full; the request should be retried after this long.
 #[derive(Debug, Clone, Copy)]
@@ -72,14 +68,43 @@ struct LaneQueue {
     depth: Arc<AtomicUsize>,
 }
 
-pub struct Dispatcher {
+pub struct Dispatcher<V = Providers> {
     lanes: [LaneQueue; Lane::COUNT],
     capacity: usize,
-    ctx: Arc<Ctx>,
+    ctx: Arc<Ctx<V>>,
 }
 
-struct Ctx {
-    providers: Arc<Providers>,
+/// What the dispatcher needs from the vendors: the delivery settings it applies and
+/// one send. [`Providers`] in the engine; the lane worker's paused-time tests put a
+/// scripted vendor here (a real socket would let paused time run past its timeouts).
+/// Generic, not a trait object: the send future stays one unboxed value per push.
+pub trait Vendors: Send + Sync + 'static {
+    fn delivery(&self) -> &Delivery;
+
+    /// Send one push and return the vendor's verdict.
+    fn send<'a>(
+        &'a self,
+        device: &'a Device,
+        push: &'a Push,
+    ) -> impl Future<Output = Verdict> + Send + 'a;
+}
+
+impl Vendors for Providers {
+    fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    fn send<'a>(
+        &'a self,
+        device: &'a Device,
+        push: &'a Push,
+    ) -> impl Future<Output = Verdict> + Send + 'a {
+        Providers::send(self, device, push, false)
+    }
+}
+
+struct Ctx<V> {
+    providers: Arc<V>,
     state: Arc<State>,
     stats: Arc<Stats>,
     /// (provider, cause) pairs already logged at warn level; later ones are counted
@@ -107,10 +132,10 @@ struct Done {
     probe: bool,
 }
 
-impl Dispatcher {
+impl<V: Vendors> Dispatcher<V> {
     /// Start one worker per lane; they stop when `shutdown` fires.
     pub fn spawn(
-        providers: Arc<Providers>,
+        providers: Arc<V>,
         state: Arc<State>,
         stats: Arc<Stats>,
         capacity: usize,
@@ -125,7 +150,7 @@ impl Dispatcher {
         let lanes = Lane::ALL.map(|lane| {
             let (tx, rx) = mpsc::unbounded_channel();
             let depth = Arc::new(AtomicUsize::new(0));
-            tokio::spawn(run_lane(
+            tokio::spawn(worker::run(
                 lane,
                 ctx.clone(),
                 rx,
@@ -212,13 +237,15 @@ impl Dispatcher {
     fn retry_after_s(&self, lane: Lane) -> u64 {
         let open = self.ctx.stats.lane(lane).breaker.load(Ordering::Relaxed) != 0;
         if open {
-            let b = &self.ctx.providers.delivery.breaker;
+            let b = &self.ctx.providers.delivery().breaker;
             (b.open_ms / 1000).clamp(1, 30)
         } else {
             1
         }
     }
+}
 
+impl Dispatcher {
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
     pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
@@ -228,7 +255,7 @@ impl Dispatcher {
     }
 }
 
-impl Ctx {
+impl<V: Vendors> Ctx<V> {
     /// Count a verdict and act on a dead token. Returns true when the push is finished.
     fn record(&self, device: &Device, v: &Verdict) -> bool {
         let provider = device.provider();
@@ -300,7 +327,7 @@ impl Ctx {
     async fn attempt(&self, mut job: Job, probe: bool) -> (Done, bool) {
         // The last check before the request leaves: a push held at the gates may
         // have expired since it was picked.
-        if crate::clock::unix_now_s() >= job.push.expires_at {
+        if self.state.clock.unix_now_s() >= job.push.expires_at {
             inc(&self.stats.provider(job.device.provider()).expired);
             let done = Done {
                 retry: None,
@@ -310,7 +337,7 @@ impl Ctx {
             };
             return (done, true);
         }
-        let v = self.providers.send(&job.device, &job.push, false).await;
+        let v = self.providers.send(&job.device, &job.push).await;
         let finished = self.record(&job.device, &v);
         let signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
@@ -335,7 +362,7 @@ impl Ctx {
         done.throttled = cause.slows_lane();
         let provider = job.device.provider();
         let s = self.stats.provider(provider);
-        let retry = &self.providers.delivery.retry;
+        let retry = &self.providers.delivery().retry;
         let delay = if cause == Cause::Unsent {
             inc(&s.resent_unprocessed);
             job.unsent += 1;
@@ -358,7 +385,7 @@ impl Ctx {
             })
         };
         match backoff::schedule(
-            crate::providers::unix_now_ms(),
+            self.state.clock.unix_now_ms(),
             delay,
             job.push.expires_at.saturating_mul(1000),
         ) {
@@ -375,190 +402,5 @@ impl Ctx {
     }
 }
 
-/// The lane worker: see the module docs.
-async fn run_lane(
-    lane: Lane,
-    ctx: Arc<Ctx>,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    depth: Arc<AtomicUsize>,
-    mut shutdown: Shutdown,
-) {
-    let delivery = &ctx.providers.delivery;
-    let limits = delivery.lanes[lane as usize];
-    let b = &delivery.breaker;
-    let mut breaker = Breaker::new(
-        b.failures,
-        Duration::from_millis(b.open_ms),
-        Duration::from_millis(b.max_open_ms),
-    );
-    let mut pace = Pace::new(limits.max_rps, Instant::now());
-    let max_in_flight = limits.max_in_flight.max(1);
-    // The lane's sends in flight, driven by this task itself: no task, channel or
-    // semaphore per push (they cost more CPU than building the request did).
-    let mut inflight = FuturesUnordered::new();
-    let mut delayed: DelayQueue<Job> = DelayQueue::default();
-    let mut fresh: VecDeque<Job> = VecDeque::new();
-    let mut held: Option<Job> = None;
-    let lane_stats = ctx.stats.lane(lane);
-    let mut closed = false;
-
-    loop {
-        let now = Instant::now();
-        // Collect every finished send without waiting (this also drives the others).
-        while let Some(Some((done, finished))) = inflight.next().now_or_never() {
-            if finished {
-                depth.fetch_sub(1, Ordering::AcqRel);
-            }
-            on_done(
-                lane,
-                lane_stats,
-                done,
-                &mut breaker,
-                &mut pace,
-                &mut delayed,
-                now,
-            );
-        }
-        pace.tick(now);
-        lane_stats
-            .in_flight
-            .store(inflight.len() as u64, Ordering::Relaxed);
-        lane_stats
-            .waiting_retry
-            .store(delayed.len() as u64, Ordering::Relaxed);
-        lane_stats
-            .breaker
-            .store(breaker.state() as u8, Ordering::Relaxed);
-        lane_stats.pace_rps.store(pace.rps(), Ordering::Relaxed);
-
-        if held.is_none() {
-            held = delayed.pop_due(now).or_else(|| fresh.pop_front());
-        }
-        // What to wait for when nothing can be sent now.
-        let mut wake_at = delayed.next_at();
-        if let Some(job) = held.take() {
-            if crate::clock::unix_now_s() >= job.push.expires_at {
-                inc(&ctx.stats.provider(job.device.provider()).expired);
-                depth.fetch_sub(1, Ordering::AcqRel);
-                continue;
-            }
-            // Room in flight, then pace, then breaker: the breaker goes last because
-            // admitting a probe changes its state, and a probe must not be lost to a
-            // full lane.
-            let gate = if inflight.len() >= max_in_flight {
-                Err(None)
-            } else {
-                pace.try_take(now)
-                    .map_err(Some)
-                    .and_then(|()| match breaker.admit(now) {
-                        Admit::Yes => Ok(false),
-                        Admit::Probe => Ok(true),
-                        Admit::Until(t) => Err(Some(t)),
-                        Admit::AfterProbe => Err(None),
-                    })
-            };
-            match gate {
-                Ok(probe) => {
-                    inflight.push(ctx.attempt(job, probe));
-                    continue;
-                }
-                Err(until) => {
-                    held = Some(job);
-                    // `None`: a send in flight must finish first (room in flight or
-                    // the probe's answer); its completion wakes the loop.
-                    if let Some(t) = until {
-                        wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
-                    }
-                }
-            }
-        }
-        if held.is_none() && fresh.is_empty() && delayed.is_empty() && inflight.is_empty() && closed
-        {
-            return;
-        }
-        let take_new = held.is_none() && fresh.is_empty() && !closed;
-        tokio::select! {
-            batch = rx.recv(), if take_new => match batch {
-                Some(b) => fresh.extend(b.devices.into_iter().map(|device| Job {
-                    push: b.push.clone(),
-                    device,
-                    attempts: 0,
-                    unsent: 0,
-                })),
-                None => closed = true,
-            },
-            Some((done, finished)) = inflight.next(), if !inflight.is_empty() => {
-                if finished {
-                    depth.fetch_sub(1, Ordering::AcqRel);
-                }
-                on_done(lane, lane_stats, done, &mut breaker, &mut pace, &mut delayed, Instant::now());
-            }
-            _ = sleep_until(wake_at), if wake_at.is_some() => {}
-            _ = shutdown.wait() => return,
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn on_done(
-    lane: Lane,
-    lane_stats: &crate::telemetry::LaneStats,
-    done: Done,
-    breaker: &mut Breaker,
-    pace: &mut Pace,
-    delayed: &mut DelayQueue<Job>,
-    now: Instant,
-) {
-    match breaker.record(done.signal, done.probe, now) {
-        Some(Change::Opened { wait }) => {
-            inc(&lane_stats.breaker_opened);
-            tracing::warn!(
-                vendor = lane.name(),
-                wait_ms = wait.as_millis() as u64,
-                "vendor failing: circuit breaker opened, pushes wait for a probe"
-            )
-        }
-        Some(Change::Closed) => {
-            tracing::info!(
-                vendor = lane.name(),
-                "vendor answering again: circuit breaker closed"
-            )
-        }
-        None => {}
-    }
-    if done.throttled && pace.throttled(now) {
-        tracing::debug!(
-            vendor = lane.name(),
-            rps = pace.rps(),
-            "vendor throttling: pace lowered"
-        );
-    }
-    if let Some((job, delay)) = done.retry {
-        delayed.push(now + delay, job);
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The size of the future `f` returns, without calling it.
-    fn future_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
-    /// Every push in flight is one heap-allocated `Ctx::attempt` future, so its size is
-    /// allocation and copying per push. The rarely taken connect path (TCP + TLS +
-    /// HTTP/2 handshakes) is boxed in the pool; unboxed it made this future ~6 KB.
-    #[test]
-    fn a_push_in_flight_stays_small() {
-        let size = future_size(|(c, j): (&'static Ctx, Job)| c.attempt(j, false));
-        assert!(size < 3 * 1024, "Ctx::attempt future is {size} bytes");
-    }
-}
+mod tests;

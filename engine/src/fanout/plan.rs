@@ -85,3 +85,6 @@ pub fn plan(
     }
     (summary, targets)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! The lane worker under paused time: a scripted vendor answers after a fixed latency,
+//! the engine's `Clock` follows `tokio::time`, and each test reads the instants at
+//! which pushes left to see how the gates (room in flight, pace, breaker), the probe
+//! hand-off, held jobs and expiry combine.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::*;
+use crate::clock::Clock;
+use crate::providers::{Content, Kind};
+use crate::shutdown::{self, Trigger};
+use crate::state::{Environment, TokenRef};
+
+/// A vendor that answers each send after `latency`, with the next scripted verdict
+/// (delivered once the script is used up), and records when each push left.
+struct Scripted {
+    delivery: Delivery,
+    latency: Duration,
+    answers: Mutex<VecDeque<Outcome>>,
+    /// (push id, milliseconds since the rig started) per send, in order.
+    sent: Mutex<Vec<(String, u64)>>,
+    start: Instant,
+}
+
+impl Vendors for Scripted {
+    fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    fn send<'a>(
+        &'a self,
+        device: &'a Device,
+        _push: &'a Push,
+    ) -> impl Future<Output = Verdict> + Send + 'a {
+        let at = self.start.elapsed().as_millis() as u64;
+        self.sent.lock().push((device.push_id().to_owned(), at));
+        let outcome = self
+            .answers
+            .lock()
+            .pop_front()
+            .unwrap_or(Outcome::Delivered);
+        async move {
+            tokio::time::sleep(self.latency).await;
+            Verdict {
+                status: Some(if outcome == Outcome::Delivered {
+                    200
+                } else {
+                    503
+                }),
+                reason: None,
+                vendor_id: None,
+                outcome,
+            }
+        }
+    }
+}
+
+const UNAVAILABLE: Outcome = Outcome::Retry {
+    after: None,
+    cause: Cause::Unavailable,
+};
+
+struct Rig {
+    dispatcher: Dispatcher<Scripted>,
+    vendor: Arc<Scripted>,
+    stats: Arc<Stats>,
+    clock: Clock,
+    _stop: Trigger,
+}
+
+/// A dispatcher whose FCM lane has `max_in_flight` and `max_rps`, a breaker that opens
+/// after `failures` for `open_ms`, and retries that wait at most 1 ms.
+fn rig(
+    max_in_flight: usize,
+    max_rps: u32,
+    failures: u32,
+    open_ms: u64,
+    answers: &[Outcome],
+) -> Rig {
+    let mut delivery = Delivery::default();
+    delivery.lanes[Lane::Fcm as usize].max_in_flight = max_in_flight;
+    delivery.lanes[Lane::Fcm as usize].max_rps = max_rps;
+    delivery.breaker.failures = failures;
+    delivery.breaker.open_ms = open_ms;
+    delivery.breaker.max_open_ms = open_ms * 4;
+    delivery.retry.base_ms = 1;
+    delivery.retry.max_ms = 1;
+    delivery.retry.max_attempts = 10;
+    let start = Instant::now();
+    let vendor = Arc::new(Scripted {
+        delivery,
+        latency: Duration::from_millis(10),
+        answers: Mutex::new(answers.iter().copied().collect()),
+        sent: Mutex::default(),
+        start,
+    });
+    let clock = Clock::tokio(1_700_000_000_000);
+    let state = Arc::new(State::new(clock.clone()));
+    let stats = Arc::new(Stats::default());
+    let (stop, shutdown) = shutdown::channel();
+    let dispatcher = Dispatcher::spawn(vendor.clone(), state, stats.clone(), 1_000, shutdown);
+    Rig {
+        dispatcher,
+        vendor,
+        stats,
+        clock,
+        _stop: stop,
+    }
+}
+
+impl Rig {
+    /// Submit one message with `ttl_s` to FCM devices named `push_ids`.
+    fn submit(&self, ttl_s: u64, push_ids: &[&str]) {
+        let kind = Kind::Message {
+            message_id: "m".into(),
+        };
+        let push = Push::render(kind, &Content::default(), ttl_s, self.clock.unix_now_s())
+            .expect("an empty message fits every vendor");
+        let mut targets = Targets::default();
+        targets.lanes[Lane::Fcm as usize] = push_ids
+            .iter()
+            .map(|id| {
+                let token = TokenRef::Text("token");
+                Device::from_parts(
+                    id,
+                    1,
+                    ProviderKind::Fcm,
+                    Environment::Production,
+                    None,
+                    token,
+                )
+            })
+            .collect();
+        let queued = self.dispatcher.submit(Arc::new(push), targets);
+        assert_eq!(queued.ok(), Some(push_ids.len()), "the lane has room");
+    }
+
+    /// Wait (in paused time) until the lane has finished every push; returns when.
+    async fn drained(&self) -> u64 {
+        let depth = || {
+            self.dispatcher.lanes[Lane::Fcm as usize]
+                .depth
+                .load(Ordering::Acquire)
+        };
+        for _ in 0..100_000 {
+            if depth() == 0 {
+                return self.vendor.start.elapsed().as_millis() as u64;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the lane did not drain within 100 s of paused time");
+    }
+
+    /// Submit push a, then push b `gap_ms` later; wait for both to finish.
+    async fn a_then_b(&self, gap_ms: u64) -> Vec<(String, u64)> {
+        self.submit(60, &["a"]);
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+        self.submit(60, &["b"]);
+        self.drained().await;
+        self.sent()
+    }
+
+    fn sent(&self) -> Vec<(String, u64)> {
+        self.vendor.sent.lock().clone()
+    }
+
+    fn fcm(&self, read: impl Fn(&crate::telemetry::ProviderStats) -> &AtomicU64) -> u64 {
+        read(self.stats.provider(ProviderKind::Fcm)).load(Ordering::Relaxed)
+    }
+}
+
+fn sends(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter()
+        .map(|(id, at)| ((*id).to_owned(), *at))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushes_beyond_max_in_flight_wait_for_a_send_to_finish() {
+    let rig = rig(2, 0, 5, 1_000, &[]);
+    rig.submit(60, &["a", "b", "c", "d", "e"]);
+    rig.drained().await;
+    let expected = [("a", 0), ("b", 0), ("c", 10), ("d", 10), ("e", 20)];
+    assert_eq!(rig.sent(), sends(&expected));
+    assert_eq!(rig.fcm(|s| &s.delivered), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_lets_one_probe_go_and_the_rest_follow_its_success() {
+    // a and b fail in turn: the breaker opens at 20 ms for 1 s. c, picked while b was
+    // out, is held at the breaker and goes as the probe at 1020 ms; the retries of a
+    // and b wait for its answer and follow one by one.
+    let rig = rig(1, 0, 2, 1_000, &[UNAVAILABLE, UNAVAILABLE]);
+    rig.submit(60, &["a", "b", "c"]);
+    rig.drained().await;
+    let expected = [
+        ("a", 0),
+        ("b", 10),
+        ("c", 1_020),
+        ("a", 1_030),
+        ("b", 1_040),
+    ];
+    assert_eq!(rig.sent(), sends(&expected));
+    assert_eq!(rig.fcm(|s| &s.delivered), 3);
+    assert_eq!(rig.fcm(|s| &s.retried), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_is_not_lost_to_the_pace() {
+    // One send a second. a fails and opens the breaker for 100 ms, but the pace has no
+    // token until 1 s: the breaker must not be asked (and turn half-open) before the
+    // pace agrees, or the probe it admitted would never leave and the lane would wedge.
+    let rig = rig(1, 1, 1, 100, &[UNAVAILABLE]);
+    rig.submit(60, &["a"]);
+    rig.drained().await;
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 2, "the probe went: {sent:?}");
+    // The pace's next token is due at 1 s (give or take its float arithmetic).
+    assert!((1_000..=1_002).contains(&sent[1].1), "{sent:?}");
+    assert_eq!(rig.fcm(|s| &s.delivered), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_push_held_at_an_open_breaker_expires_there_instead_of_going_as_the_probe() {
+    // The only push fails and opens the breaker for 10 s; it expires after 2 s while
+    // held. Wall time follows paused time, so it is dropped when the worker wakes.
+    let rig = rig(1, 0, 1, 10_000, &[UNAVAILABLE]);
+    rig.submit(2, &["a"]);
+    let at = rig.drained().await;
+    assert_eq!(rig.sent(), sends(&[("a", 0)]));
+    assert_eq!(rig.fcm(|s| &s.expired), 1);
+    assert!(at <= 10_020, "dropped when the worker woke, at {at} ms");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_would_land_after_expiry_is_dropped_at_once() {
+    let after = Outcome::Retry {
+        after: Some(Duration::from_secs(30)),
+        cause: Cause::Unavailable,
+    };
+    let rig = rig(1, 0, 5, 1_000, &[after]);
+    rig.submit(5, &["a"]);
+    let at = rig.drained().await;
+    assert_eq!(rig.sent(), sends(&[("a", 0)]));
+    assert_eq!(rig.fcm(|s| &s.expired), 1);
+    assert!(
+        at < 100,
+        "dropped on the vendor's answer, not after waiting: {at} ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_push_keeps_its_place_ahead_of_a_retry_that_falls_due() {
+    // b is picked while a is in flight and waits for room; a fails and its retry falls
+    // due, but b, already held, goes first.
+    let rig = rig(1, 0, 5, 1_000, &[UNAVAILABLE]);
+    let sent = rig.a_then_b(5).await;
+    assert_eq!(sent, sends(&[("a", 0), ("b", 10), ("a", 20)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_work_does_not_overtake_a_retry_held_at_an_open_breaker() {
+    // a's retry falls due while the breaker is open and is held there; b, admitted
+    // meanwhile, does not overtake it: the retry goes as the probe, b after.
+    let rig = rig(1, 0, 1, 100, &[UNAVAILABLE]);
+    let sent = rig.a_then_b(50).await;
+    assert_eq!(sent, sends(&[("a", 0), ("a", 110), ("b", 120)]));
+}
+
+/// The size of the future `f` returns, without calling it.
+fn future_size<A, F>(_: impl FnOnce(A) -> F) -> usize {
+    std::mem::size_of::<F>()
+}
+
+/// Every push in flight is one heap-allocated `Ctx::attempt` future, so its size is
+/// allocation and copying per push. The rarely taken connect path (TCP + TLS +
+/// HTTP/2 handshakes) is boxed in the pool; unboxed it made this future ~6 KB.
+#[test]
+fn a_push_in_flight_stays_small() {
+    let size = future_size(|(c, j): (&'static Ctx<Providers>, Job)| c.attempt(j, false));
+    assert!(size < 3 * 1024, "Ctx::attempt future is {size} bytes");
+}

@@ -1,0 +1,253 @@
+//! The lane worker: one task per lane that takes admitted pushes, holds each at the
+//! gates (room in flight, pace, breaker) and drives the lane's sends in flight itself.
+//!
+//! [`run`] is the loop: settle finished sends, publish the lane's gauges, then
+//! [`Worker::next`] says whether to send a job now, drop an expired one, or wait (and
+//! until when). The state between turns lives in [`Worker`], so each step is a named
+//! method; the sends in flight stay a local of [`run`] because their futures borrow
+//! the context.
+//!
+//! Monotonic time is `tokio::time`; wall time (push expiry) is the state's `Clock`.
+//! Both follow paused time, which is how `tests.rs` drives every combination.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::FutureExt as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::breaker::{Admit, Breaker, Change};
+use super::delay::DelayQueue;
+use super::pace::Pace;
+use super::{Batch, Ctx, Done, Job, Vendors};
+use crate::clock::Clock;
+use crate::fanout::plan::Lane;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{inc, LaneStats, Stats};
+
+/// One lane's state between turns of [`run`].
+struct Worker<'a> {
+    lane: Lane,
+    stats: &'a Stats,
+    lane_stats: &'a LaneStats,
+    clock: &'a Clock,
+    /// Device pushes admitted and not yet finished (shared with admission).
+    depth: &'a AtomicUsize,
+    breaker: Breaker,
+    pace: Pace,
+    max_in_flight: usize,
+    /// Retries, each waiting for its time.
+    delayed: DelayQueue<Job>,
+    /// Admitted pushes not yet tried, in order.
+    fresh: VecDeque<Job>,
+    /// The push picked next, waiting at the gates.
+    held: Option<Job>,
+    /// Admission is gone (shutdown of the dispatcher): drain and stop.
+    closed: bool,
+}
+
+/// What the worker does this turn.
+enum Step {
+    /// Send this job now; `probe` when the breaker admitted it as its probe.
+    Send { job: Job, probe: bool },
+    /// The held job expired and was dropped; take another turn.
+    Expired,
+    /// Nothing can go now: wait for a batch, a finished send, or this instant.
+    Wait(Option<Instant>),
+}
+
+impl<'a> Worker<'a> {
+    fn new<V: Vendors>(lane: Lane, ctx: &'a Ctx<V>, depth: &'a AtomicUsize) -> Self {
+        let delivery = ctx.providers.delivery();
+        let limits = delivery.lanes[lane as usize];
+        let b = &delivery.breaker;
+        Self {
+            lane,
+            stats: &ctx.stats,
+            lane_stats: ctx.stats.lane(lane),
+            clock: &ctx.state.clock,
+            depth,
+            breaker: Breaker::new(
+                b.failures,
+                Duration::from_millis(b.open_ms),
+                Duration::from_millis(b.max_open_ms),
+            ),
+            pace: Pace::new(limits.max_rps, Instant::now()),
+            max_in_flight: limits.max_in_flight.max(1),
+            delayed: DelayQueue::default(),
+            fresh: VecDeque::new(),
+            held: None,
+            closed: false,
+        }
+    }
+
+    /// A send finished: release its place when the push is done, tell the breaker and
+    /// the pace, and queue its retry.
+    fn settle(&mut self, (done, finished): (Done, bool), now: Instant) {
+        if finished {
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+        }
+        match self.breaker.record(done.signal, done.probe, now) {
+            Some(Change::Opened { wait }) => {
+                inc(&self.lane_stats.breaker_opened);
+                tracing::warn!(
+                    vendor = self.lane.name(),
+                    wait_ms = wait.as_millis() as u64,
+                    "vendor failing: circuit breaker opened, pushes wait for a probe"
+                )
+            }
+            Some(Change::Closed) => {
+                tracing::info!(
+                    vendor = self.lane.name(),
+                    "vendor answering again: circuit breaker closed"
+                )
+            }
+            None => {}
+        }
+        if done.throttled && self.pace.throttled(now) {
+            tracing::debug!(
+                vendor = self.lane.name(),
+                rps = self.pace.rps(),
+                "vendor throttling: pace lowered"
+            );
+        }
+        if let Some((job, delay)) = done.retry {
+            self.delayed.push(now + delay, job);
+        }
+    }
+
+    /// Let the pace recover and publish the lane's gauges for `/v1/stats`.
+    fn publish(&mut self, now: Instant, in_flight: usize) {
+        self.pace.tick(now);
+        let s = self.lane_stats;
+        s.in_flight.store(in_flight as u64, Ordering::Relaxed);
+        s.waiting_retry
+            .store(self.delayed.len() as u64, Ordering::Relaxed);
+        s.breaker
+            .store(self.breaker.state() as u8, Ordering::Relaxed);
+        s.pace_rps.store(self.pace.rps(), Ordering::Relaxed);
+    }
+
+    /// Pick the next push (a due retry first, then new work) and hold it at the gates.
+    fn next(&mut self, now: Instant, in_flight: usize) -> Step {
+        if self.held.is_none() {
+            self.held = self.delayed.pop_due(now).or_else(|| self.fresh.pop_front());
+        }
+        let Some(job) = self.held.take() else {
+            // Nothing due: wake for the first retry to fall due.
+            return Step::Wait(self.delayed.next_at());
+        };
+        if self.clock.unix_now_s() >= job.push.expires_at {
+            inc(&self.stats.provider(job.device.provider()).expired);
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+            return Step::Expired;
+        }
+        match self.gates(now, in_flight) {
+            Ok(probe) => Step::Send { job, probe },
+            Err(until) => {
+                // Only the gates hold this job up, so only they wake the worker: a retry
+                // falling due meanwhile cannot go before it (waking for one that is
+                // already due would spin the worker until a send finished). `None`: a
+                // send in flight must finish first (room in flight or the probe's
+                // answer); its completion wakes the loop.
+                self.held = Some(job);
+                Step::Wait(until)
+            }
+        }
+    }
+
+    /// Room in flight, then pace, then breaker: the breaker goes last because
+    /// admitting a probe changes its state, and a probe must not be lost to a full
+    /// lane. `Ok(probe)` to send; `Err(until)` to wait, until an instant or (`None`)
+    /// until a send in flight finishes.
+    fn gates(&mut self, now: Instant, in_flight: usize) -> Result<bool, Option<Instant>> {
+        if in_flight >= self.max_in_flight {
+            return Err(None);
+        }
+        self.pace.try_take(now).map_err(Some)?;
+        match self.breaker.admit(now) {
+            Admit::Yes => Ok(false),
+            Admit::Probe => Ok(true),
+            Admit::Until(t) => Err(Some(t)),
+            Admit::AfterProbe => Err(None),
+        }
+    }
+
+    /// Take a new batch when nothing is waiting at the gates or in line.
+    fn wants_work(&self) -> bool {
+        self.held.is_none() && self.fresh.is_empty() && !self.closed
+    }
+
+    fn admit(&mut self, batch: Option<Batch>) {
+        match batch {
+            Some(b) => self.fresh.extend(b.devices.into_iter().map(|device| Job {
+                push: b.push.clone(),
+                device,
+                attempts: 0,
+                unsent: 0,
+            })),
+            None => self.closed = true,
+        }
+    }
+
+    /// Admission is closed and every admitted push is finished.
+    fn drained(&self, in_flight: usize) -> bool {
+        self.closed
+            && self.held.is_none()
+            && self.fresh.is_empty()
+            && self.delayed.is_empty()
+            && in_flight == 0
+    }
+}
+
+/// The lane worker: see the module docs.
+pub(super) async fn run<V: Vendors>(
+    lane: Lane,
+    ctx: Arc<Ctx<V>>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    depth: Arc<AtomicUsize>,
+    mut shutdown: Shutdown,
+) {
+    let mut worker = Worker::new(lane, &ctx, &depth);
+    // The lane's sends in flight, driven by this task itself: no task, channel or
+    // semaphore per push (they cost more CPU than building the request did).
+    let mut inflight = FuturesUnordered::new();
+    loop {
+        let now = Instant::now();
+        // Collect every finished send without waiting (this also drives the others).
+        while let Some(Some(done)) = inflight.next().now_or_never() {
+            worker.settle(done, now);
+        }
+        worker.publish(now, inflight.len());
+        let wake_at = match worker.next(now, inflight.len()) {
+            Step::Send { job, probe } => {
+                inflight.push(ctx.attempt(job, probe));
+                continue;
+            }
+            Step::Expired => continue,
+            Step::Wait(at) => at,
+        };
+        if worker.drained(inflight.len()) {
+            return;
+        }
+        tokio::select! {
+            batch = rx.recv(), if worker.wants_work() => worker.admit(batch),
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                worker.settle(done, Instant::now());
+            }
+            _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

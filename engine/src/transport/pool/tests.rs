@@ -1,0 +1,204 @@
+use super::*;
+
+#[test]
+fn connect_backoff_doubles_with_jitter_up_to_the_cap() {
+    let max = Duration::from_secs(5);
+    for _ in 0..100 {
+        let first = connect_backoff(1, max);
+        assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(50));
+        let third = connect_backoff(3, max);
+        assert!(third >= Duration::from_millis(100) && third <= Duration::from_millis(200));
+        let many = connect_backoff(40, max);
+        assert!(many >= max / 2 && many <= max);
+    }
+}
+
+#[test]
+fn unprocessed_errors_are_the_resendable_ones() {
+    let ep = || "https://x".to_string();
+    let cause = Arc::new(Error::ConnectTimeout {
+        endpoint: ep(),
+        phase: Phase::Tls,
+        after: Duration::from_secs(5),
+    });
+    assert!(cause.not_processed() && cause.is_connect());
+    assert!(Error::Shared(cause.clone()).not_processed());
+    let backoff = Error::Backoff {
+        endpoint: ep(),
+        retry_in: Duration::from_millis(5),
+        cause,
+    };
+    assert!(backoff.not_processed() && backoff.is_connect());
+    assert_eq!(
+        crate::providers::error_chain(&backoff),
+        "not reconnecting to https://x for another 5ms after failed connects: \
+         tls handshake with https://x timed out after 5s"
+    );
+    assert!(!Error::Timeout { endpoint: ep() }.not_processed());
+}
+
+/// Generous bound on anything a test waits for; the pools under test use 100 ms.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn opts(connections: usize) -> Options {
+    let mut o = Options::new(connections, Duration::from_millis(100));
+    o.connect_timeout = Duration::from_millis(100);
+    o.ping_timeout = Duration::from_millis(100);
+    o
+}
+
+fn pool(url: &str, o: Options) -> Pool {
+    let tls = crate::transport::tls::client_config(None, &[b"h2"]).expect("tls config");
+    Pool::with_options(Endpoint::parse(url).expect("endpoint"), tls, o).expect("pool")
+}
+
+fn get() -> Request<()> {
+    Request::get("/").body(()).expect("request head")
+}
+
+/// The kernel completes TCP handshakes for a listener that never accepts: a peer
+/// that takes the connection and never answers.
+async fn silent_listener() -> (tokio::net::TcpListener, u16) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("bound").port();
+    (l, port)
+}
+
+fn is_timeout_in(e: &Error, want: Phase) -> bool {
+    matches!(e, Error::ConnectTimeout { phase, .. } if *phase == want)
+}
+
+#[tokio::test]
+async fn requests_queued_behind_a_silent_tls_handshake_are_all_released_with_its_cause() {
+    let (_listener, port) = silent_listener().await;
+    let pool = pool(&format!("https://127.0.0.1:{port}"), opts(1));
+    let sends = (0..8).map(|_| pool.send(get, Bytes::new()));
+    let results = tokio::time::timeout(WAIT, futures::future::join_all(sends))
+        .await
+        .expect("every request is released");
+    let mut connecting = 0u64;
+    for r in &results {
+        let e = r.as_ref().expect_err("nothing answers");
+        assert!(e.not_processed() && e.is_connect(), "{e:?}");
+        match e {
+            Error::Shared(cause) => {
+                connecting += 1;
+                assert!(is_timeout_in(cause, Phase::Tls), "{cause:?}");
+            }
+            Error::Backoff { cause, .. } => assert!(is_timeout_in(cause, Phase::Tls)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Normally one connect for all of them; a waiter that woke only after the
+    // 25-50 ms backoff would try its own, still bounded.
+    assert!(
+        connecting < results.len() as u64,
+        "waiters fail on the backoff"
+    );
+    assert_eq!(pool.connect_failures(), connecting);
+    let chain = crate::providers::error_chain(results[1].as_ref().unwrap_err());
+    let cause = format!("tls handshake with https://127.0.0.1:{port} timed out after 100ms");
+    assert!(chain.ends_with(&cause), "{chain}");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_sends_its_settings_fails_the_http2_handshake() {
+    let (_listener, port) = silent_listener().await;
+    // h2c: no TLS, so the silence is in the HTTP/2 handshake itself.
+    let pool = pool(&format!("http://127.0.0.1:{port}"), opts(2));
+    let e = tokio::time::timeout(WAIT, pool.send(get, Bytes::new()))
+        .await
+        .expect("bounded")
+        .expect_err("nothing answers");
+    let Error::Shared(cause) = &e else {
+        panic!("the first request connects itself: {e:?}")
+    };
+    assert!(is_timeout_in(cause, Phase::Http2), "{cause:?}");
+    assert!(e.not_processed());
+    assert_eq!(pool.connects(), 1, "the TCP connect succeeded");
+    assert_eq!(pool.connect_failures(), 1, "one connect per request");
+}
+
+/// An h2c server that completes the handshake (answering the client's PING) and
+/// goes silent at its first request: it stops reading, answering and PONGing, but
+/// holds the connection open.
+async fn goes_silent_at_the_first_request(listener: tokio::net::TcpListener) {
+    let mut held = Vec::new();
+    while let Ok((tcp, _)) = listener.accept().await {
+        let Ok(mut conn) = h2::server::handshake(tcp).await else {
+            continue;
+        };
+        if let Some(Ok(request)) = conn.accept().await {
+            held.push((conn, request));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_timeout_probes_the_connection_and_a_silent_one_is_replaced() {
+    let (listener, port) = silent_listener().await;
+    let server = tokio::spawn(goes_silent_at_the_first_request(listener));
+    let mut o = opts(1);
+    o.ping_interval = None;
+    let pool = pool(&format!("http://127.0.0.1:{port}"), o);
+    let e = tokio::time::timeout(WAIT, pool.send(get, Bytes::new()))
+        .await
+        .expect("bounded")
+        .expect_err("the server goes silent");
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert_eq!(pool.connects(), 1);
+    // The unanswered probe closes the connection, so a later request reconnects
+    // instead of queueing behind a dead peer until its own timeout.
+    let deadline = Instant::now() + WAIT;
+    while pool.connects() < 2 {
+        assert!(Instant::now() < deadline, "the silent connection was kept");
+        let _ = tokio::time::timeout(WAIT, pool.send(get, Bytes::new())).await;
+    }
+    assert!(
+        pool.pings() >= 1,
+        "probed without keep-alive pings configured"
+    );
+    server.abort();
+}
+
+/// Log output of the current thread's subscriber, for asserting on log lines.
+#[derive(Clone, Default)]
+struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // The test runtime runs every task on this thread.
+    let _log = tracing::subscriber::set_default(subscriber);
+    let (_listener, port) = silent_listener().await;
+    let pool = pool(&format!("https://127.0.0.1:{port}"), opts(1));
+    let deadline = Instant::now() + WAIT;
+    while pool.connect_failures() < 3 {
+        assert!(Instant::now() < deadline, "connects were not retried");
+        let r = tokio::time::timeout(WAIT, pool.send(get, Bytes::new())).await;
+        assert!(r.expect("bounded").is_err());
+    }
+    let text = String::from_utf8(logs.0.lock().clone()).expect("utf-8 logs");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    let cause = format!("tls handshake with https://127.0.0.1:{port} timed out after 100ms");
+    assert!(warnings[0].contains(&cause), "{text}");
+}
