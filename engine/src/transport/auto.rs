@@ -40,7 +40,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::pool::{connect_backoff, Options};
+use super::pool::{Backoff, Options};
 use super::{Phase, Response};
 
 /// Concurrent requests allowed per configured connection once HTTP/2 is negotiated.
@@ -205,15 +205,7 @@ struct Inner {
     /// Set while connects fail: requests then look at `backoff` (the fast path is
     /// this one load).
     failing: AtomicBool,
-    backoff: parking_lot::Mutex<Backoff>,
-}
-
-/// Failed connects to the origin, when it may be tried again, and why it failed.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-    until: Option<Instant>,
-    cause: Option<Arc<Error>>,
+    backoff: parking_lot::Mutex<Backoff<Error>>,
 }
 
 impl Client {
@@ -330,28 +322,23 @@ impl Inner {
         if !self.failing.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let b = self.backoff.lock();
-        match (b.until, &b.cause) {
-            (Some(until), Some(cause)) if until > Instant::now() => Err(Error::Backoff {
+        match self.backoff.lock().active() {
+            Some((retry_in, cause)) => Err(Error::Backoff {
                 origin: self.origin.clone(),
-                retry_in: until - Instant::now(),
-                cause: cause.clone(),
+                retry_in,
+                cause,
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
     /// A connect failed: back off, log the outage once, hand the error back shared.
     fn connect_failed(&self, e: Error) -> Error {
         let e = Arc::new(e);
-        let mut b = self.backoff.lock();
-        b.failures += 1;
-        let wait = connect_backoff(b.failures, self.backoff_max);
-        b.until = Some(Instant::now() + wait);
-        b.cause = Some(e.clone());
+        let (failures, wait) = self.backoff.lock().failed(e.clone(), self.backoff_max);
         let chain = crate::providers::error_chain(&*e);
         if self.failing.swap(true, Ordering::Relaxed) {
-            tracing::debug!(origin = %self.origin, failures = b.failures, ?wait, error = %chain, "vendor connect failed");
+            tracing::debug!(origin = %self.origin, failures, ?wait, error = %chain, "vendor connect failed");
         } else {
             tracing::warn!(origin = %self.origin, error = %chain, "vendor connect failed; its pushes are resent after a backoff (logged once until a connect succeeds)");
         }

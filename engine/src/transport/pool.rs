@@ -110,6 +110,43 @@ pub fn connect_backoff(failures: u32, max: Duration) -> Duration {
     ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
+/// Failed connects in a row, when the next may be tried, and why the last one failed:
+/// one per pool slot, and one per origin of the [`super::auto`] client.
+pub(crate) struct Backoff<E> {
+    failures: u32,
+    until: Option<Instant>,
+    cause: Option<Arc<E>>,
+}
+
+impl<E> Default for Backoff<E> {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            until: None,
+            cause: None,
+        }
+    }
+}
+
+impl<E> Backoff<E> {
+    /// Record a failed connect: returns the failures in a row and the wait before the
+    /// next attempt ([`connect_backoff`], at most `max`).
+    pub(crate) fn failed(&mut self, cause: Arc<E>, max: Duration) -> (u32, Duration) {
+        self.failures += 1;
+        let wait = connect_backoff(self.failures, max);
+        self.until = Some(Instant::now() + wait);
+        self.cause = Some(cause);
+        (self.failures, wait)
+    }
+
+    /// While backing off: the time left and the failure that started it.
+    pub(crate) fn active(&self) -> Option<(Duration, Arc<E>)> {
+        let (until, cause) = (self.until?, self.cause.as_ref()?);
+        let now = Instant::now();
+        (until > now).then(|| (until - now, cause.clone()))
+    }
+}
+
 /// A complete vendor response.
 #[derive(Debug)]
 pub struct Response {
@@ -132,15 +169,7 @@ struct Conn {
 struct Slot {
     conn: ArcSwapOption<Conn>,
     connecting: tokio::sync::Mutex<()>,
-    backoff: parking_lot::Mutex<Backoff>,
-}
-
-/// Failed connects of one slot, when it may try again, and why it failed.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-    until: Option<Instant>,
-    cause: Option<Arc<Error>>,
+    backoff: parking_lot::Mutex<Backoff<Error>>,
 }
 
 struct Inner {
@@ -329,14 +358,13 @@ impl Pool {
             Err(e) => {
                 self.inner.connect_failures.fetch_add(1, Ordering::Relaxed);
                 let e = Arc::new(e);
-                let mut b = slot.backoff.lock();
-                b.failures += 1;
-                let wait = connect_backoff(b.failures, self.inner.opts.connect_backoff_max);
-                b.until = Some(Instant::now() + wait);
-                b.cause = Some(e.clone());
+                let (failures, wait) = slot
+                    .backoff
+                    .lock()
+                    .failed(e.clone(), self.inner.opts.connect_backoff_max);
                 let chain = crate::providers::error_chain(&*e);
                 if self.inner.failing.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(endpoint = %self.inner.endpoint.base, failures = b.failures, ?wait, error = %chain, "vendor connect failed");
+                    tracing::debug!(endpoint = %self.inner.endpoint.base, failures, ?wait, error = %chain, "vendor connect failed");
                 } else {
                     tracing::warn!(endpoint = %self.inner.endpoint.base, error = %chain, "vendor connect failed; its pushes are resent after a backoff (logged once until a connect succeeds)");
                 }
@@ -346,14 +374,13 @@ impl Pool {
     }
 
     fn check_backoff(&self, slot: &Slot) -> Result<(), Error> {
-        let b = slot.backoff.lock();
-        match (b.until, &b.cause) {
-            (Some(until), Some(cause)) if until > Instant::now() => Err(Error::Backoff {
+        match slot.backoff.lock().active() {
+            Some((retry_in, cause)) => Err(Error::Backoff {
                 endpoint: self.inner.endpoint.base.clone(),
-                retry_in: until - Instant::now(),
-                cause: cause.clone(),
+                retry_in,
+                cause,
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
