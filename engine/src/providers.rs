@@ -46,7 +46,30 @@ pub struct Content {
     pub payload: Option<String>,
     /// Selects custom push rules (sound, channel, ...); carried for vendor rules.
     pub resources_id: Option<String>,
+    /// Sets the app badge to this number.
     pub badge: Option<u32>,
+    /// Adds this to each recipient's unread counter and sends their own total
+    /// (API 1.1); exclusive with `badge`.
+    pub badge_increment: Option<u32>,
+    /// The sound name; `None` = the vendor default for alerts, none for silent pushes.
+    pub sound: Option<String>,
+    /// A background / data-only push that shows nothing (API 1.1).
+    pub silent: bool,
+    /// Later pushes with the same id replace earlier ones on the device (1..=64 bytes).
+    pub collapse_id: Option<String>,
+    /// How long the vendor keeps the push, and Fanfare retries it; `None` = the
+    /// default (`messages.ttl_s` for messages, `timeout_s` for calls).
+    pub ttl_s: Option<u64>,
+    /// `None` = the default: high for calls and alerts.
+    pub priority: Option<Priority>,
+}
+
+/// A push's delivery priority (API 1.1 `priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    Normal,
 }
 
 /// What kind of push this is.

@@ -18,7 +18,7 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::ApiError;
-use crate::providers::Content;
+use crate::providers::{Content, Priority};
 use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
 
@@ -241,7 +241,24 @@ pub struct PushConfig {
     pub resources_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub badge: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badge_increment: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
 }
+
+/// The longest `push.collapse_id` (APNs `apns-collapse-id` allows 64 bytes).
+pub const MAX_COLLAPSE_ID: usize = 64;
+/// The longest `push.sound` name.
+pub const MAX_SOUND: usize = 256;
 
 impl PushConfig {
     pub fn into_content(self) -> Result<Content, ApiError> {
@@ -253,12 +270,44 @@ impl PushConfig {
         if let Some(r) = &self.resources_id {
             validate("push.resources_id", r).map_err(ApiError::invalid)?;
         }
+        if self.badge.is_some() && self.badge_increment.is_some() {
+            return Err(ApiError::invalid(
+                "push: give badge (sets the number) or badge_increment (adds to it), not both",
+            ));
+        }
+        if let Some(c) = &self.collapse_id {
+            if c.is_empty() || c.len() > MAX_COLLAPSE_ID {
+                return Err(ApiError::invalid(format!(
+                    "push.collapse_id must be 1 to {MAX_COLLAPSE_ID} bytes"
+                )));
+            }
+        }
+        if let Some(s) = &self.sound {
+            if s.is_empty() || s.len() > MAX_SOUND || s.chars().any(char::is_control) {
+                return Err(ApiError::invalid(format!(
+                    "push.sound must be 1 to {MAX_SOUND} bytes without control characters"
+                )));
+            }
+        }
+        if let Some(ttl) = self.ttl_s {
+            if ttl > MAX_PUSH_TTL_S {
+                return Err(ApiError::invalid(format!(
+                    "push.ttl_s must be at most {MAX_PUSH_TTL_S} (28 days, the longest any vendor keeps a push)"
+                )));
+            }
+        }
         Ok(Content {
             title: self.title,
             content: self.content,
             payload: self.payload.or(self.extended_data),
             resources_id: self.resources_id,
             badge: self.badge,
+            badge_increment: self.badge_increment,
+            sound: self.sound,
+            silent: self.silent.unwrap_or(false),
+            collapse_id: self.collapse_id,
+            ttl_s: self.ttl_s,
+            priority: self.priority,
         })
     }
 }
@@ -293,6 +342,8 @@ pub struct CallRequest {
     pub push: Option<PushConfig>,
 }
 
+/// The longest `push.ttl_s`: FCM and APNs keep a push at most 28 days.
+pub const MAX_PUSH_TTL_S: u64 = 28 * 86_400;
 pub const MAX_INVITEES: usize = 10_000;
 pub const MAX_CALL_TIMEOUT_S: u64 = 86_400;
 
