@@ -34,6 +34,8 @@ impl Targets {
 pub struct Summary {
     pub recipients: usize,
     pub offline: usize,
+    /// Offline recipients skipped because they set do-not-disturb on the conversation.
+    pub muted: usize,
 }
 
 /// Plan a message or call to `recipients` (the sender already left out; `None` is a
