@@ -16,6 +16,7 @@ use crate::clock::unix_now_s;
 use crate::fanout::plan::{self, Summary};
 use crate::providers::{Content, Kind, Push, TooLarge};
 use crate::state::ids::Pin;
+use crate::state::notify;
 use crate::state::UserIdx;
 use crate::telemetry::inc;
 use crate::Engine;
@@ -121,8 +122,14 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<MessageOutcome, Err
         .filter(|u| Some(*u) != sender)
         .map(Some)
         .chain(peer);
+    // The conversation as the recipients see it, for do-not-disturb.
+    let (kind, id) = match &m.conversation {
+        Conversation::Group(g) => (notify::Kind::Group, g),
+        Conversation::Peer(_) => (notify::Kind::Peer, &m.sender_id),
+    };
+    let seen_as = notify::Conversation { kind, id };
     let accepted = match push {
-        Some(push) => fan_out(engine, &users, push, recipients),
+        Some(push) => fan_out(engine, &users, push, recipients, Some(seen_as)),
         None => Ok(Accepted {
             summary: count(engine, recipients),
             targets: 0,
@@ -147,7 +154,7 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Accepted, Error> {
         timeout_s: c.timeout_s,
     };
     let push = render(engine, kind, &c.content, c.timeout_s)?;
-    let accepted = fan_out(engine, &pin, push, users)?;
+    let accepted = fan_out(engine, &pin, push, users, None)?;
     inc(&engine.stats.calls_accepted);
     Ok(accepted)
 }
@@ -169,11 +176,12 @@ fn fan_out(
     users: &Pin<'_>,
     push: Push,
     recipients: impl IntoIterator<Item = Option<UserIdx>>,
+    conversation: Option<notify::Conversation<'_>>,
 ) -> Result<Accepted, Error> {
     let is_call = push.is_call();
-    let (summary, targets) = plan::plan(&engine.state, users, recipients, is_call, |p| {
-        engine.providers.is_configured(p)
-    });
+    let configured = |p| engine.providers.is_configured(p);
+    let (summary, targets) =
+        plan::plan(&engine.state, users, recipients, conversation, is_call, configured);
     let targets = engine
         .dispatcher
         .submit(Arc::new(push), targets)

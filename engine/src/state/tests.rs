@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::store::snapshot::{self, ArchivedImage, Image};
+use crate::store::snapshot::{self, Image};
 
 fn state() -> State {
     State::with_presence(
@@ -262,14 +262,16 @@ fn mutations_and_presence_racing_the_sweep_never_lose_a_referenced_user() {
     }
 }
 
+/// Capture, write, open and install a snapshot of `s`: the restored state and the
+/// number of users the image named.
 fn round_trip(s: &State) -> (State, usize) {
     let img = Image::capture(s);
     let users = img.users.ends.len();
-    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&img).expect("serializes");
-    let archived =
-        rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&bytes).expect("valid archive");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (path, _) = snapshot::write(dir.path(), 1, &img).expect("writes");
+    let loaded = snapshot::open(&path).expect("opens");
     let fresh = state();
-    snapshot::install(archived, &fresh).expect("installs");
+    snapshot::install(loaded.image(), &fresh).expect("installs");
     (fresh, users)
 }
 
