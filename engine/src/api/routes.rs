@@ -27,6 +27,7 @@ use crate::state::{Applied, Mutation};
 use crate::Engine;
 
 mod body;
+mod users;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -284,6 +285,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             })
         }
         (_, ["users", _, "push-ids"]) => Err(ApiError::method_not_allowed("GET, DELETE")),
+        (_, ["users", u, "conversations", t, c, "notification"]) => {
+            users::notification(engine, conn, req, [u, t, c]).await
+        }
+        (_, ["users", user_id, "badge"]) => users::badge(engine, conn, req, user_id).await,
         (&Method::POST, ["presence"]) => {
             let body = read_body(engine, conn, req).await?;
             presence(engine, &body)

@@ -23,7 +23,9 @@ use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
 
 mod response;
+mod users;
 pub use response::*;
+pub use users::*;
 
 /// A `T` that must be written as a JSON object (not as an array of its fields).
 struct Object<T>(T);
