@@ -180,8 +180,7 @@ fn planning_dnd(c: &mut Criterion) {
             b.iter(|| {
                 let users = state.users.pin();
                 let recipients = idx.iter().copied().map(Some);
-                let (s, t) =
-                    plan::plan(state, &users, recipients, Some(group), false, |_| true);
+                let (s, t) = plan::plan(state, &users, recipients, Some(group), false, |_| true);
                 black_box((s, t.queued()))
             })
         });

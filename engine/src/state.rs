@@ -399,7 +399,8 @@ impl State {
                 kind: *kind,
                 id: conversation_id,
             };
-            let full = (self.users.pin().get(user_id)).is_some_and(|u| self.notify.would_exceed(u, c));
+            let full =
+                (self.users.pin().get(user_id)).is_some_and(|u| self.notify.would_exceed(u, c));
             if full {
                 return Ok((Applied::TooManyMuted, Ticket::UNLOGGED));
             }

@@ -107,7 +107,11 @@ async fn kill_9_loses_no_acknowledged_mute_or_badge_set() {
                     ledger.lock().in_flight_mute = Some((key.clone(), muted));
                     let status = if muted { "do_not_disturb" } else { "notify" };
                     let conversation = (key.1, key.2.as_str());
-                    if api.set_notification(&key.0, conversation, status).await.is_err() {
+                    if api
+                        .set_notification(&key.0, conversation, status)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     let mut l = ledger.lock();
@@ -142,22 +146,27 @@ async fn kill_9_loses_no_acknowledged_mute_or_badge_set() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let after_snapshot = acked.load(Ordering::Relaxed) + 200;
-    while acked.load(Ordering::Relaxed) < after_snapshot && tokio::time::Instant::now() < deadline
-    {
+    while acked.load(Ordering::Relaxed) < after_snapshot && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     while tasks.join_next().await.is_some() {}
-    assert!(has_snapshot(), "the run snapshotted (wal_max_bytes is small)");
-    assert!(acked.load(Ordering::Relaxed) >= 300, "too little load before the kill");
+    assert!(
+        has_snapshot(),
+        "the run snapshotted (wal_max_bytes is small)"
+    );
+    assert!(
+        acked.load(Ordering::Relaxed) >= 300,
+        "too little load before the kill"
+    );
 
     let (mut child, base) = spawn(&cfg);
     let api = client(&base);
     wait_healthy(&api).await;
     let mut checked = 0;
     for ledger in &ledgers {
-        let l = ledger.lock();
+        let l = std::mem::take(&mut *ledger.lock());
         for (key, muted) in &l.mutes {
             let got = api.notification(&key.0, (key.1, &key.2)).await.unwrap();
             let got = got.status == "do_not_disturb";

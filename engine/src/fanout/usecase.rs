@@ -180,8 +180,14 @@ fn fan_out(
 ) -> Result<Accepted, Error> {
     let is_call = push.is_call();
     let configured = |p| engine.providers.is_configured(p);
-    let (summary, targets) =
-        plan::plan(&engine.state, users, recipients, conversation, is_call, configured);
+    let (summary, targets) = plan::plan(
+        &engine.state,
+        users,
+        recipients,
+        conversation,
+        is_call,
+        configured,
+    );
     let targets = engine
         .dispatcher
         .submit(Arc::new(push), targets)

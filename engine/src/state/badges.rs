@@ -169,7 +169,10 @@ mod tests {
         let b = Badges::default();
         assert_eq!(b.get(5), 0);
         assert_eq!(b.add(5, 0), 0);
-        assert!(b.root.iter().all(|m| m.get().is_none()), "adding 0 allocates nothing");
+        assert!(
+            b.root.iter().all(|m| m.get().is_none()),
+            "adding 0 allocates nothing"
+        );
         assert_eq!(b.add(5, 2), 2);
         assert_eq!(b.add(5, 3), 5);
         assert_eq!(b.add(u32::MAX, 1), 1, "the last index has a counter too");

@@ -258,9 +258,11 @@ impl Mutes {
                 },
                 None => Only::Nobody,
             },
-            Some(c @ Conversation {
-                kind: Kind::Peer, ..
-            }) => Only::Peer { mutes: self, c },
+            Some(
+                c @ Conversation {
+                    kind: Kind::Peer, ..
+                },
+            ) => Only::Peer { mutes: self, c },
         })
     }
 }
@@ -343,7 +345,10 @@ mod tests {
     }
 
     fn peer(id: &str) -> Conversation<'_> {
-        Conversation { kind: Kind::Peer, id }
+        Conversation {
+            kind: Kind::Peer,
+            id,
+        }
     }
 
     #[test]
@@ -374,7 +379,10 @@ mod tests {
         m.set(2, group("g"), true);
         m.set(1, peer("u0"), true);
         assert!(m.is_muted(1, group("g")) && m.is_muted(1, peer("u0")));
-        assert!(!m.is_muted(1, peer("g")), "a peer named like the group is another conversation");
+        assert!(
+            !m.is_muted(1, peer("g")),
+            "a peer named like the group is another conversation"
+        );
         assert!(!m.is_muted(4, group("g")));
         assert_eq!((m.count(1), m.count(2), m.users()), (2, 1, 3));
         let mut f = m.filter(Some(group("g")));
@@ -408,7 +416,13 @@ mod tests {
         }
         assert!(m.would_exceed(7, peer("one-more")));
         assert!(m.would_exceed(7, group("one-more")));
-        assert!(!m.would_exceed(7, peer("c0")), "re-muting is not a new mute");
-        assert!(!m.would_exceed(8, peer("one-more")), "the limit is per user");
+        assert!(
+            !m.would_exceed(7, peer("c0")),
+            "re-muting is not a new mute"
+        );
+        assert!(
+            !m.would_exceed(8, peer("one-more")),
+            "the limit is per user"
+        );
     }
 }

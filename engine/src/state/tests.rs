@@ -409,7 +409,11 @@ fn a_mute_or_a_badge_count_keeps_its_user_from_the_sweep_until_it_is_gone() {
     s.apply(&set_badge("counted", 3));
     s.apply(&set_badge("zeroed", 0));
     s.apply(&set_mute("unknown", notify::Kind::Peer, "x", false));
-    assert_eq!(full_pass(&s), 0, "nothing was interned for a zero or an unmute");
+    assert_eq!(
+        full_pass(&s),
+        0,
+        "nothing was interned for a zero or an unmute"
+    );
     assert_eq!(s.users.len(), 2);
     s.apply(&set_mute("muter", notify::Kind::Group, "g", false));
     assert_eq!(full_pass(&s), 1);
@@ -528,6 +532,9 @@ fn a_snapshot_restores_mutes_and_badge_counts() {
     let view = restored.durable_view();
     assert_eq!(view, s.durable_view());
     assert_eq!(view.mutes.len(), 3);
-    assert_eq!((badge(&restored, "alice"), badge(&restored, "carol")), (9, 4));
+    assert_eq!(
+        (badge(&restored, "alice"), badge(&restored, "carol")),
+        (9, 4)
+    );
     assert!(is_muted(&restored, "bob", notify::Kind::Group, "g"));
 }

@@ -314,8 +314,7 @@ impl Loaded {
             None => (payload, None),
         };
         View {
-            image: rkyv::access::<ArchivedImage, rancor::Error>(image)
-                .expect("validated in open"),
+            image: rkyv::access::<ArchivedImage, rancor::Error>(image).expect("validated in open"),
             settings: settings.map(|b| {
                 rkyv::access::<ArchivedSettings, rancor::Error>(b).expect("validated in open")
             }),
@@ -423,7 +422,11 @@ fn check_settings(s: &ArchivedSettings, users: usize) -> Result<(), &'static str
         return Err("unknown conversation type");
     }
     let users = users as u32;
-    if s.mute_users.iter().chain(s.badge_users.iter()).any(|u| u.to_native() >= users) {
+    if s.mute_users
+        .iter()
+        .chain(s.badge_users.iter())
+        .any(|u| u.to_native() >= users)
+    {
         return Err("user index out of range");
     }
     let mut start = 0u64;

@@ -13,7 +13,10 @@ const DND: &str = "/v1/users/u2/conversations/group/team/notification";
 async fn a_member_who_muted_a_group_gets_no_push_of_it_and_still_gets_the_rest() {
     let h = harness::start().await;
     let (s, _) = h
-        .post("/v1/groups/team/members", json!({"add": ["u0", "u1", "u2", "u3"]}))
+        .post(
+            "/v1/groups/team/members",
+            json!({"add": ["u0", "u1", "u2", "u3"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     h.bind("d1", "u1", "fcm", &fcm_token(1)).await;
@@ -30,7 +33,9 @@ async fn a_member_who_muted_a_group_gets_no_push_of_it_and_still_gets_the_rest()
     assert_eq!(v, harness::accepted("m-1", 3, 3, 2));
     assert!(h.fcm.wait_for(2, WAIT).await);
     // A peer message to u2 still arrives, and is the only APNs push.
-    let v = h.send_message("m-2", "u1", "peer", "u2", push.clone()).await;
+    let v = h
+        .send_message("m-2", "u1", "peer", "u2", push.clone())
+        .await;
     assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(1, WAIT).await);
     let apns = h.apns.received();
@@ -54,7 +59,9 @@ async fn a_peer_mute_silences_that_sender_only_and_calls_still_ring() {
     let (s, _) = h.put(path, json!({"status": "do_not_disturb"})).await;
     assert_eq!(s, StatusCode::OK);
     let push = json!({"title": "dm", "content": "hi"});
-    let v = h.send_message("m-1", "u0", "peer", "u1", push.clone()).await;
+    let v = h
+        .send_message("m-1", "u0", "peer", "u1", push.clone())
+        .await;
     assert_eq!(v, harness::accepted("m-1", 1, 1, 0));
     let v = h.send_message("m-2", "u9", "peer", "u1", push).await;
     assert_eq!(v.targets, 1, "another sender is not muted");
@@ -86,11 +93,19 @@ async fn notification_status_answers_exactly_and_bad_input_changes_nothing() {
     assert_eq!(h.get(DND).await, (StatusCode::OK, muted.clone()));
 
     let bad = [
-        ("/v1/users/u2/conversations/room/team/notification", json!({"status": "notify"}), "conversation_type"),
+        (
+            "/v1/users/u2/conversations/room/team/notification",
+            json!({"status": "notify"}),
+            "conversation_type",
+        ),
         (DND, json!({"status": "mute"}), "status"),
         (DND, json!({"status": "notify", "until": 5}), "until"),
         (DND, json!({}), "status"),
-        ("/v1/users/u2/conversations/group/%01/notification", json!({"status": "notify"}), "conversation_id"),
+        (
+            "/v1/users/u2/conversations/group/%01/notification",
+            json!({"status": "notify"}),
+            "conversation_id",
+        ),
     ];
     for (path, body, named) in bad {
         let (s, v) = h.put(path, body).await;
@@ -117,7 +132,10 @@ async fn the_badge_counter_is_set_read_and_refuses_bad_counts() {
         (StatusCode::OK, json!({"user_id": "u1", "count": 0}))
     );
     let (s, v) = h.put(path, json!({"count": 5})).await;
-    assert_eq!((s, v), (StatusCode::OK, json!({"user_id": "u1", "count": 5})));
+    assert_eq!(
+        (s, v),
+        (StatusCode::OK, json!({"user_id": "u1", "count": 5}))
+    );
     for body in [
         json!({"count": -1}),
         json!({"count": "7"}),
@@ -151,7 +169,9 @@ async fn a_user_cannot_mute_more_than_the_limit_and_the_refusal_changes_nothing(
     assert_eq!(v["error"]["code"], "limit_exceeded");
     assert_eq!(h.get(path).await.1["status"], "notify");
     // Muting one already muted, or unmuting, still works; then there is room again.
-    let again = h.api.set_notification("u1", ("peer", "c0"), "do_not_disturb");
+    let again = h
+        .api
+        .set_notification("u1", ("peer", "c0"), "do_not_disturb");
     again.await.expect("re-muting is not a new mute");
     h.api
         .set_notification("u1", ("group", "c1"), "notify")

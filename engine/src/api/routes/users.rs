@@ -32,9 +32,7 @@ pub(super) async fn notification(
     let [user_id, kind, conversation_id] = path;
     let user_id = wire::id("user_id", user_id)?;
     let kind = notify::Kind::parse(kind).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "conversation_type {kind:?} is not peer or group"
-        ))
+        ApiError::invalid(format!("conversation_type {kind:?} is not peer or group"))
     })?;
     let conversation_id = wire::id("conversation_id", conversation_id)?;
     let muted = if method == Method::PUT {

@@ -192,7 +192,10 @@ fn a_peer_mute_silences_that_sender_only_and_calls_still_ring() {
         id,
     };
     let (summary, targets) = plan_in(&s, &["u1"], Some(from("u0")), false, |_| true);
-    assert_eq!((summary.offline, summary.muted, targets.queued()), (1, 1, 0));
+    assert_eq!(
+        (summary.offline, summary.muted, targets.queued()),
+        (1, 1, 0)
+    );
     let (summary, targets) = plan_in(&s, &["u1"], Some(from("u2")), false, |_| true);
     assert_eq!((summary.muted, targets.queued()), (0, 1));
     let (summary, targets) = plan_for(&s, &["u1"], true, |_| true);
