@@ -18,9 +18,12 @@
 #[cfg(test)]
 mod alloc_tests;
 pub mod apns;
+pub mod connect;
+pub mod delivery;
 pub mod fcm;
 pub mod honor;
 pub mod huawei;
+pub mod oem;
 pub mod oppo;
 pub mod splice;
 pub mod table;
@@ -32,9 +35,11 @@ pub mod xiaomi;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use delivery::Delivery;
 pub(crate) use table::impl_vendor;
 pub use table::{
-    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Vendor,
+    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Settings,
+    Vendor,
 };
 
 /// The ZIMPushConfig of a message or call.
@@ -464,31 +469,6 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
-}
-
-/// How pushes are retried, paced and circuit-broken: `[retry]`, `[breaker]` and each
-/// vendor's `max_in_flight` / `max_rps`, in lane order.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub retry: crate::config::Retry,
-    pub breaker: crate::config::Breaker,
-    pub lanes: [crate::config::LaneLimits; Lane::COUNT],
-}
-
-impl Delivery {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            retry: c.retry.clone(),
-            breaker: c.breaker.clone(),
-            lanes: Lane::ALL.map(|l| l.limits(c)),
-        }
-    }
-}
-
-impl Default for Delivery {
-    fn default() -> Self {
-        Self::from_config(&crate::config::Config::default())
-    }
 }
 
 #[cfg(test)]
