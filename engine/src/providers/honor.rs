@@ -13,18 +13,15 @@ pub mod response;
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::HeaderValue;
-use http_body_util::Full;
 
 use super::connect::{self, Connect};
 use super::oem::{Oem, Route, Target};
 use super::splice::Spliced;
-use super::token::{self, Access, Fresh};
+use super::token::Access;
 use super::{Content, Kind, Push, TooLarge, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
-use crate::transport::{auto, Response};
+use crate::transport::Response;
 
 /// Honor's `timestamp` header; a constant name costs no allocation per request.
 const TIMESTAMP: http::HeaderName = http::HeaderName::from_static("timestamp");
@@ -46,14 +43,13 @@ pub struct Settings {
 
 /// Honor's part of the client.
 pub struct Honor {
-    client_id: String,
-    secret: Secret,
     timestamp: super::MsHeader,
     dead_codes: Box<[i64]>,
 }
 
 impl Oem for Honor {
     const NAME: &'static str = "honor";
+    const CONTENT_TYPE: &'static str = "application/json";
     type Section = config::Honor;
     type Settings = Settings;
 
@@ -85,14 +81,13 @@ impl Oem for Honor {
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let path = format!("/api/v1/{}/sendMessage", urlencoding::encode(&s.app_id));
-        let route = Route::new(&s.connect, &s.endpoint, &path)?.token_endpoint(
+        let route = Route::new(&s.connect, &s.endpoint, &path)?.client_credentials(
             &s.connect,
             &s.token_endpoint,
-            3600,
+            &s.client_id,
+            &s.client_secret,
         )?;
         let vendor = Self {
-            client_id: s.client_id.clone(),
-            secret: s.client_secret.clone(),
             timestamp: super::MsHeader::default(),
             dead_codes: s.dead_token_codes.clone().into(),
         };
@@ -103,29 +98,12 @@ impl Oem for Honor {
         payload::render(kind, c, ttl_s)
     }
 
-    fn fetch_token(
-        &self,
-        http: &auto::Client,
-        uri: &str,
-    ) -> impl std::future::Future<Output = Result<Fresh, token::Error>> + Send {
-        token::client_credentials(http, uri, &self.client_id, &self.secret)
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+        push.honor.fill(&[to.token.as_bytes()])
     }
 
-    fn request(
-        &self,
-        uri: &http::Uri,
-        to: Target<'_>,
-        push: &Push,
-        token: Option<&Access>,
-    ) -> http::Request<Full<Bytes>> {
-        let body = push.honor.fill(&[to.token.as_bytes()]);
-        let mut req = http::Request::post(uri.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(TIMESTAMP, self.timestamp.now());
-        if let Some(t) = token {
-            req = req.header(AUTHORIZATION, t.bearer());
-        }
-        req.body(Full::new(body)).expect("request head is valid")
+    fn head(&self, req: http::request::Builder, _: &Push) -> http::request::Builder {
+        req.header(TIMESTAMP, self.timestamp.now())
     }
 
     fn classify(&self, resp: &Response, _: Target<'_>, detail: bool) -> Verdict {

@@ -13,18 +13,15 @@ pub mod response;
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::HeaderValue;
-use http_body_util::Full;
 
 use super::connect::{self, Connect};
 use super::oem::{Oem, Route, Target};
 use super::splice::{json_str, Spliced};
-use super::token::{self, Access, Fresh};
+use super::token::Access;
 use super::{Content, Kind, Push, TooLarge, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
-use crate::transport::{auto, Response};
+use crate::transport::Response;
 
 /// The Huawei client: the OEM skeleton over [`Huawei`].
 pub type Client = super::oem::Client<Huawei>;
@@ -41,10 +38,8 @@ pub struct Settings {
     pub connect: Connect,
 }
 
-/// Huawei's part of the client: the OAuth credentials and the client's body fields.
+/// Huawei's part of the client: the client's body fields.
 pub struct Huawei {
-    app_id: String,
-    secret: Secret,
     /// `"category":"IM",` or empty.
     android_fields: Bytes,
     /// `"channel_id":"...",` or empty.
@@ -53,6 +48,7 @@ pub struct Huawei {
 
 impl Oem for Huawei {
     const NAME: &'static str = "huawei";
+    const CONTENT_TYPE: &'static str = "application/json;charset=utf-8";
     type Section = config::Huawei;
     type Settings = Settings;
 
@@ -76,10 +72,11 @@ impl Oem for Huawei {
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let path = format!("/v1/{}/messages:send", urlencoding::encode(&s.app_id));
-        let route = Route::new(&s.connect, &s.endpoint, &path)?.token_endpoint(
+        let route = Route::new(&s.connect, &s.endpoint, &path)?.client_credentials(
             &s.connect,
             &s.token_endpoint,
-            3600,
+            &s.app_id,
+            &s.client_secret,
         )?;
         let field = |key: &str, v: &str| -> Bytes {
             if v.is_empty() {
@@ -89,8 +86,6 @@ impl Oem for Huawei {
             }
         };
         let vendor = Self {
-            app_id: s.app_id.clone(),
-            secret: s.client_secret.clone(),
             android_fields: field("category", &s.category),
             notification_fields: field("channel_id", s.channel_id.as_deref().unwrap_or("")),
         };
@@ -101,34 +96,12 @@ impl Oem for Huawei {
         payload::render(kind, c, ttl_s)
     }
 
-    fn fetch_token(
-        &self,
-        http: &auto::Client,
-        uri: &str,
-    ) -> impl std::future::Future<Output = Result<Fresh, token::Error>> + Send {
-        token::client_credentials(http, uri, &self.app_id, &self.secret)
-    }
-
-    fn request(
-        &self,
-        uri: &http::Uri,
-        to: Target<'_>,
-        push: &Push,
-        token: Option<&Access>,
-    ) -> http::Request<Full<Bytes>> {
-        let body = push.huawei.fill(&[
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+        push.huawei.fill(&[
             &self.android_fields,
             &self.notification_fields,
             to.token.as_bytes(),
-        ]);
-        let mut req = http::Request::post(uri.clone()).header(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/json;charset=utf-8"),
-        );
-        if let Some(t) = token {
-            req = req.header(AUTHORIZATION, t.bearer());
-        }
-        req.body(Full::new(body)).expect("request head is valid")
+        ])
     }
 
     fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict {

@@ -11,9 +11,9 @@
 //!
 //! Where a per-push option goes (API 1.1 `sound`, `silent`, `collapse_id`, `ttl_s`,
 //! `priority`): into the body [`Oem::render`] makes once per push from [`Content`];
-//! a header that depends on it, into [`Oem::request`] (which sees the [`Push`]). A
-//! per-recipient value (a badge counted per user) goes into [`Target`], filled per
-//! device and written into a body slot by [`Oem::request`].
+//! a header that depends on it, into [`Oem::head`]. A per-recipient value (a badge
+//! counted per user) goes into [`Target`], filled per device and written into a body
+//! slot by [`Oem::body`].
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -25,7 +25,7 @@ use super::connect::{self, Connect};
 use super::splice::Spliced;
 use super::token::{self, Access, Fresh};
 use super::{Content, Kind, Push, TooLarge, Vendor, Verdict};
-use crate::config::Check;
+use crate::config::{Check, Secret};
 use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{auto, Response};
 
@@ -41,6 +41,10 @@ pub struct Target<'a> {
 pub trait Oem: Sized + Send + Sync + 'static {
     /// The config section, lane and log name.
     const NAME: &'static str;
+    /// `Content-Type` of a push request.
+    const CONTENT_TYPE: &'static str;
+    /// The request header the access token goes in, if it goes in one.
+    const TOKEN_HEADER: Option<TokenHeader> = Some(TokenHeader::Bearer);
     /// The config section (`[huawei]`, ...).
     type Section;
     /// The section, validated.
@@ -67,23 +71,30 @@ pub trait Oem: Sized + Send + Sync + 'static {
         0
     }
 
-    /// Exchange the credentials for an access token at `uri` (a route's token
-    /// endpoint). Only called for routes that have one.
+    /// Exchange the vendor's own credentials for an access token at `uri`, for routes
+    /// made with [`Route::token_path`].
     fn fetch_token(
         &self,
         http: &auto::Client,
         uri: &str,
-    ) -> impl Future<Output = Result<Fresh, token::Error>> + Send;
+    ) -> impl Future<Output = Result<Fresh, token::Error>> + Send {
+        let _ = http;
+        std::future::ready(Err(token::Error::Request {
+            uri: uri.to_string(),
+            detail: format!("{} has no token exchange of its own", Self::NAME),
+        }))
+    }
 
-    /// The request for one device: its body buffer and header map are the only
-    /// allocations.
-    fn request(
-        &self,
-        uri: &http::Uri,
-        to: Target<'_>,
-        push: &Push,
-        token: Option<&Access>,
-    ) -> http::Request<Full<Bytes>>;
+    /// The body for one device: its slots filled, with the access token where the
+    /// vendor wants it in the body (OPPO). The body buffer is its only allocation.
+    fn body(&self, to: Target<'_>, push: &Push, token: Option<&Access>) -> Bytes;
+
+    /// Headers of the vendor's own (Honor's `timestamp`, Xiaomi's key), added to
+    /// `Content-Type` and the access token header.
+    fn head(&self, req: http::request::Builder, push: &Push) -> http::request::Builder {
+        let _ = push;
+        req
+    }
 
     /// The vendor's answer as a verdict.
     fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict;
@@ -102,6 +113,14 @@ pub trait Oem: Sized + Send + Sync + 'static {
     fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>>;
 }
 
+/// How an access token is sent in a request header.
+pub enum TokenHeader {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `<name>: <token>` (vivo's `authToken`).
+    Raw(http::HeaderName),
+}
+
 /// One host pushes go to, with its access token if the vendor uses one.
 pub struct Route {
     http: auto::Client,
@@ -113,7 +132,16 @@ pub struct Route {
 struct Auth {
     http: auto::Client,
     uri: String,
+    grant: Grant,
     cache: token::Cache,
+}
+
+/// How an access token is had.
+enum Grant {
+    /// The OAuth 2.0 client-credentials grant (Huawei, Honor).
+    ClientCredentials { id: String, secret: Secret },
+    /// The vendor's own exchange, [`Oem::fetch_token`] (OPPO's and vivo's signs).
+    Vendor,
 }
 
 impl Route {
@@ -127,28 +155,34 @@ impl Route {
         })
     }
 
-    /// Access tokens from the full URL `uri` (its own connection), refreshed at least
-    /// every `refresh_s` seconds.
-    pub fn token_endpoint(
+    /// Access tokens from the client-credentials grant at the full URL `uri` (its
+    /// own connection), refreshed at least hourly.
+    pub fn client_credentials(
         mut self,
         connect: &Connect,
         uri: &str,
-        refresh_s: u64,
+        id: &str,
+        secret: &Secret,
     ) -> Result<Self, connect::Error> {
         self.auth = Some(Auth {
             http: connect.token_client(uri)?,
             uri: uri.to_string(),
-            cache: token::Cache::new(refresh_s),
+            grant: Grant::ClientCredentials {
+                id: id.to_string(),
+                secret: secret.clone(),
+            },
+            cache: token::Cache::new(3600),
         });
         Ok(self)
     }
 
-    /// Access tokens from `path` on the push host itself, refreshed at least every
-    /// `refresh_s` seconds.
+    /// Access tokens from the vendor's own exchange at `path` on the push host,
+    /// refreshed at least every `refresh_s` seconds.
     pub fn token_path(mut self, path: &str, refresh_s: u64) -> Self {
         self.auth = Some(Auth {
             http: self.http.clone(),
             uri: format!("{}{path}", self.http.origin()),
+            grant: Grant::Vendor,
             cache: token::Cache::new(refresh_s),
         });
         self
@@ -189,6 +223,33 @@ impl<V: Oem> Client<V> {
         &self.routes[V::route(token).min(self.routes.len() - 1)]
     }
 
+    /// The request for one device: its body buffer and header map are its only
+    /// allocations.
+    fn request(
+        &self,
+        route: &Route,
+        to: Target<'_>,
+        push: &Push,
+        token: Option<&Access>,
+    ) -> http::Request<Full<Bytes>> {
+        let body = self.vendor.body(to, push, token);
+        let mut req = http::Request::post(route.send_uri.clone()).header(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(V::CONTENT_TYPE),
+        );
+        match (V::TOKEN_HEADER, token) {
+            (Some(TokenHeader::Bearer), Some(t)) => {
+                req = req.header(http::header::AUTHORIZATION, t.bearer());
+            }
+            (Some(TokenHeader::Raw(name)), Some(t)) => req = req.header(name, t.raw()),
+            _ => {}
+        }
+        self.vendor
+            .head(req, push)
+            .body(Full::new(body))
+            .expect("request head is valid")
+    }
+
     /// The request [`Client::send`] makes for `token` (allocation tests).
     #[cfg(test)]
     pub(crate) fn request_for(
@@ -199,8 +260,17 @@ impl<V: Oem> Client<V> {
     ) -> http::Request<Full<Bytes>> {
         let route = self.route(token);
         let access = route.auth.as_ref().map(|_| access);
-        self.vendor
-            .request(&route.send_uri, Target { token }, push, access)
+        self.request(route, Target { token }, push, access)
+    }
+
+    /// A fresh access token for `auth`.
+    async fn fetch(&self, auth: &Auth) -> Result<Fresh, token::Error> {
+        match &auth.grant {
+            Grant::ClientCredentials { id, secret } => {
+                token::client_credentials(&auth.http, &auth.uri, id, secret).await
+            }
+            Grant::Vendor => self.vendor.fetch_token(&auth.http, &auth.uri).await,
+        }
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
@@ -212,18 +282,12 @@ impl<V: Oem> Client<V> {
         let route = self.route(&token);
         let access = match &route.auth {
             None => None,
-            Some(a) => match a
-                .cache
-                .get(|| self.vendor.fetch_token(&a.http, &a.uri))
-                .await
-            {
+            Some(a) => match a.cache.get(|| self.fetch(a)).await {
                 Ok(t) => Some(t),
                 Err(e) => return token::verdict(V::NAME, &e),
             },
         };
-        let req = self
-            .vendor
-            .request(&route.send_uri, to, push, access.as_deref());
+        let req = self.request(route, to, push, access.as_deref());
         match route.http.send(req).await {
             Ok(resp) => {
                 let v = self.vendor.classify(&resp, to, detail);

@@ -15,12 +15,9 @@ pub mod response;
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::HeaderValue;
-use http_body_util::Full;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target};
+use super::oem::{Oem, Route, Target, TokenHeader};
 use super::splice::{json_str, Slot, Spliced};
 use super::token::{self, Access, Fresh};
 use super::{Content, Kind, Push, TooLarge, Verdict};
@@ -71,6 +68,9 @@ pub fn is_mainland(regid: &str) -> bool {
 
 impl Oem for Oppo {
     const NAME: &'static str = "oppo";
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
+    /// The `auth_token` is a form field of the body ([`Oem::body`]).
+    const TOKEN_HEADER: Option<TokenHeader> = None;
     type Section = config::Oppo;
     type Settings = Settings;
 
@@ -138,25 +138,12 @@ impl Oem for Oppo {
         auth::fetch(http, uri, &self.app_key, &self.secret)
     }
 
-    fn request(
-        &self,
-        uri: &http::Uri,
-        to: Target<'_>,
-        push: &Push,
-        token: Option<&Access>,
-    ) -> http::Request<Full<Bytes>> {
-        let body = push.oppo.fill_slots(&[
+    fn body(&self, to: Target<'_>, push: &Push, token: Option<&Access>) -> Bytes {
+        push.oppo.fill_slots(&[
             Slot::Form(to.token),
             Slot::Raw(&self.client_fields),
             Slot::Form(token.map_or("", Access::value)),
-        ]);
-        http::Request::post(uri.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
-            )
-            .body(Full::new(body))
-            .expect("request head is valid")
+        ])
     }
 
     fn classify(&self, resp: &Response, _: Target<'_>, detail: bool) -> Verdict {

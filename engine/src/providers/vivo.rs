@@ -21,22 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::HeaderValue;
-use http_body_util::Full;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target};
+use super::oem::{Oem, Route, Target, TokenHeader};
 use super::splice::{Slot, Spliced};
 use super::token::{self, Access, Fresh};
 use super::{Cause, Content, Kind, Outcome, Push, TooLarge, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
-
-/// vivo's `authToken` header (header names go out lowercase); a constant name costs
-/// no allocation per request.
-const AUTH_TOKEN: http::HeaderName = http::HeaderName::from_static("authtoken");
 
 /// The vivo client: the OEM skeleton over [`Vivo`].
 pub type Client = super::oem::Client<Vivo>;
@@ -68,6 +61,11 @@ pub struct Vivo {
 
 impl Oem for Vivo {
     const NAME: &'static str = "vivo";
+    const CONTENT_TYPE: &'static str = "application/json;charset=UTF-8";
+    /// vivo's `authToken` header (header names go out lowercase); a constant name
+    /// costs no allocation per request.
+    const TOKEN_HEADER: Option<TokenHeader> =
+        Some(TokenHeader::Raw(http::HeaderName::from_static("authtoken")));
     type Section = config::Vivo;
     type Settings = Settings;
 
@@ -141,30 +139,16 @@ impl Oem for Vivo {
         auth::fetch(http, uri, self.app_id, &self.app_key, &self.secret)
     }
 
-    /// The body buffer and header map are the only allocations: the `requestId` is
-    /// formatted on the stack.
-    fn request(
-        &self,
-        uri: &http::Uri,
-        to: Target<'_>,
-        push: &Push,
-        token: Option<&Access>,
-    ) -> http::Request<Full<Bytes>> {
+    /// The body buffer is its only allocation: the `requestId` is formatted on the
+    /// stack.
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
         let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
         let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
-        let body = push.vivo.fill_slots(&[
+        push.vivo.fill_slots(&[
             Slot::Raw(&self.client_fields),
             Slot::Json(to.token),
             Slot::Raw(request_id.as_bytes()),
-        ]);
-        let mut req = http::Request::post(uri.clone()).header(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/json;charset=UTF-8"),
-        );
-        if let Some(t) = token {
-            req = req.header(AUTH_TOKEN, t.raw());
-        }
-        req.body(Full::new(body)).expect("request head is valid")
+        ])
     }
 
     fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict {

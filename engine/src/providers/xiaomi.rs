@@ -14,18 +14,17 @@ pub mod response;
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::AUTHORIZATION;
 use http::HeaderValue;
-use http_body_util::Full;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target};
+use super::oem::{Oem, Route, Target, TokenHeader};
 use super::splice::{Slot, Spliced};
-use super::token::{self, Access, Fresh};
+use super::token::Access;
 use super::{Content, Kind, Push, TooLarge, Verdict};
 use crate::config::{self, Check};
 use crate::state::{ProviderKind, Token};
-use crate::transport::{auto, Response};
+use crate::transport::Response;
 
 /// The Xiaomi client: the OEM skeleton over [`Xiaomi`].
 pub type Client = super::oem::Client<Xiaomi>;
@@ -50,6 +49,9 @@ pub struct Xiaomi {
 
 impl Oem for Xiaomi {
     const NAME: &'static str = "xiaomi";
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
+    /// MiPush takes the AppSecret itself ([`Oem::head`]), with no token exchange.
+    const TOKEN_HEADER: Option<TokenHeader> = None;
     type Section = config::Xiaomi;
     type Settings = Settings;
 
@@ -103,36 +105,13 @@ impl Oem for Xiaomi {
         payload::render(kind, c, ttl_s)
     }
 
-    /// Never called: MiPush takes the AppSecret itself, with no token exchange.
-    fn fetch_token(
-        &self,
-        _: &auto::Client,
-        uri: &str,
-    ) -> impl std::future::Future<Output = Result<Fresh, token::Error>> + Send {
-        std::future::ready(Err(token::Error::Request {
-            uri: uri.to_string(),
-            detail: "xiaomi has no token exchange".into(),
-        }))
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+        push.xiaomi
+            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(to.token)])
     }
 
-    fn request(
-        &self,
-        uri: &http::Uri,
-        to: Target<'_>,
-        push: &Push,
-        _: Option<&Access>,
-    ) -> http::Request<Full<Bytes>> {
-        let body = push
-            .xiaomi
-            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(to.token)]);
-        http::Request::post(uri.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
-            )
-            .body(Full::new(body))
-            .expect("request head is valid")
+    fn head(&self, req: http::request::Builder, _: &Push) -> http::request::Builder {
+        req.header(AUTHORIZATION, self.auth.clone())
     }
 
     fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict {
