@@ -77,6 +77,23 @@ pub enum Priority {
     Normal,
 }
 
+#[cfg(test)]
+impl Content {
+    /// A message's content in tests: title, text and payload.
+    pub(crate) fn sample(
+        title: impl Into<String>,
+        content: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: Some(title.into()),
+            content: Some(content.into()),
+            payload: Some(payload.into()),
+            ..Self::default()
+        }
+    }
+}
+
 /// What kind of push this is.
 #[derive(Debug, Clone)]
 pub enum Kind {
@@ -97,6 +114,31 @@ pub struct TooLarge {
     pub vendor: &'static str,
     pub size: usize,
     pub limit: usize,
+}
+
+#[cfg(test)]
+impl Kind {
+    /// A message in tests.
+    pub(crate) fn message() -> Self {
+        Kind::Message {
+            message_id: "m".into(),
+        }
+    }
+}
+
+impl TooLarge {
+    /// `Ok` when `size` is within `vendor`'s `limit`.
+    pub fn check(vendor: &'static str, size: usize, limit: usize) -> Result<(), Self> {
+        if size > limit {
+            Err(Self {
+                vendor,
+                size,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Push {
@@ -247,6 +289,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub fn retry(cause: Cause, after: Option<Duration>) -> Self {
+        Outcome::Retry { after, cause }
+    }
+
+    /// The vendor throttles the whole app; without a `Retry-After`, wait a second.
+    pub fn throttled(after: Option<Duration>) -> Self {
+        Self::retry(
+            Cause::TooManyRequests,
+            Some(after.unwrap_or(Duration::from_secs(1))),
+        )
+    }
+
+    /// The app's daily quota is spent: retry after the next midnight in China, when
+    /// the Chinese vendors reset it.
+    pub fn quota_spent() -> Self {
+        Self::retry(Cause::QuotaExceeded, Some(until_next_day_cst()))
+    }
+
     /// The vendor refused the access token: drop it so the next push fetches one.
     pub fn refuses_auth(self) -> bool {
         matches!(
@@ -270,70 +330,76 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// No HTTP answer from a vendor reached through a [`crate::transport::Pool`].
     pub fn transport(e: &crate::transport::pool::Error) -> Self {
-        let cause = match e {
-            e if e.not_processed() => Cause::Unsent,
-            crate::transport::pool::Error::Timeout { .. } => Cause::Timeout,
-            _ => Cause::Transport,
-        };
-        Self {
-            status: None,
-            reason: Some(error_chain(e)),
-            vendor_id: None,
-            outcome: Outcome::Retry { after: None, cause },
-        }
+        let timeout = matches!(e, crate::transport::pool::Error::Timeout { .. });
+        Self::unanswered(e, e.not_processed(), timeout)
     }
 
     /// No HTTP answer from a vendor reached through [`crate::transport::auto`].
     pub fn transport_auto(e: &crate::transport::auto::Error) -> Self {
-        let cause = match e {
-            e if e.not_processed() => Cause::Unsent,
-            crate::transport::auto::Error::Timeout { .. } => Cause::Timeout,
-            _ => Cause::Transport,
+        let timeout = matches!(e, crate::transport::auto::Error::Timeout { .. });
+        Self::unanswered(e, e.not_processed(), timeout)
+    }
+
+    fn unanswered(e: &dyn std::error::Error, not_processed: bool, timeout: bool) -> Self {
+        let cause = match (not_processed, timeout) {
+            (true, _) => Cause::Unsent,
+            (false, true) => Cause::Timeout,
+            (false, false) => Cause::Transport,
         };
+        Self::failed(error_chain(e), Outcome::Retry { after: None, cause })
+    }
+
+    /// A push that got no HTTP answer, or none was sent: `reason` says why.
+    pub fn failed(reason: String, outcome: Outcome) -> Self {
         Self {
             status: None,
-            reason: Some(error_chain(e)),
+            reason: Some(reason),
             vendor_id: None,
-            outcome: Outcome::Retry { after: None, cause },
+            outcome,
+        }
+    }
+
+    /// The vendor's answer: HTTP `status`, the vendor's result `code` (the reason of a
+    /// failure; `http <status>` without one) and its message id (asked for by the
+    /// debug endpoint only, so it is taken only when `detail`).
+    pub fn answered(
+        status: u16,
+        outcome: Outcome,
+        code: Option<&dyn std::fmt::Display>,
+        detail: bool,
+        vendor_id: impl FnOnce() -> Option<String>,
+    ) -> Self {
+        Self {
+            status: Some(status),
+            reason: match (outcome, code) {
+                (Outcome::Delivered, _) => None,
+                (_, Some(code)) => Some(code.to_string()),
+                (_, None) => Some(format!("http {status}")),
+            },
+            vendor_id: if detail { vendor_id() } else { None },
+            outcome,
         }
     }
 
     /// A transport failure described by `reason`.
     pub fn transport_detail(reason: String) -> Self {
-        Self {
-            status: None,
-            reason: Some(reason),
-            vendor_id: None,
-            outcome: Outcome::Retry {
-                after: None,
-                cause: Cause::Transport,
-            },
-        }
+        Self::failed(reason, Outcome::retry(Cause::Transport, None))
     }
 
     /// The vendor's access token could not be had: retry later.
     pub fn auth_unavailable(vendor: &'static str, e: &token::Error) -> Self {
         let reason = error_chain(e);
         tracing::warn!(vendor, error = %reason, "vendor access token unavailable");
-        Self {
-            status: None,
-            reason: Some(reason),
-            vendor_id: None,
-            outcome: Outcome::Retry {
-                after: None,
-                cause: Cause::ProviderAuth,
-            },
-        }
+        Self::failed(reason, Outcome::retry(Cause::ProviderAuth, None))
     }
 
     pub fn unconfigured() -> Self {
-        Self {
-            status: None,
-            reason: Some("unconfigured".into()),
-            vendor_id: None,
-            outcome: Outcome::Rejected(Cause::Unconfigured),
-        }
+        Self::failed(
+            "unconfigured".into(),
+            Outcome::Rejected(Cause::Unconfigured),
+        )
     }
 }
 

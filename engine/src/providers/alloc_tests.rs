@@ -60,15 +60,8 @@ fn per_push<T>(f: impl Fn() -> T) -> u64 {
 const LOCAL: &str = "http://127.0.0.1:9";
 
 fn push() -> Push {
-    let content = Content {
-        title: Some("title".into()),
-        content: Some("body".into()),
-        payload: Some("{\"k\":1}".into()),
-        ..Content::default()
-    };
-    let kind = Kind::Message {
-        message_id: "m1".into(),
-    };
+    let content = Content::sample("title", "body", "{\"k\":1}");
+    let kind = Kind::message();
     Push::render(kind, &content, 3600, 1_700_000_000).expect("a small push renders")
 }
 
