@@ -158,14 +158,12 @@ impl Oem for Vivo {
     fn gate(&self) -> Option<Verdict> {
         let now = crate::clock::unix_now_s();
         let paused = self.paused_until.load(Ordering::Relaxed);
-        (now < paused).then(|| Verdict {
-            status: None,
-            reason: Some("quota exhausted today; paused".into()),
-            vendor_id: None,
-            outcome: Outcome::Retry {
-                after: Some(Duration::from_secs(paused - now)),
-                cause: Cause::QuotaExceeded,
-            },
+        (now < paused).then(|| {
+            let after = Duration::from_secs(paused - now);
+            Verdict::failed(
+                "quota exhausted today; paused".into(),
+                Outcome::retry(Cause::QuotaExceeded, Some(after)),
+            )
         })
     }
 

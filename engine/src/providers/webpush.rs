@@ -155,12 +155,8 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let reject = |why: &str| Verdict {
-            status: None,
-            reason: Some(why.to_string()),
-            vendor_id: None,
-            outcome: Outcome::Rejected(Cause::BadDeviceToken),
-        };
+        let reject =
+            |why: &str| Verdict::failed(why.to_string(), Outcome::Rejected(Cause::BadDeviceToken));
         let token = device.token().to_wire();
         let Ok(sub) = serde_json::from_str::<Subscription>(&token) else {
             return reject("subscription is not PushSubscription JSON");
