@@ -28,6 +28,7 @@ pub use crate::api::wire::{
     MessageAnswer, MessageDuplicate, MessageRequest, PresenceApplied, PresenceEvent,
     PresenceRequest, PresenceStatus, PushConfig, PushIds, Unbound, UserRemoved,
 };
+pub use crate::api::wire::{CallAnswer, CallCancelled, CallDuplicate, CancelRequest};
 
 /// Default bound on one request, head and body.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -326,6 +327,17 @@ impl Client {
     /// `GET /v1/stats`: counters whose set grows with the engine, so kept as JSON.
     pub async fn stats(&self) -> Result<serde_json::Value, Error> {
         self.typed(Method::GET, "/v1/stats", None::<&()>).await
+    }
+
+    /// `POST /v1/calls/{call_id}/cancel` (API 1.1); `404 not_found` for a call that
+    /// is unknown, already cancelled or timed out.
+    pub async fn cancel_call(
+        &self,
+        call_id: &str,
+        req: &CancelRequest,
+    ) -> Result<CallCancelled, Error> {
+        let path = format!("/v1/calls/{}/cancel", seg(call_id));
+        self.typed(Method::POST, &path, Some(req)).await
     }
 }
 

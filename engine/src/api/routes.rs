@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
-use crate::fanout::usecase::{self, Conversation, MessageOutcome};
+use crate::fanout::usecase::{self, Conversation, Outcome};
 use crate::providers::{Kind, Push};
 use crate::state::{Applied, Mutation};
 use crate::Engine;
@@ -351,9 +351,12 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             call(engine, &body)
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
-        (&Method::POST, ["calls", _, "cancel"]) => Err(ApiError::unimplemented(
-            "call cancellation is not available in this version",
-        )),
+        (&Method::POST, ["calls", call_id, "cancel"]) => {
+            let call_id = wire::id("call_id", call_id)?;
+            let body = read_body(engine, conn, req).await?;
+            cancel(engine, call_id, &body)
+        }
+        (_, ["calls", _, "cancel"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::POST, ["debug", "push"]) => {
             let body = read_body(engine, conn, req).await?;
             debug_push(engine, &body).await
@@ -465,17 +468,19 @@ fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     };
     let message_id = m.message_id.to_string();
     match usecase::accept_message(engine, m).map_err(refused)? {
-        MessageOutcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
+        Outcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
             duplicate: true,
             message_id,
         })),
-        MessageOutcome::Accepted(a) => answer(
+        Outcome::Accepted(a) => answer(
             StatusCode::ACCEPTED,
             &wire::MessageAnswer::Accepted(wire::MessageAccepted {
                 message_id,
+                muted: a.summary.muted,
                 offline_recipients: a.summary.offline,
                 recipients: a.summary.recipients,
                 targets: a.targets,
+                unconfigured: a.unconfigured,
             }),
         ),
     }
@@ -513,21 +518,50 @@ fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         content,
     };
     let call_id = c.call_id.to_string();
-    let a = usecase::accept_call(engine, c).map_err(refused)?;
-    answer(
-        StatusCode::ACCEPTED,
-        &wire::CallAccepted {
+    match usecase::accept_call(engine, c).map_err(refused)? {
+        Outcome::Duplicate => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
             call_id,
-            offline_invitees: a.summary.offline,
-            targets: a.targets,
-        },
-    )
+            duplicate: true,
+        })),
+        Outcome::Accepted(a) => answer(
+            StatusCode::ACCEPTED,
+            &wire::CallAnswer::Accepted(wire::CallAccepted {
+                call_id,
+                muted: a.summary.muted,
+                offline_invitees: a.summary.offline,
+                targets: a.targets,
+                unconfigured: a.unconfigured,
+            }),
+        ),
+    }
+}
+
+/// `POST /v1/calls/{call_id}/cancel`; the body (`{"push": {...}}`) is optional.
+fn cancel(engine: &Engine, call_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
+    let req: wire::CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        wire::CancelRequest::default()
+    } else {
+        parse(body)?
+    };
+    let content = req.push.map(|p| p.into_content()).transpose()?;
+    let c = usecase::Cancel {
+        call_id: call_id.clone(),
+        content,
+    };
+    let done = usecase::cancel_call(engine, c).map_err(refused)?;
+    ok(wire::CallCancelled {
+        call_id: call_id.to_string(),
+        cancel_pushes: done.cancel_pushes,
+        withdrawn: done.withdrawn,
+    })
 }
 
 /// The API answer to a refused message or call.
 fn refused(e: usecase::Error) -> ApiError {
     match e {
-        usecase::Error::NoGroup(_) => ApiError::not_found(e.to_string()),
+        usecase::Error::NoGroup(_) | usecase::Error::NoCall(_) => {
+            ApiError::not_found(e.to_string())
+        }
         usecase::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
         usecase::Error::Overloaded { retry_after_s, .. } => {
             ApiError::overloaded(e.to_string(), retry_after_s)

@@ -55,6 +55,7 @@ fn online_recipients_get_nothing_and_unknown_ones_count_as_offline() {
     let expected = Summary {
         recipients: 3,
         offline: 2,
+        muted: 0,
     };
     assert_eq!(summary, expected);
     assert_eq!(lane(&targets, Lane::Fcm), ["p-off"]);
