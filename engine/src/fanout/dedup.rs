@@ -97,6 +97,9 @@ mod tests {
         assert!(d.claim(Space::Call, "x-1"), "its own namespace");
         assert!(!d.claim(Space::Call, "x-1"));
         d.release(Space::Call, "x-1");
-        assert!(!d.claim(Space::Message, "x-1"), "releasing the call kept the message");
+        assert!(
+            !d.claim(Space::Message, "x-1"),
+            "releasing the call kept the message"
+        );
     }
 }

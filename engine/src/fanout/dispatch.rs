@@ -158,7 +158,9 @@ impl Job {
     /// The send will be retried; false when its call was cancelled meanwhile.
     fn requeue(&self) -> bool {
         let maybe = self.maybe_sent;
-        self.call.as_ref().is_none_or(|c| c.requeue(self.slot, maybe))
+        self.call
+            .as_ref()
+            .is_none_or(|c| c.requeue(self.slot, maybe))
     }
 
     /// The job leaves its lane; `delivered` when the vendor accepted it.
@@ -245,10 +247,12 @@ impl<V: Vendors> Dispatcher<V> {
         expires_at: u64,
     ) -> Result<usize, Overloaded> {
         let live = Arc::new(Live::new(call_id, inviter_id, expires_at, &targets));
-        self.calls.reserve(&live).map_err(|calls::Full| Overloaded {
-            queue: "calls",
-            retry_after_s: 1,
-        })?;
+        self.calls
+            .reserve(&live)
+            .map_err(|calls::Full| Overloaded {
+                queue: "calls",
+                retry_after_s: 1,
+            })?;
         match self.admit(push, targets, Some(&live), true) {
             Ok(queued) => {
                 self.calls.insert(live);
@@ -268,12 +272,7 @@ impl<V: Vendors> Dispatcher<V> {
     /// The cancellations skip the lanes' capacity check: a lane may hold up to
     /// [`calls::MAX_DEVICES_PER_CALL`] more than `messages.queue_capacity` for a
     /// moment, and each of them stands for an invitation the cancel settled.
-    pub fn cancel(
-        &self,
-        live: &Live,
-        push: Arc<Push>,
-        voip: Option<Arc<Push>>,
-    ) -> (usize, usize) {
+    pub fn cancel(&self, live: &Live, push: Arc<Push>, voip: Option<Arc<Push>>) -> (usize, usize) {
         let cancelled = live.cancel();
         let (mut others, mut pushkit) = (Targets::default(), Targets::default());
         for d in cancelled.sent {
@@ -368,7 +367,11 @@ impl<V: Vendors> Dispatcher<V> {
 }
 
 /// End the bookkeeping of timed-out calls, every [`CALL_SWEEP`], until shutdown.
-async fn sweep_calls<V: Vendors>(calls: Arc<calls::Table>, ctx: Arc<Ctx<V>>, mut shutdown: Shutdown) {
+async fn sweep_calls<V: Vendors>(
+    calls: Arc<calls::Table>,
+    ctx: Arc<Ctx<V>>,
+    mut shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(CALL_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

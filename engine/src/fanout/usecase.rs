@@ -355,8 +355,8 @@ fn render_lanes(
     used: impl Fn(Lane) -> bool,
 ) -> Result<Push, Error> {
     let now = unix_now_s();
-    let mut push = Push::render_for(kind, content, ttl_s, now, |p| used(p.lane()))
-        .map_err(Error::TooLarge)?;
+    let mut push =
+        Push::render_for(kind, content, ttl_s, now, |p| used(p.lane())).map_err(Error::TooLarge)?;
     if ttl_s == 0 {
         push.expires_at = now + NOW_OR_NEVER_S;
     }
@@ -404,7 +404,10 @@ mod tests {
     fn the_cancel_payload_names_the_call_and_keeps_the_callers_payload() {
         let p: serde_json::Value =
             serde_json::from_str(&cancel_payload("c-77", None)).expect("json");
-        assert_eq!(p, serde_json::json!({"call_id": "c-77", "type": "call_cancel"}));
+        assert_eq!(
+            p,
+            serde_json::json!({"call_id": "c-77", "type": "call_cancel"})
+        );
         let p: serde_json::Value =
             serde_json::from_str(&cancel_payload("c-77", Some("x"))).expect("json");
         assert_eq!(p["payload"], "x");

@@ -70,8 +70,14 @@ async fn a_cancel_withdraws_unsent_invitations_and_sends_one_silent_cancellation
         v,
         json!({"call_id": "c-77", "withdrawn": 1, "cancel_pushes": 3})
     );
-    assert!(h.apns.wait_for(4, WAIT).await, "both iPhones got the cancel");
-    assert!(h.fcm.wait_for(2, WAIT).await, "u1's Android phone got the cancel");
+    assert!(
+        h.apns.wait_for(4, WAIT).await,
+        "both iPhones got the cancel"
+    );
+    assert!(
+        h.fcm.wait_for(2, WAIT).await,
+        "u1's Android phone got the cancel"
+    );
     // The withdrawn retry falls due and is dropped: the lane empties without it.
     let s = h
         .wait_stats("the FCM lane empty", |s| s["queue_depth"]["fcm"] == 0)
@@ -90,7 +96,10 @@ async fn a_cancel_withdraws_unsent_invitations_and_sends_one_silent_cancellation
         payload(&cancel_data["payload"]),
         json!({"call_id": "c-77", "type": "call_cancel"})
     );
-    assert_ne!(cancel_data["type"], "call_invite", "a cancel is no invitation");
+    assert_ne!(
+        cancel_data["type"], "call_invite",
+        "a cancel is no invitation"
+    );
     let ttl = fcm[1].message["android"]["ttl"].as_str().expect("ttl");
     let ttl: u64 = ttl.trim_end_matches('s').parse().expect("ttl seconds");
     assert!((1..=60).contains(&ttl), "the call's remaining time: {ttl}");
@@ -152,7 +161,11 @@ async fn a_cancel_carries_the_callers_push_and_is_answered_by_the_typed_client()
         payload(&m["data"]["payload"]),
         json!({"call_id": "c-1", "type": "call_cancel", "payload": "room-9"})
     );
-    let again = h.api.cancel_call("c-1", &req).await.expect_err("cancelled once");
+    let again = h
+        .api
+        .cancel_call("c-1", &req)
+        .await
+        .expect_err("cancelled once");
     assert_eq!(again.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(again.code(), Some("not_found"));
     h.shutdown().await;
@@ -166,9 +179,7 @@ async fn cancelling_an_unknown_cancelled_or_timed_out_call_is_404_and_bad_bodies
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["error"]["code"], "not_found");
 
-    let call = |id: &str, timeout_s: u64| {
-        json!({"call_id": id, "inviter_id": "u0", "invitees": ["u1"], "timeout_s": timeout_s})
-    };
+    let call = |id: &str, timeout_s: u64| json!({"call_id": id, "inviter_id": "u0", "invitees": ["u1"], "timeout_s": timeout_s});
     let (s, v) = h.post("/v1/calls", call("c-short", 1)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let accepted_by = fanfare::clock::unix_now_s();
@@ -192,7 +203,10 @@ async fn cancelling_an_unknown_cancelled_or_timed_out_call_is_404_and_bad_bodies
     // c-short times out one second after it was accepted.
     let deadline = tokio::time::Instant::now() + WAIT;
     while fanfare::clock::unix_now_s() <= accepted_by + 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the clock stood still");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the clock stood still"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (s, v) = cancel(&h, "c-short", json!({})).await;
@@ -308,8 +322,14 @@ async fn push_ttl_s_sets_the_expiry_and_zero_allows_one_attempt_only() {
     h.bind("u1-ios", "u1", "apns", &apns_token(1)).await;
     h.bind("u2-and", "u2", "fcm", &fcm_token(2)).await;
     let before = fanfare::clock::unix_now_s();
-    h.send_message("m-1", "u0", "peer", "u1", json!({"title": "t", "ttl_s": 30}))
-        .await;
+    h.send_message(
+        "m-1",
+        "u0",
+        "peer",
+        "u1",
+        json!({"title": "t", "ttl_s": 30}),
+    )
+    .await;
     let (s, v) = h
         .post(
             "/v1/calls",

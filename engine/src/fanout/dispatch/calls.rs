@@ -78,7 +78,12 @@ pub struct Cancelled {
 impl Live {
     /// A record of the first [`MAX_DEVICES_PER_CALL`] devices of `targets`, in the
     /// order [`super::Dispatcher::submit`] numbers them.
-    pub fn new(call_id: Arc<str>, inviter_id: Arc<str>, expires_at: u64, targets: &Targets) -> Self {
+    pub fn new(
+        call_id: Arc<str>,
+        inviter_id: Arc<str>,
+        expires_at: u64,
+        targets: &Targets,
+    ) -> Self {
         let devices: Box<[Device]> = targets
             .lanes
             .iter()
@@ -335,6 +340,10 @@ mod tests {
         assert_eq!(t.tracked.load(Ordering::Relaxed), 0);
         t.calls.store(MAX_LIVE_CALLS, Ordering::Relaxed);
         assert_eq!(t.reserve(&a), Err(Full));
-        assert_eq!(t.calls.load(Ordering::Relaxed), MAX_LIVE_CALLS, "nothing kept");
+        assert_eq!(
+            t.calls.load(Ordering::Relaxed),
+            MAX_LIVE_CALLS,
+            "nothing kept"
+        );
     }
 }

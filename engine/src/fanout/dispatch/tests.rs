@@ -122,7 +122,9 @@ impl Rig {
         };
         let push = Push::render(kind, &Content::default(), ttl_s, self.clock.unix_now_s())
             .expect("an empty message fits every vendor");
-        let queued = self.dispatcher.submit(Arc::new(push), fcm_targets(push_ids));
+        let queued = self
+            .dispatcher
+            .submit(Arc::new(push), fcm_targets(push_ids));
         assert_eq!(queued.ok(), Some(push_ids.len()), "the lane has room");
     }
 
@@ -145,7 +147,10 @@ impl Rig {
             now + ttl_s,
         );
         assert_eq!(queued.ok(), Some(push_ids.len()), "the lane has room");
-        self.dispatcher.calls.get("c", now).expect("the call is live")
+        self.dispatcher
+            .calls
+            .get("c", now)
+            .expect("the call is live")
     }
 
     /// Cancel `live` as the use case does; returns (withdrawn, cancellations queued).
@@ -341,7 +346,11 @@ async fn a_cancel_withdraws_queued_invitations_and_cancels_the_one_in_flight() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(rig.cancel(&live), (2, 1));
     rig.drained().await;
-    assert_eq!(rig.sent(), sends(&[("a", 0), ("a", 10)]), "invitation, then cancel");
+    assert_eq!(
+        rig.sent(),
+        sends(&[("a", 0), ("a", 10)]),
+        "invitation, then cancel"
+    );
     assert_eq!(rig.fcm(|s| &s.retried), 0);
     assert_eq!(rig.fcm(|s| &s.delivered), 1, "the cancellation");
     assert!(rig.dispatcher.calls.is_empty());

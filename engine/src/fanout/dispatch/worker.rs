@@ -193,16 +193,20 @@ impl<'a> Worker<'a> {
         match batch {
             Some(b) => {
                 let (call, first) = b.call.map_or((None, 0), |(c, first)| (Some(c), first));
-                self.fresh
-                    .extend(b.devices.into_iter().zip(first..).map(|(device, slot)| Job {
-                        push: b.push.clone(),
-                        device,
-                        call: call.clone(),
-                        slot,
-                        attempts: 0,
-                        unsent: 0,
-                        maybe_sent: false,
-                    }))
+                self.fresh.extend(
+                    b.devices
+                        .into_iter()
+                        .zip(first..)
+                        .map(|(device, slot)| Job {
+                            push: b.push.clone(),
+                            device,
+                            call: call.clone(),
+                            slot,
+                            attempts: 0,
+                            unsent: 0,
+                            maybe_sent: false,
+                        }),
+                )
             }
             None => self.closed = true,
         }
