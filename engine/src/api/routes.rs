@@ -1,4 +1,5 @@
-//! Request routing and the handlers of every API.md endpoint.
+//! Request routing and the handlers of every API.md endpoint (those of messages,
+//! calls and call cancel in [`fanout`]).
 //!
 //! [`handle`] wraps the router with what every request gets: limits on the request
 //! target and header list, and, for HTTP/1.1, draining what is left of a body the
@@ -21,12 +22,14 @@ use super::error::ApiError;
 use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
-use crate::fanout::usecase::{self, Conversation, Outcome};
 use crate::providers::{Kind, Push};
 use crate::state::{Applied, Mutation};
 use crate::Engine;
 
 mod body;
+mod fanout;
+
+use self::fanout::{call, cancel, message};
 
 type Resp = Response<Full<Bytes>>;
 
@@ -443,130 +446,6 @@ async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Res
         group_id: group_id.to_string(),
         members,
     })
-}
-
-fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::MessageRequest = parse(body)?;
-    let message_id = wire::id("message_id", &req.message_id)?;
-    let sender_id = wire::id("sender_id", &req.sender_id)?;
-    let conversation_id = wire::id("conversation_id", &req.conversation_id)?;
-    let conversation = match req.conversation_type.as_str() {
-        "peer" => Conversation::Peer(conversation_id),
-        "group" => Conversation::Group(conversation_id),
-        other => {
-            return Err(ApiError::invalid(format!(
-                "conversation_type {other:?} is not peer or group"
-            )))
-        }
-    };
-    let content = req.push.map(|p| p.into_content()).transpose()?;
-    let m = usecase::Message {
-        message_id,
-        sender_id,
-        conversation,
-        content,
-    };
-    let message_id = m.message_id.to_string();
-    match usecase::accept_message(engine, m).map_err(refused)? {
-        Outcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
-            duplicate: true,
-            message_id,
-        })),
-        Outcome::Accepted(a) => answer(
-            StatusCode::ACCEPTED,
-            &wire::MessageAnswer::Accepted(wire::MessageAccepted {
-                message_id,
-                muted: a.summary.muted,
-                offline_recipients: a.summary.offline,
-                recipients: a.summary.recipients,
-                targets: a.targets,
-                unconfigured: a.unconfigured,
-            }),
-        ),
-    }
-}
-
-fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::CallRequest = parse(body)?;
-    let call_id = wire::id("call_id", &req.call_id)?;
-    let inviter_id = wire::id("inviter_id", &req.inviter_id)?;
-    if req.invitees.is_empty() || req.invitees.len() > wire::MAX_INVITEES {
-        return Err(ApiError::invalid(format!(
-            "invitees: 1 to {} user ids",
-            wire::MAX_INVITEES
-        )));
-    }
-    if !(1..=wire::MAX_CALL_TIMEOUT_S).contains(&req.timeout_s) {
-        return Err(ApiError::invalid(format!(
-            "timeout_s must be 1 to {} seconds",
-            wire::MAX_CALL_TIMEOUT_S
-        )));
-    }
-    let invitees = (req.invitees.iter().enumerate())
-        .map(|(i, u)| wire::id(&format!("invitees[{i}]"), u))
-        .collect::<Result<Vec<_>, _>>()?;
-    let content = req
-        .push
-        .map(|p| p.into_content())
-        .transpose()?
-        .unwrap_or_default();
-    let c = usecase::Call {
-        call_id,
-        inviter_id,
-        invitees,
-        timeout_s: req.timeout_s,
-        content,
-    };
-    let call_id = c.call_id.to_string();
-    match usecase::accept_call(engine, c).map_err(refused)? {
-        Outcome::Duplicate => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
-            call_id,
-            duplicate: true,
-        })),
-        Outcome::Accepted(a) => answer(
-            StatusCode::ACCEPTED,
-            &wire::CallAnswer::Accepted(wire::CallAccepted {
-                call_id,
-                muted: a.summary.muted,
-                offline_invitees: a.summary.offline,
-                targets: a.targets,
-                unconfigured: a.unconfigured,
-            }),
-        ),
-    }
-}
-
-/// `POST /v1/calls/{call_id}/cancel`; the body (`{"push": {...}}`) is optional.
-fn cancel(engine: &Engine, call_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        wire::CancelRequest::default()
-    } else {
-        parse(body)?
-    };
-    let content = req.push.map(|p| p.into_content()).transpose()?;
-    let c = usecase::Cancel {
-        call_id: call_id.clone(),
-        content,
-    };
-    let done = usecase::cancel_call(engine, c).map_err(refused)?;
-    ok(wire::CallCancelled {
-        call_id: call_id.to_string(),
-        cancel_pushes: done.cancel_pushes,
-        withdrawn: done.withdrawn,
-    })
-}
-
-/// The API answer to a refused message or call.
-fn refused(e: usecase::Error) -> ApiError {
-    match e {
-        usecase::Error::NoGroup(_) | usecase::Error::NoCall(_) => {
-            ApiError::not_found(e.to_string())
-        }
-        usecase::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
-        usecase::Error::Overloaded { retry_after_s, .. } => {
-            ApiError::overloaded(e.to_string(), retry_after_s)
-        }
-    }
 }
 
 async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
