@@ -21,7 +21,9 @@
 //!
 //! The worker checks the slot with one load before the gates (a withdrawn job is
 //! dropped without taking a place in flight) and moves it with one CAS when the
-//! request leaves and one when the answer comes.
+//! request leaves and one when the answer comes. A withdrawn job leaves its lane, and
+//! frees its place in the lane's depth, when the worker next picks it: at once when it
+//! was queued, when its retry falls due when it was waiting for one.
 //!
 //! Bounds: at most [`MAX_LIVE_CALLS`] live calls and [`MAX_TRACKED`] tracked devices
 //! across them; a call that would exceed either is shed (`429`, like a full lane)
