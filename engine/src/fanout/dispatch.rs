@@ -359,7 +359,7 @@ impl<V: Vendors> Dispatcher<V> {
         let open = self.ctx.stats.lane(lane).breaker.load(Ordering::Relaxed) != 0;
         if open {
             let b = &self.ctx.providers.delivery().breaker;
-            (b.open_ms / 1000).clamp(1, 30)
+            b.open.as_secs().clamp(1, 30)
         } else {
             1
         }
@@ -520,13 +520,7 @@ impl<V: Vendors> Ctx<V> {
                 job.finish(false);
                 return (done, true);
             }
-            after.unwrap_or_else(|| {
-                backoff::full_jitter(
-                    job.attempts,
-                    Duration::from_millis(retry.base_ms),
-                    Duration::from_millis(retry.max_ms),
-                )
-            })
+            after.unwrap_or_else(|| backoff::full_jitter(job.attempts, retry.base, retry.max))
         };
         match backoff::schedule(
             self.state.clock.unix_now_ms(),

@@ -87,10 +87,10 @@ fn rig(
     delivery.lanes[Lane::Fcm as usize].max_in_flight = max_in_flight;
     delivery.lanes[Lane::Fcm as usize].max_rps = max_rps;
     delivery.breaker.failures = failures;
-    delivery.breaker.open_ms = open_ms;
-    delivery.breaker.max_open_ms = open_ms * 4;
-    delivery.retry.base_ms = 1;
-    delivery.retry.max_ms = 1;
+    delivery.breaker.open = Duration::from_millis(open_ms);
+    delivery.breaker.max_open = Duration::from_millis(open_ms * 4);
+    delivery.retry.base = Duration::from_millis(1);
+    delivery.retry.max = Duration::from_millis(1);
     delivery.retry.max_attempts = 10;
     let start = Instant::now();
     let vendor = Arc::new(Scripted {

@@ -13,7 +13,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use futures::FutureExt as _;
@@ -72,11 +71,7 @@ impl<'a> Worker<'a> {
             lane_stats: ctx.stats.lane(lane),
             clock: &ctx.state.clock,
             depth,
-            breaker: Breaker::new(
-                b.failures,
-                Duration::from_millis(b.open_ms),
-                Duration::from_millis(b.max_open_ms),
-            ),
+            breaker: Breaker::new(b.failures, b.open, b.max_open),
             pace: Pace::new(limits.max_rps, Instant::now()),
             max_in_flight: limits.max_in_flight.max(1),
             delayed: DelayQueue::default(),
