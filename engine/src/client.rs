@@ -29,6 +29,7 @@ pub use crate::api::wire::{
     MessageAnswer, MessageDuplicate, MessageRequest, PresenceApplied, PresenceEvent,
     PresenceRequest, PresenceStatus, PushConfig, PushIds, Unbound, UserRemoved,
 };
+pub use crate::api::wire::{CallAnswer, CallCancelled, CallDuplicate, CancelRequest};
 
 /// Default bound on one request, head and body.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -365,6 +366,17 @@ impl Client {
     pub async fn badge(&self, user_id: &str) -> Result<wire::BadgeCount, Error> {
         let path = format!("/v1/users/{}/badge", seg(user_id));
         self.typed(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/calls/{call_id}/cancel` (API 1.1); `404 not_found` for a call that
+    /// is unknown, already cancelled or timed out.
+    pub async fn cancel_call(
+        &self,
+        call_id: &str,
+        req: &CancelRequest,
+    ) -> Result<CallCancelled, Error> {
+        let path = format!("/v1/calls/{}/cancel", seg(call_id));
+        self.typed(Method::POST, &path, Some(req)).await
     }
 }
 

@@ -344,6 +344,22 @@ pub struct CallRequest {
     pub push: Option<PushConfig>,
 }
 
+/// `POST /v1/calls/{call_id}/cancel`: the body is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// The base of the cancellation push (title, sound, ...); Fanfare makes it
+    /// silent, sets its `collapse_id` and TTL, and puts the call's id and
+    /// `"type": "call_cancel"` in its payload (the caller's payload, if any, under
+    /// `payload` there).
+    #[serde(
+        default,
+        deserialize_with = "opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub push: Option<PushConfig>,
+}
+
 /// The longest `push.ttl_s`: FCM and APNs keep a push at most 28 days.
 pub const MAX_PUSH_TTL_S: u64 = 28 * 86_400;
 pub const MAX_INVITEES: usize = 10_000;
