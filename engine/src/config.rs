@@ -25,11 +25,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use check::{Check, Filled};
+pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,
-};
-pub use resources::{
-    ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule,
 };
 pub use vendors::{Apns, Client, Fcm, Honor, Huawei, Oppo, Vivo, Webpush, Xiaomi};
 

@@ -303,9 +303,7 @@ impl<V: Vendors> Dispatcher<V> {
         }
         let mut queued = self.admit(push, others, None, false, |_| {}).unwrap_or(0);
         if let Some(voip) = voip {
-            queued += self
-                .admit(voip, pushkit, None, false, |_| {})
-                .unwrap_or(0);
+            queued += self.admit(voip, pushkit, None, false, |_| {}).unwrap_or(0);
         }
         (cancelled.withdrawn, queued)
     }

@@ -59,7 +59,10 @@ impl Targets {
             }
         }
         debug_assert!(
-            self.badges.iter().zip(&cursor).all(|(l, at)| l.len() == *at),
+            self.badges
+                .iter()
+                .zip(&cursor)
+                .all(|(l, at)| l.len() == *at),
             "every device got its recipient's total"
         );
     }

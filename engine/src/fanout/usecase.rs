@@ -20,9 +20,9 @@
 use std::sync::Arc;
 
 use crate::clock::unix_now_s;
+use crate::config::Resource;
 use crate::fanout::dispatch::calls::{self, Live};
 use crate::fanout::plan::{self, Lane, Summary, Targets};
-use crate::config::Resource;
 use crate::providers::{Content, Kind, Push, TooLarge};
 use crate::state::ids::Pin;
 use crate::state::notify;

@@ -838,7 +838,11 @@ fn check_android(android: &Value) -> Result<(), Failure> {
     }
     if let Some(key) = fields.get("collapse_key").filter(|v| !v.is_null()) {
         if !key.is_string() {
-            return Err(type_error("message.android.collapse_key", "TYPE_STRING", key));
+            return Err(type_error(
+                "message.android.collapse_key",
+                "TYPE_STRING",
+                key,
+            ));
         }
     }
     if let Some(n) = fields.get("notification").filter(|v| !v.is_null()) {
@@ -851,9 +855,22 @@ fn check_android(android: &Value) -> Result<(), Failure> {
 /// `notification_count` is a non-negative integer (an int32 in FCM's proto).
 fn check_android_notification(n: &Value) -> Result<(), Failure> {
     let Value::Object(fields) = n else {
-        return Err(type_error("message.android.notification", "TYPE_MESSAGE", n));
+        return Err(type_error(
+            "message.android.notification",
+            "TYPE_MESSAGE",
+            n,
+        ));
     };
-    for key in ["title", "body", "sound", "tag", "channel_id", "click_action", "icon", "color"] {
+    for key in [
+        "title",
+        "body",
+        "sound",
+        "tag",
+        "channel_id",
+        "click_action",
+        "icon",
+        "color",
+    ] {
         if let Some(v) = fields.get(key).filter(|v| !v.is_null() && !v.is_string()) {
             return Err(type_error(
                 &format!("message.android.notification.{key}"),

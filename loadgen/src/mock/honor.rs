@@ -162,7 +162,11 @@ impl Honor {
         let (title, body) = if data_message {
             if v["data"].as_str().is_none_or(str::is_empty) {
                 return (
-                    answer(StatusCode::BAD_REQUEST, 80100003, "a data message needs data"),
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        80100003,
+                        "a data message needs data",
+                    ),
                     Some("80100003"),
                 );
             }

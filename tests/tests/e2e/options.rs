@@ -123,7 +123,10 @@ async fn every_option_arrives_as_each_vendors_own_field() {
     let exp = apns.expiration.expect("apns-expiration");
     assert!((now + 3590..=now + 3700).contains(&exp), "{exp} vs {now}");
     let aps = &apns.body["aps"];
-    assert_eq!(aps["sound"], "msg.caf", "the request's sound wins over the rule");
+    assert_eq!(
+        aps["sound"], "msg.caf",
+        "the request's sound wins over the rule"
+    );
     assert_eq!(aps["badge"], 3);
     assert_eq!(aps["category"], "MESSAGE");
     assert_eq!(aps["thread-id"], "chat");
@@ -176,7 +179,11 @@ async fn every_option_arrives_as_each_vendors_own_field() {
 
     let web = last(v.webpush.received());
     assert_eq!(header(&web, "ttl"), "3600");
-    assert_eq!(header(&web, "urgency"), "normal", "the request's priority wins");
+    assert_eq!(
+        header(&web, "urgency"),
+        "normal",
+        "the request's priority wins"
+    );
     let topic = header(&web, "topic");
     assert_eq!(topic.len(), 32, "{topic}");
     assert_eq!(web.body["badge"], 3);
@@ -189,7 +196,10 @@ async fn every_option_arrives_as_each_vendors_own_field() {
     assert_eq!(apns.expiration, Some(0));
     assert_eq!(apns.priority, 10, "alerts default to high");
     assert_eq!(apns.body["aps"]["sound"], "rule.caf", "the rule's sound");
-    assert_eq!(h.fcm.received().pop().expect("fcm").message["android"]["priority"], "HIGH");
+    assert_eq!(
+        h.fcm.received().pop().expect("fcm").message["android"]["priority"],
+        "HIGH"
+    );
     let web = last(v.webpush.received());
     assert_eq!(header(&web, "urgency"), "low");
     assert_eq!(header(&web, "ttl"), "0");
@@ -213,7 +223,10 @@ async fn a_silent_push_shows_no_alert_anywhere_and_skips_vendors_without_a_silen
     let aps = apns.body["aps"].as_object().expect("aps");
     assert_eq!(aps.get("content-available"), Some(&json!(1)));
     for k in ["alert", "sound", "badge"] {
-        assert!(!aps.contains_key(k), "a background push has no {k}: {aps:?}");
+        assert!(
+            !aps.contains_key(k),
+            "a background push has no {k}: {aps:?}"
+        );
     }
     assert_eq!(apns.body["payload"], "sync");
 
@@ -224,7 +237,10 @@ async fn a_silent_push_shows_no_alert_anywhere_and_skips_vendors_without_a_silen
 
     let v = h.v();
     let hw = last(v.huawei.received()).body;
-    assert!(hw["message"]["android"].get("notification").is_none(), "{hw}");
+    assert!(
+        hw["message"]["android"].get("notification").is_none(),
+        "{hw}"
+    );
     assert!(hw["message"].get("notification").is_none(), "{hw}");
     let honor = last(v.honor.received()).body;
     assert!(honor.get("notification").is_none(), "{honor}");
@@ -233,7 +249,10 @@ async fn a_silent_push_shows_no_alert_anywhere_and_skips_vendors_without_a_silen
     assert_eq!(mi["pass_through"], "1");
     let web = last(v.webpush.received()).body;
     assert_eq!(web["silent"], true);
-    assert!(web.get("title").is_none() && web.get("badge").is_none(), "{web}");
+    assert!(
+        web.get("title").is_none() && web.get("badge").is_none(),
+        "{web}"
+    );
 
     let stats = h
         .wait_stats("no_silent_type counted", |s| {
@@ -271,7 +290,10 @@ async fn each_group_member_gets_their_own_badge_total_once_per_message() {
     assert!(h.apns.wait_for(1, WAIT).await);
     assert!(h.fcm.wait_for(2, WAIT).await);
     let apns = h.apns.received().pop().expect("apns push");
-    assert_eq!(apns.body["aps"]["badge"], 6, "u1: 4 + 2, once for two devices");
+    assert_eq!(
+        apns.body["aps"]["badge"], 6,
+        "u1: 4 + 2, once for two devices"
+    );
     let mut fcm: Vec<(String, Value)> = h
         .fcm
         .received()
@@ -287,7 +309,11 @@ async fn each_group_member_gets_their_own_badge_total_once_per_message() {
     assert_eq!(fcm, want);
     assert_eq!(h.api.badge("u1").await.expect("badge").count, 6);
     assert_eq!(h.api.badge("u2").await.expect("badge").count, 12);
-    assert_eq!(h.api.badge("u3").await.expect("badge").count, 0, "online: not pushed");
+    assert_eq!(
+        h.api.badge("u3").await.expect("badge").count,
+        0,
+        "online: not pushed"
+    );
     h.shutdown().await;
 }
 

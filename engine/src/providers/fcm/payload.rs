@@ -37,7 +37,11 @@ impl Template {
             .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
             .sum();
         let mut android = Map::new();
-        let priority = if c.is_high_priority() { "HIGH" } else { "NORMAL" };
+        let priority = if c.is_high_priority() {
+            "HIGH"
+        } else {
+            "NORMAL"
+        };
         android.insert("priority".into(), json!(priority));
         android.insert("ttl".into(), json!(format!("{ttl_s}s")));
         if let Some(id) = &c.collapse_id {

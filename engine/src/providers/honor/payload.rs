@@ -23,7 +23,11 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
     let rule = &rule.honor;
     let title = json_text(&c.title, usize::MAX);
     let body = json_text(&c.content, usize::MAX);
-    let urgency = if c.is_high_priority() { "HIGH" } else { "NORMAL" };
+    let urgency = if c.is_high_priority() {
+        "HIGH"
+    } else {
+        "NORMAL"
+    };
     let mut head = String::from("{");
     if let Some(data) = data_json(kind, c) {
         head.push_str(&format!(r#""data":{},"#, json_str(&data)));
@@ -33,7 +37,9 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
             r#""notification":{{"title":{title},"body":{body}}},"#
         ));
     }
-    head.push_str(&format!(r#""android":{{"urgency":"{urgency}","ttl":"{ttl_s}s""#));
+    head.push_str(&format!(
+        r#""android":{{"urgency":"{urgency}","ttl":"{ttl_s}s""#
+    ));
     if let Some(cat) = &rule.category {
         head.push_str(&format!(r#","category":{}"#, json_str(cat)));
     }

@@ -26,7 +26,11 @@ pub const MAX_BYTES: usize = 4096;
 
 pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
     let rule = &rule.huawei;
-    let urgency = if c.is_high_priority() { "HIGH" } else { "NORMAL" };
+    let urgency = if c.is_high_priority() {
+        "HIGH"
+    } else {
+        "NORMAL"
+    };
     let mut head = br#"{"validate_only":false,"message":{"android":{"#.to_vec();
     if let Some(cat) = &rule.category {
         head.extend(format!(r#""category":{},"#, json_str(cat)).into_bytes());
@@ -44,9 +48,10 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
             json_text(&c.content, usize::MAX),
         ));
         match c.alert_sound(None) {
-            Some(s) if s != "default" => {
-                tail.push_str(&format!(r#","sound":{},"default_sound":false"#, json_str(s)))
-            }
+            Some(s) if s != "default" => tail.push_str(&format!(
+                r#","sound":{},"default_sound":false"#,
+                json_str(s)
+            )),
             _ => tail.push_str(r#","default_sound":true"#),
         }
         if let Some(id) = &c.collapse_id {
@@ -78,11 +83,9 @@ mod tests {
     use serde_json::Value;
 
     fn fill(b: &Body, android: &[u8], notification: &[u8]) -> Value {
-        let body = b.spliced.fill(&[
-            b.client(0, android),
-            b.client(1, notification),
-            b"TOK",
-        ]);
+        let body = b
+            .spliced
+            .fill(&[b.client(0, android), b.client(1, notification), b"TOK"]);
         serde_json::from_slice(&body).expect("valid json")
     }
 

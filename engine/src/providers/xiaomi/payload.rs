@@ -115,7 +115,11 @@ mod tests {
             ..Content::sample("t", "c", "p")
         };
         let t = render(&Kind::message(), &c, &Resource::default(), 2).unwrap();
-        let body = t.spliced.fill(&[b"&restricted_package_name=x", t.client(1, b"&extra.channel_id=ch"), b"r"]);
+        let body = t.spliced.fill(&[
+            b"&restricted_package_name=x",
+            t.client(1, b"&extra.channel_id=ch"),
+            b"r",
+        ]);
         let body = std::str::from_utf8(&body).unwrap();
         assert!(body.contains("pass_through=1"), "{body}");
         assert!(!body.contains("notify_type"), "{body}");
