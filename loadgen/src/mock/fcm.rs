@@ -880,7 +880,7 @@ fn check_android_notification(n: &Value) -> Result<(), Failure> {
         }
     }
     if let Some(count) = fields.get("notification_count").filter(|v| !v.is_null()) {
-        if !count.as_u64().is_some_and(|c| c <= i32::MAX as u64) {
+        if count.as_u64().is_none_or(|c| c > i32::MAX as u64) {
             return Err(type_error(
                 "message.android.notification.notification_count",
                 "TYPE_INT32",

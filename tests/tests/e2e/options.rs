@@ -105,10 +105,7 @@ async fn every_option_arrives_as_each_vendors_own_field() {
     let push = json!({"title": "t", "content": "hello", "payload": "p",
         "sound": "msg.caf", "collapse_id": "conv-42", "ttl_s": 3600, "priority": "normal",
         "badge": 3, "resources_id": "chat"});
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = fanfare::clock::unix_now_s();
     let a = h.send_message("m-1", "u0", "peer", "u1", push).await;
     assert_eq!(a.targets, 8);
     let all = [
