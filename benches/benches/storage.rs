@@ -185,7 +185,7 @@ fn wal_ack(c: &mut Criterion) {
         let cfg = Storage {
             dir: dir.path().join("data"),
             durability: mode,
-            fsync_interval_ms: 5,
+            fsync_interval_ms: std::time::Duration::from_millis(5),
             ..Storage::default()
         };
         let state = Arc::new(State::new(Clock::new()));

@@ -16,6 +16,7 @@ mod check;
 mod env;
 mod problems;
 mod sections;
+mod units;
 mod vendors;
 
 use std::net::SocketAddr;
