@@ -21,6 +21,40 @@ async fn start() -> Harness {
 
 const VENDORS: [&str; 6] = ["huawei", "honor", "xiaomi", "oppo", "vivo", "webpush"];
 
+/// `body` for each vendor mock of `h.v()` in `VENDORS` order, with `$i` its index
+/// there and `$m` the mock (each of another type, hence a macro): an array of results.
+macro_rules! each_vendor {
+    ($h:expr, |$i:ident, $m:ident| $body:expr) => {{
+        let v = $h.v();
+        [
+            {
+                let ($i, $m) = (0usize, &v.huawei);
+                $body
+            },
+            {
+                let ($i, $m) = (1usize, &v.honor);
+                $body
+            },
+            {
+                let ($i, $m) = (2usize, &v.xiaomi);
+                $body
+            },
+            {
+                let ($i, $m) = (3usize, &v.oppo);
+                $body
+            },
+            {
+                let ($i, $m) = (4usize, &v.vivo);
+                $body
+            },
+            {
+                let ($i, $m) = (5usize, &v.webpush);
+                $body
+            },
+        ]
+    }};
+}
+
 /// Bind one device per vendor for `user` (push ids `<vendor>-<seed>`); returns the
 /// tokens in `VENDORS` order (the Web Push one is the subscription's endpoint).
 async fn bind_all(h: &Harness, user: &str, seed: u32) -> Vec<String> {
@@ -44,49 +78,23 @@ async fn bind_all(h: &Harness, user: &str, seed: u32) -> Vec<String> {
 
 /// Every mock's received pushes, in `VENDORS` order.
 fn received(h: &Harness) -> Vec<Vec<VendorPush>> {
-    let v = h.v();
-    vec![
-        v.huawei.received(),
-        v.honor.received(),
-        v.xiaomi.received(),
-        v.oppo.received(),
-        v.vivo.received(),
-        v.webpush.received(),
-    ]
+    each_vendor!(h, |_i, m| m.received()).into()
 }
 
+/// Wait (bounded) until every vendor mock has received `n` pushes.
 async fn wait_all(h: &Harness, n: usize) {
-    let v = h.v();
-    assert!(
-        v.huawei.wait_for(n, WAIT).await,
-        "huawei got {}",
-        v.huawei.received_count()
-    );
-    assert!(
-        v.honor.wait_for(n, WAIT).await,
-        "honor got {}",
-        v.honor.received_count()
-    );
-    assert!(
-        v.xiaomi.wait_for(n, WAIT).await,
-        "xiaomi got {}",
-        v.xiaomi.received_count()
-    );
-    assert!(
-        v.oppo.wait_for(n, WAIT).await,
-        "oppo got {}",
-        v.oppo.received_count()
-    );
-    assert!(
-        v.vivo.wait_for(n, WAIT).await,
-        "vivo got {}",
-        v.vivo.received_count()
-    );
-    assert!(
-        v.webpush.wait_for(n, WAIT).await,
-        "webpush got {}",
-        v.webpush.received_count()
-    );
+    let got = each_vendor!(h, |_i, m| (m.wait_for(n, WAIT).await, m.received_count()));
+    for (vendor, (arrived, count)) in VENDORS.iter().zip(got) {
+        assert!(arrived, "{vendor} got {count}");
+    }
+}
+
+/// Script `verdict` for each vendor's token in `tokens` (`bind_all` order), but for
+/// the vendors in `except`.
+fn set_verdicts(h: &Harness, tokens: &[String], verdict: TokenVerdict, except: &[&str]) {
+    each_vendor!(h, |i, m| if !except.contains(&VENDORS[i]) {
+        m.set_token_verdict(&tokens[i], verdict)
+    });
 }
 
 /// The "done": one group message reaches all eight vendors with the right
@@ -184,25 +192,11 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
         })
         .await;
     assert_eq!(stats["providers"]["apns"]["failed"], 0);
-    for vendor in VENDORS {
-        assert!(
-            v_rejections_empty(&h, vendor),
-            "{vendor} rejected something"
-        );
+    let rejections = each_vendor!(h, |_i, m| m.rejections());
+    for (vendor, rejected) in VENDORS.iter().zip(rejections) {
+        assert!(rejected.is_empty(), "{vendor} rejected something");
     }
     h.shutdown().await;
-}
-
-fn v_rejections_empty(h: &Harness, vendor: &str) -> bool {
-    let v = h.v();
-    match vendor {
-        "huawei" => v.huawei.rejections().is_empty(),
-        "honor" => v.honor.rejections().is_empty(),
-        "xiaomi" => v.xiaomi.rejections().is_empty(),
-        "oppo" => v.oppo.rejections().is_empty(),
-        "vivo" => v.vivo.rejections().is_empty(),
-        _ => v.webpush.rejections().is_empty(),
-    }
 }
 
 #[tokio::test]
@@ -210,20 +204,9 @@ async fn dead_tokens_remove_the_bindings_of_every_vendor() {
     let h = start().await;
     let tokens = bind_all(&h, "u-dead", 7).await;
     let v = h.v();
-    v.huawei.set_token_verdict(&tokens[0], TokenVerdict::Dead);
-    v.honor.set_token_verdict(&tokens[1], TokenVerdict::Dead);
-    v.xiaomi.set_token_verdict(&tokens[2], TokenVerdict::Dead);
-    v.oppo.set_token_verdict(&tokens[3], TokenVerdict::Dead);
-    v.vivo.set_token_verdict(&tokens[4], TokenVerdict::Dead);
-    v.webpush.set_token_verdict(&tokens[5], TokenVerdict::Dead);
+    set_verdicts(&h, &tokens, TokenVerdict::Dead, &[]);
     let r = h
-        .send_message(
-            "m-dead",
-            "u0",
-            "peer",
-            "u-dead",
-            json!({"title": "t", "content": "c"}),
-        )
+        .message_to("m-dead", "u-dead", json!({"title": "t", "content": "c"}))
         .await;
     assert_eq!(r.targets, 6);
     let stats = h
@@ -255,21 +238,10 @@ async fn rate_limits_are_retried_not_token_death() {
     let h = start().await;
     let tokens = bind_all(&h, "u-slow", 9).await;
     let v = h.v();
-    v.huawei
-        .set_token_verdict(&tokens[0], TokenVerdict::RateLimit(1));
-    v.honor
-        .set_token_verdict(&tokens[1], TokenVerdict::RateLimit(1));
-    v.xiaomi
-        .set_token_verdict(&tokens[2], TokenVerdict::RateLimit(1));
-    v.oppo
-        .set_token_verdict(&tokens[3], TokenVerdict::RateLimit(1));
-    v.webpush
-        .set_token_verdict(&tokens[5], TokenVerdict::RateLimit(1));
+    set_verdicts(&h, &tokens, TokenVerdict::RateLimit(1), &["vivo"]);
     let r = h
-        .send_message(
+        .message_to(
             "m-slow",
-            "u0",
-            "peer",
             "u-slow",
             json!({"title": "t", "content": "c", "payload": "p"}),
         )
