@@ -151,23 +151,15 @@ pub struct Raw {
     pub body: Bytes,
 }
 
-/// A client of one engine's API. Cheap to clone (clones share connections).
-#[derive(Clone)]
+/// A client of one engine's API. Cheap to clone (clones share connections). Its
+/// `Debug` shows no token: the header value is marked sensitive.
+#[derive(Clone, Debug)]
 pub struct Client {
     http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
     /// `http://host:port`, no trailing slash.
     base: Arc<str>,
     auth: Option<HeaderValue>,
     timeout: Duration,
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.base)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A path segment, percent-encoded.
@@ -250,9 +242,28 @@ impl Client {
         decode(raw)
     }
 
+    /// `GET path`, answered with a `T`.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.typed(Method::GET, path, None::<&()>).await
+    }
+
+    /// `DELETE path`, answered with a `T`.
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.typed(Method::DELETE, path, None::<&()>).await
+    }
+
+    /// `POST path` with `req`, answered with a `T`.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &impl Serialize,
+    ) -> Result<T, Error> {
+        self.typed(Method::POST, path, Some(req)).await
+    }
+
     /// `GET /healthz`.
     pub async fn healthz(&self) -> Result<Health, Error> {
-        self.typed(Method::GET, "/healthz", None::<&()>).await
+        self.get("/healthz").await
     }
 
     /// `PUT /v1/push-ids/{push_id}`.
@@ -263,69 +274,65 @@ impl Client {
 
     /// `DELETE /v1/push-ids/{push_id}`.
     pub async fn unbind(&self, push_id: &str) -> Result<Unbound, Error> {
-        let path = format!("/v1/push-ids/{}", seg(push_id));
-        self.typed(Method::DELETE, &path, None::<&()>).await
+        self.delete(&format!("/v1/push-ids/{}", seg(push_id))).await
     }
 
     /// `GET /v1/users/{user_id}/push-ids`.
     pub async fn push_ids(&self, user_id: &str) -> Result<PushIds, Error> {
-        let path = format!("/v1/users/{}/push-ids", seg(user_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/users/{}/push-ids", seg(user_id)))
+            .await
     }
 
     /// `DELETE /v1/users/{user_id}/push-ids`.
     pub async fn remove_user(&self, user_id: &str) -> Result<UserRemoved, Error> {
-        let path = format!("/v1/users/{}/push-ids", seg(user_id));
-        self.typed(Method::DELETE, &path, None::<&()>).await
+        self.delete(&format!("/v1/users/{}/push-ids", seg(user_id)))
+            .await
     }
 
     /// `POST /v1/presence`.
     pub async fn presence(&self, req: &PresenceRequest) -> Result<PresenceApplied, Error> {
-        self.typed(Method::POST, "/v1/presence", Some(req)).await
+        self.post("/v1/presence", req).await
     }
 
     /// `GET /v1/presence/{user_id}`.
     pub async fn presence_of(&self, user_id: &str) -> Result<PresenceStatus, Error> {
-        let path = format!("/v1/presence/{}", seg(user_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/presence/{}", seg(user_id))).await
     }
 
     /// `POST /v1/groups/{group_id}/members`.
     pub async fn members(&self, group_id: &str, req: &MembersRequest) -> Result<GroupSize, Error> {
-        let path = format!("/v1/groups/{}/members", seg(group_id));
-        self.typed(Method::POST, &path, Some(req)).await
+        self.post(&format!("/v1/groups/{}/members", seg(group_id)), req)
+            .await
     }
 
     /// `GET /v1/groups/{group_id}`.
     pub async fn group(&self, group_id: &str) -> Result<GroupSize, Error> {
-        let path = format!("/v1/groups/{}", seg(group_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/groups/{}", seg(group_id))).await
     }
 
     /// `DELETE /v1/groups/{group_id}`.
     pub async fn delete_group(&self, group_id: &str) -> Result<GroupDeleted, Error> {
-        let path = format!("/v1/groups/{}", seg(group_id));
-        self.typed(Method::DELETE, &path, None::<&()>).await
+        self.delete(&format!("/v1/groups/{}", seg(group_id))).await
     }
 
     /// `POST /v1/messages`: accepted (`202`) or a duplicate (`200`).
     pub async fn message(&self, req: &MessageRequest) -> Result<MessageAnswer, Error> {
-        self.typed(Method::POST, "/v1/messages", Some(req)).await
+        self.post("/v1/messages", req).await
     }
 
     /// `POST /v1/calls`.
     pub async fn call(&self, req: &CallRequest) -> Result<CallAccepted, Error> {
-        self.typed(Method::POST, "/v1/calls", Some(req)).await
+        self.post("/v1/calls", req).await
     }
 
     /// `POST /v1/debug/push`.
     pub async fn debug_push(&self, req: &DebugPushRequest) -> Result<DebugVerdict, Error> {
-        self.typed(Method::POST, "/v1/debug/push", Some(req)).await
+        self.post("/v1/debug/push", req).await
     }
 
     /// `GET /v1/stats`: counters whose set grows with the engine, so kept as JSON.
     pub async fn stats(&self) -> Result<serde_json::Value, Error> {
-        self.typed(Method::GET, "/v1/stats", None::<&()>).await
+        self.get("/v1/stats").await
     }
 }
 

@@ -146,3 +146,13 @@ async fn a_server_that_never_answers_times_the_typed_client_out() {
     }
     holder.abort();
 }
+
+#[test]
+fn a_clients_debug_output_names_its_engine_but_never_its_token() {
+    let api = Client::builder("http://127.0.0.1:7070")
+        .token(Some("s3cret-token-value"))
+        .build();
+    let shown = format!("{api:?}");
+    assert!(shown.contains("127.0.0.1:7070"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
