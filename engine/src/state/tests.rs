@@ -155,6 +155,15 @@ fn a_user_whose_mark_was_taken_while_referenced_is_released_once_the_reference_g
     assert_eq!(s.users.len(), 0);
 }
 
+/// Run `f` on a thread of its own with a handle on the shared state.
+fn on_thread<T: Send + 'static>(
+    s: &Arc<State>,
+    f: impl FnOnce(&State) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let s = s.clone();
+    std::thread::spawn(move || f(&s))
+}
+
 /// What each worker leaves behind, to compare with the state's durable view.
 #[derive(Default)]
 struct Model {
@@ -180,56 +189,47 @@ fn mutations_and_presence_racing_the_sweep_never_lose_a_referenced_user() {
             released
         })
     };
-    let binder = {
-        let s = s.clone();
-        std::thread::spawn(move || {
-            let mut m = Model::default();
-            for i in 0..20_000u32 {
-                let push_id = format!("p{}", i % 64);
-                if i % 5 == 4 {
-                    s.apply(&Mutation::Unbind {
-                        push_id: push_id.as_str().into(),
-                    });
-                    m.bindings.remove(&push_id);
-                } else {
-                    let user = format!("b{}", (i * 7) % 97);
-                    s.apply(&bind(&user, &push_id));
-                    m.bindings.insert(push_id, user);
-                }
+    let binder = on_thread(&s, move |s| {
+        let mut m = Model::default();
+        for i in 0..20_000u32 {
+            let push_id = format!("p{}", i % 64);
+            if i % 5 == 4 {
+                s.apply(&Mutation::Unbind {
+                    push_id: push_id.as_str().into(),
+                });
+                m.bindings.remove(&push_id);
+            } else {
+                let user = format!("b{}", (i * 7) % 97);
+                s.apply(&bind(&user, &push_id));
+                m.bindings.insert(push_id, user);
             }
-            m
-        })
-    };
-    let grouper = {
-        let s = s.clone();
-        std::thread::spawn(move || {
-            let mut m = Model::default();
-            for i in 0..20_000u32 {
-                let g = format!("g{}", i % 4);
-                let a = format!("m{}", (i * 13) % 89);
-                let r = format!("m{}", (i * 5) % 89);
-                s.apply(&group(&g, &[&a], &[&r]));
-                let members = m.groups.entry(g).or_default();
-                members.insert(a);
-                members.remove(&r);
+        }
+        m
+    });
+    let grouper = on_thread(&s, move |s| {
+        let mut m = Model::default();
+        for i in 0..20_000u32 {
+            let g = format!("g{}", i % 4);
+            let a = format!("m{}", (i * 13) % 89);
+            let r = format!("m{}", (i * 5) % 89);
+            s.apply(&group(&g, &[&a], &[&r]));
+            let members = m.groups.entry(g).or_default();
+            members.insert(a);
+            members.remove(&r);
+        }
+        m.groups.retain(|_, members| !members.is_empty());
+        m
+    });
+    let presence = on_thread(&s, move |s| {
+        for i in 0..40_000u32 {
+            let user = format!("s{}", i % 71);
+            online(s, &user, "a", i % 3 != 2);
+            let users = s.users.pin();
+            if let Some(idx) = users.get(&user) {
+                assert_eq!(&*users.name(idx), user.as_str());
             }
-            m.groups.retain(|_, members| !members.is_empty());
-            m
-        })
-    };
-    let presence = {
-        let s = s.clone();
-        std::thread::spawn(move || {
-            for i in 0..40_000u32 {
-                let user = format!("s{}", i % 71);
-                online(&s, &user, "a", i % 3 != 2);
-                let users = s.users.pin();
-                if let Some(idx) = users.get(&user) {
-                    assert_eq!(&*users.name(idx), user.as_str());
-                }
-            }
-        })
-    };
+        }
+    });
     let bindings = binder.join().expect("binder").bindings;
     let groups = grouper.join().expect("grouper").groups;
     presence.join().expect("presence");
