@@ -1,6 +1,6 @@
 //! Counters and their two renderings: JSON for `/v1/stats`, Prometheus text for
 //! `/metrics`. Counters are relaxed atomics indexed by provider; no label carries a
-//! user id or token.
+//! user id or token. For tests, [`CapturedLog`] keeps the log lines a test asserts on.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -306,5 +306,40 @@ impl Stats {
             sample(&mut out, "queue_depth", ("vendor", vendor), *d as u64);
         }
         out
+    }
+}
+
+/// Log output captured for a test that asserts on log lines: the writer of a
+/// `tracing_subscriber::fmt` subscriber set as the test thread's default.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLog(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl CapturedLog {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> CapturedLog {
+        self.clone()
     }
 }
