@@ -31,6 +31,14 @@ fn per_token<'a>(tokens: impl Iterator<Item = &'a str>) -> HashMap<String, usize
     m
 }
 
+/// APNs received exactly one push for each of `n` device tokens.
+#[track_caller]
+fn assert_each_token_once(h: &Harness, n: usize) {
+    let counts = apns_counts(h);
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
+}
+
 fn apns_counts(h: &Harness) -> HashMap<String, usize> {
     let got = h.apns.received();
     per_token(got.iter().map(|p| p.token.as_str()))
@@ -160,9 +168,7 @@ async fn unprocessed_streams_are_resent_without_counting_an_attempt() {
         .wait_stats("all delivered", |s| provider(s, "apns")["delivered"] == 40)
         .await;
     assert_eq!(provider(&s, "apns")["failed"], 0, "{s}");
-    let counts = apns_counts(&h);
-    assert_eq!(counts.len(), 40);
-    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
+    assert_each_token_once(&h, 40);
     let faults = h.apns.faults().counts();
     assert_eq!(FaultCounts::get(&faults.refused_streams), 3);
     assert!(FaultCounts::get(&faults.goaways) >= 1);
@@ -216,9 +222,7 @@ async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
         })
         .await;
     assert_eq!(provider(&s, "apns")["failed"], 0, "{s}");
-    let counts = apns_counts(&h);
-    assert_eq!(counts.len(), 30);
-    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
+    assert_each_token_once(&h, 30);
     // Not hammered: reconnects were paced by the pool's backoff and the breaker.
     let refused = FaultCounts::get(&h.apns.faults().counts().refused_connections);
     assert!(

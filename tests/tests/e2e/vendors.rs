@@ -26,33 +26,11 @@ const VENDORS: [&str; 6] = ["huawei", "honor", "xiaomi", "oppo", "vivo", "webpus
 macro_rules! each_vendor {
     ($h:expr, |$i:ident, $m:ident| $body:expr) => {{
         let v = $h.v();
-        [
-            {
-                let ($i, $m) = (0usize, &v.huawei);
-                $body
-            },
-            {
-                let ($i, $m) = (1usize, &v.honor);
-                $body
-            },
-            {
-                let ($i, $m) = (2usize, &v.xiaomi);
-                $body
-            },
-            {
-                let ($i, $m) = (3usize, &v.oppo);
-                $body
-            },
-            {
-                let ($i, $m) = (4usize, &v.vivo);
-                $body
-            },
-            {
-                let ($i, $m) = (5usize, &v.webpush);
-                $body
-            },
-        ]
+        each_vendor!(@ v, $i, $m, $body; 0 huawei, 1 honor, 2 xiaomi, 3 oppo, 4 vivo, 5 webpush)
     }};
+    (@ $v:ident, $i:ident, $m:ident, $body:expr; $($n:literal $field:ident),*) => {
+        [$({ let ($i, $m): (usize, _) = ($n, &$v.$field); $body }),*]
+    };
 }
 
 /// Bind one device per vendor for `user` (push ids `<vendor>-<seed>`); returns the
@@ -74,6 +52,23 @@ async fn bind_all(h: &Harness, user: &str, seed: u32) -> Vec<String> {
     let mut keys: Vec<String> = tokens[..5].to_vec();
     keys.push(sub.endpoint);
     keys
+}
+
+/// Bind one device per vendor for `user` (`bind_all` with `seed`), script `verdict`
+/// for each but the vendors in `except`, and send `user` a message with `push`: it
+/// targets all six devices.
+async fn message_under_verdicts(
+    h: &Harness,
+    user: &str,
+    seed: u32,
+    verdict: TokenVerdict,
+    except: &[&str],
+    push: Value,
+) {
+    let tokens = bind_all(h, user, seed).await;
+    set_verdicts(h, &tokens, verdict, except);
+    let accepted = h.message_to(&format!("m-{user}"), user, push).await;
+    assert_eq!(accepted.targets, 6);
 }
 
 /// Every mock's received pushes, in `VENDORS` order.
@@ -202,13 +197,9 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
 #[tokio::test]
 async fn dead_tokens_remove_the_bindings_of_every_vendor() {
     let h = start().await;
-    let tokens = bind_all(&h, "u-dead", 7).await;
+    let push = json!({"title": "t", "content": "c"});
+    message_under_verdicts(&h, "u-dead", 7, TokenVerdict::Dead, &[], push).await;
     let v = h.v();
-    set_verdicts(&h, &tokens, TokenVerdict::Dead, &[]);
-    let r = h
-        .message_to("m-dead", "u-dead", json!({"title": "t", "content": "c"}))
-        .await;
-    assert_eq!(r.targets, 6);
     let stats = h
         .wait_stats("dead tokens removed", |s| {
             VENDORS
@@ -236,17 +227,10 @@ async fn dead_tokens_remove_the_bindings_of_every_vendor() {
 #[tokio::test]
 async fn rate_limits_are_retried_not_token_death() {
     let h = start().await;
-    let tokens = bind_all(&h, "u-slow", 9).await;
+    let push = json!({"title": "t", "content": "c", "payload": "p"});
+    let verdict = TokenVerdict::RateLimit(1);
+    message_under_verdicts(&h, "u-slow", 9, verdict, &["vivo"], push).await;
     let v = h.v();
-    set_verdicts(&h, &tokens, TokenVerdict::RateLimit(1), &["vivo"]);
-    let r = h
-        .message_to(
-            "m-slow",
-            "u-slow",
-            json!({"title": "t", "content": "c", "payload": "p"}),
-        )
-        .await;
-    assert_eq!(r.targets, 6);
     wait_all(&h, 1).await;
     let stats = h
         .wait_stats("retries counted", |s| {
