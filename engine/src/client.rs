@@ -22,12 +22,14 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::wire;
 pub use crate::api::wire::{
     BindRequest, Bound, BoundDevice, CallAccepted, CallRequest, DebugPushRequest, DebugVerdict,
     ErrorAnswer, ErrorDetail, GroupDeleted, GroupSize, Health, MembersRequest, MessageAccepted,
     MessageAnswer, MessageDuplicate, MessageRequest, PresenceApplied, PresenceEvent,
     PresenceRequest, PresenceStatus, PushConfig, PushIds, Unbound, UserRemoved,
 };
+pub use crate::api::wire::{CallAnswer, CallCancelled, CallDuplicate, CancelRequest};
 
 /// Default bound on one request, head and body.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -334,6 +336,65 @@ impl Client {
     pub async fn stats(&self) -> Result<serde_json::Value, Error> {
         self.get("/v1/stats").await
     }
+
+    /// `PUT /v1/users/{user_id}/conversations/{conversation_type}/{conversation_id}/notification`
+    /// with `status` `do_not_disturb` or `notify`.
+    pub async fn set_notification(
+        &self,
+        user_id: &str,
+        conversation: (&str, &str),
+        status: &str,
+    ) -> Result<wire::NotificationStatus, Error> {
+        let path = notification_path(user_id, conversation);
+        let req = wire::NotificationRequest {
+            status: status.into(),
+        };
+        self.typed(Method::PUT, &path, Some(&req)).await
+    }
+
+    /// `GET` of [`Client::set_notification`]'s path.
+    pub async fn notification(
+        &self,
+        user_id: &str,
+        conversation: (&str, &str),
+    ) -> Result<wire::NotificationStatus, Error> {
+        let path = notification_path(user_id, conversation);
+        self.typed(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `PUT /v1/users/{user_id}/badge`.
+    pub async fn set_badge(&self, user_id: &str, count: u32) -> Result<wire::BadgeCount, Error> {
+        let path = format!("/v1/users/{}/badge", seg(user_id));
+        let req = wire::BadgeRequest { count };
+        self.typed(Method::PUT, &path, Some(&req)).await
+    }
+
+    /// `GET /v1/users/{user_id}/badge`.
+    pub async fn badge(&self, user_id: &str) -> Result<wire::BadgeCount, Error> {
+        let path = format!("/v1/users/{}/badge", seg(user_id));
+        self.typed(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/calls/{call_id}/cancel` (API 1.1); `404 not_found` for a call that
+    /// is unknown, already cancelled or timed out.
+    pub async fn cancel_call(
+        &self,
+        call_id: &str,
+        req: &CancelRequest,
+    ) -> Result<CallCancelled, Error> {
+        let path = format!("/v1/calls/{}/cancel", seg(call_id));
+        self.typed(Method::POST, &path, Some(req)).await
+    }
+}
+
+/// The do-not-disturb path of `user_id` for `(conversation_type, conversation_id)`.
+fn notification_path(user_id: &str, (kind, id): (&str, &str)) -> String {
+    format!(
+        "/v1/users/{}/conversations/{}/{}/notification",
+        seg(user_id),
+        seg(kind),
+        seg(id)
+    )
 }
 
 /// A 2xx answer as a `T`; any other as [`Error::Api`].

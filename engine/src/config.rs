@@ -3,13 +3,16 @@
 //! [`Config`] mirrors the file (every field documented; unknown keys are errors).
 //! [`Config::load`] reads a file (or nothing), applies environment overrides and
 //! deserializes; [`Config::validate`] checks what serde cannot (addresses, files,
-//! keys) and reports every problem at once, which is what `fanfare check-config`
-//! prints. Secrets are read from files and never appear in `Debug` output or errors.
+//! keys) once, into the typed [`Settings`] the engine runs on, or reports every
+//! problem at once, which is what `fanfare check-config` prints. Secrets are read
+//! from files and never appear in `Debug` output or errors.
 //!
 //! Files: the engine's sections ([`sections`]), the vendor sections with their shared
-//! client knobs ([`vendors`]), the checks ([`problems`]) and environment overrides
-//! ([`env`]).
+//! client knobs ([`vendors`]), the engine's checks ([`problems`]), the checking of one
+//! section into typed settings ([`check`]; each vendor checks its own keys with it)
+//! and environment overrides ([`env`]).
 
+mod check;
 mod env;
 mod problems;
 mod sections;
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use check::{Check, Filled};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,
 };
@@ -99,6 +103,16 @@ pub struct Config {
     pub webpush: Webpush,
 }
 
+/// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
+/// values (durations as `Duration`s), so no client reads or checks the raw file again.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Retries, circuit breaker and each lane's limits.
+    pub delivery: crate::providers::Delivery,
+    /// Each configured vendor's settings, its keys checked and credentials loaded.
+    pub vendors: crate::providers::Settings,
+}
+
 /// A credential from the config file or environment: deserialized as a string, shown
 /// as `<redacted>` in `Debug`, never formatted into errors or logs.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -170,14 +184,29 @@ impl Config {
         })
     }
 
-    /// `Ok` when [`Config::problems`] is empty.
-    pub fn validate(&self) -> Result<(), Error> {
-        let p = self.problems();
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(p))
+    /// Every problem, each a sentence naming its key: the engine's sections, then the
+    /// vendors' (what `fanfare check-config` lists).
+    pub fn problems(&self) -> Vec<String> {
+        self.check().1
+    }
+
+    /// The typed settings the engine runs on, or every problem ([`Config::problems`]).
+    pub fn validate(&self) -> Result<Settings, Error> {
+        match self.check() {
+            (settings, p) if p.is_empty() => Ok(settings),
+            (_, p) => Err(Error::Invalid(p)),
         }
+    }
+
+    /// One pass over everything: the settings, and the problems found on the way.
+    fn check(&self) -> (Settings, Vec<String>) {
+        let mut p = self.engine_problems();
+        let vendors = crate::providers::Settings::check(self, &mut p);
+        let settings = Settings {
+            delivery: crate::providers::Delivery::from_config(self),
+            vendors,
+        };
+        (settings, p)
     }
 
     /// Concurrency and pace of each vendor lane, by section name, in lane order.

@@ -151,8 +151,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// Bind the API and start recovery in the background; the API answers 503 until
 /// [`Running::wait_ready`] resolves.
 pub async fn start_background(config: Config) -> Result<Running, Error> {
-    config.validate()?;
-    let providers = Providers::from_config(&config)?;
+    let settings = config.validate()?;
+    let providers = Providers::new(&settings)?;
     for p in state::ProviderKind::ALL {
         if !providers.is_configured(p) {
             tracing::info!(

@@ -18,9 +18,12 @@
 #[cfg(test)]
 mod alloc_tests;
 pub mod apns;
+pub mod connect;
+pub mod delivery;
 pub mod fcm;
 pub mod honor;
 pub mod huawei;
+pub mod oem;
 pub mod oppo;
 pub mod splice;
 pub mod table;
@@ -32,9 +35,11 @@ pub mod xiaomi;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use delivery::Delivery;
 pub(crate) use table::impl_vendor;
 pub use table::{
-    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Vendor,
+    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Settings,
+    Vendor,
 };
 
 /// The ZIMPushConfig of a message or call.
@@ -72,6 +77,23 @@ pub enum Priority {
     Normal,
 }
 
+#[cfg(test)]
+impl Content {
+    /// A message's content in tests: title, text and payload.
+    pub(crate) fn sample(
+        title: impl Into<String>,
+        content: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: Some(title.into()),
+            content: Some(content.into()),
+            payload: Some(payload.into()),
+            ..Self::default()
+        }
+    }
+}
+
 /// What kind of push this is.
 #[derive(Debug, Clone)]
 pub enum Kind {
@@ -92,6 +114,31 @@ pub struct TooLarge {
     pub vendor: &'static str,
     pub size: usize,
     pub limit: usize,
+}
+
+#[cfg(test)]
+impl Kind {
+    /// A message in tests.
+    pub(crate) fn message() -> Self {
+        Kind::Message {
+            message_id: "m".into(),
+        }
+    }
+}
+
+impl TooLarge {
+    /// `Ok` when `size` is within `vendor`'s `limit`.
+    pub fn check(vendor: &'static str, size: usize, limit: usize) -> Result<(), Self> {
+        if size > limit {
+            Err(Self {
+                vendor,
+                size,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Push {
@@ -242,6 +289,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub fn retry(cause: Cause, after: Option<Duration>) -> Self {
+        Outcome::Retry { after, cause }
+    }
+
+    /// The vendor throttles the whole app; without a `Retry-After`, wait a second.
+    pub fn throttled(after: Option<Duration>) -> Self {
+        Self::retry(
+            Cause::TooManyRequests,
+            Some(after.unwrap_or(Duration::from_secs(1))),
+        )
+    }
+
+    /// The app's daily quota is spent: retry after the next midnight in China, when
+    /// the Chinese vendors reset it.
+    pub fn quota_spent() -> Self {
+        Self::retry(Cause::QuotaExceeded, Some(until_next_day_cst()))
+    }
+
     /// The vendor refused the access token: drop it so the next push fetches one.
     pub fn refuses_auth(self) -> bool {
         matches!(
@@ -265,70 +330,76 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// No HTTP answer from a vendor reached through a [`crate::transport::Pool`].
     pub fn transport(e: &crate::transport::pool::Error) -> Self {
-        let cause = match e {
-            e if e.not_processed() => Cause::Unsent,
-            crate::transport::pool::Error::Timeout { .. } => Cause::Timeout,
-            _ => Cause::Transport,
-        };
-        Self {
-            status: None,
-            reason: Some(error_chain(e)),
-            vendor_id: None,
-            outcome: Outcome::Retry { after: None, cause },
-        }
+        let timeout = matches!(e, crate::transport::pool::Error::Timeout { .. });
+        Self::unanswered(e, e.not_processed(), timeout)
     }
 
     /// No HTTP answer from a vendor reached through [`crate::transport::auto`].
     pub fn transport_auto(e: &crate::transport::auto::Error) -> Self {
-        let cause = match e {
-            e if e.not_processed() => Cause::Unsent,
-            crate::transport::auto::Error::Timeout { .. } => Cause::Timeout,
-            _ => Cause::Transport,
+        let timeout = matches!(e, crate::transport::auto::Error::Timeout { .. });
+        Self::unanswered(e, e.not_processed(), timeout)
+    }
+
+    fn unanswered(e: &dyn std::error::Error, not_processed: bool, timeout: bool) -> Self {
+        let cause = match (not_processed, timeout) {
+            (true, _) => Cause::Unsent,
+            (false, true) => Cause::Timeout,
+            (false, false) => Cause::Transport,
         };
+        Self::failed(error_chain(e), Outcome::Retry { after: None, cause })
+    }
+
+    /// A push that got no HTTP answer, or none was sent: `reason` says why.
+    pub fn failed(reason: String, outcome: Outcome) -> Self {
         Self {
             status: None,
-            reason: Some(error_chain(e)),
+            reason: Some(reason),
             vendor_id: None,
-            outcome: Outcome::Retry { after: None, cause },
+            outcome,
+        }
+    }
+
+    /// The vendor's answer: HTTP `status`, the vendor's result `code` (the reason of a
+    /// failure; `http <status>` without one) and its message id (asked for by the
+    /// debug endpoint only, so it is taken only when `detail`).
+    pub fn answered(
+        status: u16,
+        outcome: Outcome,
+        code: Option<&dyn std::fmt::Display>,
+        detail: bool,
+        vendor_id: impl FnOnce() -> Option<String>,
+    ) -> Self {
+        Self {
+            status: Some(status),
+            reason: match (outcome, code) {
+                (Outcome::Delivered, _) => None,
+                (_, Some(code)) => Some(code.to_string()),
+                (_, None) => Some(format!("http {status}")),
+            },
+            vendor_id: if detail { vendor_id() } else { None },
+            outcome,
         }
     }
 
     /// A transport failure described by `reason`.
     pub fn transport_detail(reason: String) -> Self {
-        Self {
-            status: None,
-            reason: Some(reason),
-            vendor_id: None,
-            outcome: Outcome::Retry {
-                after: None,
-                cause: Cause::Transport,
-            },
-        }
+        Self::failed(reason, Outcome::retry(Cause::Transport, None))
     }
 
     /// The vendor's access token could not be had: retry later.
     pub fn auth_unavailable(vendor: &'static str, e: &token::Error) -> Self {
         let reason = error_chain(e);
         tracing::warn!(vendor, error = %reason, "vendor access token unavailable");
-        Self {
-            status: None,
-            reason: Some(reason),
-            vendor_id: None,
-            outcome: Outcome::Retry {
-                after: None,
-                cause: Cause::ProviderAuth,
-            },
-        }
+        Self::failed(reason, Outcome::retry(Cause::ProviderAuth, None))
     }
 
     pub fn unconfigured() -> Self {
-        Self {
-            status: None,
-            reason: Some("unconfigured".into()),
-            vendor_id: None,
-            outcome: Outcome::Rejected(Cause::Unconfigured),
-        }
+        Self::failed(
+            "unconfigured".into(),
+            Outcome::Rejected(Cause::Unconfigured),
+        )
     }
 }
 
@@ -464,31 +535,6 @@ fn httpdate_to_unix(s: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
-}
-
-/// How pushes are retried, paced and circuit-broken: `[retry]`, `[breaker]` and each
-/// vendor's `max_in_flight` / `max_rps`, in lane order.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub retry: crate::config::Retry,
-    pub breaker: crate::config::Breaker,
-    pub lanes: [crate::config::LaneLimits; Lane::COUNT],
-}
-
-impl Delivery {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            retry: c.retry.clone(),
-            breaker: c.breaker.clone(),
-            lanes: Lane::ALL.map(|l| l.limits(c)),
-        }
-    }
-}
-
-impl Default for Delivery {
-    fn default() -> Self {
-        Self::from_config(&crate::config::Config::default())
-    }
 }
 
 #[cfg(test)]

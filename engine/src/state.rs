@@ -4,6 +4,9 @@
 //! - [`presence`]: atomic "online now" bitset plus sharded sessions with TTLs.
 //! - [`registry`]: push ID → owner and each user's devices (one owner per push ID).
 //! - [`groups`]: group → sorted member indexes.
+//! - [`notify`]: do-not-disturb, the conversations each user muted.
+//! - [`badges`]: each user's badge counter (sets are durable, increments are not
+//!   journaled; see the module for what a kill -9 can cost).
 //!
 //! Every durable change goes through [`State::apply`] with a [`Mutation`]: that is the
 //! single seam the write-ahead log hooks into. Presence is not durable and is changed
@@ -13,10 +16,13 @@
 //! of users nothing refers to any more ([`State::referenced`]; the protocol that makes
 //! that safe is in [`ids`]).
 
+pub mod badges;
 pub mod groups;
 pub mod ids;
+pub mod notify;
 pub mod presence;
 pub mod registry;
+mod undo;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -47,8 +53,17 @@ pub enum Mutation {
         add: Vec<Arc<str>>,
         remove: Vec<Arc<str>>,
     },
-    /// Delete a group.
+    /// Delete a group (and the mutes of it).
     GroupDelete { group_id: Arc<str> },
+    /// Mute (`do_not_disturb`) or unmute (`notify`) a conversation for a user.
+    SetNotification {
+        user_id: Arc<str>,
+        kind: notify::Kind,
+        conversation_id: Arc<str>,
+        muted: bool,
+    },
+    /// Set a user's badge counter.
+    SetBadge { user_id: Arc<str>, count: u32 },
 }
 
 /// What applying a [`Mutation`] did.
@@ -62,6 +77,13 @@ pub enum Applied {
     UserRemoved(usize),
     GroupSize(usize),
     GroupDeleted(bool),
+    /// The notification status was set.
+    NotificationSet,
+    /// The user already muted [`notify::MAX_MUTED_PER_USER`] conversations: nothing
+    /// was changed or logged.
+    TooManyMuted,
+    /// The badge counter was set.
+    BadgeSet,
     /// The journal is failing: the change was not made (only [`State::apply`] reports
     /// this; [`State::apply_logged`] returns [`Refused`]).
     Refused,
@@ -76,6 +98,10 @@ pub struct DurableView {
         (String, &'static str, &'static str, Option<String>, String),
     >,
     pub groups: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// (user, conversation type, conversation id) of every mute.
+    pub mutes: std::collections::BTreeSet<(String, &'static str, String)>,
+    /// Non-zero badge counters by user.
+    pub badges: std::collections::BTreeMap<String, u32>,
 }
 
 /// Where a mutation stands in the journal: its sequence number and the journal's epoch
@@ -114,10 +140,25 @@ enum UndoKind {
     },
     /// The devices a removed user had.
     Devices(Vec<Device>),
-    /// A group's member list before (`None`: the group did not exist).
+    /// A group's member list before (`None`: the group did not exist), and who had
+    /// muted it (only a delete drops mutes).
     Group {
         group_id: Arc<str>,
         prior: Option<groups::Members>,
+        muted: Option<Arc<[UserIdx]>>,
+    },
+    /// Whether the user had muted the conversation.
+    Notification {
+        user_id: Arc<str>,
+        kind: notify::Kind,
+        conversation_id: Arc<str>,
+        was: bool,
+    },
+    /// The counter before the set, and the value set.
+    Badge {
+        user_id: Arc<str>,
+        was: u32,
+        set: u32,
     },
 }
 
@@ -148,6 +189,8 @@ pub struct State {
     pub presence: presence::Presence,
     pub registry: registry::Registry,
     pub groups: groups::Groups,
+    pub notify: notify::Mutes,
+    pub badges: badges::Badges,
     journal: OnceLock<Arc<dyn Journal>>,
     sweeper: Mutex<Sweeper>,
     user_sweep_interval_ms: u64,
@@ -200,7 +243,9 @@ impl State {
             clock,
             users,
             registry: registry::Registry::new(hints.clone()),
-            groups: groups::Groups::new(hints),
+            groups: groups::Groups::new(hints.clone()),
+            notify: notify::Mutes::new(hints.clone()),
+            badges: badges::Badges::new(hints),
             journal: OnceLock::new(),
             sweeper: Mutex::new(Sweeper::default()),
             user_sweep_interval_ms: cfg.user_sweep_interval_ms,
@@ -214,15 +259,15 @@ impl State {
         self.release_idle_users()
     }
 
-    /// Does anything in the state refer to `user`? A user with no binding, no session
-    /// and no group membership is released by the sweep. Durable per-user settings
-    /// (badge counters, do-not-disturb) must be added here when they exist — and mark
-    /// the user in `users.hints()` when they drop their last reference — or the sweep
-    /// would release users they refer to.
+    /// Does anything in the state refer to `user`? A user with no binding, no session,
+    /// no group membership, no mute and no badge count is released by the sweep. Each
+    /// of these marks the user in `users.hints()` when it drops its last reference.
     pub fn referenced(&self, user: UserIdx) -> bool {
         self.registry.has_devices(user)
             || self.presence.has_sessions(user)
             || self.groups.memberships(user) > 0
+            || self.badges.get(user) != 0
+            || self.notify.has_mutes(user)
     }
 
     /// Continue the user sweep for up to [`SWEEP_BUDGET_MS`]: take marked users from
@@ -341,6 +386,31 @@ impl State {
     /// no journal is attached) so the caller can wait for it to be durable, or
     /// [`Refused`] when the journal is failing (memory is then unchanged).
     pub fn apply_logged(&self, m: &Mutation) -> Result<(Applied, Ticket), Refused> {
+        if let Mutation::SetNotification {
+            user_id,
+            kind,
+            conversation_id,
+            muted: true,
+        } = m
+        {
+            // The limit is checked here, before the record, and the gate is held until
+            // the record is made: replay never re-checks it (see `notify`).
+            let _gate = self.notify.gate();
+            let c = notify::Conversation {
+                kind: *kind,
+                id: conversation_id,
+            };
+            let full =
+                (self.users.pin().get(user_id)).is_some_and(|u| self.notify.would_exceed(u, c));
+            if full {
+                return Ok((Applied::TooManyMuted, Ticket::UNLOGGED));
+            }
+            return self.record(m);
+        }
+        self.record(m)
+    }
+
+    fn record(&self, m: &Mutation) -> Result<(Applied, Ticket), Refused> {
         match self.journal.get() {
             None => Ok((self.apply_in_memory(m), Ticket::UNLOGGED)),
             Some(j) => {
@@ -373,61 +443,6 @@ impl State {
         }
     }
 
-    /// What `m` is about to replace. Called by the journal's `apply`, under its
-    /// serialisation, right before [`State::apply_in_memory`].
-    fn undo_of(&self, m: &Mutation) -> Undo {
-        Undo(match m {
-            Mutation::Bind { push_id, .. }
-            | Mutation::Unbind { push_id }
-            | Mutation::RemoveDeadToken { push_id, .. } => UndoKind::PushId {
-                push_id: push_id.clone(),
-                prior: self.registry.lookup(push_id).map(|(_, d)| d),
-            },
-            Mutation::RemoveUser { user_id } => UndoKind::Devices(
-                self.users
-                    .pin()
-                    .get(user_id)
-                    .map(|u| self.registry.devices_of(u))
-                    .unwrap_or_default(),
-            ),
-            Mutation::GroupUpdate { group_id, .. } | Mutation::GroupDelete { group_id } => {
-                UndoKind::Group {
-                    group_id: group_id.clone(),
-                    prior: self.groups.members(group_id),
-                }
-            }
-        })
-    }
-
-    /// Take back one applied mutation. The journal calls this, newest first, for every
-    /// record it could not make durable, with mutations held off: applied in that order
-    /// each undo finds memory exactly as its mutation left it, so restoring what the
-    /// mutation replaced restores the state before it. (User ids the mutation interned
-    /// stay interned: an unreferenced index is not durable state.)
-    pub fn revert(&self, undo: Undo) {
-        match undo.0 {
-            UndoKind::PushId { push_id, prior } => match prior {
-                Some(device) => {
-                    self.registry.insert(device);
-                }
-                None => {
-                    self.registry.unbind(&push_id, None);
-                }
-            },
-            UndoKind::Devices(devices) => {
-                for d in devices {
-                    self.registry.insert(d);
-                }
-            }
-            UndoKind::Group { group_id, prior } => match prior {
-                Some(members) => self.groups.install(group_id, members),
-                None => {
-                    self.groups.delete(&group_id);
-                }
-            },
-        }
-    }
-
     /// The durable state in a canonical, comparable form (sorted; tokens as their
     /// wire form): what a snapshot and the log must reproduce exactly.
     pub fn durable_view(&self) -> DurableView {
@@ -450,6 +465,13 @@ impl State {
                 g.to_string(),
                 members.iter().map(|u| users.name(*u).to_string()).collect(),
             );
+        });
+        self.notify.for_each(|user, kind, id| {
+            view.mutes
+                .insert((users.name(user).to_string(), kind.as_str(), id.to_string()));
+        });
+        self.badges.for_each(|user, count| {
+            view.badges.insert(users.name(user).to_string(), count);
         });
         view
     }
@@ -488,7 +510,40 @@ impl State {
                 Applied::GroupSize(self.groups.update(group_id, &add, &remove))
             }
             Mutation::GroupDelete { group_id } => {
+                self.notify.drop_group(group_id);
                 Applied::GroupDeleted(self.groups.delete(group_id))
+            }
+            Mutation::SetNotification {
+                user_id,
+                kind,
+                conversation_id,
+                muted,
+            } => {
+                let c = notify::Conversation {
+                    kind: *kind,
+                    id: conversation_id,
+                };
+                // Unmuting a user the engine does not know changes nothing.
+                let user = if *muted {
+                    Some(users.intern(user_id))
+                } else {
+                    users.get(user_id)
+                };
+                if let Some(user) = user {
+                    self.notify.set(user, c, *muted);
+                }
+                Applied::NotificationSet
+            }
+            Mutation::SetBadge { user_id, count } => {
+                let user = if *count > 0 {
+                    Some(users.intern(user_id))
+                } else {
+                    users.get(user_id)
+                };
+                if let Some(user) = user {
+                    self.badges.set(user, *count);
+                }
+                Applied::BadgeSet
             }
         }
     }

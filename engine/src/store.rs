@@ -31,6 +31,11 @@
 //! whole are not read. Snapshots and the log from the previous snapshot on are kept, so
 //! a damaged newest snapshot falls back to the one before it.
 //!
+//! Do-not-disturb settings are durable state like bindings. Badge counters are written
+//! in every snapshot and their sets are logged, but increments are not (one record per
+//! pushed recipient would put every fan-out on the log): a kill -9 loses the
+//! increments since the last snapshot, never a set (see `state::badges`).
+//!
 //! One engine at a time: [`Store::open`] takes an exclusive `flock` on `<dir>/LOCK`
 //! (which holds the owner's pid) and keeps it until [`Store::close`] or exit.
 

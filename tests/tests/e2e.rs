@@ -8,6 +8,8 @@ mod harness;
 
 #[path = "e2e/api.rs"]
 mod api;
+#[path = "e2e/calls.rs"]
+mod calls;
 #[path = "e2e/client.rs"]
 mod client;
 #[path = "e2e/delivery.rs"]
@@ -20,5 +22,7 @@ mod hardening_api;
 mod hardening_memory;
 #[path = "e2e/hardening_transport.rs"]
 mod hardening_transport;
+#[path = "e2e/notify.rs"]
+mod notify;
 #[path = "e2e/vendors.rs"]
 mod vendors;

@@ -1,4 +1,5 @@
-//! Request routing and the handlers of every API.md endpoint.
+//! Request routing and the handlers of every API.md endpoint (those of messages,
+//! calls and call cancel in [`fanout`]).
 //!
 //! [`handle`] wraps the router with what every request gets: limits on the request
 //! target and header list, and, for HTTP/1.1, draining what is left of a body the
@@ -21,12 +22,15 @@ use super::error::ApiError;
 use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
-use crate::fanout::usecase::{self, Conversation, MessageOutcome};
 use crate::providers::{Kind, Push};
 use crate::state::{Applied, Mutation};
 use crate::Engine;
 
 mod body;
+mod fanout;
+mod users;
+
+use self::fanout::{call, cancel, message};
 
 type Resp = Response<Full<Bytes>>;
 
@@ -284,6 +288,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             })
         }
         (_, ["users", _, "push-ids"]) => Err(ApiError::method_not_allowed("GET, DELETE")),
+        (_, ["users", u, "conversations", t, c, "notification"]) => {
+            users::notification(engine, conn, req, [u, t, c]).await
+        }
+        (_, ["users", user_id, "badge"]) => users::badge(engine, conn, req, user_id).await,
         (&Method::POST, ["presence"]) => {
             let body = read_body(engine, conn, req).await?;
             presence(engine, &body)
@@ -351,9 +359,12 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             call(engine, &body)
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
-        (&Method::POST, ["calls", _, "cancel"]) => Err(ApiError::unimplemented(
-            "call cancellation is not available in this version",
-        )),
+        (&Method::POST, ["calls", call_id, "cancel"]) => {
+            let call_id = wire::id("call_id", call_id)?;
+            let body = read_body(engine, conn, req).await?;
+            cancel(engine, call_id, &body)
+        }
+        (_, ["calls", _, "cancel"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::POST, ["debug", "push"]) => {
             let body = read_body(engine, conn, req).await?;
             debug_push(engine, &body).await
@@ -440,99 +451,6 @@ async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Res
         group_id: group_id.to_string(),
         members,
     })
-}
-
-fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::MessageRequest = parse(body)?;
-    let message_id = wire::id("message_id", &req.message_id)?;
-    let sender_id = wire::id("sender_id", &req.sender_id)?;
-    let conversation_id = wire::id("conversation_id", &req.conversation_id)?;
-    let conversation = match req.conversation_type.as_str() {
-        "peer" => Conversation::Peer(conversation_id),
-        "group" => Conversation::Group(conversation_id),
-        other => {
-            return Err(ApiError::invalid(format!(
-                "conversation_type {other:?} is not peer or group"
-            )))
-        }
-    };
-    let content = req.push.map(|p| p.into_content()).transpose()?;
-    let m = usecase::Message {
-        message_id,
-        sender_id,
-        conversation,
-        content,
-    };
-    let message_id = m.message_id.to_string();
-    match usecase::accept_message(engine, m).map_err(refused)? {
-        MessageOutcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
-            duplicate: true,
-            message_id,
-        })),
-        MessageOutcome::Accepted(a) => answer(
-            StatusCode::ACCEPTED,
-            &wire::MessageAnswer::Accepted(wire::MessageAccepted {
-                message_id,
-                offline_recipients: a.summary.offline,
-                recipients: a.summary.recipients,
-                targets: a.targets,
-            }),
-        ),
-    }
-}
-
-fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
-    let req: wire::CallRequest = parse(body)?;
-    let call_id = wire::id("call_id", &req.call_id)?;
-    let inviter_id = wire::id("inviter_id", &req.inviter_id)?;
-    if req.invitees.is_empty() || req.invitees.len() > wire::MAX_INVITEES {
-        return Err(ApiError::invalid(format!(
-            "invitees: 1 to {} user ids",
-            wire::MAX_INVITEES
-        )));
-    }
-    if !(1..=wire::MAX_CALL_TIMEOUT_S).contains(&req.timeout_s) {
-        return Err(ApiError::invalid(format!(
-            "timeout_s must be 1 to {} seconds",
-            wire::MAX_CALL_TIMEOUT_S
-        )));
-    }
-    let invitees = (req.invitees.iter().enumerate())
-        .map(|(i, u)| wire::id(&format!("invitees[{i}]"), u))
-        .collect::<Result<Vec<_>, _>>()?;
-    let content = req
-        .push
-        .map(|p| p.into_content())
-        .transpose()?
-        .unwrap_or_default();
-    let c = usecase::Call {
-        call_id,
-        inviter_id,
-        invitees,
-        timeout_s: req.timeout_s,
-        content,
-    };
-    let call_id = c.call_id.to_string();
-    let a = usecase::accept_call(engine, c).map_err(refused)?;
-    answer(
-        StatusCode::ACCEPTED,
-        &wire::CallAccepted {
-            call_id,
-            offline_invitees: a.summary.offline,
-            targets: a.targets,
-        },
-    )
-}
-
-/// The API answer to a refused message or call.
-fn refused(e: usecase::Error) -> ApiError {
-    match e {
-        usecase::Error::NoGroup(_) => ApiError::not_found(e.to_string()),
-        usecase::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
-        usecase::Error::Overloaded { retry_after_s, .. } => {
-            ApiError::overloaded(e.to_string(), retry_after_s)
-        }
-    }
 }
 
 async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {

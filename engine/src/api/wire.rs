@@ -23,7 +23,9 @@ use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
 
 mod response;
+mod users;
 pub use response::*;
+pub use users::*;
 
 /// A `T` that must be written as a JSON object (not as an array of its fields).
 struct Object<T>(T);
@@ -334,6 +336,22 @@ pub struct CallRequest {
     pub inviter_id: String,
     pub invitees: Vec<String>,
     pub timeout_s: u64,
+    #[serde(
+        default,
+        deserialize_with = "opt_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub push: Option<PushConfig>,
+}
+
+/// `POST /v1/calls/{call_id}/cancel`: the body is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// The base of the cancellation push (title, sound, ...); Fanfare makes it
+    /// silent, sets its `collapse_id` and TTL, and puts the call's id and
+    /// `"type": "call_cancel"` in its payload (the caller's payload, if any, under
+    /// `payload` there).
     #[serde(
         default,
         deserialize_with = "opt_object",

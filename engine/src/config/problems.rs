@@ -1,15 +1,15 @@
-//! What serde cannot check: addresses, ranges, files, keys, and which keys a vendor
-//! needs once it is configured. Every problem is a sentence naming the key, and all
-//! are reported at once (`fanfare check-config`).
+//! What serde cannot check in the engine's own sections: addresses, ranges and
+//! limits. Every problem is a sentence naming the key, and all are reported at once
+//! (`fanfare check-config`, with the vendor sections' problems).
 
 use std::net::SocketAddr;
 
-use super::{Config, Secret};
-use crate::providers::Lane;
+use super::Config;
 
 impl Config {
-    /// Every semantic problem, each as a sentence naming the key.
-    pub fn problems(&self) -> Vec<String> {
+    /// Every semantic problem of the engine's own sections, each a sentence naming
+    /// the key (the vendor sections are checked by [`crate::providers::Settings::check`]).
+    pub(super) fn engine_problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match self.api.listen.parse::<SocketAddr>() {
             Ok(addr) => {
@@ -70,41 +70,6 @@ impl Config {
         if t.connect_backoff_max_ms < 50 {
             p.push("transport.connect_backoff_max_ms must be at least 50".into());
         }
-        // The knobs every vendor section shares, checked once for all of them.
-        for lane in Lane::ALL {
-            lane.client(self).problems(lane.name(), &mut p);
-        }
-        // APNs
-        let a = &self.apns;
-        if a.key_file.is_some() {
-            for (key, v) in [
-                ("key_id", &a.key_id),
-                ("team_id", &a.team_id),
-                ("topic", &a.topic),
-            ] {
-                if v.as_deref().unwrap_or("").is_empty() {
-                    p.push(format!("apns.{key} is required when apns.key_file is set"));
-                }
-            }
-            if let Some(path) = &a.key_file {
-                if let Err(e) = crate::providers::apns::auth::load_key(path) {
-                    p.push(format!("apns.key_file: {e}"));
-                }
-            }
-        } else if a.key_id.is_some() || a.team_id.is_some() {
-            p.push("apns.key_id/team_id are set but apns.key_file is not".into());
-        }
-        check_endpoint(&mut p, "apns.endpoint_production", &a.endpoint_production);
-        check_endpoint(&mut p, "apns.endpoint_sandbox", &a.endpoint_sandbox);
-        // FCM
-        let f = &self.fcm;
-        if let Some(path) = &f.service_account_file {
-            if let Err(e) = crate::providers::fcm::auth::ServiceAccount::load(path) {
-                p.push(format!("fcm.service_account_file: {e}"));
-            }
-        }
-        check_endpoint(&mut p, "fcm.endpoint", &f.endpoint);
-        self.vendor_problems(&mut p);
         p
     }
 
@@ -153,130 +118,5 @@ impl Config {
         if a.max_total_body_bytes > tokio::sync::Semaphore::MAX_PERMITS {
             p.push("api.max_total_body_bytes is too large".into());
         }
-    }
-
-    /// Problems of the Huawei, Honor, Xiaomi, OPPO, vivo and Web Push sections.
-    fn vendor_problems(&self, p: &mut Vec<String>) {
-        fn need(p: &mut Vec<String>, section: &str, on: &str, key: &str, set: bool) {
-            if !set {
-                p.push(format!(
-                    "{section}.{key} is required when {section}.{on} is set"
-                ));
-            }
-        }
-        let filled = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        let secret = |v: &Option<Secret>| v.as_ref().is_some_and(|s| !s.0.is_empty());
-        let h = &self.huawei;
-        if h.app_id.is_some() {
-            need(
-                p,
-                "huawei",
-                "app_id",
-                "client_secret",
-                secret(&h.client_secret),
-            );
-        } else if h.client_secret.is_some() {
-            p.push("huawei.client_secret is set but huawei.app_id is not".into());
-        }
-        check_endpoint(p, "huawei.endpoint", &h.endpoint);
-        check_url(p, "huawei.token_endpoint", &h.token_endpoint);
-        let o = &self.honor;
-        if o.app_id.is_some() {
-            need(p, "honor", "app_id", "client_id", filled(&o.client_id));
-            need(
-                p,
-                "honor",
-                "app_id",
-                "client_secret",
-                secret(&o.client_secret),
-            );
-        } else if o.client_secret.is_some() || o.client_id.is_some() {
-            p.push("honor.client_id/client_secret are set but honor.app_id is not".into());
-        }
-        check_endpoint(p, "honor.endpoint", &o.endpoint);
-        check_url(p, "honor.token_endpoint", &o.token_endpoint);
-        let x = &self.xiaomi;
-        if x.app_secret.is_some() {
-            need(
-                p,
-                "xiaomi",
-                "app_secret",
-                "package_name",
-                filled(&x.package_name),
-            );
-            if !secret(&x.app_secret) {
-                p.push("xiaomi.app_secret is empty".into());
-            }
-        } else if x.package_name.is_some() {
-            p.push("xiaomi.package_name is set but xiaomi.app_secret is not".into());
-        }
-        check_endpoint(p, "xiaomi.endpoint", &x.endpoint);
-        let o = &self.oppo;
-        if o.app_key.is_some() {
-            need(
-                p,
-                "oppo",
-                "app_key",
-                "master_secret",
-                secret(&o.master_secret),
-            );
-        } else if o.master_secret.is_some() {
-            p.push("oppo.master_secret is set but oppo.app_key is not".into());
-        }
-        check_endpoint(p, "oppo.endpoint", &o.endpoint);
-        check_endpoint(p, "oppo.endpoint_intl", &o.endpoint_intl);
-        let v = &self.vivo;
-        if let Some(id) = &v.app_id {
-            need(p, "vivo", "app_id", "app_key", filled(&v.app_key));
-            need(p, "vivo", "app_id", "app_secret", secret(&v.app_secret));
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                p.push(format!("vivo.app_id {id:?} must be the numeric AppID"));
-            }
-        } else if v.app_key.is_some() || v.app_secret.is_some() {
-            p.push("vivo.app_key/app_secret are set but vivo.app_id is not".into());
-        }
-        if v.classification > 1 {
-            p.push("vivo.classification must be 0 (operational) or 1 (system)".into());
-        }
-        if v.push_mode > 1 {
-            p.push("vivo.push_mode must be 0 (formal) or 1 (test)".into());
-        }
-        check_endpoint(p, "vivo.endpoint", &v.endpoint);
-        let w = &self.webpush;
-        if let Some(path) = &w.vapid_private_key_file {
-            if let Err(e) = crate::providers::webpush::vapid::load_key(path) {
-                p.push(format!("webpush.vapid_private_key_file: {e}"));
-            }
-            match w.subject.as_deref() {
-                Some(s) if s.starts_with("mailto:") || s.starts_with("https:") => {}
-                _ => p.push(
-                    "webpush.subject is required with a VAPID key: a mailto: or https: contact"
-                        .into(),
-                ),
-            }
-        }
-        if w.max_origins == 0 {
-            p.push("webpush.max_origins must be at least 1".into());
-        }
-    }
-}
-
-fn check_endpoint(p: &mut Vec<String>, key: &str, url: &str) {
-    match url.parse::<http::Uri>() {
-        Ok(u) if matches!(u.scheme_str(), Some("https") | Some("http")) && u.host().is_some() => {
-            if u.path() != "/" && !u.path().is_empty() {
-                p.push(format!("{key} {url:?} must be a base URL without a path"));
-            }
-        }
-        _ => p.push(format!(
-            "{key} {url:?} is not an http(s) URL with a host, such as https://api.push.apple.com"
-        )),
-    }
-}
-
-fn check_url(p: &mut Vec<String>, key: &str, url: &str) {
-    match url.parse::<http::Uri>() {
-        Ok(u) if matches!(u.scheme_str(), Some("https") | Some("http")) && u.host().is_some() => {}
-        _ => p.push(format!("{key} {url:?} is not an http(s) URL with a host")),
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 #[test]
 fn defaults_are_valid() {
@@ -121,4 +122,111 @@ fn unknown_keys_and_bad_values_are_explained() {
     let c = Config::load(None, env).unwrap();
     let p = c.problems();
     assert!(p.iter().any(|m| m.contains("api.token")), "{p:?}");
+}
+
+/// The five OEM vendors configured with their required keys, from the environment.
+fn oem_env() -> Vec<(String, String)> {
+    [
+        ("FANFARE_HUAWEI_APP_ID", "1234"),
+        ("FANFARE_HUAWEI_CLIENT_SECRET", "s"),
+        ("FANFARE_HONOR_APP_ID", "1234"),
+        ("FANFARE_HONOR_CLIENT_ID", "c"),
+        ("FANFARE_HONOR_CLIENT_SECRET", "s"),
+        ("FANFARE_XIAOMI_APP_SECRET", "s"),
+        ("FANFARE_XIAOMI_PACKAGE_NAME", "com.x"),
+        ("FANFARE_OPPO_APP_KEY", "k"),
+        ("FANFARE_OPPO_MASTER_SECRET", "s"),
+        ("FANFARE_VIVO_APP_ID", "10004"),
+        ("FANFARE_VIVO_APP_KEY", "k"),
+        ("FANFARE_VIVO_APP_SECRET", "s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn validation_gives_typed_settings_with_durations_and_every_vendor_under_transport() {
+    let mut env = oem_env();
+    env.push(("FANFARE_TRANSPORT_REQUEST_TIMEOUT_MS".into(), "1234".into()));
+    env.push(("FANFARE_TRANSPORT_PING_INTERVAL_S".into(), "0".into()));
+    env.push(("FANFARE_OPPO_CONNECTIONS".into(), "3".into()));
+    env.push(("FANFARE_RETRY_BASE_MS".into(), "40".into()));
+    env.push(("FANFARE_BREAKER_OPEN_MS".into(), "300".into()));
+    let s = Config::load(None, env).unwrap().validate().unwrap();
+    assert_eq!(s.delivery.retry.base, Duration::from_millis(40));
+    assert_eq!(s.delivery.breaker.open, Duration::from_millis(300));
+    let v = &s.vendors;
+    let connects = [
+        ("huawei", v.huawei.as_ref().map(|s| &s.connect)),
+        ("honor", v.honor.as_ref().map(|s| &s.connect)),
+        ("xiaomi", v.xiaomi.as_ref().map(|s| &s.connect)),
+        ("oppo", v.oppo.as_ref().map(|s| &s.connect)),
+        ("vivo", v.vivo.as_ref().map(|s| &s.connect)),
+    ];
+    for (vendor, connect) in connects {
+        let pool = &connect
+            .unwrap_or_else(|| panic!("{vendor} is configured"))
+            .pool;
+        assert_eq!(
+            pool.request_timeout,
+            Duration::from_millis(1234),
+            "{vendor}"
+        );
+        assert_eq!(pool.ping_interval, None, "{vendor}");
+    }
+    assert_eq!(v.oppo.as_ref().unwrap().connect.pool.connections, 3);
+    assert_eq!(v.vivo.as_ref().unwrap().app_id, 10004);
+    assert!(v.apns.is_none() && v.fcm.is_none() && v.webpush.is_none());
+}
+
+#[test]
+fn problems_the_clients_used_to_find_only_at_start_up_are_listed_by_check_config() {
+    let mut env = oem_env();
+    for (key, value) in [
+        ("FANFARE_XIAOMI_APP_SECRET", "bad\u{7f}secret"),
+        ("FANFARE_VIVO_APP_ID", "123456789012345678901234567890"),
+    ] {
+        env.retain(|(k, _)| k != key);
+        env.push((key.into(), value.into()));
+    }
+    let c = Config::load(None, env).unwrap();
+    let p = c.problems();
+    assert!(
+        p.iter()
+            .any(|m| m == "xiaomi.app_secret is not a valid header value"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("vivo.app_id") && m.contains("numeric AppID")),
+        "{p:?}"
+    );
+    assert!(!p.iter().any(|m| m.contains("secret\u{7f}")), "{p:?}");
+    let Err(Error::Invalid(listed)) = c.validate() else {
+        panic!("a config with problems does not validate");
+    };
+    assert_eq!(listed, p, "validate reports what check-config lists");
+}
+
+#[test]
+fn a_required_key_is_reported_once_and_a_stray_key_names_its_switch() {
+    let env = vec![
+        ("FANFARE_HONOR_APP_ID".to_string(), "1".to_string()),
+        ("FANFARE_OPPO_MASTER_SECRET".into(), "s".into()),
+    ];
+    let p = Config::load(None, env).unwrap().problems();
+    let count = |needle: &str| p.iter().filter(|m| m.contains(needle)).count();
+    assert_eq!(
+        count("honor.client_id is required when honor.app_id is set"),
+        1,
+        "{p:?}"
+    );
+    assert_eq!(count("honor.client_secret is required"), 1, "{p:?}");
+    assert_eq!(
+        count("oppo.master_secret is set but oppo.app_key is not"),
+        1,
+        "{p:?}"
+    );
+    assert_eq!(p.len(), 3, "{p:?}");
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{opt_string_or_int, Secret};
+use super::{opt_string_or_int, Check, Secret};
+use crate::providers::connect::Connect;
 
 /// The client knobs of one vendor section, as every vendor's client uses them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,24 +21,29 @@ pub struct Client {
 }
 
 impl Client {
-    /// Every problem of these knobs in `[section]`.
-    pub fn problems(&self, section: &str, p: &mut Vec<String>) {
+    /// These knobs under `[transport]`, checked (every problem goes to `check`) and
+    /// converted once into what the vendor's client connects with.
+    pub fn connect(&self, transport: &super::Transport, check: &mut Check) -> Connect {
         if !(1..=64).contains(&self.connections) {
-            p.push(format!(
-                "{section}.connections must be between 1 and 64, not {}",
-                self.connections
-            ));
+            check.key(
+                "connections",
+                format_args!(" must be between 1 and 64, not {}", self.connections),
+            );
         }
         if !(1..=65_536).contains(&self.max_in_flight) {
-            p.push(format!(
-                "{section}.max_in_flight must be between 1 and 65536, not {}",
-                self.max_in_flight
-            ));
+            check.key(
+                "max_in_flight",
+                format_args!(" must be between 1 and 65536, not {}", self.max_in_flight),
+            );
         }
         if let Some(path) = &self.ca_file {
             if let Err(e) = crate::transport::tls::read_ca_file(path) {
-                p.push(format!("{section}.ca_file: {e}"));
+                check.key("ca_file", format_args!(": {e}"));
             }
+        }
+        Connect {
+            ca_file: self.ca_file.clone(),
+            pool: crate::transport::pool::Options::from_config(self.connections, transport),
         }
     }
 }

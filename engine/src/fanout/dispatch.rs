@@ -30,9 +30,16 @@
 //! is resent without counting an attempt. A send whose fate is unknown (reset or
 //! timeout after the request left) is resent as an attempt and counted in
 //! `unknown_fate`: Fanfare prefers a rare duplicate notification to a lost one.
+//!
+//! Calls ([`Dispatcher::ring`]) are also tracked in [`calls::Table`], so a cancel can
+//! withdraw the invitations not yet sent and reach the devices that were
+//! ([`Dispatcher::cancel`]); the module docs of [`calls`] say how a job and a cancel
+//! agree on each invitation without a lock. A push with `ttl_s = 0` ("now or never")
+//! is never retried after a send that counted as an attempt.
 
 mod backoff;
 mod breaker;
+pub mod calls;
 mod delay;
 mod pace;
 mod worker;
@@ -50,17 +57,25 @@ use crate::shutdown::Shutdown;
 use crate::state::{Device, Mutation, ProviderKind, State};
 use crate::telemetry::{inc, Stats};
 use breaker::Signal;
+use calls::Live;
 
-/// A lane was full; the request should be retried after this long.
+/// A lane (or the table of live calls) was full; the request should be retried
+/// after this long.
 #[derive(Debug, Clone, Copy)]
 pub struct Overloaded {
-    pub lane: Lane,
+    /// The lane's name, or `calls`.
+    pub queue: &'static str,
     pub retry_after_s: u64,
 }
+
+/// How often timed-out calls leave [`calls::Table`].
+const CALL_SWEEP: Duration = Duration::from_secs(1);
 
 struct Batch {
     push: Arc<Push>,
     devices: Vec<Device>,
+    /// The call these invitations belong to, and the slot of `devices[0]`.
+    call: Option<(Arc<Live>, u32)>,
 }
 
 struct LaneQueue {
@@ -72,6 +87,8 @@ pub struct Dispatcher<V = Providers> {
     lanes: [LaneQueue; Lane::COUNT],
     capacity: usize,
     ctx: Arc<Ctx<V>>,
+    /// The live calls, for cancel.
+    pub calls: Arc<calls::Table>,
 }
 
 /// What the dispatcher needs from the vendors: the delivery settings it applies and
@@ -116,10 +133,42 @@ struct Ctx<V> {
 struct Job {
     push: Arc<Push>,
     device: Device,
+    /// The call this invitation belongs to (`None` for messages) and its slot there.
+    call: Option<Arc<Live>>,
+    slot: u32,
     /// Sends that counted (the vendor answered, or the fate is unknown).
     attempts: u32,
     /// Resends of sends the vendor provably did not process.
     unsent: u32,
+    /// A send of this job may have reached the vendor (its fate was unknown).
+    maybe_sent: bool,
+}
+
+impl Job {
+    /// Still to be sent: not withdrawn by a cancel of its call.
+    fn pending(&self) -> bool {
+        self.call.as_ref().is_none_or(|c| c.pending(self.slot))
+    }
+
+    /// The request is about to leave; false when its call's cancel withdrew it.
+    fn leave(&self) -> bool {
+        self.call.as_ref().is_none_or(|c| c.leave(self.slot))
+    }
+
+    /// The send will be retried; false when its call was cancelled meanwhile.
+    fn requeue(&self) -> bool {
+        let maybe = self.maybe_sent;
+        self.call
+            .as_ref()
+            .is_none_or(|c| c.requeue(self.slot, maybe))
+    }
+
+    /// The job leaves its lane; `delivered` when the vendor accepted it.
+    fn finish(&self, delivered: bool) {
+        if let Some(c) = &self.call {
+            c.finish(self.slot, delivered || self.maybe_sent);
+        }
+    }
 }
 
 /// A finished send, back at its lane's worker.
@@ -159,10 +208,13 @@ impl<V: Vendors> Dispatcher<V> {
             ));
             LaneQueue { tx, depth }
         });
+        let calls = Arc::new(calls::Table::default());
+        tokio::spawn(sweep_calls(calls.clone(), ctx.clone(), shutdown));
         Self {
             lanes,
             capacity,
             ctx,
+            calls,
         }
     }
 
@@ -181,6 +233,71 @@ impl<V: Vendors> Dispatcher<V> {
 
     /// Admit every target of one message or none. Returns the number queued.
     pub fn submit(&self, push: Arc<Push>, targets: Targets) -> Result<usize, Overloaded> {
+        self.admit(push, targets, None, true)
+    }
+
+    /// Admit every target of one call invitation or none, and track the call for
+    /// [`Dispatcher::cancel`] until it times out at `expires_at` (UNIX seconds).
+    pub fn ring(
+        &self,
+        push: Arc<Push>,
+        targets: Targets,
+        call_id: Arc<str>,
+        inviter_id: Arc<str>,
+        expires_at: u64,
+    ) -> Result<usize, Overloaded> {
+        let live = Arc::new(Live::new(call_id, inviter_id, expires_at, &targets));
+        self.calls
+            .reserve(&live)
+            .map_err(|calls::Full| Overloaded {
+                queue: "calls",
+                retry_after_s: 1,
+            })?;
+        match self.admit(push, targets, Some(&live), true) {
+            Ok(queued) => {
+                self.calls.insert(live);
+                Ok(queued)
+            }
+            Err(e) => {
+                self.calls.unreserve(&live);
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancel `live` (already taken out of [`calls::Table`]): withdraw what was not
+    /// sent and queue `push` (and `voip` for PushKit devices) to each device that was.
+    /// Returns (withdrawn, cancellation pushes queued).
+    ///
+    /// The cancellations skip the lanes' capacity check: a lane may hold up to
+    /// [`calls::MAX_DEVICES_PER_CALL`] more than `messages.queue_capacity` for a
+    /// moment, and each of them stands for an invitation the cancel settled.
+    pub fn cancel(&self, live: &Live, push: Arc<Push>, voip: Option<Arc<Push>>) -> (usize, usize) {
+        let cancelled = live.cancel();
+        let (mut others, mut pushkit) = (Targets::default(), Targets::default());
+        for d in cancelled.sent {
+            let to = match (&voip, d.provider()) {
+                (Some(_), ProviderKind::ApnsVoip) => &mut pushkit,
+                _ => &mut others,
+            };
+            to.lanes[d.provider().lane() as usize].push(d);
+        }
+        let mut queued = self.admit(push, others, None, false).unwrap_or(0);
+        if let Some(voip) = voip {
+            queued += self.admit(voip, pushkit, None, false).unwrap_or(0);
+        }
+        (cancelled.withdrawn, queued)
+    }
+
+    /// Queue `targets` all-or-nothing (unless `bounded` is false); with `call`, the
+    /// devices are numbered in lane order, as [`Live::new`] tracked them.
+    fn admit(
+        &self,
+        push: Arc<Push>,
+        targets: Targets,
+        call: Option<&Arc<Live>>,
+        bounded: bool,
+    ) -> Result<usize, Overloaded> {
         let mut reserved = [0usize; Lane::COUNT];
         for lane in Lane::ALL {
             let n = targets.lanes[lane as usize].len();
@@ -190,14 +307,14 @@ impl<V: Vendors> Dispatcher<V> {
             let depth = &self.lanes[lane as usize].depth;
             let before = depth.fetch_add(n, Ordering::AcqRel);
             reserved[lane as usize] = n;
-            if before + n > self.capacity {
+            if bounded && before + n > self.capacity {
                 for l in Lane::ALL {
                     self.lanes[l as usize]
                         .depth
                         .fetch_sub(reserved[l as usize], Ordering::AcqRel);
                 }
                 return Err(Overloaded {
-                    lane,
+                    queue: lane.name(),
                     retry_after_s: self.retry_after_s(lane),
                 });
             }
@@ -212,15 +329,19 @@ impl<V: Vendors> Dispatcher<V> {
             );
         }
         let mut queued = 0;
+        let mut slot = 0u32;
         for (lane, devices) in Lane::ALL.into_iter().zip(targets.lanes) {
             if devices.is_empty() {
                 continue;
             }
-            queued += devices.len();
+            let n = devices.len();
+            queued += n;
             let batch = Batch {
                 push: push.clone(),
                 devices,
+                call: call.map(|c| (c.clone(), slot)),
             };
+            slot = slot.saturating_add(n as u32);
             if let Err(e) = self.lanes[lane as usize].tx.send(batch) {
                 // The worker is gone only during shutdown; undo the reservation.
                 self.lanes[lane as usize]
@@ -238,9 +359,25 @@ impl<V: Vendors> Dispatcher<V> {
         let open = self.ctx.stats.lane(lane).breaker.load(Ordering::Relaxed) != 0;
         if open {
             let b = &self.ctx.providers.delivery().breaker;
-            (b.open_ms / 1000).clamp(1, 30)
+            b.open.as_secs().clamp(1, 30)
         } else {
             1
+        }
+    }
+}
+
+/// End the bookkeeping of timed-out calls, every [`CALL_SWEEP`], until shutdown.
+async fn sweep_calls<V: Vendors>(
+    calls: Arc<calls::Table>,
+    ctx: Arc<Ctx<V>>,
+    mut shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(CALL_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => calls.sweep(ctx.state.clock.unix_now_s()),
+            _ = shutdown.wait() => return,
         }
     }
 }
@@ -325,21 +462,25 @@ impl<V: Vendors> Ctx<V> {
 
     /// Send `job` once and work out what happens next.
     async fn attempt(&self, mut job: Job, probe: bool) -> (Done, bool) {
-        // The last check before the request leaves: a push held at the gates may
-        // have expired since it was picked.
+        let mut done = Done {
+            retry: None,
+            signal: Signal::Neutral,
+            throttled: false,
+            probe,
+        };
+        // The last checks before the request leaves: a push held at the gates may
+        // have expired since it was picked, or its call been cancelled.
         if self.state.clock.unix_now_s() >= job.push.expires_at {
             inc(&self.stats.provider(job.device.provider()).expired);
-            let done = Done {
-                retry: None,
-                signal: Signal::Neutral,
-                throttled: false,
-                probe,
-            };
+            job.finish(false);
+            return (done, true);
+        }
+        if !job.leave() {
             return (done, true);
         }
         let v = self.providers.send(&job.device, &job.push).await;
         let finished = self.record(&job.device, &v);
-        let signal = match v.outcome {
+        done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
             Outcome::Retry {
                 cause: Cause::ProviderAuth,
@@ -347,19 +488,15 @@ impl<V: Vendors> Ctx<V> {
             } => Signal::Neutral,
             _ => Signal::Up,
         };
-        let mut done = Done {
-            retry: None,
-            signal,
-            throttled: false,
-            probe,
-        };
         if finished {
+            job.finish(v.outcome == Outcome::Delivered);
             return (done, true);
         }
         let Outcome::Retry { after, cause } = v.outcome else {
             unreachable!("record finishes every other outcome")
         };
         done.throttled = cause.slows_lane();
+        job.maybe_sent |= cause.fate_unknown();
         let provider = job.device.provider();
         let s = self.stats.provider(provider);
         let retry = &self.providers.delivery().retry;
@@ -369,26 +506,29 @@ impl<V: Vendors> Ctx<V> {
             backoff::unsent(job.unsent)
         } else {
             job.attempts += 1;
+            if job.push.ttl_s == 0 {
+                // Now or never: the one attempt was made.
+                inc(&s.expired);
+                job.finish(false);
+                return (done, true);
+            }
             if job.attempts >= retry.max_attempts {
                 inc(&s.failed);
                 if self.first(provider, cause) {
                     tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
                 }
+                job.finish(false);
                 return (done, true);
             }
-            after.unwrap_or_else(|| {
-                backoff::full_jitter(
-                    job.attempts,
-                    Duration::from_millis(retry.base_ms),
-                    Duration::from_millis(retry.max_ms),
-                )
-            })
+            after.unwrap_or_else(|| backoff::full_jitter(job.attempts, retry.base, retry.max))
         };
         match backoff::schedule(
             self.state.clock.unix_now_ms(),
             delay,
             job.push.expires_at.saturating_mul(1000),
         ) {
+            // A cancel of its call that came meanwhile counted it as sent: no retry.
+            Some(_) if !job.requeue() => (done, true),
             Some(delay) => {
                 inc(&s.retried);
                 done.retry = Some((job, delay));
@@ -396,6 +536,7 @@ impl<V: Vendors> Ctx<V> {
             }
             None => {
                 inc(&s.expired);
+                job.finish(false);
                 (done, true)
             }
         }

@@ -1,35 +1,56 @@
 //! The message and call use cases: from a validated request to queued device pushes.
 //!
-//! The API layer parses and validates a request into a [`Message`] or a [`Call`] and
-//! answers with what [`accept_message`] or [`accept_call`] return; everything between
-//! (the `message_id` claim and its release when the request is refused, rendering for
-//! the configured vendors, planning, admission to the lanes) happens here, so a second
-//! front end (a queue consumer, a cluster peer) gets the same semantics by calling the
-//! same two functions.
+//! The API layer parses and validates a request into a [`Message`], a [`Call`] or a
+//! [`Cancel`] and answers with what [`accept_message`], [`accept_call`] or
+//! [`cancel_call`] return; everything between (planning, rendering for the vendors
+//! the targets use, the idempotency claim and its release when the request is
+//! refused, admission to the lanes) happens here, so a second front end (a queue
+//! consumer, a cluster peer) gets the same semantics by calling the same functions.
 //!
-//! A refused request changes nothing: rendering happens before the id is claimed, and
-//! a claim is released when planning or admission refuses the message.
+//! The order is plan → render → claim → submit, so a refused request changes nothing:
+//! only vendors that a target of this request uses limit its size (API.md 1.1), a
+//! push over such a limit is refused before its id is claimed, and a claim is
+//! released when admission refuses the request.
+//!
+//! Expiry: `push.ttl_s` replaces `messages.ttl_s` as a message's vendor TTL and retry
+//! horizon; a call's pushes live min(`push.ttl_s`, `timeout_s`). `ttl_s = 0` is "now or
+//! never": the push is dropped if it has not left within a second or two and is not
+//! retried after an attempt.
 
 use std::sync::Arc;
 
 use crate::clock::unix_now_s;
-use crate::fanout::plan::{self, Summary};
+use crate::fanout::dispatch::calls::{self, Live};
+use crate::fanout::plan::{self, Lane, Summary, Targets};
 use crate::providers::{Content, Kind, Push, TooLarge};
 use crate::state::ids::Pin;
-use crate::state::UserIdx;
+use crate::state::notify;
+use crate::state::{ProviderKind, UserIdx};
 use crate::telemetry::inc;
 use crate::Engine;
 
-/// Why a message or call was refused; nothing changed.
+use super::dedup::Space;
+
+/// How long a `ttl_s = 0` push may wait in its lane for its one attempt: at least one
+/// full second (expiry is checked in whole UNIX seconds).
+const NOW_OR_NEVER_S: u64 = 2;
+/// The longest `collapse_id` every vendor takes (APNs `apns-collapse-id`).
+const MAX_COLLAPSE_ID: usize = 64;
+
+/// Why a message, call or cancel was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A group message to a group that does not exist.
     #[error("group {0:?} does not exist")]
     NoGroup(Arc<str>),
-    /// A rendered body is over a configured vendor's limit.
+    /// A cancel of a call that is unknown, already cancelled or timed out.
+    #[error("call {0:?} is unknown, already cancelled or timed out")]
+    NoCall(Arc<str>),
+    /// A rendered body is over the limit of a vendor a target uses.
     #[error("push.payload: {0}")]
     TooLarge(TooLarge),
-    /// A lane the message needs is full (all-or-nothing admission).
+    /// A lane the message needs is full (all-or-nothing admission), or the table of
+    /// live calls is.
     #[error("the {lane} queue is full; retry later")]
     Overloaded {
         lane: &'static str,
@@ -67,24 +88,44 @@ pub struct Call {
     pub content: Content,
 }
 
+/// A validated `POST /v1/calls/{call_id}/cancel`.
+#[derive(Debug)]
+pub struct Cancel {
+    pub call_id: Arc<str>,
+    /// The request's optional `push`: the base of the cancellation push.
+    pub content: Option<Content>,
+}
+
 /// What an accepted message or call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
-    /// Recipients (the sender left out) and how many of them were offline.
+    /// Recipients (the sender left out), how many were offline, how many muted.
     pub summary: Summary,
     /// Device pushes queued.
     pub targets: usize,
+    /// Device targets whose vendor has no credentials (not queued).
+    pub unconfigured: usize,
 }
 
-/// The answer to a message: accepted, or a repeat of an id within the dedup window.
+/// The answer to a message or call: accepted, or a repeat of an id within the dedup
+/// window (nothing pushed again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageOutcome {
+pub enum Outcome {
     Accepted(Accepted),
     Duplicate,
 }
 
-/// Accept one message: claim its id, then push it to the offline recipients.
-pub fn accept_message(engine: &Engine, m: Message) -> Result<MessageOutcome, Error> {
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled {
+    /// Invitations dropped before they were sent.
+    pub withdrawn: usize,
+    /// Cancellation pushes queued, one per device that was sent the invitation.
+    pub cancel_pushes: usize,
+}
+
+/// Accept one message: plan and render it, claim its id, then queue the pushes.
+pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
     // Held until planning is done: member and recipient indexes keep their owners.
     let users = engine.state.users.pin();
     let (members, peer) = match &m.conversation {
@@ -98,22 +139,6 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<MessageOutcome, Err
         }
         Conversation::Peer(u) => (None, Some(users.get(u))),
     };
-    // Render before claiming the id so a too-large push leaves no trace.
-    let push = match &m.content {
-        Some(c) => Some(render(
-            engine,
-            Kind::Message {
-                message_id: m.message_id.clone(),
-            },
-            c,
-            engine.config.messages.ttl_s,
-        )?),
-        None => None,
-    };
-    if !engine.dedup.claim(&m.message_id) {
-        inc(&engine.stats.messages_duplicate);
-        return Ok(MessageOutcome::Duplicate);
-    }
     let sender = users.get(&m.sender_id);
     let recipients = members
         .iter()
@@ -121,70 +146,243 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<MessageOutcome, Err
         .filter(|u| Some(*u) != sender)
         .map(Some)
         .chain(peer);
-    let accepted = match push {
-        Some(push) => fan_out(engine, &users, push, recipients),
-        None => Ok(Accepted {
+    // The conversation as the recipients see it, for do-not-disturb.
+    let (kind, id) = match &m.conversation {
+        Conversation::Group(g) => (notify::Kind::Group, g),
+        Conversation::Peer(_) => (notify::Kind::Peer, &m.sender_id),
+    };
+    let seen_as = notify::Conversation { kind, id };
+    let Some(content) = &m.content else {
+        if !engine.dedup.claim(Space::Message, &m.message_id) {
+            inc(&engine.stats.messages_duplicate);
+            return Ok(Outcome::Duplicate);
+        }
+        inc(&engine.stats.messages_accepted);
+        return Ok(Outcome::Accepted(Accepted {
             summary: count(engine, recipients),
             targets: 0,
-        }),
+            unconfigured: 0,
+        }));
     };
-    let accepted = accepted.inspect_err(|_| engine.dedup.release(&m.message_id))?;
+    let (summary, targets) = plan_for(engine, &users, recipients, Some(seen_as), false);
+    drop(users);
+    let kind = Kind::Message {
+        message_id: m.message_id.clone(),
+    };
+    let ttl_s = content.ttl_s.unwrap_or(engine.config.messages.ttl_s);
+    let push = render(kind, content, ttl_s, &targets)?;
+    if !engine.dedup.claim(Space::Message, &m.message_id) {
+        inc(&engine.stats.messages_duplicate);
+        return Ok(Outcome::Duplicate);
+    }
+    let unconfigured = targets.unconfigured.len();
+    let queued = engine
+        .dispatcher
+        .submit(Arc::new(push), targets)
+        .map_err(|o| {
+            engine.dedup.release(Space::Message, &m.message_id);
+            shed(engine, o)
+        })?;
     inc(&engine.stats.messages_accepted);
-    Ok(MessageOutcome::Accepted(accepted))
+    Ok(Outcome::Accepted(Accepted {
+        summary,
+        targets: queued,
+        unconfigured,
+    }))
 }
 
-/// Accept one call invitation: ring the offline invitees until `timeout_s`.
-pub fn accept_call(engine: &Engine, c: Call) -> Result<Accepted, Error> {
+/// Accept one call invitation: ring the offline invitees until `timeout_s`, and track
+/// the call until then for [`cancel_call`].
+pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
     let mut invitees = c.invitees;
     invitees.retain(|u| *u != c.inviter_id);
     invitees.sort_unstable();
     invitees.dedup();
     let pin = engine.state.users.pin();
-    let users: Vec<Option<UserIdx>> = invitees.iter().map(|u| pin.get(u)).collect();
+    let users = invitees.iter().map(|u| pin.get(u));
+    let (summary, targets) = plan_for(engine, &pin, users, None, true);
+    drop(pin);
+    let mut content = c.content;
+    // The cancellation replaces the ringing notification where the vendor allows.
+    content
+        .collapse_id
+        .get_or_insert_with(|| collapse_key(&c.call_id));
+    let ttl_s = content.ttl_s.map_or(c.timeout_s, |t| t.min(c.timeout_s));
     let kind = Kind::Call {
-        call_id: c.call_id,
-        inviter_id: c.inviter_id,
+        call_id: c.call_id.clone(),
+        inviter_id: c.inviter_id.clone(),
         timeout_s: c.timeout_s,
     };
-    let push = render(engine, kind, &c.content, c.timeout_s)?;
-    let accepted = fan_out(engine, &pin, push, users)?;
+    let push = render(kind, &content, ttl_s, &targets)?;
+    if !engine.dedup.claim(Space::Call, &c.call_id) {
+        return Ok(Outcome::Duplicate);
+    }
+    let unconfigured = targets.unconfigured.len();
+    let expires_at = unix_now_s() + c.timeout_s;
+    let queued = engine
+        .dispatcher
+        .ring(
+            Arc::new(push),
+            targets,
+            c.call_id.clone(),
+            c.inviter_id,
+            expires_at,
+        )
+        .map_err(|o| {
+            engine.dedup.release(Space::Call, &c.call_id);
+            shed(engine, o)
+        })?;
     inc(&engine.stats.calls_accepted);
-    Ok(accepted)
+    Ok(Outcome::Accepted(Accepted {
+        summary,
+        targets: queued,
+        unconfigured,
+    }))
 }
 
-/// Render `content` for every configured vendor (a body over a vendor's limit is
-/// refused). Vendors the engine has no credentials for are skipped: nothing is ever
-/// sent to them, and rendering all eight for every peer message was a fifth of the
-/// engine's CPU at 10k messages/s.
-fn render(engine: &Engine, kind: Kind, content: &Content, ttl_s: u64) -> Result<Push, Error> {
-    Push::render_for(kind, content, ttl_s, unix_now_s(), |p| {
-        engine.providers.is_configured(p)
+/// Cancel a live call: drop its invitations not yet sent and send one silent
+/// cancellation (`{"call_id": ..., "type": "call_cancel"}` as the payload,
+/// `collapse_id` = the call id, TTL = the call's remaining time) to each device that
+/// was sent one.
+pub fn cancel_call(engine: &Engine, c: Cancel) -> Result<Cancelled, Error> {
+    let calls = &engine.dispatcher.calls;
+    let now = unix_now_s();
+    let live = calls
+        .get(&c.call_id, now)
+        .ok_or_else(|| Error::NoCall(c.call_id.clone()))?;
+    // Rendered before anything changes, so a refusal leaves the call as it was.
+    let (push, voip) = render_cancel(&live, c.content.unwrap_or_default(), now)?;
+    if !calls.remove(&live) {
+        // Cancelled (or swept) by someone else meanwhile.
+        return Err(Error::NoCall(c.call_id));
+    }
+    let (withdrawn, cancel_pushes) = engine.dispatcher.cancel(&live, push, voip);
+    Ok(Cancelled {
+        withdrawn,
+        cancel_pushes,
     })
-    .map_err(Error::TooLarge)
 }
 
-/// Plan and queue a rendered push for `recipients`.
-fn fan_out(
+/// The cancellation pushes for the devices `live` tracks: one for every vendor they
+/// use, and a VoIP one for PushKit devices (Apple requires every VoIP push to report
+/// a call: the app reports it and ends it at once).
+fn render_cancel(
+    live: &Live,
+    mut content: Content,
+    now: u64,
+) -> Result<(Arc<Push>, Option<Arc<Push>>), Error> {
+    let remaining = live.expires_at.saturating_sub(now).max(1);
+    let ttl_s = content.ttl_s.map_or(remaining, |t| t.min(remaining));
+    content.payload = Some(cancel_payload(&live.call_id, content.payload.as_deref()));
+    content.silent = true;
+    content.collapse_id = Some(collapse_key(&live.call_id));
+    content.ttl_s = Some(ttl_s);
+    // A cancel adds nothing to anyone's unread count.
+    content.badge_increment = None;
+    let used = calls::lanes_of(live.devices());
+    let kind = Kind::Message {
+        message_id: live.call_id.clone(),
+    };
+    let push = render_lanes(kind, &content, ttl_s, |l| used[l as usize])?;
+    let has_voip = live
+        .devices()
+        .iter()
+        .any(|d| d.provider() == ProviderKind::ApnsVoip);
+    let voip = if has_voip {
+        let kind = Kind::Call {
+            call_id: live.call_id.clone(),
+            inviter_id: live.inviter_id.clone(),
+            timeout_s: remaining,
+        };
+        Some(Arc::new(render_lanes(kind, &content, ttl_s, |l| {
+            l == Lane::Apns
+        })?))
+    } else {
+        None
+    };
+    Ok((Arc::new(push), voip))
+}
+
+/// `{"call_id": ..., "type": "call_cancel"}`, with the caller's own payload (a string)
+/// under `payload` when the cancel request gave one.
+fn cancel_payload(call_id: &str, given: Option<&str>) -> String {
+    let mut data = serde_json::Map::new();
+    data.insert("call_id".into(), call_id.into());
+    data.insert("type".into(), "call_cancel".into());
+    if let Some(p) = given {
+        data.insert("payload".into(), p.into());
+    }
+    serde_json::Value::Object(data).to_string()
+}
+
+/// The call id as a `collapse_id`: itself when it fits 64 bytes, else its first
+/// bytes and a hash of the whole (call ids may be 128 bytes).
+fn collapse_key(call_id: &str) -> String {
+    if call_id.len() <= MAX_COLLAPSE_ID {
+        return call_id.to_owned();
+    }
+    // FNV-1a: stable across builds, so an invitation and its cancel agree.
+    let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut cut = MAX_COLLAPSE_ID - 17;
+    while !call_id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{hash:016x}", &call_id[..cut])
+}
+
+/// Plan a message or call to `recipients` over the configured vendors.
+fn plan_for(
     engine: &Engine,
     users: &Pin<'_>,
-    push: Push,
     recipients: impl IntoIterator<Item = Option<UserIdx>>,
-) -> Result<Accepted, Error> {
-    let is_call = push.is_call();
-    let (summary, targets) = plan::plan(&engine.state, users, recipients, is_call, |p| {
-        engine.providers.is_configured(p)
-    });
-    let targets = engine
-        .dispatcher
-        .submit(Arc::new(push), targets)
-        .map_err(|o| {
-            inc(&engine.stats.requests_shed);
-            Error::Overloaded {
-                lane: o.lane.name(),
-                retry_after_s: o.retry_after_s,
-            }
-        })?;
-    Ok(Accepted { summary, targets })
+    conversation: Option<notify::Conversation<'_>>,
+    is_call: bool,
+) -> (Summary, Targets) {
+    plan::plan(
+        &engine.state,
+        users,
+        recipients,
+        conversation,
+        is_call,
+        |p| engine.providers.is_configured(p),
+    )
+}
+
+/// Render `content` for the vendors `targets` use: only they limit the push's size,
+/// and rendering all eight for every peer message was a fifth of the engine's CPU at
+/// 10k messages/s.
+fn render(kind: Kind, content: &Content, ttl_s: u64, targets: &Targets) -> Result<Push, Error> {
+    render_lanes(kind, content, ttl_s, |l| {
+        !targets.lanes[l as usize].is_empty()
+    })
+}
+
+/// Render `content` for the lanes `used` picks; a `ttl_s` of 0 gets the short
+/// "now or never" horizon.
+fn render_lanes(
+    kind: Kind,
+    content: &Content,
+    ttl_s: u64,
+    used: impl Fn(Lane) -> bool,
+) -> Result<Push, Error> {
+    let now = unix_now_s();
+    let mut push =
+        Push::render_for(kind, content, ttl_s, now, |p| used(p.lane())).map_err(Error::TooLarge)?;
+    if ttl_s == 0 {
+        push.expires_at = now + NOW_OR_NEVER_S;
+    }
+    Ok(push)
+}
+
+/// A lane or the call table was full: count the shed request.
+fn shed(engine: &Engine, o: crate::fanout::dispatch::Overloaded) -> Error {
+    inc(&engine.stats.requests_shed);
+    Error::Overloaded {
+        lane: o.queue,
+        retry_after_s: o.retry_after_s,
+    }
 }
 
 /// The recipients and offline recipients of a message that pushes nothing: the same
@@ -199,4 +397,32 @@ fn count(engine: &Engine, recipients: impl IntoIterator<Item = Option<UserIdx>>)
         }
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_call_id_becomes_a_stable_collapse_id_that_fits() {
+        assert_eq!(collapse_key("c-77"), "c-77");
+        let long = "é".repeat(64);
+        let k = collapse_key(&long);
+        assert!(k.len() <= MAX_COLLAPSE_ID, "{k}");
+        assert_eq!(k, collapse_key(&long));
+        assert_ne!(k, collapse_key(&"é".repeat(63)));
+    }
+
+    #[test]
+    fn the_cancel_payload_names_the_call_and_keeps_the_callers_payload() {
+        let p: serde_json::Value =
+            serde_json::from_str(&cancel_payload("c-77", None)).expect("json");
+        assert_eq!(
+            p,
+            serde_json::json!({"call_id": "c-77", "type": "call_cancel"})
+        );
+        let p: serde_json::Value =
+            serde_json::from_str(&cancel_payload("c-77", Some("x"))).expect("json");
+        assert_eq!(p["payload"], "x");
+    }
 }

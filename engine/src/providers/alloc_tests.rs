@@ -60,23 +60,18 @@ fn per_push<T>(f: impl Fn() -> T) -> u64 {
 const LOCAL: &str = "http://127.0.0.1:9";
 
 fn push() -> Push {
-    let content = Content {
-        title: Some("title".into()),
-        content: Some("body".into()),
-        payload: Some("{\"k\":1}".into()),
-        ..Content::default()
-    };
-    let kind = Kind::Message {
-        message_id: "m1".into(),
-    };
+    let content = Content::sample("title", "body", "{\"k\":1}");
+    let kind = Kind::message();
     Push::render(kind, &content, 3600, 1_700_000_000).expect("a small push renders")
 }
 
 /// A vendor's client for `section`, built the way the engine builds it.
 fn client<V: Vendor>(section: V::Section) -> V {
-    V::build(&section, &config::Transport::default())
-        .expect("client")
-        .expect("configured")
+    let mut problems = Vec::new();
+    let mut check = config::Check::new("test", &mut problems);
+    let settings = V::settings(&section, super::connect::Connect::default(), &mut check);
+    let settings = check.settled(settings).expect("configured");
+    V::build(&settings).expect("client")
 }
 
 /// What any request costs: a body buffer and a header map with `headers` entries.
@@ -153,9 +148,9 @@ async fn oem_requests_allocate_only_their_body_and_header_map() {
     // a request within the same millisecond (retrying if the clock ticked over).
     let honor_n = (0..100)
         .map(|_| {
-            drop(honor.request(tok, &push, &access));
+            drop(honor.request_for(tok, &push, &access));
             let ms = super::unix_now_ms();
-            let (n, _r) = allocs(|| honor.request(tok, &push, &access));
+            let (n, _r) = allocs(|| honor.request_for(tok, &push, &access));
             (n, ms == super::unix_now_ms())
         })
         .find(|(_, same_ms)| *same_ms)
@@ -164,17 +159,25 @@ async fn oem_requests_allocate_only_their_body_and_header_map() {
     let counts = [
         (
             "huawei",
-            per_push(|| huawei.request(tok, &push, &access)),
+            per_push(|| huawei.request_for(tok, &push, &access)),
             2,
         ),
         ("honor", honor_n, 3),
-        ("xiaomi", per_push(|| xiaomi.request(tok, &push)), 2),
+        (
+            "xiaomi",
+            per_push(|| xiaomi.request_for(tok, &push, &access)),
+            2,
+        ),
         (
             "oppo",
             per_push(|| oppo.request_for(tok, &push, &access)),
             1,
         ),
-        ("vivo", per_push(|| vivo.request(tok, &push, &access)), 2),
+        (
+            "vivo",
+            per_push(|| vivo.request_for(tok, &push, &access)),
+            2,
+        ),
     ];
     for (vendor, n, headers) in counts {
         let base = baseline(headers);

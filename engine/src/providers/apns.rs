@@ -9,66 +9,81 @@ pub mod auth;
 pub mod payload;
 pub mod response;
 
-use std::path::PathBuf;
-
 use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri};
 
+use super::connect::{self, Connect};
 use super::{Push, Verdict};
+use crate::config::{self, Check};
 use std::borrow::Cow;
 
 use crate::state::{Device, Environment, ProviderKind, Token, TokenRef};
-use crate::transport::{self, Endpoint, Pool};
+use crate::transport::{self, Pool};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("apns key")]
-    Key(#[from] auth::Error),
-    #[error("apns transport")]
-    Transport(#[from] transport::pool::Error),
-    #[error("apns tls")]
-    Tls(#[from] transport::tls::Error),
-    #[error("apns.{0} is required")]
-    Missing(&'static str),
-    #[error("apns.topic is not a valid header value")]
-    BadTopic,
-}
-
-/// Everything the client needs, from `[apns]`.
-#[derive(Debug, Clone)]
+/// `[apns]`, validated: the key is loaded and checked, the topics are header values.
 pub struct Settings {
-    pub key_file: PathBuf,
+    pub key: jsonwebtoken::EncodingKey,
     pub key_id: String,
     pub team_id: String,
-    pub topic: String,
+    pub topic: HeaderValue,
+    pub voip_topic: HeaderValue,
     pub endpoint_production: String,
     pub endpoint_sandbox: String,
-    pub connections: usize,
-    pub ca_file: Option<PathBuf>,
-    /// Timeouts, keep-alive PINGs and reconnect backoff (`[transport]`).
-    pub transport: crate::config::Transport,
+    pub connect: Connect,
 }
 
-impl Settings {
-    /// `None` when APNs is not configured (no key file).
-    pub fn from_config(c: &crate::config::Apns) -> Result<Option<Self>, Error> {
-        let Some(key_file) = c.key_file.clone() else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            key_file,
-            key_id: c.key_id.clone().ok_or(Error::Missing("key_id"))?,
-            team_id: c.team_id.clone().ok_or(Error::Missing("team_id"))?,
-            topic: c.topic.clone().ok_or(Error::Missing("topic"))?,
-            endpoint_production: c.endpoint_production.clone(),
-            endpoint_sandbox: c.endpoint_sandbox.clone(),
-            connections: c.connections,
-            ca_file: c.ca_file.clone(),
-            transport: crate::config::Transport::default(),
-        }))
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("key", &"<redacted>")
+            .field("key_id", &self.key_id)
+            .field("team_id", &self.team_id)
+            .field("topic", &self.topic)
+            .finish()
     }
+}
+
+/// Check `[apns]`; `None` when no key file is configured.
+fn settings(c: &config::Apns, connect: Connect, check: &mut Check) -> Option<Settings> {
+    check.endpoint("endpoint_production", &c.endpoint_production);
+    check.endpoint("endpoint_sandbox", &c.endpoint_sandbox);
+    let Some(key_file) = &c.key_file else {
+        check.stray(
+            "key_file",
+            &[
+                ("key_id", c.key_id.is_some()),
+                ("team_id", c.team_id.is_some()),
+            ],
+        );
+        return None;
+    };
+    let key_id = check.required("key_file", "key_id", &c.key_id);
+    let team_id = check.required("key_file", "team_id", &c.team_id);
+    let topic = check.required("key_file", "topic", &c.topic);
+    let key = auth::load_key(key_file)
+        .map_err(|e| check.key("key_file", format_args!(": {e}")))
+        .ok();
+    let topics = topic.as_deref().and_then(|t| {
+        let header = |t: &str| HeaderValue::from_str(t).ok();
+        let both = header(t).zip(header(&format!("{t}.voip")));
+        if both.is_none() {
+            check.key("topic", " is not a valid header value");
+        }
+        both
+    });
+    let (topic, voip_topic) = topics?;
+    Some(Settings {
+        key: key?,
+        key_id: key_id?,
+        team_id: team_id?,
+        topic,
+        voip_topic,
+        endpoint_production: c.endpoint_production.clone(),
+        endpoint_sandbox: c.endpoint_sandbox.clone(),
+        connect,
+    })
 }
 
 const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
@@ -83,7 +98,7 @@ struct Route {
 }
 
 impl Route {
-    fn new(pool: Pool) -> Result<Self, Error> {
+    fn new(pool: Pool) -> Result<Self, connect::Error> {
         let base: Uri = pool
             .endpoint()
             .base
@@ -125,23 +140,14 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(s: &Settings) -> Result<Self, Error> {
-        let key = auth::load_key(&s.key_file)?;
-        let tls = transport::tls::client_config(s.ca_file.as_deref(), &[b"h2"])?;
-        let route = |url: &str| -> Result<Route, Error> {
-            Route::new(Pool::with_options(
-                Endpoint::parse(url)?,
-                tls.clone(),
-                transport::pool::Options::from_config(s.connections, &s.transport),
-            )?)
-        };
+    pub fn new(s: &Settings) -> Result<Self, connect::Error> {
+        let route = |url: &str| Route::new(s.connect.pool(url)?);
         Ok(Self {
             production: route(&s.endpoint_production)?,
             sandbox: route(&s.endpoint_sandbox)?,
-            auth: auth::TokenCache::new(key, s.key_id.clone(), s.team_id.clone()),
-            topic: HeaderValue::from_str(&s.topic).map_err(|_| Error::BadTopic)?,
-            voip_topic: HeaderValue::from_str(&format!("{}.voip", s.topic))
-                .map_err(|_| Error::BadTopic)?,
+            auth: auth::TokenCache::new(s.key.clone(), s.key_id.clone(), s.team_id.clone()),
+            topic: s.topic.clone(),
+            voip_topic: s.voip_topic.clone(),
         })
     }
 

@@ -9,49 +9,37 @@ pub mod auth;
 pub mod payload;
 pub mod response;
 
-use std::path::PathBuf;
-
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
 
+use super::connect::{self, Connect};
 use super::{Push, Verdict};
+use crate::config::{self, Check};
 use std::borrow::Cow;
 
 use crate::state::{Device, ProviderKind, Token};
-use crate::transport::{self, Endpoint, Pool};
+use crate::transport::Pool;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("fcm service account")]
-    Account(#[from] auth::Error),
-    #[error("fcm transport")]
-    Transport(#[from] transport::pool::Error),
-    #[error("fcm tls")]
-    Tls(#[from] transport::tls::Error),
-}
-
-#[derive(Debug, Clone)]
+/// `[fcm]`, validated: the service account is loaded and checked.
+#[derive(Debug)]
 pub struct Settings {
-    pub service_account_file: PathBuf,
+    pub account: auth::ServiceAccount,
     pub endpoint: String,
-    pub connections: usize,
-    pub ca_file: Option<PathBuf>,
-    /// Timeouts, keep-alive PINGs and reconnect backoff (`[transport]`).
-    pub transport: crate::config::Transport,
+    pub connect: Connect,
 }
 
-impl Settings {
-    pub fn from_config(c: &crate::config::Fcm) -> Result<Option<Self>, Error> {
-        Ok(c.service_account_file
-            .clone()
-            .map(|service_account_file| Self {
-                service_account_file,
-                endpoint: c.endpoint.clone(),
-                connections: c.connections,
-                ca_file: c.ca_file.clone(),
-                transport: crate::config::Transport::default(),
-            }))
-    }
+/// Check `[fcm]`; `None` when no service account is configured.
+fn settings(c: &config::Fcm, connect: Connect, check: &mut Check) -> Option<Settings> {
+    check.endpoint("endpoint", &c.endpoint);
+    let path = c.service_account_file.as_ref()?;
+    let account = auth::ServiceAccount::load(path)
+        .map_err(|e| check.key("service_account_file", format_args!(": {e}")))
+        .ok()?;
+    Some(Settings {
+        account,
+        endpoint: c.endpoint.clone(),
+        connect,
+    })
 }
 
 pub struct Client {
@@ -61,20 +49,15 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(s: &Settings) -> Result<Self, Error> {
-        let account = auth::ServiceAccount::load(&s.service_account_file)?;
-        let tls = transport::tls::client_config(s.ca_file.as_deref(), &[b"h2"])?;
-        let pool = Pool::with_options(
-            Endpoint::parse(&s.endpoint)?,
-            tls,
-            transport::pool::Options::from_config(s.connections, &s.transport),
-        )?;
+    pub fn new(s: &Settings) -> Result<Self, connect::Error> {
+        let pool = s.connect.pool(&s.endpoint)?;
         let uri = format!(
             "{}/v1/projects/{}/messages:send",
             pool.endpoint().base,
-            account.project_id
+            s.account.project_id
         );
-        let auth = auth::TokenSource::new(account, s.ca_file.as_deref(), &s.transport)?;
+        let http = s.connect.token_client(&s.account.token_uri)?;
+        let auth = auth::TokenSource::new(s.account.clone(), http);
         Ok(Self { pool, auth, uri })
     }
 
@@ -84,40 +67,16 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let token = match self.auth.header().await {
+        let token = match self.auth.get().await {
             Ok(t) => t,
-            // Not sent: resent like any unprocessed push, counted by the breaker; the
-            // transport logs the outage once.
-            Err(e @ auth::Error::Unreachable { .. }) => {
-                return Verdict {
-                    status: None,
-                    reason: Some(super::error_chain(&e)),
-                    vendor_id: None,
-                    outcome: super::Outcome::Retry {
-                        after: None,
-                        cause: super::Cause::Unsent,
-                    },
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %super::error_chain(&e), "fcm access token unavailable");
-                return Verdict {
-                    status: None,
-                    reason: Some(super::error_chain(&e)),
-                    vendor_id: None,
-                    outcome: super::Outcome::Retry {
-                        after: None,
-                        cause: super::Cause::ProviderAuth,
-                    },
-                };
-            }
+            Err(e) => return super::token::verdict("fcm", &e),
         };
         let body = push.fcm.for_token(&device.token().to_wire());
         let make = || {
             Request::builder()
                 .method(Method::POST)
                 .uri(self.uri.as_str())
-                .header(AUTHORIZATION, token.clone())
+                .header(AUTHORIZATION, token.bearer())
                 .header(CONTENT_TYPE, "application/json")
                 .body(())
                 .expect("request head is valid")

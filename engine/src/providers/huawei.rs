@@ -2,39 +2,32 @@
 //!
 //! `POST {endpoint}/v1/{appId}/messages:send` with `Authorization: Bearer <token>`,
 //! the token from the OAuth 2.0 client-credentials grant at `token_endpoint`
-//! ([`super::token::Cache`]: fetched once, reused, refreshed before expiry). The body
-//! is rendered once per message ([`payload::render`]) with slots for the configured
-//! `android.category`/`channel_id` and the device token. Huawei answers HTTP 200 for
-//! business errors too; [`response::classify`] reads the string `code`.
+//! (refreshed at least hourly). The body is rendered once per message
+//! ([`payload::render`]) with slots for the configured `android.category` /
+//! `channel_id` and the device token. Huawei answers HTTP 200 for business errors too;
+//! [`response::classify`] reads the string `code`.
 
 pub mod payload;
 pub mod response;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::HeaderValue;
-use http_body_util::Full;
-
-use super::splice::json_str;
-use super::{token, Push, Verdict};
-use crate::config::Secret;
 use std::borrow::Cow;
 
-use crate::state::{Device, ProviderKind, Token};
-use crate::transport::{self, auto};
+use bytes::Bytes;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("huawei.{0} is required")]
-    Missing(&'static str),
-    #[error("huawei tls")]
-    Tls(#[from] transport::tls::Error),
-    #[error("huawei endpoint")]
-    Endpoint(#[from] transport::pool::Error),
-}
+use super::connect::{self, Connect};
+use super::oem::{Oem, Route, Target};
+use super::splice::{json_str, Spliced};
+use super::token::Access;
+use super::{Content, Kind, Push, TooLarge, Verdict};
+use crate::config::{self, Check, Secret};
+use crate::state::{ProviderKind, Token};
+use crate::transport::Response;
 
-/// Everything the client needs, from `[huawei]`.
-#[derive(Debug, Clone)]
+/// The Huawei client: the OEM skeleton over [`Huawei`].
+pub type Client = super::oem::Client<Huawei>;
+
+/// `[huawei]`, validated.
+#[derive(Debug)]
 pub struct Settings {
     pub app_id: String,
     pub client_secret: Secret,
@@ -42,157 +35,80 @@ pub struct Settings {
     pub token_endpoint: String,
     pub category: String,
     pub channel_id: Option<String>,
-    pub connections: usize,
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
-    pub transport: crate::config::Transport,
+    pub connect: Connect,
 }
 
-impl Settings {
-    /// `None` when Huawei is not configured (no app_id).
-    pub fn from_config(c: &crate::config::Huawei) -> Result<Option<Self>, Error> {
-        let Some(app_id) = c.app_id.clone() else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            app_id,
-            client_secret: c
-                .client_secret
-                .clone()
-                .ok_or(Error::Missing("client_secret"))?,
-            endpoint: c.endpoint.clone(),
-            token_endpoint: c.token_endpoint.clone(),
-            category: c.category.clone(),
-            channel_id: c.channel_id.clone(),
-            connections: c.connections,
-            ca_file: c.ca_file.clone(),
-            transport: crate::config::Transport::default(),
-        }))
-    }
-}
-
-pub struct Client {
-    http: auto::Client,
-    token_http: auto::Client,
-    send_uri: http::Uri,
-    token_uri: String,
-    app_id: String,
-    secret: Secret,
-    auth: token::Cache,
+/// Huawei's part of the client: the client's body fields.
+pub struct Huawei {
     /// `"category":"IM",` or empty.
     android_fields: Bytes,
     /// `"channel_id":"...",` or empty.
     notification_fields: Bytes,
 }
 
-impl Client {
-    pub fn new(s: &Settings) -> Result<Self, Error> {
-        let ep = transport::Endpoint::parse(&s.endpoint)?;
-        let http = auto::Client::new(
-            &ep.base,
-            s.ca_file.as_deref(),
-            &transport::pool::Options::from_config(s.connections, &s.transport),
-        )?;
-        let token_http = auto::Client::new(
-            &s.token_endpoint,
-            s.ca_file.as_deref(),
-            &transport::pool::Options::from_config(1, &s.transport),
-        )?;
-        let android_fields = if s.category.is_empty() {
-            Bytes::new()
-        } else {
-            format!("\"category\":{},", json_str(&s.category)).into()
+impl Oem for Huawei {
+    const NAME: &'static str = "huawei";
+    const CONTENT_TYPE: &'static str = "application/json;charset=utf-8";
+    type Section = config::Huawei;
+    type Settings = Settings;
+
+    fn settings(c: &config::Huawei, connect: Connect, check: &mut Check) -> Option<Settings> {
+        check.endpoint("endpoint", &c.endpoint);
+        check.url("token_endpoint", &c.token_endpoint);
+        let Some(app_id) = c.app_id.clone() else {
+            check.stray("app_id", &[("client_secret", c.client_secret.is_some())]);
+            return None;
         };
-        let notification_fields = match &s.channel_id {
-            Some(c) if !c.is_empty() => format!("\"channel_id\":{},", json_str(c)).into(),
-            _ => Bytes::new(),
-        };
-        Ok(Self {
-            http,
-            token_http,
-            send_uri: super::parse_uri(format!(
-                "{}/v1/{}/messages:send",
-                ep.base,
-                urlencoding::encode(&s.app_id)
-            ))?,
-            token_uri: s.token_endpoint.clone(),
-            app_id: s.app_id.clone(),
-            secret: s.client_secret.clone(),
-            auth: token::Cache::new(3600),
-            android_fields,
-            notification_fields,
+        Some(Settings {
+            app_id,
+            client_secret: check.required("app_id", "client_secret", &c.client_secret)?,
+            endpoint: c.endpoint.clone(),
+            token_endpoint: c.token_endpoint.clone(),
+            category: c.category.clone(),
+            channel_id: c.channel_id.clone(),
+            connect,
         })
     }
 
-    /// Access tokens fetched so far (one per hour at most while valid).
-    pub fn tokens_fetched(&self) -> u64 {
-        self.auth.fetched()
+    fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
+        let path = format!("/v1/{}/messages:send", urlencoding::encode(&s.app_id));
+        let route = Route::new(&s.connect, &s.endpoint, &path)?.client_credentials(
+            &s.connect,
+            &s.token_endpoint,
+            &s.app_id,
+            &s.client_secret,
+        )?;
+        let field = |key: &str, v: &str| -> Bytes {
+            if v.is_empty() {
+                Bytes::new()
+            } else {
+                format!("\"{key}\":{},", json_str(v)).into()
+            }
+        };
+        let vendor = Self {
+            android_fields: field("category", &s.category),
+            notification_fields: field("channel_id", s.channel_id.as_deref().unwrap_or("")),
+        };
+        Ok((vendor, vec![route]))
     }
 
-    /// The request for one device: the body buffer is its only allocation.
-    pub(crate) fn request(
-        &self,
-        device_token: &str,
-        push: &Push,
-        token: &token::Access,
-    ) -> http::Request<Full<bytes::Bytes>> {
-        let body = push.huawei.fill(&[
+    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
+        payload::render(kind, c, ttl_s)
+    }
+
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+        push.huawei.fill(&[
             &self.android_fields,
             &self.notification_fields,
-            device_token.as_bytes(),
-        ]);
-        http::Request::post(self.send_uri.clone())
-            .header(AUTHORIZATION, token.bearer())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/json;charset=utf-8"),
-            )
-            .body(Full::new(body))
-            .expect("request head is valid")
+            to.token.as_bytes(),
+        ])
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let token = match self
-            .auth
-            .get(|| {
-                token::client_credentials(
-                    &self.token_http,
-                    &self.token_uri,
-                    &self.app_id,
-                    &self.secret,
-                )
-            })
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => return token::verdict("huawei", &e),
-        };
-        let device_token = super::token_text(device.token());
-        match self
-            .http
-            .send(self.request(&device_token, push, &token))
-            .await
-        {
-            Ok(resp) => {
-                let v = response::classify(&resp, &device_token, detail);
-                if response::is_auth_error(&v) {
-                    self.auth.invalidate(&token);
-                }
-                v
-            }
-            Err(e) => Verdict::transport_auto(&e),
-        }
+    fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict {
+        response::classify(resp, to.token, detail)
     }
-}
 
-super::impl_vendor!(
-    Huawei,
-    super::splice::Spliced,
-    payload::render,
-    Client::tokens_fetched
-);
-
-/// The API's check of a huawei device token, and its stored form.
-fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
-    super::push_kit_token(kind, token)
+    fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+        super::push_kit_token(kind, token)
+    }
 }

@@ -6,6 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::{data_fields, Content, Kind, TooLarge};
+
 #[derive(Debug, Clone, Default)]
 pub struct Spliced {
     parts: Box<[Bytes]>,
@@ -25,6 +27,12 @@ impl Spliced {
     /// Bytes of the fixed parts (the body without its slots).
     pub fn fixed_len(&self) -> usize {
         self.fixed
+    }
+
+    /// This body, if its fixed parts fit `vendor`'s `limit`.
+    pub fn within(self, vendor: &'static str, limit: usize) -> Result<Self, TooLarge> {
+        TooLarge::check(vendor, self.fixed, limit)?;
+        Ok(self)
     }
 
     /// The body with `slots` filled in order.
@@ -135,6 +143,19 @@ fn json_escaped_len(b: u8) -> usize {
 /// `s` as a JSON string literal, quotes included.
 pub fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
+}
+
+/// A title or text (empty when unset), cut to `max_units` ([`truncate_units`]), as a
+/// JSON string literal.
+pub fn json_text(s: &Option<String>, max_units: usize) -> String {
+    json_str(truncate_units(s.as_deref().unwrap_or(""), max_units))
+}
+
+/// The data fields of a push ([`data_fields`]) as the text of a JSON object; `None`
+/// when it has none.
+pub fn data_json(kind: &Kind, c: &Content) -> Option<String> {
+    let data = data_fields(kind, c);
+    (!data.is_empty()).then(|| serde_json::to_string(&data).expect("json values serialize"))
 }
 
 /// At most `max` units of `s`, counting a non-ASCII character as two units (the

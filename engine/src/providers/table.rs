@@ -3,21 +3,32 @@
 //! Each row of [`vendor_table!`] names a vendor module, its lane and the provider kinds
 //! (`provider` in the API) it serves. From the rows come: [`ProviderKind`] (re-exported
 //! by `state::registry`), [`Lane`] (re-exported by `fanout::plan`), the bodies of a
-//! [`Push`], the clients of [`Providers`] with `send`, `is_configured` and
-//! `auth_tokens`, the setup [`Error`], each lane's limits and config section
-//! ([`Lane::limits`], [`Lane::name`]) and the API's token validation
-//! ([`parse_token`]). Every `match` over them is generated and exhaustive, as STYLE.md
+//! [`Push`], every vendor's validated [`Settings`] (checked once, with every problem
+//! listed), the clients of [`Providers`] with `send`, `is_configured` and
+//! `auth_tokens`, each lane's limits and config section ([`Lane::limits`],
+//! [`Lane::name`]) and the API's token validation ([`parse_token`]). Every `match` over them is generated and exhaustive, as STYLE.md
 //! wants of a closed set; what a vendor does is its [`Vendor`] impl.
 //!
-//! Adding a vendor is a new folder implementing [`Vendor`], its config section, and a
-//! row here (README.md, "Adding a vendor").
+//! Adding a vendor is a new folder implementing [`Vendor`] (an HTTP vendor with one
+//! push per request: [`super::oem::Oem`], over the shared client), its config section,
+//! and a row here (README.md, "Adding a vendor").
 
 use std::borrow::Cow;
 use std::future::Future;
 
+use super::connect::{self, Connect};
 use super::{Content, Delivery, Kind, TooLarge, Verdict};
-use crate::config::{Config, LaneLimits, Transport};
+use crate::config::{Check, Config, LaneLimits};
 use crate::state::{Device, Token};
+
+/// A vendor client could not be set up (connecting; its settings were checked before).
+#[derive(Debug, thiserror::Error)]
+#[error("{vendor} setup failed")]
+pub struct Error {
+    pub vendor: &'static str,
+    #[source]
+    pub source: connect::Error,
+}
 
 /// What one vendor gives the engine. Implemented by each vendor's `Client`; the engine
 /// reaches it only through the generated enum-dispatch below, never as a trait object.
@@ -26,12 +37,20 @@ pub trait Vendor: Sized + Send + Sync + 'static {
     type Body: Default + std::fmt::Debug + Send + Sync;
     /// The vendor's config section (`[name]`).
     type Section;
-    /// Why its client could not be built.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// The section validated: everything the client is built from.
+    type Settings: Send + Sync + std::fmt::Debug;
 
-    /// The client for `section`, or `None` when the vendor has no credentials. Every
-    /// vendor connects under the shared `[transport]` bounds.
-    fn build(section: &Self::Section, transport: &Transport) -> Result<Option<Self>, Self::Error>;
+    /// Check `section`, recording every problem in `check`; the settings when the
+    /// vendor is configured (`None` when it is not). `connect` is the section's shared
+    /// client knobs under `[transport]`, already checked.
+    fn settings(
+        section: &Self::Section,
+        connect: Connect,
+        check: &mut Check,
+    ) -> Option<Self::Settings>;
+
+    /// The client for validated settings; only connecting can still fail.
+    fn build(settings: &Self::Settings) -> Result<Self, connect::Error>;
 
     /// Render the content once for this vendor; fails over its size limit.
     fn render(kind: &Kind, content: &Content, ttl_s: u64) -> Result<Self::Body, TooLarge>;
@@ -66,26 +85,28 @@ pub fn text_token(
     }
 }
 
-/// `impl Vendor for Client` in a vendor module from its parts: the config section
-/// type, the body type, the render function `(kind, content, ttl_s)`, the auth-token
-/// counter `(&Client) -> u64`, and the module's `Settings::from_config`, `Client::new`,
-/// `Client::send`, `Error` and `parse_token`.
+/// `impl Vendor for Client` in a vendor module that is not an [`super::oem`] vendor
+/// (APNs, FCM, Web Push), from its parts: the config section type, the body type, the
+/// render function `(kind, content, ttl_s)`, the auth-token counter `(&Client) -> u64`,
+/// and the module's `settings`, `Settings`, `Client::new`, `Client::send` and
+/// `parse_token`.
 macro_rules! impl_vendor {
     ($section:ident, $body:ty, $render:expr, $tokens:expr) => {
         impl $crate::providers::Vendor for Client {
             type Body = $body;
             type Section = $crate::config::$section;
-            type Error = Error;
+            type Settings = Settings;
 
-            fn build(
+            fn settings(
                 section: &Self::Section,
-                transport: &$crate::config::Transport,
-            ) -> Result<Option<Self>, Error> {
-                let Some(mut s) = Settings::from_config(section)? else {
-                    return Ok(None);
-                };
-                s.transport = transport.clone();
-                Client::new(&s).map(Some)
+                connect: $crate::providers::connect::Connect,
+                check: &mut $crate::config::Check,
+            ) -> Option<Settings> {
+                settings(section, connect, check)
+            }
+
+            fn build(settings: &Settings) -> Result<Self, $crate::providers::connect::Error> {
+                Client::new(settings)
             }
 
             fn render(
@@ -194,13 +215,6 @@ macro_rules! vendor_table {
                 }
             }
 
-            /// The shared client knobs of the lane's config section.
-            pub fn client(self, c: &Config) -> crate::config::Client {
-                match self {
-                    $(Lane::$Lane => c.$module.client(),)+
-                }
-            }
-
             /// `max_in_flight` and `max_rps` of the lane's config section.
             pub fn limits(self, c: &Config) -> LaneLimits {
                 match self {
@@ -250,13 +264,29 @@ macro_rules! vendor_table {
             }
         }
 
-        /// A vendor client could not be built from its configuration.
-        #[derive(Debug, thiserror::Error)]
-        pub enum Error {
-            $(
-                #[error("{} setup failed", stringify!($module))]
-                $Lane(#[source] <super::$module::Client as Vendor>::Error),
-            )+
+        /// Every vendor's validated settings; `None` for a vendor not configured.
+        #[derive(Debug, Default)]
+        pub struct Settings {
+            $(pub $module: Option<<super::$module::Client as Vendor>::Settings>,)+
+        }
+
+        impl Settings {
+            /// Check every vendor section of `config` (its shared client knobs under
+            /// `[transport]`, then its own keys), recording each problem in `problems`.
+            pub fn check(config: &Config, problems: &mut Vec<String>) -> Self {
+                Self {
+                    $($module: {
+                        let mut check = Check::new(stringify!($module), problems);
+                        let connect = config.$module.client().connect(&config.transport, &mut check);
+                        let s = <super::$module::Client as Vendor>::settings(
+                            &config.$module,
+                            connect,
+                            &mut check,
+                        );
+                        check.settled(s)
+                    },)+
+                }
+            }
         }
 
         /// The configured vendor clients.
@@ -268,12 +298,14 @@ macro_rules! vendor_table {
         }
 
         impl Providers {
-            /// Build a client for every vendor that has credentials in `config`.
-            pub fn from_config(config: &Config) -> Result<Self, Error> {
+            /// Build a client for every configured vendor from validated settings.
+            pub fn new(settings: &crate::config::Settings) -> Result<Self, Error> {
                 Ok(Providers {
-                    delivery: Delivery::from_config(config),
-                    $($module: Vendor::build(&config.$module, &config.transport)
-                        .map_err(Error::$Lane)?,)+
+                    delivery: settings.delivery.clone(),
+                    $($module: settings.vendors.$module.as_ref()
+                        .map(Vendor::build)
+                        .transpose()
+                        .map_err(|source| Error { vendor: stringify!($module), source })?,)+
                 })
             }
 

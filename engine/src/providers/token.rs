@@ -232,6 +232,24 @@ pub enum Error {
     Refused { uri: String, error: String },
 }
 
+/// Post `req` to the token endpoint `uri` and read its JSON answer: the status and
+/// the body as `T` (an answer that is not `T` is a refusal).
+pub async fn exchange<T: serde::de::DeserializeOwned>(
+    http: &crate::transport::auto::Client,
+    uri: &str,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<(http::StatusCode, T), Error> {
+    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
+        uri: uri.to_string(),
+        source,
+    })?;
+    let answer = serde_json::from_slice(&resp.body).map_err(|_| Error::Refused {
+        uri: uri.to_string(),
+        error: format!("http {} with an unreadable body", resp.status.as_u16()),
+    })?;
+    Ok((resp.status, answer))
+}
+
 /// The verdict for a push whose vendor access token could not be had: the push was
 /// not sent either way. When the token endpoint did not answer, the vendor (or the
 /// path to it) is down: the push is resent like any unprocessed one and the circuit
@@ -239,15 +257,10 @@ pub enum Error {
 /// credentials problem ([`super::Verdict::auth_unavailable`]).
 pub fn verdict(vendor: &'static str, e: &Error) -> super::Verdict {
     match e {
-        Error::Unreachable { .. } => super::Verdict {
-            status: None,
-            reason: Some(super::error_chain(e)),
-            vendor_id: None,
-            outcome: super::Outcome::Retry {
-                after: None,
-                cause: super::Cause::Unsent,
-            },
-        },
+        Error::Unreachable { .. } => super::Verdict::failed(
+            super::error_chain(e),
+            super::Outcome::retry(super::Cause::Unsent, None),
+        ),
         Error::Request { .. } | Error::Refused { .. } => {
             super::Verdict::auth_unavailable(vendor, e)
         }
@@ -277,10 +290,6 @@ pub async fn client_credentials(
             uri: uri.to_string(),
             detail: e.to_string(),
         })?;
-    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
-        uri: uri.to_string(),
-        source,
-    })?;
     #[derive(serde::Deserialize)]
     struct Answer {
         access_token: Option<String>,
@@ -288,11 +297,8 @@ pub async fn client_credentials(
         error: Option<serde_json::Value>,
         error_description: Option<String>,
     }
-    let a: Answer = serde_json::from_slice(&resp.body).map_err(|_| Error::Refused {
-        uri: uri.to_string(),
-        error: format!("http {} with an unreadable body", resp.status.as_u16()),
-    })?;
-    match (resp.status.is_success(), a.access_token) {
+    let (status, a): (_, Answer) = exchange(http, uri, req).await?;
+    match (status.is_success(), a.access_token) {
         (true, Some(t)) if !t.is_empty() => Ok(Fresh {
             value: t,
             lifetime_s: a.expires_in.unwrap_or(3600),
@@ -301,7 +307,7 @@ pub async fn client_credentials(
             uri: uri.to_string(),
             error: format!(
                 "http {}: {} {}",
-                resp.status.as_u16(),
+                status.as_u16(),
                 a.error.map(|e| e.to_string()).unwrap_or_default(),
                 a.error_description.unwrap_or_default()
             ),

@@ -16,39 +16,26 @@ pub mod auth;
 pub mod payload;
 pub mod response;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::HeaderValue;
-use http_body_util::Full;
 
-use super::splice::Slot;
-use super::{token, Cause, Outcome, Push, Verdict};
-use crate::config::Secret;
-use std::borrow::Cow;
+use super::connect::{self, Connect};
+use super::oem::{Oem, Route, Target, TokenHeader};
+use super::splice::{Slot, Spliced};
+use super::token::{self, Access, Fresh};
+use super::{Cause, Content, Kind, Outcome, Push, TooLarge, Verdict};
+use crate::config::{self, Check, Secret};
+use crate::state::{ProviderKind, Token};
+use crate::transport::{auto, Response};
 
-use crate::state::{Device, ProviderKind, Token};
-use crate::transport::{self, auto};
+/// The vivo client: the OEM skeleton over [`Vivo`].
+pub type Client = super::oem::Client<Vivo>;
 
-/// vivo's `authToken` header (header names go out lowercase); a constant name costs
-/// no allocation per request.
-const AUTH_TOKEN: http::HeaderName = http::HeaderName::from_static("authtoken");
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("vivo.{0} is required")]
-    Missing(&'static str),
-    #[error("vivo.app_id must be numeric")]
-    BadAppId,
-    #[error("vivo tls")]
-    Tls(#[from] transport::tls::Error),
-    #[error("vivo endpoint")]
-    Endpoint(#[from] transport::pool::Error),
-}
-
-#[derive(Debug, Clone)]
+/// `[vivo]`, validated.
+#[derive(Debug)]
 pub struct Settings {
     pub app_id: u64,
     pub app_key: String,
@@ -57,40 +44,14 @@ pub struct Settings {
     pub classification: u8,
     pub push_mode: u8,
     pub auth_error_codes: Vec<i64>,
-    pub connections: usize,
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
-    pub transport: crate::config::Transport,
+    pub connect: Connect,
 }
 
-impl Settings {
-    pub fn from_config(c: &crate::config::Vivo) -> Result<Option<Self>, Error> {
-        let Some(app_id) = c.app_id.as_deref() else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            app_id: app_id.parse().map_err(|_| Error::BadAppId)?,
-            app_key: c.app_key.clone().ok_or(Error::Missing("app_key"))?,
-            app_secret: c.app_secret.clone().ok_or(Error::Missing("app_secret"))?,
-            endpoint: c.endpoint.clone(),
-            classification: c.classification,
-            push_mode: c.push_mode,
-            auth_error_codes: c.auth_error_codes.clone(),
-            connections: c.connections,
-            ca_file: c.ca_file.clone(),
-            transport: crate::config::Transport::default(),
-        }))
-    }
-}
-
-pub struct Client {
-    http: auto::Client,
-    auth_uri: String,
-    send_uri: http::Uri,
+/// vivo's part of the client.
+pub struct Vivo {
     app_id: u64,
     app_key: String,
     secret: Secret,
-    auth: token::Cache,
     /// `"appId":N,"classification":C,"pushMode":M,`
     client_fields: Bytes,
     auth_codes: Box<[i64]>,
@@ -98,23 +59,63 @@ pub struct Client {
     paused_until: AtomicU64,
 }
 
-impl Client {
-    pub fn new(s: &Settings) -> Result<Self, Error> {
-        let ep = transport::Endpoint::parse(&s.endpoint)?;
-        let http = auto::Client::new(
-            &ep.base,
-            s.ca_file.as_deref(),
-            &transport::pool::Options::from_config(s.connections, &s.transport),
-        )?;
-        Ok(Self {
-            http,
-            auth_uri: format!("{}/message/auth", ep.base),
-            send_uri: super::parse_uri(format!("{}/message/send", ep.base))?,
+impl Oem for Vivo {
+    const NAME: &'static str = "vivo";
+    const CONTENT_TYPE: &'static str = "application/json;charset=UTF-8";
+    /// vivo's `authToken` header (header names go out lowercase); a constant name
+    /// costs no allocation per request.
+    const TOKEN_HEADER: Option<TokenHeader> =
+        Some(TokenHeader::Raw(http::HeaderName::from_static("authtoken")));
+    type Section = config::Vivo;
+    type Settings = Settings;
+
+    fn settings(c: &config::Vivo, connect: Connect, check: &mut Check) -> Option<Settings> {
+        if c.classification > 1 {
+            check.key("classification", " must be 0 (operational) or 1 (system)");
+        }
+        if c.push_mode > 1 {
+            check.key("push_mode", " must be 0 (formal) or 1 (test)");
+        }
+        check.endpoint("endpoint", &c.endpoint);
+        let Some(id) = &c.app_id else {
+            check.stray(
+                "app_id",
+                &[
+                    ("app_key", c.app_key.is_some()),
+                    ("app_secret", c.app_secret.is_some()),
+                ],
+            );
+            return None;
+        };
+        let app_key = check.required("app_id", "app_key", &c.app_key);
+        let app_secret = check.required("app_id", "app_secret", &c.app_secret);
+        let app_id = id
+            .parse()
+            .ok()
+            .filter(|_| id.bytes().all(|b| b.is_ascii_digit()));
+        if app_id.is_none() {
+            check.key("app_id", format_args!(" {id:?} must be the numeric AppID"));
+        }
+        Some(Settings {
+            app_id: app_id?,
+            app_key: app_key?,
+            app_secret: app_secret?,
+            endpoint: c.endpoint.clone(),
+            classification: c.classification,
+            push_mode: c.push_mode,
+            auth_error_codes: c.auth_error_codes.clone(),
+            connect,
+        })
+    }
+
+    fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
+        // Valid a day; vivo asks for a refresh every 1–2 hours.
+        let route =
+            Route::new(&s.connect, &s.endpoint, "/message/send")?.token_path("/message/auth", 3600);
+        let vendor = Self {
             app_id: s.app_id,
             app_key: s.app_key.clone(),
             secret: s.app_secret.clone(),
-            // Valid a day; vivo asks for a refresh every 1–2 hours.
-            auth: token::Cache::new(3600),
             client_fields: format!(
                 "\"appId\":{},\"classification\":{},\"pushMode\":{},",
                 s.app_id, s.classification, s.push_mode
@@ -122,108 +123,68 @@ impl Client {
             .into(),
             auth_codes: s.auth_error_codes.clone().into(),
             paused_until: AtomicU64::new(0),
+        };
+        Ok((vendor, vec![route]))
+    }
+
+    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
+        payload::render(kind, c, ttl_s)
+    }
+
+    fn fetch_token(
+        &self,
+        http: &auto::Client,
+        uri: &str,
+    ) -> impl std::future::Future<Output = Result<Fresh, token::Error>> + Send {
+        auth::fetch(http, uri, self.app_id, &self.app_key, &self.secret)
+    }
+
+    /// The body buffer is its only allocation: the `requestId` is formatted on the
+    /// stack.
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+        let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
+        let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
+        push.vivo.fill_slots(&[
+            Slot::Raw(&self.client_fields),
+            Slot::Json(to.token),
+            Slot::Raw(request_id.as_bytes()),
+        ])
+    }
+
+    fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict {
+        response::classify(resp, to.token, &self.auth_codes, detail)
+    }
+
+    fn gate(&self) -> Option<Verdict> {
+        let now = crate::clock::unix_now_s();
+        let paused = self.paused_until.load(Ordering::Relaxed);
+        (now < paused).then(|| {
+            let after = Duration::from_secs(paused - now);
+            Verdict::failed(
+                "quota exhausted today; paused".into(),
+                Outcome::retry(Cause::QuotaExceeded, Some(after)),
+            )
         })
     }
 
-    pub fn tokens_fetched(&self) -> u64 {
-        self.auth.fetched()
-    }
-
-    /// The request for one device: the body buffer is its only allocation (the
-    /// `requestId` is formatted on the stack).
-    pub(crate) fn request(
-        &self,
-        regid: &str,
-        push: &Push,
-        token: &token::Access,
-    ) -> http::Request<Full<bytes::Bytes>> {
-        let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
-        let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
-        let body = push.vivo.fill_slots(&[
-            Slot::Raw(&self.client_fields),
-            Slot::Json(regid),
-            Slot::Raw(request_id.as_bytes()),
-        ]);
-        http::Request::post(self.send_uri.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/json;charset=UTF-8"),
-            )
-            .header(AUTH_TOKEN, token.raw())
-            .body(Full::new(body))
-            .expect("request head is valid")
-    }
-
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let now = crate::clock::unix_now_s();
-        let paused = self.paused_until.load(Ordering::Relaxed);
-        if now < paused {
-            return Verdict {
-                status: None,
-                reason: Some("quota exhausted today; paused".into()),
-                vendor_id: None,
-                outcome: Outcome::Retry {
-                    after: Some(Duration::from_secs(paused - now)),
-                    cause: Cause::QuotaExceeded,
-                },
-            };
-        }
-        let token = match self
-            .auth
-            .get(|| {
-                auth::fetch(
-                    &self.http,
-                    &self.auth_uri,
-                    self.app_id,
-                    &self.app_key,
-                    &self.secret,
-                )
-            })
-            .await
+    fn observe(&self, v: &Verdict) {
+        if let Outcome::Retry {
+            cause: Cause::QuotaExceeded,
+            after: Some(after),
+        } = v.outcome
         {
-            Ok(t) => t,
-            Err(e) => return token::verdict("vivo", &e),
-        };
-        let regid = super::token_text(device.token());
-        match self.http.send(self.request(&regid, push, &token)).await {
-            Ok(resp) => {
-                let v = response::classify(&resp, &regid, &self.auth_codes, detail);
-                match v.outcome {
-                    Outcome::Retry {
-                        cause: Cause::ProviderAuth,
-                        ..
-                    } => self.auth.invalidate(&token),
-                    Outcome::Retry {
-                        cause: Cause::QuotaExceeded,
-                        after: Some(after),
-                    } => {
-                        let until = crate::clock::unix_now_s() + after.as_secs();
-                        self.paused_until.fetch_max(until, Ordering::Relaxed);
-                        tracing::warn!(reason = ?v.reason, "vivo quota exhausted: pausing vivo pushes until tomorrow (China time)");
-                    }
-                    _ => {}
-                }
-                v
-            }
-            Err(e) => Verdict::transport_auto(&e),
+            let until = crate::clock::unix_now_s() + after.as_secs();
+            self.paused_until.fetch_max(until, Ordering::Relaxed);
+            tracing::warn!(reason = ?v.reason, "vivo quota exhausted: pausing vivo pushes until tomorrow (China time)");
         }
     }
-}
 
-super::impl_vendor!(
-    Vivo,
-    super::splice::Spliced,
-    payload::render,
-    Client::tokens_fetched
-);
-
-/// The API's check of a vivo device token, and its stored form.
-fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
-    let _ = kind;
-    super::text_token(
-        token,
-        23..=23,
-        |b| b.is_ascii_alphanumeric(),
-        || "a vivo regId is 23 letters and digits".into(),
-    )
+    fn parse_token(_: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+        super::text_token(
+            token,
+            23..=23,
+            |b| b.is_ascii_alphanumeric(),
+            || "a vivo regId is 23 letters and digits".into(),
+        )
+    }
 }

@@ -14,7 +14,6 @@ pub mod payload;
 pub mod response;
 pub mod vapid;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -24,47 +23,56 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use http_body_util::Full;
 use serde::Deserialize;
 
+use super::connect::{self, Connect};
 use super::{Cause, Outcome, Push, Verdict};
+use crate::config::{self, Check};
 use std::borrow::Cow;
 
 use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{self, auto};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("webpush key")]
-    Key(#[from] vapid::Error),
-    #[error("webpush.subject is required (a mailto: or https: contact)")]
-    MissingSubject,
-    #[error("webpush tls")]
-    Tls(#[from] transport::tls::Error),
-}
-
-#[derive(Debug, Clone)]
+/// `[webpush]`, validated: the VAPID key is loaded and checked.
 pub struct Settings {
-    pub vapid_private_key_file: PathBuf,
+    pub key: p256::SecretKey,
     pub subject: String,
-    pub connections: usize,
     pub max_origins: usize,
-    pub ca_file: Option<PathBuf>,
-    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
-    pub transport: crate::config::Transport,
+    pub connect: Connect,
 }
 
-impl Settings {
-    pub fn from_config(c: &crate::config::Webpush) -> Result<Option<Self>, Error> {
-        let Some(key) = c.vapid_private_key_file.clone() else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            vapid_private_key_file: key,
-            subject: c.subject.clone().ok_or(Error::MissingSubject)?,
-            connections: c.connections,
-            max_origins: c.max_origins,
-            ca_file: c.ca_file.clone(),
-            transport: crate::config::Transport::default(),
-        }))
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("key", &"<redacted>")
+            .field("subject", &self.subject)
+            .field("max_origins", &self.max_origins)
+            .finish()
     }
+}
+
+/// Check `[webpush]`; `None` when no VAPID key is configured.
+fn settings(c: &config::Webpush, connect: Connect, check: &mut Check) -> Option<Settings> {
+    if c.max_origins == 0 {
+        check.key("max_origins", " must be at least 1");
+    }
+    let path = c.vapid_private_key_file.as_ref()?;
+    let key = vapid::load_key(path)
+        .map_err(|e| check.key("vapid_private_key_file", format_args!(": {e}")))
+        .ok();
+    let subject = match c.subject.as_deref() {
+        Some(s) if s.starts_with("mailto:") || s.starts_with("https:") => Some(s.to_string()),
+        _ => {
+            check.problem(
+                "webpush.subject is required with a VAPID key: a mailto: or https: contact",
+            );
+            None
+        }
+    };
+    Some(Settings {
+        key: key?,
+        subject: subject?,
+        max_origins: c.max_origins,
+        connect,
+    })
 }
 
 /// The parts of a PushSubscription a push needs.
@@ -89,9 +97,8 @@ pub struct Client {
     signer: vapid::Signer,
     origins: DashMap<Arc<str>, Arc<Origin>>,
     tick: AtomicU64,
-    tls_ca: Option<PathBuf>,
-    /// Connections and `[transport]` bounds of each origin's client.
-    opts: transport::pool::Options,
+    /// Trusted roots, connections and `[transport]` bounds of each origin's client.
+    connect: Connect,
     max_origins: usize,
 }
 
@@ -99,16 +106,14 @@ pub struct Client {
 const MAX_TTL_S: u64 = 2_592_000;
 
 impl Client {
-    pub fn new(s: &Settings) -> Result<Self, Error> {
-        let key = vapid::load_key(&s.vapid_private_key_file)?;
+    pub fn new(s: &Settings) -> Result<Self, connect::Error> {
         // Fail at start-up, not on the first push, if the CA file is bad.
-        transport::tls::client_config(s.ca_file.as_deref(), &[])?;
+        transport::tls::client_config(s.connect.ca_file.as_deref(), &[])?;
         Ok(Self {
-            signer: vapid::Signer::new(&key, s.subject.clone(), s.max_origins),
+            signer: vapid::Signer::new(&s.key, s.subject.clone(), s.max_origins),
             origins: DashMap::new(),
             tick: AtomicU64::new(0),
-            tls_ca: s.ca_file.clone(),
-            opts: transport::pool::Options::from_config(s.connections, &s.transport),
+            connect: s.connect.clone(),
             max_origins: s.max_origins.max(1),
         })
     }
@@ -137,7 +142,8 @@ impl Client {
         let entry = match self.origins.entry(Arc::from(origin)) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(e) => {
-                let http = auto::Client::new(origin, self.tls_ca.as_deref(), &self.opts)?;
+                let http =
+                    auto::Client::new(origin, self.connect.ca_file.as_deref(), &self.connect.pool)?;
                 e.insert(Arc::new(Origin {
                     http,
                     last_used: AtomicU64::new(now),
@@ -149,12 +155,8 @@ impl Client {
     }
 
     pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let reject = |why: &str| Verdict {
-            status: None,
-            reason: Some(why.to_string()),
-            vendor_id: None,
-            outcome: Outcome::Rejected(Cause::BadDeviceToken),
-        };
+        let reject =
+            |why: &str| Verdict::failed(why.to_string(), Outcome::Rejected(Cause::BadDeviceToken));
         let token = device.token().to_wire();
         let Ok(sub) = serde_json::from_str::<Subscription>(&token) else {
             return reject("subscription is not PushSubscription JSON");

@@ -11,82 +11,79 @@
 pub mod payload;
 pub mod response;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::HeaderValue;
-use http_body_util::Full;
-
-use super::splice::Slot;
-use super::{Push, Verdict};
 use std::borrow::Cow;
 
-use crate::state::{Device, ProviderKind, Token};
-use crate::transport::{self, auto};
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::HeaderValue;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("xiaomi.{0} is required")]
-    Missing(&'static str),
-    #[error("xiaomi.app_secret is not a valid header value")]
-    BadSecret,
-    #[error("xiaomi tls")]
-    Tls(#[from] transport::tls::Error),
-    #[error("xiaomi endpoint")]
-    Endpoint(#[from] transport::pool::Error),
-}
+use super::connect::{self, Connect};
+use super::oem::{Oem, Route, Target, TokenHeader};
+use super::splice::{Slot, Spliced};
+use super::token::Access;
+use super::{Content, Kind, Push, TooLarge, Verdict};
+use crate::config::{self, Check};
+use crate::state::{ProviderKind, Token};
+use crate::transport::Response;
 
-#[derive(Debug, Clone)]
+/// The Xiaomi client: the OEM skeleton over [`Xiaomi`].
+pub type Client = super::oem::Client<Xiaomi>;
+
+/// `[xiaomi]`, validated.
+#[derive(Debug)]
 pub struct Settings {
-    pub app_secret: crate::config::Secret,
+    /// `key=<secret>`, marked sensitive so it is never printed.
+    pub auth: HeaderValue,
     pub package_name: String,
     pub endpoint: String,
     pub channel_id: Option<String>,
-    pub connections: usize,
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Connect, handshake and request bounds, PINGs, reconnect backoff (`[transport]`).
-    pub transport: crate::config::Transport,
+    pub connect: Connect,
 }
 
-impl Settings {
-    pub fn from_config(c: &crate::config::Xiaomi) -> Result<Option<Self>, Error> {
-        let Some(app_secret) = c.app_secret.clone() else {
-            return Ok(None);
-        };
-        Ok(Some(Self {
-            app_secret,
-            package_name: c
-                .package_name
-                .clone()
-                .ok_or(Error::Missing("package_name"))?,
-            endpoint: c.endpoint.clone(),
-            channel_id: c.channel_id.clone(),
-            connections: c.connections,
-            ca_file: c.ca_file.clone(),
-            transport: crate::config::Transport::default(),
-        }))
-    }
-}
-
-pub struct Client {
-    http: auto::Client,
-    uri: http::Uri,
-    /// `key=<secret>`, marked sensitive so it is never printed.
+/// Xiaomi's part of the client.
+pub struct Xiaomi {
     auth: HeaderValue,
     /// `&restricted_package_name=...&extra.channel_id=...`
     client_fields: Bytes,
 }
 
-impl Client {
-    pub fn new(s: &Settings) -> Result<Self, Error> {
-        let ep = transport::Endpoint::parse(&s.endpoint)?;
-        let http = auto::Client::new(
-            &ep.base,
-            s.ca_file.as_deref(),
-            &transport::pool::Options::from_config(s.connections, &s.transport),
-        )?;
-        let mut auth = HeaderValue::from_str(&format!("key={}", s.app_secret.expose()))
-            .map_err(|_| Error::BadSecret)?;
-        auth.set_sensitive(true);
+impl Oem for Xiaomi {
+    const NAME: &'static str = "xiaomi";
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
+    /// MiPush takes the AppSecret itself ([`Oem::head`]), with no token exchange.
+    const TOKEN_HEADER: Option<TokenHeader> = None;
+    type Section = config::Xiaomi;
+    type Settings = Settings;
+
+    fn settings(c: &config::Xiaomi, connect: Connect, check: &mut Check) -> Option<Settings> {
+        check.endpoint("endpoint", &c.endpoint);
+        let Some(secret) = &c.app_secret else {
+            check.stray("app_secret", &[("package_name", c.package_name.is_some())]);
+            return None;
+        };
+        let package_name = check.required("app_secret", "package_name", &c.package_name);
+        let auth = if secret.expose().is_empty() {
+            check.key("app_secret", " is empty");
+            None
+        } else if let Ok(mut auth) = HeaderValue::from_str(&format!("key={}", secret.expose())) {
+            auth.set_sensitive(true);
+            Some(auth)
+        } else {
+            check.key("app_secret", " is not a valid header value");
+            None
+        };
+        Some(Settings {
+            auth: auth?,
+            package_name: package_name?,
+            endpoint: c.endpoint.clone(),
+            channel_id: c.channel_id.clone(),
+            connect,
+        })
+    }
+
+    fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
+        let route = Route::new(&s.connect, &s.endpoint, "/v3/message/regid")?;
+        let auth = s.auth.clone();
         // Promote the buffer to a shared one now, so each push's clone only counts a
         // reference instead of the first one allocating.
         drop(auth.clone());
@@ -97,48 +94,37 @@ impl Client {
         if let Some(ch) = s.channel_id.as_deref().filter(|c| !c.is_empty()) {
             client_fields.push_str(&format!("&extra.channel_id={}", urlencoding::encode(ch)));
         }
-        Ok(Self {
-            http,
-            uri: super::parse_uri(format!("{}/v3/message/regid", ep.base))?,
+        let vendor = Self {
             auth,
             client_fields: client_fields.into(),
-        })
+        };
+        Ok((vendor, vec![route]))
     }
 
-    /// The request for one device: the body buffer is its only allocation.
-    pub(crate) fn request(&self, regid: &str, push: &Push) -> http::Request<Full<bytes::Bytes>> {
-        let body = push
-            .xiaomi
-            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(regid)]);
-        http::Request::post(self.uri.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded;charset=UTF-8"),
-            )
-            .body(Full::new(body))
-            .expect("request head is valid")
+    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
+        payload::render(kind, c, ttl_s)
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
-        let regid = super::token_text(device.token());
-        match self.http.send(self.request(&regid, push)).await {
-            Ok(resp) => response::classify(&resp, &regid, detail),
-            Err(e) => Verdict::transport_auto(&e),
-        }
+    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+        push.xiaomi
+            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(to.token)])
     }
-}
 
-super::impl_vendor!(Xiaomi, super::splice::Spliced, payload::render, |_| 0);
+    fn head(&self, req: http::request::Builder, _: &Push) -> http::request::Builder {
+        req.header(AUTHORIZATION, self.auth.clone())
+    }
 
-/// The API's check of a xiaomi device token, and its stored form.
-fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
-    let _ = kind;
-    // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
-    super::text_token(
-        token,
-        20..=256,
-        |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='),
-        || "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)".into(),
-    )
+    fn classify(&self, resp: &Response, to: Target<'_>, detail: bool) -> Verdict {
+        response::classify(resp, to.token, detail)
+    }
+
+    fn parse_token(_: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>> {
+        // MiPush regIds are base64 text (letters, digits, + / =), 44–64 chars today.
+        super::text_token(
+            token,
+            20..=256,
+            |b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='),
+            || "a Xiaomi regId is 20 to 256 base64 characters (letters, digits, + / =)".into(),
+        )
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::store::snapshot::{self, ArchivedImage, Image};
+use crate::store::snapshot::{self, Image};
 
 fn state() -> State {
     State::with_presence(
@@ -262,14 +262,16 @@ fn mutations_and_presence_racing_the_sweep_never_lose_a_referenced_user() {
     }
 }
 
+/// Capture, write, open and install a snapshot of `s`: the restored state and the
+/// number of users the image named.
 fn round_trip(s: &State) -> (State, usize) {
     let img = Image::capture(s);
     let users = img.users.ends.len();
-    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&img).expect("serializes");
-    let archived =
-        rkyv::access::<ArchivedImage, rkyv::rancor::Error>(&bytes).expect("valid archive");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (path, _) = snapshot::write(dir.path(), 1, &img).expect("writes");
+    let loaded = snapshot::open(&path).expect("opens");
     let fresh = state();
-    snapshot::install(archived, &fresh).expect("installs");
+    snapshot::install(loaded.image(), &fresh).expect("installs");
     (fresh, users)
 }
 
@@ -372,4 +374,192 @@ fn the_sweep_waits_until_no_change_that_could_be_taken_back_refers_to_a_user() {
     journal.settled.store(true, Ordering::SeqCst);
     assert_eq!(full_pass(&s), 1);
     assert!(s.users.pin().get("alice").is_none());
+}
+
+fn set_mute(user: &str, kind: notify::Kind, id: &str, muted: bool) -> Mutation {
+    Mutation::SetNotification {
+        user_id: user.into(),
+        kind,
+        conversation_id: id.into(),
+        muted,
+    }
+}
+
+fn set_badge(user: &str, count: u32) -> Mutation {
+    Mutation::SetBadge {
+        user_id: user.into(),
+        count,
+    }
+}
+
+fn is_muted(s: &State, user: &str, kind: notify::Kind, id: &str) -> bool {
+    let users = s.users.pin();
+    let c = notify::Conversation { kind, id };
+    users.get(user).is_some_and(|u| s.notify.is_muted(u, c))
+}
+
+fn badge(s: &State, user: &str) -> u32 {
+    (s.users.pin().get(user)).map_or(0, |u| s.badges.get(u))
+}
+
+#[test]
+fn a_mute_or_a_badge_count_keeps_its_user_from_the_sweep_until_it_is_gone() {
+    let s = state();
+    s.apply(&set_mute("muter", notify::Kind::Group, "g", true));
+    s.apply(&set_badge("counted", 3));
+    s.apply(&set_badge("zeroed", 0));
+    s.apply(&set_mute("unknown", notify::Kind::Peer, "x", false));
+    assert_eq!(
+        full_pass(&s),
+        0,
+        "nothing was interned for a zero or an unmute"
+    );
+    assert_eq!(s.users.len(), 2);
+    s.apply(&set_mute("muter", notify::Kind::Group, "g", false));
+    assert_eq!(full_pass(&s), 1);
+    s.apply(&set_badge("counted", 0));
+    assert_eq!(full_pass(&s), 1);
+    assert!(s.users.is_empty());
+}
+
+#[test]
+fn deleting_a_group_drops_its_mutes_and_a_revert_brings_them_back() {
+    let s = Arc::new(state());
+    let journal = Arc::new(PendingJournal {
+        seq: parking_lot::Mutex::new(0),
+        undos: parking_lot::Mutex::new(Vec::new()),
+        settled: AtomicBool::new(true),
+    });
+    s.attach_journal(journal.clone());
+    s.apply(&group("g", &["a", "b"], &[]));
+    s.apply(&set_mute("a", notify::Kind::Group, "g", true));
+    s.apply(&set_mute("z", notify::Kind::Group, "g", true));
+    let before = s.durable_view();
+    s.apply(&Mutation::GroupDelete {
+        group_id: "g".into(),
+    });
+    assert!(!is_muted(&s, "a", notify::Kind::Group, "g"));
+    assert!(s.durable_view().mutes.is_empty());
+    let undo = journal.undos.lock().pop().expect("the delete's undo");
+    s.exclusive(|_| s.revert(undo));
+    assert_eq!(s.durable_view(), before);
+    assert!(is_muted(&s, "z", notify::Kind::Group, "g"));
+}
+
+#[test]
+fn a_mute_or_badge_set_the_journal_takes_back_leaves_memory_as_before() {
+    let s = Arc::new(state());
+    let journal = Arc::new(PendingJournal {
+        seq: parking_lot::Mutex::new(0),
+        undos: parking_lot::Mutex::new(Vec::new()),
+        settled: AtomicBool::new(true),
+    });
+    s.attach_journal(journal.clone());
+    s.apply(&set_mute("u1", notify::Kind::Peer, "u0", true));
+    s.apply(&set_mute("u1", notify::Kind::Peer, "u9", true));
+    let users = s.users.pin();
+    let u1 = users.get("u1").expect("u1 is interned");
+    s.badges.add(u1, 5);
+    drop(users);
+    let before = s.durable_view();
+    // Undo newest first, as the journal does.
+    s.apply(&set_mute("u1", notify::Kind::Peer, "u0", false));
+    s.apply(&set_mute("u1", notify::Kind::Group, "g", true));
+    s.apply(&set_badge("u1", 0));
+    // Increments made after the set (a fan-out) survive its revert.
+    s.badges.add(u1, 2);
+    assert_eq!(badge(&s, "u1"), 2);
+    let undos: Vec<Undo> = journal.undos.lock().drain(2..).rev().collect();
+    s.exclusive(|_| undos.into_iter().for_each(|u| s.revert(u)));
+    let mut expected = before;
+    expected.badges.insert("u1".into(), 7);
+    assert_eq!(s.durable_view(), expected);
+    assert!(is_muted(&s, "u1", notify::Kind::Peer, "u0"));
+}
+
+#[test]
+fn the_mute_limit_is_checked_before_the_log_and_never_on_replay() {
+    let s = Arc::new(state());
+    let journal = Arc::new(PendingJournal {
+        seq: parking_lot::Mutex::new(0),
+        undos: parking_lot::Mutex::new(Vec::new()),
+        settled: AtomicBool::new(true),
+    });
+    s.attach_journal(journal.clone());
+    for i in 0..notify::MAX_MUTED_PER_USER {
+        let applied = s.apply(&set_mute("u", notify::Kind::Peer, &format!("p{i}"), true));
+        assert_eq!(applied, Applied::NotificationSet);
+    }
+    let logged = *journal.seq.lock();
+    let over = set_mute("u", notify::Kind::Group, "one-too-many", true);
+    assert_eq!(s.apply(&over), Applied::TooManyMuted);
+    assert_eq!(*journal.seq.lock(), logged, "a refused mute is not logged");
+    assert!(!is_muted(&s, "u", notify::Kind::Group, "one-too-many"));
+    // Re-muting and unmuting are always accepted.
+    assert_eq!(
+        s.apply(&set_mute("u", notify::Kind::Peer, "p0", true)),
+        Applied::NotificationSet
+    );
+    assert_eq!(
+        s.apply(&set_mute("u", notify::Kind::Peer, "p0", false)),
+        Applied::NotificationSet
+    );
+    // Replay applies what the log holds, whatever the count (a fuzzy snapshot may
+    // hold mutes made after the record being replayed).
+    s.apply_in_memory(&set_mute("u", notify::Kind::Peer, "p0", true));
+    s.apply_in_memory(&over);
+    assert_eq!(
+        s.notify.count(s.users.pin().get("u").unwrap()),
+        notify::MAX_MUTED_PER_USER + 1
+    );
+}
+
+#[test]
+fn a_snapshot_restores_mutes_and_badge_counts() {
+    let s = state();
+    s.apply(&bind("alice", "p1"));
+    s.apply(&set_mute("alice", notify::Kind::Group, "g", true));
+    s.apply(&set_mute("bob", notify::Kind::Peer, "alice", true));
+    s.apply(&set_mute("bob", notify::Kind::Group, "g", true));
+    s.apply(&set_badge("carol", 4));
+    let alice = s.users.pin().get("alice").unwrap();
+    s.badges.add(alice, 9);
+    for n in 0..100 {
+        online(&s, &format!("junk-{n}"), "s", true);
+    }
+    let (restored, image_users) = round_trip(&s);
+    assert_eq!(image_users, 3, "alice, bob and carol");
+    let view = restored.durable_view();
+    assert_eq!(view, s.durable_view());
+    assert_eq!(view.mutes.len(), 3);
+    assert_eq!(
+        (badge(&restored, "alice"), badge(&restored, "carol")),
+        (9, 4)
+    );
+    assert!(is_muted(&restored, "bob", notify::Kind::Group, "g"));
+}
+
+#[test]
+fn a_format_2_snapshot_without_settings_still_loads() {
+    let s = state();
+    s.apply(&bind("alice", "p1"));
+    s.apply(&group("g", &["alice", "bob"], &[]));
+    // A format-2 file: the image archive alone behind a format-2 header.
+    let image = rkyv::to_bytes::<rkyv::rancor::Error>(&Image::capture(&s)).unwrap();
+    let mut header = [0u8; snapshot::HEADER_LEN];
+    header[0..8].copy_from_slice(snapshot::MAGIC);
+    header[8..12].copy_from_slice(&snapshot::FORMAT_VERSION_2.to_le_bytes());
+    header[16..24].copy_from_slice(&4u64.to_le_bytes());
+    header[24..32].copy_from_slice(&(image.len() as u64).to_le_bytes());
+    header[32..36].copy_from_slice(&crc32c::crc32c(&image).to_le_bytes());
+    let crc = crc32c::crc32c(&header[..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = snapshot::path(dir.path(), 4);
+    std::fs::write(&path, [&header[..], &image[..]].concat()).unwrap();
+    let loaded = snapshot::open(&path).expect("a format-2 snapshot opens");
+    assert!(loaded.image().settings.is_none());
+    let fresh = state();
+    snapshot::install(loaded.image(), &fresh).expect("installs");
+    assert_eq!(fresh.durable_view(), s.durable_view());
 }

@@ -9,11 +9,15 @@
 //! is converted at the first snapshot, which deletes the old segments. A mutation is a tag byte and its fields;
 //! strings are `len: u32 LE | UTF-8 bytes`, a token is a kind byte (0 = bytes,
 //! 1 = text) and its bytes, and a provider is stored by its API name, so reordering
-//! the in-memory enum never changes the files.
+//! the in-memory enum never changes the files. Tags 7 (notification status: user,
+//! conversation type byte 0 = peer / 1 = group, conversation id, muted byte) and 8
+//! (badge set: user, count u32 LE) came with API 1.1; a build before them refuses a
+//! log holding them as "unknown mutation tag" rather than misreading it.
 
 use std::sync::Arc;
 
 use crate::state::ids::MAX_ID_BYTES;
+use crate::state::notify::Kind;
 use crate::state::{Binding, Environment, Mutation, ProviderKind, Token};
 
 /// Format version written in every record.
@@ -33,6 +37,8 @@ const REMOVE_DEAD: u8 = 3;
 const REMOVE_USER: u8 = 4;
 const GROUP_UPDATE: u8 = 5;
 const GROUP_DELETE: u8 = 6;
+const SET_NOTIFICATION: u8 = 7;
+const SET_BADGE: u8 = 8;
 
 /// Append one framed record for `m` with sequence number `seq` to `out`.
 pub fn encode(seq: u64, m: &Mutation, out: &mut Vec<u8>) {
@@ -89,6 +95,26 @@ pub fn encode(seq: u64, m: &Mutation, out: &mut Vec<u8>) {
         Mutation::GroupDelete { group_id } => {
             out.push(GROUP_DELETE);
             put_str(out, group_id);
+        }
+        Mutation::SetNotification {
+            user_id,
+            kind,
+            conversation_id,
+            muted,
+        } => {
+            out.push(SET_NOTIFICATION);
+            put_str(out, user_id);
+            out.push(match kind {
+                Kind::Peer => 0,
+                Kind::Group => 1,
+            });
+            put_str(out, conversation_id);
+            out.push(u8::from(*muted));
+        }
+        Mutation::SetBadge { user_id, count } => {
+            out.push(SET_BADGE);
+            put_str(out, user_id);
+            out.extend_from_slice(&count.to_le_bytes());
         }
     }
     let len = ((out.len() - start - FRAME_HEADER) as u32).to_le_bytes();
@@ -234,6 +260,24 @@ pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
         GROUP_DELETE => Mutation::GroupDelete {
             group_id: r.arc_str()?,
         },
+        SET_NOTIFICATION => Mutation::SetNotification {
+            user_id: r.arc_str()?,
+            kind: match r.u8()? {
+                0 => Kind::Peer,
+                1 => Kind::Group,
+                _ => return Err(Malformed("unknown conversation type")),
+            },
+            conversation_id: r.arc_str()?,
+            muted: match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(Malformed("bad muted flag")),
+            },
+        },
+        SET_BADGE => Mutation::SetBadge {
+            user_id: r.arc_str()?,
+            count: r.u32()?,
+        },
         _ => return Err(Malformed("unknown mutation tag")),
     };
     if !r.b.is_empty() {
@@ -337,6 +381,22 @@ mod tests {
             },
             Mutation::GroupDelete {
                 group_id: "g".into(),
+            },
+            Mutation::SetNotification {
+                user_id: "u1".into(),
+                kind: Kind::Peer,
+                conversation_id: "u0".into(),
+                muted: true,
+            },
+            Mutation::SetNotification {
+                user_id: "u1".into(),
+                kind: Kind::Group,
+                conversation_id: "g".into(),
+                muted: false,
+            },
+            Mutation::SetBadge {
+                user_id: "u1".into(),
+                count: 0xdead_beef,
             },
         ]
     }

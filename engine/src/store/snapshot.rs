@@ -7,7 +7,11 @@
 //! is checksummed, and the covered sequence must also equal the one in the file name, so
 //! a damaged or edited header can neither make recovery skip log records nor pass for
 //! another snapshot. Format 1 files (no header checksum) are still read, with the name
-//! check. The image is columnar — every string table is one byte buffer plus end
+//! check. Since format 3 the payload is two archives: the [`Image`] of bindings and
+//! groups (unchanged since format 1), padded to 16 bytes, then the [`Settings`] added
+//! with API 1.1 (do-not-disturb, badge counters); the header's bytes 40..48 hold the
+//! image archive's length. The header's payload length and checksum cover both, and
+//! formats 1 and 2 (no settings) are still read. The image is columnar — every string table is one byte buffer plus end
 //! offsets — so writing 10M bindings is a few large copies, not 10M allocations, and
 //! reading it back is a pointer cast after validation.
 //!
@@ -21,14 +25,22 @@ use std::sync::Arc;
 
 use rkyv::rancor;
 
+mod check;
+
+use self::check::{check_settings, check_shape};
 use super::Error;
+use crate::state::notify::{Conversation, Kind};
 use crate::state::registry::{Device, TokenRef};
 use crate::state::{Environment, ProviderKind, State, UserIdx};
 
 pub const MAGIC: &[u8; 8] = b"FANFSNAP";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The format before the header checksum; read, never written.
 pub const FORMAT_VERSION_1: u32 = 1;
+/// The format before the settings archive; read, never written.
+pub const FORMAT_VERSION_2: u32 = 2;
+/// Where the settings archive starts: the image archive's length, rounded up to this.
+const SETTINGS_ALIGN: usize = 16;
 pub const HEADER_LEN: usize = 64;
 /// Where the header's own checksum sits (it covers the bytes before it).
 const HEADER_CRC_AT: usize = HEADER_LEN - 4;
@@ -89,6 +101,30 @@ pub struct Image {
     /// End offset of each group's members in `members`.
     pub group_ends: Vec<u64>,
     pub members: Vec<u32>,
+    /// Written as an archive of its own after this one (format 3), so the image's
+    /// archived layout stays the one formats 1 and 2 have.
+    #[rkyv(with = rkyv::with::Skip)]
+    pub settings: Settings,
+}
+
+/// Per-user settings added with API 1.1; user indexes are the image's.
+#[derive(rkyv::Archive, rkyv::Serialize, Default, Debug)]
+pub struct Settings {
+    /// Do-not-disturb: the user, the conversation type (0 = peer, 1 = group) and id
+    /// of each mute.
+    pub mute_users: Vec<u32>,
+    pub mute_kinds: Vec<u8>,
+    pub mute_ids: Strings,
+    /// Non-zero badge counters: user and count.
+    pub badge_users: Vec<u32>,
+    pub badge_counts: Vec<u32>,
+}
+
+/// A loaded snapshot: its image, and its settings (absent before format 3).
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub image: &'a ArchivedImage,
+    pub settings: Option<&'a ArchivedSettings>,
 }
 
 /// State user index → image user index, numbered in order of first sight.
@@ -116,8 +152,8 @@ impl Renumber {
 
 impl Image {
     /// Walk `state` (writers keep going; see the store's module doc for why a fuzzy
-    /// image plus WAL replay from the rotation point is exact). Only users a binding
-    /// or a group names are written, so ids that were only ever seen in passing
+    /// image plus WAL replay from the rotation point is exact). Only users a binding,
+    /// a group, a mute or a badge count names are written, so ids that were only ever seen in passing
     /// (presence, messages, calls) never reach the disk.
     ///
     /// A pin is held for the whole walk: no user index is released or reused between
@@ -183,6 +219,19 @@ impl Image {
             img.members[start..].sort_unstable();
             img.group_ends.push(img.members.len() as u64);
         });
+        let settings = &mut img.settings;
+        state.notify.for_each(|user, kind, id| {
+            settings.mute_users.push(renumber.image_index(user));
+            settings.mute_kinds.push(match kind {
+                Kind::Peer => 0,
+                Kind::Group => 1,
+            });
+            settings.mute_ids.push(id.as_bytes());
+        });
+        state.badges.for_each(|user, count| {
+            settings.badge_users.push(renumber.image_index(user));
+            settings.badge_counts.push(count);
+        });
         users.with_names(renumber.order.iter().copied(), |name| {
             img.users.push(name.as_bytes())
         });
@@ -204,16 +253,25 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 /// Serialize `img` as the snapshot covering WAL sequence `seq`; durable on return.
 /// Returns the file's path and size.
 pub fn write(dir: &Path, seq: u64, img: &Image) -> Result<(PathBuf, u64), Error> {
-    let payload = rkyv::to_bytes::<rancor::Error>(img).map_err(|e| Error::Snapshot {
+    let failed = |e: rancor::Error| Error::Snapshot {
         file: path(dir, seq),
         what: format!("serialization failed: {e}"),
-    })?;
+    };
+    let image = rkyv::to_bytes::<rancor::Error>(img).map_err(failed)?;
+    let settings = rkyv::to_bytes::<rancor::Error>(&img.settings).map_err(failed)?;
+    let mut payload = Vec::with_capacity(image.len() + SETTINGS_ALIGN + settings.len());
+    payload.extend_from_slice(&image);
+    let image_len = image.len();
+    drop(image);
+    payload.resize(payload.len().next_multiple_of(SETTINGS_ALIGN), 0);
+    payload.extend_from_slice(&settings);
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     header[16..24].copy_from_slice(&seq.to_le_bytes());
     header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     header[32..36].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    header[40..48].copy_from_slice(&(image_len as u64).to_le_bytes());
     let header_crc = crc32c::crc32c(&header[..HEADER_CRC_AT]);
     header[HEADER_CRC_AT..].copy_from_slice(&header_crc.to_le_bytes());
     let final_path = path(dir, seq);
@@ -241,16 +299,29 @@ pub struct Loaded {
     pub seq: u64,
     pub path: PathBuf,
     map: memmap2::Mmap,
+    /// Payload bytes (both archives and the padding between them).
     len: usize,
+    /// Where the image archive ends and the settings archive starts, within the
+    /// payload (format 3; `None` before).
+    split: Option<(usize, usize)>,
 }
 
 impl Loaded {
-    /// The archived image (validated when the file was opened).
-    pub fn image(&self) -> &ArchivedImage {
+    /// The archived image and settings (validated when the file was opened).
+    pub fn image(&self) -> View<'_> {
         // `open` validated exactly these bytes; this second access re-checks them (cheap
         // next to the install that follows) and keeps this module free of unchecked casts.
-        rkyv::access::<ArchivedImage, rancor::Error>(&self.map[HEADER_LEN..HEADER_LEN + self.len])
-            .expect("validated in open")
+        let payload = &self.map[HEADER_LEN..HEADER_LEN + self.len];
+        let (image, settings) = match self.split {
+            Some((end, start)) => (&payload[..end], Some(&payload[start..])),
+            None => (payload, None),
+        };
+        View {
+            image: rkyv::access::<ArchivedImage, rancor::Error>(image).expect("validated in open"),
+            settings: settings.map(|b| {
+                rkyv::access::<ArchivedSettings, rancor::Error>(b).expect("validated in open")
+            }),
+        }
     }
 
     pub fn bytes(&self) -> u64 {
@@ -271,7 +342,7 @@ pub fn open(file: &Path) -> Result<Loaded, Error> {
     }
     let version = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes"));
     match version {
-        FORMAT_VERSION => {
+        FORMAT_VERSION | FORMAT_VERSION_2 => {
             let stored =
                 u32::from_le_bytes(map[HEADER_CRC_AT..HEADER_LEN].try_into().expect("4 bytes"));
             if crc32c::crc32c(&map[..HEADER_CRC_AT]) != stored {
@@ -281,7 +352,7 @@ pub fn open(file: &Path) -> Result<Loaded, Error> {
         FORMAT_VERSION_1 => {}
         _ => {
             return Err(bad(format!(
-                "format version {version}, this build reads {FORMAT_VERSION_1} and {FORMAT_VERSION}"
+                "format version {version}, this build reads {FORMAT_VERSION_1} to {FORMAT_VERSION}"
             )))
         }
     }
@@ -311,98 +382,33 @@ pub fn open(file: &Path) -> Result<Loaded, Error> {
     if crc32c::crc32c(payload) != crc {
         return Err(bad("checksum mismatch".into()));
     }
-    let img = rkyv::access::<ArchivedImage, rancor::Error>(payload)
+    let split = if version == FORMAT_VERSION {
+        let end = u64::from_le_bytes(map[40..48].try_into().expect("8 bytes"));
+        let start = usize::try_from(end)
+            .ok()
+            .and_then(|e| e.checked_next_multiple_of(SETTINGS_ALIGN))
+            .filter(|s| *s <= len)
+            .ok_or_else(|| bad(format!("image length {end} is past the payload")))?;
+        Some((end as usize, start))
+    } else {
+        None
+    };
+    let image = split.map_or(payload, |(end, _)| &payload[..end]);
+    let img = rkyv::access::<ArchivedImage, rancor::Error>(image)
         .map_err(|e| bad(format!("archive failed validation: {e}")))?;
     check_shape(img).map_err(|w| bad(w.into()))?;
+    if let Some((_, start)) = split {
+        let settings = rkyv::access::<ArchivedSettings, rancor::Error>(&payload[start..])
+            .map_err(|e| bad(format!("settings archive failed validation: {e}")))?;
+        check_settings(settings, img.users.len()).map_err(|w| bad(w.into()))?;
+    }
     Ok(Loaded {
         seq,
         path: file.to_path_buf(),
         map,
         len,
+        split,
     })
-}
-
-/// Cross-column invariants rkyv cannot know.
-fn check_shape(img: &ArchivedImage) -> Result<(), &'static str> {
-    let n = img.push_ids.len();
-    if [
-        img.owners.len(),
-        img.providers.len(),
-        img.environments.len(),
-        img.apps.len(),
-        img.tokens.len(),
-        img.token_kinds.len(),
-    ]
-    .iter()
-    .any(|l| *l != n)
-    {
-        return Err("binding columns differ in length");
-    }
-    for s in [
-        &img.users,
-        &img.provider_names,
-        &img.app_names,
-        &img.push_ids,
-        &img.tokens,
-        &img.group_ids,
-    ] {
-        let ends = s.ends.iter().map(|e| e.to_native());
-        if !offsets_in_order(ends, s.bytes.len() as u64) {
-            return Err("string table offsets out of order");
-        }
-    }
-    // A device record stores these lengths in a byte; the API allows far less.
-    for s in [&img.push_ids, &img.app_names] {
-        let mut start = 0u64;
-        for e in s.ends.iter() {
-            let e = e.to_native();
-            if e - start > crate::state::ids::MAX_ID_BYTES as u64 {
-                return Err("identifier longer than the API allows");
-            }
-            start = e;
-        }
-    }
-    let users = img.users.len() as u32;
-    if img.owners.iter().any(|o| o.to_native() >= users)
-        || img.members.iter().any(|m| m.to_native() >= users)
-    {
-        return Err("user index out of range");
-    }
-    if img
-        .providers
-        .iter()
-        .any(|p| usize::from(*p) >= img.provider_names.len())
-    {
-        return Err("provider code out of range");
-    }
-    if img
-        .apps
-        .iter()
-        .any(|a| a.to_native() as usize > img.app_names.len())
-    {
-        return Err("app code out of range");
-    }
-    if img.group_ends.len() != img.group_ids.len() {
-        return Err("group columns differ in length");
-    }
-    let ends = img.group_ends.iter().map(|e| e.to_native());
-    if !offsets_in_order(ends, img.members.len() as u64) {
-        return Err("group offsets out of order");
-    }
-    Ok(())
-}
-
-/// True when the end offsets `ends` never go back and none is past `len`: every
-/// slice they cut is in bounds.
-fn offsets_in_order(ends: impl Iterator<Item = u64>, len: u64) -> bool {
-    let mut prev = 0;
-    for e in ends {
-        if e < prev || e > len {
-            return false;
-        }
-        prev = e;
-    }
-    true
 }
 
 /// The one place this crate maps a file.
@@ -425,7 +431,8 @@ fn utf8<'a>(b: &'a [u8], what: &'static str) -> Result<&'a str, &'static str> {
 /// releases a user between interning and the binding that refers to it. (Snapshots
 /// written before captures kept only referenced users list every user ever seen;
 /// the sweep releases the unreferenced ones after recovery.)
-pub fn install(img: &ArchivedImage, state: &State) -> Result<u64, &'static str> {
+pub fn install(view: View<'_>, state: &State) -> Result<u64, &'static str> {
+    let img = view.image;
     let users = state.users.pin();
     for i in 0..img.users.len() {
         let name = utf8(img.users.get(i), "user id is not UTF-8")?;
@@ -500,6 +507,21 @@ pub fn install(img: &ArchivedImage, state: &State) -> Result<u64, &'static str> 
         }
         state.groups.install(id, members);
         start = end;
+    }
+    if let Some(s) = view.settings {
+        for i in 0..s.mute_users.len() {
+            let kind = if s.mute_kinds[i] == 0 {
+                Kind::Peer
+            } else {
+                Kind::Group
+            };
+            let id = utf8(s.mute_ids.get(i), "conversation id is not UTF-8")?;
+            let c = Conversation { kind, id };
+            state.notify.set(s.mute_users[i].to_native(), c, true);
+        }
+        for (u, c) in s.badge_users.iter().zip(s.badge_counts.iter()) {
+            state.badges.set(u.to_native(), c.to_native());
+        }
     }
     drop(users);
     Ok(img.push_ids.len() as u64)

@@ -187,7 +187,7 @@ async fn calls_ring_voip_once_per_iphone_and_expire_with_the_call() {
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(
         v,
-        json!({"call_id": "c-77", "offline_invitees": 3, "targets": 3})
+        json!({"call_id": "c-77", "offline_invitees": 3, "targets": 3, "unconfigured": 0, "muted": 0})
     );
     assert!(h.apns.wait_for(2, WAIT).await);
     assert!(h.fcm.wait_for(1, WAIT).await);

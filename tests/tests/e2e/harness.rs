@@ -139,9 +139,11 @@ fn clients(base: &str, token: Option<&str>) -> (Client, Client) {
 pub fn accepted(id: &str, recipients: usize, offline: usize, targets: usize) -> MessageAccepted {
     MessageAccepted {
         message_id: id.into(),
+        muted: 0,
         offline_recipients: offline,
         recipients,
         targets,
+        unconfigured: 0,
     }
 }
 

@@ -105,10 +105,14 @@ impl MessageAnswer {
 #[serde(deny_unknown_fields)]
 pub struct MessageAccepted {
     pub message_id: String,
+    /// Offline recipients skipped because of do-not-disturb (API 1.1).
+    pub muted: usize,
     pub offline_recipients: usize,
     pub recipients: usize,
     /// Device pushes queued.
     pub targets: usize,
+    /// Device targets whose vendor has no credentials, not queued (API 1.1).
+    pub unconfigured: usize,
 }
 
 /// `200` to a repeated `POST /v1/messages`: nothing was pushed again.
@@ -119,13 +123,46 @@ pub struct MessageDuplicate {
     pub message_id: String,
 }
 
+/// `POST /v1/calls`: `202` accepted, or `200` for a repeated `call_id` (API 1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CallAnswer {
+    /// Listed first: a body with `duplicate` is never read as an acceptance.
+    Duplicate(CallDuplicate),
+    Accepted(CallAccepted),
+}
+
 /// `202` to `POST /v1/calls`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallAccepted {
     pub call_id: String,
+    /// Always 0: do-not-disturb does not apply to calls (API 1.1).
+    pub muted: usize,
     pub offline_invitees: usize,
     /// Device pushes queued.
     pub targets: usize,
+    /// Device targets whose vendor has no credentials, not queued (API 1.1).
+    pub unconfigured: usize,
+}
+
+/// `200` to a repeated `POST /v1/calls`: nothing rang again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallDuplicate {
+    pub call_id: String,
+    pub duplicate: bool,
+}
+
+/// `200` to `POST /v1/calls/{call_id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallCancelled {
+    pub call_id: String,
+    /// Cancellation pushes queued: one per device already sent the invitation.
+    pub cancel_pushes: usize,
+    /// Invitations dropped before they were sent.
+    pub withdrawn: usize,
 }
 
 /// `POST /v1/debug/push`: the vendor's verdict on one push sent now.
@@ -233,11 +270,14 @@ mod tests {
         same(
             MessageAnswer::Accepted(MessageAccepted {
                 message_id: "m".into(),
+                muted: 0,
                 offline_recipients: 1,
                 recipients: 1,
                 targets: 2,
+                unconfigured: 1,
             }),
-            json!({"message_id": "m", "recipients": 1, "offline_recipients": 1, "targets": 2}),
+            json!({"message_id": "m", "recipients": 1, "offline_recipients": 1, "targets": 2,
+                   "unconfigured": 1, "muted": 0}),
         );
         same(
             MessageAnswer::Duplicate(MessageDuplicate {
@@ -247,12 +287,30 @@ mod tests {
             json!({"message_id": "m", "duplicate": true}),
         );
         same(
-            CallAccepted {
+            CallAnswer::Accepted(CallAccepted {
                 call_id: "c".into(),
+                muted: 0,
                 offline_invitees: 2,
                 targets: 3,
+                unconfigured: 0,
+            }),
+            json!({"call_id": "c", "offline_invitees": 2, "targets": 3, "unconfigured": 0,
+                   "muted": 0}),
+        );
+        same(
+            CallAnswer::Duplicate(CallDuplicate {
+                call_id: "c-77".into(),
+                duplicate: true,
+            }),
+            json!({"call_id": "c-77", "duplicate": true}),
+        );
+        same(
+            CallCancelled {
+                call_id: "c-77".into(),
+                cancel_pushes: 1,
+                withdrawn: 2,
             },
-            json!({"call_id": "c", "offline_invitees": 2, "targets": 3}),
+            json!({"call_id": "c-77", "withdrawn": 2, "cancel_pushes": 1}),
         );
         same(
             DebugVerdict {

@@ -87,10 +87,10 @@ fn rig(
     delivery.lanes[Lane::Fcm as usize].max_in_flight = max_in_flight;
     delivery.lanes[Lane::Fcm as usize].max_rps = max_rps;
     delivery.breaker.failures = failures;
-    delivery.breaker.open_ms = open_ms;
-    delivery.breaker.max_open_ms = open_ms * 4;
-    delivery.retry.base_ms = 1;
-    delivery.retry.max_ms = 1;
+    delivery.breaker.open = Duration::from_millis(open_ms);
+    delivery.breaker.max_open = Duration::from_millis(open_ms * 4);
+    delivery.retry.base = Duration::from_millis(1);
+    delivery.retry.max = Duration::from_millis(1);
     delivery.retry.max_attempts = 10;
     let start = Instant::now();
     let vendor = Arc::new(Scripted {
@@ -122,23 +122,46 @@ impl Rig {
         };
         let push = Push::render(kind, &Content::default(), ttl_s, self.clock.unix_now_s())
             .expect("an empty message fits every vendor");
-        let mut targets = Targets::default();
-        targets.lanes[Lane::Fcm as usize] = push_ids
-            .iter()
-            .map(|id| {
-                let token = TokenRef::Text("token");
-                Device::from_parts(
-                    id,
-                    1,
-                    ProviderKind::Fcm,
-                    Environment::Production,
-                    None,
-                    token,
-                )
-            })
-            .collect();
-        let queued = self.dispatcher.submit(Arc::new(push), targets);
+        let queued = self
+            .dispatcher
+            .submit(Arc::new(push), fcm_targets(push_ids));
         assert_eq!(queued.ok(), Some(push_ids.len()), "the lane has room");
+    }
+
+    /// Ring call `c` (expiring in `ttl_s`) on FCM devices named `push_ids`; returns
+    /// its live record.
+    fn ring(&self, ttl_s: u64, push_ids: &[&str]) -> Arc<Live> {
+        let kind = Kind::Call {
+            call_id: "c".into(),
+            inviter_id: "u0".into(),
+            timeout_s: ttl_s,
+        };
+        let now = self.clock.unix_now_s();
+        let push = Push::render(kind, &Content::default(), ttl_s, now)
+            .expect("an empty call fits every vendor");
+        let queued = self.dispatcher.ring(
+            Arc::new(push),
+            fcm_targets(push_ids),
+            "c".into(),
+            "u0".into(),
+            now + ttl_s,
+        );
+        assert_eq!(queued.ok(), Some(push_ids.len()), "the lane has room");
+        self.dispatcher
+            .calls
+            .get("c", now)
+            .expect("the call is live")
+    }
+
+    /// Cancel `live` as the use case does; returns (withdrawn, cancellations queued).
+    fn cancel(&self, live: &Arc<Live>) -> (usize, usize) {
+        assert!(self.dispatcher.calls.remove(live), "cancelled once");
+        let kind = Kind::Message {
+            message_id: "c".into(),
+        };
+        let push = Push::render(kind, &Content::default(), 60, self.clock.unix_now_s())
+            .expect("an empty cancellation fits every vendor");
+        self.dispatcher.cancel(live, Arc::new(push), None)
     }
 
     /// Wait (in paused time) until the lane has finished every push; returns when.
@@ -173,6 +196,26 @@ impl Rig {
     fn fcm(&self, read: impl Fn(&crate::telemetry::ProviderStats) -> &AtomicU64) -> u64 {
         read(self.stats.provider(ProviderKind::Fcm)).load(Ordering::Relaxed)
     }
+}
+
+/// FCM devices named `push_ids`.
+fn fcm_targets(push_ids: &[&str]) -> Targets {
+    let mut targets = Targets::default();
+    targets.lanes[Lane::Fcm as usize] = push_ids
+        .iter()
+        .map(|id| {
+            let token = TokenRef::Text("token");
+            Device::from_parts(
+                id,
+                1,
+                ProviderKind::Fcm,
+                Environment::Production,
+                None,
+                token,
+            )
+        })
+        .collect();
+    targets
 }
 
 fn sends(list: &[(&str, u64)]) -> Vec<(String, u64)> {
@@ -271,6 +314,46 @@ async fn new_work_does_not_overtake_a_retry_held_at_an_open_breaker() {
     let rig = rig(1, 0, 1, 100, &[UNAVAILABLE]);
     let sent = rig.a_then_b(50).await;
     assert_eq!(sent, sends(&[("a", 0), ("a", 110), ("b", 120)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_withdrawn_invitation_waiting_for_its_retry_never_reaches_the_vendor() {
+    // The vendor asks for a retry in 5 s; the call is cancelled meanwhile. The retry
+    // falls due and is dropped at the worker: nothing more leaves, and the lane drains
+    // when the retry would have gone, not when the call times out.
+    let later = Outcome::Retry {
+        after: Some(Duration::from_secs(5)),
+        cause: Cause::Unavailable,
+    };
+    let rig = rig(1, 0, 5, 1_000, &[later]);
+    let live = rig.ring(60, &["a"]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rig.cancel(&live), (1, 0), "withdrawn, nothing to cancel");
+    let at = rig.drained().await;
+    assert_eq!(rig.sent(), sends(&[("a", 0)]));
+    assert!((5_000..5_100).contains(&at), "dropped when due, at {at} ms");
+    assert_eq!(rig.fcm(|s| &s.retried), 1);
+    assert_eq!(rig.fcm(|s| &s.expired), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_withdraws_queued_invitations_and_cancels_the_one_in_flight() {
+    // One send at a time: a is in flight (and will get a 503), b is held at the gates,
+    // c queued. The cancel counts a as sent — its fate is unknown when the cancel
+    // comes — and withdraws b and c. a's 503 is not retried; a gets the cancellation.
+    let rig = rig(1, 0, 5, 1_000, &[UNAVAILABLE]);
+    let live = rig.ring(60, &["a", "b", "c"]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(rig.cancel(&live), (2, 1));
+    rig.drained().await;
+    assert_eq!(
+        rig.sent(),
+        sends(&[("a", 0), ("a", 10)]),
+        "invitation, then cancel"
+    );
+    assert_eq!(rig.fcm(|s| &s.retried), 0);
+    assert_eq!(rig.fcm(|s| &s.delivered), 1, "the cancellation");
+    assert!(rig.dispatcher.calls.is_empty());
 }
 
 /// The size of the future `f` returns, without calling it.

@@ -2,8 +2,8 @@
 //! gates (room in flight, pace, breaker) and drives the lane's sends in flight itself.
 //!
 //! [`run`] is the loop: settle finished sends, publish the lane's gauges, then
-//! [`Worker::next`] says whether to send a job now, drop an expired one, or wait (and
-//! until when). The state between turns lives in [`Worker`], so each step is a named
+//! [`Worker::next`] says whether to send a job now, drop an expired or withdrawn one,
+//! or wait (and until when). The state between turns lives in [`Worker`], so each step is a named
 //! method; the sends in flight stay a local of [`run`] because their futures borrow
 //! the context.
 //!
@@ -13,7 +13,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use futures::FutureExt as _;
@@ -54,8 +53,9 @@ struct Worker<'a> {
 enum Step {
     /// Send this job now; `probe` when the breaker admitted it as its probe.
     Send { job: Job, probe: bool },
-    /// The held job expired and was dropped; take another turn.
-    Expired,
+    /// The held job expired, or its call's cancel withdrew it, and it was dropped;
+    /// take another turn.
+    Dropped,
     /// Nothing can go now: wait for a batch, a finished send, or this instant.
     Wait(Option<Instant>),
 }
@@ -71,11 +71,7 @@ impl<'a> Worker<'a> {
             lane_stats: ctx.stats.lane(lane),
             clock: &ctx.state.clock,
             depth,
-            breaker: Breaker::new(
-                b.failures,
-                Duration::from_millis(b.open_ms),
-                Duration::from_millis(b.max_open_ms),
-            ),
+            breaker: Breaker::new(b.failures, b.open, b.max_open),
             pace: Pace::new(limits.max_rps, Instant::now()),
             max_in_flight: limits.max_in_flight.max(1),
             delayed: DelayQueue::default(),
@@ -143,8 +139,14 @@ impl<'a> Worker<'a> {
         };
         if self.clock.unix_now_s() >= job.push.expires_at {
             inc(&self.stats.provider(job.device.provider()).expired);
+            job.finish(false);
             self.depth.fetch_sub(1, Ordering::AcqRel);
-            return Step::Expired;
+            return Step::Dropped;
+        }
+        if !job.pending() {
+            // Withdrawn: it never takes a place at the gates or in flight.
+            self.depth.fetch_sub(1, Ordering::AcqRel);
+            return Step::Dropped;
         }
         match self.gates(now, in_flight) {
             Ok(probe) => Step::Send { job, probe },
@@ -184,12 +186,23 @@ impl<'a> Worker<'a> {
 
     fn admit(&mut self, batch: Option<Batch>) {
         match batch {
-            Some(b) => self.fresh.extend(b.devices.into_iter().map(|device| Job {
-                push: b.push.clone(),
-                device,
-                attempts: 0,
-                unsent: 0,
-            })),
+            Some(b) => {
+                let (call, first) = b.call.map_or((None, 0), |(c, first)| (Some(c), first));
+                self.fresh.extend(
+                    b.devices
+                        .into_iter()
+                        .zip(first..)
+                        .map(|(device, slot)| Job {
+                            push: b.push.clone(),
+                            device,
+                            call: call.clone(),
+                            slot,
+                            attempts: 0,
+                            unsent: 0,
+                            maybe_sent: false,
+                        }),
+                )
+            }
             None => self.closed = true,
         }
     }
@@ -228,7 +241,7 @@ pub(super) async fn run<V: Vendors>(
                 inflight.push(ctx.attempt(job, probe));
                 continue;
             }
-            Step::Expired => continue,
+            Step::Dropped => continue,
             Step::Wait(at) => at,
         };
         if worker.drained(inflight.len()) {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::clock::Clock;
+use crate::state::notify::Kind;
 use crate::state::{Binding, Environment, Mutation, Token};
 
 fn bind(s: &State, user: &str, push_id: &str, provider: ProviderKind) {
@@ -30,9 +31,29 @@ fn plan_for(
     is_call: bool,
     configured: impl Fn(ProviderKind) -> bool,
 ) -> (Summary, Targets) {
+    plan_in(s, users, None, is_call, configured)
+}
+
+/// [`plan_for`] in a conversation (as the recipients see it).
+fn plan_in(
+    s: &State,
+    users: &[&str],
+    conversation: Option<Conversation<'_>>,
+    is_call: bool,
+    configured: impl Fn(ProviderKind) -> bool,
+) -> (Summary, Targets) {
     let pin = s.users.pin();
     let recipients: Vec<Option<UserIdx>> = users.iter().map(|u| pin.get(u)).collect();
-    plan(s, &pin, recipients, is_call, configured)
+    plan(s, &pin, recipients, conversation, is_call, configured)
+}
+
+fn mute(s: &State, user: &str, kind: Kind, id: &str) {
+    s.apply(&Mutation::SetNotification {
+        user_id: user.into(),
+        kind,
+        conversation_id: id.into(),
+        muted: true,
+    });
 }
 
 fn push_ids(devices: &[Device]) -> Vec<&str> {
@@ -55,6 +76,7 @@ fn online_recipients_get_nothing_and_unknown_ones_count_as_offline() {
     let expected = Summary {
         recipients: 3,
         offline: 2,
+        muted: 0,
     };
     assert_eq!(summary, expected);
     assert_eq!(lane(&targets, Lane::Fcm), ["p-off"]);
@@ -119,4 +141,63 @@ fn devices_of_unconfigured_vendors_are_set_aside_not_queued() {
     assert!(targets.lanes[Lane::Xiaomi as usize].is_empty());
     assert_eq!(push_ids(&targets.unconfigured), ["mi"]);
     assert_eq!(targets.queued(), 1);
+}
+
+#[test]
+fn group_members_who_muted_the_group_are_counted_and_skipped() {
+    let s = State::new(Clock::new());
+    let members: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    for (i, m) in members.iter().enumerate() {
+        bind(&s, m, &format!("p{i}"), ProviderKind::Fcm);
+    }
+    for m in ["m3", "m17", "m49"] {
+        mute(&s, m, Kind::Group, "g");
+    }
+    go_online(&s, "m17");
+    mute(&s, "m5", Kind::Group, "other-group");
+    mute(&s, "m6", Kind::Peer, "g");
+    let names: Vec<&str> = members.iter().map(String::as_str).collect();
+    let g = Conversation {
+        kind: Kind::Group,
+        id: "g",
+    };
+    let (summary, targets) = plan_in(&s, &names, Some(g), false, |_| true);
+    // m17 is online (not pushed, not counted as muted); m3 and m49 are skipped.
+    let expected = Summary {
+        recipients: 50,
+        offline: 49,
+        muted: 2,
+    };
+    assert_eq!(summary, expected);
+    assert_eq!(targets.queued(), 47);
+    let pushed = lane(&targets, Lane::Fcm);
+    assert!(!pushed.contains(&"p3") && !pushed.contains(&"p49"));
+    assert!(pushed.contains(&"p5") && pushed.contains(&"p6"));
+    // Members in any order find the same mutes.
+    let mut shuffled = names.clone();
+    shuffled.reverse();
+    shuffled.swap(3, 30);
+    let (summary, _) = plan_in(&s, &shuffled, Some(g), false, |_| true);
+    assert_eq!(summary, expected);
+}
+
+#[test]
+fn a_peer_mute_silences_that_sender_only_and_calls_still_ring() {
+    let s = State::new(Clock::new());
+    bind(&s, "u1", "p1", ProviderKind::Apns);
+    bind(&s, "u1", "v1", ProviderKind::ApnsVoip);
+    mute(&s, "u1", Kind::Peer, "u0");
+    let from = |id| Conversation {
+        kind: Kind::Peer,
+        id,
+    };
+    let (summary, targets) = plan_in(&s, &["u1"], Some(from("u0")), false, |_| true);
+    assert_eq!(
+        (summary.offline, summary.muted, targets.queued()),
+        (1, 1, 0)
+    );
+    let (summary, targets) = plan_in(&s, &["u1"], Some(from("u2")), false, |_| true);
+    assert_eq!((summary.muted, targets.queued()), (0, 1));
+    let (summary, targets) = plan_for(&s, &["u1"], true, |_| true);
+    assert_eq!((summary.muted, lane(&targets, Lane::Apns)), (0, vec!["v1"]));
 }

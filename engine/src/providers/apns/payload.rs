@@ -64,20 +64,8 @@ impl Bodies {
             Kind::Message { .. } => Vec::new(),
         };
         let alert = serde_json::to_vec(&Value::Object(top)).expect("json values serialize");
-        if alert.len() > MAX_ALERT_BYTES {
-            return Err(TooLarge {
-                vendor: "apns",
-                size: alert.len(),
-                limit: MAX_ALERT_BYTES,
-            });
-        }
-        if voip.len() > MAX_VOIP_BYTES {
-            return Err(TooLarge {
-                vendor: "apns voip",
-                size: voip.len(),
-                limit: MAX_VOIP_BYTES,
-            });
-        }
+        TooLarge::check("apns", alert.len(), MAX_ALERT_BYTES)?;
+        TooLarge::check("apns voip", voip.len(), MAX_VOIP_BYTES)?;
         Ok(Self {
             alert: alert.into(),
             voip: voip.into(),
@@ -92,19 +80,10 @@ mod tests {
     #[test]
     fn alert_body_carries_title_body_badge_and_payload() {
         let c = Content {
-            title: Some("t".into()),
-            content: Some("hello".into()),
-            payload: Some("{\"k\":1}".into()),
             badge: Some(3),
-            ..Content::default()
+            ..Content::sample("t", "hello", "{\"k\":1}")
         };
-        let b = Bodies::render(
-            &Kind::Message {
-                message_id: "m".into(),
-            },
-            &c,
-        )
-        .unwrap();
+        let b = Bodies::render(&Kind::message(), &c).unwrap();
         let v: Value = serde_json::from_slice(&b.alert).unwrap();
         assert_eq!(v["aps"]["alert"]["title"], "t");
         assert_eq!(v["aps"]["alert"]["body"], "hello");
@@ -119,13 +98,7 @@ mod tests {
             payload: Some("x".repeat(5000)),
             ..Content::default()
         };
-        let e = Bodies::render(
-            &Kind::Message {
-                message_id: "m".into(),
-            },
-            &c,
-        )
-        .unwrap_err();
+        let e = Bodies::render(&Kind::message(), &c).unwrap_err();
         assert_eq!(e.limit, MAX_ALERT_BYTES);
     }
 }

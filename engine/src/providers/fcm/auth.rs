@@ -1,15 +1,12 @@
 //! FCM OAuth2: the service-account JWT-bearer flow.
 //!
 //! An RS256 assertion (`iss` = client_email, `scope` = firebase.messaging, `aud` =
-//! token_uri, one hour) is exchanged at `token_uri` for an access token, which is
-//! cached and refreshed five minutes before it expires (or at half its life if that is
-//! sooner). Concurrent callers share one refresh. The key never appears in errors.
+//! token_uri, one hour) is exchanged at `token_uri` for an access token, cached like
+//! every vendor's ([`token::Cache`]). The key never appears in errors.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::Full;
@@ -17,6 +14,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_now_s;
+use crate::providers::token::{self, Access, Fresh};
+use crate::transport::auto;
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -30,23 +29,6 @@ pub enum Error {
     },
     #[error("service account file {path} is not a service-account key: {problem}")]
     Invalid { path: String, problem: String },
-    #[error("token request to {uri} failed: {detail}")]
-    Request { uri: String, detail: String },
-    /// No answer from the token endpoint (connect failure, timeout, reset).
-    #[error("token endpoint {uri} did not answer")]
-    Unreachable {
-        uri: String,
-        #[source]
-        source: crate::transport::auto::Error,
-    },
-    #[error("token endpoint {uri} answered {status}: {error}")]
-    Refused {
-        uri: String,
-        status: u16,
-        error: String,
-    },
-    #[error("tls setup")]
-    Tls(#[from] crate::transport::tls::Error),
 }
 
 #[derive(Deserialize)]
@@ -61,6 +43,7 @@ struct AccountFile {
 }
 
 /// The parts of a service-account key file FCM needs.
+#[derive(Clone)]
 pub struct ServiceAccount {
     pub project_id: String,
     pub client_email: String,
@@ -150,19 +133,14 @@ impl ServiceAccount {
     }
 }
 
-struct Cached {
-    header: HeaderValue,
-    refresh_at: u64,
-    expires_at: u64,
-}
-
+/// The access tokens of one service account: fetched from its `token_uri` and cached
+/// ([`token::Cache`]: single-flight refresh five minutes before expiry or at half
+/// life, a still valid token kept when a refresh fails).
 pub struct TokenSource {
     account: ServiceAccount,
     /// One connection to the token URI, with the `[transport]` bounds.
-    http: crate::transport::auto::Client,
-    cached: ArcSwapOption<Cached>,
-    refresh: tokio::sync::Mutex<()>,
-    fetched: AtomicU64,
+    http: auto::Client,
+    cache: token::Cache,
 }
 
 #[derive(Deserialize)]
@@ -172,75 +150,39 @@ struct TokenResponse {
 }
 
 impl TokenSource {
-    pub fn new(
-        account: ServiceAccount,
-        ca_file: Option<&Path>,
-        transport: &crate::config::Transport,
-    ) -> Result<Self, Error> {
-        let http = crate::transport::auto::Client::new(
-            &account.token_uri,
-            ca_file,
-            &crate::transport::pool::Options::from_config(1, transport),
-        )?;
-        Ok(Self {
+    pub fn new(account: ServiceAccount, http: auto::Client) -> Self {
+        Self {
             account,
             http,
-            cached: ArcSwapOption::empty(),
-            refresh: tokio::sync::Mutex::new(()),
-            fetched: AtomicU64::new(0),
-        })
+            // Google's tokens live an hour; the cache refreshes them well before.
+            cache: token::Cache::new(u64::MAX),
+        }
     }
 
     pub fn fetched(&self) -> u64 {
-        self.fetched.load(Ordering::Relaxed)
+        self.cache.fetched()
     }
 
-    /// The `authorization` value to send now, fetching a token when needed.
-    pub async fn header(&self) -> Result<HeaderValue, Error> {
-        let now = unix_now_s();
-        if let Some(c) = &*self.cached.load() {
-            if now < c.refresh_at {
-                return Ok(c.header.clone());
-            }
-        }
-        let _g = self.refresh.lock().await;
-        if let Some(c) = &*self.cached.load() {
-            if now < c.refresh_at {
-                return Ok(c.header.clone());
-            }
-        }
-        match self.fetch(now).await {
-            Ok(c) => {
-                let h = c.header.clone();
-                self.cached.store(Some(Arc::new(c)));
-                Ok(h)
-            }
-            Err(e) => match &*self.cached.load() {
-                // A failed refresh keeps using a token that is still valid.
-                Some(c) if unix_now_s() + 30 < c.expires_at => Ok(c.header.clone()),
-                _ => Err(e),
-            },
-        }
+    /// The access token to send now, fetching one when needed.
+    pub async fn get(&self) -> Result<Arc<Access>, token::Error> {
+        self.cache.get(|| self.fetch()).await
     }
 
     /// FCM rejected `seen` as unauthenticated: drop it so the next call fetches anew.
-    pub fn invalidate(&self, seen: &HeaderValue) {
-        let cur = self.cached.load();
-        if cur.as_ref().is_some_and(|c| c.header == *seen) {
-            self.cached.store(None);
-        }
+    pub fn invalidate(&self, seen: &Access) {
+        self.cache.invalidate(seen);
     }
 
-    async fn fetch(&self, now: u64) -> Result<Cached, Error> {
+    async fn fetch(&self) -> Result<Fresh, token::Error> {
         let uri = &self.account.token_uri;
-        let request_err = |detail: String| Error::Request {
+        let request_err = |detail: &str| token::Error::Request {
             uri: uri.clone(),
-            detail,
+            detail: detail.to_string(),
         };
         let assertion = self
             .account
-            .assertion(now)
-            .map_err(|_| request_err("cannot sign the assertion".into()))?;
+            .assertion(unix_now_s())
+            .map_err(|_| request_err("cannot sign the assertion"))?;
         let form = format!(
             "grant_type={}&assertion={}",
             urlencoding::encode("urn:ietf:params:oauth:grant-type:jwt-bearer"),
@@ -252,12 +194,12 @@ impl TokenSource {
                 "application/x-www-form-urlencoded",
             )
             .body(Full::new(Bytes::from(form)))
-            .map_err(|e| request_err(e.to_string()))?;
+            .map_err(|e| request_err(&e.to_string()))?;
         let resp = self
             .http
             .send(req)
             .await
-            .map_err(|source| Error::Unreachable {
+            .map_err(|source| token::Error::Unreachable {
                 uri: uri.clone(),
                 source,
             })?;
@@ -270,23 +212,19 @@ impl TokenSource {
             let error = serde_json::from_slice::<OauthError>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| "unreadable error body".into());
-            return Err(Error::Refused {
+            return Err(token::Error::Refused {
                 uri: uri.clone(),
-                status: status.as_u16(),
-                error,
+                error: format!("http {}: {error}", status.as_u16()),
             });
         }
         let t: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|_| request_err("token response is not {access_token, expires_in}".into()))?;
-        let header = HeaderValue::from_str(&format!("Bearer {}", t.access_token))
-            .map_err(|_| request_err("access token is not a valid header value".into()))?;
-        self.fetched.fetch_add(1, Ordering::Relaxed);
-        let lifetime = t.expires_in.max(1);
-        let refresh_in = lifetime.saturating_sub(300).min(lifetime / 2).max(1);
-        Ok(Cached {
-            header,
-            refresh_at: now + refresh_in,
-            expires_at: now + lifetime,
+            .map_err(|_| request_err("token response is not {access_token, expires_in}"))?;
+        if HeaderValue::from_str(&t.access_token).is_err() {
+            return Err(request_err("access token is not a valid header value"));
+        }
+        Ok(Fresh {
+            value: t.access_token,
+            lifetime_s: t.expires_in,
         })
     }
 }

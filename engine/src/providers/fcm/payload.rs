@@ -22,21 +22,7 @@ pub struct Template {
 
 impl Template {
     pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Self, TooLarge> {
-        let mut data = Map::new();
-        if let Some(p) = &c.payload {
-            data.insert("payload".into(), json!(p));
-        }
-        if let Kind::Call {
-            call_id,
-            inviter_id,
-            timeout_s,
-        } = kind
-        {
-            data.insert("type".into(), json!("call_invite"));
-            data.insert("call_id".into(), json!(&**call_id));
-            data.insert("inviter_id".into(), json!(&**inviter_id));
-            data.insert("timeout_s".into(), json!(timeout_s.to_string()));
-        }
+        let data = crate::providers::data_fields(kind, c);
         let data_bytes: usize = data
             .iter()
             .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
@@ -64,13 +50,7 @@ impl Template {
         rest.insert("android".into(), Value::Object(android));
         let rest = serde_json::to_vec(&Value::Object(rest)).expect("json values serialize");
         let size = data_bytes.max(rest.len());
-        if size > MAX_BYTES {
-            return Err(TooLarge {
-                vendor: "fcm",
-                size,
-                limit: MAX_BYTES,
-            });
-        }
+        TooLarge::check("fcm", size, MAX_BYTES)?;
         // rest = {"notification":...}; the body continues after the token as `",` + rest[1..] + `}`.
         let mut tail = BytesMut::with_capacity(rest.len() + 3);
         tail.put_slice(b"\",");
@@ -99,11 +79,8 @@ mod tests {
     #[test]
     fn template_makes_valid_json_with_string_data() {
         let c = Content {
-            title: Some("Incoming \"call\"".into()),
-            content: Some("hi".into()),
-            payload: Some("{\"k\":1}".into()),
             badge: Some(2),
-            ..Content::default()
+            ..Content::sample("Incoming \"call\"", "hi", "{\"k\":1}")
         };
         let kind = Kind::Call {
             call_id: "c1".into(),

@@ -1,8 +1,6 @@
 //! Honor answers → [`Verdict`]. `code` (a number, sometimes a string) is 200 on
 //! success; the error families follow Huawei's ([U]).
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -27,44 +25,18 @@ pub fn classify(resp: &Response, dead_codes: &[i64], detail: bool) -> Verdict {
     });
     let after = retry_after(&resp.headers);
     let outcome = match (status, code) {
-        (200, Some(200)) | (200, Some(80000000)) => Outcome::Delivered,
+        (200, Some(200 | 80000000)) => Outcome::Delivered,
         (_, Some(c)) if dead_codes.contains(&c) => Outcome::TokenDead(Cause::BadDeviceToken),
-        (401, _) | (_, Some(80200001)) | (_, Some(80200003)) => Outcome::Retry {
-            after: None,
-            cause: Cause::ProviderAuth,
-        },
+        (401, _) | (_, Some(80200001 | 80200003)) => Outcome::retry(Cause::ProviderAuth, None),
         (_, Some(80300008)) => Outcome::Rejected(Cause::PayloadTooLarge),
-        (503, _) | (429, _) | (_, Some(80100017)) => Outcome::Retry {
-            after: Some(after.unwrap_or(Duration::from_secs(1))),
-            cause: Cause::TooManyRequests,
-        },
-        (s, _) if s >= 500 => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
-        (_, Some(81000001)) | (_, Some(80600003)) => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
+        (503 | 429, _) | (_, Some(80100017)) => Outcome::throttled(after),
+        (s, _) if s >= 500 => Outcome::retry(Cause::ServerError, after),
+        (_, Some(81000001 | 80600003)) => Outcome::retry(Cause::ServerError, after),
         _ => Outcome::Rejected(Cause::BadRequest),
     };
-    Verdict {
-        status: Some(status),
-        reason: match (outcome, code) {
-            (Outcome::Delivered, _) => None,
-            (_, Some(c)) => Some(c.to_string()),
-            (_, None) => Some(format!("http {status}")),
-        },
-        vendor_id: if detail {
-            body.and_then(|b| {
-                b.data
-                    .get("requestId")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-        } else {
-            None
-        },
-        outcome,
-    }
+    let code = code.as_ref().map(|c| c as &dyn std::fmt::Display);
+    Verdict::answered(status, outcome, code, detail, || {
+        let id = body.as_ref()?.data.get("requestId")?;
+        id.as_str().map(str::to_string)
+    })
 }

@@ -9,41 +9,29 @@
 //! the message payload, calls add `type`/`call_id`/`inviter_id`/`timeout_s`. The three
 //! slots are the client's `android` fields, its `notification` fields and the token.
 
-use crate::providers::splice::{json_str, Spliced};
-use crate::providers::{data_fields, Content, Kind, TooLarge};
+use crate::providers::splice::{data_json, json_str, json_text, Spliced};
+use crate::providers::{Content, Kind, TooLarge};
 
 /// Huawei's limit on a message body.
 pub const MAX_BYTES: usize = 4096;
 
 pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-    let data = data_fields(kind, c);
-    let mut head = String::from(r#"{"validate_only":false,"message":{"android":{"#);
-    let mut mid = format!(r#""urgency":"HIGH","ttl":"{ttl_s}s","notification":{{"#);
     let mut tail = format!(
         r#""title":{},"body":{},"click_action":{{"type":3}}}}}}"#,
-        json_str(c.title.as_deref().unwrap_or("")),
-        json_str(c.content.as_deref().unwrap_or("")),
+        json_text(&c.title, usize::MAX),
+        json_text(&c.content, usize::MAX),
     );
-    if !data.is_empty() {
-        let data = serde_json::to_string(&data).expect("json values serialize");
+    if let Some(data) = data_json(kind, c) {
         tail.push_str(&format!(r#","data":{}"#, json_str(&data)));
     }
     tail.push_str(r#","token":[""#);
-    let end = r#""]}}"#;
-    let t = Spliced::new(vec![
-        std::mem::take(&mut head).into_bytes(),
-        std::mem::take(&mut mid).into_bytes(),
+    Spliced::new(vec![
+        br#"{"validate_only":false,"message":{"android":{"#.to_vec(),
+        format!(r#""urgency":"HIGH","ttl":"{ttl_s}s","notification":{{"#).into_bytes(),
         tail.into_bytes(),
-        end.as_bytes().to_vec(),
-    ]);
-    if t.fixed_len() > MAX_BYTES {
-        return Err(TooLarge {
-            vendor: "huawei",
-            size: t.fixed_len(),
-            limit: MAX_BYTES,
-        });
-    }
-    Ok(t)
+        br#""]}}"#.to_vec(),
+    ])
+    .within("huawei", MAX_BYTES)
 }
 
 #[cfg(test)]
@@ -53,15 +41,8 @@ mod tests {
 
     #[test]
     fn body_is_valid_json_with_data_string() {
-        let c = Content {
-            title: Some("T \"q\"".into()),
-            content: Some("b".into()),
-            payload: Some("{\"k\":1}".into()),
-            ..Content::default()
-        };
-        let kind = Kind::Message {
-            message_id: "m".into(),
-        };
+        let c = Content::sample("T \"q\"", "b", "{\"k\":1}");
+        let kind = Kind::message();
         let t = render(&kind, &c, 60).unwrap();
         let body = t.fill(&[b"\"category\":\"IM\",", b"\"channel_id\":\"ch\",", b"TOK"]);
         let v: Value = serde_json::from_slice(&body).unwrap();

@@ -1,8 +1,6 @@
 //! Huawei answers → [`Verdict`]. Business results come as HTTP 200 with a *string*
 //! `code`; HTTP 401 is an authentication failure and 503 is flow control.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
 use crate::providers::{retry_after, Cause, Outcome, Verdict};
@@ -18,9 +16,6 @@ struct Body {
     request_id: Option<String>,
 }
 
-/// Flow control gives no Retry-After; wait at least this long.
-const FLOW_CONTROL_PAUSE: Duration = Duration::from_secs(1);
-
 pub fn classify(resp: &Response, token: &str, detail: bool) -> Verdict {
     let status = resp.status.as_u16();
     let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
@@ -29,60 +24,24 @@ pub fn classify(resp: &Response, token: &str, detail: bool) -> Verdict {
     let outcome = match (status, code) {
         (200, "80000000") => Outcome::Delivered,
         // Some tokens failed: `msg` is a JSON string listing `illegal_tokens`.
-        (200, "80100000") => {
-            let illegal = body.as_ref().is_some_and(|b| b.msg.contains(token));
-            if illegal {
-                Outcome::TokenDead(Cause::Unregistered)
-            } else {
-                Outcome::Delivered
-            }
+        (200, "80100000") if body.as_ref().is_some_and(|b| b.msg.contains(token)) => {
+            Outcome::TokenDead(Cause::Unregistered)
         }
+        (200, "80100000") => Outcome::Delivered,
         (_, "80300007") => Outcome::TokenDead(Cause::BadDeviceToken),
-        (_, "80200001") | (_, "80200003") | (401, _) => Outcome::Retry {
-            after: None,
-            cause: Cause::ProviderAuth,
-        },
+        (_, "80200001" | "80200003") | (401, _) => Outcome::retry(Cause::ProviderAuth, None),
         (_, "80300008") => Outcome::Rejected(Cause::PayloadTooLarge),
         (_, "80300002") => Outcome::Rejected(Cause::ProviderAuth),
-        (503, _) | (429, _) | (_, "80100017") => Outcome::Retry {
-            after: Some(after.unwrap_or(FLOW_CONTROL_PAUSE)),
-            cause: Cause::TooManyRequests,
-        },
-        (_, "80600003") | (_, "81000001") => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
-        (s, _) if s >= 500 => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
+        // Flow control gives no Retry-After.
+        (503 | 429, _) | (_, "80100017") => Outcome::throttled(after),
+        (_, "80600003" | "81000001") => Outcome::retry(Cause::ServerError, after),
+        (s, _) if s >= 500 => Outcome::retry(Cause::ServerError, after),
         _ => Outcome::Rejected(Cause::BadRequest),
     };
-    Verdict {
-        status: Some(status),
-        reason: match outcome {
-            Outcome::Delivered => None,
-            _ if code.is_empty() => Some(format!("http {status}")),
-            _ => Some(code.to_string()),
-        },
-        vendor_id: if detail {
-            body.and_then(|b| b.request_id)
-        } else {
-            None
-        },
-        outcome,
-    }
-}
-
-/// True when the verdict says the access token was refused.
-pub fn is_auth_error(v: &Verdict) -> bool {
-    matches!(
-        v.outcome,
-        Outcome::Retry {
-            cause: Cause::ProviderAuth,
-            ..
-        }
-    )
+    let code = (!code.is_empty()).then_some(&code as &dyn std::fmt::Display);
+    Verdict::answered(status, outcome, code, detail, || {
+        body.as_ref().and_then(|b| b.request_id.clone())
+    })
 }
 
 #[cfg(test)]
@@ -133,7 +92,7 @@ mod tests {
             "t",
             false,
         );
-        assert!(is_auth_error(&auth));
+        assert!(auth.outcome.refuses_auth());
         let flow = classify(&resp(503, ""), "t", false);
         assert!(matches!(
             flow.outcome,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
-use crate::providers::token::{Error, Fresh};
+use crate::providers::token::{self, Error, Fresh};
 use crate::transport::auto;
 
 /// Lifetime OPPO gives an auth token.
@@ -40,10 +40,6 @@ pub async fn fetch(
         )
         .body(Full::new(Bytes::from(form)))
         .expect("request head is valid");
-    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
-        uri: uri.to_string(),
-        source,
-    })?;
     #[derive(Deserialize)]
     struct Answer {
         code: i64,
@@ -56,10 +52,7 @@ pub async fn fetch(
     struct Data {
         auth_token: String,
     }
-    let a: Answer = serde_json::from_slice(&resp.body).map_err(|_| Error::Refused {
-        uri: uri.to_string(),
-        error: format!("http {} with an unreadable body", resp.status.as_u16()),
-    })?;
+    let (_, a): (_, Answer) = token::exchange(http, uri, req).await?;
     match a.data {
         Some(d) if a.code == 0 && !d.auth_token.is_empty() => Ok(Fresh {
             value: d.auth_token,

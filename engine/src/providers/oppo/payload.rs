@@ -7,8 +7,8 @@
 //! Percent-encoding is per character, so the parts are encoded once and the slots
 //! (regId, client fields, auth token) are encoded per request.
 
-use crate::providers::splice::{json_str, truncate_units, Spliced};
-use crate::providers::{data_fields, Content, Kind, TooLarge};
+use crate::providers::splice::{data_json, json_str, json_text, Spliced};
+use crate::providers::{Content, Kind, TooLarge};
 
 /// Message content limit. [U]
 pub const MAX_BYTES: usize = 4096;
@@ -18,31 +18,17 @@ const MAX_CONTENT_UNITS: usize = 400;
 const MAX_OFFLINE_TTL_S: u64 = 864_000;
 
 pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-    let data = data_fields(kind, c);
     let mut rest = format!(
         r#""title":{},"content":{},"click_action_type":0,"off_line":true,"off_line_ttl":{}"#,
-        json_str(truncate_units(
-            c.title.as_deref().unwrap_or(""),
-            MAX_TITLE_UNITS
-        )),
-        json_str(truncate_units(
-            c.content.as_deref().unwrap_or(""),
-            MAX_CONTENT_UNITS
-        )),
+        json_text(&c.title, MAX_TITLE_UNITS),
+        json_text(&c.content, MAX_CONTENT_UNITS),
         ttl_s.min(MAX_OFFLINE_TTL_S)
     );
-    if !data.is_empty() {
-        let params = serde_json::to_string(&data).expect("json values serialize");
+    if let Some(params) = data_json(kind, c) {
         rest.push_str(&format!(r#","action_parameters":{}"#, json_str(&params)));
     }
     rest.push_str("}}");
-    if rest.len() > MAX_BYTES {
-        return Err(TooLarge {
-            vendor: "oppo",
-            size: rest.len(),
-            limit: MAX_BYTES,
-        });
-    }
+    TooLarge::check("oppo", rest.len(), MAX_BYTES)?;
     let enc = |s: &str| urlencoding::encode(s).into_owned().into_bytes();
     let mut head = b"message=".to_vec();
     head.extend(enc(r#"{"target_type":2,"target_value":""#));
@@ -62,20 +48,8 @@ mod tests {
 
     #[test]
     fn form_carries_the_message_json() {
-        let c = Content {
-            title: Some("t".into()),
-            content: Some("c".into()),
-            payload: Some("{\"k\":1}".into()),
-            ..Content::default()
-        };
-        let t = render(
-            &Kind::Message {
-                message_id: "m".into(),
-            },
-            &c,
-            60,
-        )
-        .unwrap();
+        let c = Content::sample("t", "c", "{\"k\":1}");
+        let t = render(&Kind::message(), &c, 60).unwrap();
         let client = urlencoding::encode(r#""channel_id":"ch","#).into_owned();
         let body = t.fill(&[b"CN_abc", client.as_bytes(), b"tok%2B"]);
         let body = std::str::from_utf8(&body).unwrap();

@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 
 use crate::config::Secret;
-use crate::providers::token::{Error, Fresh};
+use crate::providers::token::{self, Error, Fresh};
 use crate::transport::auto;
 
 pub const LIFETIME_S: u64 = 24 * 3600;
@@ -36,10 +36,6 @@ pub async fn fetch(
         .header(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("request head is valid");
-    let resp = http.send(req).await.map_err(|source| Error::Unreachable {
-        uri: uri.to_string(),
-        source,
-    })?;
     #[derive(Deserialize)]
     struct Answer {
         result: i64,
@@ -48,10 +44,7 @@ pub async fn fetch(
         #[serde(default, rename = "authToken")]
         auth_token: Option<String>,
     }
-    let a: Answer = serde_json::from_slice(&resp.body).map_err(|_| Error::Refused {
-        uri: uri.to_string(),
-        error: format!("http {} with an unreadable body", resp.status.as_u16()),
-    })?;
+    let (_, a): (_, Answer) = token::exchange(http, uri, req).await?;
     match a.auth_token {
         Some(t) if a.result == 0 && !t.is_empty() => Ok(Fresh {
             value: t,

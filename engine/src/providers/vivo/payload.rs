@@ -5,8 +5,8 @@
 //! is clamped to vivo's 900 s … 7 days. Slots: client fields, the regId (as a JSON
 //! string), the request id.
 
-use crate::providers::splice::{json_str, truncate_units, Spliced};
-use crate::providers::{data_fields, Content, Kind, TooLarge};
+use crate::providers::splice::{data_json, json_text, Spliced};
+use crate::providers::{Content, Kind, TooLarge};
 
 /// Body size limit. [U]
 pub const MAX_BYTES: usize = 4096;
@@ -16,40 +16,23 @@ const MIN_TTL_S: u64 = 900;
 const MAX_TTL_S: u64 = 7 * 86_400;
 
 pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-    let data = data_fields(kind, c);
     let mut rest = format!(
         r#"","notifyType":4,"title":{},"content":{},"timeToLive":{},"skipType":1"#,
-        json_str(truncate_units(
-            c.title.as_deref().unwrap_or(""),
-            MAX_TITLE_UNITS
-        )),
-        json_str(truncate_units(
-            c.content.as_deref().unwrap_or(""),
-            MAX_CONTENT_UNITS
-        )),
+        json_text(&c.title, MAX_TITLE_UNITS),
+        json_text(&c.content, MAX_CONTENT_UNITS),
         ttl_s.clamp(MIN_TTL_S, MAX_TTL_S)
     );
-    if !data.is_empty() {
-        rest.push_str(&format!(
-            r#","clientCustomMap":{}"#,
-            serde_json::to_string(&data).expect("json values serialize")
-        ));
+    if let Some(data) = data_json(kind, c) {
+        rest.push_str(&format!(r#","clientCustomMap":{data}"#));
     }
     rest.push('}');
-    let t = Spliced::new(vec![
+    Spliced::new(vec![
         b"{".to_vec(),
         br#""regId":"#.to_vec(),
         br#","requestId":""#.to_vec(),
         rest.into_bytes(),
-    ]);
-    if t.fixed_len() > MAX_BYTES {
-        return Err(TooLarge {
-            vendor: "vivo",
-            size: t.fixed_len(),
-            limit: MAX_BYTES,
-        });
-    }
-    Ok(t)
+    ])
+    .within("vivo", MAX_BYTES)
 }
 
 #[cfg(test)]
@@ -58,20 +41,8 @@ mod tests {
 
     #[test]
     fn body_is_valid_json() {
-        let c = Content {
-            title: Some("t".repeat(60)),
-            content: Some("c".into()),
-            payload: Some("p".into()),
-            ..Content::default()
-        };
-        let t = render(
-            &Kind::Message {
-                message_id: "m".into(),
-            },
-            &c,
-            60,
-        )
-        .unwrap();
+        let c = Content::sample("t".repeat(60), "c", "p");
+        let t = render(&Kind::message(), &c, 60).unwrap();
         let body = t.fill(&[
             br#""appId":1,"classification":1,"pushMode":0,"#,
             br#""12345678901234567890123""#,

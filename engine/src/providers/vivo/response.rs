@@ -28,35 +28,16 @@ pub fn classify(resp: &Response, regid: &str, auth_codes: &[i64], detail: bool) 
         (_, Some(b)) if b.result == 10302 || b.invalid_user["userid"].as_str() == Some(regid) => {
             Outcome::TokenDead(Cause::BadDeviceToken)
         }
-        (_, Some(b)) if QUOTA_CODES.contains(&b.result) => Outcome::Retry {
-            after: Some(super::super::until_next_day_cst()),
-            cause: Cause::QuotaExceeded,
-        },
-        (_, Some(b)) if auth_codes.contains(&b.result) => Outcome::Retry {
-            after: None,
-            cause: Cause::ProviderAuth,
-        },
+        (_, Some(b)) if QUOTA_CODES.contains(&b.result) => Outcome::quota_spent(),
+        (_, Some(b)) if auth_codes.contains(&b.result) => Outcome::retry(Cause::ProviderAuth, None),
         (_, Some(b)) if b.result == 10094 => Outcome::Rejected(Cause::ProviderAuth),
-        (s, _) if s >= 500 => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
+        (s, _) if s >= 500 => Outcome::retry(Cause::ServerError, after),
         _ => Outcome::Rejected(Cause::BadRequest),
     };
-    Verdict {
-        status: Some(status),
-        reason: match (&outcome, &body) {
-            (Outcome::Delivered, _) => None,
-            (_, Some(b)) => Some(b.result.to_string()),
-            _ => Some(format!("http {status}")),
-        },
-        vendor_id: if detail {
-            body.and_then(|b| b.task_id)
-        } else {
-            None
-        },
-        outcome,
-    }
+    let code = body.as_ref().map(|b| &b.result as &dyn std::fmt::Display);
+    Verdict::answered(status, outcome, code, detail, || {
+        body.as_ref()?.task_id.clone()
+    })
 }
 
 #[cfg(test)]

@@ -43,13 +43,7 @@ pub fn render(kind: &Kind, c: &Content) -> Result<Message, TooLarge> {
         m.insert("badge".into(), json!(b));
     }
     let plaintext = serde_json::to_vec(&Value::Object(m)).expect("json values serialize");
-    if plaintext.len() > MAX_PLAINTEXT {
-        return Err(TooLarge {
-            vendor: "webpush",
-            size: plaintext.len(),
-            limit: MAX_PLAINTEXT,
-        });
-    }
+    TooLarge::check("webpush", plaintext.len(), MAX_PLAINTEXT)?;
     let (urgency, topic) = match kind {
         Kind::Call { call_id, .. } => {
             use base64::Engine as _;
@@ -92,12 +86,6 @@ mod tests {
             payload: Some("x".repeat(4000)),
             ..Content::default()
         };
-        assert!(render(
-            &Kind::Message {
-                message_id: "m".into()
-            },
-            &big
-        )
-        .is_err());
+        assert!(render(&Kind::message(), &big).is_err());
     }
 }

@@ -12,19 +12,10 @@ pub fn classify(resp: &Response, detail: bool) -> Verdict {
         200..=202 => Outcome::Delivered,
         404 | 410 => Outcome::TokenDead(Cause::Unregistered),
         413 => Outcome::Rejected(Cause::PayloadTooLarge),
-        429 => Outcome::Retry {
-            after,
-            cause: Cause::TooManyRequests,
-        },
+        429 => Outcome::retry(Cause::TooManyRequests, after),
         401 | 403 => Outcome::Rejected(Cause::ProviderAuth),
-        503 => Outcome::Retry {
-            after,
-            cause: Cause::Unavailable,
-        },
-        s if s >= 500 => Outcome::Retry {
-            after,
-            cause: Cause::ServerError,
-        },
+        503 => Outcome::retry(Cause::Unavailable, after),
+        s if s >= 500 => Outcome::retry(Cause::ServerError, after),
         _ => Outcome::Rejected(Cause::BadRequest),
     };
     // Autopush explains failures as {"code","errno","error","message"}.

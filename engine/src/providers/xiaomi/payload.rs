@@ -44,13 +44,7 @@ pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge>
             enc(inviter_id)
         ));
     }
-    if size > MAX_BYTES {
-        return Err(TooLarge {
-            vendor: "xiaomi",
-            size,
-            limit: MAX_BYTES,
-        });
-    }
+    TooLarge::check("xiaomi", size, MAX_BYTES)?;
     Ok(Spliced::new(vec![
         form.into_bytes(),
         b"&registration_id=".to_vec(),
@@ -64,20 +58,8 @@ mod tests {
 
     #[test]
     fn form_round_trips() {
-        let c = Content {
-            title: Some("t&=x".into()),
-            content: Some("c".repeat(200)),
-            payload: Some("{\"k\":1}".into()),
-            ..Content::default()
-        };
-        let t = render(
-            &Kind::Message {
-                message_id: "m".into(),
-            },
-            &c,
-            2,
-        )
-        .unwrap();
+        let c = Content::sample("t&=x", "c".repeat(200), "{\"k\":1}");
+        let t = render(&Kind::message(), &c, 2).unwrap();
         let body = t.fill(&[b"&restricted_package_name=com.x", b"a%2Bb"]);
         let body = std::str::from_utf8(&body).unwrap();
         let kv: std::collections::HashMap<String, String> = body
