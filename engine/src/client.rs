@@ -249,6 +249,11 @@ impl Client {
         self.typed(Method::GET, path, None::<&()>).await
     }
 
+    /// `PUT path` with `req`, answered with a `T`.
+    async fn put<T: DeserializeOwned>(&self, path: &str, req: &impl Serialize) -> Result<T, Error> {
+        self.typed(Method::PUT, path, Some(req)).await
+    }
+
     /// `DELETE path`, answered with a `T`.
     async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.typed(Method::DELETE, path, None::<&()>).await
@@ -270,8 +275,8 @@ impl Client {
 
     /// `PUT /v1/push-ids/{push_id}`.
     pub async fn bind(&self, push_id: &str, req: &BindRequest) -> Result<Bound, Error> {
-        let path = format!("/v1/push-ids/{}", seg(push_id));
-        self.typed(Method::PUT, &path, Some(req)).await
+        self.put(&format!("/v1/push-ids/{}", seg(push_id)), req)
+            .await
     }
 
     /// `DELETE /v1/push-ids/{push_id}`.
@@ -345,11 +350,11 @@ impl Client {
         conversation: (&str, &str),
         status: &str,
     ) -> Result<wire::NotificationStatus, Error> {
-        let path = notification_path(user_id, conversation);
         let req = wire::NotificationRequest {
             status: status.into(),
         };
-        self.typed(Method::PUT, &path, Some(&req)).await
+        self.put(&notification_path(user_id, conversation), &req)
+            .await
     }
 
     /// `GET` of [`Client::set_notification`]'s path.
@@ -358,21 +363,19 @@ impl Client {
         user_id: &str,
         conversation: (&str, &str),
     ) -> Result<wire::NotificationStatus, Error> {
-        let path = notification_path(user_id, conversation);
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&notification_path(user_id, conversation)).await
     }
 
     /// `PUT /v1/users/{user_id}/badge`.
     pub async fn set_badge(&self, user_id: &str, count: u32) -> Result<wire::BadgeCount, Error> {
-        let path = format!("/v1/users/{}/badge", seg(user_id));
         let req = wire::BadgeRequest { count };
-        self.typed(Method::PUT, &path, Some(&req)).await
+        self.put(&format!("/v1/users/{}/badge", seg(user_id)), &req)
+            .await
     }
 
     /// `GET /v1/users/{user_id}/badge`.
     pub async fn badge(&self, user_id: &str) -> Result<wire::BadgeCount, Error> {
-        let path = format!("/v1/users/{}/badge", seg(user_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/users/{}/badge", seg(user_id))).await
     }
 
     /// `POST /v1/calls/{call_id}/cancel` (API 1.1); `404 not_found` for a call that
@@ -382,8 +385,8 @@ impl Client {
         call_id: &str,
         req: &CancelRequest,
     ) -> Result<CallCancelled, Error> {
-        let path = format!("/v1/calls/{}/cancel", seg(call_id));
-        self.typed(Method::POST, &path, Some(req)).await
+        self.post(&format!("/v1/calls/{}/cancel", seg(call_id)), req)
+            .await
     }
 }
 

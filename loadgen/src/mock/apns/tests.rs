@@ -11,6 +11,9 @@ const TOKEN: &str = "6f1c0a6de0e8a4f5b0e6c3f6a0e9c6e1d2b7f4a3c1e0d9b8a7f6e5d4c3b
 const BUNDLE: &str = "com.example.chat";
 const WAIT: Duration = Duration::from_secs(5);
 
+/// Header changes for [`Fixture::push`]: a new value (`Some`) or none (`None`).
+type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
+
 struct Fixture {
     ca: TestCa,
     creds: Credentials,
@@ -250,7 +253,7 @@ async fn bearer_scheme_is_case_insensitive_and_jwts_are_counted_once() {
 async fn topic_must_match_push_type() {
     let mut fx = Fixture::new().await;
 
-    let refused: [(&[(&str, Option<&str>)], &str); 5] = [
+    let refused: [(Changes, &str); 5] = [
         (&[("apns-topic", Some("com.other.app"))], "BadTopic"),
         (&[("apns-topic", Some("com.example.chatty"))], "BadTopic"),
         (
