@@ -314,6 +314,19 @@ struct PendingJournal {
     settled: AtomicBool,
 }
 
+impl PendingJournal {
+    /// A settled journal, attached to `s`.
+    fn attach(s: &State) -> Arc<PendingJournal> {
+        let journal = Arc::new(PendingJournal {
+            seq: parking_lot::Mutex::new(0),
+            undos: parking_lot::Mutex::new(Vec::new()),
+            settled: AtomicBool::new(true),
+        });
+        s.attach_journal(journal.clone());
+        journal
+    }
+}
+
 impl Journal for PendingJournal {
     fn record(&self, _m: &Mutation, apply: &mut dyn FnMut() -> Undo) -> Result<Ticket, Refused> {
         let mut seq = self.seq.lock();
@@ -340,12 +353,7 @@ fn sweeps(s: &State, n: usize) -> usize {
 #[test]
 fn the_sweep_waits_until_no_change_that_could_be_taken_back_refers_to_a_user() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     s.apply(&bind("alice", "p1"));
     journal.settled.store(true, Ordering::SeqCst);
     journal.undos.lock().clear();
@@ -425,12 +433,7 @@ fn a_mute_or_a_badge_count_keeps_its_user_from_the_sweep_until_it_is_gone() {
 #[test]
 fn deleting_a_group_drops_its_mutes_and_a_revert_brings_them_back() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     s.apply(&group("g", &["a", "b"], &[]));
     s.apply(&set_mute("a", notify::Kind::Group, "g", true));
     s.apply(&set_mute("z", notify::Kind::Group, "g", true));
@@ -449,12 +452,7 @@ fn deleting_a_group_drops_its_mutes_and_a_revert_brings_them_back() {
 #[test]
 fn a_mute_or_badge_set_the_journal_takes_back_leaves_memory_as_before() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     s.apply(&set_mute("u1", notify::Kind::Peer, "u0", true));
     s.apply(&set_mute("u1", notify::Kind::Peer, "u9", true));
     let users = s.users.pin();
@@ -480,12 +478,7 @@ fn a_mute_or_badge_set_the_journal_takes_back_leaves_memory_as_before() {
 #[test]
 fn the_mute_limit_is_checked_before_the_log_and_never_on_replay() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     for i in 0..notify::MAX_MUTED_PER_USER {
         let applied = s.apply(&set_mute("u", notify::Kind::Peer, &format!("p{i}"), true));
         assert_eq!(applied, Applied::NotificationSet);
