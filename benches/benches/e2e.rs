@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _};
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
 use fanfare::client::request;
 use fanfare::providers::{Content, Kind, Push};
 use fanfare::transport::{tls, Endpoint, Pool};
@@ -237,43 +240,62 @@ impl Prebuilt {
     }
 }
 
-/// `N` pushes over the engine's pool with `env.concurrency` in flight.
-async fn bare_pool_batch(pool: &Pool, pre: &Arc<Prebuilt>, concurrency: usize) -> u64 {
+/// One client under comparison: sends push `i` and says whether it was answered 200.
+trait Pusher: Clone + Send + Sync + 'static {
+    fn push(&self, i: usize) -> impl std::future::Future<Output = bool> + Send + '_;
+}
+
+/// Push `0..N` spread over `concurrency` tasks, each taking the next index. Both
+/// clients are driven by this one loop, so the comparison is of the clients alone.
+async fn batch(concurrency: usize, pusher: impl Pusher) -> u64 {
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (pool, pre, next, ok) = (pool.clone(), pre.clone(), next.clone(), ok.clone());
+        let (pusher, next, ok) = (pusher.clone(), next.clone(), ok.clone());
         tasks.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= N as usize {
                     return;
                 }
-                let make = || {
-                    Request::builder()
-                        .method(Method::POST)
-                        .uri(pre.uris[i].clone())
-                        .header(AUTHORIZATION, pre.auth.clone())
-                        .header("apns-topic", pre.topic.clone())
-                        .header("apns-push-type", "alert")
-                        .header("apns-priority", "10")
-                        .header("apns-expiration", pre.expiration.clone())
-                        .header("apns-id", pre.ids[i].clone())
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(())
-                        .expect("pre-built request head is valid")
-                };
-                if let Ok(r) = pool.send(make, pre.body.clone()).await {
-                    if r.status == StatusCode::OK {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
+                if pusher.push(i).await {
+                    ok.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
     }
     while tasks.join_next().await.is_some() {}
     ok.load(Ordering::Relaxed)
+}
+
+/// The engine's pool with every request head pre-built.
+#[derive(Clone)]
+struct BarePool {
+    pool: Pool,
+    pre: Arc<Prebuilt>,
+}
+
+impl Pusher for BarePool {
+    async fn push(&self, i: usize) -> bool {
+        let pre = &self.pre;
+        let make = || {
+            Request::builder()
+                .method(Method::POST)
+                .uri(pre.uris[i].clone())
+                .header(AUTHORIZATION, pre.auth.clone())
+                .header("apns-topic", pre.topic.clone())
+                .header("apns-push-type", "alert")
+                .header("apns-priority", "10")
+                .header("apns-expiration", pre.expiration.clone())
+                .header("apns-id", pre.ids[i].clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(())
+                .expect("pre-built request head is valid")
+        };
+        let answer = self.pool.send(make, pre.body.clone()).await;
+        answer.is_ok_and(|r| r.status == StatusCode::OK)
+    }
 }
 
 /// What the naive client knows per push: strings, formatted again for every request.
@@ -292,46 +314,38 @@ fn naive_body() -> Value {
     })
 }
 
-/// `N` pushes over a hyper-util legacy client (h2), each body built with `serde_json`
-/// and each header formatted per request, `concurrency` in flight.
-async fn naive_batch(client: &Naive, t: &Arc<NaiveTarget>, concurrency: usize) -> u64 {
-    let next = Arc::new(AtomicUsize::new(0));
-    let ok = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, t, next, ok) = (client.clone(), t.clone(), next.clone(), ok.clone());
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= N as usize {
-                    return;
-                }
-                let body = naive_body();
-                let req = Request::builder()
-                    .method(Method::POST)
-                    .uri(format!("{}/3/device/{}", t.base, t.tokens[i]))
-                    .header(AUTHORIZATION, format!("bearer {}", t.jwt))
-                    .header("apns-topic", TOPIC)
-                    .header("apns-push-type", "alert")
-                    .header("apns-priority", "10")
-                    .header("apns-expiration", t.expires_at.to_string())
-                    .header("apns-id", uuid::Uuid::new_v4().to_string())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(
-                        serde_json::to_vec(&body).expect("a json! value serialises"),
-                    )))
-                    .expect("formatted request head is valid");
-                if let Ok(resp) = client.request(req).await {
-                    let status = resp.status();
-                    if resp.into_body().collect().await.is_ok() && status == StatusCode::OK {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
+/// A hyper-util legacy client (h2): each body built with `serde_json` and each header
+/// formatted per request.
+#[derive(Clone)]
+struct NaivePusher {
+    client: Naive,
+    target: Arc<NaiveTarget>,
+}
+
+impl Pusher for NaivePusher {
+    async fn push(&self, i: usize) -> bool {
+        let t = &self.target;
+        let body = naive_body();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/3/device/{}", t.base, t.tokens[i]))
+            .header(AUTHORIZATION, format!("bearer {}", t.jwt))
+            .header("apns-topic", TOPIC)
+            .header("apns-push-type", "alert")
+            .header("apns-priority", "10")
+            .header("apns-expiration", t.expires_at.to_string())
+            .header("apns-id", uuid::Uuid::new_v4().to_string())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(
+                serde_json::to_vec(&body).expect("a json! value serialises"),
+            )))
+            .expect("formatted request head is valid");
+        let Ok(resp) = self.client.request(req).await else {
+            return false;
+        };
+        let status = resp.status();
+        resp.into_body().collect().await.is_ok() && status == StatusCode::OK
     }
-    while tasks.join_next().await.is_some() {}
-    ok.load(Ordering::Relaxed)
 }
 
 fn naive_client(ca: &TestCa) -> Naive {
@@ -391,6 +405,27 @@ impl Cpu {
         }
         Cpu { process_s, mock_s }
     }
+}
+
+/// Bench `name`: batches of `N` pushes through `pusher`, `concurrency` in flight,
+/// every one accepted; then its CPU per push.
+fn bench_client(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    pusher: impl Pusher,
+    concurrency: usize,
+) {
+    let mut cpu = CpuAccount::default();
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            cpu.run(iters, || {
+                let ok = rt.block_on(batch(concurrency, pusher.clone()));
+                assert_eq!(ok, u64::from(N), "{name}: every push accepted");
+            })
+        })
+    });
+    cpu.report(name);
 }
 
 /// CPU spent over every batch of one case (warm-up included), for the per-push CPU
@@ -475,16 +510,13 @@ fn e2e(c: &mut Criterion) {
         let endpoint = Endpoint::parse(&env.apns.url()).expect("mock url");
         Pool::new(endpoint, tls, env.connections, Duration::from_secs(30)).expect("pool")
     };
-    let mut cpu = CpuAccount::default();
-    g.bench_function("bare_pool", |b| {
-        b.iter_custom(|iters| {
-            cpu.run(iters, || {
-                let ok = rt.block_on(bare_pool_batch(&pool, &pre, env.concurrency));
-                assert_eq!(ok, u64::from(N), "bare pool: every push accepted");
-            })
-        })
-    });
-    cpu.report("bare_pool");
+    bench_client(
+        &mut g,
+        &rt,
+        "bare_pool",
+        BarePool { pool, pre },
+        env.concurrency,
+    );
 
     let (rendered, expires_at) = rendered_body("bench-naive").expect("render");
     assert_eq!(
@@ -502,16 +534,11 @@ fn e2e(c: &mut Criterion) {
         let _guard = rt.enter();
         naive_client(&env.ca)
     };
-    let mut cpu = CpuAccount::default();
-    g.bench_function("naive", |b| {
-        b.iter_custom(|iters| {
-            cpu.run(iters, || {
-                let ok = rt.block_on(naive_batch(&naive, &target, env.concurrency));
-                assert_eq!(ok, u64::from(N), "naive client: every push accepted");
-            })
-        })
-    });
-    cpu.report("naive");
+    let naive = NaivePusher {
+        client: naive,
+        target,
+    };
+    bench_client(&mut g, &rt, "naive", naive, env.concurrency);
     g.finish();
 
     assert!(

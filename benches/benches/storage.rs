@@ -10,8 +10,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
 };
 use fanfare::clock::Clock;
 use fanfare::config::{Durability, Storage};
@@ -51,12 +53,18 @@ fn json_dump(state: &State) -> Vec<JsonBinding> {
     out
 }
 
-fn snapshot_write(c: &mut Criterion) {
-    let mut g = c.benchmark_group("snapshot_write");
-    // Hundreds of ms to seconds per iteration: ten flat samples, not a linear ramp.
+/// A group whose iterations take hundreds of ms to seconds: ten flat samples, not a
+/// linear ramp.
+fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
     g.sample_size(10);
     g.sampling_mode(SamplingMode::Flat);
     g.measurement_time(Duration::from_secs(10));
+    g
+}
+
+fn snapshot_write(c: &mut Criterion) {
+    let mut g = slow_group(c, "snapshot_write");
     for n in sizes() {
         let state = populated(n);
         let dir = tempfile::tempdir().unwrap();
@@ -86,11 +94,7 @@ fn snapshot_write(c: &mut Criterion) {
 }
 
 fn recovery(c: &mut Criterion) {
-    let mut g = c.benchmark_group("recovery");
-    // Hundreds of ms to seconds per iteration: ten flat samples, not a linear ramp.
-    g.sample_size(10);
-    g.sampling_mode(SamplingMode::Flat);
-    g.measurement_time(Duration::from_secs(10));
+    let mut g = slow_group(c, "recovery");
     for n in sizes() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Storage {
@@ -185,7 +189,7 @@ fn wal_ack(c: &mut Criterion) {
         let cfg = Storage {
             dir: dir.path().join("data"),
             durability: mode,
-            fsync_interval_ms: 5,
+            fsync_interval_ms: std::time::Duration::from_millis(5),
             ..Storage::default()
         };
         let state = Arc::new(State::new(Clock::new()));

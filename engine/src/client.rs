@@ -153,23 +153,15 @@ pub struct Raw {
     pub body: Bytes,
 }
 
-/// A client of one engine's API. Cheap to clone (clones share connections).
-#[derive(Clone)]
+/// A client of one engine's API. Cheap to clone (clones share connections). Its
+/// `Debug` shows no token: the header value is marked sensitive.
+#[derive(Clone, Debug)]
 pub struct Client {
     http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
     /// `http://host:port`, no trailing slash.
     base: Arc<str>,
     auth: Option<HeaderValue>,
     timeout: Duration,
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.base)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A path segment, percent-encoded.
@@ -252,82 +244,102 @@ impl Client {
         decode(raw)
     }
 
+    /// `GET path`, answered with a `T`.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.typed(Method::GET, path, None::<&()>).await
+    }
+
+    /// `PUT path` with `req`, answered with a `T`.
+    async fn put<T: DeserializeOwned>(&self, path: &str, req: &impl Serialize) -> Result<T, Error> {
+        self.typed(Method::PUT, path, Some(req)).await
+    }
+
+    /// `DELETE path`, answered with a `T`.
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.typed(Method::DELETE, path, None::<&()>).await
+    }
+
+    /// `POST path` with `req`, answered with a `T`.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &impl Serialize,
+    ) -> Result<T, Error> {
+        self.typed(Method::POST, path, Some(req)).await
+    }
+
     /// `GET /healthz`.
     pub async fn healthz(&self) -> Result<Health, Error> {
-        self.typed(Method::GET, "/healthz", None::<&()>).await
+        self.get("/healthz").await
     }
 
     /// `PUT /v1/push-ids/{push_id}`.
     pub async fn bind(&self, push_id: &str, req: &BindRequest) -> Result<Bound, Error> {
-        let path = format!("/v1/push-ids/{}", seg(push_id));
-        self.typed(Method::PUT, &path, Some(req)).await
+        self.put(&format!("/v1/push-ids/{}", seg(push_id)), req)
+            .await
     }
 
     /// `DELETE /v1/push-ids/{push_id}`.
     pub async fn unbind(&self, push_id: &str) -> Result<Unbound, Error> {
-        let path = format!("/v1/push-ids/{}", seg(push_id));
-        self.typed(Method::DELETE, &path, None::<&()>).await
+        self.delete(&format!("/v1/push-ids/{}", seg(push_id))).await
     }
 
     /// `GET /v1/users/{user_id}/push-ids`.
     pub async fn push_ids(&self, user_id: &str) -> Result<PushIds, Error> {
-        let path = format!("/v1/users/{}/push-ids", seg(user_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/users/{}/push-ids", seg(user_id)))
+            .await
     }
 
     /// `DELETE /v1/users/{user_id}/push-ids`.
     pub async fn remove_user(&self, user_id: &str) -> Result<UserRemoved, Error> {
-        let path = format!("/v1/users/{}/push-ids", seg(user_id));
-        self.typed(Method::DELETE, &path, None::<&()>).await
+        self.delete(&format!("/v1/users/{}/push-ids", seg(user_id)))
+            .await
     }
 
     /// `POST /v1/presence`.
     pub async fn presence(&self, req: &PresenceRequest) -> Result<PresenceApplied, Error> {
-        self.typed(Method::POST, "/v1/presence", Some(req)).await
+        self.post("/v1/presence", req).await
     }
 
     /// `GET /v1/presence/{user_id}`.
     pub async fn presence_of(&self, user_id: &str) -> Result<PresenceStatus, Error> {
-        let path = format!("/v1/presence/{}", seg(user_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/presence/{}", seg(user_id))).await
     }
 
     /// `POST /v1/groups/{group_id}/members`.
     pub async fn members(&self, group_id: &str, req: &MembersRequest) -> Result<GroupSize, Error> {
-        let path = format!("/v1/groups/{}/members", seg(group_id));
-        self.typed(Method::POST, &path, Some(req)).await
+        self.post(&format!("/v1/groups/{}/members", seg(group_id)), req)
+            .await
     }
 
     /// `GET /v1/groups/{group_id}`.
     pub async fn group(&self, group_id: &str) -> Result<GroupSize, Error> {
-        let path = format!("/v1/groups/{}", seg(group_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/groups/{}", seg(group_id))).await
     }
 
     /// `DELETE /v1/groups/{group_id}`.
     pub async fn delete_group(&self, group_id: &str) -> Result<GroupDeleted, Error> {
-        let path = format!("/v1/groups/{}", seg(group_id));
-        self.typed(Method::DELETE, &path, None::<&()>).await
+        self.delete(&format!("/v1/groups/{}", seg(group_id))).await
     }
 
     /// `POST /v1/messages`: accepted (`202`) or a duplicate (`200`).
     pub async fn message(&self, req: &MessageRequest) -> Result<MessageAnswer, Error> {
-        self.typed(Method::POST, "/v1/messages", Some(req)).await
+        self.post("/v1/messages", req).await
     }
 
     /// `POST /v1/calls`.
     pub async fn call(&self, req: &CallRequest) -> Result<CallAccepted, Error> {
-        self.typed(Method::POST, "/v1/calls", Some(req)).await
+        self.post("/v1/calls", req).await
     }
 
     /// `POST /v1/debug/push`.
     pub async fn debug_push(&self, req: &DebugPushRequest) -> Result<DebugVerdict, Error> {
-        self.typed(Method::POST, "/v1/debug/push", Some(req)).await
+        self.post("/v1/debug/push", req).await
     }
 
     /// `GET /v1/stats`: counters whose set grows with the engine, so kept as JSON.
     pub async fn stats(&self) -> Result<serde_json::Value, Error> {
-        self.typed(Method::GET, "/v1/stats", None::<&()>).await
+        self.get("/v1/stats").await
     }
 
     /// `PUT /v1/users/{user_id}/conversations/{conversation_type}/{conversation_id}/notification`
@@ -338,11 +350,11 @@ impl Client {
         conversation: (&str, &str),
         status: &str,
     ) -> Result<wire::NotificationStatus, Error> {
-        let path = notification_path(user_id, conversation);
         let req = wire::NotificationRequest {
             status: status.into(),
         };
-        self.typed(Method::PUT, &path, Some(&req)).await
+        self.put(&notification_path(user_id, conversation), &req)
+            .await
     }
 
     /// `GET` of [`Client::set_notification`]'s path.
@@ -351,21 +363,19 @@ impl Client {
         user_id: &str,
         conversation: (&str, &str),
     ) -> Result<wire::NotificationStatus, Error> {
-        let path = notification_path(user_id, conversation);
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&notification_path(user_id, conversation)).await
     }
 
     /// `PUT /v1/users/{user_id}/badge`.
     pub async fn set_badge(&self, user_id: &str, count: u32) -> Result<wire::BadgeCount, Error> {
-        let path = format!("/v1/users/{}/badge", seg(user_id));
         let req = wire::BadgeRequest { count };
-        self.typed(Method::PUT, &path, Some(&req)).await
+        self.put(&format!("/v1/users/{}/badge", seg(user_id)), &req)
+            .await
     }
 
     /// `GET /v1/users/{user_id}/badge`.
     pub async fn badge(&self, user_id: &str) -> Result<wire::BadgeCount, Error> {
-        let path = format!("/v1/users/{}/badge", seg(user_id));
-        self.typed(Method::GET, &path, None::<&()>).await
+        self.get(&format!("/v1/users/{}/badge", seg(user_id))).await
     }
 
     /// `POST /v1/calls/{call_id}/cancel` (API 1.1); `404 not_found` for a call that
@@ -375,8 +385,8 @@ impl Client {
         call_id: &str,
         req: &CancelRequest,
     ) -> Result<CallCancelled, Error> {
-        let path = format!("/v1/calls/{}/cancel", seg(call_id));
-        self.typed(Method::POST, &path, Some(req)).await
+        self.post(&format!("/v1/calls/{}/cancel", seg(call_id)), req)
+            .await
     }
 }
 

@@ -17,6 +17,7 @@ mod env;
 mod problems;
 mod resources;
 mod sections;
+mod units;
 mod vendors;
 
 use std::net::SocketAddr;

@@ -264,8 +264,8 @@ async fn snapshots(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let due_by_time = cfg.snapshot_interval_s > 0
-            && last.elapsed() >= Duration::from_secs(cfg.snapshot_interval_s);
+        let due_by_time =
+            !cfg.snapshot_interval_s.is_zero() && last.elapsed() >= cfg.snapshot_interval_s;
         let due_by_size = store.wal_bytes() >= cfg.wal_max_bytes;
         if !(due_by_time || due_by_size) {
             continue;
@@ -349,7 +349,7 @@ impl Running {
         if let Some(t) = self.api_task.take() {
             let _ = t.await;
         }
-        let grace = Duration::from_secs(self.engine.config.api.shutdown_grace_s);
+        let grace = self.engine.config.api.shutdown_grace_s;
         let deadline = tokio::time::Instant::now() + grace;
         let mut waited = false;
         loop {

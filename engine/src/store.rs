@@ -258,7 +258,7 @@ impl Store {
             &dir,
             replayed.last_seq + 1,
             cfg.durability,
-            Duration::from_millis(cfg.fsync_interval_ms.max(1)),
+            cfg.fsync_interval_ms.max(Duration::from_millis(1)),
             Arc::downgrade(state),
         )?;
         state.attach_journal(wal.clone());

@@ -1,6 +1,6 @@
 //! Counters and their two renderings: JSON for `/v1/stats`, Prometheus text for
 //! `/metrics`. Counters are relaxed atomics indexed by provider; no label carries a
-//! user id or token.
+//! user id or token. For tests, [`CapturedLog`] keeps the log lines a test asserts on.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -126,32 +126,76 @@ fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
+/// The `# HELP` and `# TYPE` lines of metric `fanfare_<name>`.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(
+        out,
+        "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} {kind}"
+    );
+}
+
+/// One sample of `fanfare_<name>` with one label.
+fn sample(out: &mut String, name: &str, (label, value): (&str, &str), v: u64) {
+    let _ = writeln!(out, "fanfare_{name}{{{label}=\"{value}\"}} {v}");
+}
+
+/// One per-provider counter: its key in `/v1/stats`, its Prometheus name and help,
+/// and where it lives. Both renderings read this one table.
+type ProviderCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ProviderStats) -> &AtomicU64,
+);
+
+#[rustfmt::skip]
+const PROVIDER_COUNTERS: [ProviderCounter; 11] = [
+    ("dead_tokens", "pushes_dead_tokens_total", "Verdicts that a device token is dead.", |s| &s.dead_tokens),
+    ("unknown_fate", "pushes_unknown_fate_total", "Sends with an unknown fate (reset or timeout after sending), resent.", |s| &s.unknown_fate),
+    ("resent_unprocessed", "pushes_resent_unprocessed_total", "Sends the vendor provably did not process, resent without an attempt.", |s| &s.resent_unprocessed),
+    ("throttled", "pushes_throttled_total", "429-style throttling answers.", |s| &s.throttled),
+    ("sent", "pushes_sent_total", "Requests sent to the vendor.", |s| &s.sent),
+    ("delivered", "pushes_delivered_total", "Pushes the vendor accepted.", |s| &s.delivered),
+    ("failed", "pushes_failed_total", "Pushes that finally failed.", |s| &s.failed),
+    ("retried", "pushes_retried_total", "Push attempts retried.", |s| &s.retried),
+    ("invalid_tokens_removed", "invalid_tokens_removed_total", "Bindings removed because the vendor said the token is dead.", |s| &s.invalid_tokens_removed),
+    ("unconfigured", "pushes_unconfigured_total", "Pushes for vendors without credentials.", |s| &s.unconfigured),
+    ("expired", "pushes_expired_total", "Pushes dropped after their expiry.", |s| &s.expired),
+];
+
+/// One per-lane metric: its Prometheus name, type and help, and how it is read.
+type LaneMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LaneStats) -> u64,
+);
+
+#[rustfmt::skip]
+const LANE_METRICS: [LaneMetric; 5] = [
+    ("lane_in_flight", "gauge", "Sends in flight.", |s| load(&s.in_flight)),
+    ("lane_waiting_retry", "gauge", "Pushes waiting in the retry delay queue.", |s| load(&s.waiting_retry)),
+    ("breaker_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.", |s| u64::from(s.breaker.load(Ordering::Relaxed))),
+    ("breaker_opened_total", "counter", "Times the circuit breaker opened.", |s| load(&s.breaker_opened)),
+    ("lane_pace_rps", "gauge", "Current pace in requests/s (0 = unpaced).", |s| load(&s.pace_rps)),
+];
+
 impl Stats {
     pub fn to_json(&self, g: &Gauges) -> Value {
         let mut providers = Map::new();
         for p in ProviderKind::ALL {
             let s = self.provider(p);
-            providers.insert(
-                p.as_str().into(),
-                json!({
-                    "sent": load(&s.sent),
-                    "delivered": load(&s.delivered),
-                    "failed": load(&s.failed),
-                    "retried": load(&s.retried),
-                    "invalid_tokens_removed": load(&s.invalid_tokens_removed),
-                    "unconfigured": load(&s.unconfigured),
-                    "expired": load(&s.expired),
-                    "dead_tokens": load(&s.dead_tokens),
-                    "unknown_fate": load(&s.unknown_fate),
-                    "resent_unprocessed": load(&s.resent_unprocessed),
-                    "throttled": load(&s.throttled),
-                    "rejected": Cause::ALL
-                        .iter()
-                        .filter(|c| load(&s.rejected[c.index()]) > 0)
-                        .map(|c| (c.as_str().to_string(), json!(load(&s.rejected[c.index()]))))
-                        .collect::<Map<String, Value>>(),
-                }),
-            );
+            let mut counters: Map<String, Value> = PROVIDER_COUNTERS
+                .iter()
+                .map(|(key, _, _, f)| (key.to_string(), json!(load(f(s)))))
+                .collect();
+            let rejected: Map<String, Value> = Cause::ALL
+                .iter()
+                .filter(|c| load(&s.rejected[c.index()]) > 0)
+                .map(|c| (c.as_str().to_string(), json!(load(&s.rejected[c.index()]))))
+                .collect();
+            counters.insert("rejected".into(), rejected.into());
+            providers.insert(p.as_str().into(), counters.into());
         }
         let lanes: Map<String, Value> = Lane::ALL
             .iter()
@@ -198,184 +242,104 @@ impl Stats {
 
     pub fn to_prometheus(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let mut gauge = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} gauge\nfanfare_{name} {v}"
-            );
-        };
-        gauge("bindings", "Push IDs bound.", g.bindings as u64);
-        gauge("users", "Users known.", g.users as u64);
-        gauge("online_users", "Users online now.", g.online_users as u64);
-        gauge("groups", "Groups.", g.groups as u64);
-        gauge(
-            "storage_writes_failing",
-            "1 while durable writes are failing (full disk, ...), else 0.",
-            u64::from(g.storage_writes_failing),
-        );
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} counter\nfanfare_{name} {v}"
-            );
-        };
-        counter(
-            "storage_refused_writes_total",
-            "Durable writes refused because the log could not take them.",
-            g.storage_refused_writes,
-        );
-        counter(
-            "messages_accepted_total",
-            "Messages accepted.",
-            load(&self.messages_accepted),
-        );
-        counter(
-            "messages_duplicate_total",
-            "Repeated message ids not pushed again.",
-            load(&self.messages_duplicate),
-        );
-        counter(
-            "calls_accepted_total",
-            "Call invitations accepted.",
-            load(&self.calls_accepted),
-        );
-        counter(
-            "requests_shed_total",
-            "Requests answered 429 overloaded.",
-            load(&self.requests_shed),
-        );
-        type Field = fn(&ProviderStats) -> &AtomicU64;
-        let fields: [(&str, &str, Field); 11] = [
-            (
-                "pushes_dead_tokens_total",
-                "Verdicts that a device token is dead.",
-                |s| &s.dead_tokens,
-            ),
-            (
-                "pushes_unknown_fate_total",
-                "Sends with an unknown fate (reset or timeout after sending), resent.",
-                |s| &s.unknown_fate,
-            ),
-            (
-                "pushes_resent_unprocessed_total",
-                "Sends the vendor provably did not process, resent without an attempt.",
-                |s| &s.resent_unprocessed,
-            ),
-            (
-                "pushes_throttled_total",
-                "429-style throttling answers.",
-                |s| &s.throttled,
-            ),
-            ("pushes_sent_total", "Requests sent to the vendor.", |s| {
-                &s.sent
-            }),
-            (
-                "pushes_delivered_total",
-                "Pushes the vendor accepted.",
-                |s| &s.delivered,
-            ),
-            ("pushes_failed_total", "Pushes that finally failed.", |s| {
-                &s.failed
-            }),
-            ("pushes_retried_total", "Push attempts retried.", |s| {
-                &s.retried
-            }),
-            (
-                "invalid_tokens_removed_total",
-                "Bindings removed because the vendor said the token is dead.",
-                |s| &s.invalid_tokens_removed,
-            ),
-            (
-                "pushes_unconfigured_total",
-                "Pushes for vendors without credentials.",
-                |s| &s.unconfigured,
-            ),
-            (
-                "pushes_expired_total",
-                "Pushes dropped after their expiry.",
-                |s| &s.expired,
-            ),
+        #[rustfmt::skip]
+        let scalars: [(&str, &str, &str, u64); 10] = [
+            ("bindings", "gauge", "Push IDs bound.", g.bindings as u64),
+            ("users", "gauge", "Users known.", g.users as u64),
+            ("online_users", "gauge", "Users online now.", g.online_users as u64),
+            ("groups", "gauge", "Groups.", g.groups as u64),
+            ("storage_writes_failing", "gauge", "1 while durable writes are failing (full disk, ...), else 0.", u64::from(g.storage_writes_failing)),
+            ("storage_refused_writes_total", "counter", "Durable writes refused because the log could not take them.", g.storage_refused_writes),
+            ("messages_accepted_total", "counter", "Messages accepted.", load(&self.messages_accepted)),
+            ("messages_duplicate_total", "counter", "Repeated message ids not pushed again.", load(&self.messages_duplicate)),
+            ("calls_accepted_total", "counter", "Call invitations accepted.", load(&self.calls_accepted)),
+            ("requests_shed_total", "counter", "Requests answered 429 overloaded.", load(&self.requests_shed)),
         ];
-        for (name, help, f) in fields {
-            let _ = writeln!(
-                out,
-                "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} counter"
-            );
+        for (name, kind, help, v) in scalars {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "fanfare_{name} {v}");
+        }
+        for (_, name, help, f) in PROVIDER_COUNTERS {
+            header(&mut out, name, "counter", help);
             for p in ProviderKind::ALL {
-                let _ = writeln!(
-                    out,
-                    "fanfare_{name}{{provider=\"{}\"}} {}",
-                    p.as_str(),
-                    load(f(self.provider(p)))
+                sample(
+                    &mut out,
+                    name,
+                    ("provider", p.as_str()),
+                    load(f(self.provider(p))),
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP fanfare_pushes_rejected_total Pushes rejected for good, by cause.\n# TYPE fanfare_pushes_rejected_total counter"
+        let rejected = "pushes_rejected_total";
+        header(
+            &mut out,
+            rejected,
+            "counter",
+            "Pushes rejected for good, by cause.",
         );
         for p in ProviderKind::ALL {
             let s = self.provider(p);
             for c in Cause::ALL {
                 let v = load(&s.rejected[c.index()]);
                 if v > 0 {
+                    let (p, c) = (p.as_str(), c.as_str());
                     let _ = writeln!(
                         out,
-                        "fanfare_pushes_rejected_total{{provider=\"{}\",cause=\"{}\"}} {v}",
-                        p.as_str(),
-                        c.as_str()
+                        "fanfare_{rejected}{{provider=\"{p}\",cause=\"{c}\"}} {v}"
                     );
                 }
             }
         }
-        type LaneField = fn(&LaneStats) -> u64;
-        let lane_fields: [(&str, &str, &str, LaneField); 5] = [
-            ("lane_in_flight", "gauge", "Sends in flight.", |s| {
-                load(&s.in_flight)
-            }),
-            (
-                "lane_waiting_retry",
-                "gauge",
-                "Pushes waiting in the retry delay queue.",
-                |s| load(&s.waiting_retry),
-            ),
-            (
-                "breaker_state",
-                "gauge",
-                "Circuit breaker: 0 closed, 1 open, 2 half-open.",
-                |s| u64::from(s.breaker.load(Ordering::Relaxed)),
-            ),
-            (
-                "breaker_opened_total",
-                "counter",
-                "Times the circuit breaker opened.",
-                |s| load(&s.breaker_opened),
-            ),
-            (
-                "lane_pace_rps",
-                "gauge",
-                "Current pace in requests/s (0 = unpaced).",
-                |s| load(&s.pace_rps),
-            ),
-        ];
-        for (name, kind, help, f) in lane_fields {
-            let _ = writeln!(
-                out,
-                "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} {kind}"
-            );
+        for (name, kind, help, f) in LANE_METRICS {
+            header(&mut out, name, kind, help);
             for l in Lane::ALL {
-                let _ = writeln!(
-                    out,
-                    "fanfare_{name}{{vendor=\"{}\"}} {}",
-                    l.name(),
-                    f(self.lane(l))
-                );
+                sample(&mut out, name, ("vendor", l.name()), f(self.lane(l)));
             }
         }
-        let _ = writeln!(out, "# HELP fanfare_queue_depth Device pushes queued or in flight.\n# TYPE fanfare_queue_depth gauge");
-        for (name, d) in &g.queues {
-            let _ = writeln!(out, "fanfare_queue_depth{{vendor=\"{name}\"}} {d}");
+        header(
+            &mut out,
+            "queue_depth",
+            "gauge",
+            "Device pushes queued or in flight.",
+        );
+        for (vendor, d) in &g.queues {
+            sample(&mut out, "queue_depth", ("vendor", vendor), *d as u64);
         }
         out
+    }
+}
+
+/// Log output captured for a test that asserts on log lines: the writer of a
+/// `tracing_subscriber::fmt` subscriber set as the test thread's default.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLog(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl CapturedLog {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> CapturedLog {
+        self.clone()
     }
 }

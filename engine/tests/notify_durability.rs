@@ -3,14 +3,14 @@
 //! acknowledged, and an in-process engine stopped as a crash would stop it (log
 //! flushed, no final snapshot) to show exactly what badge increments a crash costs.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{base_of, config_file, start, Proc};
 use fanfare::client::{Client, Protocol};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
@@ -18,55 +18,8 @@ use rand::{Rng, SeedableRng};
 fn client(base: &str) -> Client {
     Client::builder(base)
         .protocol(Protocol::Http1)
-        .timeout(Duration::from_secs(20))
+        .timeout(common::DEADLINE)
         .build()
-}
-
-fn config_file(dir: &Path, durability: &str, extra: &str) -> PathBuf {
-    let path = dir.join("fanfare.toml");
-    let toml = format!(
-        "[api]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_s = 5\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n{extra}",
-        dir.join("data").display()
-    );
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
-/// The binary on `config`, and its API address read from its log.
-fn spawn(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fanfare"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("FANFARE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fanfare");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Read to the end: a full pipe would block the engine's logging.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("API listening") {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or("");
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("fanfare printed its address");
-    (child, format!("http://{addr}"))
-}
-
-async fn wait_healthy(api: &Client) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while api.healthz().await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "never healthy");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// What one worker knows: the acknowledged value of each of its keys, and the value
@@ -86,9 +39,8 @@ async fn kill_9_loses_no_acknowledged_mute_or_badge_set() {
     // A small log limit: snapshots are taken while the load runs, so recovery is a
     // snapshot (format 3, with settings) plus the log after it.
     let cfg = config_file(dir.path(), "fsync", "wal_max_bytes = 20000\n");
-    let (mut child, base) = spawn(&cfg);
-    let api = client(&base);
-    wait_healthy(&api).await;
+    let mut proc = Proc::spawn_until(&cfg, "/healthz").await;
+    let api = client(&proc.base);
 
     const WORKERS: usize = 6;
     let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..WORKERS).map(|_| Arc::default()).collect();
@@ -149,8 +101,7 @@ async fn kill_9_loses_no_acknowledged_mute_or_badge_set() {
     while acked.load(Ordering::Relaxed) < after_snapshot && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    proc.kill_9();
     while tasks.join_next().await.is_some() {}
     assert!(
         has_snapshot(),
@@ -161,9 +112,8 @@ async fn kill_9_loses_no_acknowledged_mute_or_badge_set() {
         "too little load before the kill"
     );
 
-    let (mut child, base) = spawn(&cfg);
-    let api = client(&base);
-    wait_healthy(&api).await;
+    let mut proc = Proc::spawn_until(&cfg, "/healthz").await;
+    let api = client(&proc.base);
     let mut checked = 0;
     for ledger in &ledgers {
         let l = std::mem::take(&mut *ledger.lock());
@@ -188,14 +138,7 @@ async fn kill_9_loses_no_acknowledged_mute_or_badge_set() {
         }
     }
     assert!(checked > 50, "too few keys checked: {checked}");
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
-async fn start_in_process(dir: &Path) -> fanfare::Running {
-    let cfg = config_file(dir, "fsync", "snapshot_interval_s = 0\n");
-    let config = fanfare::config::Config::load(Some(&cfg), Vec::new()).unwrap();
-    fanfare::start(config).await.expect("engine starts")
+    proc.kill_9();
 }
 
 /// Add `n` to `user`'s counter the way a fan-out does (under a pin).
@@ -223,8 +166,8 @@ async fn badges(api: &Client, users: &[&str]) -> Vec<u32> {
 #[tokio::test]
 async fn a_crash_costs_only_the_badge_increments_since_the_last_snapshot_and_never_a_set() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start_in_process(dir.path()).await;
-    let api = client(&format!("http://{}", running.local_addr()));
+    let running = start(dir.path(), "fsync").await;
+    let api = client(&base_of(&running));
     api.set_badge("kept", 2).await.unwrap();
     increment(&running, "kept", 3);
     increment(&running, "late", 4);
@@ -243,8 +186,8 @@ async fn a_crash_costs_only_the_badge_increments_since_the_last_snapshot_and_nev
     assert_eq!(badges(&api, &users).await, [5, 10, 1, 8]);
     running.stop_without_snapshot().await;
 
-    let running = start_in_process(dir.path()).await;
-    let api = client(&format!("http://{}", running.local_addr()));
+    let running = start(dir.path(), "fsync").await;
+    let api = client(&base_of(&running));
     // "late" lost its 6, "reset" its 1 (its reset is replayed over the snapshot's 10).
     assert_eq!(badges(&api, &users).await, [5, 4, 0, 8]);
     let status = api.notification("late", ("group", "g")).await.unwrap();
@@ -254,8 +197,8 @@ async fn a_crash_costs_only_the_badge_increments_since_the_last_snapshot_and_nev
     increment(&running, "late", 6);
     increment(&running, "new", 1);
     running.shutdown().await;
-    let running = start_in_process(dir.path()).await;
-    let api = client(&format!("http://{}", running.local_addr()));
+    let running = start(dir.path(), "fsync").await;
+    let api = client(&base_of(&running));
     assert_eq!(
         badges(&api, &["kept", "late", "reset", "fresh", "new"]).await,
         [5, 10, 0, 8, 1]

@@ -4,203 +4,31 @@
 //! process), recovery whenever an exact path exists; and bounded fuzzing (proptest) of
 //! the WAL frame decoder, log replay and the snapshot loader.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use fanfare::client::{request, Client, Protocol};
+use common::{
+    assert_recovers, base_of, bind, call, config_file, data_files, edit_file, get, http, ops_on,
+    push_ids_of, random_ops, restart_expecting, start, start_refused, stop_holding, wait_status,
+    Proc, SNAPSHOTS_OFF,
+};
 use fanfare::clock::Clock;
 use fanfare::state::{
     Binding, Environment, Journal, Mutation, ProviderKind, Refused, State, Ticket, Token, Undo,
 };
 use fanfare::store::{codec, snapshot, wal};
-use http_body_util::Full;
 use parking_lot::Mutex;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 
-type Http = Client;
-
-/// An HTTP/1.1 client for requests to any engine (each request names its engine's
-/// base), with TCP_NODELAY and a bound on every request.
-fn http() -> Http {
-    Client::builder("")
-        .protocol(Protocol::Http1)
-        .timeout(Duration::from_secs(20))
-        .build()
-}
-
-/// One request; the answer's status and JSON body (`Null` if none). Kept raw: these
-/// tests also send what the typed client never would (and read any answer).
-async fn call(
-    http: &Http,
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(u16, Value), String> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .unwrap();
-    let raw = http.send(req).await.map_err(|e| e.to_string())?;
-    Ok((
-        raw.status.as_u16(),
-        serde_json::from_slice(&raw.body).unwrap_or(Value::Null),
-    ))
-}
-
-fn config_file(dir: &Path, durability: &str, extra: &str) -> PathBuf {
-    let path = dir.join("fanfare.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[api]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_s = 5\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\nsnapshot_interval_s = 0\n{extra}",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// The real binary on a config; its API address read from its log.
-struct Proc {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        self.log.lock().join("\n")
-    }
-
-    /// Wait (bounded) for the process to exit on its own.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(config: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fanfare"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("FANFARE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fanfare");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let log = log.clone();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if line.contains("API listening") {
-                    if let Some(addr) = line.split("addr=").nth(1) {
-                        let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-                    }
-                }
-                log.lock().push(line);
-            }
-        });
-    }
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("fanfare printed its address");
-    Proc {
-        child,
-        base: format!("http://{addr}"),
-        log,
-    }
-}
-
-/// Wait (bounded) until the process has logged a line containing `needle`: its log is
-/// read from a pipe by another thread, a little after the event.
-fn wait_log(proc: &Proc, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !proc.log().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "never logged {needle:?}: {}",
-            proc.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Poll `GET path` until it answers `want` (bounded).
-async fn wait_status(http: &Http, base: &str, path: &str, want: u16) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok((s, v)) = call(http, base, "GET", path, None).await {
-            if s == want {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{base}{path} never answered {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn bind(_http: &Http, base: &str, push_id: &str, user: &str) -> u16 {
-    let api = Client::builder(base).protocol(Protocol::Http1).build();
-    let req = request::bind(user, "fcm", &format!("tok-{push_id}"));
-    match api.bind(push_id, &req).await {
-        Ok(_) => 200,
-        Err(e) => e.status().expect("the engine answers").as_u16(),
-    }
-}
-
-async fn push_ids_of(_http: &Http, base: &str, user: &str) -> Vec<String> {
-    let api = Client::builder(base).protocol(Protocol::Http1).build();
-    let list = api.push_ids(user).await.expect("push ids are listed");
-    let mut ids: Vec<String> = list.push_ids.into_iter().map(|d| d.push_id).collect();
-    ids.sort();
-    ids
-}
-
-fn data_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with(prefix) && !name.contains(".damaged")
-        })
-        .collect();
-    v.sort();
-    v
+/// This file's engines take no periodic snapshots: each test takes its own.
+fn config(dir: &Path, durability: &str) -> PathBuf {
+    config_file(dir, durability, SNAPSHOTS_OFF)
 }
 
 fn damaged_copies(dir: &Path) -> Vec<PathBuf> {
@@ -209,55 +37,6 @@ fn damaged_copies(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains(".damaged-"))
         .collect()
-}
-
-async fn start_in_process(
-    dir: &Path,
-    durability: &str,
-) -> Result<fanfare::Running, fanfare::Error> {
-    let cfg = config_file(dir, durability, "");
-    let config = fanfare::config::Config::load(Some(&cfg), Vec::new()).unwrap();
-    fanfare::start(config).await
-}
-
-/// A random mix of every durable mutation through the API.
-async fn random_ops(http: &Http, base: &str, seed: u64, n: usize) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for i in 0..n {
-        let (method, path, body) = match rng.gen_range(0..10) {
-            0..=4 => (
-                "PUT",
-                format!("/v1/push-ids/d{}", rng.gen_range(0..40)),
-                Some(
-                    json!({"user_id": format!("u{}", rng.gen_range(0..10)), "provider": "fcm", "token": format!("t{seed}-{i}")}),
-                ),
-            ),
-            5 => (
-                "DELETE",
-                format!("/v1/push-ids/d{}", rng.gen_range(0..40)),
-                None,
-            ),
-            6 => (
-                "DELETE",
-                format!("/v1/users/u{}/push-ids", rng.gen_range(0..10)),
-                None,
-            ),
-            7 | 8 => (
-                "POST",
-                format!("/v1/groups/g{}/members", rng.gen_range(0..3)),
-                Some(
-                    json!({"add": [format!("u{}", rng.gen_range(0..15))], "remove": [format!("u{}", rng.gen_range(0..15))]}),
-                ),
-            ),
-            _ => (
-                "DELETE",
-                format!("/v1/groups/g{}", rng.gen_range(0..3)),
-                None,
-            ),
-        };
-        let (s, v) = call(http, base, method, &path, body).await.unwrap();
-        assert!(s == 200 || s == 404, "{method} {path}: {s} {v}");
-    }
 }
 
 /// Offsets of the frames in a log segment.
@@ -277,13 +56,11 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_engine_on_the_same_data_dir_refuses_to_start_and_names_the_holders_pid() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(dir.path(), "fsync", "");
-    let http = http();
-    let mut first = spawn(&cfg);
-    wait_status(&http, &first.base, "/healthz", 200).await;
-    assert_eq!(bind(&http, &first.base, "d1", "u1").await, 200);
+    let cfg = config(dir.path(), "fsync");
+    let mut first = Proc::spawn_until(&cfg, "/healthz").await;
+    assert_eq!(bind(&first.base, "d1", "u1").await, 200);
 
-    let mut second = spawn(&cfg);
+    let mut second = Proc::spawn(&cfg);
     let status = second.wait_exit();
     assert!(
         !status.success(),
@@ -297,30 +74,24 @@ async fn a_second_engine_on_the_same_data_dir_refuses_to_start_and_names_the_hol
     );
 
     // The first goes on acknowledging writes, and every one of them survives a restart.
-    assert_eq!(bind(&http, &first.base, "d2", "u1").await, 200);
-    first.child.kill().unwrap(); // SIGKILL: the kernel drops the lock with the process
-    first.child.wait().unwrap();
-    let third = spawn(&cfg);
-    wait_status(&http, &third.base, "/healthz", 200).await;
-    assert_eq!(push_ids_of(&http, &third.base, "u1").await, ["d1", "d2"]);
+    assert_eq!(bind(&first.base, "d2", "u1").await, 200);
+    first.kill_9(); // SIGKILL: the kernel drops the lock with the process
+    let third = Proc::spawn_until(&cfg, "/healthz").await;
+    assert_eq!(push_ids_of(&third.base, "u1").await, ["d1", "d2"]);
 }
 
 #[tokio::test]
 async fn the_lock_is_released_when_the_engine_stops_so_it_can_restart_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    let err = start_in_process(dir.path(), "none")
-        .await
-        .err()
-        .expect("a second engine on the same directory must not start");
-    let msg = fanfare::providers::error_chain(&err);
+    let running = start(dir.path(), "none").await;
+    // A second engine on the same directory must not start.
+    let msg = start_refused(dir.path(), "none").await;
     assert!(
         msg.contains(&format!("pid {}", std::process::id())),
         "{msg}"
     );
     running.shutdown().await;
-    let again = start_in_process(dir.path(), "none").await.unwrap();
-    again.shutdown().await;
+    start(dir.path(), "none").await.shutdown().await;
 }
 
 // ---------------------------------------------------------- item 4: WAL frame damage
@@ -329,27 +100,19 @@ async fn the_lock_is_released_when_the_engine_stops_so_it_can_restart_in_process
 async fn a_flipped_bit_in_a_middle_records_length_stops_startup_naming_file_and_offset_and_cuts_nothing(
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let http = http();
-    let running = start_in_process(dir.path(), "fsync").await.unwrap();
-    let base = format!("http://{}", running.local_addr());
-    random_ops(&http, &base, 1, 60).await;
+    let running = start(dir.path(), "fsync").await;
+    ops_on(&running, 1, 60).await;
     running.stop_without_snapshot().await;
     let data = dir.path().join("data");
     let wal = data_files(&data, "wal-").into_iter().next().unwrap();
-    let mut bytes = std::fs::read(&wal).unwrap();
-    let offsets = frame_offsets(&bytes);
+    let offsets = frame_offsets(&std::fs::read(&wal).unwrap());
     assert!(offsets.len() >= 40, "{}", offsets.len());
     let victim = offsets[offsets.len() / 2];
     // Bit 20 of the length: the record now claims ~1 MiB, past the end of the file —
     // what the old reader took for a torn tail, cutting off half the log.
-    bytes[victim + 2] ^= 1 << 4;
-    std::fs::write(&wal, &bytes).unwrap();
+    let bytes = edit_file(&wal, |bytes| bytes[victim + 2] ^= 1 << 4);
 
-    let err = start_in_process(dir.path(), "fsync")
-        .await
-        .err()
-        .expect("must refuse to start");
-    let msg = fanfare::providers::error_chain(&err);
+    let msg = start_refused(dir.path(), "fsync").await;
     assert!(msg.contains(&wal.display().to_string()), "{msg}");
     assert!(msg.contains(&format!("corrupt at byte {victim}")), "{msg}");
     assert_eq!(
@@ -363,12 +126,9 @@ async fn a_flipped_bit_in_a_middle_records_length_stops_startup_naming_file_and_
 #[tokio::test]
 async fn random_bytes_appended_to_the_log_are_cut_and_kept_aside_and_every_record_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let http = http();
-    let running = start_in_process(dir.path(), "fsync").await.unwrap();
-    let base = format!("http://{}", running.local_addr());
-    random_ops(&http, &base, 2, 60).await;
-    let before = running.engine().state.durable_view();
-    running.stop_without_snapshot().await;
+    let running = start(dir.path(), "fsync").await;
+    ops_on(&running, 2, 60).await;
+    let before = stop_holding(running).await;
     let data = dir.path().join("data");
     let wal = data_files(&data, "wal-").into_iter().next().unwrap();
     let good = std::fs::read(&wal).unwrap();
@@ -377,12 +137,9 @@ async fn random_bytes_appended_to_the_log_are_cut_and_kept_aside_and_every_recor
     // As in the report: the junk's first four bytes read as an impossible length,
     // which the old reader took for corruption and refused to start.
     junk[3] |= 0x80;
-    let mut bytes = good.clone();
-    bytes.extend_from_slice(&junk);
-    std::fs::write(&wal, &bytes).unwrap();
+    edit_file(&wal, |bytes| bytes.extend_from_slice(&junk));
 
-    let running = start_in_process(dir.path(), "fsync").await.unwrap();
-    assert_eq!(running.engine().state.durable_view(), before);
+    let running = restart_expecting(dir.path(), "fsync", &before).await;
     assert_eq!(std::fs::read(&wal).unwrap(), good, "only the junk is cut");
     let copies = damaged_copies(&data);
     assert_eq!(copies.len(), 1, "{copies:?}");
@@ -407,16 +164,15 @@ async fn random_bytes_appended_to_the_log_are_cut_and_kept_aside_and_every_recor
 async fn fifty_in_a_snapshot_and_fifty_in_the_log(
     dir: &Path,
 ) -> (fanfare::state::DurableView, PathBuf) {
-    let http = http();
-    let running = start_in_process(dir, "none").await.unwrap();
-    let base = format!("http://{}", running.local_addr());
+    let running = start(dir, "none").await;
+    let base = base_of(&running);
     for i in 0..50 {
-        assert_eq!(bind(&http, &base, &format!("d{i}"), "u1").await, 200);
+        assert_eq!(bind(&base, &format!("d{i}"), "u1").await, 200);
     }
     let info = running.engine().store().unwrap().snapshot().unwrap();
     assert_eq!(info.seq, 50);
     for i in 50..100 {
-        assert_eq!(bind(&http, &base, &format!("d{i}"), "u1").await, 200);
+        assert_eq!(bind(&base, &format!("d{i}"), "u1").await, 200);
     }
     let before = running.engine().state.durable_view();
     assert_eq!(before.bindings.len(), 100);
@@ -428,14 +184,12 @@ async fn fifty_in_a_snapshot_and_fifty_in_the_log(
 async fn a_snapshot_with_a_raised_covered_sequence_is_refused_and_the_log_rebuilds_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (before, snap) = fifty_in_a_snapshot_and_fifty_in_the_log(dir.path()).await;
-    let mut bytes = std::fs::read(&snap).unwrap();
-    bytes[16..24].copy_from_slice(&100u64.to_le_bytes());
-    std::fs::write(&snap, &bytes).unwrap();
-    let running = start_in_process(dir.path(), "none").await.unwrap();
+    edit_file(&snap, |bytes| {
+        bytes[16..24].copy_from_slice(&100u64.to_le_bytes());
+    });
     // Not 50 of 100: the header checksum refuses the snapshot, and the log, which
     // reaches back to sequence 1, rebuilds every binding.
-    assert_eq!(running.engine().state.durable_view(), before);
-    running.shutdown().await;
+    assert_recovers(dir.path(), "none", &before).await;
 }
 
 #[tokio::test]
@@ -445,11 +199,11 @@ async fn a_snapshot_whose_header_disagrees_with_its_file_name_is_refused() {
     assert!(snapshot::open(&snap).is_ok());
     let orig = std::fs::read(&snap).unwrap();
     // A consistent header (checksum recomputed) that claims a different sequence.
-    let mut raised = orig.clone();
-    raised[16..24].copy_from_slice(&100u64.to_le_bytes());
-    let crc = crc32c::crc32c(&raised[..60]);
-    raised[60..64].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&snap, &raised).unwrap();
+    edit_file(&snap, |raised| {
+        raised[16..24].copy_from_slice(&100u64.to_le_bytes());
+        let crc = crc32c::crc32c(&raised[..60]);
+        raised[60..64].copy_from_slice(&crc.to_le_bytes());
+    });
     let err = snapshot::open(&snap).err().expect("refused");
     assert!(
         err.to_string()
@@ -486,12 +240,11 @@ fn limit_file_size(pid: u32, bytes: Option<u64>) {
 /// writes resume once the file can grow again.
 async fn refused_writes_change_nothing(durability: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(dir.path(), durability, "");
+    let cfg = config(dir.path(), durability);
     let http = http();
-    let mut proc = spawn(&cfg);
-    wait_status(&http, &proc.base, "/readyz", 200).await;
+    let mut proc = Proc::spawn_until(&cfg, "/readyz").await;
     for i in 0..20 {
-        assert_eq!(bind(&http, &proc.base, &format!("d{i}"), "u1").await, 200);
+        assert_eq!(bind(&proc.base, &format!("d{i}"), "u1").await, 200);
     }
     let acked: Vec<String> = {
         let mut v: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
@@ -536,14 +289,10 @@ async fn refused_writes_change_nothing(durability: &str) {
         assert_eq!(s, 500, "{v}");
         assert_eq!(v["error"]["code"], "internal", "{v}");
     }
-    assert_eq!(push_ids_of(&http, &proc.base, "u1").await, acked);
-    let (s, _) = call(&http, &proc.base, "GET", "/v1/groups/g", None)
-        .await
-        .unwrap();
+    assert_eq!(push_ids_of(&proc.base, "u1").await, acked);
+    let (s, _) = get(&http, &proc.base, "/v1/groups/g").await;
     assert_eq!(s, 404, "the group was never created");
-    let (s, v) = call(&http, &proc.base, "GET", "/readyz", None)
-        .await
-        .unwrap();
+    let (s, v) = get(&http, &proc.base, "/readyz").await;
     assert_eq!(s, 503, "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.starts_with("writes are failing: write failed"), "{msg}");
@@ -551,24 +300,20 @@ async fn refused_writes_change_nothing(durability: &str) {
         !msg.contains(&data.display().to_string()),
         "no paths: {msg}"
     );
-    let (s, _) = call(&http, &proc.base, "GET", "/healthz", None)
-        .await
-        .unwrap();
+    let (s, _) = get(&http, &proc.base, "/healthz").await;
     assert_eq!(s, 200, "liveness is not readiness");
     // More refused writes while failing: counted, not logged one by one.
     for i in 0..30 {
-        assert_eq!(bind(&http, &proc.base, &format!("r{i}"), "u1").await, 500);
+        assert_eq!(bind(&proc.base, &format!("r{i}"), "u1").await, 500);
     }
-    assert_eq!(push_ids_of(&http, &proc.base, "u1").await, acked);
+    assert_eq!(push_ids_of(&proc.base, "u1").await, acked);
     assert_eq!(
         std::fs::metadata(&segment).unwrap().len(),
         len,
         "the partial write was cut"
     );
     // Operators see it in the stats and the metrics.
-    let (s, v) = call(&http, &proc.base, "GET", "/v1/stats", None)
-        .await
-        .unwrap();
+    let (s, v) = get(&http, &proc.base, "/v1/stats").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["storage"]["writes_failing"], true, "{v}");
     assert!(
@@ -588,12 +333,12 @@ async fn refused_writes_change_nothing(durability: &str) {
     // Room again: the log's probe notices, and writes are accepted.
     limit_file_size(proc.child.id(), None);
     wait_status(&http, &proc.base, "/readyz", 200).await;
-    assert_eq!(bind(&http, &proc.base, "after", "u1").await, 200);
+    assert_eq!(bind(&proc.base, "after", "u1").await, 200);
     let mut expected = acked.clone();
     expected.push("after".into());
     expected.sort();
-    assert_eq!(push_ids_of(&http, &proc.base, "u1").await, expected);
-    wait_log(&proc, "write-ahead log write failed;");
+    assert_eq!(push_ids_of(&proc.base, "u1").await, expected);
+    proc.wait_log("write-ahead log write failed;");
     let log = proc.log();
     let first_failures = log
         .lines()
@@ -605,16 +350,12 @@ async fn refused_writes_change_nothing(durability: &str) {
         errors, 1,
         "one ERROR line for the incident, not one per request: {log}"
     );
-    wait_log(&proc, "write-ahead log writes succeed again");
+    proc.wait_log("write-ahead log writes succeed again");
 
-    proc.child.kill().unwrap();
-    proc.child.wait().unwrap();
-    let proc = spawn(&cfg);
-    wait_status(&http, &proc.base, "/readyz", 200).await;
-    assert_eq!(push_ids_of(&http, &proc.base, "u1").await, expected);
-    let (s, _) = call(&http, &proc.base, "GET", "/v1/groups/g", None)
-        .await
-        .unwrap();
+    proc.kill_9();
+    let proc = Proc::spawn_until(&cfg, "/readyz").await;
+    assert_eq!(push_ids_of(&proc.base, "u1").await, expected);
+    let (s, _) = get(&http, &proc.base, "/v1/groups/g").await;
     assert_eq!(s, 404);
 }
 
@@ -633,58 +374,49 @@ async fn with_durability_none_a_refused_write_changes_nothing_either() {
 #[tokio::test]
 async fn a_damaged_old_segment_the_newest_snapshot_covers_does_not_block_startup() {
     let dir = tempfile::tempdir().unwrap();
-    let http = http();
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    let base = format!("http://{}", running.local_addr());
+    let running = start(dir.path(), "none").await;
     let store = running.engine().store().unwrap().clone();
-    random_ops(&http, &base, 4, 80).await;
+    ops_on(&running, 4, 80).await;
     let first = store.snapshot().unwrap();
-    random_ops(&http, &base, 5, 80).await;
+    ops_on(&running, 5, 80).await;
     let second = store.snapshot().unwrap();
-    random_ops(&http, &base, 6, 40).await;
-    let before = running.engine().state.durable_view();
-    running.stop_without_snapshot().await;
+    ops_on(&running, 6, 40).await;
+    let before = stop_holding(running).await;
     let data = dir.path().join("data");
     // Kept for the fallback to the older snapshot, covered whole by the newer one.
     let old = wal::segment_path(&data, first.seq + 1);
     assert!(data_files(&data, "wal-").contains(&old));
-    let mut bytes = std::fs::read(&old).unwrap();
-    assert!(!bytes.is_empty() && first.seq < second.seq);
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&old, &bytes).unwrap();
+    assert!(first.seq < second.seq);
+    edit_file(&old, |bytes| {
+        assert!(!bytes.is_empty());
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+    });
 
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    assert_eq!(running.engine().state.durable_view(), before);
-    running.shutdown().await;
+    assert_recovers(dir.path(), "none", &before).await;
 }
 
 #[tokio::test]
 async fn a_single_damaged_snapshot_recovers_from_the_whole_log_when_it_reaches_sequence_1() {
     let dir = tempfile::tempdir().unwrap();
-    let http = http();
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    let base = format!("http://{}", running.local_addr());
-    random_ops(&http, &base, 7, 120).await;
+    let running = start(dir.path(), "none").await;
+    ops_on(&running, 7, 120).await;
     let snap = running.engine().store().unwrap().snapshot().unwrap();
-    random_ops(&http, &base, 8, 60).await;
-    let before = running.engine().state.durable_view();
-    running.stop_without_snapshot().await;
-    let mut bytes = std::fs::read(&snap.path).unwrap();
-    let n = bytes.len();
-    bytes[n - 10] ^= 0x55;
-    std::fs::write(&snap.path, &bytes).unwrap();
+    ops_on(&running, 8, 60).await;
+    let before = stop_holding(running).await;
+    edit_file(&snap.path, |bytes| {
+        let n = bytes.len();
+        bytes[n - 10] ^= 0x55;
+    });
 
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    assert_eq!(running.engine().state.durable_view(), before);
-    running.shutdown().await;
+    assert_recovers(dir.path(), "none", &before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_segment_starts_with_the_record_its_name_promises_even_when_snapshots_race_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    let base = format!("http://{}", running.local_addr());
+    let running = start(dir.path(), "none").await;
+    let base = base_of(&running);
     let store = running.engine().store().unwrap().clone();
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..6u64 {
@@ -725,11 +457,8 @@ async fn every_segment_starts_with_the_record_its_name_promises_even_when_snapsh
         }
     }
     assert!(checked.len() >= 3, "{checked:?}");
-    let before = running.engine().state.durable_view();
-    running.stop_without_snapshot().await;
-    let running = start_in_process(dir.path(), "none").await.unwrap();
-    assert_eq!(running.engine().state.durable_view(), before);
-    running.shutdown().await;
+    let before = stop_holding(running).await;
+    assert_recovers(dir.path(), "none", &before).await;
 }
 
 // ------------------------------------------------ taking back, every mutation kind

@@ -118,7 +118,7 @@ impl Client {
             format!("bearer {}", target.provider_token).into(),
             target.topic.into(),
         );
-        let warm = [warm_token.to_string()];
+        let warm: Arc<[String]> = Arc::new([warm_token.to_string()]);
         let inner = rt
             .spawn(async move {
                 let inner = Arc::new(Inner {
@@ -128,7 +128,7 @@ impl Client {
                     topic,
                 });
                 inner
-                    .blast(&warm, body, connections as u64 * 2, connections)
+                    .blast(warm, body, connections as u64 * 2, connections)
                     .await?;
                 anyhow::Ok(inner)
             })
@@ -148,10 +148,10 @@ impl Client {
         concurrency: usize,
     ) -> anyhow::Result<Blast> {
         let rt = self.rt.as_ref().expect("the runtime lives until drop");
-        let (inner, tokens) = (self.inner.clone(), tokens.to_vec());
+        let (inner, tokens) = (self.inner.clone(), Arc::from(tokens));
         let cpu0 = threads_cpu_s();
         let mut b = rt
-            .spawn(async move { inner.blast(&tokens, body, total, concurrency).await })
+            .spawn(async move { inner.blast(tokens, body, total, concurrency).await })
             .await??;
         b.cpu_s = cpu0.zip(threads_cpu_s()).map(|(a, b)| (b - a).max(0.0));
         Ok(b)
@@ -174,16 +174,15 @@ struct Inner {
 }
 
 impl Inner {
-    /// Send `total` pushes, one per token (cycling), `concurrency` in flight.
-    pub async fn blast(
+    /// [`Client::blast`] on the client's own runtime.
+    async fn blast(
         &self,
-        tokens: &[String],
+        tokens: Arc<[String]>,
         body: Bytes,
         total: u64,
         concurrency: usize,
     ) -> anyhow::Result<Blast> {
         anyhow::ensure!(!tokens.is_empty(), "the ceiling client needs device tokens");
-        let tokens: Arc<[String]> = tokens.into();
         let next = Arc::new(AtomicU64::new(0));
         let ok = Arc::new(AtomicU64::new(0));
         // One histogram (about 0.5 MB) shared by the senders, not one each.

@@ -6,8 +6,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Run `fanfare-loadgen run ARGS --json .. --svg ..`; returns the JSON report.
-fn run(args: &[&str]) -> Value {
+/// Run `fanfare-loadgen run ARGS --json .. --svg ..` (`args` split at spaces);
+/// returns the JSON report.
+fn run(args: &str) -> Value {
+    let args: Vec<&str> = args.split_whitespace().collect();
     let dir = tempfile::tempdir().unwrap();
     let (json, svg) = (
         dir.path().join("report.json"),
@@ -15,7 +17,7 @@ fn run(args: &[&str]) -> Value {
     );
     let out = Command::new(env!("CARGO_BIN_EXE_fanfare-loadgen"))
         .arg("run")
-        .args(args)
+        .args(&args)
         .arg("--json")
         .arg(&json)
         .arg("--svg")
@@ -100,7 +102,7 @@ fn assert_pushes_measured(v: &Value) {
 
 #[test]
 fn bind_reports_binds_and_memory_per_binding() {
-    let v = run(&["--scenario", "bind", "--users", "2000", "--devices", "2"]);
+    let v = run("--scenario bind --users 2000 --devices 2");
     assert_common(&v, "bind");
     assert_engine_measured(&v);
     assert_eq!(u(&v, "bindings"), 4000);
@@ -114,16 +116,7 @@ fn bind_reports_binds_and_memory_per_binding() {
 
 #[test]
 fn presence_churns_for_the_duration() {
-    let v = run(&[
-        "--scenario",
-        "presence",
-        "--users",
-        "1000",
-        "--duration",
-        "0.5",
-        "--presence-batch",
-        "500",
-    ]);
+    let v = run("--scenario presence --users 1000 --duration 0.5 --presence-batch 500");
     assert_common(&v, "presence");
     assert_engine_measured(&v);
     let p = &v["presence"];
@@ -135,16 +128,7 @@ fn presence_churns_for_the_duration() {
 #[test]
 fn peer_pushes_every_offline_recipient_once() {
     let (users, rate) = (500u32, 300u64);
-    let v = run(&[
-        "--scenario",
-        "peer",
-        "--users",
-        "500",
-        "--rate",
-        "300",
-        "--duration",
-        "1",
-    ]);
+    let v = run("--scenario peer --users 500 --rate 300 --duration 1");
     assert_common(&v, "peer");
     assert_engine_measured(&v);
     assert_pushes_measured(&v);
@@ -158,7 +142,7 @@ fn peer_pushes_every_offline_recipient_once() {
 
 #[test]
 fn group_fans_out_to_offline_members_and_measures_the_ceiling() {
-    let v = run(&["--scenario", "group", "--group-sizes", "100,2000"]);
+    let v = run("--scenario group --group-sizes 100,2000");
     assert_common(&v, "group");
     assert_engine_measured(&v);
     assert_pushes_measured(&v);
@@ -177,14 +161,7 @@ fn group_fans_out_to_offline_members_and_measures_the_ceiling() {
 
 #[test]
 fn ceiling_runs_without_an_engine() {
-    let v = run(&[
-        "--scenario",
-        "ceiling",
-        "--users",
-        "100",
-        "--pushes",
-        "3000",
-    ]);
+    let v = run("--scenario ceiling --users 100 --pushes 3000");
     assert_common(&v, "ceiling");
     assert_eq!(v["engine_mode"], "none");
     assert_eq!(u(&v, "pushes_delivered"), 3000);
@@ -194,16 +171,7 @@ fn ceiling_runs_without_an_engine() {
 
 #[test]
 fn mixed_blends_every_kind_of_traffic() {
-    let v = run(&[
-        "--scenario",
-        "mixed",
-        "--users",
-        "500",
-        "--rate",
-        "200",
-        "--duration",
-        "1",
-    ]);
+    let v = run("--scenario mixed --users 500 --rate 200 --duration 1");
     assert_common(&v, "mixed");
     assert_engine_measured(&v);
     assert_pushes_measured(&v);
@@ -215,7 +183,7 @@ fn mixed_blends_every_kind_of_traffic() {
 
 #[test]
 fn the_spawned_engine_is_gone_after_the_run() {
-    let v = run(&["--scenario", "call", "--users", "100"]);
+    let v = run("--scenario call --users 100");
     assert_common(&v, "call");
     let pid = u(&v, "engine_pid");
     assert!(

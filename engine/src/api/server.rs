@@ -109,7 +109,7 @@ fn builder(api: &config::Api) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(api.header_read_timeout_ms))
+        .header_read_timeout(api.header_read_timeout_ms)
         // The read buffer bounds the request head: over it hyper answers 431.
         .max_buf_size(MAX_HEAD_BYTES);
     b.http2()
@@ -162,7 +162,7 @@ async fn serve(
         }
     }
     let _registered = Deregister(&conns, conn.id());
-    let idle = Duration::from_millis(engine.config.api.idle_timeout_ms);
+    let idle = engine.config.api.idle_timeout_ms;
     let service = {
         let conn = conn.clone();
         service_fn(move |req| {

@@ -6,8 +6,6 @@
 //! segments, and the `Authorization` header. Whatever the input, nothing panics, and
 //! a refusal is a 400 `invalid_argument` (never a 500, never a 413 from parsing).
 
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -278,38 +276,11 @@ fn a_webpush_subscription_must_be_an_object_too() {
     assert!(wire::validate_token(crate::state::ProviderKind::Webpush, &nested).is_err());
 }
 
-/// Log lines written while a test runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock()).into_owned()
-    }
-}
-
 /// Start an engine on 127.0.0.1:0 with `token`, capturing its log on this thread (the
 /// runtime is current-thread, so the API task logs here), and return the log once the
 /// API has started.
 async fn startup_log(token: &str) -> String {
-    let captured = Captured::default();
+    let captured = crate::telemetry::CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_ansi(false)

@@ -90,6 +90,7 @@ impl Config {
             ("body_read_timeout_ms", a.body_read_timeout_ms),
             ("idle_timeout_ms", a.idle_timeout_ms),
         ] {
+            let ms = ms.as_millis();
             if !(100..=86_400_000).contains(&ms) {
                 p.push(format!(
                     "api.{key} must be between 100 and 86400000 milliseconds, not {ms}"

@@ -2,6 +2,7 @@
 //! `[retry]`, `[breaker]` and `[transport]`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -17,7 +18,8 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight pushes may take to finish before the final
     /// snapshot and exit.
-    pub shutdown_grace_s: u64,
+    #[serde(deserialize_with = "super::units::secs")]
+    pub shutdown_grace_s: Duration,
     /// Most open API connections. When they are all open, a new connection closes the
     /// one idle the longest (no request in flight) and is served; only when none is
     /// idle is the new one refused. Keep it below the open-file limit (`ulimit -n`).
@@ -25,14 +27,17 @@ pub struct Api {
     /// HTTP/1.1: a connection must deliver a complete request head (request line and
     /// headers) within this many milliseconds of opening or of its previous answer,
     /// else it is closed. This also closes keep-alive connections idle that long.
-    pub header_read_timeout_ms: u64,
+    #[serde(deserialize_with = "super::units::millis")]
+    pub header_read_timeout_ms: Duration,
     /// A request body must arrive in full within this many milliseconds of its
     /// headers, else the answer is 408 and the connection is closed.
-    pub body_read_timeout_ms: u64,
+    #[serde(deserialize_with = "super::units::millis")]
+    pub body_read_timeout_ms: Duration,
     /// A connection with no request in flight for this many milliseconds is closed
     /// (HTTP/2 with a GOAWAY). HTTP/1.1 connections are closed sooner by
     /// `header_read_timeout_ms`.
-    pub idle_timeout_ms: u64,
+    #[serde(deserialize_with = "super::units::millis")]
+    pub idle_timeout_ms: Duration,
     /// Most concurrent requests (streams) on one HTTP/2 connection; the client is told
     /// in SETTINGS and further streams are refused.
     pub h2_max_concurrent_streams: u32,
@@ -52,11 +57,11 @@ impl Default for Api {
             listen: "127.0.0.1:7070".into(),
             token: None,
             max_body_bytes: 1 << 20,
-            shutdown_grace_s: 10,
+            shutdown_grace_s: Duration::from_secs(10),
             max_connections: 4096,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 30_000,
-            idle_timeout_ms: 60_000,
+            header_read_timeout_ms: Duration::from_millis(10_000),
+            body_read_timeout_ms: Duration::from_millis(30_000),
+            idle_timeout_ms: Duration::from_millis(60_000),
             h2_max_concurrent_streams: 256,
             max_connection_body_bytes: 16 << 20,
             max_total_body_bytes: 128 << 20,
@@ -91,10 +96,12 @@ pub struct Storage {
     /// or `none` (tests only).
     pub durability: Durability,
     /// With `durability = batch`: the longest time between fsyncs, in milliseconds.
-    pub fsync_interval_ms: u64,
+    #[serde(deserialize_with = "super::units::millis")]
+    pub fsync_interval_ms: Duration,
     /// Take a snapshot this often (seconds); 0 = only when the WAL grows past
     /// `wal_max_bytes` and at shutdown.
-    pub snapshot_interval_s: u64,
+    #[serde(deserialize_with = "super::units::secs")]
+    pub snapshot_interval_s: Duration,
     /// Take a snapshot once the write-ahead log has grown past this many bytes.
     pub wal_max_bytes: u64,
 }
@@ -104,8 +111,8 @@ impl Default for Storage {
         Self {
             dir: PathBuf::from("./fanfare-data"),
             durability: Durability::Fsync,
-            fsync_interval_ms: 5,
-            snapshot_interval_s: 300,
+            fsync_interval_ms: Duration::from_millis(5),
+            snapshot_interval_s: Duration::from_secs(300),
             wal_max_bytes: 256 << 20,
         }
     }

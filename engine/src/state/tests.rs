@@ -155,6 +155,15 @@ fn a_user_whose_mark_was_taken_while_referenced_is_released_once_the_reference_g
     assert_eq!(s.users.len(), 0);
 }
 
+/// Run `f` on a thread of its own with a handle on the shared state.
+fn on_thread<T: Send + 'static>(
+    s: &Arc<State>,
+    f: impl FnOnce(&State) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let s = s.clone();
+    std::thread::spawn(move || f(&s))
+}
+
 /// What each worker leaves behind, to compare with the state's durable view.
 #[derive(Default)]
 struct Model {
@@ -180,56 +189,47 @@ fn mutations_and_presence_racing_the_sweep_never_lose_a_referenced_user() {
             released
         })
     };
-    let binder = {
-        let s = s.clone();
-        std::thread::spawn(move || {
-            let mut m = Model::default();
-            for i in 0..20_000u32 {
-                let push_id = format!("p{}", i % 64);
-                if i % 5 == 4 {
-                    s.apply(&Mutation::Unbind {
-                        push_id: push_id.as_str().into(),
-                    });
-                    m.bindings.remove(&push_id);
-                } else {
-                    let user = format!("b{}", (i * 7) % 97);
-                    s.apply(&bind(&user, &push_id));
-                    m.bindings.insert(push_id, user);
-                }
+    let binder = on_thread(&s, move |s| {
+        let mut m = Model::default();
+        for i in 0..20_000u32 {
+            let push_id = format!("p{}", i % 64);
+            if i % 5 == 4 {
+                s.apply(&Mutation::Unbind {
+                    push_id: push_id.as_str().into(),
+                });
+                m.bindings.remove(&push_id);
+            } else {
+                let user = format!("b{}", (i * 7) % 97);
+                s.apply(&bind(&user, &push_id));
+                m.bindings.insert(push_id, user);
             }
-            m
-        })
-    };
-    let grouper = {
-        let s = s.clone();
-        std::thread::spawn(move || {
-            let mut m = Model::default();
-            for i in 0..20_000u32 {
-                let g = format!("g{}", i % 4);
-                let a = format!("m{}", (i * 13) % 89);
-                let r = format!("m{}", (i * 5) % 89);
-                s.apply(&group(&g, &[&a], &[&r]));
-                let members = m.groups.entry(g).or_default();
-                members.insert(a);
-                members.remove(&r);
+        }
+        m
+    });
+    let grouper = on_thread(&s, move |s| {
+        let mut m = Model::default();
+        for i in 0..20_000u32 {
+            let g = format!("g{}", i % 4);
+            let a = format!("m{}", (i * 13) % 89);
+            let r = format!("m{}", (i * 5) % 89);
+            s.apply(&group(&g, &[&a], &[&r]));
+            let members = m.groups.entry(g).or_default();
+            members.insert(a);
+            members.remove(&r);
+        }
+        m.groups.retain(|_, members| !members.is_empty());
+        m
+    });
+    let presence = on_thread(&s, move |s| {
+        for i in 0..40_000u32 {
+            let user = format!("s{}", i % 71);
+            online(s, &user, "a", i % 3 != 2);
+            let users = s.users.pin();
+            if let Some(idx) = users.get(&user) {
+                assert_eq!(&*users.name(idx), user.as_str());
             }
-            m.groups.retain(|_, members| !members.is_empty());
-            m
-        })
-    };
-    let presence = {
-        let s = s.clone();
-        std::thread::spawn(move || {
-            for i in 0..40_000u32 {
-                let user = format!("s{}", i % 71);
-                online(&s, &user, "a", i % 3 != 2);
-                let users = s.users.pin();
-                if let Some(idx) = users.get(&user) {
-                    assert_eq!(&*users.name(idx), user.as_str());
-                }
-            }
-        })
-    };
+        }
+    });
     let bindings = binder.join().expect("binder").bindings;
     let groups = grouper.join().expect("grouper").groups;
     presence.join().expect("presence");
@@ -314,6 +314,19 @@ struct PendingJournal {
     settled: AtomicBool,
 }
 
+impl PendingJournal {
+    /// A settled journal, attached to `s`.
+    fn attach(s: &State) -> Arc<PendingJournal> {
+        let journal = Arc::new(PendingJournal {
+            seq: parking_lot::Mutex::new(0),
+            undos: parking_lot::Mutex::new(Vec::new()),
+            settled: AtomicBool::new(true),
+        });
+        s.attach_journal(journal.clone());
+        journal
+    }
+}
+
 impl Journal for PendingJournal {
     fn record(&self, _m: &Mutation, apply: &mut dyn FnMut() -> Undo) -> Result<Ticket, Refused> {
         let mut seq = self.seq.lock();
@@ -340,12 +353,7 @@ fn sweeps(s: &State, n: usize) -> usize {
 #[test]
 fn the_sweep_waits_until_no_change_that_could_be_taken_back_refers_to_a_user() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     s.apply(&bind("alice", "p1"));
     journal.settled.store(true, Ordering::SeqCst);
     journal.undos.lock().clear();
@@ -425,12 +433,7 @@ fn a_mute_or_a_badge_count_keeps_its_user_from_the_sweep_until_it_is_gone() {
 #[test]
 fn deleting_a_group_drops_its_mutes_and_a_revert_brings_them_back() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     s.apply(&group("g", &["a", "b"], &[]));
     s.apply(&set_mute("a", notify::Kind::Group, "g", true));
     s.apply(&set_mute("z", notify::Kind::Group, "g", true));
@@ -449,12 +452,7 @@ fn deleting_a_group_drops_its_mutes_and_a_revert_brings_them_back() {
 #[test]
 fn a_mute_or_badge_set_the_journal_takes_back_leaves_memory_as_before() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     s.apply(&set_mute("u1", notify::Kind::Peer, "u0", true));
     s.apply(&set_mute("u1", notify::Kind::Peer, "u9", true));
     let users = s.users.pin();
@@ -480,12 +478,7 @@ fn a_mute_or_badge_set_the_journal_takes_back_leaves_memory_as_before() {
 #[test]
 fn the_mute_limit_is_checked_before_the_log_and_never_on_replay() {
     let s = Arc::new(state());
-    let journal = Arc::new(PendingJournal {
-        seq: parking_lot::Mutex::new(0),
-        undos: parking_lot::Mutex::new(Vec::new()),
-        settled: AtomicBool::new(true),
-    });
-    s.attach_journal(journal.clone());
+    let journal = PendingJournal::attach(&s);
     for i in 0..notify::MAX_MUTED_PER_USER {
         let applied = s.apply(&set_mute("u", notify::Kind::Peer, &format!("p{i}"), true));
         assert_eq!(applied, Applied::NotificationSet);

@@ -137,6 +137,11 @@ fn ppm(p: f64) -> u32 {
     (p.clamp(0.0, 1.0) * f64::from(PPM)).round() as u32
 }
 
+/// Store `probability` (clamped to 0..=1) into a per-million share.
+fn set_share(share: &AtomicU32, probability: f64) {
+    share.store(ppm(probability), Ordering::Relaxed);
+}
+
 fn roll(rng: &mut impl rand::Rng, ppm: u32) -> bool {
     ppm > 0 && rng.gen_range(0..PPM) < ppm
 }
@@ -164,9 +169,7 @@ impl Faults {
         self.inner
             .throttle_retry_after_s
             .store(retry_after_s, Ordering::Relaxed);
-        self.inner
-            .throttle_ppm
-            .store(ppm(probability), Ordering::Relaxed);
+        set_share(&self.inner.throttle_ppm, probability);
     }
 
     /// Answer this share of pushes 503 (with `Retry-After` when `retry_after_s > 0`).
@@ -174,31 +177,23 @@ impl Faults {
         self.inner
             .unavailable_retry_after_s
             .store(retry_after_s, Ordering::Relaxed);
-        self.inner
-            .unavailable_ppm
-            .store(ppm(probability), Ordering::Relaxed);
+        set_share(&self.inner.unavailable_ppm, probability);
     }
 
     /// Answer this share of pushes 500.
     pub fn set_internal(&self, probability: f64) {
-        self.inner
-            .internal_ppm
-            .store(ppm(probability), Ordering::Relaxed);
+        set_share(&self.inner.internal_ppm, probability);
     }
 
     /// Refuse this share of push streams with RST_STREAM `REFUSED_STREAM`.
     pub fn set_refuse_stream(&self, probability: f64) {
-        self.inner
-            .refuse_ppm
-            .store(ppm(probability), Ordering::Relaxed);
+        set_share(&self.inner.refuse_ppm, probability);
     }
 
     /// Record this share of pushes, then reset their stream (`INTERNAL_ERROR`)
     /// instead of answering.
     pub fn set_reset_after_processing(&self, probability: f64) {
-        self.inner
-            .reset_after_ppm
-            .store(ppm(probability), Ordering::Relaxed);
+        set_share(&self.inner.reset_after_ppm, probability);
     }
 
     /// Refuse the next `n` push streams (RST_STREAM `REFUSED_STREAM`).

@@ -191,6 +191,8 @@ pub(crate) struct Server {
 /// What every connection and stream task of one server needs.
 struct Shared<S> {
     service: Arc<S>,
+    /// The server's TLS, for each accepted connection's handshake.
+    acceptor: TlsAcceptor,
     faults: Faults,
     stats: Arc<Stats>,
     h2: h2::server::Builder,
@@ -242,6 +244,7 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             service,
+            acceptor: TlsAcceptor::from(tls),
             faults: faults.clone(),
             stats: stats.clone(),
             h2,
@@ -252,14 +255,7 @@ impl Server {
         let (live_tx, live) = watch::channel(0);
         let live_tx = Live(Arc::new(live_tx));
         let guard = live_tx.enter();
-        runtime.spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(tls),
-            shared,
-            stop_rx,
-            live_tx,
-            guard,
-        ));
+        runtime.spawn(accept_loop(listener, shared, stop_rx, live_tx, guard));
         Ok(Server {
             addr,
             stop,
@@ -315,7 +311,6 @@ impl Drop for Server {
 
 async fn accept_loop<S: Service>(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
     shared: Arc<Shared<S>>,
     mut stop: watch::Receiver<bool>,
     live: Live,
@@ -346,7 +341,6 @@ async fn accept_loop<S: Service>(
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(serve_connection(
             tcp,
-            acceptor.clone(),
             shared.clone(),
             stop.clone(),
             live.enter(),
@@ -357,12 +351,12 @@ async fn accept_loop<S: Service>(
 
 async fn serve_connection<S: Service>(
     tcp: TcpStream,
-    acceptor: TlsAcceptor,
     shared: Arc<Shared<S>>,
     mut stop: watch::Receiver<bool>,
     _guard: LiveGuard,
 ) {
-    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let handshake = shared.acceptor.accept(tcp);
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             debug!(%error, "mock vendor TLS handshake failed");

@@ -120,3 +120,8 @@ impl Client {
         self.request(Method::POST, path, headers, body).await
     }
 }
+
+/// The `(status, reason)` list a mock's `rejections()` should equal.
+pub(crate) fn rejections(expected: &[(u16, &str)]) -> Vec<(u16, String)> {
+    expected.iter().map(|(s, r)| (*s, r.to_string())).collect()
+}

@@ -15,11 +15,7 @@ async fn health_metrics_and_stats() {
     assert!(stats["providers"]["apns"]["sent"].is_u64());
     let (s, _) = h.raw(Method::GET, "/metrics", Vec::new(), None).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, v) = h.get("/v1/nope").await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
+    harness::assert_error(h.get("/v1/nope").await, StatusCode::NOT_FOUND, "not_found");
     let (s, v) = h.call(Method::PATCH, "/v1/messages", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{v}");
     h.shutdown().await;
@@ -64,10 +60,10 @@ async fn bind_list_move_unbind_and_remove_all() {
         (s, v),
         (StatusCode::OK, json!({"push_id": "d1", "user_id": "u2"}))
     );
-    let (s, v) = h.delete("/v1/push-ids/d1").await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
+    harness::assert_error(
+        h.delete("/v1/push-ids/d1").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
     );
 
     h.bind("d3", "u1", "fcm", &fcm_token(3)).await;
@@ -219,13 +215,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     assert_eq!(v["push_ids"].as_array().unwrap().len(), 1);
     // m1 was never claimed by the rejected requests: it is accepted now.
     let v = h
-        .send_message(
-            "m1",
-            "u0",
-            "peer",
-            "u1",
-            json!({"title": "t", "content": "c"}),
-        )
+        .message_to("m1", "u1", json!({"title": "t", "content": "c"}))
         .await;
     assert_eq!(v.targets, 1);
     h.shutdown().await;
@@ -237,25 +227,22 @@ async fn oversized_bodies_and_payloads_get_413_and_change_nothing() {
     h.bind("d1", "u1", "apns", &apns_token(1)).await;
     // Body over api.max_body_bytes (64 KiB in the harness).
     let big = json!({"user_id": "u1", "provider": "fcm", "token": "x".repeat(70_000)}).to_string();
-    let (s, v) = h
-        .raw(Method::PUT, "/v1/push-ids/d2", big.into_bytes(), None)
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    harness::assert_error(
+        h.raw(Method::PUT, "/v1/push-ids/d2", big.into_bytes(), None)
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
     );
     // Push payload over the vendors' 4096-byte limit.
-    let (s, v) = h
-        .post(
+    harness::assert_error(
+        h.post(
             "/v1/messages",
             json!({"message_id": "m-big", "sender_id": "u0", "conversation_type": "peer",
                    "conversation_id": "u1", "push": {"title": "t", "payload": "p".repeat(4100)}}),
         )
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
-        "{v}"
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
     );
     let stats = h.stats().await;
     assert_eq!(stats["bindings"], 1);
@@ -263,13 +250,7 @@ async fn oversized_bodies_and_payloads_get_413_and_change_nothing() {
     assert_eq!(stats["providers"]["apns"]["sent"], 0);
     // The id was not consumed: a fitting message with the same id goes through.
     let v = h
-        .send_message(
-            "m-big",
-            "u0",
-            "peer",
-            "u1",
-            json!({"title": "t", "payload": "small"}),
-        )
+        .message_to("m-big", "u1", json!({"title": "t", "payload": "small"}))
         .await;
     assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(1, harness::WAIT).await);
@@ -286,12 +267,11 @@ async fn bearer_token_is_required_when_configured() {
     let body = json!({"user_id": "u1", "provider": "fcm", "token": fcm_token(1)})
         .to_string()
         .into_bytes();
-    let (s, v) = h
-        .raw(Method::PUT, "/v1/push-ids/d1", body.clone(), None)
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+    harness::assert_error(
+        h.raw(Method::PUT, "/v1/push-ids/d1", body.clone(), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
     );
     let (s, _) = h
         .raw(

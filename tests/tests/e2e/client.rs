@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use fanfare::client::{self, request, Client, MessageAnswer, Protocol};
 use http::StatusCode;
+use tokio::net::TcpListener;
 
 use crate::harness::{self, apns_token};
 
@@ -122,9 +123,7 @@ async fn the_typed_client_sends_its_token_and_reads_401_as_an_error() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_the_typed_client_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     // Accept and hold every connection without reading or answering.
     let holder = tokio::spawn(async move {
@@ -145,4 +144,14 @@ async fn a_server_that_never_answers_times_the_typed_client_out() {
         );
     }
     holder.abort();
+}
+
+#[test]
+fn a_clients_debug_output_names_its_engine_but_never_its_token() {
+    let api = Client::builder("http://127.0.0.1:7070")
+        .token(Some("s3cret-token-value"))
+        .build();
+    let shown = format!("{api:?}");
+    assert!(shown.contains("127.0.0.1:7070"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
 }

@@ -15,13 +15,7 @@ async fn peer_message_reaches_every_device_of_an_offline_user() {
     h.bind("android", "u1", "fcm", &fcm_token(1)).await;
     h.bind("voip", "u1", "apns_voip", &apns_token(2)).await;
     let v = h
-        .send_message(
-            "m-1001",
-            "u0",
-            "peer",
-            "u1",
-            json!({"title": "New message", "content": "hello", "payload": "{\"k\":1}", "resources_id": "chat", "badge": 3}),
-        )
+        .message_to("m-1001", "u1", json!({"title": "New message", "content": "hello", "payload": "{\"k\":1}", "resources_id": "chat", "badge": 3}))
         .await;
     // The apns_voip binding gets call invitations only.
     assert_eq!(v, harness::accepted("m-1001", 1, 1, 2));
@@ -65,22 +59,14 @@ async fn online_users_are_not_pushed_and_legacy_extended_data_is_the_payload() {
         .await;
     h.online("online-user", "conn-1").await;
     let v = h
-        .send_message(
-            "m1",
-            "u0",
-            "peer",
-            "online-user",
-            json!({"title": "t", "content": "c"}),
-        )
+        .message_to("m1", "online-user", json!({"title": "t", "content": "c"}))
         .await;
     assert_eq!(v, harness::accepted("m1", 1, 0, 0));
     // A later message to an offline user is the barrier: once it arrived, the first
     // one would have too, had it been queued.
     let v = h
-        .send_message(
+        .message_to(
             "m2",
-            "u0",
-            "peer",
             "offline-user",
             json!({"title": "t", "extended_data": "legacy"}),
         )
@@ -92,13 +78,9 @@ async fn online_users_are_not_pushed_and_legacy_extended_data_is_the_payload() {
     assert_eq!(got[0].token, apns_token(2));
     assert_eq!(got[0].body["payload"], "legacy");
     // Once the user goes offline they are pushed again.
-    h.post(
-        "/v1/presence",
-        json!({"events": [{"user_id": "online-user", "session_id": "conn-1", "online": false}]}),
-    )
-    .await;
+    h.offline("online-user", "conn-1").await;
     let v = h
-        .send_message("m3", "u0", "peer", "online-user", json!({"title": "t"}))
+        .message_to("m3", "online-user", json!({"title": "t"}))
         .await;
     assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(2, WAIT).await);
@@ -109,10 +91,7 @@ async fn online_users_are_not_pushed_and_legacy_extended_data_is_the_payload() {
 async fn group_fan_out_skips_sender_and_online_members() {
     let h = harness::start().await;
     let members: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
-    let (s, _) = h
-        .post("/v1/groups/team/members", json!({"add": members}))
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    h.add_members("team", &members).await;
     for i in 0..20u32 {
         if i % 2 == 0 {
             h.bind(
@@ -174,10 +153,8 @@ async fn sandbox_bindings_go_to_the_sandbox_host_and_app_id_sets_the_topic() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
-    h.send_message("m2", "u0", "peer", "u2", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
+    h.message_to("m2", "u2", json!({"title": "t"})).await;
     assert!(h.apns_sandbox.wait_for(1, WAIT).await);
     assert!(h.apns.wait_for(1, WAIT).await);
     assert_eq!(h.apns_sandbox.received()[0].token, apns_token(1));
@@ -262,9 +239,7 @@ async fn dead_tokens_remove_their_bindings() {
         .set_token_verdict(&apns_token(2), ApnsVerdict::BadDeviceToken);
     h.fcm
         .set_token_verdict(&fcm_token(1), FcmVerdict::Unregistered);
-    let v = h
-        .send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    let v = h.message_to("m1", "u1", json!({"title": "t"})).await;
     assert_eq!(v.targets, 4);
     let stats = h
         .wait_stats("three dead tokens removed", |s| {
@@ -363,8 +338,7 @@ async fn debug_push_reports_the_fcm_verdict() {
 async fn repeated_message_id_is_pushed_once() {
     let h = harness::start().await;
     h.bind("d1", "u1", "apns", &apns_token(1)).await;
-    h.send_message("same", "u0", "peer", "u1", json!({"title": "first"}))
-        .await;
+    h.message_to("same", "u1", json!({"title": "first"})).await;
     let (s, v) = h
         .post("/v1/messages", json!({"message_id": "same", "sender_id": "u0", "conversation_type": "peer", "conversation_id": "u1", "push": {"title": "again"}}))
         .await;
@@ -376,7 +350,7 @@ async fn repeated_message_id_is_pushed_once() {
         )
     );
     // Barrier: a different message after the duplicate.
-    h.send_message("other", "u0", "peer", "u1", json!({"title": "second"}))
+    h.message_to("other", "u1", json!({"title": "second"}))
         .await;
     assert!(h.apns.wait_for(2, WAIT).await);
     let titles: Vec<String> = h
@@ -406,8 +380,7 @@ async fn provider_jwt_and_oauth_token_are_reused() {
             .await;
     }
     let members: Vec<String> = (0..30).map(|i| format!("u{i}")).collect();
-    h.post("/v1/groups/all/members", json!({"add": members}))
-        .await;
+    h.add_members("all", &members).await;
     for m in 0..3 {
         h.send_message(
             &format!("m{m}"),
@@ -448,9 +421,7 @@ async fn unconfigured_vendors_are_counted_not_crashed() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let v = h
-        .send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    let v = h.message_to("m1", "u1", json!({"title": "t"})).await;
     assert_eq!(v.targets, 0);
     let stats = h.stats().await;
     assert_eq!(stats["providers"]["huawei"]["unconfigured"], 1);

@@ -12,24 +12,11 @@ use fanfare_loadgen::mock::faults::{Close, FaultCounts};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{self, apns_token, fcm_token, Harness, Options, WAIT};
-
-/// Fast retries and a quick breaker, so tests take milliseconds, not minutes.
-const FAST: &str = r#"
-[retry]
-base_ms = 20
-max_ms = 200
-max_attempts = 50
-
-[breaker]
-failures = 3
-open_ms = 100
-max_open_ms = 400
-"#;
+use crate::harness::{self, apns_token, fcm_token, Harness, Options, FAST_RETRIES, WAIT};
 
 async fn start(extra: &str, messages: &str) -> Harness {
     harness::start_with(Options {
-        extra: format!("{FAST}{extra}"),
+        extra: format!("{FAST_RETRIES}{extra}"),
         messages: messages.to_string(),
         ..Options::default()
     })
@@ -42,6 +29,14 @@ fn per_token<'a>(tokens: impl Iterator<Item = &'a str>) -> HashMap<String, usize
         *m.entry(t.to_string()).or_default() += 1;
     }
     m
+}
+
+/// APNs received exactly one push for each of `n` device tokens.
+#[track_caller]
+fn assert_each_token_once(h: &Harness, n: usize) {
+    let counts = apns_counts(h);
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
 }
 
 fn apns_counts(h: &Harness) -> HashMap<String, usize> {
@@ -62,8 +57,7 @@ async fn retry_after_is_honoured_and_app_wide_429s_lower_the_pace() {
     h.apns.set_token_throttle(&apns_token(1), 1, 1);
     h.fcm.set_token_throttle(&fcm_token(1), 1, 1);
     let t0 = std::time::Instant::now();
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
     assert!(h.apns.wait_for(1, WAIT).await);
     assert!(h.fcm.wait_for(1, WAIT).await);
     // Without Retry-After the backoff would be at most 20 ms.
@@ -97,8 +91,7 @@ async fn server_errors_are_retried_with_backoff_until_delivered_once() {
     let h = start("", "").await;
     h.bind("android", "u1", "fcm", &fcm_token(7)).await;
     h.fcm.faults().set_unavailable(1.0, 0);
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
     h.wait_stats("three 503s retried", |s| {
         provider(s, "fcm")["retried"].as_u64() >= Some(3)
     })
@@ -127,16 +120,14 @@ async fn rejections_are_not_retried_and_are_counted_by_cause() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     h.bind("ok", "u2", "apns", &apns_token(2)).await;
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
     let s = h
         .wait_stats("rejection counted", |s| {
             provider(s, "apns")["rejected"]["bad_topic"] == 1
         })
         .await;
     // Barrier: a later push on the same lane went out and arrived.
-    h.send_message("m2", "u0", "peer", "u2", json!({"title": "t"}))
-        .await;
+    h.message_to("m2", "u2", json!({"title": "t"})).await;
     assert!(h.apns.wait_for(1, WAIT).await);
     assert_eq!(h.apns.rejections(), vec![(400, "BadTopic".to_string())]);
     assert_eq!(provider(&s, "apns")["retried"], 0);
@@ -155,23 +146,16 @@ async fn rejections_are_not_retried_and_are_counted_by_cause() {
 async fn unprocessed_streams_are_resent_without_counting_an_attempt() {
     // One attempt per push: any resend counted as an attempt would fail a push.
     let h = harness::start_with(Options {
-        extra: FAST.replace("max_attempts = 50", "max_attempts = 1"),
+        extra: FAST_RETRIES.replace("max_attempts = 50", "max_attempts = 1"),
         ..Options::default()
     })
     .await;
     let users: Vec<String> = (0..40).map(|i| format!("g{i}")).collect();
-    let (s, _) = h
-        .post("/v1/groups/team/members", json!({"add": users}))
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    h.add_members("team", &users).await;
     for i in 0..40u32 {
-        h.bind(
-            &format!("d{i}"),
-            &format!("g{i}"),
-            "apns",
-            &apns_token(100 + i),
-        )
-        .await;
+        let token = apns_token(100 + i);
+        h.bind(&format!("d{i}"), &format!("g{i}"), "apns", &token)
+            .await;
     }
     h.apns.faults().set_goaway_every(7);
     h.apns.faults().refuse_next(3);
@@ -184,9 +168,7 @@ async fn unprocessed_streams_are_resent_without_counting_an_attempt() {
         .wait_stats("all delivered", |s| provider(s, "apns")["delivered"] == 40)
         .await;
     assert_eq!(provider(&s, "apns")["failed"], 0, "{s}");
-    let counts = apns_counts(&h);
-    assert_eq!(counts.len(), 40);
-    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
+    assert_each_token_once(&h, 40);
     let faults = h.apns.faults().counts();
     assert_eq!(FaultCounts::get(&faults.refused_streams), 3);
     assert!(FaultCounts::get(&faults.goaways) >= 1);
@@ -200,8 +182,7 @@ async fn unknown_fate_is_resent_and_counted() {
     let h = start("", "").await;
     h.bind("ios", "u1", "apns", &apns_token(1)).await;
     h.apns.faults().reset_next_after_processing(1);
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
     assert!(h.apns.wait_for(2, WAIT).await);
     let s = h
         .wait_stats("delivered", |s| provider(s, "apns")["delivered"] == 1)
@@ -216,10 +197,7 @@ async fn unknown_fate_is_resent_and_counted() {
 #[tokio::test]
 async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
     let h = start("", "").await;
-    for i in 0..30u32 {
-        h.bind(&format!("d{i}"), &format!("u{i}"), "apns", &apns_token(i))
-            .await;
-    }
+    h.bind_each(0..30, "apns", apns_token).await;
     h.apns
         .faults()
         .outage(Duration::from_millis(1_500), Close::Abrupt);
@@ -244,9 +222,7 @@ async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
         })
         .await;
     assert_eq!(provider(&s, "apns")["failed"], 0, "{s}");
-    let counts = apns_counts(&h);
-    assert_eq!(counts.len(), 30);
-    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
+    assert_each_token_once(&h, 30);
     // Not hammered: reconnects were paced by the pool's backoff and the breaker.
     let refused = FaultCounts::get(&h.apns.faults().counts().refused_connections);
     assert!(
@@ -259,10 +235,7 @@ async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
 #[tokio::test]
 async fn a_full_queue_sheds_with_429_and_every_accepted_push_arrives() {
     let h = start("", "queue_capacity = 8").await;
-    for i in 0..12u32 {
-        h.bind(&format!("d{i}"), &format!("u{i}"), "apns", &apns_token(i))
-            .await;
-    }
+    h.bind_each(0..12, "apns", apns_token).await;
     // APNs is down: nothing drains, so the lane fills.
     h.apns
         .faults()
@@ -351,16 +324,14 @@ async fn expired_pushes_are_dropped_not_delivered_late() {
 async fn idle_closed_connections_are_reopened() {
     let h = start("", "").await;
     h.bind("ios", "u1", "apns", &apns_token(1)).await;
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
     assert!(h.apns.wait_for(1, WAIT).await);
     h.apns.faults().set_idle_timeout(Duration::from_millis(300));
     h.wait_stats("the idle APNs connection was closed", |_| {
         FaultCounts::get(&h.apns.faults().counts().idle_closes) >= 1
     })
     .await;
-    h.send_message("m2", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m2", "u1", json!({"title": "t"})).await;
     assert!(h.apns.wait_for(2, WAIT).await);
     assert!(h.apns.connections_accepted() >= 2, "reconnected");
     let s = h

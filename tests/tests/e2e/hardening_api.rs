@@ -72,6 +72,31 @@ struct Answer {
 }
 
 impl Answer {
+    /// An answer from its head (status line and headers, without the blank line),
+    /// with an empty body; and the body's `content-length` (0 without one).
+    fn from_head(head: &[u8]) -> (Answer, usize) {
+        let head = String::from_utf8_lossy(head).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("a status line in {head:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let answer = Answer {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len = answer
+            .header("content-length")
+            .map_or(0, |v| v.parse().expect("a number"));
+        (answer, len)
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -87,6 +112,16 @@ impl Answer {
                 String::from_utf8_lossy(&self.body)
             )
         })
+    }
+
+    /// Assert this is an error answer with `status` and `error.code`.
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.error_code().as_str()),
+            (status, code),
+            "{self:?}"
+        );
     }
 
     fn error_code(&self) -> String {
@@ -114,21 +149,7 @@ async fn read_answer(s: &mut TcpStream) -> Answer {
             );
             buf.extend_from_slice(&chunk[..n]);
         };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("a status line in {head:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map_or(0, |(_, v)| v.parse().expect("a number"));
+        let (mut answer, len) = Answer::from_head(&buf[..end]);
         let mut body = buf[end + 4..].to_vec();
         while body.len() < len {
             let mut chunk = [0u8; 4096];
@@ -136,11 +157,8 @@ async fn read_answer(s: &mut TcpStream) -> Answer {
             assert!(n > 0, "connection closed inside the body");
             body.extend_from_slice(&chunk[..n]);
         }
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        answer.body = body;
+        answer
     })
     .await
     .expect("an answer within the deadline")
@@ -150,28 +168,10 @@ async fn read_answer(s: &mut TcpStream) -> Answer {
 fn split_answers(mut bytes: &[u8]) -> Vec<Answer> {
     let mut answers = Vec::new();
     while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("a status line in {head:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map_or(0, |(_, v)| v.parse().expect("a number"));
-        let body = bytes[end + 4..end + 4 + len].to_vec();
+        let (mut answer, len) = Answer::from_head(&bytes[..end]);
+        answer.body = bytes[end + 4..end + 4 + len].to_vec();
         bytes = &bytes[end + 4 + len..];
-        answers.push(Answer {
-            status,
-            headers,
-            body,
-        });
+        answers.push(answer);
     }
     answers
 }
@@ -200,6 +200,16 @@ async fn closed_by_server(s: &mut TcpStream) -> Vec<u8> {
     .expect("the server closes the connection within the deadline")
 }
 
+/// On a new connection, write `head`, then `body` with [`write_body`], and only then
+/// read the answer; the connection stays open for more.
+async fn send_whole(api: &Api, head: &str, body: &[u8]) -> (TcpStream, Answer) {
+    let mut s = api.connect().await;
+    s.write_all(head.as_bytes()).await.expect("head written");
+    write_body(&mut s, body).await;
+    let a = read_answer(&mut s).await;
+    (s, a)
+}
+
 /// Write `body` as a client that sends its whole request before reading an answer
 /// (Python's http.client, often Node's) over a real network: 16 KiB every 2 ms
 /// (8 MB/s). Every write must succeed: a server that answers and closes before the
@@ -218,23 +228,14 @@ async fn an_oversized_body_written_in_full_before_reading_gets_the_413_json_erro
     let api = Api::start("").await;
     let body = vec![b'x'; 512 * 1024];
     // Declared too large by its Content-Length.
-    let mut s = api.connect().await;
     let head = format!(
         "POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).await.expect("head written");
-    write_body(&mut s, &body).await;
-    let a = read_answer(&mut s).await;
-    assert_eq!(
-        (a.status, a.error_code().as_str()),
-        (413, "payload_too_large")
-    );
+    let (_, a) = send_whole(&api, &head, &body).await;
+    a.assert_error(413, "payload_too_large");
     // Found too large while reading a chunked body.
-    let mut s = api.connect().await;
-    s.write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
-        .await
-        .expect("head written");
+    let head = "POST /v1/messages HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
     let mut chunked = Vec::new();
     for piece in body.chunks(16 * 1024) {
         chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
@@ -242,12 +243,8 @@ async fn an_oversized_body_written_in_full_before_reading_gets_the_413_json_erro
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    write_body(&mut s, &chunked).await;
-    let a = read_answer(&mut s).await;
-    assert_eq!(
-        (a.status, a.error_code().as_str()),
-        (413, "payload_too_large")
-    );
+    let (_, a) = send_whole(&api, head, &chunked).await;
+    a.assert_error(413, "payload_too_large");
     api.shutdown().await;
 }
 
@@ -255,18 +252,12 @@ async fn an_oversized_body_written_in_full_before_reading_gets_the_413_json_erro
 async fn a_request_refused_before_its_body_is_read_still_gets_its_answer() {
     let api = Api::start(&format!("token = \"{TOKEN}\"")).await;
     let body = vec![b' '; 256 * 1024];
-    let mut s = api.connect().await;
     let head = format!(
         "POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).await.expect("head written");
-    write_body(&mut s, &body).await;
-    let a = read_answer(&mut s).await;
-    assert_eq!(
-        (a.status, a.error_code().as_str()),
-        (401, "unauthenticated")
-    );
+    let (mut s, a) = send_whole(&api, &head, &body).await;
+    a.assert_error(401, "unauthenticated");
     // The body was drained, so the connection is still good for the next request.
     let req = format!("GET /v1/stats HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("second request");
@@ -389,13 +380,11 @@ async fn trailing_data_and_arrays_are_refused_and_change_nothing() {
         br#"{"add":["x"]}{"add":["y"]}"#,
         br#"[["x"],[]]"#,
     ] {
-        let (s, v) = h
-            .raw(Method::POST, "/v1/groups/g1/members", body.to_vec(), None)
-            .await;
-        assert_eq!(
-            (s, v["error"]["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("invalid_argument")),
-            "{v}"
+        harness::assert_error(
+            h.raw(Method::POST, "/v1/groups/g1/members", body.to_vec(), None)
+                .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
         );
     }
     let (s, _) = h.get("/v1/groups/g1").await;
@@ -498,10 +487,7 @@ async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
         .await
         .expect("a partial body");
     let a = read_answer(&mut s).await;
-    assert_eq!(
-        (a.status, a.error_code().as_str()),
-        (408, "request_timeout")
-    );
+    a.assert_error(408, "request_timeout");
     assert_eq!(a.header("connection"), Some("close"));
     api.shutdown().await;
 }

@@ -22,25 +22,11 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{self, apns_token, oppo_token, Harness, Options, WAIT};
+use crate::harness::{self, apns_token, oppo_token, Harness, Options, FAST_RETRIES, WAIT};
 
-/// Short bounds, fast retries and a quick breaker, so a scenario takes about the
-/// two seconds its pushes live.
-const FAST: &str = r#"
-[transport]
-connect_timeout_ms = 300
-request_timeout_ms = 300
-
-[retry]
-base_ms = 20
-max_ms = 200
-max_attempts = 50
-
-[breaker]
-failures = 3
-open_ms = 100
-max_open_ms = 400
-"#;
+/// Short bounds (and `FAST_RETRIES`), so a scenario takes about the two seconds its
+/// pushes live.
+const SHORT_BOUNDS: &str = "[transport]\nconnect_timeout_ms = 300\nrequest_timeout_ms = 300\n";
 
 /// Pushes expire after 2 s; a lane holds two pushes at most.
 const MESSAGES: &str = "ttl_s = 2\nqueue_capacity = 2";
@@ -107,7 +93,7 @@ async fn swallow(mut io: impl AsyncRead + Unpin) {
 
 async fn start(vendors: bool, env: Vec<(&str, String)>) -> Harness {
     harness::start_with(Options {
-        extra: FAST.to_string(),
+        extra: format!("{SHORT_BOUNDS}{FAST_RETRIES}"),
         messages: MESSAGES.to_string(),
         vendors,
         env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
@@ -122,10 +108,8 @@ async fn start(vendors: bool, env: Vec<(&str, String)>) -> Harness {
 async fn lane_survives(h: &Harness, provider: &str, cause: &str) -> Value {
     let p = |s: &Value, k: &str| s["providers"][provider][k].as_u64().unwrap_or(0);
     let l = |s: &Value, k: &str| s["lanes"][provider][k].as_u64().unwrap_or(0);
-    h.send_message("m1", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
-    h.send_message("m2", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m1", "u1", json!({"title": "t"})).await;
+    h.message_to("m2", "u1", json!({"title": "t"})).await;
 
     // The failed connects are vendor failures: resent as unprocessed, and they open
     // the breaker.
@@ -164,10 +148,8 @@ async fn lane_survives(h: &Harness, provider: &str, cause: &str) -> Value {
         })
         .await;
     assert_eq!(p(&s, "delivered"), 0, "{s}");
-    h.send_message("m3", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
-    h.send_message("m4", "u0", "peer", "u1", json!({"title": "t"}))
-        .await;
+    h.message_to("m3", "u1", json!({"title": "t"})).await;
+    h.message_to("m4", "u1", json!({"title": "t"})).await;
     s
 }
 

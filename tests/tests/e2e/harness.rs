@@ -1,5 +1,6 @@
 //! Test harness: mocks + engine configured from a real TOML file + an API client.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use fanfare_loadgen::mock::fcm::MockFcm;
 use fanfare_loadgen::mock::rig::{self, Rig};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub use fanfare_loadgen::mock::rig::TOPIC;
 pub const API_TOKEN: &str = "s3cret-api-token";
@@ -148,6 +149,30 @@ pub fn accepted(id: &str, recipients: usize, offline: usize, targets: usize) -> 
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Fast retries and a quick breaker (`Options::extra`), so fault tests take
+/// milliseconds, not minutes.
+pub const FAST_RETRIES: &str = r#"
+[retry]
+base_ms = 20
+max_ms = 200
+max_attempts = 50
+
+[breaker]
+failures = 3
+open_ms = 100
+max_open_ms = 400
+"#;
+
+/// Assert an error answer: its status and its `error.code`.
+#[track_caller]
+pub fn assert_error((status, body): (StatusCode, Value), want: StatusCode, code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (want, Some(code)),
+        "{body}"
+    );
+}
+
 /// A 64-hex-digit APNs token derived from `seed`.
 pub fn apns_token(seed: u32) -> String {
     format!("{seed:08x}{}", "ab".repeat(28))
@@ -270,8 +295,32 @@ impl Harness {
         bound.unwrap_or_else(|e| panic!("bind {push_id}: {e}"))
     }
 
+    /// Bind `d<i>` to user `u<i>` with `token(i)` for each `i` of `ids`.
+    pub async fn bind_each(&self, ids: Range<u32>, provider: &str, token: fn(u32) -> String) {
+        for i in ids {
+            self.bind(&format!("d{i}"), &format!("u{i}"), provider, &token(i))
+                .await;
+        }
+    }
+
+    /// Add `members` to `group` (created if new) and assert success.
+    pub async fn add_members<S: AsRef<str>>(&self, group: &str, members: &[S]) {
+        let members: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
+        let path = format!("/v1/groups/{group}/members");
+        let (s, v) = self.post(&path, json!({ "add": members })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
     pub async fn online(&self, user: &str, session: &str) {
-        let events = vec![request::session(user, session, true)];
+        self.presence(user, session, true).await;
+    }
+
+    pub async fn offline(&self, user: &str, session: &str) {
+        self.presence(user, session, false).await;
+    }
+
+    async fn presence(&self, user: &str, session: &str, online: bool) {
+        let events = vec![request::session(user, session, online)];
         let applied = self.api.presence(&request::presence(events)).await;
         assert_eq!(applied.expect("presence is applied").applied, 1);
     }
@@ -311,6 +360,11 @@ impl Harness {
             Ok(MessageAnswer::Accepted(a)) => a,
             other => panic!("message {id}: {other:?}"),
         }
+    }
+
+    /// A peer message from `u0` to `to` (see `send_message`).
+    pub async fn message_to(&self, id: &str, to: &str, push: Value) -> MessageAccepted {
+        self.send_message(id, "u0", "peer", to, push).await
     }
 
     /// Talk to `engine` from now on (an engine restarted on the same data).

@@ -21,6 +21,18 @@ async fn start() -> Harness {
 
 const VENDORS: [&str; 6] = ["huawei", "honor", "xiaomi", "oppo", "vivo", "webpush"];
 
+/// `body` for each vendor mock of `h.v()` in `VENDORS` order, with `$i` its index
+/// there and `$m` the mock (each of another type, hence a macro): an array of results.
+macro_rules! each_vendor {
+    ($h:expr, |$i:ident, $m:ident| $body:expr) => {{
+        let v = $h.v();
+        each_vendor!(@ v, $i, $m, $body; 0 huawei, 1 honor, 2 xiaomi, 3 oppo, 4 vivo, 5 webpush)
+    }};
+    (@ $v:ident, $i:ident, $m:ident, $body:expr; $($n:literal $field:ident),*) => {
+        [$({ let ($i, $m): (usize, _) = ($n, &$v.$field); $body }),*]
+    };
+}
+
 /// Bind one device per vendor for `user` (push ids `<vendor>-<seed>`); returns the
 /// tokens in `VENDORS` order (the Web Push one is the subscription's endpoint).
 async fn bind_all(h: &Harness, user: &str, seed: u32) -> Vec<String> {
@@ -42,51 +54,42 @@ async fn bind_all(h: &Harness, user: &str, seed: u32) -> Vec<String> {
     keys
 }
 
-/// Every mock's received pushes, in `VENDORS` order.
-fn received(h: &Harness) -> Vec<Vec<VendorPush>> {
-    let v = h.v();
-    vec![
-        v.huawei.received(),
-        v.honor.received(),
-        v.xiaomi.received(),
-        v.oppo.received(),
-        v.vivo.received(),
-        v.webpush.received(),
-    ]
+/// Bind one device per vendor for `user` (`bind_all` with `seed`), script `verdict`
+/// for each but the vendors in `except`, and send `user` a message with `push`: it
+/// targets all six devices.
+async fn message_under_verdicts(
+    h: &Harness,
+    user: &str,
+    seed: u32,
+    verdict: TokenVerdict,
+    except: &[&str],
+    push: Value,
+) {
+    let tokens = bind_all(h, user, seed).await;
+    set_verdicts(h, &tokens, verdict, except);
+    let accepted = h.message_to(&format!("m-{user}"), user, push).await;
+    assert_eq!(accepted.targets, 6);
 }
 
+/// Every mock's received pushes, in `VENDORS` order.
+fn received(h: &Harness) -> Vec<Vec<VendorPush>> {
+    each_vendor!(h, |_i, m| m.received()).into()
+}
+
+/// Wait (bounded) until every vendor mock has received `n` pushes.
 async fn wait_all(h: &Harness, n: usize) {
-    let v = h.v();
-    assert!(
-        v.huawei.wait_for(n, WAIT).await,
-        "huawei got {}",
-        v.huawei.received_count()
-    );
-    assert!(
-        v.honor.wait_for(n, WAIT).await,
-        "honor got {}",
-        v.honor.received_count()
-    );
-    assert!(
-        v.xiaomi.wait_for(n, WAIT).await,
-        "xiaomi got {}",
-        v.xiaomi.received_count()
-    );
-    assert!(
-        v.oppo.wait_for(n, WAIT).await,
-        "oppo got {}",
-        v.oppo.received_count()
-    );
-    assert!(
-        v.vivo.wait_for(n, WAIT).await,
-        "vivo got {}",
-        v.vivo.received_count()
-    );
-    assert!(
-        v.webpush.wait_for(n, WAIT).await,
-        "webpush got {}",
-        v.webpush.received_count()
-    );
+    let got = each_vendor!(h, |_i, m| (m.wait_for(n, WAIT).await, m.received_count()));
+    for (vendor, (arrived, count)) in VENDORS.iter().zip(got) {
+        assert!(arrived, "{vendor} got {count}");
+    }
+}
+
+/// Script `verdict` for each vendor's token in `tokens` (`bind_all` order), but for
+/// the vendors in `except`.
+fn set_verdicts(h: &Harness, tokens: &[String], verdict: TokenVerdict, except: &[&str]) {
+    each_vendor!(h, |i, m| if !except.contains(&VENDORS[i]) {
+        m.set_token_verdict(&tokens[i], verdict)
+    });
 }
 
 /// The "done": one group message reaches all eight vendors with the right
@@ -184,48 +187,19 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
         })
         .await;
     assert_eq!(stats["providers"]["apns"]["failed"], 0);
-    for vendor in VENDORS {
-        assert!(
-            v_rejections_empty(&h, vendor),
-            "{vendor} rejected something"
-        );
+    let rejections = each_vendor!(h, |_i, m| m.rejections());
+    for (vendor, rejected) in VENDORS.iter().zip(rejections) {
+        assert!(rejected.is_empty(), "{vendor} rejected something");
     }
     h.shutdown().await;
-}
-
-fn v_rejections_empty(h: &Harness, vendor: &str) -> bool {
-    let v = h.v();
-    match vendor {
-        "huawei" => v.huawei.rejections().is_empty(),
-        "honor" => v.honor.rejections().is_empty(),
-        "xiaomi" => v.xiaomi.rejections().is_empty(),
-        "oppo" => v.oppo.rejections().is_empty(),
-        "vivo" => v.vivo.rejections().is_empty(),
-        _ => v.webpush.rejections().is_empty(),
-    }
 }
 
 #[tokio::test]
 async fn dead_tokens_remove_the_bindings_of_every_vendor() {
     let h = start().await;
-    let tokens = bind_all(&h, "u-dead", 7).await;
+    let push = json!({"title": "t", "content": "c"});
+    message_under_verdicts(&h, "u-dead", 7, TokenVerdict::Dead, &[], push).await;
     let v = h.v();
-    v.huawei.set_token_verdict(&tokens[0], TokenVerdict::Dead);
-    v.honor.set_token_verdict(&tokens[1], TokenVerdict::Dead);
-    v.xiaomi.set_token_verdict(&tokens[2], TokenVerdict::Dead);
-    v.oppo.set_token_verdict(&tokens[3], TokenVerdict::Dead);
-    v.vivo.set_token_verdict(&tokens[4], TokenVerdict::Dead);
-    v.webpush.set_token_verdict(&tokens[5], TokenVerdict::Dead);
-    let r = h
-        .send_message(
-            "m-dead",
-            "u0",
-            "peer",
-            "u-dead",
-            json!({"title": "t", "content": "c"}),
-        )
-        .await;
-    assert_eq!(r.targets, 6);
     let stats = h
         .wait_stats("dead tokens removed", |s| {
             VENDORS
@@ -253,28 +227,10 @@ async fn dead_tokens_remove_the_bindings_of_every_vendor() {
 #[tokio::test]
 async fn rate_limits_are_retried_not_token_death() {
     let h = start().await;
-    let tokens = bind_all(&h, "u-slow", 9).await;
+    let push = json!({"title": "t", "content": "c", "payload": "p"});
+    let verdict = TokenVerdict::RateLimit(1);
+    message_under_verdicts(&h, "u-slow", 9, verdict, &["vivo"], push).await;
     let v = h.v();
-    v.huawei
-        .set_token_verdict(&tokens[0], TokenVerdict::RateLimit(1));
-    v.honor
-        .set_token_verdict(&tokens[1], TokenVerdict::RateLimit(1));
-    v.xiaomi
-        .set_token_verdict(&tokens[2], TokenVerdict::RateLimit(1));
-    v.oppo
-        .set_token_verdict(&tokens[3], TokenVerdict::RateLimit(1));
-    v.webpush
-        .set_token_verdict(&tokens[5], TokenVerdict::RateLimit(1));
-    let r = h
-        .send_message(
-            "m-slow",
-            "u0",
-            "peer",
-            "u-slow",
-            json!({"title": "t", "content": "c", "payload": "p"}),
-        )
-        .await;
-    assert_eq!(r.targets, 6);
     wait_all(&h, 1).await;
     let stats = h
         .wait_stats("retries counted", |s| {

@@ -83,8 +83,8 @@ pub(super) async fn read_body<'c>(
             _held: held,
         });
     };
-    let timeout_ms = engine.config.api.body_read_timeout_ms;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let timeout = engine.config.api.body_read_timeout_ms;
+    let deadline = tokio::time::Instant::now() + timeout;
     // One chunk is kept as is; more are copied into one buffer.
     let mut first: Option<Bytes> = None;
     let mut joined = BytesMut::new();
@@ -96,7 +96,8 @@ pub(super) async fn read_body<'c>(
             Ok(Some(Err(_))) => return Err(ApiError::invalid("request body could not be read")),
             Err(_) => {
                 return Err(ApiError::timeout(format!(
-                    "request body not received within api.body_read_timeout_ms ({timeout_ms} ms)"
+                    "request body not received within api.body_read_timeout_ms ({} ms)",
+                    timeout.as_millis()
                 )))
             }
         };

@@ -150,6 +150,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn waiting_until_the_time_it_names_always_yields_a_token() {
+        // Rates whose period is not a whole number of nanoseconds: rounding must never
+        // name a wake-up at which the bucket is still a hair short of a token.
+        for rps in [3, 7, 13, 333, 999, 1_001] {
+            let start = Instant::now();
+            let mut p = Pace::new(rps, start);
+            let (mut sent, mut waits) = (0u32, 0u32);
+            while Instant::now() < start + Duration::from_secs(3) {
+                match p.try_take(Instant::now()) {
+                    Ok(()) => sent += 1,
+                    Err(at) => {
+                        assert!(at > Instant::now(), "{rps}/s: a wait that ends now");
+                        tokio::time::sleep_until(at).await;
+                        waits += 1;
+                        assert!(p.try_take(Instant::now()).is_ok(), "{rps}/s: woke early");
+                        sent += 1;
+                    }
+                }
+            }
+            assert!(waits <= sent, "{rps}/s: {waits} waits for {sent} sends");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn throttles_halve_the_rate_once_per_second_and_it_recovers_additively() {
         let now = Instant::now();
         let mut p = Pace::new(1_000, now);

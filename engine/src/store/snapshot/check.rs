@@ -63,13 +63,9 @@ pub(super) fn check_shape(img: &ArchivedImage) -> Result<(), &'static str> {
         &img.tokens,
         &img.group_ids,
     ] {
-        let mut prev = 0u64;
-        for e in s.ends.iter() {
-            let e = e.to_native();
-            if e < prev || e > s.bytes.len() as u64 {
-                return Err("string table offsets out of order");
-            }
-            prev = e;
+        let ends = s.ends.iter().map(|e| e.to_native());
+        if !offsets_in_order(ends, s.bytes.len() as u64) {
+            return Err("string table offsets out of order");
         }
     }
     // A device record stores these lengths in a byte; the API allows far less.
@@ -106,13 +102,22 @@ pub(super) fn check_shape(img: &ArchivedImage) -> Result<(), &'static str> {
     if img.group_ends.len() != img.group_ids.len() {
         return Err("group columns differ in length");
     }
-    let mut prev = 0u64;
-    for e in img.group_ends.iter() {
-        let e = e.to_native();
-        if e < prev || e > img.members.len() as u64 {
-            return Err("group offsets out of order");
+    let ends = img.group_ends.iter().map(|e| e.to_native());
+    if !offsets_in_order(ends, img.members.len() as u64) {
+        return Err("group offsets out of order");
+    }
+    Ok(())
+}
+
+/// True when the end offsets `ends` never go back and none is past `len`: every
+/// slice they cut is in bounds.
+fn offsets_in_order(ends: impl Iterator<Item = u64>, len: u64) -> bool {
+    let mut prev = 0;
+    for e in ends {
+        if e < prev || e > len {
+            return false;
         }
         prev = e;
     }
-    Ok(())
+    true
 }

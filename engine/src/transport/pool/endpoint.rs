@@ -104,36 +104,34 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the server provably did not process the request.
+    /// True when the server provably did not process the request: nothing was sent
+    /// (no connection, or the request never left its queue) or the server said so.
     pub fn not_processed(&self) -> bool {
-        if let Error::Shared(e) = self {
-            return e.not_processed();
-        }
-        matches!(
-            self,
-            Error::Connect { .. }
-                | Error::Tls { .. }
-                | Error::Handshake { .. }
-                | Error::ConnectTimeout { .. }
-                | Error::NotProcessed { .. }
-                | Error::Backoff { .. }
-                | Error::Expired { .. }
-        )
+        self.is_connect()
+            || matches!(
+                self.root(),
+                Error::NotProcessed { .. } | Error::Expired { .. }
+            )
     }
 
     /// True when no connection could be had (a failed or timed-out connect, or the
     /// backoff after one): the vendor, or the path to it, is down.
     pub fn is_connect(&self) -> bool {
-        if let Error::Shared(e) = self {
-            return e.is_connect();
-        }
         matches!(
-            self,
+            self.root(),
             Error::Connect { .. }
                 | Error::Tls { .. }
                 | Error::Handshake { .. }
                 | Error::ConnectTimeout { .. }
                 | Error::Backoff { .. }
         )
+    }
+
+    /// The error itself, or the one a [`Error::Shared`] stands for.
+    fn root(&self) -> &Error {
+        match self {
+            Error::Shared(e) => e.root(),
+            e => e,
+        }
     }
 }

@@ -163,26 +163,11 @@ async fn a_request_timeout_probes_the_connection_and_a_silent_one_is_replaced() 
     server.abort();
 }
 
-/// Log output of the current thread's subscriber, for asserting on log lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
-    let logs = Captured::default();
-    let writer = logs.clone();
+    let logs = crate::telemetry::CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
+        .with_writer(logs.clone())
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .finish();
@@ -196,7 +181,7 @@ async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
         let r = tokio::time::timeout(WAIT, pool.send(get, Bytes::new())).await;
         assert!(r.expect("bounded").is_err());
     }
-    let text = String::from_utf8(logs.0.lock().clone()).expect("utf-8 logs");
+    let text = logs.text();
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 1, "{text}");
     let cause = format!("tls handshake with https://127.0.0.1:{port} timed out after 100ms");

@@ -5,11 +5,14 @@ use serde_json::json;
 
 use super::*;
 use crate::mock::server::unix_secs;
-use crate::mock::test_client::{Client, Response};
+use crate::mock::test_client::{rejections, Client, Response};
 
 const TOKEN: &str = "6f1c0a6de0e8a4f5b0e6c3f6a0e9c6e1d2b7f4a3c1e0d9b8a7f6e5d4c3b2a190";
 const BUNDLE: &str = "com.example.chat";
 const WAIT: Duration = Duration::from_secs(5);
+
+/// Header changes for [`Fixture::push`]: a new value (`Some`) or none (`None`).
+type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
 
 struct Fixture {
     ca: TestCa,
@@ -84,6 +87,15 @@ fn alert() -> Vec<u8> {
 }
 
 #[track_caller]
+/// The headers of a valid alert push with `authorization`, for a bare client.
+fn alert_headers(authorization: &str) -> [(&str, &str); 3] {
+    [
+        ("authorization", authorization),
+        ("apns-topic", BUNDLE),
+        ("apns-push-type", "alert"),
+    ]
+}
+
 fn assert_rejected(response: &Response, status: u16, reason: &str) {
     assert_eq!(response.status, status, "body: {:?}", response.body);
     assert_eq!(response.header("content-type"), Some("application/json"));
@@ -157,65 +169,34 @@ async fn provider_token_problems_are_403() {
     let r = fx.push(TOKEN, &[("authorization", None)], &alert()).await;
     assert_rejected(&r, 403, "MissingProviderToken");
 
-    let r = fx
-        .push(
-            TOKEN,
-            &[("authorization", Some("bearer not.a.jwt"))],
-            &alert(),
-        )
-        .await;
-    assert_rejected(&r, 403, "InvalidProviderToken");
-
+    let bearer =
+        |creds: &Credentials, iat: i64| format!("bearer {}", creds.provider_token(iat).unwrap());
     // Signed by another key under the right key id and team.
     let mut other = Credentials::generate().unwrap();
     other.key_id = fx.creds.key_id.clone();
     other.team_id = fx.creds.team_id.clone();
-    let forged = format!("bearer {}", other.provider_token(unix_secs()).unwrap());
-    let r = fx
-        .push(TOKEN, &[("authorization", Some(&forged))], &alert())
-        .await;
-    assert_rejected(&r, 403, "InvalidProviderToken");
-
     // Right key, wrong key id.
     let mut wrong_kid = fx.creds.clone();
     wrong_kid.key_id = "ZZZZZZZZZZ".to_owned();
-    let jwt = format!("bearer {}", wrong_kid.provider_token(unix_secs()).unwrap());
-    let r = fx
-        .push(TOKEN, &[("authorization", Some(&jwt))], &alert())
-        .await;
-    assert_rejected(&r, 403, "InvalidProviderToken");
-
     // Right key, other team.
     let mut other_team = fx.creds.clone();
     other_team.team_id = "TEAM000000".to_owned();
-    let jwt = format!("bearer {}", other_team.provider_token(unix_secs()).unwrap());
-    let r = fx
-        .push(TOKEN, &[("authorization", Some(&jwt))], &alert())
-        .await;
-    assert_rejected(&r, 403, "InvalidProviderToken");
-
-    let stale = format!(
-        "bearer {}",
-        fx.creds.provider_token(unix_secs() - 2 * 3600).unwrap()
-    );
-    let r = fx
-        .push(TOKEN, &[("authorization", Some(&stale))], &alert())
-        .await;
-    assert_rejected(&r, 403, "ExpiredProviderToken");
-
-    let future = format!(
-        "bearer {}",
-        fx.creds.provider_token(unix_secs() + 600).unwrap()
-    );
-    let r = fx
-        .push(TOKEN, &[("authorization", Some(&future))], &alert())
-        .await;
-    assert_rejected(&r, 403, "InvalidProviderToken");
-
-    let r = fx
-        .push(TOKEN, &[("authorization", Some("Basic abc"))], &alert())
-        .await;
-    assert_rejected(&r, 403, "InvalidProviderToken");
+    let now = unix_secs();
+    let refused = [
+        ("bearer not.a.jwt".to_owned(), "InvalidProviderToken"),
+        (bearer(&other, now), "InvalidProviderToken"),
+        (bearer(&wrong_kid, now), "InvalidProviderToken"),
+        (bearer(&other_team, now), "InvalidProviderToken"),
+        (bearer(&fx.creds, now - 2 * 3600), "ExpiredProviderToken"),
+        (bearer(&fx.creds, now + 600), "InvalidProviderToken"),
+        ("Basic abc".to_owned(), "InvalidProviderToken"),
+    ];
+    for (authorization, reason) in &refused {
+        let r = fx
+            .push(TOKEN, &[("authorization", Some(authorization))], &alert())
+            .await;
+        assert_rejected(&r, 403, reason);
+    }
 
     assert_eq!(fx.mock.received_count(), 0);
     assert_eq!(fx.mock.distinct_jwts(), 0);
@@ -241,13 +222,12 @@ async fn bearer_scheme_is_case_insensitive_and_jwts_are_counted_once() {
     // The same JWT on a second connection is still one JWT.
     let mut second = Client::connect(&fx.ca, fx.mock.addr()).await.unwrap();
     let auth = format!("bearer {}", fx.jwt);
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("apns-topic", BUNDLE),
-        ("apns-push-type", "alert"),
-    ];
     let r = second
-        .post(&format!("/3/device/{TOKEN}"), &headers, &alert())
+        .post(
+            &format!("/3/device/{TOKEN}"),
+            &alert_headers(&auth),
+            &alert(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -273,33 +253,23 @@ async fn bearer_scheme_is_case_insensitive_and_jwts_are_counted_once() {
 async fn topic_must_match_push_type() {
     let mut fx = Fixture::new().await;
 
-    let r = fx
-        .push(TOKEN, &[("apns-topic", Some("com.other.app"))], &alert())
-        .await;
-    assert_rejected(&r, 400, "BadTopic");
-
-    let r = fx
-        .push(
-            TOKEN,
-            &[("apns-topic", Some("com.example.chatty"))],
-            &alert(),
-        )
-        .await;
-    assert_rejected(&r, 400, "BadTopic");
-
-    let r = fx
-        .push(
-            TOKEN,
+    let refused: [(Changes, &str); 5] = [
+        (&[("apns-topic", Some("com.other.app"))], "BadTopic"),
+        (&[("apns-topic", Some("com.example.chatty"))], "BadTopic"),
+        (
             &[("apns-topic", Some("com.example.chat.voip"))],
-            &alert(),
-        )
-        .await;
-    assert_rejected(&r, 400, "DeviceTokenNotForTopic");
-
-    let r = fx
-        .push(TOKEN, &[("apns-push-type", Some("voip"))], &alert())
-        .await;
-    assert_rejected(&r, 400, "DeviceTokenNotForTopic");
+            "DeviceTokenNotForTopic",
+        ),
+        (
+            &[("apns-push-type", Some("voip"))],
+            "DeviceTokenNotForTopic",
+        ),
+        (&[("apns-topic", None)], "MissingTopic"),
+    ];
+    for (changes, reason) in refused {
+        let r = fx.push(TOKEN, changes, &alert()).await;
+        assert_rejected(&r, 400, reason);
+    }
 
     let r = fx
         .push(
@@ -312,9 +282,6 @@ async fn topic_must_match_push_type() {
         )
         .await;
     assert_eq!(r.status, 200);
-
-    let r = fx.push(TOKEN, &[("apns-topic", None)], &alert()).await;
-    assert_rejected(&r, 400, "MissingTopic");
 
     // Background pushes must use priority 5.
     let background = json!({"aps": {"content-available": 1}}).to_string();
@@ -426,11 +393,11 @@ async fn token_verdicts_are_answered() {
     assert_eq!(r.status, 200);
     assert_eq!(
         fx.mock.rejections(),
-        vec![
-            (410, "Unregistered".to_owned()),
-            (400, "BadDeviceToken".to_owned()),
-            (410, "ExpiredToken".to_owned()),
-        ]
+        rejections(&[
+            (410, "Unregistered"),
+            (400, "BadDeviceToken"),
+            (410, "ExpiredToken")
+        ])
     );
 }
 
@@ -497,11 +464,7 @@ async fn advertises_max_concurrent_streams_and_serves_streams_concurrently() {
         let (auth, body, path) = (auth.clone(), body.clone(), path.clone());
         async move {
             let mut client = Client::connect(&ca, addr).await.unwrap();
-            let headers = [
-                ("authorization", auth.as_str()),
-                ("apns-topic", BUNDLE),
-                ("apns-push-type", "alert"),
-            ];
+            let headers = alert_headers(&auth);
             let mut statuses = Vec::new();
             for _ in 0..3 {
                 statuses.push(client.post(&path, &headers, &body).await.unwrap().status);
@@ -526,11 +489,7 @@ async fn many_streams_on_one_connection_complete() {
     let auth = format!("bearer {}", fx.jwt);
     let body = alert();
     let path = format!("/3/device/{TOKEN}");
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("apns-topic", BUNDLE),
-        ("apns-push-type", "alert"),
-    ];
+    let headers = alert_headers(&auth);
     let client = &fx.client;
     let sends = (0..200).map(|_| {
         let mut client = client.clone();
@@ -559,11 +518,7 @@ async fn wait_for_times_out_and_wakes_on_push() {
     let waiter = mock.wait_for(1, WAIT);
     let push = async {
         let auth = format!("bearer {jwt}");
-        let headers = [
-            ("authorization", auth.as_str()),
-            ("apns-topic", BUNDLE),
-            ("apns-push-type", "alert"),
-        ];
+        let headers = alert_headers(&auth);
         client
             .post(&format!("/3/device/{TOKEN}"), &headers, &alert())
             .await
@@ -587,11 +542,7 @@ async fn shutdown_closes_listener_and_connections() {
         .expect("mock closes");
     assert!(Client::connect(&fx.ca, fx.mock.addr()).await.is_err());
     let auth = format!("bearer {}", fx.jwt);
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("apns-topic", BUNDLE),
-        ("apns-push-type", "alert"),
-    ];
+    let headers = alert_headers(&auth);
     assert!(fx
         .client
         .post(&format!("/3/device/{TOKEN}"), &headers, &alert())
@@ -669,11 +620,7 @@ async fn injected_faults_look_like_the_vendor() {
 
     f.mock.faults().set_refuse_stream(1.0);
     let auth = format!("bearer {}", f.jwt);
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("apns-topic", BUNDLE),
-        ("apns-push-type", "alert"),
-    ];
+    let headers = alert_headers(&auth);
     let err = f
         .client
         .post(&format!("/3/device/{TOKEN}"), &headers, &alert())

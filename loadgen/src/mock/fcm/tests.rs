@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::mock::server::unix_secs;
-use crate::mock::test_client::{Client, Response};
+use crate::mock::test_client::{rejections, Client, Response};
 
 const WAIT: Duration = Duration::from_secs(5);
 const DEVICE: &str = "dGVzdC1yZWdpc3RyYXRpb24tdG9rZW4:APA91bH-example_token";
@@ -306,7 +306,7 @@ async fn non_string_data_value_is_a_bad_request() {
     assert_eq!(fx.mock.received_count(), 0);
     assert_eq!(
         fx.mock.rejections(),
-        vec![(400, "INVALID_ARGUMENT".to_owned())]
+        rejections(&[(400, "INVALID_ARGUMENT")])
     );
 
     for key in ["from", "message_type", "google.x", "gcm.notification.title"] {
@@ -380,11 +380,11 @@ async fn token_verdicts_are_answered_with_fcm_errors() {
     assert_eq!(fx.mock.received_count(), 0);
     assert_eq!(
         fx.mock.rejections(),
-        vec![
-            (404, "UNREGISTERED".to_owned()),
-            (403, "SENDER_ID_MISMATCH".to_owned()),
-            (400, "INVALID_ARGUMENT".to_owned()),
-        ]
+        rejections(&[
+            (404, "UNREGISTERED"),
+            (403, "SENDER_ID_MISMATCH"),
+            (400, "INVALID_ARGUMENT")
+        ])
     );
 }
 
