@@ -25,6 +25,7 @@ pub mod honor;
 pub mod huawei;
 pub mod oem;
 pub mod oppo;
+mod retry_after;
 pub mod splice;
 pub mod table;
 pub mod token;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use delivery::Delivery;
+pub use retry_after::retry_after;
 pub(crate) use table::impl_vendor;
 pub use table::{
     parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Settings,
@@ -141,6 +143,17 @@ impl Content {
             ..Self::default()
         }
     }
+}
+
+/// One push to one device: what every vendor's `send` takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub device: &'a crate::state::Device,
+    pub push: &'a Push,
+    /// The recipient's own badge total, for a push with `badge_increment`.
+    pub badge: Option<u32>,
+    /// Keep the vendor's message id in the verdict (the debug endpoint asks for it).
+    pub detail: bool,
 }
 
 /// What kind of push this is.
@@ -544,54 +557,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Parse a `Retry-After` header: delay seconds or an HTTP-date.
-pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate_to_unix(v)?;
-    Some(Duration::from_secs(
-        when.saturating_sub(crate::clock::unix_now_s()),
-    ))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to UNIX seconds.
-fn httpdate_to_unix(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: u64 = parts[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])? as u64
-        + 1;
-    let year: u64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4].split(':').filter_map(|x| x.parse().ok()).collect();
-    if hms.len() != 3 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,28 +566,5 @@ mod tests {
         for (i, c) in Cause::ALL.iter().enumerate() {
             assert_eq!(c.index(), i, "{}", c.as_str());
         }
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_and_http_dates() {
-        let mut h = http::HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            http::header::RETRY_AFTER,
-            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past");
-        h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn http_dates_parse() {
-        assert_eq!(
-            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(httpdate_to_unix("yesterday"), None);
     }
 }

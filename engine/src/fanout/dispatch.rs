@@ -52,7 +52,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::plan::{Lane, Targets};
-use crate::providers::{Cause, Delivery, Outcome, Providers, Push, Verdict};
+use crate::providers::{Attempt, Cause, Delivery, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
 use crate::state::{Device, Mutation, ProviderKind, State};
 use crate::telemetry::{inc, Stats};
@@ -121,7 +121,15 @@ impl Vendors for Providers {
         push: &'a Push,
         badge: Option<u32>,
     ) -> impl Future<Output = Verdict> + Send + 'a {
-        Providers::send(self, device, push, badge, false)
+        Providers::send(
+            self,
+            Attempt {
+                device,
+                push,
+                badge,
+                detail: false,
+            },
+        )
     }
 }
 
@@ -419,7 +427,16 @@ impl Dispatcher {
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
     pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
-        let v = self.ctx.providers.send(device, push, None, true).await;
+        let v = self
+            .ctx
+            .providers
+            .send(Attempt {
+                device,
+                push,
+                badge: None,
+                detail: true,
+            })
+            .await;
         self.ctx.record(device, &v);
         v
     }

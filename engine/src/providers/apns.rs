@@ -15,11 +15,11 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri};
 
 use super::connect::{self, Connect};
-use super::{Push, Verdict};
+use super::{Attempt, Verdict};
 use crate::config::{self, Check};
 use std::borrow::Cow;
 
-use crate::state::{Device, Environment, ProviderKind, Token, TokenRef};
+use crate::state::{Environment, ProviderKind, Token, TokenRef};
 use crate::transport::{self, Pool};
 
 /// `[apns]`, validated: the key is loaded and checked, the topics are header values.
@@ -157,13 +157,13 @@ impl Client {
         self.auth.minted()
     }
 
-    pub async fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        badge: Option<u32>,
-        detail: bool,
-    ) -> Verdict {
+    pub async fn send(&self, to: Attempt<'_>) -> Verdict {
+        let Attempt {
+            device,
+            push,
+            badge,
+            detail,
+        } = to;
         let voip = device.provider() == ProviderKind::ApnsVoip;
         let body = match &push.apns.badged {
             _ if voip => push.apns.voip.clone(),

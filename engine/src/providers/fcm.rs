@@ -13,11 +13,11 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
 
 use super::connect::{self, Connect};
-use super::{Push, Verdict};
+use super::{Attempt, Verdict};
 use crate::config::{self, Check};
 use std::borrow::Cow;
 
-use crate::state::{Device, ProviderKind, Token};
+use crate::state::{ProviderKind, Token};
 use crate::transport::Pool;
 
 /// `[fcm]`, validated: the service account is loaded and checked.
@@ -66,18 +66,13 @@ impl Client {
         self.auth.fetched()
     }
 
-    pub async fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        badge: Option<u32>,
-        detail: bool,
-    ) -> Verdict {
+    pub async fn send(&self, to: Attempt<'_>) -> Verdict {
         let token = match self.auth.get().await {
             Ok(t) => t,
             Err(e) => return super::token::verdict("fcm", &e),
         };
-        let body = push.fcm.for_token(&device.token().to_wire(), badge);
+        let push = to.push;
+        let body = push.fcm.for_token(&to.device.token().to_wire(), to.badge);
         let make = || {
             Request::builder()
                 .method(Method::POST)
@@ -89,7 +84,7 @@ impl Client {
         };
         match self.pool.send_before(make, body, push.expires_at).await {
             Ok(resp) => {
-                let v = response::classify(&resp, detail);
+                let v = response::classify(&resp, to.detail);
                 if resp.status == http::StatusCode::UNAUTHORIZED {
                     self.auth.invalidate(&token);
                 }

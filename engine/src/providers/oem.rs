@@ -24,9 +24,9 @@ use http_body_util::Full;
 use super::connect::{self, Connect};
 use super::splice::Spliced;
 use super::token::{self, Access, Fresh};
-use super::{Content, Kind, Push, TooLarge, Vendor, Verdict};
+use super::{Attempt, Content, Kind, Push, TooLarge, Vendor, Verdict};
 use crate::config::{Check, Resource, Secret};
-use crate::state::{Device, ProviderKind, Token};
+use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
 
 /// The device one request goes to. Per-recipient values (an API 1.1 badge counted
@@ -317,22 +317,22 @@ impl<V: Oem> Client<V> {
         }
     }
 
-    pub async fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        badge: Option<u32>,
-        detail: bool,
-    ) -> Verdict {
+    pub async fn send(&self, to: Attempt<'_>) -> Verdict {
         if let Some(v) = self.vendor.gate() {
             return v;
         }
-        if V::of(push).unsendable {
+        if V::of(to.push).unsendable {
             return Verdict::failed(
                 format!("{} has no silent message type", V::NAME),
                 super::Outcome::Rejected(super::Cause::NoSilent),
             );
         }
+        let Attempt {
+            device,
+            push,
+            badge,
+            detail,
+        } = to;
         let token = super::token_text(device.token());
         let to = Target {
             token: &token,
@@ -385,14 +385,8 @@ impl<V: Oem> Vendor for Client<V> {
         V::render(kind, content, rule, ttl_s)
     }
 
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        badge: Option<u32>,
-        detail: bool,
-    ) -> impl Future<Output = Verdict> + Send {
-        Client::send(self, device, push, badge, detail)
+    fn send(&self, to: Attempt<'_>) -> impl Future<Output = Verdict> + Send {
+        Client::send(self, to)
     }
 
     fn auth_tokens(&self) -> u64 {

@@ -17,9 +17,9 @@ use std::borrow::Cow;
 use std::future::Future;
 
 use super::connect::{self, Connect};
-use super::{Content, Delivery, Kind, TooLarge, Verdict};
+use super::{Attempt, Content, Delivery, Kind, TooLarge, Verdict};
 use crate::config::{Check, Config, LaneLimits, Resource};
-use crate::state::{Device, Token};
+use crate::state::Token;
 
 /// A vendor client could not be set up (connecting; its settings were checked before).
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +61,8 @@ pub trait Vendor: Sized + Send + Sync + 'static {
         ttl_s: u64,
     ) -> Result<Self::Body, TooLarge>;
 
-    /// Send one push to one device; `badge` is its recipient's own badge total when
-    /// the push has `badge_increment`.
-    fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        badge: Option<u32>,
-        detail: bool,
-    ) -> impl Future<Output = Verdict> + Send;
+    /// Send one push to one device ([`Attempt`]).
+    fn send(&self, to: Attempt<'_>) -> impl Future<Output = Verdict> + Send;
 
     /// Auth tokens obtained so far (minted JWTs or fetched access tokens).
     fn auth_tokens(&self) -> u64;
@@ -128,12 +121,9 @@ macro_rules! impl_vendor {
 
             fn send(
                 &self,
-                device: &$crate::state::Device,
-                push: &$crate::providers::Push,
-                badge: Option<u32>,
-                detail: bool,
+                to: $crate::providers::Attempt<'_>,
             ) -> impl std::future::Future<Output = $crate::providers::Verdict> + Send {
-                Client::send(self, device, push, badge, detail)
+                Client::send(self, to)
             }
 
             fn auth_tokens(&self) -> u64 {
@@ -323,18 +313,11 @@ macro_rules! vendor_table {
                 })
             }
 
-            /// Send one push to one device and return the vendor's verdict; `badge` is
-            /// the recipient's own total of a push with `badge_increment`.
-            pub async fn send(
-                &self,
-                device: &Device,
-                push: &Push,
-                badge: Option<u32>,
-                detail: bool,
-            ) -> Verdict {
-                match device.provider().lane() {
+            /// Send one push to one device ([`Attempt`]) and return the vendor's verdict.
+            pub async fn send(&self, to: Attempt<'_>) -> Verdict {
+                match to.device.provider().lane() {
                     $(Lane::$Lane => match &self.$module {
-                        Some(c) => Vendor::send(c, device, push, badge, detail).await,
+                        Some(c) => Vendor::send(c, to).await,
                         None => Verdict::unconfigured(),
                     },)+
                 }

@@ -24,11 +24,11 @@ use http_body_util::Full;
 use serde::Deserialize;
 
 use super::connect::{self, Connect};
-use super::{Cause, Outcome, Push, Verdict};
+use super::{Attempt, Cause, Outcome, Verdict};
 use crate::config::{self, Check};
 use std::borrow::Cow;
 
-use crate::state::{Device, ProviderKind, Token};
+use crate::state::{ProviderKind, Token};
 use crate::transport::{self, auto};
 
 /// `[webpush]`, validated: the VAPID key is loaded and checked.
@@ -154,13 +154,13 @@ impl Client {
         Ok(entry.http.clone())
     }
 
-    pub async fn send(
-        &self,
-        device: &Device,
-        push: &Push,
-        badge: Option<u32>,
-        detail: bool,
-    ) -> Verdict {
+    pub async fn send(&self, to: Attempt<'_>) -> Verdict {
+        let Attempt {
+            device,
+            push,
+            badge,
+            detail,
+        } = to;
         let reject =
             |why: &str| Verdict::failed(why.to_string(), Outcome::Rejected(Cause::BadDeviceToken));
         let token = device.token().to_wire();
