@@ -158,19 +158,14 @@ impl Client {
     }
 
     pub async fn send(&self, to: Attempt<'_>) -> Verdict {
-        let Attempt {
-            device,
-            push,
-            badge,
-            detail,
-        } = to;
+        let (device, push) = (to.device, to.push);
         let voip = device.provider() == ProviderKind::ApnsVoip;
         let body = match &push.apns.badged {
             _ if voip => push.apns.voip.clone(),
             // The recipient's own total: the one allocation of a badged push.
             Some(badged) => {
                 let mut digits = itoa::Buffer::new();
-                badged.fill(&[super::badge_digits(&mut digits, badge.unwrap_or(0))])
+                badged.fill(&[super::badge_digits(&mut digits, to.badge.unwrap_or(0))])
             }
             None => push.apns.alert.clone(),
         };
@@ -230,7 +225,7 @@ impl Client {
         };
         match route.pool.send_before(make, body, push.expires_at).await {
             Ok(resp) => {
-                let v = response::classify(&resp, detail);
+                let v = response::classify(&resp, to.detail);
                 if v.reason.as_deref() == Some("ExpiredProviderToken") {
                     self.auth.expired(&auth);
                 }

@@ -317,26 +317,21 @@ impl<V: Oem> Client<V> {
         }
     }
 
-    pub async fn send(&self, to: Attempt<'_>) -> Verdict {
+    pub async fn send(&self, a: Attempt<'_>) -> Verdict {
         if let Some(v) = self.vendor.gate() {
             return v;
         }
-        if V::of(to.push).unsendable {
+        if V::of(a.push).unsendable {
             return Verdict::failed(
                 format!("{} has no silent message type", V::NAME),
                 super::Outcome::Rejected(super::Cause::NoSilent),
             );
         }
-        let Attempt {
-            device,
-            push,
-            badge,
-            detail,
-        } = to;
-        let token = super::token_text(device.token());
+        let (push, detail) = (a.push, a.detail);
+        let token = super::token_text(a.device.token());
         let to = Target {
             token: &token,
-            badge,
+            badge: a.badge,
         };
         let route = self.route(&token);
         let access = match &route.auth {

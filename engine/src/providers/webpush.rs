@@ -155,12 +155,7 @@ impl Client {
     }
 
     pub async fn send(&self, to: Attempt<'_>) -> Verdict {
-        let Attempt {
-            device,
-            push,
-            badge,
-            detail,
-        } = to;
+        let (device, push) = (to.device, to.push);
         let reject =
             |why: &str| Verdict::failed(why.to_string(), Outcome::Rejected(Cause::BadDeviceToken));
         let token = device.token().to_wire();
@@ -183,7 +178,7 @@ impl Client {
         let origin = format!("{scheme}://{authority}");
         let badged = push.webpush.badged.as_ref().map(|b| {
             let mut digits = itoa::Buffer::new();
-            b.fill(&[super::badge_digits(&mut digits, badge.unwrap_or(0))])
+            b.fill(&[super::badge_digits(&mut digits, to.badge.unwrap_or(0))])
         });
         let plaintext = badged.as_ref().unwrap_or(&push.webpush.plaintext);
         let body = match ece::encrypt_random(plaintext, &p256dh, &auth) {
@@ -208,7 +203,7 @@ impl Client {
             .expect("request head is valid");
         match http.send(req).await {
             Ok(resp) => {
-                let v = response::classify(&resp, detail);
+                let v = response::classify(&resp, to.detail);
                 if matches!(v.outcome, Outcome::Rejected(Cause::ProviderAuth)) {
                     self.signer.invalidate(&origin);
                 }
