@@ -15,10 +15,10 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Body, Oem, Route, Target};
+use super::oem::{Body, Oem, Render, Route, Target};
 use super::token::Access;
-use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Resource, Secret};
+use super::{Push, Verdict};
+use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
 
@@ -93,16 +93,11 @@ impl Oem for Honor {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
-        payload::render(kind, c, rule, ttl_s)
-    }
+    const RENDER: Render = payload::render;
+    const OF: fn(&Push) -> &Body = |push| &push.honor;
 
-    fn of(push: &Push) -> &Body {
-        &push.honor
-    }
-
-    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
-        push.honor.spliced.fill(&[to.token.as_bytes()])
+    fn body(&self, to: Target<'_>, b: &Body, _: Option<&Access>) -> Bytes {
+        b.spliced.fill(&[to.token.as_bytes()])
     }
 
     fn head(&self, req: http::request::Builder, _: &Push) -> http::request::Builder {

@@ -15,11 +15,11 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Body, Oem, Route, Target};
+use super::oem::{Body, Oem, Render, Route, Target};
 use super::splice::json_str;
 use super::token::Access;
-use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Resource, Secret};
+use super::{Push, Verdict};
+use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
 
@@ -92,16 +92,10 @@ impl Oem for Huawei {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
-        payload::render(kind, c, rule, ttl_s)
-    }
+    const RENDER: Render = payload::render;
+    const OF: fn(&Push) -> &Body = |push| &push.huawei;
 
-    fn of(push: &Push) -> &Body {
-        &push.huawei
-    }
-
-    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
-        let b = &push.huawei;
+    fn body(&self, to: Target<'_>, b: &Body, _: Option<&Access>) -> Bytes {
         b.spliced.fill(&[
             b.client(0, &self.android_fields),
             b.client(1, &self.notification_fields),

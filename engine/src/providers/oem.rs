@@ -73,6 +73,9 @@ impl Body {
     }
 }
 
+/// How an OEM vendor renders a push's body once ([`Oem::RENDER`]).
+pub type Render = fn(&Kind, &Content, &Resource, u64) -> Result<Body, TooLarge>;
+
 /// What one OEM vendor adds to the skeleton of [`Client`].
 pub trait Oem: Sized + Send + Sync + 'static {
     /// The config section, lane and log name.
@@ -98,16 +101,11 @@ pub trait Oem: Sized + Send + Sync + 'static {
     fn new(s: &Self::Settings) -> Result<(Self, Vec<Route>), connect::Error>;
 
     /// The body for every device of a push, rendered once, with slots for what
-    /// differs per device; fails over the vendor's size limit.
-    fn render(
-        kind: &Kind,
-        content: &Content,
-        rule: &Resource,
-        ttl_s: u64,
-    ) -> Result<Body, TooLarge>;
+    /// differs per device; fails over the vendor's size limit (`payload::render`).
+    const RENDER: Render;
 
     /// This vendor's body in a rendered push (`push.huawei`, ...).
-    fn of(push: &Push) -> &Body;
+    const OF: fn(&Push) -> &Body;
 
     /// Which of [`Oem::new`]'s routes serves `token`.
     fn route(token: &str) -> usize {
@@ -129,9 +127,10 @@ pub trait Oem: Sized + Send + Sync + 'static {
         }))
     }
 
-    /// The body for one device: its slots filled, with the access token where the
-    /// vendor wants it in the body (OPPO). The body buffer is its only allocation.
-    fn body(&self, to: Target<'_>, push: &Push, token: Option<&Access>) -> Bytes;
+    /// The body for one device: the push's rendered `body` ([`Oem::OF`]) with its
+    /// slots filled, with the access token where the vendor wants it in the body
+    /// (OPPO). The body buffer is its only allocation.
+    fn body(&self, to: Target<'_>, body: &Body, token: Option<&Access>) -> Bytes;
 
     /// Headers of the vendor's own (Honor's `timestamp`, Xiaomi's key), added to
     /// `Content-Type` and the access token header.
@@ -276,7 +275,7 @@ impl<V: Oem> Client<V> {
         push: &Push,
         token: Option<&Access>,
     ) -> http::Request<Full<Bytes>> {
-        let body = self.vendor.body(to, push, token);
+        let body = self.vendor.body(to, (V::OF)(push), token);
         let mut req = http::Request::post(route.send_uri.clone()).header(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(V::CONTENT_TYPE),
@@ -321,7 +320,7 @@ impl<V: Oem> Client<V> {
         if let Some(v) = self.vendor.gate() {
             return v;
         }
-        if V::of(a.push).unsendable {
+        if (V::OF)(a.push).unsendable {
             return Verdict::failed(
                 format!("{} has no silent message type", V::NAME),
                 super::Outcome::Rejected(super::Cause::NoSilent),
@@ -377,7 +376,7 @@ impl<V: Oem> Vendor for Client<V> {
         rule: &Resource,
         ttl_s: u64,
     ) -> Result<Body, TooLarge> {
-        V::render(kind, content, rule, ttl_s)
+        (V::RENDER)(kind, content, rule, ttl_s)
     }
 
     fn send(&self, to: Attempt<'_>) -> impl Future<Output = Verdict> + Send {

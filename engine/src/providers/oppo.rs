@@ -17,11 +17,11 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Body, Oem, Route, Target, TokenHeader};
+use super::oem::{Body, Oem, Render, Route, Target, TokenHeader};
 use super::splice::{json_str, Slot};
 use super::token::{self, Access, Fresh};
-use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Resource, Secret};
+use super::{Push, Verdict};
+use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
 
@@ -122,13 +122,8 @@ impl Oem for Oppo {
         Ok((vendor, routes))
     }
 
-    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
-        payload::render(kind, c, rule, ttl_s)
-    }
-
-    fn of(push: &Push) -> &Body {
-        &push.oppo
-    }
+    const RENDER: Render = payload::render;
+    const OF: fn(&Push) -> &Body = |push| &push.oppo;
 
     fn route(regid: &str) -> usize {
         if is_mainland(regid) {
@@ -146,8 +141,7 @@ impl Oem for Oppo {
         auth::fetch(http, uri, &self.app_key, &self.secret)
     }
 
-    fn body(&self, to: Target<'_>, push: &Push, token: Option<&Access>) -> Bytes {
-        let b = &push.oppo;
+    fn body(&self, to: Target<'_>, b: &Body, token: Option<&Access>) -> Bytes {
         b.spliced.fill_slots(&[
             Slot::Form(to.token),
             Slot::Raw(b.client(0, &self.channel)),

@@ -23,11 +23,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Body, Oem, Route, Target, TokenHeader};
+use super::oem::{Body, Oem, Render, Route, Target, TokenHeader};
 use super::splice::Slot;
 use super::token::{self, Access, Fresh};
-use super::{Cause, Content, Kind, Outcome, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Resource, Secret};
+use super::{Cause, Outcome, Push, Verdict};
+use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
 
@@ -127,13 +127,8 @@ impl Oem for Vivo {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
-        payload::render(kind, c, rule, ttl_s)
-    }
-
-    fn of(push: &Push) -> &Body {
-        &push.vivo
-    }
+    const RENDER: Render = payload::render;
+    const OF: fn(&Push) -> &Body = |push| &push.vivo;
 
     fn fetch_token(
         &self,
@@ -145,10 +140,10 @@ impl Oem for Vivo {
 
     /// The body buffer is its only allocation: the `requestId` is formatted on the
     /// stack.
-    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
+    fn body(&self, to: Target<'_>, b: &Body, _: Option<&Access>) -> Bytes {
         let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
         let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
-        push.vivo.spliced.fill_slots(&[
+        b.spliced.fill_slots(&[
             Slot::Raw(&self.client_fields),
             Slot::Json(to.token),
             Slot::Raw(request_id.as_bytes()),

@@ -18,11 +18,11 @@ use http::header::AUTHORIZATION;
 use http::HeaderValue;
 
 use super::connect::{self, Connect};
-use super::oem::{Body, Oem, Route, Target, TokenHeader};
+use super::oem::{Body, Oem, Render, Route, Target, TokenHeader};
 use super::splice::Slot;
 use super::token::Access;
-use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Resource};
+use super::{Push, Verdict};
+use crate::config::{self, Check};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
 
@@ -105,16 +105,10 @@ impl Oem for Xiaomi {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
-        payload::render(kind, c, rule, ttl_s)
-    }
+    const RENDER: Render = payload::render;
+    const OF: fn(&Push) -> &Body = |push| &push.xiaomi;
 
-    fn of(push: &Push) -> &Body {
-        &push.xiaomi
-    }
-
-    fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
-        let b = &push.xiaomi;
+    fn body(&self, to: Target<'_>, b: &Body, _: Option<&Access>) -> Bytes {
         b.spliced.fill_slots(&[
             Slot::Raw(&self.package),
             Slot::Raw(b.client(1, &self.channel)),
