@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use check::{Check, Filled};
+pub use check::{Check, Filled, Needs};
 pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,

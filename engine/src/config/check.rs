@@ -83,6 +83,19 @@ impl<'a> Check<'a> {
         );
     }
 
+    /// The keys of a vendor that is turned on by key `on` (set: `value` is `Some`),
+    /// each named once with [`Needs::key`]: while `on` is set a missing key is a
+    /// problem ([`Check::required`]), while it is not a key that is set is one
+    /// ([`Check::stray`]). [`Needs::finish`] gives `on`'s value back.
+    pub fn needs<'c, T>(&'c mut self, on: &'static str, value: Option<T>) -> Needs<'c, 'a, T> {
+        Needs {
+            check: self,
+            on,
+            value,
+            stray: Vec::new(),
+        }
+    }
+
     /// A base URL (scheme and host, no path).
     pub fn endpoint(&mut self, key: &str, url: &str) {
         match url.parse::<http::Uri>() {
@@ -117,6 +130,36 @@ impl<'a> Check<'a> {
     /// `settings` when this section had no problem, else `None`.
     pub fn settled<T>(self, settings: Option<T>) -> Option<T> {
         settings.filter(|_| self.found == 0)
+    }
+}
+
+/// The keys a vendor needs once it is turned on; made by [`Check::needs`].
+pub struct Needs<'c, 'a, T> {
+    check: &'c mut Check<'a>,
+    on: &'static str,
+    value: Option<T>,
+    /// Keys set while `on` is not.
+    stray: Vec<(&'static str, bool)>,
+}
+
+impl<T> Needs<'_, '_, T> {
+    /// `key`'s value when the vendor is on and it is set; a problem when it is on and
+    /// `key` is missing; noted as stray when it is off and `key` is set.
+    pub fn key<K: Filled + Clone>(&mut self, key: &'static str, v: &Option<K>) -> Option<K> {
+        if self.value.is_some() {
+            self.check.required(self.on, key, v)
+        } else {
+            self.stray.push((key, v.is_some()));
+            None
+        }
+    }
+
+    /// `on`'s value; when it is not set, the keys set without it are one problem.
+    pub fn finish(self) -> Option<T> {
+        if self.value.is_none() {
+            self.check.stray(self.on, &self.stray);
+        }
+        self.value
     }
 }
 

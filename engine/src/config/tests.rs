@@ -230,3 +230,34 @@ fn a_required_key_is_reported_once_and_a_stray_key_names_its_switch() {
     );
     assert_eq!(p.len(), 3, "{p:?}");
 }
+
+#[test]
+fn a_vendor_switched_off_lists_its_set_keys_in_one_problem_and_one_switched_on_each_missing_key() {
+    let mut problems = Vec::new();
+    let mut check = Check::new("v", &mut problems);
+    let mut needs = check.needs("on", None::<String>);
+    assert_eq!(needs.key("a", &Some("x".to_string())), None);
+    assert_eq!(needs.key("b", &None::<String>), None);
+    assert_eq!(needs.key("c", &Some("y".to_string())), None);
+    assert_eq!(needs.finish(), None);
+    let mut needs = check.needs("on", Some(7));
+    assert_eq!(
+        needs.key("a", &Some("x".to_string())),
+        Some("x".to_string())
+    );
+    assert_eq!(needs.key("b", &None::<String>), None);
+    assert_eq!(
+        needs.key("c", &Some(String::new())),
+        None,
+        "empty is missing"
+    );
+    assert_eq!(needs.finish(), Some(7));
+    assert_eq!(
+        problems,
+        [
+            "v.a/c are set but v.on is not",
+            "v.b is required when v.on is set",
+            "v.c is required when v.on is set",
+        ]
+    );
+}

@@ -49,18 +49,10 @@ impl std::fmt::Debug for Settings {
 fn settings(c: &config::Apns, connect: Connect, check: &mut Check) -> Option<Settings> {
     check.endpoint("endpoint_production", &c.endpoint_production);
     check.endpoint("endpoint_sandbox", &c.endpoint_sandbox);
-    let Some(key_file) = &c.key_file else {
-        check.stray(
-            "key_file",
-            &[
-                ("key_id", c.key_id.is_some()),
-                ("team_id", c.team_id.is_some()),
-            ],
-        );
-        return None;
-    };
-    let key_id = check.required("key_file", "key_id", &c.key_id);
-    let team_id = check.required("key_file", "team_id", &c.team_id);
+    let mut needs = check.needs("key_file", c.key_file.as_ref());
+    let key_id = needs.key("key_id", &c.key_id);
+    let team_id = needs.key("team_id", &c.team_id);
+    let key_file = needs.finish()?;
     let topic = check.required("key_file", "topic", &c.topic);
     let key = auth::load_key(key_file)
         .map_err(|e| check.key("key_file", format_args!(": {e}")))

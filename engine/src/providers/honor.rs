@@ -55,18 +55,10 @@ impl Oem for Honor {
     fn settings(c: &config::Honor, connect: Connect, check: &mut Check) -> Option<Settings> {
         check.endpoint("endpoint", &c.endpoint);
         check.url("token_endpoint", &c.token_endpoint);
-        let Some(app_id) = c.app_id.clone() else {
-            check.stray(
-                "app_id",
-                &[
-                    ("client_id", c.client_id.is_some()),
-                    ("client_secret", c.client_secret.is_some()),
-                ],
-            );
-            return None;
-        };
-        let client_id = check.required("app_id", "client_id", &c.client_id);
-        let client_secret = check.required("app_id", "client_secret", &c.client_secret);
+        let mut needs = check.needs("app_id", c.app_id.clone());
+        let client_id = needs.key("client_id", &c.client_id);
+        let client_secret = needs.key("client_secret", &c.client_secret);
+        let app_id = needs.finish()?;
         Some(Settings {
             app_id,
             client_id: client_id?,

@@ -55,13 +55,11 @@ impl Oem for Huawei {
     fn settings(c: &config::Huawei, connect: Connect, check: &mut Check) -> Option<Settings> {
         check.endpoint("endpoint", &c.endpoint);
         check.url("token_endpoint", &c.token_endpoint);
-        let Some(app_id) = c.app_id.clone() else {
-            check.stray("app_id", &[("client_secret", c.client_secret.is_some())]);
-            return None;
-        };
+        let mut needs = check.needs("app_id", c.app_id.clone());
+        let client_secret = needs.key("client_secret", &c.client_secret);
         Some(Settings {
-            app_id,
-            client_secret: check.required("app_id", "client_secret", &c.client_secret)?,
+            app_id: needs.finish()?,
+            client_secret: client_secret?,
             endpoint: c.endpoint.clone(),
             token_endpoint: c.token_endpoint.clone(),
             category: c.category.clone(),

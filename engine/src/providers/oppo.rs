@@ -79,13 +79,11 @@ impl Oem for Oppo {
     fn settings(c: &config::Oppo, connect: Connect, check: &mut Check) -> Option<Settings> {
         check.endpoint("endpoint", &c.endpoint);
         check.endpoint("endpoint_intl", &c.endpoint_intl);
-        let Some(app_key) = c.app_key.clone() else {
-            check.stray("app_key", &[("master_secret", c.master_secret.is_some())]);
-            return None;
-        };
+        let mut needs = check.needs("app_key", c.app_key.clone());
+        let master_secret = needs.key("master_secret", &c.master_secret);
         Some(Settings {
-            app_key,
-            master_secret: check.required("app_key", "master_secret", &c.master_secret)?,
+            app_key: needs.finish()?,
+            master_secret: master_secret?,
             endpoint: c.endpoint.clone(),
             endpoint_intl: c.endpoint_intl.clone(),
             channel_id: c.channel_id.clone(),

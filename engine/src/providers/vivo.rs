@@ -77,18 +77,10 @@ impl Oem for Vivo {
             check.key("push_mode", " must be 0 (formal) or 1 (test)");
         }
         check.endpoint("endpoint", &c.endpoint);
-        let Some(id) = &c.app_id else {
-            check.stray(
-                "app_id",
-                &[
-                    ("app_key", c.app_key.is_some()),
-                    ("app_secret", c.app_secret.is_some()),
-                ],
-            );
-            return None;
-        };
-        let app_key = check.required("app_id", "app_key", &c.app_key);
-        let app_secret = check.required("app_id", "app_secret", &c.app_secret);
+        let mut needs = check.needs("app_id", c.app_id.as_ref());
+        let app_key = needs.key("app_key", &c.app_key);
+        let app_secret = needs.key("app_secret", &c.app_secret);
+        let id = needs.finish()?;
         let app_id = id
             .parse()
             .ok()

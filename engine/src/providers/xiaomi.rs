@@ -59,11 +59,9 @@ impl Oem for Xiaomi {
 
     fn settings(c: &config::Xiaomi, connect: Connect, check: &mut Check) -> Option<Settings> {
         check.endpoint("endpoint", &c.endpoint);
-        let Some(secret) = &c.app_secret else {
-            check.stray("app_secret", &[("package_name", c.package_name.is_some())]);
-            return None;
-        };
-        let package_name = check.required("app_secret", "package_name", &c.package_name);
+        let mut needs = check.needs("app_secret", c.app_secret.as_ref());
+        let package_name = needs.key("package_name", &c.package_name);
+        let secret = needs.finish()?;
         let auth = if secret.expose().is_empty() {
             check.key("app_secret", " is empty");
             None
