@@ -162,6 +162,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A loaded private key (APNs `.p8`, VAPID) in validated settings: shown as
+/// `<redacted>` in `Debug`, so the settings can derive it.
+#[derive(Clone)]
+pub struct Redacted<T>(pub T);
+
+impl<T> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 impl Config {
     /// Read `path` (or start from the embedded defaults) and apply `FANFARE_*`
     /// overrides from `env`.

@@ -261,3 +261,8 @@ fn a_vendor_switched_off_lists_its_set_keys_in_one_problem_and_one_switched_on_e
         ]
     );
 }
+
+#[test]
+fn a_loaded_key_in_validated_settings_is_redacted_in_debug() {
+    assert_eq!(format!("{:?}", Redacted("private key bytes")), "<redacted>");
+}

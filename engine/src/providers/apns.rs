@@ -16,15 +16,16 @@ use http::{Method, Request, Uri};
 
 use super::connect::{self, Connect};
 use super::{Attempt, Verdict};
-use crate::config::{self, Check};
+use crate::config::{self, Check, Redacted};
 use std::borrow::Cow;
 
 use crate::state::{Environment, ProviderKind, Token, TokenRef};
 use crate::transport::{self, Pool};
 
 /// `[apns]`, validated: the key is loaded and checked, the topics are header values.
+#[derive(Debug)]
 pub struct Settings {
-    pub key: jsonwebtoken::EncodingKey,
+    pub key: Redacted<jsonwebtoken::EncodingKey>,
     pub key_id: String,
     pub team_id: String,
     pub topic: HeaderValue,
@@ -32,17 +33,6 @@ pub struct Settings {
     pub endpoint_production: String,
     pub endpoint_sandbox: String,
     pub connect: Connect,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("key", &"<redacted>")
-            .field("key_id", &self.key_id)
-            .field("team_id", &self.team_id)
-            .field("topic", &self.topic)
-            .finish()
-    }
 }
 
 /// Check `[apns]`; `None` when no key file is configured.
@@ -67,7 +57,7 @@ fn settings(c: &config::Apns, connect: Connect, check: &mut Check) -> Option<Set
     });
     let (topic, voip_topic) = topics?;
     Some(Settings {
-        key: key?,
+        key: Redacted(key?),
         key_id: key_id?,
         team_id: team_id?,
         topic,
@@ -138,7 +128,7 @@ impl Client {
         Ok(Self {
             production: route(&s.endpoint_production)?,
             sandbox: route(&s.endpoint_sandbox)?,
-            auth: auth::TokenCache::new(s.key.clone(), s.key_id.clone(), s.team_id.clone()),
+            auth: auth::TokenCache::new(s.key.0.clone(), s.key_id.clone(), s.team_id.clone()),
             topic: s.topic.clone(),
             voip_topic: s.voip_topic.clone(),
         })

@@ -25,28 +25,19 @@ use serde::Deserialize;
 
 use super::connect::{self, Connect};
 use super::{Attempt, Cause, Outcome, Verdict};
-use crate::config::{self, Check};
+use crate::config::{self, Check, Redacted};
 use std::borrow::Cow;
 
 use crate::state::{ProviderKind, Token};
 use crate::transport::{self, auto};
 
 /// `[webpush]`, validated: the VAPID key is loaded and checked.
+#[derive(Debug)]
 pub struct Settings {
-    pub key: p256::SecretKey,
+    pub key: Redacted<p256::SecretKey>,
     pub subject: String,
     pub max_origins: usize,
     pub connect: Connect,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("key", &"<redacted>")
-            .field("subject", &self.subject)
-            .field("max_origins", &self.max_origins)
-            .finish()
-    }
 }
 
 /// Check `[webpush]`; `None` when no VAPID key is configured.
@@ -68,7 +59,7 @@ fn settings(c: &config::Webpush, connect: Connect, check: &mut Check) -> Option<
         }
     };
     Some(Settings {
-        key: key?,
+        key: Redacted(key?),
         subject: subject?,
         max_origins: c.max_origins,
         connect,
@@ -110,7 +101,7 @@ impl Client {
         // Fail at start-up, not on the first push, if the CA file is bad.
         transport::tls::client_config(s.connect.ca_file.as_deref(), &[])?;
         Ok(Self {
-            signer: vapid::Signer::new(&s.key, s.subject.clone(), s.max_origins),
+            signer: vapid::Signer::new(&s.key.0, s.subject.clone(), s.max_origins),
             origins: DashMap::new(),
             tick: AtomicU64::new(0),
             connect: s.connect.clone(),
