@@ -73,22 +73,23 @@ mod tests {
 
     #[test]
     fn reasons_map_to_outcomes() {
-        assert_eq!(
-            outcome(410, "Unregistered", None),
-            Outcome::TokenDead(Cause::Unregistered)
-        );
-        assert_eq!(
-            outcome(400, "BadDeviceToken", None),
-            Outcome::TokenDead(Cause::BadDeviceToken)
-        );
-        assert_eq!(
-            outcome(400, "BadTopic", None),
-            Outcome::Rejected(Cause::BadTopic)
-        );
-        assert_eq!(
-            outcome(403, "InvalidProviderToken", None),
-            Outcome::Rejected(Cause::ProviderAuth)
-        );
+        let after = Some(std::time::Duration::from_secs(3));
+        let retry = |after, cause| Outcome::Retry { after, cause };
+        #[rustfmt::skip]
+        let table = [
+            (410, "Unregistered", None, Outcome::TokenDead(Cause::Unregistered)),
+            (400, "BadDeviceToken", None, Outcome::TokenDead(Cause::BadDeviceToken)),
+            (400, "BadTopic", None, Outcome::Rejected(Cause::BadTopic)),
+            (403, "InvalidProviderToken", None, Outcome::Rejected(Cause::ProviderAuth)),
+            (400, "TopicDisallowed", None, Outcome::Rejected(Cause::BadTopic)),
+            (400, "PayloadEmpty", None, Outcome::Rejected(Cause::BadPayload)),
+            (429, "TooManyRequests", after, retry(after, Cause::DeviceThrottled)),
+            (429, "TooManyProviderTokenUpdates", None, retry(None, Cause::ProviderAuth)),
+            (500, "InternalServerError", after, retry(after, Cause::ServerError)),
+        ];
+        for (status, reason, after, want) in table {
+            assert_eq!(outcome(status, reason, after), want, "{status} {reason}");
+        }
         assert!(matches!(
             outcome(503, "Shutdown", None),
             Outcome::Retry {
@@ -96,35 +97,5 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(
-            outcome(400, "TopicDisallowed", None),
-            Outcome::Rejected(Cause::BadTopic)
-        );
-        assert_eq!(
-            outcome(400, "PayloadEmpty", None),
-            Outcome::Rejected(Cause::BadPayload)
-        );
-        let after = Some(std::time::Duration::from_secs(3));
-        assert_eq!(
-            outcome(429, "TooManyRequests", after),
-            Outcome::Retry {
-                after,
-                cause: Cause::DeviceThrottled
-            }
-        );
-        assert_eq!(
-            outcome(429, "TooManyProviderTokenUpdates", None),
-            Outcome::Retry {
-                after: None,
-                cause: Cause::ProviderAuth
-            }
-        );
-        assert_eq!(
-            outcome(500, "InternalServerError", after),
-            Outcome::Retry {
-                after,
-                cause: Cause::ServerError
-            }
-        );
     }
 }

@@ -130,72 +130,29 @@ mod tests {
     #[test]
     fn fcm_error_codes_map_to_outcomes() {
         let o = |r: Response| classify(&r, false).outcome;
+        let secs = |s| Some(Duration::from_secs(s));
+        let retry = |after, cause| Outcome::Retry { after, cause };
         assert_eq!(o(resp(200, None, r#"{"name":"x"}"#)), Outcome::Delivered);
-        assert_eq!(
-            o(resp(
-                404,
-                None,
-                &err(404, "NOT_FOUND", Some("UNREGISTERED"))
-            )),
-            Outcome::TokenDead(Cause::Unregistered)
-        );
-        assert_eq!(
-            o(resp(
-                429,
-                Some("7"),
-                &err(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"))
-            )),
-            Outcome::Retry {
-                after: Some(Duration::from_secs(7)),
-                cause: Cause::QuotaExceeded
-            }
-        );
-        // Without Retry-After, quota errors wait a minute (VENDORS.md §2.6).
-        assert_eq!(
-            o(resp(429, None, &err(429, "RESOURCE_EXHAUSTED", None))),
-            Outcome::Retry {
-                after: Some(Duration::from_secs(60)),
-                cause: Cause::QuotaExceeded
-            }
-        );
-        assert_eq!(
-            o(resp(
-                503,
-                Some("2"),
-                &err(503, "UNAVAILABLE", Some("UNAVAILABLE"))
-            )),
-            Outcome::Retry {
-                after: Some(Duration::from_secs(2)),
-                cause: Cause::Unavailable
-            }
-        );
-        assert_eq!(
-            o(resp(500, None, &err(500, "INTERNAL", Some("INTERNAL")))),
-            Outcome::Retry {
-                after: None,
-                cause: Cause::ServerError
-            }
-        );
+        // (HTTP status, Retry-After, error status, FCM errorCode, outcome)
+        #[rustfmt::skip]
+        let table = [
+            (404, None, "NOT_FOUND", Some("UNREGISTERED"), Outcome::TokenDead(Cause::Unregistered)),
+            (429, Some("7"), "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), retry(secs(7), Cause::QuotaExceeded)),
+            // Without Retry-After, quota errors wait a minute (VENDORS.md §2.6).
+            (429, None, "RESOURCE_EXHAUSTED", None, retry(secs(60), Cause::QuotaExceeded)),
+            (503, Some("2"), "UNAVAILABLE", Some("UNAVAILABLE"), retry(secs(2), Cause::Unavailable)),
+            (500, None, "INTERNAL", Some("INTERNAL"), retry(None, Cause::ServerError)),
+            (401, None, "UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"), Outcome::Rejected(Cause::ProviderAuth)),
+            (400, None, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), Outcome::Rejected(Cause::BadPayload)),
+        ];
+        for (code, retry_after, status, fcm, want) in table {
+            let got = o(resp(code, retry_after, &err(code, status, fcm)));
+            assert_eq!(got, want, "{code} {status} {fcm:?}");
+        }
         // A 502 may be an HTML page from the front end.
         assert!(matches!(
             o(resp(502, None, "<html>bad gateway</html>")),
             Outcome::Retry { .. }
         ));
-        assert_eq!(
-            o(resp(
-                401,
-                None,
-                &err(401, "UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"))
-            )),
-            Outcome::Rejected(Cause::ProviderAuth)
-        );
-        assert_eq!(
-            o(resp(
-                400,
-                None,
-                &err(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"))
-            )),
-            Outcome::Rejected(Cause::BadPayload)
-        );
     }
 }
