@@ -113,7 +113,7 @@ fn rendering(c: &mut Criterion) {
             let push = render();
             tokens
                 .iter()
-                .map(|t| push.fcm.for_token(t).len())
+                .map(|t| push.fcm.for_token(t, None).len())
                 .sum::<usize>()
         })
     });

@@ -15,6 +15,7 @@
 mod check;
 mod env;
 mod problems;
+mod resources;
 mod sections;
 mod units;
 mod vendors;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use check::{Check, Filled};
+pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,
 };
@@ -102,6 +104,8 @@ pub struct Config {
     pub vivo: Vivo,
     /// Standard Web Push (RFC 8030/8291/8292); absent vapid_private_key_file = unconfigured.
     pub webpush: Webpush,
+    /// Named push rule sets, `[resources.<id>.<vendor>]`, selected by `push.resources_id`.
+    pub resources: std::collections::BTreeMap<String, Resource>,
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -112,6 +116,8 @@ pub struct Settings {
     pub delivery: crate::providers::Delivery,
     /// Each configured vendor's settings, its keys checked and credentials loaded.
     pub vendors: crate::providers::Settings,
+    /// The `[resources]` rule sets, checked.
+    pub resources: std::collections::BTreeMap<String, Resource>,
 }
 
 /// A credential from the config file or environment: deserialized as a string, shown
@@ -202,10 +208,12 @@ impl Config {
     /// One pass over everything: the settings, and the problems found on the way.
     fn check(&self) -> (Settings, Vec<String>) {
         let mut p = self.engine_problems();
+        resources::problems(&self.resources, &mut p);
         let vendors = crate::providers::Settings::check(self, &mut p);
         let settings = Settings {
             delivery: crate::providers::Delivery::from_config(self),
             vendors,
+            resources: self.resources.clone(),
         };
         (settings, p)
     }

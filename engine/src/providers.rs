@@ -69,6 +69,55 @@ pub struct Content {
     pub priority: Option<Priority>,
 }
 
+impl Content {
+    /// The sound of a visible push: the request's, else the rule's, else the
+    /// vendor's `default`; `None` for a silent push (it shows and plays nothing).
+    pub fn alert_sound<'a>(&'a self, rule: Option<&'a str>) -> Option<&'a str> {
+        if self.silent {
+            return None;
+        }
+        Some(self.sound.as_deref().or(rule).unwrap_or("default"))
+    }
+
+    /// The push goes out at high priority: the request's `priority`, else high for
+    /// alerts and calls and normal for silent pushes (APNs requires 5 for those).
+    pub fn is_high_priority(&self) -> bool {
+        let default = if self.silent {
+            Priority::Normal
+        } else {
+            Priority::High
+        };
+        self.priority.unwrap_or(default) == Priority::High
+    }
+
+    /// Each device shows its recipient's own badge total (`badge_increment` on a
+    /// visible push): the body is rendered with a badge slot filled per device.
+    pub fn per_recipient_badge(&self) -> bool {
+        self.badge_increment.is_some() && !self.silent
+    }
+}
+
+/// A number in 0..2^31 derived from a `collapse_id`, for vendors whose "replace the
+/// earlier notification" id is an integer (Xiaomi `notify_id`). FNV-1a: stable
+/// across builds and restarts, so a later push with the same id replaces.
+pub fn collapse_number(id: &str) -> u32 {
+    let h = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h & 0x7fff_ffff
+}
+
+/// Vendors with a silent (data / pass-through) message type. OPPO and vivo have none:
+/// a silent push is not sent to their devices rather than shown as an alert.
+pub fn has_silent(lane: Lane) -> bool {
+    !matches!(lane, Lane::Oppo | Lane::Vivo)
+}
+
+/// The per-recipient badge value written into a body slot (digits, on the stack).
+pub fn badge_digits(buf: &mut itoa::Buffer, n: u32) -> &[u8] {
+    buf.format(n).as_bytes()
+}
+
 /// A push's delivery priority (API 1.1 `priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,7 +198,8 @@ impl Push {
         ttl_s: u64,
         now_unix: u64,
     ) -> Result<Self, TooLarge> {
-        Self::render_for(kind, content, ttl_s, now_unix, |_| true)
+        let rule = crate::config::Resource::default();
+        Self::render_for(kind, content, &rule, ttl_s, now_unix, |_| true)
     }
 
     pub fn is_call(&self) -> bool {
@@ -195,10 +245,13 @@ pub enum Cause {
     Unsent,
     Unconfigured,
     Expired,
+    /// A silent push to a vendor without a silent message type (OPPO, vivo): not
+    /// sent, rather than shown as an alert.
+    NoSilent,
 }
 
 impl Cause {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     pub const ALL: [Cause; Cause::COUNT] = [
         Cause::BadDeviceToken,
         Cause::Unregistered,
@@ -219,6 +272,7 @@ impl Cause {
         Cause::Unsent,
         Cause::Unconfigured,
         Cause::Expired,
+        Cause::NoSilent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -242,6 +296,7 @@ impl Cause {
             Self::Unsent => "unsent",
             Self::Unconfigured => "unconfigured",
             Self::Expired => "expired",
+            Self::NoSilent => "no_silent_type",
         }
     }
 

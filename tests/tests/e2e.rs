@@ -24,5 +24,7 @@ mod hardening_memory;
 mod hardening_transport;
 #[path = "e2e/notify.rs"]
 mod notify;
+#[path = "e2e/options.rs"]
+mod options;
 #[path = "e2e/vendors.rs"]
 mod vendors;

@@ -74,6 +74,8 @@ const CALL_SWEEP: Duration = Duration::from_secs(1);
 struct Batch {
     push: Arc<Push>,
     devices: Vec<Device>,
+    /// Each device's recipient badge total (`badge_increment`), else empty.
+    badges: Vec<u32>,
     /// The call these invitations belong to, and the slot of `devices[0]`.
     call: Option<(Arc<Live>, u32)>,
 }
@@ -98,11 +100,13 @@ pub struct Dispatcher<V = Providers> {
 pub trait Vendors: Send + Sync + 'static {
     fn delivery(&self) -> &Delivery;
 
-    /// Send one push and return the vendor's verdict.
+    /// Send one push and return the vendor's verdict; `badge` is the recipient's own
+    /// total of a push with `badge_increment`.
     fn send<'a>(
         &'a self,
         device: &'a Device,
         push: &'a Push,
+        badge: Option<u32>,
     ) -> impl Future<Output = Verdict> + Send + 'a;
 }
 
@@ -115,8 +119,9 @@ impl Vendors for Providers {
         &'a self,
         device: &'a Device,
         push: &'a Push,
+        badge: Option<u32>,
     ) -> impl Future<Output = Verdict> + Send + 'a {
-        Providers::send(self, device, push, false)
+        Providers::send(self, device, push, badge, false)
     }
 }
 
@@ -133,6 +138,8 @@ struct Ctx<V> {
 struct Job {
     push: Arc<Push>,
     device: Device,
+    /// The recipient's badge total (`badge_increment`).
+    badge: Option<u32>,
     /// The call this invitation belongs to (`None` for messages) and its slot there.
     call: Option<Arc<Live>>,
     slot: u32,
@@ -233,7 +240,19 @@ impl<V: Vendors> Dispatcher<V> {
 
     /// Admit every target of one message or none. Returns the number queued.
     pub fn submit(&self, push: Arc<Push>, targets: Targets) -> Result<usize, Overloaded> {
-        self.admit(push, targets, None, true)
+        self.submit_then(push, targets, |_| {})
+    }
+
+    /// [`Dispatcher::submit`], running `admitted` on the targets once every lane has
+    /// room for them and before any is queued (the message's badge increments: a
+    /// refused request must not count them, and every push must carry its total).
+    pub fn submit_then(
+        &self,
+        push: Arc<Push>,
+        targets: Targets,
+        admitted: impl FnOnce(&mut Targets),
+    ) -> Result<usize, Overloaded> {
+        self.admit(push, targets, None, true, admitted)
     }
 
     /// Admit every target of one call invitation or none, and track the call for
@@ -253,7 +272,7 @@ impl<V: Vendors> Dispatcher<V> {
                 queue: "calls",
                 retry_after_s: 1,
             })?;
-        match self.admit(push, targets, Some(&live), true) {
+        match self.admit(push, targets, Some(&live), true, |_| {}) {
             Ok(queued) => {
                 self.calls.insert(live);
                 Ok(queued)
@@ -282,21 +301,23 @@ impl<V: Vendors> Dispatcher<V> {
             };
             to.lanes[d.provider().lane() as usize].push(d);
         }
-        let mut queued = self.admit(push, others, None, false).unwrap_or(0);
+        let mut queued = self.admit(push, others, None, false, |_| {}).unwrap_or(0);
         if let Some(voip) = voip {
-            queued += self.admit(voip, pushkit, None, false).unwrap_or(0);
+            queued += self.admit(voip, pushkit, None, false, |_| {}).unwrap_or(0);
         }
         (cancelled.withdrawn, queued)
     }
 
-    /// Queue `targets` all-or-nothing (unless `bounded` is false); with `call`, the
-    /// devices are numbered in lane order, as [`Live::new`] tracked them.
+    /// Queue `targets` all-or-nothing (unless `bounded` is false), running `admitted`
+    /// on them once they are sure to be queued; with `call`, the devices are numbered
+    /// in lane order, as [`Live::new`] tracked them.
     fn admit(
         &self,
         push: Arc<Push>,
-        targets: Targets,
+        mut targets: Targets,
         call: Option<&Arc<Live>>,
         bounded: bool,
+        admitted: impl FnOnce(&mut Targets),
     ) -> Result<usize, Overloaded> {
         let mut reserved = [0usize; Lane::COUNT];
         for lane in Lane::ALL {
@@ -319,8 +340,18 @@ impl<V: Vendors> Dispatcher<V> {
                 });
             }
         }
+        admitted(&mut targets);
         for d in &targets.unconfigured {
             inc(&self.ctx.stats.provider(d.provider()).unconfigured);
+        }
+        for d in &targets.no_silent {
+            inc(&self.ctx.stats.provider(d.provider()).rejected[Cause::NoSilent.index()]);
+        }
+        if !targets.no_silent.is_empty() {
+            tracing::debug!(
+                count = targets.no_silent.len(),
+                "silent pushes not sent to vendors without a silent message type"
+            );
         }
         if !targets.unconfigured.is_empty() {
             tracing::debug!(
@@ -330,6 +361,7 @@ impl<V: Vendors> Dispatcher<V> {
         }
         let mut queued = 0;
         let mut slot = 0u32;
+        let mut badges = targets.badges;
         for (lane, devices) in Lane::ALL.into_iter().zip(targets.lanes) {
             if devices.is_empty() {
                 continue;
@@ -339,6 +371,7 @@ impl<V: Vendors> Dispatcher<V> {
             let batch = Batch {
                 push: push.clone(),
                 devices,
+                badges: std::mem::take(&mut badges[lane as usize]),
                 call: call.map(|c| (c.clone(), slot)),
             };
             slot = slot.saturating_add(n as u32);
@@ -386,7 +419,7 @@ impl Dispatcher {
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
     pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
-        let v = self.ctx.providers.send(device, push, true).await;
+        let v = self.ctx.providers.send(device, push, None, true).await;
         self.ctx.record(device, &v);
         v
     }
@@ -478,7 +511,7 @@ impl<V: Vendors> Ctx<V> {
         if !job.leave() {
             return (done, true);
         }
-        let v = self.providers.send(&job.device, &job.push).await;
+        let v = self.providers.send(&job.device, &job.push, job.badge).await;
         let finished = self.record(&job.device, &v);
         done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,

@@ -24,14 +24,59 @@ pub use crate::providers::Lane;
 #[derive(Debug, Default)]
 pub struct Targets {
     pub lanes: [Vec<Device>; Lane::COUNT],
+    /// Only for a push with `badge_increment` (else empty): beside each device of
+    /// `lanes`, its recipient's index, which [`Targets::count_badges`] replaces with the
+    /// recipient's new badge total.
+    pub badges: [Vec<u32>; Lane::COUNT],
+    /// Only for a push with `badge_increment`: the recipients with a device in
+    /// `lanes`, in planning order (each once).
+    pub pushed: Vec<UserIdx>,
     /// Devices whose vendor has no credentials, by provider.
     pub unconfigured: Vec<Device>,
+    /// Devices left out of a silent push because their vendor has no silent message
+    /// type (OPPO, vivo): never shown an alert instead.
+    pub no_silent: Vec<Device>,
 }
 
 impl Targets {
     pub fn queued(&self) -> usize {
         self.lanes.iter().map(Vec::len).sum()
     }
+
+    /// Add `n` to the badge counter of each pushed recipient, once however many devices
+    /// they have, and give each of their devices the new total. Planning put a
+    /// recipient's devices in each lane together and in recipient order, so one
+    /// cursor per lane pairs them: no lookup, no allocation.
+    pub fn count_badges(&mut self, mut add: impl FnMut(UserIdx, u32) -> u32, n: u32) {
+        let mut cursor = [0usize; Lane::COUNT];
+        for &user in &self.pushed {
+            let total = add(user, n);
+            for (lane, at) in self.badges.iter_mut().zip(&mut cursor) {
+                while lane.get(*at) == Some(&user) {
+                    lane[*at] = total;
+                    *at += 1;
+                }
+            }
+        }
+        debug_assert!(
+            self.badges
+                .iter()
+                .zip(&cursor)
+                .all(|(l, at)| l.len() == *at),
+            "every device got its recipient's total"
+        );
+    }
+}
+
+/// What a plan collects besides the devices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// A call (VoIP rules apply; do-not-disturb does not).
+    pub is_call: bool,
+    /// The push has `badge_increment`: record who gets a badge total.
+    pub badges: bool,
+    /// The push is silent: leave out devices of vendors without a silent type.
+    pub silent: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +98,35 @@ pub struct Summary {
 /// alert to their `apns` bindings (one ring per iPhone).
 pub fn plan(
     state: &State,
-    _pin: &Pin<'_>,
+    pin: &Pin<'_>,
     recipients: impl IntoIterator<Item = Option<UserIdx>>,
     conversation: Option<Conversation<'_>>,
     is_call: bool,
     configured: impl Fn(ProviderKind) -> bool,
 ) -> (Summary, Targets) {
+    let options = Options {
+        is_call,
+        ..Options::default()
+    };
+    plan_with(state, pin, recipients, conversation, options, configured)
+}
+
+/// [`plan`] with the push's [`Options`]: with `badges`, each device is recorded with its
+/// recipient and each recipient with a device once ([`Targets::count_badges`]); with
+/// `silent`, devices of vendors without a silent type go to [`Targets::no_silent`].
+pub fn plan_with(
+    state: &State,
+    _pin: &Pin<'_>,
+    recipients: impl IntoIterator<Item = Option<UserIdx>>,
+    conversation: Option<Conversation<'_>>,
+    options: Options,
+    configured: impl Fn(ProviderKind) -> bool,
+) -> (Summary, Targets) {
+    let Options {
+        is_call,
+        badges,
+        silent,
+    } = options;
     let mut summary = Summary::default();
     let mut targets = Targets::default();
     let mut muted = state.notify.filter(conversation);
@@ -92,7 +160,18 @@ pub fn plan(
                 return;
             }
             match Lane::of(d.provider()).filter(|_| configured(d.provider())) {
-                Some(lane) => targets.lanes[lane as usize].push(d.clone()),
+                Some(lane) if silent && !crate::providers::has_silent(lane) => {
+                    targets.no_silent.push(d.clone())
+                }
+                Some(lane) => {
+                    targets.lanes[lane as usize].push(d.clone());
+                    if badges {
+                        targets.badges[lane as usize].push(user);
+                        if targets.pushed.last() != Some(&user) {
+                            targets.pushed.push(user);
+                        }
+                    }
+                }
                 None => targets.unconfigured.push(d.clone()),
             }
         });

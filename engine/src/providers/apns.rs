@@ -90,6 +90,7 @@ const APNS_TOPIC: HeaderName = HeaderName::from_static("apns-topic");
 const APNS_PUSH_TYPE: HeaderName = HeaderName::from_static("apns-push-type");
 const APNS_PRIORITY: HeaderName = HeaderName::from_static("apns-priority");
 const APNS_EXPIRATION: HeaderName = HeaderName::from_static("apns-expiration");
+const APNS_COLLAPSE_ID: HeaderName = HeaderName::from_static("apns-collapse-id");
 
 struct Route {
     pool: Pool,
@@ -156,12 +157,22 @@ impl Client {
         self.auth.minted()
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+    pub async fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        badge: Option<u32>,
+        detail: bool,
+    ) -> Verdict {
         let voip = device.provider() == ProviderKind::ApnsVoip;
-        let body = if voip {
-            push.apns.voip.clone()
-        } else {
-            push.apns.alert.clone()
+        let body = match &push.apns.badged {
+            _ if voip => push.apns.voip.clone(),
+            // The recipient's own total: the one allocation of a badged push.
+            Some(badged) => {
+                let mut digits = itoa::Buffer::new();
+                badged.fill(&[super::badge_digits(&mut digits, badge.unwrap_or(0))])
+            }
+            None => push.apns.alert.clone(),
         };
         let route = match device.environment() {
             Environment::Production => &self.production,
@@ -182,19 +193,20 @@ impl Client {
         // `HeaderValue` would first promote its buffer to a shared one (an allocation).
         // No `apns-id`: APNs assigns one and returns it (the debug verdict shows it),
         // and a unique value per request only churned the HPACK dynamic table.
+        // `ttl_s = 0` is "now or never": APNs' `0` (try once, do not store).
         let mut expiration = itoa::Buffer::new();
-        let expiration = expiration.format(push.expires_at).as_bytes();
+        let expiration = expiration
+            .format(if push.ttl_s == 0 { 0 } else { push.expires_at })
+            .as_bytes();
         let (push_type, priority) = if voip {
             (
                 HeaderValue::from_static("voip"),
                 HeaderValue::from_static("10"),
             )
         } else {
-            (
-                HeaderValue::from_static("alert"),
-                HeaderValue::from_static("10"),
-            )
+            (push.apns.push_type.clone(), push.apns.priority.clone())
         };
+        let collapse_id = &push.apns.collapse_id;
         let auth = self.auth.header();
         let make = || {
             let mut req = Request::new(());
@@ -211,6 +223,9 @@ impl Client {
                 HeaderValue::from_bytes(expiration).expect("digits"),
             );
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(id) = collapse_id {
+                h.insert(APNS_COLLAPSE_ID, id.clone());
+            }
             req
         };
         match route.pool.send_before(make, body, push.expires_at).await {
@@ -229,7 +244,7 @@ impl Client {
 super::impl_vendor!(
     Apns,
     payload::Bodies,
-    |k, c, _| payload::Bodies::render(k, c),
+    |k, c, r, _| payload::Bodies::render(k, c, r),
     Client::tokens_minted
 );
 

@@ -66,12 +66,18 @@ impl Client {
         self.auth.fetched()
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+    pub async fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        badge: Option<u32>,
+        detail: bool,
+    ) -> Verdict {
         let token = match self.auth.get().await {
             Ok(t) => t,
             Err(e) => return super::token::verdict("fcm", &e),
         };
-        let body = push.fcm.for_token(&device.token().to_wire());
+        let body = push.fcm.for_token(&device.token().to_wire(), badge);
         let make = || {
             Request::builder()
                 .method(Method::POST)

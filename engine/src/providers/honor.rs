@@ -15,11 +15,10 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target};
-use super::splice::Spliced;
+use super::oem::{Body, Oem, Route, Target};
 use super::token::Access;
 use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Secret};
+use crate::config::{self, Check, Resource, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
 
@@ -94,12 +93,16 @@ impl Oem for Honor {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-        payload::render(kind, c, ttl_s)
+    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
+        payload::render(kind, c, rule, ttl_s)
+    }
+
+    fn of(push: &Push) -> &Body {
+        &push.honor
     }
 
     fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
-        push.honor.fill(&[to.token.as_bytes()])
+        push.honor.spliced.fill(&[to.token.as_bytes()])
     }
 
     fn head(&self, req: http::request::Builder, _: &Push) -> http::request::Builder {

@@ -15,11 +15,11 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target};
-use super::splice::{json_str, Spliced};
+use super::oem::{Body, Oem, Route, Target};
+use super::splice::json_str;
 use super::token::Access;
 use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Secret};
+use crate::config::{self, Check, Resource, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
 
@@ -92,14 +92,19 @@ impl Oem for Huawei {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-        payload::render(kind, c, ttl_s)
+    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
+        payload::render(kind, c, rule, ttl_s)
+    }
+
+    fn of(push: &Push) -> &Body {
+        &push.huawei
     }
 
     fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
-        push.huawei.fill(&[
-            &self.android_fields,
-            &self.notification_fields,
+        let b = &push.huawei;
+        b.spliced.fill(&[
+            b.client(0, &self.android_fields),
+            b.client(1, &self.notification_fields),
             to.token.as_bytes(),
         ])
     }

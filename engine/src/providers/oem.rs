@@ -25,7 +25,7 @@ use super::connect::{self, Connect};
 use super::splice::Spliced;
 use super::token::{self, Access, Fresh};
 use super::{Content, Kind, Push, TooLarge, Vendor, Verdict};
-use crate::config::{Check, Secret};
+use crate::config::{Check, Resource, Secret};
 use crate::state::{Device, ProviderKind, Token};
 use crate::transport::{auto, Response};
 
@@ -35,6 +35,42 @@ use crate::transport::{auto, Response};
 pub struct Target<'a> {
     /// The device token as the vendor issued it.
     pub token: &'a str,
+    /// The recipient's own badge total, for a push with `badge_increment`.
+    pub badge: Option<u32>,
+}
+
+/// An OEM vendor's body for one push: rendered once, with slots filled per device.
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    pub spliced: Spliced,
+    /// The push's rule set (or silence) replaced the client's configured field of
+    /// that slot (category, channel): the slot stays empty.
+    pub own: [bool; 2],
+    /// The body has a slot for the recipient's badge total (`badge_increment`).
+    pub badge: bool,
+    /// A silent push: the vendor has no silent type, so nothing may be sent (the
+    /// planner leaves such devices out; this is the last guard).
+    pub unsendable: bool,
+}
+
+impl Body {
+    /// A body whose client fields are filled from the client's configuration.
+    pub fn new(spliced: Spliced) -> Self {
+        Self {
+            spliced,
+            ..Self::default()
+        }
+    }
+
+    /// `fields`, the client's configured fields of client slot `i`, when they apply
+    /// to this push; else nothing.
+    pub fn client<'a>(&self, i: usize, fields: &'a [u8]) -> &'a [u8] {
+        if self.own[i] {
+            &[]
+        } else {
+            fields
+        }
+    }
 }
 
 /// What one OEM vendor adds to the skeleton of [`Client`].
@@ -63,7 +99,15 @@ pub trait Oem: Sized + Send + Sync + 'static {
 
     /// The body for every device of a push, rendered once, with slots for what
     /// differs per device; fails over the vendor's size limit.
-    fn render(kind: &Kind, content: &Content, ttl_s: u64) -> Result<Spliced, TooLarge>;
+    fn render(
+        kind: &Kind,
+        content: &Content,
+        rule: &Resource,
+        ttl_s: u64,
+    ) -> Result<Body, TooLarge>;
+
+    /// This vendor's body in a rendered push (`push.huawei`, ...).
+    fn of(push: &Push) -> &Body;
 
     /// Which of [`Oem::new`]'s routes serves `token`.
     fn route(token: &str) -> usize {
@@ -260,7 +304,7 @@ impl<V: Oem> Client<V> {
     ) -> http::Request<Full<Bytes>> {
         let route = self.route(token);
         let access = route.auth.as_ref().map(|_| access);
-        self.request(route, Target { token }, push, access)
+        self.request(route, Target { token, badge: None }, push, access)
     }
 
     /// A fresh access token for `auth`.
@@ -273,12 +317,27 @@ impl<V: Oem> Client<V> {
         }
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+    pub async fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        badge: Option<u32>,
+        detail: bool,
+    ) -> Verdict {
         if let Some(v) = self.vendor.gate() {
             return v;
         }
+        if V::of(push).unsendable {
+            return Verdict::failed(
+                format!("{} has no silent message type", V::NAME),
+                super::Outcome::Rejected(super::Cause::NoSilent),
+            );
+        }
         let token = super::token_text(device.token());
-        let to = Target { token: &token };
+        let to = Target {
+            token: &token,
+            badge,
+        };
         let route = self.route(&token);
         let access = match &route.auth {
             None => None,
@@ -305,7 +364,7 @@ impl<V: Oem> Client<V> {
 }
 
 impl<V: Oem> Vendor for Client<V> {
-    type Body = Spliced;
+    type Body = Body;
     type Section = V::Section;
     type Settings = V::Settings;
 
@@ -317,17 +376,23 @@ impl<V: Oem> Vendor for Client<V> {
         Client::new(settings)
     }
 
-    fn render(kind: &Kind, content: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-        V::render(kind, content, ttl_s)
+    fn render(
+        kind: &Kind,
+        content: &Content,
+        rule: &Resource,
+        ttl_s: u64,
+    ) -> Result<Body, TooLarge> {
+        V::render(kind, content, rule, ttl_s)
     }
 
     fn send(
         &self,
         device: &Device,
         push: &Push,
+        badge: Option<u32>,
         detail: bool,
     ) -> impl Future<Output = Verdict> + Send {
-        Client::send(self, device, push, detail)
+        Client::send(self, device, push, badge, detail)
     }
 
     fn auth_tokens(&self) -> u64 {

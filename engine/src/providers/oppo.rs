@@ -17,11 +17,11 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target, TokenHeader};
-use super::splice::{json_str, Slot, Spliced};
+use super::oem::{Body, Oem, Route, Target, TokenHeader};
+use super::splice::{json_str, Slot};
 use super::token::{self, Access, Fresh};
 use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Secret};
+use crate::config::{self, Check, Resource, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
 
@@ -46,8 +46,10 @@ pub struct Settings {
 pub struct Oppo {
     app_key: String,
     secret: Secret,
-    /// URL-encoded `"channel_id":"..","category":"..",` for the notification object.
-    client_fields: Bytes,
+    /// URL-encoded `"channel_id":"..",` for the notification object, or empty.
+    channel: Bytes,
+    /// URL-encoded `"category":"..",` for the notification object, or empty.
+    category: Bytes,
     dead_codes: Box<[i64]>,
 }
 
@@ -102,24 +104,30 @@ impl Oem for Oppo {
             )
         };
         let routes = vec![route(&s.endpoint)?, route(&s.endpoint_intl)?];
-        let mut fields = String::new();
-        if let Some(ch) = s.channel_id.as_deref().filter(|c| !c.is_empty()) {
-            fields.push_str(&format!("\"channel_id\":{},", json_str(ch)));
-        }
-        if !s.category.is_empty() {
-            fields.push_str(&format!("\"category\":{},", json_str(&s.category)));
-        }
+        let field = |key: &str, v: &str| -> Bytes {
+            if v.is_empty() {
+                Bytes::new()
+            } else {
+                let json = format!("\"{key}\":{},", json_str(v));
+                urlencoding::encode(&json).into_owned().into()
+            }
+        };
         let vendor = Self {
             app_key: s.app_key.clone(),
             secret: s.master_secret.clone(),
-            client_fields: urlencoding::encode(&fields).into_owned().into(),
+            channel: field("channel_id", s.channel_id.as_deref().unwrap_or("")),
+            category: field("category", &s.category),
             dead_codes: s.dead_token_codes.clone().into(),
         };
         Ok((vendor, routes))
     }
 
-    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-        payload::render(kind, c, ttl_s)
+    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
+        payload::render(kind, c, rule, ttl_s)
+    }
+
+    fn of(push: &Push) -> &Body {
+        &push.oppo
     }
 
     fn route(regid: &str) -> usize {
@@ -139,9 +147,11 @@ impl Oem for Oppo {
     }
 
     fn body(&self, to: Target<'_>, push: &Push, token: Option<&Access>) -> Bytes {
-        push.oppo.fill_slots(&[
+        let b = &push.oppo;
+        b.spliced.fill_slots(&[
             Slot::Form(to.token),
-            Slot::Raw(&self.client_fields),
+            Slot::Raw(b.client(0, &self.channel)),
+            Slot::Raw(&self.category),
             Slot::Form(token.map_or("", Access::value)),
         ])
     }

@@ -65,6 +65,28 @@ impl Spliced {
     }
 }
 
+/// The placeholder a per-recipient badge is rendered with before its body is cut
+/// around it ([`Spliced::around_badge`]): no real total is this large in a body.
+pub const BADGE_MARK: u32 = u32::MAX;
+
+/// The digits a badge slot takes at most.
+pub const BADGE_DIGITS: usize = 10;
+
+/// Cut `body` (serialized JSON) around the value of its one `"<key>":`[`BADGE_MARK`]
+/// member: the bytes before the value and after it, so the badge becomes a slot.
+/// Inside JSON strings a quote is escaped, so the unescaped `"<key>":4294967295` can
+/// only be that member.
+pub fn cut_badge(body: &[u8], key: &str) -> (Vec<u8>, Vec<u8>) {
+    let mark = format!("\"{key}\":{BADGE_MARK}");
+    let at = body
+        .windows(mark.len())
+        .position(|w| w == mark.as_bytes())
+        .expect("the body was rendered with the badge mark");
+    let value = at + key.len() + 3;
+    let end = at + mark.len();
+    (body[..value].to_vec(), body[end..].to_vec())
+}
+
 /// A per-device value for one slot of a [`Spliced`] body, encoded while it is copied
 /// in (so a device token never needs a `String` of its own).
 #[derive(Debug, Clone, Copy)]

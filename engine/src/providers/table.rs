@@ -18,7 +18,7 @@ use std::future::Future;
 
 use super::connect::{self, Connect};
 use super::{Content, Delivery, Kind, TooLarge, Verdict};
-use crate::config::{Check, Config, LaneLimits};
+use crate::config::{Check, Config, LaneLimits, Resource};
 use crate::state::{Device, Token};
 
 /// A vendor client could not be set up (connecting; its settings were checked before).
@@ -52,14 +52,22 @@ pub trait Vendor: Sized + Send + Sync + 'static {
     /// The client for validated settings; only connecting can still fail.
     fn build(settings: &Self::Settings) -> Result<Self, connect::Error>;
 
-    /// Render the content once for this vendor; fails over its size limit.
-    fn render(kind: &Kind, content: &Content, ttl_s: u64) -> Result<Self::Body, TooLarge>;
+    /// Render the content once for this vendor, with the vendor's part of the push's
+    /// `[resources.<id>]` rule set (empty without one); fails over its size limit.
+    fn render(
+        kind: &Kind,
+        content: &Content,
+        rule: &Resource,
+        ttl_s: u64,
+    ) -> Result<Self::Body, TooLarge>;
 
-    /// Send one push to one device.
+    /// Send one push to one device; `badge` is its recipient's own badge total when
+    /// the push has `badge_increment`.
     fn send(
         &self,
         device: &Device,
         push: &Push,
+        badge: Option<u32>,
         detail: bool,
     ) -> impl Future<Output = Verdict> + Send;
 
@@ -87,7 +95,7 @@ pub fn text_token(
 
 /// `impl Vendor for Client` in a vendor module that is not an [`super::oem`] vendor
 /// (APNs, FCM, Web Push), from its parts: the config section type, the body type, the
-/// render function `(kind, content, ttl_s)`, the auth-token counter `(&Client) -> u64`,
+/// render function `(kind, content, rule, ttl_s)`, the auth-token counter `(&Client) -> u64`,
 /// and the module's `settings`, `Settings`, `Client::new`, `Client::send` and
 /// `parse_token`.
 macro_rules! impl_vendor {
@@ -112,18 +120,20 @@ macro_rules! impl_vendor {
             fn render(
                 kind: &$crate::providers::Kind,
                 content: &$crate::providers::Content,
+                rule: &$crate::config::Resource,
                 ttl_s: u64,
             ) -> Result<$body, $crate::providers::TooLarge> {
-                ($render)(kind, content, ttl_s)
+                ($render)(kind, content, rule, ttl_s)
             }
 
             fn send(
                 &self,
                 device: &$crate::state::Device,
                 push: &$crate::providers::Push,
+                badge: Option<u32>,
                 detail: bool,
             ) -> impl std::future::Future<Output = $crate::providers::Verdict> + Send {
-                Client::send(self, device, push, detail)
+                Client::send(self, device, push, badge, detail)
             }
 
             fn auth_tokens(&self) -> u64 {
@@ -244,13 +254,14 @@ macro_rules! vendor_table {
             pub fn render_for(
                 kind: Kind,
                 content: &Content,
+                rule: &Resource,
                 ttl_s: u64,
                 now_unix: u64,
                 wanted: impl Fn(ProviderKind) -> bool,
             ) -> Result<Self, TooLarge> {
                 $(
                     let $module = if wanted(vendor_table!(@first $($Kind),+)) {
-                        <super::$module::Client as Vendor>::render(&kind, content, ttl_s)?
+                        <super::$module::Client as Vendor>::render(&kind, content, rule, ttl_s)?
                     } else {
                         Default::default()
                     };
@@ -294,6 +305,8 @@ macro_rules! vendor_table {
         pub struct Providers {
             /// Retry, breaker and pace settings the dispatcher applies.
             pub delivery: Delivery,
+            /// The `[resources]` rule sets a push selects with `resources_id`.
+            pub resources: std::collections::BTreeMap<String, Resource>,
             $(pub $module: Option<super::$module::Client>,)+
         }
 
@@ -302,6 +315,7 @@ macro_rules! vendor_table {
             pub fn new(settings: &crate::config::Settings) -> Result<Self, Error> {
                 Ok(Providers {
                     delivery: settings.delivery.clone(),
+                    resources: settings.resources.clone(),
                     $($module: settings.vendors.$module.as_ref()
                         .map(Vendor::build)
                         .transpose()
@@ -309,11 +323,18 @@ macro_rules! vendor_table {
                 })
             }
 
-            /// Send one push to one device and return the vendor's verdict.
-            pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+            /// Send one push to one device and return the vendor's verdict; `badge` is
+            /// the recipient's own total of a push with `badge_increment`.
+            pub async fn send(
+                &self,
+                device: &Device,
+                push: &Push,
+                badge: Option<u32>,
+                detail: bool,
+            ) -> Verdict {
                 match device.provider().lane() {
                     $(Lane::$Lane => match &self.$module {
-                        Some(c) => Vendor::send(c, device, push, detail).await,
+                        Some(c) => Vendor::send(c, device, push, badge, detail).await,
                         None => Verdict::unconfigured(),
                     },)+
                 }

@@ -23,11 +23,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target, TokenHeader};
-use super::splice::{Slot, Spliced};
+use super::oem::{Body, Oem, Route, Target, TokenHeader};
+use super::splice::Slot;
 use super::token::{self, Access, Fresh};
 use super::{Cause, Content, Kind, Outcome, Push, TooLarge, Verdict};
-use crate::config::{self, Check, Secret};
+use crate::config::{self, Check, Resource, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
 
@@ -127,8 +127,12 @@ impl Oem for Vivo {
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-        payload::render(kind, c, ttl_s)
+    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
+        payload::render(kind, c, rule, ttl_s)
+    }
+
+    fn of(push: &Push) -> &Body {
+        &push.vivo
     }
 
     fn fetch_token(
@@ -144,7 +148,7 @@ impl Oem for Vivo {
     fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
         let mut request_id = [0u8; uuid::fmt::Simple::LENGTH];
         let request_id = uuid::Uuid::new_v4().simple().encode_lower(&mut request_id);
-        push.vivo.fill_slots(&[
+        push.vivo.spliced.fill_slots(&[
             Slot::Raw(&self.client_fields),
             Slot::Json(to.token),
             Slot::Raw(request_id.as_bytes()),

@@ -154,7 +154,13 @@ impl Client {
         Ok(entry.http.clone())
     }
 
-    pub async fn send(&self, device: &Device, push: &Push, detail: bool) -> Verdict {
+    pub async fn send(
+        &self,
+        device: &Device,
+        push: &Push,
+        badge: Option<u32>,
+        detail: bool,
+    ) -> Verdict {
         let reject =
             |why: &str| Verdict::failed(why.to_string(), Outcome::Rejected(Cause::BadDeviceToken));
         let token = device.token().to_wire();
@@ -175,7 +181,12 @@ impl Client {
             return reject("subscription endpoint is not absolute");
         };
         let origin = format!("{scheme}://{authority}");
-        let body = match ece::encrypt_random(&push.webpush.plaintext, &p256dh, &auth) {
+        let badged = push.webpush.badged.as_ref().map(|b| {
+            let mut digits = itoa::Buffer::new();
+            b.fill(&[super::badge_digits(&mut digits, badge.unwrap_or(0))])
+        });
+        let plaintext = badged.as_ref().unwrap_or(&push.webpush.plaintext);
+        let body = match ece::encrypt_random(plaintext, &p256dh, &auth) {
             Ok(b) => b,
             Err(e) => return reject(&e.to_string()),
         };
@@ -211,7 +222,7 @@ impl Client {
 super::impl_vendor!(
     Webpush,
     payload::Message,
-    |k, c, _| payload::render(k, c),
+    |k, c, r, _| payload::render(k, c, r),
     Client::tokens_minted
 );
 

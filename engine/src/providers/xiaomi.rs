@@ -18,11 +18,11 @@ use http::header::AUTHORIZATION;
 use http::HeaderValue;
 
 use super::connect::{self, Connect};
-use super::oem::{Oem, Route, Target, TokenHeader};
-use super::splice::{Slot, Spliced};
+use super::oem::{Body, Oem, Route, Target, TokenHeader};
+use super::splice::Slot;
 use super::token::Access;
 use super::{Content, Kind, Push, TooLarge, Verdict};
-use crate::config::{self, Check};
+use crate::config::{self, Check, Resource};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
 
@@ -43,8 +43,10 @@ pub struct Settings {
 /// Xiaomi's part of the client.
 pub struct Xiaomi {
     auth: HeaderValue,
-    /// `&restricted_package_name=...&extra.channel_id=...`
-    client_fields: Bytes,
+    /// `&restricted_package_name=...`
+    package: Bytes,
+    /// `&extra.channel_id=...` or empty.
+    channel: Bytes,
 }
 
 impl Oem for Xiaomi {
@@ -87,27 +89,37 @@ impl Oem for Xiaomi {
         // Promote the buffer to a shared one now, so each push's clone only counts a
         // reference instead of the first one allocating.
         drop(auth.clone());
-        let mut client_fields = format!(
+        let package = format!(
             "&restricted_package_name={}",
             urlencoding::encode(&s.package_name)
         );
-        if let Some(ch) = s.channel_id.as_deref().filter(|c| !c.is_empty()) {
-            client_fields.push_str(&format!("&extra.channel_id={}", urlencoding::encode(ch)));
-        }
+        let channel = match s.channel_id.as_deref().filter(|c| !c.is_empty()) {
+            Some(ch) => format!("&extra.channel_id={}", urlencoding::encode(ch)),
+            None => String::new(),
+        };
         let vendor = Self {
             auth,
-            client_fields: client_fields.into(),
+            package: package.into(),
+            channel: channel.into(),
         };
         Ok((vendor, vec![route]))
     }
 
-    fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
-        payload::render(kind, c, ttl_s)
+    fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
+        payload::render(kind, c, rule, ttl_s)
+    }
+
+    fn of(push: &Push) -> &Body {
+        &push.xiaomi
     }
 
     fn body(&self, to: Target<'_>, push: &Push, _: Option<&Access>) -> Bytes {
-        push.xiaomi
-            .fill_slots(&[Slot::Raw(&self.client_fields), Slot::Form(to.token)])
+        let b = &push.xiaomi;
+        b.spliced.fill_slots(&[
+            Slot::Raw(&self.package),
+            Slot::Raw(b.client(1, &self.channel)),
+            Slot::Form(to.token),
+        ])
     }
 
     fn head(&self, req: http::request::Builder, _: &Push) -> http::request::Builder {

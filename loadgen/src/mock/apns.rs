@@ -631,6 +631,7 @@ impl Apns {
         if !body.get("aps").is_some_and(serde_json::Value::is_object) {
             return Err(Reason::BadPayload.into());
         }
+        check_aps(&body["aps"], push_type)?;
 
         Ok(Accepted {
             token,
@@ -767,6 +768,35 @@ impl Apns {
 }
 
 /// A header as text; `Err(bad)` when it is not visible ASCII.
+/// What Apple refuses in `aps`: a background push must be `content-available: 1`
+/// with no `alert`, `sound` or `badge`; `badge` is a number, `interruption-level` one
+/// of Apple's four, `content-available`/`mutable-content` are 1.
+fn check_aps(aps: &serde_json::Value, push_type: PushType) -> Result<(), Reason> {
+    if push_type == PushType::Background {
+        let shows = ["alert", "sound", "badge"]
+            .iter()
+            .any(|k| aps.get(*k).is_some());
+        if shows || aps.get("content-available") != Some(&serde_json::json!(1)) {
+            return Err(Reason::BadPayload);
+        }
+    }
+    if aps.get("badge").is_some_and(|b| !b.is_u64()) {
+        return Err(Reason::BadPayload);
+    }
+    if let Some(level) = aps.get("interruption-level") {
+        let known = ["passive", "active", "time-sensitive", "critical"];
+        if !level.as_str().is_some_and(|l| known.contains(&l)) {
+            return Err(Reason::BadPayload);
+        }
+    }
+    for key in ["content-available", "mutable-content"] {
+        if aps.get(key).is_some_and(|v| v != &serde_json::json!(1)) {
+            return Err(Reason::BadPayload);
+        }
+    }
+    Ok(())
+}
+
 fn header<'h>(
     headers: &'h HeaderMap,
     name: &HeaderName,

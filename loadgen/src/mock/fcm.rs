@@ -836,6 +836,58 @@ fn check_android(android: &Value) -> Result<(), Failure> {
     if let Some(data) = fields.get("data") {
         check_data("message.android.data", data)?;
     }
+    if let Some(key) = fields.get("collapse_key").filter(|v| !v.is_null()) {
+        if !key.is_string() {
+            return Err(type_error(
+                "message.android.collapse_key",
+                "TYPE_STRING",
+                key,
+            ));
+        }
+    }
+    if let Some(n) = fields.get("notification").filter(|v| !v.is_null()) {
+        check_android_notification(n)?;
+    }
+    Ok(())
+}
+
+/// `android.notification`: the string fields Fanfare may send are strings, and
+/// `notification_count` is a non-negative integer (an int32 in FCM's proto).
+fn check_android_notification(n: &Value) -> Result<(), Failure> {
+    let Value::Object(fields) = n else {
+        return Err(type_error(
+            "message.android.notification",
+            "TYPE_MESSAGE",
+            n,
+        ));
+    };
+    for key in [
+        "title",
+        "body",
+        "sound",
+        "tag",
+        "channel_id",
+        "click_action",
+        "icon",
+        "color",
+    ] {
+        if let Some(v) = fields.get(key).filter(|v| !v.is_null() && !v.is_string()) {
+            return Err(type_error(
+                &format!("message.android.notification.{key}"),
+                "TYPE_STRING",
+                v,
+            ));
+        }
+    }
+    if let Some(count) = fields.get("notification_count").filter(|v| !v.is_null()) {
+        if count.as_u64().is_none_or(|c| c > i32::MAX as u64) {
+            return Err(type_error(
+                "message.android.notification.notification_count",
+                "TYPE_INT32",
+                count,
+            ));
+        }
+    }
     Ok(())
 }
 

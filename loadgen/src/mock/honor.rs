@@ -156,24 +156,47 @@ impl Honor {
                 Some("80300010"),
             );
         };
+        // A data message has no notification at all and carries `data`.
         let n = &v["android"]["notification"];
-        let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    80100001,
-                    "android.notification title/body required",
-                ),
-                Some("80100001"),
-            );
+        let data_message = n.is_null() && v["notification"].is_null();
+        let (title, body) = if data_message {
+            if v["data"].as_str().is_none_or(str::is_empty) {
+                return (
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        80100003,
+                        "a data message needs data",
+                    ),
+                    Some("80100003"),
+                );
+            }
+            ("", "")
+        } else {
+            let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
+                return (
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        80100001,
+                        "android.notification title/body required",
+                    ),
+                    Some("80100001"),
+                );
+            };
+            if n["clickAction"]["type"].as_i64().is_none() {
+                return (
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        80100001,
+                        "android.notification.clickAction required",
+                    ),
+                    Some("80100001"),
+                );
+            }
+            (title, body)
         };
-        if n["clickAction"]["type"].as_i64().is_none() {
+        if let Err(field) = super::huawei::check_push_kit_options(&v) {
             return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    80100001,
-                    "android.notification.clickAction required",
-                ),
+                answer(StatusCode::BAD_REQUEST, 80100001, field),
                 Some("80100001"),
             );
         }

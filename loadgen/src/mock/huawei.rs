@@ -194,17 +194,45 @@ impl Huawei {
                 Some("80100003"),
             );
         }
+        // A data (transparent) message has no notification at all and carries `data`;
+        // a notification message has title and body.
         let n = &m["android"]["notification"];
-        let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
+        let data_message = n.is_null() && m["notification"].is_null();
+        let (title, body) = if data_message {
+            if m["data"].as_str().is_none_or(str::is_empty) {
+                return (
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        "80100003",
+                        "Incorrect message structure: a data message needs data",
+                    ),
+                    Some("80100003"),
+                );
+            }
+            ("", "")
+        } else {
+            let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
+                return (
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        "80100001",
+                        "Some request parameters are invalid: notification title/body",
+                    ),
+                    Some("80100001"),
+                );
+            };
+            (title, body)
+        };
+        if let Err(field) = check_push_kit_options(m) {
             return (
                 answer(
                     StatusCode::BAD_REQUEST,
                     "80100001",
-                    "Some request parameters are invalid: notification title/body",
+                    &format!("Some request parameters are invalid: {field}"),
                 ),
                 Some("80100001"),
             );
-        };
+        }
         if let Some(ttl) = m["android"]["ttl"].as_str() {
             if !ttl.ends_with('s') || ttl.trim_end_matches('s').parse::<f64>().is_err() {
                 return (
@@ -249,4 +277,37 @@ impl Huawei {
             None,
         )
     }
+}
+
+/// The option fields of a Push Kit message (Huawei's names; Honor's camelCase ones
+/// too): `android.urgency` `HIGH`|`NORMAL`, `android.collapse_key` an integer -1..100,
+/// `notification.importance` `LOW`|`NORMAL`, `tag`/`sound`/`channel_id` strings,
+/// `default_sound` a boolean. `Err` names the bad field.
+pub(crate) fn check_push_kit_options(m: &Value) -> Result<(), &'static str> {
+    let a = &m["android"];
+    if !a["urgency"].is_null() && !matches!(a["urgency"].as_str(), Some("HIGH" | "NORMAL")) {
+        return Err("android.urgency");
+    }
+    if !a["collapse_key"].is_null()
+        && !a["collapse_key"]
+            .as_i64()
+            .is_some_and(|k| (-1..=100).contains(&k))
+    {
+        return Err("android.collapse_key");
+    }
+    let n = &a["notification"];
+    if !n["importance"].is_null() && !matches!(n["importance"].as_str(), Some("LOW" | "NORMAL")) {
+        return Err("android.notification.importance");
+    }
+    for key in ["tag", "sound", "channel_id"] {
+        if !n[key].is_null() && !n[key].is_string() {
+            return Err("android.notification string field");
+        }
+    }
+    for key in ["default_sound", "defaultSound"] {
+        if !n[key].is_null() && !n[key].is_boolean() {
+            return Err("android.notification.default_sound");
+        }
+    }
+    Ok(())
 }

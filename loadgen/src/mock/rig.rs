@@ -188,6 +188,16 @@ impl Rig {
                 "connections": options.connections.unwrap_or(defaults.apns.connections),
                 "max_in_flight": defaults.apns.max_in_flight,
             },
+            // The rule set tests and load runs name with `resources_id: "chat"`.
+            "resources": {"chat": {
+                "apns": {"thread_id": "chat"},
+                "fcm": {"channel_id": "chat"},
+                "huawei": {"importance": "NORMAL"},
+                "xiaomi": {"channel_id": "chat"},
+                "oppo": {"channel_id": "chat"},
+                "vivo": {"category": "IM"},
+                "webpush": {"urgency": "normal"},
+            }},
         });
         let fcm = if options.fcm {
             let fcm = MockFcm::start(

@@ -90,6 +90,19 @@ impl Xiaomi {
             return Err((22022, "Invalid package name"));
         }
         let pass_through = form.get("pass_through").map_or("0", String::as_str);
+        if !matches!(pass_through, "0" | "1") {
+            return Err((10017, "Invalid parameter value: pass_through"));
+        }
+        if let Some(id) = form.get("notify_id") {
+            if !id.parse::<u32>().is_ok_and(|n| n <= i32::MAX as u32) {
+                return Err((10017, "Invalid parameter value: notify_id"));
+            }
+        }
+        if let Some(ttl) = form.get("time_to_live") {
+            if ttl.parse::<u64>().is_err() {
+                return Err((10017, "Invalid parameter value: time_to_live"));
+            }
+        }
         let title = form.get("title").cloned().unwrap_or_default();
         let description = form.get("description").cloned().unwrap_or_default();
         if pass_through == "0" && title.is_empty() && description.is_empty() {

@@ -28,6 +28,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             payload: Some("ceiling".into()),
             ..Content::default()
         },
+        &fanfare::config::Resource::default(),
     )?;
     let body: Bytes = bodies.alert;
     let tokens: Vec<String> = (0..args.users).map(apns_token).collect();

@@ -170,7 +170,15 @@ impl Phase<'_> {
         eprintln!("group: one message to a group of {users}");
         let seq = self.sent_at.len();
         self.sent_at.push(quanta::Instant::now());
-        let push = request::push("group", "hello everyone", seq.to_string());
+        let mut push = request::push("group", "hello everyone", seq.to_string());
+        if self.args.scenario == Scenario::Mixed {
+            // The main job exercises the API 1.1 options: a per-recipient badge, a
+            // sound, a collapse id and the rig's `chat` rule set.
+            push.badge_increment = Some(1);
+            push.sound = Some("msg.caf".into());
+            push.collapse_id = Some("lg-all".into());
+            push.resources_id = Some("chat".into());
+        }
         let id = format!("lg-{}-group", self.args.run_id);
         let m = request::message(id, "driver", "group", "lg-all", Some(push));
         let r = env.api.message(&m).await;
@@ -194,6 +202,7 @@ impl Phase<'_> {
         let total = (args.duration * f64::from(args.rate)).round() as u64;
         eprintln!("peer: {total} messages at {} msg/s, open loop", args.rate);
         let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+        let mixed = args.scenario == Scenario::Mixed;
         let first_seq = self.sent_at.len();
         let t0 = quanta::Instant::now() + Duration::from_millis(10);
         self.sent_at
@@ -207,7 +216,12 @@ impl Phase<'_> {
             let seq = first_seq + k as usize;
             let id = format!("lg-{}-peer-{k}", args.run_id);
             tasks.spawn(async move {
-                let push = request::push("peer", "hi", seq.to_string());
+                let mut push = request::push("peer", "hi", seq.to_string());
+                if mixed {
+                    push.sound = Some("msg.caf".into());
+                    push.collapse_id = Some(format!("driver-u{to}"));
+                    push.resources_id = Some("chat".into());
+                }
                 let m = request::message(id, "driver", "peer", format!("u{to}"), Some(push));
                 api.message(&m).await
             });

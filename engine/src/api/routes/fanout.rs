@@ -130,6 +130,7 @@ fn refused(e: usecase::Error) -> ApiError {
             ApiError::not_found(e.to_string())
         }
         usecase::Error::TooLarge(_) => ApiError::too_large(e.to_string()),
+        usecase::Error::UnknownResource(_) => ApiError::invalid(e.to_string()),
         usecase::Error::Overloaded { retry_after_s, .. } => {
             ApiError::overloaded(e.to_string(), retry_after_s)
         }

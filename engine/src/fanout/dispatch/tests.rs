@@ -37,6 +37,7 @@ impl Vendors for Scripted {
         &'a self,
         device: &'a Device,
         _push: &'a Push,
+        _badge: Option<u32>,
     ) -> impl Future<Output = Verdict> + Send + 'a {
         let at = self.start.elapsed().as_millis() as u64;
         self.sent.lock().push((device.push_id().to_owned(), at));

@@ -188,6 +188,7 @@ impl<'a> Worker<'a> {
         match batch {
             Some(b) => {
                 let (call, first) = b.call.map_or((None, 0), |(c, first)| (Some(c), first));
+                let mut badges = b.badges.into_iter();
                 self.fresh.extend(
                     b.devices
                         .into_iter()
@@ -195,6 +196,7 @@ impl<'a> Worker<'a> {
                         .map(|(device, slot)| Job {
                             push: b.push.clone(),
                             device,
+                            badge: badges.next(),
                             call: call.clone(),
                             slot,
                             attempts: 0,

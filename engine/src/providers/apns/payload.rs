@@ -6,8 +6,11 @@
 //! app, which must report the call.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use serde_json::{json, Map, Value};
 
+use crate::config::Resource;
+use crate::providers::splice::{cut_badge, Spliced, BADGE_DIGITS, BADGE_MARK};
 use crate::providers::{Content, Kind, TooLarge};
 
 /// Apple's limit for every push type but VoIP.
@@ -15,27 +18,73 @@ pub const MAX_ALERT_BYTES: usize = 4096;
 /// Apple's limit for VoIP pushes.
 pub const MAX_VOIP_BYTES: usize = 5120;
 
-#[derive(Debug, Clone, Default)]
+/// A push's APNs bodies and the headers that depend on its options, rendered once.
+#[derive(Debug, Clone)]
 pub struct Bodies {
     pub alert: Bytes,
+    /// With a per-recipient badge: the alert with a slot for the recipient's total.
+    pub badged: Option<Spliced>,
     pub voip: Bytes,
+    /// `apns-push-type` of the alert body: `alert`, or `background` when silent.
+    pub push_type: HeaderValue,
+    /// `apns-priority` of the alert body: 10, or 5 for `normal` and silent pushes.
+    pub priority: HeaderValue,
+    /// `apns-collapse-id`, from `collapse_id`.
+    pub collapse_id: Option<HeaderValue>,
+}
+
+impl Default for Bodies {
+    /// Empty: what a push carries for APNs when no target uses it.
+    fn default() -> Self {
+        Self {
+            alert: Bytes::new(),
+            badged: None,
+            voip: Bytes::new(),
+            push_type: HeaderValue::from_static("alert"),
+            priority: HeaderValue::from_static("10"),
+            collapse_id: None,
+        }
+    }
 }
 
 impl Bodies {
-    pub fn render(kind: &Kind, c: &Content) -> Result<Self, TooLarge> {
-        let mut alert = Map::new();
-        if let Some(t) = &c.title {
-            alert.insert("title".into(), json!(t));
-        }
-        if let Some(b) = &c.content {
-            alert.insert("body".into(), json!(b));
-        }
+    /// The alert (or, silent, background) body: `aps` from the content and the APNs
+    /// part of `rule`, the ZIM payload as a top-level key.
+    pub fn render(kind: &Kind, c: &Content, rule: &Resource) -> Result<Self, TooLarge> {
+        let rule = &rule.apns;
         let mut aps = Map::new();
-        aps.insert("alert".into(), Value::Object(alert));
-        if let Some(badge) = c.badge {
-            aps.insert("badge".into(), json!(badge));
+        if c.silent {
+            // Background: wakes the app, shows and plays nothing (Apple refuses an
+            // alert, sound or badge with it).
+            aps.insert("content-available".into(), json!(1));
+        } else {
+            let mut alert = Map::new();
+            if let Some(t) = &c.title {
+                alert.insert("title".into(), json!(t));
+            }
+            if let Some(b) = &c.content {
+                alert.insert("body".into(), json!(b));
+            }
+            aps.insert("alert".into(), Value::Object(alert));
+            if c.per_recipient_badge() {
+                aps.insert("badge".into(), json!(BADGE_MARK));
+            } else if let Some(badge) = c.badge {
+                aps.insert("badge".into(), json!(badge));
+            }
+            aps.insert("sound".into(), json!(c.alert_sound(rule.sound.as_deref())));
+            if let Some(v) = &rule.category {
+                aps.insert("category".into(), json!(v));
+            }
+            if let Some(v) = &rule.thread_id {
+                aps.insert("thread-id".into(), json!(v));
+            }
+            if let Some(v) = &rule.interruption_level {
+                aps.insert("interruption-level".into(), json!(v));
+            }
+            if rule.mutable_content == Some(true) {
+                aps.insert("mutable-content".into(), json!(1));
+            }
         }
-        aps.insert("sound".into(), json!("default"));
         let mut top = Map::new();
         top.insert("aps".into(), Value::Object(aps));
         if let Some(p) = &c.payload {
@@ -64,11 +113,39 @@ impl Bodies {
             Kind::Message { .. } => Vec::new(),
         };
         let alert = serde_json::to_vec(&Value::Object(top)).expect("json values serialize");
-        TooLarge::check("apns", alert.len(), MAX_ALERT_BYTES)?;
+        let badged = c.per_recipient_badge().then(|| {
+            let (head, tail) = cut_badge(&alert, "badge");
+            Spliced::new(vec![head, tail])
+        });
+        let size = match &badged {
+            Some(b) => b.fixed_len() + BADGE_DIGITS,
+            None => alert.len(),
+        };
+        TooLarge::check("apns", size, MAX_ALERT_BYTES)?;
         TooLarge::check("apns voip", voip.len(), MAX_VOIP_BYTES)?;
+        let collapse_id = c.collapse_id.as_deref().map(|id| {
+            // An id with a control character cannot be a header: its stable hash
+            // still collapses.
+            let v = HeaderValue::from_str(id).unwrap_or_else(|_| {
+                let hashed = format!("{:08x}", crate::providers::collapse_number(id));
+                HeaderValue::from_str(&hashed).expect("hex digits are a header value")
+            });
+            // Promote its buffer to a shared one now, so each device's clone only
+            // counts a reference.
+            drop(v.clone());
+            v
+        });
         Ok(Self {
             alert: alert.into(),
+            badged,
             voip: voip.into(),
+            push_type: HeaderValue::from_static(if c.silent { "background" } else { "alert" }),
+            priority: HeaderValue::from_static(if !c.silent && c.is_high_priority() {
+                "10"
+            } else {
+                "5"
+            }),
+            collapse_id,
         })
     }
 }
@@ -83,7 +160,7 @@ mod tests {
             badge: Some(3),
             ..Content::sample("t", "hello", "{\"k\":1}")
         };
-        let b = Bodies::render(&Kind::message(), &c).unwrap();
+        let b = Bodies::render(&Kind::message(), &c, &Resource::default()).unwrap();
         let v: Value = serde_json::from_slice(&b.alert).unwrap();
         assert_eq!(v["aps"]["alert"]["title"], "t");
         assert_eq!(v["aps"]["alert"]["body"], "hello");
@@ -98,7 +175,7 @@ mod tests {
             payload: Some("x".repeat(5000)),
             ..Content::default()
         };
-        let e = Bodies::render(&Kind::message(), &c).unwrap_err();
+        let e = Bodies::render(&Kind::message(), &c, &Resource::default()).unwrap_err();
         assert_eq!(e.limit, MAX_ALERT_BYTES);
     }
 }

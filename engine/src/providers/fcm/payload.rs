@@ -4,9 +4,11 @@
 //! `notification`, `data` (all values strings) and `android`; it is serialized once
 //! per message and each device's body is `prefix + token + rest` in one buffer.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use crate::config::Resource;
+use crate::providers::splice::{cut_badge, Spliced, BADGE_DIGITS, BADGE_MARK};
 use crate::providers::{Content, Kind, TooLarge};
 
 /// FCM's limit on the payload (data, and notification with it).
@@ -16,59 +18,100 @@ const PREFIX: &[u8] = br#"{"message":{"token":""#;
 
 #[derive(Debug, Clone, Default)]
 pub struct Template {
-    /// `","notification":...}}` — everything after the token.
-    rest: Bytes,
+    /// `{"message":{"token":"` [token] `","notification":...}}`, and with a
+    /// per-recipient badge a second slot: `notification_count`.
+    body: Spliced,
+    badge: bool,
 }
 
 impl Template {
-    pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Self, TooLarge> {
+    /// The message for every device: `notification` (none when silent: a data-only
+    /// message), `data` (strings) and `android` (`priority`, `ttl`, `collapse_key`,
+    /// and `notification` with `sound`, `tag`, the rule's `channel_id` and
+    /// `click_action`, `notification_count`).
+    pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Self, TooLarge> {
+        let rule = &rule.fcm;
         let data = crate::providers::data_fields(kind, c);
         let data_bytes: usize = data
             .iter()
             .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
             .sum();
-        let mut notification = Map::new();
-        if let Some(t) = &c.title {
-            notification.insert("title".into(), json!(t));
-        }
-        if let Some(b) = &c.content {
-            notification.insert("body".into(), json!(b));
-        }
         let mut android = Map::new();
-        android.insert("priority".into(), json!("HIGH"));
+        let priority = if c.is_high_priority() {
+            "HIGH"
+        } else {
+            "NORMAL"
+        };
+        android.insert("priority".into(), json!(priority));
         android.insert("ttl".into(), json!(format!("{ttl_s}s")));
-        if let Some(badge) = c.badge {
-            android.insert("notification".into(), json!({"notification_count": badge}));
+        if let Some(id) = &c.collapse_id {
+            android.insert("collapse_key".into(), json!(id));
         }
         let mut rest = Map::new();
-        if !notification.is_empty() {
-            rest.insert("notification".into(), Value::Object(notification));
+        if !c.silent {
+            let mut notification = Map::new();
+            if let Some(t) = &c.title {
+                notification.insert("title".into(), json!(t));
+            }
+            if let Some(b) = &c.content {
+                notification.insert("body".into(), json!(b));
+            }
+            if !notification.is_empty() {
+                rest.insert("notification".into(), Value::Object(notification));
+            }
+            let mut an = Map::new();
+            an.insert("sound".into(), json!(c.alert_sound(rule.sound.as_deref())));
+            if let Some(id) = &c.collapse_id {
+                an.insert("tag".into(), json!(id));
+            }
+            if let Some(v) = &rule.channel_id {
+                an.insert("channel_id".into(), json!(v));
+            }
+            if let Some(v) = &rule.click_action {
+                an.insert("click_action".into(), json!(v));
+            }
+            if c.per_recipient_badge() {
+                an.insert("notification_count".into(), json!(BADGE_MARK));
+            } else if let Some(badge) = c.badge {
+                an.insert("notification_count".into(), json!(badge));
+            }
+            android.insert("notification".into(), Value::Object(an));
         }
         if !data.is_empty() {
             rest.insert("data".into(), Value::Object(data));
         }
         rest.insert("android".into(), Value::Object(android));
         let rest = serde_json::to_vec(&Value::Object(rest)).expect("json values serialize");
-        let size = data_bytes.max(rest.len());
+        let badge = c.per_recipient_badge();
+        let size = data_bytes.max(rest.len() + if badge { BADGE_DIGITS } else { 0 });
         TooLarge::check("fcm", size, MAX_BYTES)?;
         // rest = {"notification":...}; the body continues after the token as `",` + rest[1..] + `}`.
-        let mut tail = BytesMut::with_capacity(rest.len() + 3);
-        tail.put_slice(b"\",");
-        tail.put_slice(&rest[1..]);
-        tail.put_u8(b'}');
+        let mut tail = b"\",".to_vec();
+        tail.extend_from_slice(&rest[1..]);
+        tail.push(b'}');
+        let parts = if badge {
+            let (head, after) = cut_badge(&tail, "notification_count");
+            vec![PREFIX.to_vec(), head, after]
+        } else {
+            vec![PREFIX.to_vec(), tail]
+        };
         Ok(Self {
-            rest: tail.freeze(),
+            body: Spliced::new(parts),
+            badge,
         })
     }
 
-    /// The full request body for one device. Tokens are validated at bind time to
-    /// need no JSON escaping.
-    pub fn for_token(&self, token: &str) -> Bytes {
-        let mut b = BytesMut::with_capacity(PREFIX.len() + token.len() + self.rest.len());
-        b.put_slice(PREFIX);
-        b.put_slice(token.as_bytes());
-        b.put_slice(&self.rest);
-        b.freeze()
+    /// The full request body for one device, with its recipient's badge total when
+    /// the push counts one. Tokens are validated at bind time to need no JSON
+    /// escaping.
+    pub fn for_token(&self, token: &str, badge: Option<u32>) -> Bytes {
+        if self.badge {
+            let mut digits = itoa::Buffer::new();
+            let n = crate::providers::badge_digits(&mut digits, badge.unwrap_or(0));
+            self.body.fill(&[token.as_bytes(), n])
+        } else {
+            self.body.fill(&[token.as_bytes()])
+        }
     }
 }
 
@@ -87,8 +130,8 @@ mod tests {
             inviter_id: "u0".into(),
             timeout_s: 90,
         };
-        let t = Template::render(&kind, &c, 90).unwrap();
-        let v: Value = serde_json::from_slice(&t.for_token("tok:1")).unwrap();
+        let t = Template::render(&kind, &c, &Resource::default(), 90).unwrap();
+        let v: Value = serde_json::from_slice(&t.for_token("tok:1", None)).unwrap();
         let m = &v["message"];
         assert_eq!(m["token"], "tok:1");
         assert_eq!(m["notification"]["title"], "Incoming \"call\"");

@@ -5,8 +5,15 @@
 //! "action_parameters":"{\"payload\":..}"}}`. The payload (and call fields) travel as
 //! `action_parameters`, a JSON string the app receives with the click intent.
 //! Percent-encoding is per character, so the parts are encoded once and the slots
-//! (regId, client fields, auth token) are encoded per request.
+//! (regId, the client's channel and category, auth token) are encoded per request.
+//!
+//! Options: `ttl_s` → `off_line_ttl` (at most OPPO's 10 days); the rule's
+//! `channel_id` replaces the section's. OPPO has no silent (pass-through) message
+//! type: a silent push is not sent to OPPO devices ([`Body::unsendable`]), and no
+//! priority, collapse or badge field: those options are not sent.
 
+use crate::config::Resource;
+use crate::providers::oem::Body;
 use crate::providers::splice::{data_json, json_str, json_text, Spliced};
 use crate::providers::{Content, Kind, TooLarge};
 
@@ -17,7 +24,7 @@ const MAX_CONTENT_UNITS: usize = 400;
 /// OPPO keeps offline messages at most 10 days. [U]
 const MAX_OFFLINE_TTL_S: u64 = 864_000;
 
-pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
+pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
     let mut rest = format!(
         r#""title":{},"content":{},"click_action_type":0,"off_line":true,"off_line_ttl":{}"#,
         json_text(&c.title, MAX_TITLE_UNITS),
@@ -34,12 +41,16 @@ pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge>
     head.extend(enc(r#"{"target_type":2,"target_value":""#));
     let mut tail = enc(rest.as_str());
     tail.extend_from_slice(b"&auth_token=");
-    Ok(Spliced::new(vec![
-        head,
-        enc(r#"","notification":{"#),
-        tail,
-        Vec::new(),
-    ]))
+    let mut open = enc(r#"","notification":{"#);
+    if let Some(ch) = &rule.oppo.channel_id {
+        open.extend(enc(&format!(r#""channel_id":{},"#, json_str(ch))));
+    }
+    let spliced = Spliced::new(vec![head, open, Vec::new(), tail, Vec::new()]);
+    Ok(Body {
+        own: [rule.oppo.channel_id.is_some(), false],
+        unsendable: c.silent,
+        ..Body::new(spliced)
+    })
 }
 
 #[cfg(test)]
@@ -49,9 +60,11 @@ mod tests {
     #[test]
     fn form_carries_the_message_json() {
         let c = Content::sample("t", "c", "{\"k\":1}");
-        let t = render(&Kind::message(), &c, 60).unwrap();
+        let t = render(&Kind::message(), &c, &Resource::default(), 60).unwrap();
         let client = urlencoding::encode(r#""channel_id":"ch","#).into_owned();
-        let body = t.fill(&[b"CN_abc", client.as_bytes(), b"tok%2B"]);
+        let body = t
+            .spliced
+            .fill(&[b"CN_abc", t.client(0, client.as_bytes()), b"", b"tok%2B"]);
         let body = std::str::from_utf8(&body).unwrap();
         let (msg, auth) = body.split_once('&').unwrap();
         assert_eq!(auth, "auth_token=tok%2B");

@@ -8,15 +8,20 @@ use http::HeaderValue;
 use serde_json::{json, Value};
 
 use super::ece::MAX_PLAINTEXT;
-use crate::providers::{data_fields, Content, Kind, TooLarge};
+use crate::config::Resource;
+use crate::providers::splice::{cut_badge, Spliced, BADGE_DIGITS, BADGE_MARK};
+use crate::providers::{data_fields, Content, Kind, Priority, TooLarge};
 
 #[derive(Debug, Clone)]
 pub struct Message {
     pub plaintext: Bytes,
-    /// `Urgency`: `high` for calls, `normal` for messages.
+    /// With a per-recipient badge: the plaintext with a slot for the total.
+    pub badged: Option<Spliced>,
+    /// `Urgency`: the request's `priority`, else the rule's `urgency`, else `high`
+    /// for calls and `normal` for messages.
     pub urgency: HeaderValue,
-    /// `Topic` for calls (a newer push with the same topic replaces an undelivered
-    /// older one, e.g. a cancellation): base64url, ≤ 32 characters.
+    /// `Topic` from `collapse_id` (a newer push with the same topic replaces an
+    /// undelivered older one, e.g. a call's cancellation): base64url, 32 characters.
     pub topic: Option<HeaderValue>,
 }
 
@@ -25,40 +30,69 @@ impl Default for Message {
     fn default() -> Self {
         Self {
             plaintext: Bytes::new(),
+            badged: None,
             urgency: HeaderValue::from_static("normal"),
             topic: None,
         }
     }
 }
 
-pub fn render(kind: &Kind, c: &Content) -> Result<Message, TooLarge> {
+/// `Topic` for a `collapse_id`: RFC 8030 allows at most 32 base64url characters, so
+/// it is the first 24 bytes of the id's SHA-256 (stable, and distinct ids stay apart).
+pub fn topic(collapse_id: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(collapse_id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..24])
+}
+
+/// The plaintext the service worker gets: the data fields, and `title`, `body`,
+/// `badge` for a visible push or `"silent": true` for a silent one (the service
+/// worker is what shows a notification; Fanfare gives it nothing to show).
+pub fn render(kind: &Kind, c: &Content, rule: &Resource) -> Result<Message, TooLarge> {
     let mut m = data_fields(kind, c);
-    if let Some(t) = &c.title {
-        m.insert("title".into(), json!(t));
-    }
-    if let Some(b) = &c.content {
-        m.insert("body".into(), json!(b));
-    }
-    if let Some(b) = c.badge {
-        m.insert("badge".into(), json!(b));
+    if c.silent {
+        m.insert("silent".into(), json!(true));
+    } else {
+        if let Some(t) = &c.title {
+            m.insert("title".into(), json!(t));
+        }
+        if let Some(b) = &c.content {
+            m.insert("body".into(), json!(b));
+        }
+        if c.per_recipient_badge() {
+            m.insert("badge".into(), json!(BADGE_MARK));
+        } else if let Some(b) = c.badge {
+            m.insert("badge".into(), json!(b));
+        }
     }
     let plaintext = serde_json::to_vec(&Value::Object(m)).expect("json values serialize");
-    TooLarge::check("webpush", plaintext.len(), MAX_PLAINTEXT)?;
-    let (urgency, topic) = match kind {
-        Kind::Call { call_id, .. } => {
-            use base64::Engine as _;
-            use sha2::Digest as _;
-            let digest = sha2::Sha256::digest(call_id.as_bytes());
-            let topic = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..24]);
-            (
-                HeaderValue::from_static("high"),
-                Some(HeaderValue::from_str(&topic).expect("base64url is a header value")),
-            )
-        }
-        Kind::Message { .. } => (HeaderValue::from_static("normal"), None),
+    let badged = c.per_recipient_badge().then(|| {
+        let (head, tail) = cut_badge(&plaintext, "badge");
+        Spliced::new(vec![head, tail])
+    });
+    let size = match &badged {
+        Some(b) => b.fixed_len() + BADGE_DIGITS,
+        None => plaintext.len(),
     };
+    TooLarge::check("webpush", size, MAX_PLAINTEXT)?;
+    let urgency = match (c.priority, rule.webpush.urgency.as_deref(), kind) {
+        (Some(Priority::High), _, _) => "high",
+        (Some(Priority::Normal), _, _) => "normal",
+        (None, Some(u), _) => u,
+        (None, None, Kind::Call { .. }) => "high",
+        (None, None, Kind::Message { .. }) => "normal",
+    };
+    let urgency = HeaderValue::from_str(urgency).expect("urgencies are checked at load");
+    drop(urgency.clone());
+    let topic = c.collapse_id.as_deref().map(|id| {
+        let t = HeaderValue::from_str(&topic(id)).expect("base64url is a header value");
+        drop(t.clone());
+        t
+    });
     Ok(Message {
         plaintext: plaintext.into(),
+        badged,
         urgency,
         topic,
     })
@@ -76,7 +110,11 @@ mod tests {
                 inviter_id: "u0".into(),
                 timeout_s: 60,
             },
-            &Content::default(),
+            &Content {
+                collapse_id: Some("c1".into()),
+                ..Content::default()
+            },
+            &Resource::default(),
         )
         .unwrap();
         assert_eq!(m.urgency, "high");
@@ -86,6 +124,6 @@ mod tests {
             payload: Some("x".repeat(4000)),
             ..Content::default()
         };
-        assert!(render(&Kind::message(), &big).is_err());
+        assert!(render(&Kind::message(), &big, &Resource::default()).is_err());
     }
 }

@@ -2,11 +2,19 @@
 //!
 //! `title=..&description=..&pass_through=0&notify_type=-1&time_to_live=<ms>
 //! &extra.notify_effect=1[&payload=..][&extra.type=call_invite&extra.call_id=..]`
-//! then the client's fields, then `&registration_id=<regId>`. Titles are cut below
-//! 50 characters and descriptions below 128, as MiPush requires.
+//! then the client's fields (package, channel), then `&registration_id=<regId>`.
+//! Titles are cut below 50 characters and descriptions below 128, as MiPush requires.
+//!
+//! Options: a silent push is a pass-through message (`pass_through=1`, handed to the
+//! app, nothing shown); `collapse_id` → `notify_id` (a number derived from the id: the
+//! same id replaces); `ttl_s` → `time_to_live` (ms); the rule's `channel_id` replaces
+//! the section's `extra.channel_id`. MiPush has no priority field and takes a sound
+//! only as a resource URI of the app (`extra.sound_uri`): neither is sent.
 
+use crate::config::Resource;
+use crate::providers::oem::Body;
 use crate::providers::splice::Spliced;
-use crate::providers::{Content, Kind, TooLarge};
+use crate::providers::{collapse_number, Content, Kind, TooLarge};
 
 /// Content limit (error 65009 "message too long" above it). [U]
 pub const MAX_BYTES: usize = 4096;
@@ -17,16 +25,27 @@ fn cut(s: &str, n: usize) -> &str {
     s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
-pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge> {
+pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
     let enc = |s: &str| urlencoding::encode(s).into_owned();
     let title = cut(c.title.as_deref().unwrap_or(""), MAX_TITLE_CHARS);
     let description = cut(c.content.as_deref().unwrap_or(""), MAX_DESCRIPTION_CHARS);
     let mut form = format!(
-        "title={}&description={}&pass_through=0&notify_type=-1&time_to_live={}&extra.notify_effect=1",
+        "title={}&description={}&time_to_live={}",
         enc(title),
         enc(description),
         ttl_s.saturating_mul(1000)
     );
+    if c.silent {
+        form.push_str("&pass_through=1");
+    } else {
+        form.push_str("&pass_through=0&notify_type=-1&extra.notify_effect=1");
+        if let Some(ch) = &rule.xiaomi.channel_id {
+            form.push_str(&format!("&extra.channel_id={}", enc(ch)));
+        }
+    }
+    if let Some(id) = &c.collapse_id {
+        form.push_str(&format!("&notify_id={}", collapse_number(id)));
+    }
     let mut size = title.len() + description.len();
     if let Some(p) = &c.payload {
         form.push_str(&format!("&payload={}", enc(p)));
@@ -45,11 +64,16 @@ pub fn render(kind: &Kind, c: &Content, ttl_s: u64) -> Result<Spliced, TooLarge>
         ));
     }
     TooLarge::check("xiaomi", size, MAX_BYTES)?;
-    Ok(Spliced::new(vec![
+    let spliced = Spliced::new(vec![
         form.into_bytes(),
+        Vec::new(),
         b"&registration_id=".to_vec(),
         Vec::new(),
-    ]))
+    ]);
+    Ok(Body {
+        own: [false, c.silent || rule.xiaomi.channel_id.is_some()],
+        ..Body::new(spliced)
+    })
 }
 
 #[cfg(test)]
@@ -59,8 +83,12 @@ mod tests {
     #[test]
     fn form_round_trips() {
         let c = Content::sample("t&=x", "c".repeat(200), "{\"k\":1}");
-        let t = render(&Kind::message(), &c, 2).unwrap();
-        let body = t.fill(&[b"&restricted_package_name=com.x", b"a%2Bb"]);
+        let t = render(&Kind::message(), &c, &Resource::default(), 2).unwrap();
+        let body = t.spliced.fill(&[
+            b"&restricted_package_name=com.x",
+            t.client(1, b"&extra.channel_id=ch"),
+            b"a%2Bb",
+        ]);
         let body = std::str::from_utf8(&body).unwrap();
         let kv: std::collections::HashMap<String, String> = body
             .split('&')
@@ -75,5 +103,27 @@ mod tests {
         assert_eq!(kv["registration_id"], "a+b");
         assert_eq!(kv["time_to_live"], "2000");
         assert_eq!(kv["restricted_package_name"], "com.x");
+        assert_eq!(kv["extra.channel_id"], "ch");
+        assert_eq!(kv["pass_through"], "0");
+    }
+
+    #[test]
+    fn a_silent_push_passes_through_and_collapse_ids_become_notify_ids() {
+        let c = Content {
+            silent: true,
+            collapse_id: Some("conv-1".into()),
+            ..Content::sample("t", "c", "p")
+        };
+        let t = render(&Kind::message(), &c, &Resource::default(), 2).unwrap();
+        let body = t.spliced.fill(&[
+            b"&restricted_package_name=x",
+            t.client(1, b"&extra.channel_id=ch"),
+            b"r",
+        ]);
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("pass_through=1"), "{body}");
+        assert!(!body.contains("notify_type"), "{body}");
+        assert!(!body.contains("channel_id"), "{body}");
+        assert!(body.contains(&format!("notify_id={}", collapse_number("conv-1"))));
     }
 }
