@@ -346,7 +346,7 @@ impl Harness {
     }
 
     /// Send a message with `push` (a `PushConfig` as JSON) and assert it is accepted.
-    async fn send_message(
+    pub async fn send_message(
         &self,
         id: &str,
         sender: &str,
