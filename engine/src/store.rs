@@ -44,7 +44,7 @@ pub mod snapshot;
 pub mod wal;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +106,9 @@ fn numbered_files(dir: &Path, prefix: &str, suffix: &str) -> Result<Vec<(u64, Pa
     Ok(out)
 }
 
+/// How long [`lock_dir`] waits for a lock the file says this process holds.
+const SELF_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Take the data directory's lock: `<dir>/LOCK`, `flock(LOCK_EX | LOCK_NB)`, then our
 /// pid written into it for the next one who tries. The kernel drops the lock when the
 /// file is closed or the process dies, so a stale file never blocks a restart.
@@ -119,23 +122,33 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
         .truncate(false)
         .open(&path)
         .map_err(io)?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-            let mut text = String::new();
-            let _ = f.read_to_string(&mut text);
-            let holder = text
-                .trim()
-                .parse::<u32>()
-                .map_or_else(|_| "unknown".to_string(), |pid| pid.to_string());
-            return Err(Error::Locked {
-                dir: dir.to_path_buf(),
-                holder,
-            });
+    // A lock our own process released can still be held for a moment by a child this
+    // process is forking (the child holds a copy of every descriptor until its exec
+    // closes the close-on-exec ones): wait for that, bounded, but only when the file
+    // names this process. Another process's lock is refused at once.
+    let give_up = std::time::Instant::now() + SELF_LOCK_WAIT;
+    loop {
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let mut text = String::new();
+                let _ = f.seek(std::io::SeekFrom::Start(0));
+                let _ = f.read_to_string(&mut text);
+                let pid = text.trim().parse::<u32>().ok();
+                if pid == Some(std::process::id()) && std::time::Instant::now() < give_up {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: pid.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+                });
+            }
+            Err(e) => return Err(io(e.into())),
         }
-        Err(e) => return Err(io(e.into())),
     }
     f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
     f.write_all(format!("{}\n", std::process::id()).as_bytes())
         .map_err(io)?;
     Ok(f)

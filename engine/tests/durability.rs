@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    assert_recovers, call, config_file, data_files, edit_file, get, http, ops_on,
-    restart_expecting, start, start_refused, stop_holding, Proc,
+    assert_recovers, call, config_file, data_files, edit_file, get, http, log_of_random_ops,
+    ops_on, restart_expecting, start, start_refused, stop_holding, Proc,
 };
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
@@ -244,10 +244,7 @@ async fn snapshot_plus_log_replay_rebuilds_the_same_state() {
 
 #[tokio::test]
 async fn a_torn_final_record_is_truncated_and_the_rest_recovered() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "fsync").await;
-    ops_on(&running, 7, 100).await;
-    let before = stop_holding(running).await;
+    let (dir, before) = log_of_random_ops("fsync", 7, 100).await;
     let data = dir.path().join("data");
     let wal = data_files(&data, "wal-").pop().unwrap();
     let good_len = std::fs::metadata(&wal).unwrap().len();
@@ -277,10 +274,7 @@ async fn a_torn_final_record_is_truncated_and_the_rest_recovered() {
 
 #[tokio::test]
 async fn corruption_inside_the_log_is_a_clear_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "fsync").await;
-    ops_on(&running, 9, 50).await;
-    running.stop_without_snapshot().await;
+    let (dir, _) = log_of_random_ops("fsync", 9, 50).await;
     let wal = data_files(&dir.path().join("data"), "wal-").pop().unwrap();
     let bytes = edit_file(&wal, |bytes| {
         let mid = bytes.len() / 2;

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{
-    assert_recovers, base_of, bind, call, config_file, data_files, edit_file, get, http, ops_on,
-    push_ids_of, random_ops, restart_expecting, start, start_refused, stop_holding, wait_status,
-    Proc, SNAPSHOTS_OFF,
+    assert_recovers, base_of, bind, call, config_file, data_files, edit_file, get, http,
+    log_of_random_ops, ops_on, push_ids_of, random_ops, restart_expecting, start, start_refused,
+    stop_holding, wait_status, Proc, SNAPSHOTS_OFF,
 };
 use fanfare::clock::Clock;
 use fanfare::state::{
@@ -99,10 +99,7 @@ async fn the_lock_is_released_when_the_engine_stops_so_it_can_restart_in_process
 #[tokio::test]
 async fn a_flipped_bit_in_a_middle_records_length_stops_startup_naming_file_and_offset_and_cuts_nothing(
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "fsync").await;
-    ops_on(&running, 1, 60).await;
-    running.stop_without_snapshot().await;
+    let (dir, _) = log_of_random_ops("fsync", 1, 60).await;
     let data = dir.path().join("data");
     let wal = data_files(&data, "wal-").into_iter().next().unwrap();
     let offsets = frame_offsets(&std::fs::read(&wal).unwrap());
@@ -125,10 +122,7 @@ async fn a_flipped_bit_in_a_middle_records_length_stops_startup_naming_file_and_
 
 #[tokio::test]
 async fn random_bytes_appended_to_the_log_are_cut_and_kept_aside_and_every_record_is_recovered() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "fsync").await;
-    ops_on(&running, 2, 60).await;
-    let before = stop_holding(running).await;
+    let (dir, before) = log_of_random_ops("fsync", 2, 60).await;
     let data = dir.path().join("data");
     let wal = data_files(&data, "wal-").into_iter().next().unwrap();
     let good = std::fs::read(&wal).unwrap();
@@ -771,14 +765,7 @@ proptest! {
     fn arbitrary_archives_behind_a_valid_header_never_panic_the_loader(
         payload in proptest::collection::vec(any::<u8>(), 0..2048),
     ) {
-        let mut bytes = vec![0u8; snapshot::HEADER_LEN];
-        bytes[0..8].copy_from_slice(snapshot::MAGIC);
-        bytes[8..12].copy_from_slice(&snapshot::FORMAT_VERSION.to_le_bytes());
-        bytes[16..24].copy_from_slice(&3u64.to_le_bytes());
-        bytes[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes[32..36].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[..60]);
-        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        let mut bytes = snapshot::header(snapshot::FORMAT_VERSION, 3, &payload, 0).to_vec();
         bytes.extend_from_slice(&payload);
         let dir = tempfile::tempdir().unwrap();
         let path = snapshot::path(dir.path(), 3);

@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// Group sizes (group); 10% of members online unless --online-share says otherwise.
     #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
     pub group_sizes: Vec<u32>,
+    /// group: each group message carries `badge_increment` = this (0 = none), so every
+    /// recipient's counter is raised and their own total rendered into their push (for
+    /// the A/B of the badge cost against a run without it).
+    #[arg(long, default_value_t = 0)]
+    pub badge_increment: u32,
     /// Share of users online (they must not be pushed).
     #[arg(long, default_value_t = 0.1)]
     pub online_share: f64,

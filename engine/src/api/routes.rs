@@ -46,12 +46,15 @@ fn answer(status: StatusCode, body: &impl Serialize) -> Result<Resp, ApiError> {
     Ok(r)
 }
 
-/// The log refused the change or took it back: nothing changed. The store logs the
-/// first failure and counts the rest, so this stays at debug (one line per request
-/// would flood the log while the disk is full).
-fn storage_error(e: crate::store::Error) -> ApiError {
-    tracing::debug!(error = %crate::providers::error_chain(&e), "durable write failed");
-    ApiError::internal("the change could not be made durable")
+/// Apply `m` durably (`Engine::mutate`). When the log refuses the change or takes it
+/// back, nothing changed and the answer is a 500. The store logs the first failure and
+/// counts the rest, so this stays at debug (one line per request would flood the log
+/// while the disk is full).
+async fn mutate(engine: &Engine, m: Mutation) -> Result<Applied, ApiError> {
+    engine.mutate(m).await.map_err(|e| {
+        tracing::debug!(error = %crate::providers::error_chain(&e), "durable write failed");
+        ApiError::internal("the change could not be made durable")
+    })
 }
 
 fn ok(body: impl Serialize) -> Result<Resp, ApiError> {
@@ -232,13 +235,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         }
         (&Method::DELETE, ["push-ids", push_id]) => {
             let push_id = wire::id("push_id", push_id)?;
-            match engine
-                .mutate(Mutation::Unbind {
-                    push_id: push_id.clone(),
-                })
-                .await
-                .map_err(storage_error)?
-            {
+            let unbind = Mutation::Unbind {
+                push_id: push_id.clone(),
+            };
+            match mutate(engine, unbind).await? {
                 Applied::Unbound(Some(user)) => ok(wire::Unbound {
                     push_id: push_id.to_string(),
                     user_id: user.to_string(),
@@ -272,13 +272,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         }
         (&Method::DELETE, ["users", user_id, "push-ids"]) => {
             let user_id = wire::id("user_id", user_id)?;
-            let removed = match engine
-                .mutate(Mutation::RemoveUser {
-                    user_id: user_id.clone(),
-                })
-                .await
-                .map_err(storage_error)?
-            {
+            let remove = Mutation::RemoveUser {
+                user_id: user_id.clone(),
+            };
+            let removed = match mutate(engine, remove).await? {
                 Applied::UserRemoved(n) => n,
                 other => unreachable!("RemoveUser answers UserRemoved, not {other:?}"),
             };
@@ -333,13 +330,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         }
         (&Method::DELETE, ["groups", group_id]) => {
             let group_id = wire::id("group_id", group_id)?;
-            match engine
-                .mutate(Mutation::GroupDelete {
-                    group_id: group_id.clone(),
-                })
-                .await
-                .map_err(storage_error)?
-            {
+            let delete = Mutation::GroupDelete {
+                group_id: group_id.clone(),
+            };
+            match mutate(engine, delete).await? {
                 Applied::GroupDeleted(true) => ok(wire::GroupDeleted {
                     group_id: group_id.to_string(),
                 }),
@@ -382,13 +376,11 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
 async fn bind(engine: &Engine, push_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
     let binding = parse::<wire::BindRequest>(body)?.into_binding()?;
     let user_id = binding.user_id.clone();
-    let applied = engine
-        .mutate(Mutation::Bind {
-            push_id: push_id.clone(),
-            binding,
-        })
-        .await
-        .map_err(storage_error)?;
+    let m = Mutation::Bind {
+        push_id: push_id.clone(),
+        binding,
+    };
+    let applied = mutate(engine, m).await?;
     let Applied::Bound { previous_user } = applied else {
         unreachable!("Bind answers Bound, not {applied:?}")
     };
@@ -436,14 +428,12 @@ async fn members(engine: &Engine, group_id: Arc<str>, body: &[u8]) -> Result<Res
             "group {group_id:?} does not exist; add members to create it"
         )));
     }
-    let applied = engine
-        .mutate(Mutation::GroupUpdate {
-            group_id: group_id.clone(),
-            add,
-            remove,
-        })
-        .await
-        .map_err(storage_error)?;
+    let update = Mutation::GroupUpdate {
+        group_id: group_id.clone(),
+        add,
+        remove,
+    };
+    let applied = mutate(engine, update).await?;
     let Applied::GroupSize(members) = applied else {
         unreachable!("GroupUpdate answers GroupSize, not {applied:?}")
     };

@@ -539,14 +539,7 @@ fn a_format_2_snapshot_without_settings_still_loads() {
     s.apply(&group("g", &["alice", "bob"], &[]));
     // A format-2 file: the image archive alone behind a format-2 header.
     let image = rkyv::to_bytes::<rkyv::rancor::Error>(&Image::capture(&s)).unwrap();
-    let mut header = [0u8; snapshot::HEADER_LEN];
-    header[0..8].copy_from_slice(snapshot::MAGIC);
-    header[8..12].copy_from_slice(&snapshot::FORMAT_VERSION_2.to_le_bytes());
-    header[16..24].copy_from_slice(&4u64.to_le_bytes());
-    header[24..32].copy_from_slice(&(image.len() as u64).to_le_bytes());
-    header[32..36].copy_from_slice(&crc32c::crc32c(&image).to_le_bytes());
-    let crc = crc32c::crc32c(&header[..60]);
-    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    let header = snapshot::header(snapshot::FORMAT_VERSION_2, 4, &image, 0);
     let dir = tempfile::tempdir().unwrap();
     let path = snapshot::path(dir.path(), 4);
     std::fs::write(&path, [&header[..], &image[..]].concat()).unwrap();

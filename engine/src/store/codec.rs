@@ -40,6 +40,13 @@ const GROUP_DELETE: u8 = 6;
 const SET_NOTIFICATION: u8 = 7;
 const SET_BADGE: u8 = 8;
 
+/// What an environment byte means (the encoder writes the same numbers).
+const ENVIRONMENTS: [Environment; 2] = [Environment::Production, Environment::Sandbox];
+/// What a conversation type byte means.
+const KINDS: [Kind; 2] = [Kind::Peer, Kind::Group];
+/// What a flag byte means.
+const FLAG: [bool; 2] = [false, true];
+
 /// Append one framed record for `m` with sequence number `seq` to `out`.
 pub fn encode(seq: u64, m: &Mutation, out: &mut Vec<u8>) {
     let start = out.len();
@@ -205,15 +212,11 @@ pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
             let push_id = r.arc_str()?;
             let user_id = r.arc_str()?;
             let provider = ProviderKind::parse(r.str()?).ok_or(Malformed("unknown provider"))?;
-            let environment = match r.u8()? {
-                0 => Environment::Production,
-                1 => Environment::Sandbox,
-                _ => return Err(Malformed("unknown environment")),
-            };
-            let app_id = match r.u8()? {
-                0 => None,
-                1 => Some(r.arc_str()?),
-                _ => return Err(Malformed("bad app_id flag")),
+            let environment = r.one_of(ENVIRONMENTS, "unknown environment")?;
+            let app_id = if r.one_of(FLAG, "bad app_id flag")? {
+                Some(r.arc_str()?)
+            } else {
+                None
             };
             let token = r.token()?;
             Mutation::Bind {
@@ -262,17 +265,9 @@ pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
         },
         SET_NOTIFICATION => Mutation::SetNotification {
             user_id: r.arc_str()?,
-            kind: match r.u8()? {
-                0 => Kind::Peer,
-                1 => Kind::Group,
-                _ => return Err(Malformed("unknown conversation type")),
-            },
+            kind: r.one_of(KINDS, "unknown conversation type")?,
             conversation_id: r.arc_str()?,
-            muted: match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(Malformed("bad muted flag")),
-            },
+            muted: r.one_of(FLAG, "bad muted flag")?,
         },
         SET_BADGE => Mutation::SetBadge {
             user_id: r.arc_str()?,
@@ -302,6 +297,16 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, Malformed> {
         Ok(self.take(1)?[0])
+    }
+
+    /// A byte that indexes `values` (the table that says what each byte means).
+    fn one_of<T: Copy, const N: usize>(
+        &mut self,
+        values: [T; N],
+        what: &'static str,
+    ) -> Result<T, Malformed> {
+        let i = usize::from(self.u8()?);
+        values.get(i).copied().ok_or(Malformed(what))
     }
 
     fn u32(&mut self) -> Result<u32, Malformed> {

@@ -250,6 +250,23 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     Ok(out)
 }
 
+/// The header of a snapshot covering WAL sequence `seq` whose payload is `payload`:
+/// magic, `version`, `seq`, the payload's length and CRC32C, the image archive's
+/// length (`image_len`, format 3; 0 where the format has none) and the header's own
+/// checksum. Public so that tests can build files of any format the loader reads.
+pub fn header(version: u32, seq: u64, payload: &[u8], image_len: usize) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&version.to_le_bytes());
+    header[16..24].copy_from_slice(&seq.to_le_bytes());
+    header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    header[32..36].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    header[40..48].copy_from_slice(&(image_len as u64).to_le_bytes());
+    let header_crc = crc32c::crc32c(&header[..HEADER_CRC_AT]);
+    header[HEADER_CRC_AT..].copy_from_slice(&header_crc.to_le_bytes());
+    header
+}
+
 /// Serialize `img` as the snapshot covering WAL sequence `seq`; durable on return.
 /// Returns the file's path and size.
 pub fn write(dir: &Path, seq: u64, img: &Image) -> Result<(PathBuf, u64), Error> {
@@ -265,15 +282,7 @@ pub fn write(dir: &Path, seq: u64, img: &Image) -> Result<(PathBuf, u64), Error>
     drop(image);
     payload.resize(payload.len().next_multiple_of(SETTINGS_ALIGN), 0);
     payload.extend_from_slice(&settings);
-    let mut header = [0u8; HEADER_LEN];
-    header[0..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header[16..24].copy_from_slice(&seq.to_le_bytes());
-    header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    header[32..36].copy_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    header[40..48].copy_from_slice(&(image_len as u64).to_le_bytes());
-    let header_crc = crc32c::crc32c(&header[..HEADER_CRC_AT]);
-    header[HEADER_CRC_AT..].copy_from_slice(&header_crc.to_le_bytes());
+    let header = header(FORMAT_VERSION, seq, &payload, image_len);
     let final_path = path(dir, seq);
     let tmp = dir.join(format!("snapshot-{seq:020}.rkyv.tmp"));
     let io = |e| Error::io(&tmp, e);

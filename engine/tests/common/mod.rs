@@ -144,6 +144,21 @@ pub async fn ops_on(running: &fanfare::Running, seed: u64, n: usize) {
     random_ops(&http(), &base_of(running), seed, n).await;
 }
 
+/// A data dir whose in-process engine ran `n` random operations (`seed`) and stopped
+/// without a snapshot, so every one of them is in the log: the dir and the state the
+/// engine held. The start of every test that damages a log.
+pub async fn log_of_random_ops(
+    durability: &str,
+    seed: u64,
+    n: usize,
+) -> (tempfile::TempDir, fanfare::state::DurableView) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let running = start(dir.path(), durability).await;
+    ops_on(&running, seed, n).await;
+    let held = stop_holding(running).await;
+    (dir, held)
+}
+
 /// Read `path`, change its bytes with `edit` (the test's damage), write them back;
 /// the bytes now on disk.
 pub fn edit_file(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {

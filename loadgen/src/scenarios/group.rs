@@ -107,7 +107,8 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             })),
         );
         let t0 = quanta::Instant::now();
-        let push = request::push("group", "hello everyone", format!("g{size}"));
+        let mut push = request::push("group", "hello everyone", format!("g{size}"));
+        push.badge_increment = (args.badge_increment > 0).then_some(args.badge_increment);
         let id = format!("lg-{}-g{size}", args.run_id);
         let m = request::message(id, "driver", "group", format!("g{size}"), Some(push));
         let r = env.api.message(&m).await;

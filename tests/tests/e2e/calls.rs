@@ -226,9 +226,7 @@ async fn a_repeated_call_id_rings_nothing_again_and_never_collides_with_a_messag
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v, json!({"call_id": "x-1", "duplicate": true}));
     // The same string as a message id is a message of its own.
-    let m = h
-        .send_message("x-1", "u0", "peer", "u2", json!({"title": "t"}))
-        .await;
+    let m = h.message_to("x-1", "u2", json!({"title": "t"})).await;
     assert_eq!(m.targets, 1);
     // The message is queued behind any repeat ring on the APNs lane: once it has
     // arrived, a second ring would have too.
@@ -322,14 +320,8 @@ async fn push_ttl_s_sets_the_expiry_and_zero_allows_one_attempt_only() {
     h.bind("u1-ios", "u1", "apns", &apns_token(1)).await;
     h.bind("u2-and", "u2", "fcm", &fcm_token(2)).await;
     let before = fanfare::clock::unix_now_s();
-    h.send_message(
-        "m-1",
-        "u0",
-        "peer",
-        "u1",
-        json!({"title": "t", "ttl_s": 30}),
-    )
-    .await;
+    h.message_to("m-1", "u1", json!({"title": "t", "ttl_s": 30}))
+        .await;
     let (s, v) = h
         .post(
             "/v1/calls",
@@ -358,7 +350,7 @@ async fn push_ttl_s_sets_the_expiry_and_zero_allows_one_attempt_only() {
 
     // ttl_s = 0: one attempt; a 503 ends it instead of a retry.
     h.fcm.faults().set_unavailable(1.0, 0);
-    h.send_message("m-2", "u0", "peer", "u2", json!({"title": "t", "ttl_s": 0}))
+    h.message_to("m-2", "u2", json!({"title": "t", "ttl_s": 0}))
         .await;
     let s = h
         .wait_stats("the one attempt made", |s| {

@@ -110,15 +110,8 @@ async fn group_fan_out_skips_sender_and_online_members() {
     for i in 1..5 {
         h.online(&format!("m{i}"), "s").await;
     }
-    let v = h
-        .send_message(
-            "g-1",
-            "m0",
-            "group",
-            "team",
-            json!({"title": "team", "content": "hi all"}),
-        )
-        .await;
+    let push = json!({"title": "team", "content": "hi all"});
+    let v = h.group_message("g-1", "m0", "team", push).await;
     assert_eq!(v, harness::accepted("g-1", 19, 15, 15));
     // m5..m19 offline: even ones on APNs (6,8,..,18 = 7), odd ones on FCM (5,7,..,19 = 8).
     assert!(h.apns.wait_for(7, WAIT).await);
@@ -382,14 +375,8 @@ async fn provider_jwt_and_oauth_token_are_reused() {
     let members: Vec<String> = (0..30).map(|i| format!("u{i}")).collect();
     h.add_members("all", &members).await;
     for m in 0..3 {
-        h.send_message(
-            &format!("m{m}"),
-            "nobody",
-            "group",
-            "all",
-            json!({"title": "t"}),
-        )
-        .await;
+        h.group_message(&format!("m{m}"), "nobody", "all", json!({"title": "t"}))
+            .await;
     }
     assert!(h.apns.wait_for(90, WAIT).await);
     assert!(h.fcm.wait_for(90, WAIT).await);

@@ -160,7 +160,7 @@ async fn unprocessed_streams_are_resent_without_counting_an_attempt() {
     h.apns.faults().set_goaway_every(7);
     h.apns.faults().refuse_next(3);
     let v = h
-        .send_message("m1", "boss", "group", "team", json!({"title": "t"}))
+        .group_message("m1", "boss", "team", json!({"title": "t"}))
         .await;
     assert_eq!(v.targets, 40);
     assert!(h.apns.wait_for(40, WAIT).await, "{}", h.stats().await);
@@ -202,14 +202,8 @@ async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
         .faults()
         .outage(Duration::from_millis(1_500), Close::Abrupt);
     for i in 0..30u32 {
-        h.send_message(
-            &format!("m{i}"),
-            "u0x",
-            "peer",
-            &format!("u{i}"),
-            json!({"title": "t"}),
-        )
-        .await;
+        let (id, to) = (format!("m{i}"), format!("u{i}"));
+        h.peer_message(&id, "u0x", &to, json!({"title": "t"})).await;
     }
     h.wait_stats("breaker opened", |s| {
         s["lanes"]["apns"]["breaker_opened"].as_u64() >= Some(1)
@@ -298,7 +292,7 @@ async fn expired_pushes_are_dropped_not_delivered_late() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     // A message queued behind the call: it outlives the outage and is the barrier.
-    h.send_message("m1", "x", "peer", "reader", json!({"title": "t"}))
+    h.peer_message("m1", "x", "reader", json!({"title": "t"}))
         .await;
     assert!(h.apns.wait_for(1, WAIT).await);
     let s = h

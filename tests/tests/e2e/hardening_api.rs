@@ -56,6 +56,15 @@ impl Api {
         s
     }
 
+    /// A new connection that has written `bytes` (and read nothing yet).
+    async fn sent(&self, bytes: &[u8]) -> TcpStream {
+        let mut s = self.connect().await;
+        s.write_all(bytes)
+            .await
+            .expect("the client's bytes written");
+        s
+    }
+
     async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -178,8 +187,7 @@ fn split_answers(mut bytes: &[u8]) -> Vec<Answer> {
 
 /// Send `request` on a new connection and read the answer.
 async fn exchange(api: &Api, request: &[u8]) -> Answer {
-    let mut s = api.connect().await;
-    s.write_all(request).await.expect("request written");
+    let mut s = api.sent(request).await;
     read_answer(&mut s).await
 }
 
@@ -203,8 +211,7 @@ async fn closed_by_server(s: &mut TcpStream) -> Vec<u8> {
 /// On a new connection, write `head`, then `body` with [`write_body`], and only then
 /// read the answer; the connection stays open for more.
 async fn send_whole(api: &Api, head: &str, body: &[u8]) -> (TcpStream, Answer) {
-    let mut s = api.connect().await;
-    s.write_all(head.as_bytes()).await.expect("head written");
+    let mut s = api.sent(head.as_bytes()).await;
     write_body(&mut s, body).await;
     let a = read_answer(&mut s).await;
     (s, a)
@@ -322,12 +329,8 @@ async fn errors_of_the_http_layer_carry_the_json_error() {
     }
     // After answers of every kind on one connection (HEAD's has no body), hyper's own
     // error is still found and rewritten.
-    let mut s = api.connect().await;
-    s.write_all(
-        b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /nope HTTP/1.1\r\nhost: x\r\n\r\nGET /a b c HTTP/1.1\r\n\r\n",
-    )
-    .await
-    .expect("pipelined requests written");
+    let pipelined = b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /nope HTTP/1.1\r\nhost: x\r\n\r\nGET /a b c HTTP/1.1\r\n\r\n";
+    let mut s = api.sent(pipelined).await;
     let answers = split_answers(&closed_by_server(&mut s).await);
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [405, 200, 404, 400], "{answers:?}");
@@ -408,10 +411,9 @@ async fn trailing_data_and_arrays_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
     let api = Api::start("header_read_timeout_ms = 300").await;
-    let mut s = api.connect().await;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
-        .await
-        .expect("a partial head");
+    let mut s = api
+        .sent(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await;
     closed_by_server(&mut s).await;
     api.shutdown().await;
 }
@@ -419,13 +421,7 @@ async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
 #[tokio::test]
 async fn at_the_connection_cap_the_longest_idle_connection_makes_room_and_healthz_answers() {
     let api = Api::start("max_connections = 4").await;
-    let slowloris = || async {
-        let mut s = api.connect().await;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
-            .await
-            .expect("a partial head");
-        s
-    };
+    let slowloris = || api.sent(b"GET /healthz HTTP/1.1\r\nhost: x\r\n");
     let mut slow = std::collections::VecDeque::new();
     for _ in 0..4 {
         slow.push_back(slowloris().await);
@@ -451,11 +447,10 @@ async fn with_every_connection_busy_a_new_connection_is_refused_at_once() {
     let api = Api::start("max_connections = 2\nbody_read_timeout_ms = 60000").await;
     let mut busy = Vec::new();
     for _ in 0..2 {
-        let mut s = api.connect().await;
-        s.write_all(b"POST /v1/presence HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
-            .await
-            .expect("a partial body");
-        busy.push(s);
+        busy.push(
+            api.sent(b"POST /v1/presence HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+                .await,
+        );
     }
     // The busy connections are accepted and in their handlers before the third is
     // accepted (the accept queue is FIFO), so the third finds no idle connection.
@@ -482,10 +477,9 @@ async fn with_every_connection_busy_a_new_connection_is_refused_at_once() {
 #[tokio::test]
 async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
     let api = Api::start("body_read_timeout_ms = 300").await;
-    let mut s = api.connect().await;
-    s.write_all(b"POST /v1/presence HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"ev")
-        .await
-        .expect("a partial body");
+    let mut s = api
+        .sent(b"POST /v1/presence HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"ev")
+        .await;
     let a = read_answer(&mut s).await;
     a.assert_error(408, "request_timeout");
     assert_eq!(a.header("connection"), Some("close"));
@@ -499,24 +493,21 @@ const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     let api = Api::start("idle_timeout_ms = 300").await;
     // HTTP/2 without a stream: SETTINGS, then GOAWAY, then close.
-    let mut s = api.connect().await;
-    s.write_all(H2_HELLO).await.expect("preface written");
+    let mut s = api.sent(H2_HELLO).await;
     let frames = closed_by_server(&mut s).await;
     assert!(
         frames.windows(2).any(|w| w == [0x07, 0x00]),
         "a GOAWAY frame before the close: {frames:?}"
     );
     // A connection stuck before the protocol is known.
-    let mut s = api.connect().await;
-    s.write_all(b"P").await.expect("one byte");
+    let mut s = api.sent(b"P").await;
     closed_by_server(&mut s).await;
     api.shutdown().await;
 }
 
 /// The server's first SETTINGS frame, as (identifier, value) pairs.
 async fn server_settings(api: &Api) -> Vec<(u16, u32)> {
-    let mut s = api.connect().await;
-    s.write_all(H2_HELLO).await.expect("preface written");
+    let mut s = api.sent(H2_HELLO).await;
     let mut header = [0u8; 9];
     tokio::time::timeout(WAIT, s.read_exact(&mut header))
         .await

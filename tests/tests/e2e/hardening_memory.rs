@@ -50,15 +50,9 @@ fn junk(prefix: &str, n: usize) -> Vec<String> {
 async fn peer_messages_to_strangers(h: &Harness, prefix: &str, n: usize) {
     async fn lane(h: &Harness, prefix: &str, lane: usize, n: usize) {
         for i in (lane..n).step_by(8) {
-            let v = h
-                .send_message(
-                    &format!("{prefix}-msg-{i}"),
-                    "sender",
-                    "peer",
-                    &format!("{prefix}-{i:06}"),
-                    json!({"title": "t", "content": "hello"}),
-                )
-                .await;
+            let (id, to) = (format!("{prefix}-msg-{i}"), format!("{prefix}-{i:06}"));
+            let push = json!({"title": "t", "content": "hello"});
+            let v = h.peer_message(&id, "sender", &to, push).await;
             assert_eq!(
                 (v.recipients, v.offline_recipients, v.targets),
                 (1, 1, 0),
@@ -107,15 +101,8 @@ async fn messages_and_calls_to_never_seen_users_leave_no_user_behind() {
 
     // A known recipient is still found and pushed to, and duplicates of one unknown
     // invitee count once.
-    let v = h
-        .send_message(
-            "to-real",
-            "sender",
-            "peer",
-            "real",
-            json!({"title": "t", "content": "c"}),
-        )
-        .await;
+    let push = json!({"title": "t", "content": "c"});
+    let v = h.peer_message("to-real", "sender", "real", push).await;
     assert_eq!((v.recipients, v.targets), (1, 1));
     let (s, v) = h
         .post(
@@ -196,15 +183,8 @@ async fn users_removed_from_groups_are_released_and_the_group_keeps_its_members(
     // The surviving member is still the one the group names: a group message to it
     // reaches its device.
     h.bind("d-keeper", "keeper", "fcm", &fcm_token(7)).await;
-    let v = h
-        .send_message(
-            "gm",
-            "someone",
-            "group",
-            "g",
-            json!({"title": "t", "content": "c"}),
-        )
-        .await;
+    let push = json!({"title": "t", "content": "c"});
+    let v = h.group_message("gm", "someone", "g", push).await;
     assert_eq!((v.recipients, v.targets), (1, 1));
     assert!(
         h.fcm.wait_for(1, WAIT).await,

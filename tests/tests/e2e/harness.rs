@@ -364,7 +364,29 @@ impl Harness {
 
     /// A peer message from `u0` to `to` (see `send_message`).
     pub async fn message_to(&self, id: &str, to: &str, push: Value) -> MessageAccepted {
-        self.send_message(id, "u0", "peer", to, push).await
+        self.peer_message(id, "u0", to, push).await
+    }
+
+    /// A peer message from `sender` to `to` (see `send_message`).
+    pub async fn peer_message(
+        &self,
+        id: &str,
+        sender: &str,
+        to: &str,
+        push: Value,
+    ) -> MessageAccepted {
+        self.send_message(id, sender, "peer", to, push).await
+    }
+
+    /// A message from `sender` to `group` (see `send_message`).
+    pub async fn group_message(
+        &self,
+        id: &str,
+        sender: &str,
+        group: &str,
+        push: Value,
+    ) -> MessageAccepted {
+        self.send_message(id, sender, "group", group, push).await
     }
 
     /// Talk to `engine` from now on (an engine restarted on the same data).

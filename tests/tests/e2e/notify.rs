@@ -2,6 +2,7 @@
 //! conversation pushes (nothing), what it does not silence (other conversations,
 //! calls), the exact answers and refusals, and both surviving a restart.
 
+use fanfare::client::MessageAccepted;
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -12,13 +13,7 @@ const DND: &str = "/v1/users/u2/conversations/group/team/notification";
 #[tokio::test]
 async fn a_member_who_muted_a_group_gets_no_push_of_it_and_still_gets_the_rest() {
     let h = harness::start().await;
-    let (s, _) = h
-        .post(
-            "/v1/groups/team/members",
-            json!({"add": ["u0", "u1", "u2", "u3"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    h.add_members("team", &["u0", "u1", "u2", "u3"]).await;
     h.bind("d1", "u1", "fcm", &fcm_token(1)).await;
     h.bind("d2", "u2", "apns", &apns_token(2)).await;
     h.bind("d3", "u3", "fcm", &fcm_token(3)).await;
@@ -26,19 +21,17 @@ async fn a_member_who_muted_a_group_gets_no_push_of_it_and_still_gets_the_rest()
     assert_eq!(s, StatusCode::OK, "{v}");
 
     let push = json!({"title": "team", "content": "hi"});
-    let v = h
-        .send_message("m-1", "u0", "group", "team", push.clone())
-        .await;
+    let v = h.group_message("m-1", "u0", "team", push.clone()).await;
     // u2 is offline but muted the group: recipients 3, offline 3, one muted, two
     // devices pushed.
-    let mut want = harness::accepted("m-1", 3, 3, 2);
-    want.muted = 1;
+    let want = MessageAccepted {
+        muted: 1,
+        ..harness::accepted("m-1", 3, 3, 2)
+    };
     assert_eq!(v, want);
     assert!(h.fcm.wait_for(2, WAIT).await);
     // A peer message to u2 still arrives, and is the only APNs push.
-    let v = h
-        .send_message("m-2", "u1", "peer", "u2", push.clone())
-        .await;
+    let v = h.peer_message("m-2", "u1", "u2", push.clone()).await;
     assert_eq!(v.targets, 1);
     assert!(h.apns.wait_for(1, WAIT).await);
     let apns = h.apns.received();
@@ -48,7 +41,7 @@ async fn a_member_who_muted_a_group_gets_no_push_of_it_and_still_gets_the_rest()
     // Set back to notify: the group pushes u2 again.
     let (s, _) = h.put(DND, json!({"status": "notify"})).await;
     assert_eq!(s, StatusCode::OK);
-    let v = h.send_message("m-3", "u0", "group", "team", push).await;
+    let v = h.group_message("m-3", "u0", "team", push).await;
     assert_eq!(v.targets, 3);
     assert!(h.apns.wait_for(2, WAIT).await);
     h.shutdown().await;
@@ -62,13 +55,13 @@ async fn a_peer_mute_silences_that_sender_only_and_calls_still_ring() {
     let (s, _) = h.put(path, json!({"status": "do_not_disturb"})).await;
     assert_eq!(s, StatusCode::OK);
     let push = json!({"title": "dm", "content": "hi"});
-    let v = h
-        .send_message("m-1", "u0", "peer", "u1", push.clone())
-        .await;
-    let mut want = harness::accepted("m-1", 1, 1, 0);
-    want.muted = 1;
+    let v = h.message_to("m-1", "u1", push.clone()).await;
+    let want = MessageAccepted {
+        muted: 1,
+        ..harness::accepted("m-1", 1, 1, 0)
+    };
     assert_eq!(v, want);
-    let v = h.send_message("m-2", "u9", "peer", "u1", push).await;
+    let v = h.peer_message("m-2", "u9", "u1", push).await;
     assert_eq!(v.targets, 1, "another sender is not muted");
     let (s, v) = h
         .post(

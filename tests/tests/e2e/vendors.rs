@@ -121,7 +121,7 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
     assert_eq!(s, StatusCode::OK);
     let push = json!({"title": "团队 Team", "content": "standup in 5", "payload": "{\"conv\":\"all-vendors\"}"});
     let v = h
-        .send_message("g-1", "sender", "group", "all-vendors", push.clone())
+        .group_message("g-1", "sender", "all-vendors", push.clone())
         .await;
     assert_eq!(v.targets, 8, "{v:?}");
     assert!(h.apns.wait_for(1, WAIT).await);
@@ -169,8 +169,7 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
     assert!(w.headers["ttl"].to_str().unwrap().parse::<u64>().unwrap() > 0);
 
     // A second message: every auth token is reused, none fetched again.
-    h.send_message("g-2", "sender", "group", "all-vendors", push)
-        .await;
+    h.group_message("g-2", "sender", "all-vendors", push).await;
     wait_all(&h, 2).await;
     let v = h.v();
     assert_eq!(v.huawei.tokens_issued(), 1);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 
 use super::body::read_body;
-use super::{ok, storage_error, Req, Resp};
+use super::{mutate, ok, Req, Resp};
 use crate::api::connections::Conn;
 use crate::api::error::ApiError;
 use crate::api::wire::{self, parse};
@@ -44,7 +44,7 @@ pub(super) async fn notification(
             conversation_id: conversation_id.clone(),
             muted,
         };
-        match engine.mutate(m).await.map_err(storage_error)? {
+        match mutate(engine, m).await? {
             Applied::NotificationSet => {}
             Applied::TooManyMuted => return Err(too_many_muted(&user_id)),
             other => unreachable!("SetNotification answers NotificationSet, not {other:?}"),
@@ -105,7 +105,7 @@ pub(super) async fn badge(
             user_id: user_id.clone(),
             count,
         };
-        match engine.mutate(m).await.map_err(storage_error)? {
+        match mutate(engine, m).await? {
             Applied::BadgeSet => count,
             other => unreachable!("SetBadge answers BadgeSet, not {other:?}"),
         }
