@@ -5,7 +5,8 @@
 //!   `{"code":0,"data":{"auth_token":..,"create_time":..}}`.
 //! - `POST /server/v1/message/notification/unicast`: `auth_token` as a form field or
 //!   header (11 if invalid), `message` JSON with `target_type` 2, `target_value`,
-//!   `notification.title`/`content` (40 if missing). Dead token → 10000 (a business
+//!   `notification.title`/`content` (40 if missing); `off_line_ttl` 1 s … 10 days and a
+//!   non-empty `channel_id` when given (41 otherwise). Dead token → 10000 (a business
 //!   code, [U]), rate limit → -2 (flow control), quota → 33.
 //!
 //! Serves HTTP/1.1 only (OPPO does not promise HTTP/2), so the engine's keep-alive
@@ -126,6 +127,17 @@ impl Oppo {
         let (Some(title), Some(content)) = (n["title"].as_str(), n["content"].as_str()) else {
             return Err((40, "Missing Required Argument: title/content"));
         };
+        // Offline storage: off_line_ttl in seconds, at most 10 days; channel_id a string.
+        if !n["off_line_ttl"].is_null()
+            && !n["off_line_ttl"]
+                .as_u64()
+                .is_some_and(|t| (1..=864_000).contains(&t))
+        {
+            return Err((41, "Invalid Argument: off_line_ttl"));
+        }
+        if !n["channel_id"].is_null() && !n["channel_id"].as_str().is_some_and(|c| !c.is_empty()) {
+            return Err((41, "Invalid Argument: channel_id"));
+        }
         match self.core.script(regid) {
             Some(Scripted::Dead) => return Err((INVALID_REGID, "Invalid RegistrationId")),
             Some(Scripted::RateLimit) => return Err((-2, "Flow Control")),

@@ -26,11 +26,17 @@ const MAX_OFFLINE_TTL_S: u64 = 864_000;
 
 pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<Body, TooLarge> {
     let mut rest = format!(
-        r#""title":{},"content":{},"click_action_type":0,"off_line":true,"off_line_ttl":{}"#,
+        r#""title":{},"content":{},"click_action_type":0"#,
         json_text(&c.title, MAX_TITLE_UNITS),
         json_text(&c.content, MAX_CONTENT_UNITS),
-        ttl_s.min(MAX_OFFLINE_TTL_S)
     );
+    // `ttl_s = 0` (now or never): OPPO does not store the message for an offline device.
+    if ttl_s == 0 {
+        rest.push_str(r#","off_line":false"#);
+    } else {
+        let ttl = ttl_s.min(MAX_OFFLINE_TTL_S);
+        rest.push_str(&format!(r#","off_line":true,"off_line_ttl":{ttl}"#));
+    }
     if let Some(params) = data_json(kind, c) {
         rest.push_str(&format!(r#","action_parameters":{}"#, json_str(&params)));
     }
@@ -76,5 +82,18 @@ mod tests {
         let params: serde_json::Value =
             serde_json::from_str(v["notification"]["action_parameters"].as_str().unwrap()).unwrap();
         assert_eq!(params["payload"], "{\"k\":1}");
+    }
+
+    #[test]
+    fn a_now_or_never_push_is_not_stored_for_an_offline_device() {
+        let c = Content::sample("t", "c", "p");
+        let t = render(&Kind::message(), &c, &Resource::default(), 0).unwrap();
+        let body = t.spliced.fill(&[b"CN_abc", t.client(0, b""), b"", b"tok"]);
+        let body = std::str::from_utf8(&body).unwrap();
+        let msg = body.split_once('&').unwrap().0;
+        let json = urlencoding::decode(msg.strip_prefix("message=").unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["notification"]["off_line"], false);
+        assert!(v["notification"]["off_line_ttl"].is_null());
     }
 }
