@@ -135,7 +135,7 @@ impl Oppo {
         {
             return Err((41, "Invalid Argument: off_line_ttl"));
         }
-        if !n["channel_id"].is_null() && !n["channel_id"].as_str().is_some_and(|c| !c.is_empty()) {
+        if !n["channel_id"].is_null() && n["channel_id"].as_str().is_none_or(str::is_empty) {
             return Err((41, "Invalid Argument: channel_id"));
         }
         match self.core.script(regid) {
