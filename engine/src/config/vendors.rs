@@ -154,6 +154,10 @@ vendor_section! {
         pub category: String = "IM".into(),
         /// `android.notification.channel_id` (the app's notification channel), if any.
         pub channel_id: Option<String> = None,
+        /// The app's launcher activity class (`com.example.chat.MainActivity`): Push Kit
+        /// sets the app icon's badge (`badge.set_num`, from `push.badge` or the
+        /// recipient's total of `push.badge_increment`) only with it; unset = no badge.
+        pub badge_class: Option<String> = None,
     }
     defaults(connections: 4, max_rps: 0)
 }

@@ -48,6 +48,8 @@ pub struct Body {
     pub own: [bool; 2],
     /// The body has a slot for the recipient's badge total (`badge_increment`).
     pub badge: bool,
+    /// `push.badge`: the number every recipient's badge is set to.
+    pub set_badge: Option<u32>,
     /// A silent push: the vendor has no silent type, so nothing may be sent (the
     /// planner leaves such devices out; this is the last guard).
     pub unsendable: bool,

@@ -282,7 +282,8 @@ impl Huawei {
 /// The option fields of a Push Kit message (Huawei's names; Honor's camelCase ones
 /// too): `android.urgency` `HIGH`|`NORMAL`, `android.collapse_key` an integer -1..100,
 /// `notification.importance` `LOW`|`NORMAL`, `tag`/`sound`/`channel_id` strings,
-/// `default_sound` a boolean. `Err` names the bad field.
+/// `default_sound` a boolean, `badge` a class with `add_num` 1..=99 or `set_num`
+/// 0..=99. `Err` names the bad field.
 pub(crate) fn check_push_kit_options(m: &Value) -> Result<(), &'static str> {
     let a = &m["android"];
     if !a["urgency"].is_null() && !matches!(a["urgency"].as_str(), Some("HIGH" | "NORMAL")) {
@@ -302,6 +303,20 @@ pub(crate) fn check_push_kit_options(m: &Value) -> Result<(), &'static str> {
     for key in ["tag", "sound", "channel_id"] {
         if !n[key].is_null() && !n[key].is_string() {
             return Err("android.notification string field");
+        }
+    }
+    // Push Kit's badge: the launcher class and a number to add (1..=99) or set (0..=99).
+    let b = &n["badge"];
+    if !b.is_null() {
+        let num = |k: &str| b[k].as_u64();
+        let ok = b["class"].as_str().is_some_and(|c| !c.is_empty())
+            && match (num("add_num"), num("set_num")) {
+                (Some(a), None) => (1..=99).contains(&a),
+                (None, Some(s)) => s <= 99,
+                _ => false,
+            };
+        if !ok {
+            return Err("android.notification.badge");
         }
     }
     for key in ["default_sound", "defaultSound"] {

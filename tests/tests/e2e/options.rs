@@ -40,10 +40,14 @@ category = "IM"
 urgency = "low"
 "#;
 
+const LAUNCHER: &str = "com.example.chat.MainActivity";
+
 async fn start() -> Harness {
     harness::start_with(Options {
         vendors: true,
         extra: RESOURCES.into(),
+        // Huawei sets the badge only for an app whose launcher class it knows.
+        env: vec![("FANFARE_HUAWEI_BADGE_CLASS".into(), LAUNCHER.into())],
         ..Options::default()
     })
     .await
@@ -145,6 +149,10 @@ async fn every_option_arrives_as_each_vendors_own_field() {
     let v = h.v();
     let hw = last(v.huawei.received()).body;
     let android = &hw["message"]["android"];
+    assert_eq!(
+        android["notification"]["badge"],
+        json!({"class": LAUNCHER, "set_num": 3})
+    );
     assert_eq!(android["urgency"], "NORMAL");
     assert_eq!(android["ttl"], "3600s");
     assert_eq!(android["category"], "IM", "the rule's category");
@@ -277,13 +285,14 @@ async fn each_group_member_gets_their_own_badge_total_once_per_message() {
     h.bind("f1", "u1", "fcm", &fcm_token(1)).await;
     h.bind("f2", "u2", "fcm", &fcm_token(2)).await;
     h.bind("f3", "u3", "fcm", &fcm_token(3)).await;
+    h.bind("h2", "u2", "huawei", &huawei_token(2)).await;
     h.online("u3", "s3").await;
     h.api.set_badge("u1", 4).await.expect("set badge");
     h.api.set_badge("u2", 10).await.expect("set badge");
 
     let push = json!({"title": "team", "content": "hi", "badge_increment": 2});
     let a = h.send_message("g-1", "u0", "group", "team", push).await;
-    assert_eq!(a.targets, 3);
+    assert_eq!(a.targets, 4);
     assert!(h.apns.wait_for(1, WAIT).await);
     assert!(h.fcm.wait_for(2, WAIT).await);
     let apns = h.apns.received().pop().expect("apns push");
@@ -304,6 +313,13 @@ async fn each_group_member_gets_their_own_badge_total_once_per_message() {
     let mut want = vec![(fcm_token(1), json!(6)), (fcm_token(2), json!(12))];
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(fcm, want);
+    assert!(h.v().huawei.wait_for(1, WAIT).await);
+    let hw = h.v().huawei.received().pop().expect("huawei push").body;
+    assert_eq!(
+        hw["message"]["android"]["notification"]["badge"],
+        json!({"class": LAUNCHER, "set_num": 12}),
+        "u2's Huawei phone: the same total as u2's FCM device"
+    );
     assert_eq!(h.api.badge("u1").await.expect("badge").count, 6);
     assert_eq!(h.api.badge("u2").await.expect("badge").count, 12);
     assert_eq!(

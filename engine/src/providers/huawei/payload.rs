@@ -14,7 +14,9 @@
 //! `notification.tag` (Huawei's `collapse_key` is an integer -1..100, too small to
 //! hold an id: the tag replaces a shown notification with the same tag); a silent
 //! push is a data message (no `notification` at all); the rule's `category` and
-//! `importance` replace the section's.
+//! `importance` replace the section's; with `[huawei] badge_class` set, `badge` and
+//! the recipient's total of `badge_increment` → `notification.badge.set_num` (the
+//! client adds it in the notification slot, see `Huawei::body`).
 
 use crate::config::Resource;
 use crate::providers::oem::Body;
@@ -73,6 +75,8 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
     .within("huawei", MAX_BYTES)?;
     Ok(Body {
         own: [rule.category.is_some(), c.silent],
+        badge: c.badge_increment.is_some() && !c.silent,
+        set_badge: c.badge.filter(|_| !c.silent),
         ..Body::new(spliced)
     })
 }
