@@ -463,7 +463,11 @@ async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
             message_id: format!("debug-{push_id}").into(),
         }
     };
-    let push = Push::render(kind, &content, 60, unix_now_s())
+    // The push's rule set applies here as for messages and calls (API 1.1).
+    let rule = crate::fanout::usecase::resource(engine, &content)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let ttl_s = content.ttl_s.unwrap_or(60);
+    let push = Push::render_for(kind, &content, rule, ttl_s, unix_now_s(), |_| true)
         .map_err(|e| ApiError::too_large(format!("push.payload: {e}")))?;
     let v = engine.dispatcher.send_now(&device, &push).await;
     let outcome = match v.outcome {

@@ -373,7 +373,7 @@ fn plan_for(
 }
 
 /// The push's `[resources.<id>]` rule set (an empty one without `resources_id`).
-fn resource<'e>(engine: &'e Engine, content: &Content) -> Result<&'e Resource, Error> {
+pub fn resource<'e>(engine: &'e Engine, content: &Content) -> Result<&'e Resource, Error> {
     static NONE: std::sync::OnceLock<Resource> = std::sync::OnceLock::new();
     match &content.resources_id {
         None => Ok(NONE.get_or_init(Resource::default)),
