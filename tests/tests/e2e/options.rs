@@ -334,18 +334,10 @@ async fn each_group_member_gets_their_own_badge_total_once_per_message() {
 async fn an_unknown_resources_id_is_refused_naming_it_and_pushes_nothing() {
     let h = start().await;
     h.bind("a1", "u1", "apns", &apns_token(1)).await;
-    let (s, v) = h
-        .post(
-            "/v1/messages",
-            json!({"message_id": "m-x", "sender_id": "u0",
-                "conversation_type": "peer", "conversation_id": "u1",
-                "push": {"title": "t", "resources_id": "nope", "badge_increment": 1}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert_eq!(v["error"]["code"], "invalid_argument", "{v}");
-    let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("nope"), "{v}");
+    let body = json!({"message_id": "m-x", "sender_id": "u0",
+        "conversation_type": "peer", "conversation_id": "u1",
+        "push": {"title": "t", "resources_id": "nope", "badge_increment": 1}});
+    refused_naming_nope(h.post("/v1/messages", body).await);
     assert_eq!(h.api.badge("u1").await.expect("badge").count, 0);
     // The id was not claimed: the same message with a known rule set goes out.
     let push = json!({"title": "t", "resources_id": "chat"});
@@ -369,21 +361,20 @@ async fn the_debug_push_applies_the_rule_set_and_refuses_an_unknown_one() {
     let aps = h.apns.received().pop().expect("apns push").body["aps"].clone();
     assert_eq!(aps["category"], "MESSAGE");
     assert_eq!(aps["sound"], "rule.caf");
-    let (s, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "a1", "push": {"title": "t", "resources_id": "nope"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("nope"),
-        "{v}"
-    );
+    let body = json!({"push_id": "a1", "push": {"title": "t", "resources_id": "nope"}});
+    refused_naming_nope(h.post("/v1/debug/push", body).await);
     assert_eq!(
         h.apns.received_count(),
         1,
         "nothing sent for the refused one"
     );
     h.shutdown().await;
+}
+
+/// A 400 `invalid_argument` whose message names the unknown rule set `nope`.
+#[track_caller]
+fn refused_naming_nope(answer: (StatusCode, Value)) {
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nope"), "{}", answer.1);
+    harness::assert_error(answer, StatusCode::BAD_REQUEST, "invalid_argument");
 }
