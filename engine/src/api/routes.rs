@@ -464,8 +464,7 @@ async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         }
     };
     // The push's rule set applies here as for messages and calls (API 1.1).
-    let rule = crate::fanout::usecase::resource(engine, &content)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let rule = crate::fanout::usecase::resource(engine, &content).map_err(fanout::refused)?;
     let ttl_s = content.ttl_s.unwrap_or(60);
     let push = Push::render_for(kind, &content, rule, ttl_s, unix_now_s(), |_| true)
         .map_err(|e| ApiError::too_large(format!("push.payload: {e}")))?;

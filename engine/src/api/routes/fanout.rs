@@ -123,8 +123,8 @@ pub(super) fn cancel(engine: &Engine, call_id: Arc<str>, body: &[u8]) -> Result<
     })
 }
 
-/// The API answer to a refused message or call.
-fn refused(e: usecase::Error) -> ApiError {
+/// The API answer to a refused message, call or debug push.
+pub(super) fn refused(e: usecase::Error) -> ApiError {
     match e {
         usecase::Error::NoGroup(_) | usecase::Error::NoCall(_) => {
             ApiError::not_found(e.to_string())
