@@ -23,6 +23,7 @@ pub mod delivery;
 pub mod fcm;
 pub mod honor;
 pub mod huawei;
+pub mod key_file;
 pub mod oem;
 pub mod oppo;
 mod retry_after;
