@@ -197,7 +197,7 @@ async fn unknown_fate_is_resent_and_counted() {
 #[tokio::test]
 async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
     let h = start("", "").await;
-    h.bind_each(0..30, "apns", apns_token).await;
+    h.bind_each(0..30, "apns").await;
     h.apns
         .faults()
         .outage(Duration::from_millis(1_500), Close::Abrupt);
@@ -229,7 +229,7 @@ async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
 #[tokio::test]
 async fn a_full_queue_sheds_with_429_and_every_accepted_push_arrives() {
     let h = start("", "queue_capacity = 8").await;
-    h.bind_each(0..12, "apns", apns_token).await;
+    h.bind_each(0..12, "apns").await;
     // APNs is down: nothing drains, so the lane fills.
     h.apns
         .faults()
