@@ -71,14 +71,8 @@ async fn a_cancel_withdraws_unsent_invitations_and_sends_one_silent_cancellation
         v,
         json!({"call_id": "c-77", "withdrawn": 1, "cancel_pushes": 3})
     );
-    assert!(
-        h.apns.wait_for(4, WAIT).await,
-        "both iPhones got the cancel"
-    );
-    assert!(
-        h.fcm.wait_for(2, WAIT).await,
-        "u1's Android phone got the cancel"
-    );
+    harness::expect_pushes(&h.apns, 4, "both iPhones got the cancel").await;
+    harness::expect_pushes(&h.fcm, 2, "u1's Android phone got the cancel").await;
     // The withdrawn retry falls due and is dropped: the lane empties without it.
     let s = h
         .wait_stats("the FCM lane empty", |s| s["queue_depth"]["fcm"] == 0)

@@ -12,6 +12,7 @@ use fanfare::client::{
 use fanfare_loadgen::mock::apns::MockApns;
 use fanfare_loadgen::mock::fcm::MockFcm;
 use fanfare_loadgen::mock::rig::{self, Rig};
+use fanfare_loadgen::mock::vendor::{Mock, Vendor};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -172,6 +173,13 @@ open_ms = 100
 max_open_ms = 400
 "#;
 
+/// Wait (bounded) until `mock` has received `n` pushes; a failure names `what` and
+/// how many arrived.
+pub async fn expect_pushes<V: Vendor>(mock: &Mock<V>, n: usize, what: &str) {
+    let arrived = mock.wait_for(n, WAIT).await;
+    assert!(arrived, "{what}: {} of {n} pushes", mock.received_count());
+}
+
 /// Assert an error answer: its status and its `error.code`.
 #[track_caller]
 pub fn assert_error((status, body): (StatusCode, Value), want: StatusCode, code: &str) {
@@ -311,10 +319,20 @@ impl Harness {
 
     /// Add `members` to `group` (created if new) and assert success.
     pub async fn add_members<S: AsRef<str>>(&self, group: &str, members: &[S]) {
+        self.update_members(group, "add", members).await;
+    }
+
+    /// Remove `members` from `group` and assert success.
+    pub async fn remove_members<S: AsRef<str>>(&self, group: &str, members: &[S]) {
+        self.update_members(group, "remove", members).await;
+    }
+
+    /// `POST /v1/groups/{group}/members` with `{change: members}`; asserts the `200`.
+    async fn update_members<S: AsRef<str>>(&self, group: &str, change: &str, members: &[S]) {
         let members: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
         let path = format!("/v1/groups/{group}/members");
-        let (s, v) = self.post(&path, json!({ "add": members })).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = self.post(&path, json!({ change: members })).await;
+        assert_eq!(s, StatusCode::OK, "{group} {change}: {v}");
     }
 
     pub async fn online(&self, user: &str, session: &str) {
