@@ -37,8 +37,9 @@ use env::{apply_env, explain};
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "api",
+    "feedback",
     "storage",
     "presence",
     "messages",
@@ -106,6 +107,8 @@ pub struct Config {
     pub webpush: Webpush,
     /// Named push rule sets, `[resources.<id>.<vendor>]`, selected by `push.resources_id`.
     pub resources: std::collections::BTreeMap<String, Resource>,
+    /// The IM server's webhook for dead tokens and rejected pushes; absent url = off.
+    pub feedback: crate::feedback::Section,
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -118,6 +121,8 @@ pub struct Settings {
     pub vendors: crate::providers::Settings,
     /// The `[resources]` rule sets, checked.
     pub resources: std::collections::BTreeMap<String, Resource>,
+    /// The `[feedback]` webhook, when it has a `url`.
+    pub feedback: Option<crate::feedback::Settings>,
 }
 
 /// A credential from the config file or environment: deserialized as a string, shown
@@ -221,7 +226,9 @@ impl Config {
         let mut p = self.engine_problems();
         resources::problems(&self.resources, &mut p);
         let vendors = crate::providers::Settings::check(self, &mut p);
+        let feedback = crate::feedback::Settings::check(&self.feedback, &self.transport, &mut p);
         let settings = Settings {
+            feedback,
             delivery: crate::providers::Delivery::from_config(self),
             vendors,
             resources: self.resources.clone(),

@@ -7,6 +7,9 @@
 //! refused, admission to the lanes) happens here, so a second front end (a queue
 //! consumer, a cluster peer) gets the same semantics by calling the same functions.
 //!
+//! An accepted message or call opens its delivery-ledger entry ([`super::ledger`]),
+//! made findable once admission took it; a duplicate or refused one opens none.
+//!
 //! The order is plan → render → claim → submit, so a refused request changes nothing:
 //! only vendors that a target of this request uses limit its size (API.md 1.1), a
 //! push over such a limit is refused before its id is claimed, and a claim is
@@ -161,6 +164,10 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
             inc(&engine.stats.messages_duplicate);
             return Ok(Outcome::Duplicate);
         }
+        let none = Targets::default();
+        if let Some(entry) = engine.ledger.open(Space::Message, &m.message_id, &none) {
+            engine.ledger.insert(entry);
+        }
         inc(&engine.stats.messages_accepted);
         return Ok(Outcome::Accepted(Accepted {
             summary: count(engine, recipients),
@@ -186,9 +193,10 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
         return Ok(Outcome::Duplicate);
     }
     let unconfigured = targets.unconfigured.len();
+    let entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
     let queued = engine
         .dispatcher
-        .submit_then(Arc::new(push), targets, |t| {
+        .submit_then(Arc::new(push), targets, entry.clone(), |t| {
             count_badges(engine, t, content.badge_increment)
         })
         .map_err(|o| {
@@ -196,6 +204,9 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
             shed(engine, o)
         })?;
     drop(users);
+    if let Some(entry) = entry {
+        engine.ledger.insert(entry);
+    }
     inc(&engine.stats.messages_accepted);
     Ok(Outcome::Accepted(Accepted {
         summary,
@@ -238,6 +249,7 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
     }
     let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
+    let entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
     let queued = engine
         .dispatcher
         .ring(
@@ -246,11 +258,15 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
             c.call_id.clone(),
             c.inviter_id,
             expires_at,
+            entry.clone(),
         )
         .map_err(|o| {
             engine.dedup.release(Space::Call, &c.call_id);
             shed(engine, o)
         })?;
+    if let Some(entry) = entry {
+        engine.ledger.insert(entry);
+    }
     inc(&engine.stats.calls_accepted);
     Ok(Outcome::Accepted(Accepted {
         summary,
@@ -277,7 +293,11 @@ pub fn cancel_call(engine: &Engine, c: Cancel) -> Result<Cancelled, Error> {
         // Cancelled (or swept) by someone else meanwhile.
         return Err(Error::NoCall(c.call_id));
     }
-    let (withdrawn, cancel_pushes) = engine.dispatcher.cancel(&live, push, voip);
+    // The call's ledger entry (an id is not reused while its call is live).
+    let entry = engine.ledger.get(Space::Call, &c.call_id);
+    let (withdrawn, cancel_pushes) = engine
+        .dispatcher
+        .cancel(&live, push, voip, entry.as_deref());
     Ok(Cancelled {
         withdrawn,
         cancel_pushes,
