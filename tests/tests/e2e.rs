@@ -22,6 +22,8 @@ mod hardening_api;
 mod hardening_memory;
 #[path = "e2e/hardening_transport.rs"]
 mod hardening_transport;
+#[path = "e2e/ledger.rs"]
+mod ledger;
 #[path = "e2e/notify.rs"]
 mod notify;
 #[path = "e2e/options.rs"]
