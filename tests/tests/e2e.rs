@@ -16,6 +16,8 @@ mod client;
 mod delivery;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/feedback.rs"]
+mod feedback;
 #[path = "e2e/hardening_api.rs"]
 mod hardening_api;
 #[path = "e2e/hardening_memory.rs"]
