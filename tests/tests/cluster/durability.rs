@@ -1,0 +1,1 @@
+//! Durability tests (filled below).
