@@ -2,9 +2,11 @@
 //! after what it has, and hands the results of its own writes to their waiters.
 //!
 //! It reads through an ordered consumer (in-memory, recreated by the client on a gap
-//! or a missed heartbeat); when the consumer fails for good (NATS gone) it is created
-//! again from `applied + 1` after a pause, so no message is skipped or applied twice
-//! (a sequence at or below `applied` is ignored).
+//! or a missed heartbeat). When the consumer fails (NATS gone), or is quiet for
+//! [`IDLE_CHECK`] while the stream holds more than was applied (its server died: the
+//! client's own heartbeat check takes far longer), it is created again from
+//! `applied + 1`, so no message is skipped or applied twice (a sequence at or below
+//! `applied` is ignored).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,9 @@ use crate::state::Mutation;
 use crate::store::codec;
 
 /// Pause before recreating a consumer that failed.
-const RETRY: Duration = Duration::from_millis(500);
+const RETRY: Duration = Duration::from_millis(200);
+/// A consumer quiet this long is checked against the stream's last sequence.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     loop {
@@ -40,16 +44,29 @@ pub(super) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
         match messages {
             Ok(mut messages) => loop {
                 let next = tokio::select! {
-                    m = messages.next() => m,
+                    m = tokio::time::timeout(IDLE_CHECK, messages.next()) => m,
                     _ = shutdown.wait() => return,
                 };
                 match next {
-                    Some(Ok(msg)) => apply(&node, &msg),
-                    Some(Err(e)) => {
+                    Ok(Some(Ok(msg))) => apply(&node, &msg),
+                    Ok(Some(Err(e))) => {
                         tracing::warn!(error = %e, applied = node.applied(), "state stream consumer failed; following again");
                         break;
                     }
-                    None => break,
+                    Ok(None) => break,
+                    // Quiet: fine when nothing was written, a stalled consumer (its
+                    // server died) when the stream holds more than was applied.
+                    Err(_) => match node.stream_last_seq().await {
+                        Ok(last) if last > node.applied() => {
+                            tracing::warn!(
+                                last,
+                                applied = node.applied(),
+                                "state stream consumer stalled; following again"
+                            );
+                            break;
+                        }
+                        _ => {}
+                    },
                 }
             },
             Err(e) => {
