@@ -59,6 +59,24 @@ async fn writes_through_any_engine_are_read_on_every_engine() {
         push_ids(&a, "alice").await.is_empty()
     })
     .await;
+    // Replication lag: from A's acknowledgement to B's answer showing the write
+    // (B polled back to back, so the figure includes one request's time).
+    let mut lags = Vec::new();
+    for i in 0..40 {
+        let user = format!("lag{i}");
+        c.bind(0, &format!("lag{i}"), &user).await;
+        let acked = std::time::Instant::now();
+        while push_ids(&b, &user).await.is_empty() {
+            assert!(acked.elapsed() < harness::DEADLINE, "B never saw {user}");
+        }
+        lags.push(acked.elapsed());
+    }
+    lags.sort();
+    eprintln!(
+        "replication lag A -> B: p50 {:?}, p99 {:?}",
+        lags[lags.len() / 2],
+        lags[lags.len() * 99 / 100]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
