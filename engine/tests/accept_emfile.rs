@@ -8,6 +8,8 @@
 //! (its `connect` needs no new descriptor); the kernel completes the handshake and the
 //! engine's `accept` is what fails.
 
+mod common;
+
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -84,16 +86,7 @@ async fn accept_out_of_descriptors_backs_off_and_serves_the_queued_connection_on
         .with(CountWarnings(warnings.clone()))
         .init();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let env = vec![
-        ("FANFARE_API_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        (
-            "FANFARE_STORAGE_DIR".into(),
-            dir.path().display().to_string(),
-        ),
-        ("FANFARE_STORAGE_DURABILITY".into(), "none".into()),
-    ];
-    let config = fanfare::config::Config::load(None, env).expect("a valid config");
-    let engine = fanfare::start(config).await.expect("the engine starts");
+    let engine = common::start(dir.path(), "none").await;
     let addr = engine.local_addr();
 
     // Accept fails, and keeps failing, without spinning.

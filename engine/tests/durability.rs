@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{
     assert_recovers, call, config_file, data_files, edit_file, get, http, log_of_random_ops,
-    ops_on, restart_expecting, start, start_refused, stop_holding, Proc,
+    ops_on, restart_expecting, snapshots_of_random_ops, start, start_refused, stop_holding, Proc,
 };
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
@@ -288,15 +288,7 @@ async fn corruption_inside_the_log_is_a_clear_startup_error() {
 
 #[tokio::test]
 async fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "none").await;
-    let store = running.engine().store().unwrap().clone();
-    ops_on(&running, 11, 100).await;
-    store.snapshot().unwrap();
-    ops_on(&running, 12, 100).await;
-    store.snapshot().unwrap();
-    ops_on(&running, 13, 50).await;
-    let before = stop_holding(running).await;
+    let (dir, before, _) = snapshots_of_random_ops("none", &[(11, 100), (12, 100), (13, 50)]).await;
     let data = dir.path().join("data");
     let snaps = data_files(&data, "snapshot-");
     assert_eq!(snaps.len(), 2);

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use common::{
     assert_recovers, base_of, bind, call, config_file, data_files, edit_file, get, http,
-    log_of_random_ops, ops_on, push_ids_of, random_ops, restart_expecting, start, start_refused,
-    stop_holding, wait_status, Proc, SNAPSHOTS_OFF,
+    log_of_random_ops, push_ids_of, random_ops, restart_expecting, snapshots_of_random_ops, start,
+    start_refused, stop_holding, wait_status, Proc, SNAPSHOTS_OFF,
 };
 use fanfare::clock::Clock;
 use fanfare::state::{
@@ -367,15 +367,11 @@ async fn with_durability_none_a_refused_write_changes_nothing_either() {
 
 #[tokio::test]
 async fn a_damaged_old_segment_the_newest_snapshot_covers_does_not_block_startup() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "none").await;
-    let store = running.engine().store().unwrap().clone();
-    ops_on(&running, 4, 80).await;
-    let first = store.snapshot().unwrap();
-    ops_on(&running, 5, 80).await;
-    let second = store.snapshot().unwrap();
-    ops_on(&running, 6, 40).await;
-    let before = stop_holding(running).await;
+    let (dir, before, snapshots) =
+        snapshots_of_random_ops("none", &[(4, 80), (5, 80), (6, 40)]).await;
+    let [first, second] = &snapshots[..] else {
+        panic!("two snapshots: {snapshots:?}");
+    };
     let data = dir.path().join("data");
     // Kept for the fallback to the older snapshot, covered whole by the newer one.
     let old = wal::segment_path(&data, first.seq + 1);
@@ -392,13 +388,8 @@ async fn a_damaged_old_segment_the_newest_snapshot_covers_does_not_block_startup
 
 #[tokio::test]
 async fn a_single_damaged_snapshot_recovers_from_the_whole_log_when_it_reaches_sequence_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), "none").await;
-    ops_on(&running, 7, 120).await;
-    let snap = running.engine().store().unwrap().snapshot().unwrap();
-    ops_on(&running, 8, 60).await;
-    let before = stop_holding(running).await;
-    edit_file(&snap.path, |bytes| {
+    let (dir, before, snapshots) = snapshots_of_random_ops("none", &[(7, 120), (8, 60)]).await;
+    edit_file(&snapshots[0].path, |bytes| {
         let n = bytes.len();
         bytes[n - 10] ^= 0x55;
     });

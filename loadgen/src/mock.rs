@@ -8,7 +8,8 @@
 //! - [`huawei`], [`honor`], [`xiaomi`], [`oppo`], [`vivo`]: the Chinese OEM push
 //!   services with their auth endpoints (`VENDORS.md` §3); [`webpush`]: a Web Push
 //!   service that decrypts every push and checks VAPID (§4). They share [`vendor`]
-//!   (uniform handle, recorded pushes, scripted per-token answers). OPPO and vivo
+//!   (uniform handle, recorded pushes, scripted per-token answers). Huawei and Honor share
+//!   the Push Kit checks and app credentials of [`push_kit`]. OPPO and vivo
 //!   serve HTTP/1.1 only; the others offer HTTP/2 and HTTP/1.1 by ALPN.
 //! - `server` (private): the accept loop, HTTP/2 connection and stream serving, body
 //!   collection, reply writing, recording and waiters shared by every vendor, and the
@@ -30,6 +31,7 @@ pub mod fcm;
 pub mod honor;
 pub mod huawei;
 pub mod oppo;
+pub mod push_kit;
 pub mod rig;
 mod server;
 pub mod tls;

@@ -93,6 +93,22 @@ fn assert_engine_measured(v: &Value) {
     assert!(v["engine_cpu_s"].is_number(), "{v:#}");
 }
 
+/// `run` of `scenario` with `args` on a spawned engine: a clean run that measured the
+/// engine.
+fn run_spawned(scenario: &str, args: &str) -> Value {
+    let v = run(&format!("--scenario {scenario} {args}"));
+    assert_common(&v, scenario);
+    assert_engine_measured(&v);
+    v
+}
+
+/// [`run_spawned`] of a scenario that pushes: the pushes were measured too.
+fn run_pushing(scenario: &str, args: &str) -> Value {
+    let v = run_spawned(scenario, args);
+    assert_pushes_measured(&v);
+    v
+}
+
 fn assert_pushes_measured(v: &Value) {
     assert!(u(v, "pushes_delivered") > 0, "{v:#}");
     assert!(f(v, "engine_cpu_ms_per_1k_pushes") > 0.0, "{v:#}");
@@ -102,9 +118,7 @@ fn assert_pushes_measured(v: &Value) {
 
 #[test]
 fn bind_reports_binds_and_memory_per_binding() {
-    let v = run("--scenario bind --users 2000 --devices 2");
-    assert_common(&v, "bind");
-    assert_engine_measured(&v);
+    let v = run_spawned("bind", "--users 2000 --devices 2");
     assert_eq!(u(&v, "bindings"), 4000);
     assert_eq!(u(&v["bind"], "binds_acked"), 4000);
     assert!(f(&v, "binds_per_s") > 0.0);
@@ -116,9 +130,10 @@ fn bind_reports_binds_and_memory_per_binding() {
 
 #[test]
 fn presence_churns_for_the_duration() {
-    let v = run("--scenario presence --users 1000 --duration 0.5 --presence-batch 500");
-    assert_common(&v, "presence");
-    assert_engine_measured(&v);
+    let v = run_spawned(
+        "presence",
+        "--users 1000 --duration 0.5 --presence-batch 500",
+    );
     let p = &v["presence"];
     assert!(u(p, "events_applied") > 0);
     assert_eq!(u(p, "events_applied"), u(p, "events_sent"));
@@ -128,10 +143,7 @@ fn presence_churns_for_the_duration() {
 #[test]
 fn peer_pushes_every_offline_recipient_once() {
     let (users, rate) = (500u32, 300u64);
-    let v = run("--scenario peer --users 500 --rate 300 --duration 1");
-    assert_common(&v, "peer");
-    assert_engine_measured(&v);
-    assert_pushes_measured(&v);
+    let v = run_pushing("peer", "--users 500 --rate 300 --duration 1");
     // Recipient of message k, and the 10% online rule (every 10th user).
     let offline = (0..rate)
         .filter(|k| (*k as u32).wrapping_mul(2_654_435_761) % users % 10 != 0)
@@ -142,10 +154,7 @@ fn peer_pushes_every_offline_recipient_once() {
 
 #[test]
 fn group_fans_out_to_offline_members_and_measures_the_ceiling() {
-    let v = run("--scenario group --group-sizes 100,2000");
-    assert_common(&v, "group");
-    assert_engine_measured(&v);
-    assert_pushes_measured(&v);
+    let v = run_pushing("group", "--group-sizes 100,2000");
     // 10% online, one APNs device each, the sender is no member.
     assert_eq!(u(&v, "pushes_delivered"), 90 + 1800);
     let groups = v["groups"].as_array().unwrap();
@@ -171,10 +180,7 @@ fn ceiling_runs_without_an_engine() {
 
 #[test]
 fn mixed_blends_every_kind_of_traffic() {
-    let v = run("--scenario mixed --users 500 --rate 200 --duration 1");
-    assert_common(&v, "mixed");
-    assert_engine_measured(&v);
-    assert_pushes_measured(&v);
+    let v = run_pushing("mixed", "--users 500 --rate 200 --duration 1");
     assert_eq!(u(&v, "messages_sent"), 1 + 200);
     assert_eq!(u(&v, "calls_sent"), 200);
     assert!(u(&v["presence"], "events_applied") > 0);

@@ -1,4 +1,5 @@
-//! The harness shared by the storage tests (`durability.rs`, `storage_hardening.rs`):
+//! The harness shared by the engine's integration tests (the storage tests
+//! `durability.rs`, `storage_hardening.rs`, `notify_durability.rs`; `accept_emfile.rs`):
 //! the real `fanfare` binary on a config in a temporary directory, its API address and
 //! log read from its pipes; an engine started in process on the same config; a raw
 //! JSON request (these tests also send what the typed client never would); bounded
@@ -152,11 +153,38 @@ pub async fn log_of_random_ops(
     seed: u64,
     n: usize,
 ) -> (tempfile::TempDir, fanfare::state::DurableView) {
+    let (dir, held, _) = snapshots_of_random_ops(durability, &[(seed, n)]).await;
+    (dir, held)
+}
+
+/// A data dir whose in-process engine ran each batch of `(seed, n)` random operations
+/// with a snapshot between batches, and stopped without a final one: the dir, the
+/// state the engine held, and the snapshots oldest first. The start of every test
+/// that damages a snapshot or a segment one covers.
+pub async fn snapshots_of_random_ops(
+    durability: &str,
+    batches: &[(u64, usize)],
+) -> (
+    tempfile::TempDir,
+    fanfare::state::DurableView,
+    Vec<fanfare::store::SnapshotInfo>,
+) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let running = start(dir.path(), durability).await;
-    ops_on(&running, seed, n).await;
+    let store = running
+        .engine()
+        .store()
+        .expect("the engine has a store")
+        .clone();
+    let mut snapshots = Vec::new();
+    for (i, &(seed, n)) in batches.iter().enumerate() {
+        if i > 0 {
+            snapshots.push(store.snapshot().expect("a snapshot between batches"));
+        }
+        ops_on(&running, seed, n).await;
+    }
     let held = stop_holding(running).await;
-    (dir, held)
+    (dir, held, snapshots)
 }
 
 /// Read `path`, change its bytes with `edit` (the test's damage), write them back;

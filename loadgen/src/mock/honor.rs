@@ -10,31 +10,28 @@
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
 use http::{Method, StatusCode};
-use rand::Rng as _;
 use serde_json::{json, Value};
 
+use super::huawei::MAX_BODY;
+use super::push_kit::{self, App, Refusal};
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
+use super::vendor::{self, Accepted, Common, Core, Mock};
 
 pub type MockHonor = Mock<Honor>;
 
 #[derive(Debug)]
 pub struct Honor {
-    pub app_id: String,
-    pub client_id: String,
-    pub client_secret: String,
+    pub app: App,
     core: Core,
 }
 
 vendor::oem_vendor!(Honor);
 
+/// Start a mock Honor with fresh credentials on `127.0.0.1:0`.
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHonor> {
-    let mut rng = rand::thread_rng();
     vendor::start_oem(ca, &common, true, |core| Honor {
-        app_id: rng.gen_range(100_000_000u64..999_999_999).to_string(),
-        client_id: hex::encode(rng.gen::<[u8; 8]>()),
-        client_secret: hex::encode(rng.gen::<[u8; 32]>()),
+        app: App::random(true),
         core,
     })
 }
@@ -45,10 +42,14 @@ impl Mock<Honor> {
     }
 }
 
-fn answer(status: StatusCode, code: i64, message: &str) -> Reply {
+fn answer(refusal: &Refusal) -> Reply {
+    let code: i64 = refusal
+        .code
+        .parse()
+        .expect("Push Kit result codes are numbers");
     Reply::json(
-        status,
-        json!({"code": code, "message": message}).to_string(),
+        refusal.status,
+        json!({"code": code, "message": refusal.message}).to_string(),
     )
 }
 
@@ -60,53 +61,23 @@ impl Service for Honor {
             let form = (r.head.method == Method::POST)
                 .then(|| vendor::parse_form(&r.body))
                 .flatten();
-            let ok = form.is_some_and(|f| {
-                f.get("grant_type").map(String::as_str) == Some("client_credentials")
-                    && f.get("client_id") == Some(&self.client_id)
-                    && f.get("client_secret") == Some(&self.client_secret)
-            });
-            if !ok {
+            if !form.is_some_and(|f| self.app.is_grant(&f)) {
                 self.core.recorder.reject(400, "invalid_client");
                 return Reply::json(
                     StatusCode::BAD_REQUEST,
                     r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
                 );
             }
-            let token = self.core.issue_token("HN.");
-            return Reply::json(
-                StatusCode::OK,
-                json!({"access_token": token, "expires_in": self.core.token_lifetime.as_secs(), "token_type": "Bearer"}).to_string(),
-            );
+            return push_kit::grant(&self.core, "HN.");
         }
-        let (reply, code) = self.send(&r);
-        if let Some(code) = code {
-            self.core.recorder.reject(reply.status.as_u16(), code);
-        }
-        reply
+        let path = ("/api/v1/", "/sendMessage");
+        push_kit::serve(&self.core, &r, path, |app| self.send(&r, app), answer)
     }
 }
 
 impl Honor {
-    fn send(&self, r: &Request) -> (Reply, Option<&'static str>) {
-        let app = match vendor::post_param(r, "/api/v1/", "/sendMessage") {
-            Ok(app) => app,
-            Err((status, code)) => return (Reply::empty(status), Some(code)),
-        };
-        match self.core.check_bearer(r) {
-            Some(true) => {}
-            Some(false) => {
-                return (
-                    answer(StatusCode::UNAUTHORIZED, 80200003, "token expired"),
-                    Some("80200003"),
-                )
-            }
-            _ => {
-                return (
-                    answer(StatusCode::UNAUTHORIZED, 80200001, "authentication error"),
-                    Some("80200001"),
-                )
-            }
-        }
+    fn send(&self, r: &Request, app: &str) -> Result<Reply, Refusal> {
+        push_kit::check_bearer(&self.core, r)?;
         let ts_ok = r
             .head
             .headers
@@ -115,106 +86,23 @@ impl Honor {
             .and_then(|v| v.parse::<i64>().ok())
             .is_some_and(|ts| (ts - vendor::now_millis()).abs() < 600_000);
         if !ts_ok {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    80100001,
-                    "timestamp header missing or skewed",
-                ),
-                Some("80100001"),
-            );
+            return Err(Refusal::invalid("timestamp header missing or skewed"));
         }
-        if app != self.app_id {
-            return (
-                answer(StatusCode::OK, 80300002, "no permission for this app"),
-                Some("80300002"),
-            );
-        }
-        if r.body_len > 4096 {
-            return (
-                answer(StatusCode::OK, 80300008, "message body too large"),
-                Some("80300008"),
-            );
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    80100003,
-                    "incorrect message structure",
-                ),
-                Some("80100003"),
-            );
-        };
+        self.app.check(app)?;
+        let v = push_kit::json_body(r, MAX_BODY)?;
         let Some(token) = v["token"]
             .as_array()
             .and_then(|a| a.first())
             .and_then(Value::as_str)
         else {
-            return (
-                answer(StatusCode::OK, 80300010, "token count out of range"),
-                Some("80300010"),
-            );
+            return Err(Refusal::new(
+                StatusCode::OK,
+                "80300010",
+                "token count out of range",
+            ));
         };
-        // A data message has no notification at all and carries `data`.
-        let n = &v["android"]["notification"];
-        let data_message = n.is_null() && v["notification"].is_null();
-        let (title, body) = if data_message {
-            if v["data"].as_str().is_none_or(str::is_empty) {
-                return (
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        80100003,
-                        "a data message needs data",
-                    ),
-                    Some("80100003"),
-                );
-            }
-            ("", "")
-        } else {
-            let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
-                return (
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        80100001,
-                        "android.notification title/body required",
-                    ),
-                    Some("80100001"),
-                );
-            };
-            if n["clickAction"]["type"].as_i64().is_none() {
-                return (
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        80100001,
-                        "android.notification.clickAction required",
-                    ),
-                    Some("80100001"),
-                );
-            }
-            (title, body)
-        };
-        if let Err(field) = super::huawei::check_push_kit_options(&v) {
-            return (
-                answer(StatusCode::BAD_REQUEST, 80100001, field),
-                Some("80100001"),
-            );
-        }
-        match self.core.script(token) {
-            Some(Scripted::Dead) => {
-                return (
-                    answer(StatusCode::OK, 80300007, "all tokens are invalid"),
-                    Some("80300007"),
-                )
-            }
-            Some(_) => {
-                return (
-                    answer(StatusCode::SERVICE_UNAVAILABLE, 81000001, "flow control"),
-                    Some("flow_control"),
-                )
-            }
-            None => {}
-        }
+        let (title, body) = push_kit::shown(&v, true)?;
+        push_kit::check_script(&self.core, token)?;
         let push = Accepted {
             token,
             title,
@@ -222,12 +110,9 @@ impl Honor {
             payload: vendor::nested_payload(v["data"].as_str()),
         };
         self.core.accept(r, push, v.clone());
-        (
-            Reply::json(
-                StatusCode::OK,
-                json!({"code": 200, "message": "success", "data": {"sendResult": true, "requestId": format!("{}", server::unix_millis())}}).to_string(),
-            ),
-            None,
-        )
+        Ok(Reply::json(
+            StatusCode::OK,
+            json!({"code": 200, "message": "success", "data": {"sendResult": true, "requestId": format!("{}", server::unix_millis())}}).to_string(),
+        ))
     }
 }

@@ -11,12 +11,12 @@
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
 use http::{Method, StatusCode};
-use rand::Rng as _;
 use serde_json::{json, Value};
 
+use super::push_kit::{self, App, Refusal};
 use super::server::{self, Reply, Request, Service};
 use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
+use super::vendor::{self, Accepted, Common, Core, Mock};
 
 pub const MAX_BODY: usize = 4096;
 
@@ -25,8 +25,7 @@ pub type MockHuawei = Mock<Huawei>;
 
 #[derive(Debug)]
 pub struct Huawei {
-    pub app_id: String,
-    pub client_secret: String,
+    pub app: App,
     core: Core,
 }
 
@@ -34,10 +33,8 @@ vendor::oem_vendor!(Huawei);
 
 /// Start a mock Huawei with fresh credentials on `127.0.0.1:0`.
 pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
-    let mut rng = rand::thread_rng();
     vendor::start_oem(ca, &common, true, |core| Huawei {
-        app_id: rng.gen_range(100_000_000u64..999_999_999).to_string(),
-        client_secret: hex::encode(rng.gen::<[u8; 32]>()),
+        app: App::random(false),
         core,
     })
 }
@@ -49,10 +46,10 @@ impl Mock<Huawei> {
     }
 }
 
-fn answer(status: StatusCode, code: &str, msg: &str) -> Reply {
+fn answer(refusal: &Refusal) -> Reply {
     Reply::json(
-        status,
-        json!({"code": code, "msg": msg, "requestId": format!("{}", server::unix_millis())})
+        refusal.status,
+        json!({"code": refusal.code, "msg": refusal.message, "requestId": format!("{}", server::unix_millis())})
             .to_string(),
     )
 }
@@ -64,11 +61,8 @@ impl Service for Huawei {
         if r.head.uri.path() == "/oauth2/v3/token" {
             return self.token(&r);
         }
-        let (reply, code) = self.send(&r);
-        if let Some(code) = code {
-            self.core.recorder.reject(reply.status.as_u16(), code);
-        }
-        reply
+        let path = ("/v1/", "/messages:send");
+        push_kit::serve(&self.core, &r, path, |app| self.send(&r, app), answer)
     }
 }
 
@@ -85,87 +79,23 @@ impl Huawei {
                 r#"{"error":1102,"sub_error":20001,"error_description":"invalid request"}"#,
             );
         };
-        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
-            && form.get("client_id") == Some(&self.app_id)
-            && form.get("client_secret") == Some(&self.client_secret);
-        if !ok {
+        if !self.app.is_grant(&form) {
             self.core.recorder.reject(400, "invalid_client");
             return Reply::json(
                 StatusCode::BAD_REQUEST,
                 r#"{"error":1101,"sub_error":20152,"error_description":"invalid client"}"#,
             );
         }
-        let token = self.core.issue_token("CF3");
-        Reply::json(
-            StatusCode::OK,
-            json!({"access_token": token, "expires_in": self.core.token_lifetime.as_secs(), "token_type": "Bearer"}).to_string(),
-        )
+        push_kit::grant(&self.core, "CF3")
     }
 
-    fn send(&self, r: &Request) -> (Reply, Option<&'static str>) {
-        let app = match vendor::post_param(r, "/v1/", "/messages:send") {
-            Ok(app) => app,
-            Err((status, code)) => return (Reply::empty(status), Some(code)),
-        };
-        match self.core.check_bearer(r) {
-            Some(true) => {}
-            Some(false) => {
-                return (
-                    answer(StatusCode::UNAUTHORIZED, "80200003", "OAuth token expired"),
-                    Some("80200003"),
-                )
-            }
-            _ => {
-                return (
-                    answer(
-                        StatusCode::UNAUTHORIZED,
-                        "80200001",
-                        "Oauth Authentication error",
-                    ),
-                    Some("80200001"),
-                )
-            }
-        }
-        if app != self.app_id {
-            return (
-                answer(
-                    StatusCode::OK,
-                    "80300002",
-                    "APP has no permission to send to these tokens",
-                ),
-                Some("80300002"),
-            );
-        }
+    fn send(&self, r: &Request, app: &str) -> Result<Reply, Refusal> {
+        push_kit::check_bearer(&self.core, r)?;
+        self.app.check(app)?;
         if vendor::media_type(&r.head.headers) != "application/json" {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    "80100001",
-                    "content-type must be application/json",
-                ),
-                Some("80100001"),
-            );
+            return Err(Refusal::invalid("content-type must be application/json"));
         }
-        if r.body_len > MAX_BODY {
-            return (
-                answer(
-                    StatusCode::OK,
-                    "80300008",
-                    "The message body size exceeds the default value",
-                ),
-                Some("80300008"),
-            );
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    "80100003",
-                    "Incorrect message structure",
-                ),
-                Some("80100003"),
-            );
-        };
+        let v = push_kit::json_body(r, MAX_BODY)?;
         let m = &v["message"];
         let tokens: Vec<&str> = m["token"]
             .as_array()
@@ -175,92 +105,25 @@ impl Huawei {
             || tokens.len() > 1000
             || m["token"].as_array().map(Vec::len) != Some(tokens.len())
         {
-            return (
-                answer(
-                    StatusCode::OK,
-                    "80300010",
-                    "The number of tokens in the message body exceeds the default value",
-                ),
-                Some("80300010"),
-            );
+            return Err(Refusal::new(
+                StatusCode::OK,
+                "80300010",
+                "The number of tokens in the message body exceeds the default value",
+            ));
         }
         if !(m["data"].is_null() || m["data"].is_string()) {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    "80100003",
-                    "Incorrect message structure: data must be a string",
-                ),
-                Some("80100003"),
-            );
+            return Err(Refusal::structure(
+                "Incorrect message structure: data must be a string",
+            ));
         }
-        // A data (transparent) message has no notification at all and carries `data`;
-        // a notification message has title and body.
-        let n = &m["android"]["notification"];
-        let data_message = n.is_null() && m["notification"].is_null();
-        let (title, body) = if data_message {
-            if m["data"].as_str().is_none_or(str::is_empty) {
-                return (
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        "80100003",
-                        "Incorrect message structure: a data message needs data",
-                    ),
-                    Some("80100003"),
-                );
-            }
-            ("", "")
-        } else {
-            let (Some(title), Some(body)) = (n["title"].as_str(), n["body"].as_str()) else {
-                return (
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        "80100001",
-                        "Some request parameters are invalid: notification title/body",
-                    ),
-                    Some("80100001"),
-                );
-            };
-            (title, body)
-        };
-        if let Err(field) = check_push_kit_options(m) {
-            return (
-                answer(
-                    StatusCode::BAD_REQUEST,
-                    "80100001",
-                    &format!("Some request parameters are invalid: {field}"),
-                ),
-                Some("80100001"),
-            );
-        }
+        let (title, body) = push_kit::shown(m, false)?;
         if let Some(ttl) = m["android"]["ttl"].as_str() {
             if !ttl.ends_with('s') || ttl.trim_end_matches('s').parse::<f64>().is_err() {
-                return (
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        "80100001",
-                        "Some request parameters are invalid: ttl",
-                    ),
-                    Some("80100001"),
-                );
+                return Err(Refusal::invalid("Some request parameters are invalid: ttl"));
             }
         }
         let token = tokens[0];
-        match self.core.script(token) {
-            Some(Scripted::Dead) => {
-                return (
-                    answer(StatusCode::OK, "80300007", "All the tokens are invalid"),
-                    Some("80300007"),
-                )
-            }
-            Some(Scripted::RateLimit) | Some(Scripted::Quota) => {
-                return (
-                    answer(StatusCode::SERVICE_UNAVAILABLE, "81000001", "flow control"),
-                    Some("flow_control"),
-                )
-            }
-            None => {}
-        }
+        push_kit::check_script(&self.core, token)?;
         let push = Accepted {
             token,
             title,
@@ -269,60 +132,9 @@ impl Huawei {
         };
         self.core.accept(r, push, v.clone());
         let id = self.core.next_id();
-        (
-            Reply::json(
-                StatusCode::OK,
-                json!({"code": "80000000", "msg": "Success", "requestId": format!("{}{id:06}", server::unix_millis())}).to_string(),
-            ),
-            None,
-        )
+        Ok(Reply::json(
+            StatusCode::OK,
+            json!({"code": "80000000", "msg": "Success", "requestId": format!("{}{id:06}", server::unix_millis())}).to_string(),
+        ))
     }
-}
-
-/// The option fields of a Push Kit message (Huawei's names; Honor's camelCase ones
-/// too): `android.urgency` `HIGH`|`NORMAL`, `android.collapse_key` an integer -1..100,
-/// `notification.importance` `LOW`|`NORMAL`, `tag`/`sound`/`channel_id` strings,
-/// `default_sound` a boolean, `badge` a class with `add_num` 1..=99 or `set_num`
-/// 0..=99. `Err` names the bad field.
-pub(crate) fn check_push_kit_options(m: &Value) -> Result<(), &'static str> {
-    let a = &m["android"];
-    if !a["urgency"].is_null() && !matches!(a["urgency"].as_str(), Some("HIGH" | "NORMAL")) {
-        return Err("android.urgency");
-    }
-    if !a["collapse_key"].is_null()
-        && !a["collapse_key"]
-            .as_i64()
-            .is_some_and(|k| (-1..=100).contains(&k))
-    {
-        return Err("android.collapse_key");
-    }
-    let n = &a["notification"];
-    if !n["importance"].is_null() && !matches!(n["importance"].as_str(), Some("LOW" | "NORMAL")) {
-        return Err("android.notification.importance");
-    }
-    for key in ["tag", "sound", "channel_id"] {
-        if !n[key].is_null() && !n[key].is_string() {
-            return Err("android.notification string field");
-        }
-    }
-    // Push Kit's badge: the launcher class and a number to add (1..=99) or set (0..=99).
-    let b = &n["badge"];
-    if !b.is_null() {
-        let num = |k: &str| b[k].as_u64();
-        let ok = b["class"].as_str().is_some_and(|c| !c.is_empty())
-            && match (num("add_num"), num("set_num")) {
-                (Some(a), None) => (1..=99).contains(&a),
-                (None, Some(s)) => s <= 99,
-                _ => false,
-            };
-        if !ok {
-            return Err("android.notification.badge");
-        }
-    }
-    for key in ["default_sound", "defaultSound"] {
-        if !n[key].is_null() && !n[key].is_boolean() {
-            return Err("android.notification.default_sound");
-        }
-    }
-    Ok(())
 }

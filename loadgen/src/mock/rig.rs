@@ -89,10 +89,10 @@ impl Vendors {
             self.vivo.vendor(),
         );
         json!({
-            "huawei": {"app_id": h.app_id, "client_secret": h.client_secret,
+            "huawei": {"app_id": h.app.app_id, "client_secret": h.app.client_secret,
                        "endpoint": self.huawei.url(), "token_endpoint": self.huawei.token_endpoint(),
                        "channel_id": CHANNEL, "ca_file": ca_file},
-            "honor": {"app_id": o.app_id, "client_id": o.client_id, "client_secret": o.client_secret,
+            "honor": {"app_id": o.app.app_id, "client_id": o.app.client_id, "client_secret": o.app.client_secret,
                       "endpoint": self.honor.url(), "token_endpoint": self.honor.token_endpoint(),
                       "ca_file": ca_file},
             "xiaomi": {"app_secret": x.app_secret, "package_name": PACKAGE,

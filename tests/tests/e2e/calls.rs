@@ -243,11 +243,7 @@ async fn a_repeated_call_id_rings_nothing_again_and_never_collides_with_a_messag
 
 #[tokio::test]
 async fn only_vendors_a_target_uses_limit_the_push_size() {
-    let h = harness::start_with(Options {
-        vendors: true,
-        ..Options::default()
-    })
-    .await;
+    let h = harness::start_with_vendors().await;
     h.bind("u1-ios", "u1", "apns", &apns_token(1)).await;
     let sub = h.v().webpush.subscribe();
     h.bind("u2-web", "u2", "webpush", &sub.to_json()).await;

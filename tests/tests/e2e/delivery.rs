@@ -268,25 +268,14 @@ async fn a_dead_token_report_spares_a_binding_re_registered_with_a_new_token() {
     h.apns
         .set_token_verdict(&apns_token(1), ApnsVerdict::Unregistered);
     // The debug endpoint answers synchronously, so the removal has happened when it returns.
-    let (s, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "d1", "push": {"title": "t"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let v = h.debug_push("d1", json!({"title": "t"})).await;
     assert_eq!(v["status"], 410);
     assert_eq!(v["reason"], "Unregistered");
     assert_eq!(v["outcome"], "token_dead");
     assert_eq!(h.stats().await["bindings"], 0);
     // Re-register with a fresh token; it works.
     h.bind("d1", "u1", "apns", &apns_token(5)).await;
-    let (_, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "d1", "push": {"title": "t"}}),
-        )
-        .await;
+    let v = h.debug_push("d1", json!({"title": "t"})).await;
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["provider"], "apns");
     assert!(
@@ -302,13 +291,7 @@ async fn a_dead_token_report_spares_a_binding_re_registered_with_a_new_token() {
 async fn debug_push_reports_the_fcm_verdict() {
     let h = harness::start().await;
     h.bind("a1", "u1", "fcm", &fcm_token(1)).await;
-    let (s, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "a1", "push": {"title": "hi"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let v = h.debug_push("a1", json!({"title": "hi"})).await;
     assert_eq!(v["provider"], "fcm");
     assert_eq!(v["status"], 200);
     assert!(

@@ -61,6 +61,15 @@ pub async fn start() -> Harness {
     start_with(Options::default()).await
 }
 
+/// [`start`] with the Chinese OEM and Web Push mocks too (`Options::vendors`).
+pub async fn start_with_vendors() -> Harness {
+    start_with(Options {
+        vendors: true,
+        ..Options::default()
+    })
+    .await
+}
+
 pub async fn start_with(opts: Options) -> Harness {
     try_start(opts).await.expect("harness starts")
 }
@@ -387,6 +396,15 @@ impl Harness {
         push: Value,
     ) -> MessageAccepted {
         self.send_message(id, sender, "group", group, push).await
+    }
+
+    /// `POST /v1/debug/push` of `push` to `push_id`: asserts the `200` and returns the
+    /// verdict it reports.
+    pub async fn debug_push(&self, push_id: &str, push: Value) -> Value {
+        let body = json!({"push_id": push_id, "push": push});
+        let (s, v) = self.post("/v1/debug/push", body).await;
+        assert_eq!(s, StatusCode::OK, "debug push to {push_id}: {v}");
+        v
     }
 
     /// Talk to `engine` from now on (an engine restarted on the same data).

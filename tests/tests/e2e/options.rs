@@ -350,13 +350,9 @@ async fn an_unknown_resources_id_is_refused_naming_it_and_pushes_nothing() {
 async fn the_debug_push_applies_the_rule_set_and_refuses_an_unknown_one() {
     let h = start().await;
     h.bind("a1", "u1", "apns", &apns_token(1)).await;
-    let (s, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "a1", "push": {"title": "t", "resources_id": "chat"}}),
-        )
+    let v = h
+        .debug_push("a1", json!({"title": "t", "resources_id": "chat"}))
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["outcome"], "delivered", "{v}");
     let aps = h.apns.received().pop().expect("apns push").body["aps"].clone();
     assert_eq!(aps["category"], "MESSAGE");

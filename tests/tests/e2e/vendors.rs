@@ -7,17 +7,8 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    self, apns_token, fcm_token, huawei_token, oppo_token, vivo_token, xiaomi_token, Harness,
-    Options, WAIT,
+    self, apns_token, fcm_token, huawei_token, oppo_token, vivo_token, xiaomi_token, Harness, WAIT,
 };
-
-async fn start() -> Harness {
-    harness::start_with(Options {
-        vendors: true,
-        ..Options::default()
-    })
-    .await
-}
 
 const VENDORS: [&str; 6] = ["huawei", "honor", "xiaomi", "oppo", "vivo", "webpush"];
 
@@ -97,7 +88,7 @@ fn set_verdicts(h: &Harness, tokens: &[String], verdict: TokenVerdict, except: &
 /// reuses every vendor's auth token.
 #[tokio::test]
 async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
-    let h = start().await;
+    let h = harness::start_with_vendors().await;
     h.bind("ios", "m-apns", "apns", &apns_token(1)).await;
     h.bind("android", "m-fcm", "fcm", &fcm_token(1)).await;
     let sub = h.v().webpush.subscribe();
@@ -195,7 +186,7 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
 
 #[tokio::test]
 async fn dead_tokens_remove_the_bindings_of_every_vendor() {
-    let h = start().await;
+    let h = harness::start_with_vendors().await;
     let push = json!({"title": "t", "content": "c"});
     message_under_verdicts(&h, "u-dead", 7, TokenVerdict::Dead, &[], push).await;
     let v = h.v();
@@ -225,7 +216,7 @@ async fn dead_tokens_remove_the_bindings_of_every_vendor() {
 
 #[tokio::test]
 async fn rate_limits_are_retried_not_token_death() {
-    let h = start().await;
+    let h = harness::start_with_vendors().await;
     let push = json!({"title": "t", "content": "c", "payload": "p"});
     let verdict = TokenVerdict::RateLimit(1);
     message_under_verdicts(&h, "u-slow", 9, verdict, &["vivo"], push).await;
@@ -256,27 +247,20 @@ async fn rate_limits_are_retried_not_token_death() {
 /// vivo's daily quota codes pause vivo sends until tomorrow; the binding stays.
 #[tokio::test]
 async fn vivo_quota_pauses_sending_without_unbinding() {
-    let h = start().await;
+    let h = harness::start_with_vendors().await;
     let token = vivo_token(3);
     h.bind("v1", "u-vivo", "vivo", &token).await;
     h.bind("v2", "u-vivo2", "vivo", &vivo_token(4)).await;
     h.v().vivo.set_token_verdict(&token, TokenVerdict::Quota);
-    let (s, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "v1", "push": {"title": "t", "content": "c"}}),
-        )
+    let v = h
+        .debug_push("v1", json!({"title": "t", "content": "c"}))
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["provider"], "vivo");
     assert_eq!(v["outcome"], "retry");
     assert_eq!(v["reason"], "10070");
     // Paused: the next push (another device) is not sent to vivo at all.
-    let (_, v) = h
-        .post(
-            "/v1/debug/push",
-            json!({"push_id": "v2", "push": {"title": "t", "content": "c"}}),
-        )
+    let v = h
+        .debug_push("v2", json!({"title": "t", "content": "c"}))
         .await;
     assert_eq!(v["outcome"], "retry");
     assert_eq!(v["status"], Value::Null);
@@ -288,7 +272,7 @@ async fn vivo_quota_pauses_sending_without_unbinding() {
 
 #[tokio::test]
 async fn debug_push_answers_each_vendors_verdict() {
-    let h = start().await;
+    let h = harness::start_with_vendors().await;
     bind_all(&h, "u-debug", 11).await;
     let expect_status = [200, 200, 200, 200, 200, 201];
     for (vendor, status) in VENDORS.iter().zip(expect_status) {
@@ -310,7 +294,7 @@ async fn debug_push_answers_each_vendors_verdict() {
 
 #[tokio::test]
 async fn malformed_vendor_tokens_are_rejected_and_change_nothing() {
-    let h = start().await;
+    let h = harness::start_with_vendors().await;
     let bad = [
         ("huawei", "short"),
         ("huawei", "IQAAAACy0kYkAACr1QJ5/+="),
