@@ -42,11 +42,12 @@ mod breaker;
 pub mod calls;
 mod delay;
 mod pace;
+mod share;
 mod worker;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -54,10 +55,11 @@ use tokio::sync::mpsc;
 use super::plan::{Lane, Targets};
 use crate::providers::{Attempt, Cause, Delivery, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
-use crate::state::{Device, Mutation, ProviderKind, State};
+use crate::state::{Device, ProviderKind, State};
 use crate::telemetry::{inc, Stats};
 use breaker::Signal;
 use calls::Live;
+pub use share::DurableWriter;
 
 /// A lane (or the table of live calls) was full; the request should be retried
 /// after this long.
@@ -140,15 +142,9 @@ struct Ctx<V> {
     /// (provider, cause) pairs already logged at warn level; later ones are counted
     /// and logged at debug only.
     logged: [[AtomicBool; Cause::COUNT]; ProviderKind::ALL.len()],
-    /// Engines sharing each lane's `max_rps` (cluster mode; 1 alone).
-    share: AtomicUsize,
-    /// Where a dead token's removal goes instead of [`State::apply`] (cluster mode).
-    writer: OnceLock<DurableWriter>,
+    /// Cluster mode's share of `max_rps` and dead-token writer ([`share`]).
+    cluster: share::Hooks,
 }
-
-/// A best-effort durable writer: publishes a mutation without waiting; false when it
-/// was dropped.
-pub type DurableWriter = Arc<dyn Fn(&Mutation) -> bool + Send + Sync>;
 
 /// One device push making its way through a lane.
 struct Job {
@@ -218,8 +214,7 @@ impl<V: Vendors> Dispatcher<V> {
             state,
             stats,
             logged: Default::default(),
-            share: AtomicUsize::new(1),
-            writer: OnceLock::new(),
+            cluster: share::Hooks::default(),
         });
         let lanes = Lane::ALL.map(|lane| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -241,18 +236,6 @@ impl<V: Vendors> Dispatcher<V> {
             ctx,
             calls,
         }
-    }
-
-    /// Cluster mode: `engines` share every lane's `max_rps`; each lane paces at its
-    /// share from its next turn.
-    pub fn set_share(&self, engines: usize) {
-        self.ctx.share.store(engines.max(1), Ordering::Relaxed);
-    }
-
-    /// Cluster mode: dead-token removals go to `writer` (the state stream) instead of
-    /// changing this engine's memory directly. Set once.
-    pub fn set_durable_writer(&self, writer: DurableWriter) {
-        let _ = self.ctx.writer.set(writer);
     }
 
     /// Device pushes queued, waiting for a retry, or in flight, per lane.
@@ -479,19 +462,7 @@ impl<V: Vendors> Ctx<V> {
                 inc(&s.sent);
                 inc(&s.failed);
                 inc(&s.dead_tokens);
-                let dead = Mutation::RemoveDeadToken {
-                    push_id: device.push_id().into(),
-                    token: device.token().to_owned(),
-                };
-                let removed = match self.writer.get() {
-                    None => matches!(
-                        self.state.apply(&dead),
-                        crate::state::Applied::Unbound(Some(_))
-                    ),
-                    // Removed by the stream's follower on every engine, soon.
-                    Some(publish) => publish(&dead),
-                };
-                if removed {
+                if self.remove_dead_token(device) {
                     inc(&s.invalid_tokens_removed);
                 }
                 tracing::debug!(

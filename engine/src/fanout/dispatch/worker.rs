@@ -78,7 +78,7 @@ impl<'a> Worker<'a> {
             breaker: Breaker::new(b.failures, b.open, b.max_open),
             pace: Pace::new(limits.max_rps, Instant::now()),
             max_rps: limits.max_rps,
-            share: &ctx.share,
+            share: &ctx.cluster.share,
             shared_by: 1,
             max_in_flight: limits.max_in_flight.max(1),
             delayed: DelayQueue::default(),
