@@ -17,11 +17,13 @@
 //! never": the push is dropped if it has not left within a second or two and is not
 //! retried after an attempt.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::clock::unix_now_s;
 use crate::config::Resource;
 use crate::fanout::dispatch::calls::{self, Live};
+use crate::fanout::dispatch::Overloaded;
 use crate::fanout::plan::{self, Lane, Summary, Targets};
 use crate::providers::{Content, Kind, Push, TooLarge};
 use crate::state::ids::Pin;
@@ -156,17 +158,13 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
         Conversation::Peer(_) => (notify::Kind::Peer, &m.sender_id),
     };
     let seen_as = notify::Conversation { kind, id };
+    let accepted = &engine.stats.messages_accepted;
     let Some(content) = &m.content else {
-        if !engine.dedup.claim(Space::Message, &m.message_id) {
+        let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
             inc(&engine.stats.messages_duplicate);
             return Ok(Outcome::Duplicate);
-        }
-        inc(&engine.stats.messages_accepted);
-        return Ok(Outcome::Accepted(Accepted {
-            summary: count(engine, recipients),
-            targets: 0,
-            unconfigured: 0,
-        }));
+        };
+        return claim.settle(Ok(0), count(engine, recipients), 0, accepted);
     };
     let rule = resource(engine, content)?;
     let options = plan::Options {
@@ -181,27 +179,16 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
     };
     let ttl_s = content.ttl_s.unwrap_or(engine.config.messages.ttl_s);
     let push = render(kind, content, rule, ttl_s, &targets)?;
-    if !engine.dedup.claim(Space::Message, &m.message_id) {
+    let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
         inc(&engine.stats.messages_duplicate);
         return Ok(Outcome::Duplicate);
-    }
+    };
     let unconfigured = targets.unconfigured.len();
-    let queued = engine
-        .dispatcher
-        .submit_then(Arc::new(push), targets, |t| {
-            count_badges(engine, t, content.badge_increment)
-        })
-        .map_err(|o| {
-            engine.dedup.release(Space::Message, &m.message_id);
-            shed(engine, o)
-        })?;
+    let queued = engine.dispatcher.submit_then(Arc::new(push), targets, |t| {
+        count_badges(engine, t, content.badge_increment)
+    });
     drop(users);
-    inc(&engine.stats.messages_accepted);
-    Ok(Outcome::Accepted(Accepted {
-        summary,
-        targets: queued,
-        unconfigured,
-    }))
+    claim.settle(queued, summary, unconfigured, accepted)
 }
 
 /// Accept one call invitation: ring the offline invitees until `timeout_s`, and track
@@ -233,30 +220,58 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
         timeout_s: c.timeout_s,
     };
     let push = render(kind, &content, rule, ttl_s, &targets)?;
-    if !engine.dedup.claim(Space::Call, &c.call_id) {
+    let Some(claim) = Claim::take(engine, Space::Call, &c.call_id) else {
         return Ok(Outcome::Duplicate);
-    }
+    };
     let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
-    let queued = engine
-        .dispatcher
-        .ring(
-            Arc::new(push),
-            targets,
-            c.call_id.clone(),
-            c.inviter_id,
-            expires_at,
-        )
-        .map_err(|o| {
-            engine.dedup.release(Space::Call, &c.call_id);
-            shed(engine, o)
+    let queued = engine.dispatcher.ring(
+        Arc::new(push),
+        targets,
+        c.call_id.clone(),
+        c.inviter_id,
+        expires_at,
+    );
+    claim.settle(queued, summary, unconfigured, &engine.stats.calls_accepted)
+}
+
+/// A message or call id claimed in the dedup window. It is given back when the
+/// request's pushes cannot be queued, so the caller's retry is not a duplicate.
+struct Claim<'e> {
+    engine: &'e Engine,
+    space: Space,
+    id: &'e str,
+}
+
+impl<'e> Claim<'e> {
+    /// The claim on `id`; `None` when it was seen within the window.
+    fn take(engine: &'e Engine, space: Space, id: &'e str) -> Option<Self> {
+        engine
+            .dedup
+            .claim(space, id)
+            .then_some(Self { engine, space, id })
+    }
+
+    /// The request accepted with its `queued` pushes (counted in `accepted`), or, when
+    /// a queue was full, shed with the claim given back.
+    fn settle(
+        self,
+        queued: Result<usize, Overloaded>,
+        summary: Summary,
+        unconfigured: usize,
+        accepted: &AtomicU64,
+    ) -> Result<Outcome, Error> {
+        let targets = queued.map_err(|o| {
+            self.engine.dedup.release(self.space, self.id);
+            shed(self.engine, o)
         })?;
-    inc(&engine.stats.calls_accepted);
-    Ok(Outcome::Accepted(Accepted {
-        summary,
-        targets: queued,
-        unconfigured,
-    }))
+        inc(accepted);
+        Ok(Outcome::Accepted(Accepted {
+            summary,
+            targets,
+            unconfigured,
+        }))
+    }
 }
 
 /// Cancel a live call: drop its invitations not yet sent and send one silent
@@ -362,7 +377,7 @@ fn plan_for(
     conversation: Option<notify::Conversation<'_>>,
     options: plan::Options,
 ) -> (Summary, Targets) {
-    plan::plan_with(
+    plan::plan(
         &engine.state,
         users,
         recipients,
@@ -428,7 +443,7 @@ fn render_lanes(
 }
 
 /// A lane or the call table was full: count the shed request.
-fn shed(engine: &Engine, o: crate::fanout::dispatch::Overloaded) -> Error {
+fn shed(engine: &Engine, o: Overloaded) -> Error {
     inc(&engine.stats.requests_shed);
     Error::Overloaded {
         lane: o.queue,
