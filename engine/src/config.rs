@@ -13,6 +13,7 @@
 //! and environment overrides ([`env`]).
 
 mod check;
+mod cluster;
 mod env;
 mod problems;
 mod resources;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use check::{Check, Filled, Needs};
+pub use cluster::Cluster;
 pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,
@@ -37,14 +39,16 @@ use env::{apply_env, explain};
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 9] = [
     "api",
+    "feedback",
     "storage",
     "presence",
     "messages",
     "retry",
     "breaker",
     "transport",
+    "cluster",
 ];
 
 /// Every section that can be overridden from the environment.
@@ -106,6 +110,10 @@ pub struct Config {
     pub webpush: Webpush,
     /// Named push rule sets, `[resources.<id>.<vendor>]`, selected by `push.resources_id`.
     pub resources: std::collections::BTreeMap<String, Resource>,
+    /// The IM server's webhook for dead tokens and rejected pushes; absent url = off.
+    pub feedback: crate::feedback::Section,
+    /// Cluster mode over NATS JetStream; absent = one engine on its own log.
+    pub cluster: Option<Cluster>,
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -118,6 +126,8 @@ pub struct Settings {
     pub vendors: crate::providers::Settings,
     /// The `[resources]` rule sets, checked.
     pub resources: std::collections::BTreeMap<String, Resource>,
+    /// The `[feedback]` webhook, when it has a `url`.
+    pub feedback: Option<crate::feedback::Settings>,
 }
 
 /// A credential from the config file or environment: deserialized as a string, shown
@@ -221,7 +231,9 @@ impl Config {
         let mut p = self.engine_problems();
         resources::problems(&self.resources, &mut p);
         let vendors = crate::providers::Settings::check(self, &mut p);
+        let feedback = crate::feedback::Settings::check(&self.feedback, &self.transport, &mut p);
         let settings = Settings {
+            feedback,
             delivery: crate::providers::Delivery::from_config(self),
             vendors,
             resources: self.resources.clone(),

@@ -15,7 +15,11 @@
 //!   classification into [`providers::Outcome`]);
 //! - [`transport`]: TLS config and the pool of multiplexed HTTP/2 connections.
 //!
-//! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`config`]
+//! What happened to each message is kept in the delivery ledger ([`fanout::ledger`])
+//! and dead tokens and rejections go back to the IM server through [`feedback`].
+//!
+//! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`cluster`]
+//! (`[cluster]`: the state stream on NATS JetStream in place of the log), [`config`]
 //! (TOML + env overrides), [`clock`], [`shutdown`], [`telemetry`] (stats and
 //! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
 //! generator's engine process), and [`client`] (the typed API client of the programs
@@ -31,8 +35,10 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod fanout;
+pub mod feedback;
 pub mod providers;
 pub mod serve;
 pub mod shutdown;
@@ -52,6 +58,7 @@ use tokio::task::JoinSet;
 use config::Config;
 use fanout::dedup::Dedup;
 use fanout::dispatch::Dispatcher;
+use fanout::ledger::Ledger;
 use providers::Providers;
 use state::{Applied, Mutation, State};
 use telemetry::{Gauges, Stats};
@@ -73,6 +80,8 @@ pub enum Error {
     Recovery(#[source] Arc<store::Error>),
     #[error("recovery task died")]
     RecoveryPanicked,
+    #[error("the feedback webhook client could not be built")]
+    Feedback(#[source] transport::tls::Error),
 }
 
 /// The running engine's shared core, handed to every API handler.
@@ -83,7 +92,11 @@ pub struct Engine {
     pub providers: Arc<Providers>,
     pub dispatcher: Dispatcher,
     pub dedup: Dedup,
+    /// What happened to each message and call (`GET /v1/messages/{id}`).
+    pub ledger: Ledger,
     store: OnceLock<Arc<store::Store>>,
+    /// Cluster mode: this engine's node, once it has joined.
+    cluster: OnceLock<Arc<cluster::Node>>,
     ready: AtomicBool,
 }
 
@@ -91,10 +104,21 @@ impl Engine {
     /// Apply a durable mutation and return once it is durable: the one write path for
     /// bindings and groups. Only called once ready (the API refuses work before).
     pub async fn mutate(&self, m: Mutation) -> Result<Applied, store::Error> {
+        if let Some(node) = self.cluster.get() {
+            return node
+                .commit(&m)
+                .await
+                .map_err(|e| store::Error::Cluster(Box::new(e)));
+        }
         match self.store.get() {
             Some(store) => store.commit(&m).await,
             None => Err(store::Error::Stopped),
         }
+    }
+
+    /// Cluster mode's node (`None` on a single engine).
+    pub fn cluster(&self) -> Option<&Arc<cluster::Node>> {
+        self.cluster.get()
     }
 
     /// The store, once recovery has finished.
@@ -110,6 +134,9 @@ impl Engine {
     /// Why durable writes are being refused, while they are (`/readyz` says so); the
     /// text is an I/O error's, without paths or secrets.
     pub fn write_failure(&self) -> Option<String> {
+        if let Some(node) = self.cluster.get() {
+            return node.write_failure();
+        }
         self.store.get().and_then(|s| s.write_failure())
     }
 
@@ -177,6 +204,14 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         config.messages.queue_capacity,
         workers_shutdown.clone(),
     );
+    let mut tasks = JoinSet::new();
+    if let Some(f) = &settings.feedback {
+        let (queue, task) =
+            feedback::spawn(f, stats.clone(), clock.clone(), workers_shutdown.clone())
+                .map_err(Error::Feedback)?;
+        dispatcher.set_feedback(Some(queue));
+        tasks.spawn(task);
+    }
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
         .await
@@ -185,20 +220,40 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         .local_addr()
         .map_err(|source| Error::Listen { addr, source })?;
     let engine = Arc::new(Engine {
-        dedup: Dedup::new(clock, config.messages.dedup_window_s),
+        dedup: Dedup::new(clock.clone(), config.messages.dedup_window_s),
+        ledger: Ledger::new(
+            clock,
+            (config.messages.ledger_retention_s).unwrap_or(config.messages.dedup_window_s),
+        ),
         config,
         state,
         stats,
         providers,
         dispatcher,
         store: OnceLock::new(),
+        cluster: OnceLock::new(),
         ready: AtomicBool::new(false),
     });
     let api_task = tokio::spawn(api::server::run(listener, engine.clone(), api_shutdown));
     tracing::info!(%addr, "fanfare API listening (ready after recovery)");
     let (ready_tx, ready) = tokio::sync::watch::channel(None);
-    let mut tasks = JoinSet::new();
     let recovering = engine.clone();
+    if let Some(cfg) = recovering.config.cluster.clone() {
+        tasks.spawn(async move {
+            let outcome = join_cluster(&recovering, &cfg, workers_shutdown).await;
+            let _ = ready_tx.send(Some(outcome.map_err(Some)));
+        });
+        tasks.spawn(housekeeping(engine.clone(), api_trigger.subscribe()));
+        return Ok(Running {
+            addr,
+            engine,
+            api_trigger,
+            workers_trigger,
+            api_task: Some(api_task),
+            tasks,
+            ready,
+        });
+    }
     tasks.spawn(async move {
         let e = recovering.clone();
         let result =
@@ -249,6 +304,36 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
     })
 }
 
+/// Cluster mode's recovery: join the cluster ([`cluster::start`]), route dead-token
+/// removals to the state stream, then ready.
+async fn join_cluster(
+    engine: &Arc<Engine>,
+    cfg: &config::Cluster,
+    shutdown: shutdown::Shutdown,
+) -> Result<(), Arc<store::Error>> {
+    let (node, joined) = cluster::start(engine, cfg, shutdown)
+        .await
+        .map_err(|e| Arc::new(store::Error::Cluster(Box::new(e))))?;
+    let writer = node.clone();
+    engine
+        .dispatcher
+        .set_durable_writer(Arc::new(move |m| writer.publish_best_effort(m)));
+    tracing::info!(
+        node_id = node.id(),
+        source = joined.source,
+        snapshot_seq = joined.base,
+        bindings_from_snapshot = joined.bindings_from_snapshot,
+        stream_last_seq = joined.stream_last,
+        elapsed_ms = joined.elapsed.as_millis() as u64,
+        bindings = engine.state.registry.len(),
+        groups = engine.state.groups.len(),
+        "joined the cluster"
+    );
+    let _ = engine.cluster.set(node);
+    engine.ready.store(true, Ordering::Release);
+    Ok(())
+}
+
 /// Take a snapshot every `snapshot_interval_s` and whenever the log segment passes
 /// `wal_max_bytes` (checked every second).
 async fn snapshots(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
@@ -287,7 +372,7 @@ async fn snapshots(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
 }
 
 /// Periodic sweeps: presence TTLs and a step of the idle-user sweep (every 200 ms),
-/// the dedup window (every 5 s).
+/// the dedup window and the delivery ledger's retention (every 5 s).
 async fn housekeeping(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -301,6 +386,7 @@ async fn housekeeping(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
         n += 1;
         if n % 25 == 0 {
             engine.dedup.sweep();
+            engine.ledger.sweep();
         }
     }
 }
@@ -369,6 +455,19 @@ impl Running {
         }
         self.workers_trigger.fire();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(node) = self.engine.cluster.get() {
+            match node.snapshot().await {
+                Ok(info) => tracing::info!(
+                    seq = info.seq,
+                    bindings = info.bindings,
+                    "final snapshot written"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %providers::error_chain(&e), "final snapshot failed; the state stream still holds every change")
+                }
+            }
+            node.flush().await;
+        }
         if let Some(store) = self.engine.store.get().cloned() {
             let result = tokio::task::spawn_blocking(move || {
                 let r = store.snapshot();

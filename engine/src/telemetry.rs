@@ -81,8 +81,20 @@ impl BreakerState {
     }
 }
 
+/// The feedback webhook ([`crate::feedback`]).
+#[derive(Default)]
+pub struct FeedbackStats {
+    /// Events dropped because the feedback queue was full.
+    pub overflow: AtomicU64,
+    /// Batches the receiver took (answered 2xx).
+    pub batches_sent: AtomicU64,
+    /// POSTs that failed (no answer, or not 2xx); the batch is retried.
+    pub posts_failed: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Stats {
+    pub feedback: FeedbackStats,
     pub messages_accepted: AtomicU64,
     pub messages_duplicate: AtomicU64,
     pub calls_accepted: AtomicU64,
@@ -233,6 +245,11 @@ impl Stats {
             "messages_duplicate": load(&self.messages_duplicate),
             "calls_accepted": load(&self.calls_accepted),
             "requests_shed": load(&self.requests_shed),
+            "feedback": {
+                "overflow": load(&self.feedback.overflow),
+                "batches_sent": load(&self.feedback.batches_sent),
+                "posts_failed": load(&self.feedback.posts_failed),
+            },
             "invalid_tokens_removed": ProviderKind::ALL.iter().map(|p| load(&self.provider(*p).invalid_tokens_removed)).sum::<u64>(),
             "providers": providers,
             "queue_depth": queues,
@@ -243,7 +260,7 @@ impl Stats {
     pub fn to_prometheus(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
         #[rustfmt::skip]
-        let scalars: [(&str, &str, &str, u64); 10] = [
+        let scalars: [(&str, &str, &str, u64); 13] = [
             ("bindings", "gauge", "Push IDs bound.", g.bindings as u64),
             ("users", "gauge", "Users known.", g.users as u64),
             ("online_users", "gauge", "Users online now.", g.online_users as u64),
@@ -254,6 +271,9 @@ impl Stats {
             ("messages_duplicate_total", "counter", "Repeated message ids not pushed again.", load(&self.messages_duplicate)),
             ("calls_accepted_total", "counter", "Call invitations accepted.", load(&self.calls_accepted)),
             ("requests_shed_total", "counter", "Requests answered 429 overloaded.", load(&self.requests_shed)),
+            ("feedback_overflow_total", "counter", "Feedback events dropped because the feedback queue was full.", load(&self.feedback.overflow)),
+            ("feedback_batches_sent_total", "counter", "Feedback batches the receiver took.", load(&self.feedback.batches_sent)),
+            ("feedback_posts_failed_total", "counter", "Feedback POSTs that failed and were retried.", load(&self.feedback.posts_failed)),
         ];
         for (name, kind, help, v) in scalars {
             header(&mut out, name, kind, help);

@@ -1,5 +1,5 @@
 //! Request routing and the handlers of every API.md endpoint (those of messages,
-//! calls and call cancel in [`fanout`]).
+//! calls and call cancel in [`fanout`], the delivery ledger's in [`ledger`]).
 //!
 //! [`handle`] wraps the router with what every request gets: limits on the request
 //! target and header list, and, for HTTP/1.1, draining what is left of a body the
@@ -22,12 +22,15 @@ use super::error::ApiError;
 use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
+use crate::fanout::dedup::Space::{Call, Message};
 use crate::providers::{Kind, Push};
 use crate::state::{Applied, Mutation};
 use crate::Engine;
 
 mod body;
+mod claims;
 mod fanout;
+mod ledger;
 mod users;
 
 use self::fanout::{call, cancel, message};
@@ -53,7 +56,14 @@ fn answer(status: StatusCode, body: &impl Serialize) -> Result<Resp, ApiError> {
 async fn mutate(engine: &Engine, m: Mutation) -> Result<Applied, ApiError> {
     engine.mutate(m).await.map_err(|e| {
         tracing::debug!(error = %crate::providers::error_chain(&e), "durable write failed");
-        ApiError::internal("the change could not be made durable")
+        match &e {
+            // Cluster mode: NATS did not take it; retrying later converges.
+            crate::store::Error::Cluster(c) if c.is_unavailable() => ApiError::unavailable(
+                "the change could not be made durable: the cluster's log is unavailable",
+                1,
+            ),
+            _ => ApiError::internal("the change could not be made durable"),
+        }
     })
 }
 
@@ -345,14 +355,24 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (_, ["groups", _]) => Err(ApiError::method_not_allowed("GET, DELETE")),
         (&Method::POST, ["messages"]) => {
             let body = read_body(engine, conn, req).await?;
-            message(engine, &body)
+            match engine.cluster() {
+                Some(node) => claims::message_once(engine, node, &body).await,
+                None => message(engine, &body),
+            }
         }
         (_, ["messages"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::GET, ["messages", id]) => ledger::report(engine, Message, id),
+        (_, ["messages", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls"]) => {
             let body = read_body(engine, conn, req).await?;
-            call(engine, &body)
+            match engine.cluster() {
+                Some(node) => claims::call_once(engine, node, &body).await,
+                None => call(engine, &body),
+            }
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::GET, ["calls", id]) => ledger::report(engine, Call, id),
+        (_, ["calls", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls", call_id, "cancel"]) => {
             let call_id = wire::id("call_id", call_id)?;
             let body = read_body(engine, conn, req).await?;
@@ -395,26 +415,9 @@ fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     let req: wire::PresenceRequest = parse(body)?;
     req.validate()?;
     let default_ttl = engine.config.presence.default_ttl_s;
-    let presence = &engine.state.presence;
-    // A pin per chunk, not per request: a sweep waits for at most one chunk.
-    for chunk in req.events.chunks(1024) {
-        let users = engine.state.users.pin();
-        for e in chunk {
-            let user = if e.online {
-                users.intern(&e.user_id)
-            } else {
-                match users.get(&e.user_id) {
-                    Some(u) => u,
-                    None => continue,
-                }
-            };
-            presence.apply(
-                user,
-                &e.session_id,
-                e.online,
-                e.ttl_s.unwrap_or(default_ttl),
-            );
-        }
+    crate::cluster::presence::apply(&engine.state, &req.events, default_ttl);
+    if let Some(node) = engine.cluster() {
+        node.broadcast_presence(&req.events, default_ttl);
     }
     ok(wire::PresenceApplied {
         applied: req.events.len(),

@@ -7,6 +7,9 @@
 //! refused, admission to the lanes) happens here, so a second front end (a queue
 //! consumer, a cluster peer) gets the same semantics by calling the same functions.
 //!
+//! An accepted message or call opens its delivery-ledger entry ([`super::ledger`]),
+//! made findable once admission took it; a duplicate or refused one opens none.
+//!
 //! The order is plan → render → claim → submit, so a refused request changes nothing:
 //! only vendors that a target of this request uses limit its size (API.md 1.1), a
 //! push over such a limit is refused before its id is claimed, and a claim is
@@ -33,6 +36,7 @@ use crate::telemetry::inc;
 use crate::Engine;
 
 use super::dedup::Space;
+use super::ledger::Entry;
 
 /// How long a `ttl_s = 0` push may wait in its lane for its one attempt: at least one
 /// full second (expiry is checked in whole UNIX seconds).
@@ -164,7 +168,12 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
             inc(&engine.stats.messages_duplicate);
             return Ok(Outcome::Duplicate);
         };
-        return claim.settle(Ok(0), count(engine, recipients), 0, accepted);
+        let opened = engine
+            .ledger
+            .open(Space::Message, &m.message_id, &Targets::default());
+        let queued = Ok(0);
+        keep(engine, &queued, opened);
+        return claim.settle(queued, count(engine, recipients), 0, accepted);
     };
     let rule = resource(engine, content)?;
     let options = plan::Options {
@@ -184,10 +193,14 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
         return Ok(Outcome::Duplicate);
     };
     let unconfigured = targets.unconfigured.len();
-    let queued = engine.dispatcher.submit_then(Arc::new(push), targets, |t| {
-        count_badges(engine, t, content.badge_increment)
-    });
+    let entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
+    let queued = engine
+        .dispatcher
+        .submit_then(Arc::new(push), targets, entry.clone(), |t| {
+            count_badges(engine, t, content.badge_increment)
+        });
     drop(users);
+    keep(engine, &queued, entry);
     claim.settle(queued, summary, unconfigured, accepted)
 }
 
@@ -225,14 +238,24 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
     };
     let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
+    let entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
     let queued = engine.dispatcher.ring(
         Arc::new(push),
         targets,
         c.call_id.clone(),
         c.inviter_id,
         expires_at,
+        entry.clone(),
     );
+    keep(engine, &queued, entry);
     claim.settle(queued, summary, unconfigured, &engine.stats.calls_accepted)
+}
+
+/// Make an admitted request's ledger entry findable (a shed one leaves none).
+fn keep(engine: &Engine, queued: &Result<usize, Overloaded>, entry: Option<Arc<Entry>>) {
+    if let (Ok(_), Some(entry)) = (queued, entry) {
+        engine.ledger.insert(entry);
+    }
 }
 
 /// A message or call id claimed in the dedup window. It is given back when the
@@ -292,7 +315,11 @@ pub fn cancel_call(engine: &Engine, c: Cancel) -> Result<Cancelled, Error> {
         // Cancelled (or swept) by someone else meanwhile.
         return Err(Error::NoCall(c.call_id));
     }
-    let (withdrawn, cancel_pushes) = engine.dispatcher.cancel(&live, push, voip);
+    // The call's ledger entry (an id is not reused while its call is live).
+    let entry = engine.ledger.get(Space::Call, &c.call_id);
+    let (withdrawn, cancel_pushes) = engine
+        .dispatcher
+        .cancel(&live, push, voip, entry.as_deref());
     Ok(Cancelled {
         withdrawn,
         cancel_pushes,
