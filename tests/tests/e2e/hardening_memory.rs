@@ -9,7 +9,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{self, fcm_token, Harness, Options, WAIT};
+use crate::harness::{self, fcm_token, Harness, Options};
 
 /// The engine with a user sweep every 50 ms (the default is 15 s).
 async fn start_sweeping() -> Harness {
