@@ -39,6 +39,11 @@ pub use vendors::{Apns, Client, Fcm, Honor, Huawei, Oppo, Vivo, Webpush, Xiaomi}
 use crate::providers::Lane;
 pub use load::Loaded;
 
+/// Every key of the file with its default and its documentation, as TOML: what
+/// `fanfare config default` prints and the README's configuration reference. Tests
+/// hold it to the format: it lists every key serde knows and sets each to its default.
+pub const REFERENCE: &str = include_str!("config/reference.toml");
+
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
 const SECTIONS: [&str; 9] = [

@@ -318,9 +318,47 @@ pub(crate) fn known_keys() -> Vec<String> {
     out
 }
 
-#[test]
-fn zz_print_keys() {
-    for k in known_keys() {
-        println!("{k}");
+
+/// The `section.key` paths `reference.toml` lists, set or commented out; a rule set
+/// id in a `[resources.<id>...]` header reads as `<id>`.
+fn reference_keys() -> Vec<String> {
+    let mut header = String::new();
+    let mut out = Vec::new();
+    for line in REFERENCE.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let mut parts: Vec<&str> = h.split('.').collect();
+            if parts.len() > 2 && parts[0] == "resources" {
+                parts[1] = "<id>";
+            }
+            header = parts.join(".");
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let is_key = key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if is_key {
+                out.push(format!("{header}.{key}"));
+            }
+        }
     }
+    out
+}
+
+#[test]
+fn the_reference_lists_every_key_the_format_knows_and_no_other() {
+    let known = known_keys();
+    let listed = reference_keys();
+    let missing: Vec<_> = known.iter().filter(|k| !listed.contains(k)).collect();
+    let extra: Vec<_> = listed.iter().filter(|k| !known.contains(k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "config/reference.toml is out of date: missing {missing:?}, unknown {extra:?}"
+    );
+}
+
+#[test]
+fn the_reference_sets_every_key_to_its_default() {
+    let table: toml::Table = REFERENCE.parse().expect("the reference is TOML");
+    let parsed = Config::deserialize(toml::Value::Table(table)).expect("its keys are known");
+    assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
 }
