@@ -55,7 +55,7 @@ use super::plan::{Lane, Targets};
 use crate::providers::{Attempt, Cause, Delivery, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
 use crate::state::{Device, Mutation, ProviderKind, State};
-use crate::telemetry::{inc, Stats};
+use crate::telemetry::{inc, Fanout, Stats};
 use breaker::Signal;
 use calls::Live;
 
@@ -78,6 +78,8 @@ struct Batch {
     badges: Vec<u32>,
     /// The call these invitations belong to, and the slot of `devices[0]`.
     call: Option<(Arc<Live>, u32)>,
+    /// A message's fan-out timer, shared by all its jobs.
+    fanout: Option<Arc<Fanout>>,
 }
 
 struct LaneQueue {
@@ -157,6 +159,8 @@ struct Job {
     unsent: u32,
     /// A send of this job may have reached the vendor (its fate was unknown).
     maybe_sent: bool,
+    /// The message's fan-out timer (the last job to drop it ends the fan-out).
+    _fanout: Option<Arc<Fanout>>,
 }
 
 impl Job {
@@ -349,6 +353,8 @@ impl<V: Vendors> Dispatcher<V> {
             }
         }
         admitted(&mut targets);
+        let message = bounded && call.is_none() && reserved.iter().any(|n| *n > 0);
+        let fanout = message.then(|| Fanout::start(&self.ctx.stats));
         for d in &targets.unconfigured {
             inc(&self.ctx.stats.provider(d.provider()).unconfigured);
         }
@@ -381,6 +387,7 @@ impl<V: Vendors> Dispatcher<V> {
                 devices,
                 badges: std::mem::take(&mut badges[lane as usize]),
                 call: call.map(|c| (c.clone(), slot)),
+                fanout: fanout.clone(),
             };
             slot = slot.saturating_add(n as u32);
             if let Err(e) = self.lanes[lane as usize].tx.send(batch) {
@@ -427,6 +434,7 @@ impl Dispatcher {
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
     pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
+        let started = quanta::Instant::now();
         let v = self
             .ctx
             .providers
@@ -437,16 +445,18 @@ impl Dispatcher {
                 detail: true,
             })
             .await;
-        self.ctx.record(device, &v);
+        self.ctx.record(device, &v, started);
         v
     }
 }
 
 impl<V: Vendors> Ctx<V> {
-    /// Count a verdict and act on a dead token. Returns true when the push is finished.
-    fn record(&self, device: &Device, v: &Verdict) -> bool {
+    /// Count and time a verdict (its request left at `started`), log a vendor failure
+    /// (rate-limited), act on a dead token. Returns true when the push is finished.
+    fn record(&self, device: &Device, v: &Verdict, started: quanta::Instant) -> bool {
         let provider = device.provider();
         let s = self.stats.provider(provider);
+        self.stats.verdict(provider, v, started, &self.state.clock);
         match v.outcome {
             Outcome::Delivered => {
                 inc(&s.sent);
@@ -528,8 +538,9 @@ impl<V: Vendors> Ctx<V> {
         if !job.leave() {
             return (done, true);
         }
+        let started = quanta::Instant::now();
         let v = self.providers.send(&job.device, &job.push, job.badge).await;
-        let finished = self.record(&job.device, &v);
+        let finished = self.record(&job.device, &v, started);
         done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
             Outcome::Retry {
