@@ -26,5 +26,7 @@ mod hardening_transport;
 mod notify;
 #[path = "e2e/options.rs"]
 mod options;
+#[path = "e2e/telemetry.rs"]
+mod telemetry;
 #[path = "e2e/vendors.rs"]
 mod vendors;
