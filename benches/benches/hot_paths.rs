@@ -113,7 +113,14 @@ fn planning(c: &mut Criterion) {
                 b.iter(|| {
                     let users = state.users.pin();
                     let recipients = idx.iter().copied().map(Some);
-                    let (s, t) = plan::plan(&state, &users, recipients, None, false, |_| true);
+                    let (s, t) = plan::plan(
+                        &state,
+                        &users,
+                        recipients,
+                        None,
+                        plan::Options::default(),
+                        |_| true,
+                    );
                     black_box((s, t.queued()))
                 })
             },
@@ -180,7 +187,14 @@ fn planning_dnd(c: &mut Criterion) {
             b.iter(|| {
                 let users = state.users.pin();
                 let recipients = idx.iter().copied().map(Some);
-                let (s, t) = plan::plan(state, &users, recipients, Some(group), false, |_| true);
+                let (s, t) = plan::plan(
+                    state,
+                    &users,
+                    recipients,
+                    Some(group),
+                    plan::Options::default(),
+                    |_| true,
+                );
                 black_box((s, t.queued()))
             })
         });

@@ -30,6 +30,7 @@ pub use crate::api::wire::{
     PresenceRequest, PresenceStatus, PushConfig, PushIds, Unbound, UserRemoved,
 };
 pub use crate::api::wire::{CallAnswer, CallCancelled, CallDuplicate, CancelRequest};
+pub use crate::api::wire::{DeliveryReport, FailedTarget, Outcomes};
 
 /// Default bound on one request, head and body.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -325,6 +326,16 @@ impl Client {
     /// `POST /v1/messages`: accepted (`202`) or a duplicate (`200`).
     pub async fn message(&self, req: &MessageRequest) -> Result<MessageAnswer, Error> {
         self.post("/v1/messages", req).await
+    }
+
+    /// `GET /v1/messages/{message_id}`: the message's delivery ledger entry.
+    pub async fn message_report(&self, message_id: &str) -> Result<DeliveryReport, Error> {
+        self.get(&format!("/v1/messages/{}", seg(message_id))).await
+    }
+
+    /// `GET /v1/calls/{call_id}`: the call's delivery ledger entry.
+    pub async fn call_report(&self, call_id: &str) -> Result<DeliveryReport, Error> {
+        self.get(&format!("/v1/calls/{}", seg(call_id))).await
     }
 
     /// `POST /v1/calls`.

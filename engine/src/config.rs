@@ -37,9 +37,10 @@ use env::{apply_env, explain};
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "api",
     "log",
+    "feedback",
     "storage",
     "presence",
     "messages",
@@ -109,6 +110,8 @@ pub struct Config {
     pub webpush: Webpush,
     /// Named push rule sets, `[resources.<id>.<vendor>]`, selected by `push.resources_id`.
     pub resources: std::collections::BTreeMap<String, Resource>,
+    /// The IM server's webhook for dead tokens and rejected pushes; absent url = off.
+    pub feedback: crate::feedback::Section,
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -121,6 +124,8 @@ pub struct Settings {
     pub vendors: crate::providers::Settings,
     /// The `[resources]` rule sets, checked.
     pub resources: std::collections::BTreeMap<String, Resource>,
+    /// The `[feedback]` webhook, when it has a `url`.
+    pub feedback: Option<crate::feedback::Settings>,
 }
 
 /// A credential from the config file or environment: deserialized as a string, shown
@@ -224,7 +229,9 @@ impl Config {
         let mut p = self.engine_problems();
         resources::problems(&self.resources, &mut p);
         let vendors = crate::providers::Settings::check(self, &mut p);
+        let feedback = crate::feedback::Settings::check(&self.feedback, &self.transport, &mut p);
         let settings = Settings {
+            feedback,
             delivery: crate::providers::Delivery::from_config(self),
             vendors,
             resources: self.resources.clone(),
@@ -246,4 +253,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

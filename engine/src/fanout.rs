@@ -8,8 +8,10 @@
 //!   a full lane sheds the request (429) before anything is queued; workers send over
 //!   the vendor's HTTP/2 pool and act on the verdict (dead tokens are unbound).
 //! - [`dedup`]: the `message_id` idempotency window.
+//! - [`ledger`]: what happened to each message and call, counted as its jobs end.
 
 pub mod dedup;
 pub mod dispatch;
+pub mod ledger;
 pub mod plan;
 pub mod usecase;

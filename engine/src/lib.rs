@@ -15,6 +15,9 @@
 //!   classification into [`providers::Outcome`]);
 //! - [`transport`]: TLS config and the pool of multiplexed HTTP/2 connections.
 //!
+//! What happened to each message is kept in the delivery ledger ([`fanout::ledger`])
+//! and dead tokens and rejections go back to the IM server through [`feedback`].
+//!
 //! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`config`]
 //! (TOML + env overrides), [`clock`], [`shutdown`], [`telemetry`] (stats and
 //! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
@@ -33,6 +36,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod fanout;
+pub mod feedback;
 pub mod providers;
 pub mod serve;
 pub mod shutdown;
@@ -52,6 +56,7 @@ use tokio::task::JoinSet;
 use config::Config;
 use fanout::dedup::Dedup;
 use fanout::dispatch::Dispatcher;
+use fanout::ledger::Ledger;
 use providers::Providers;
 use state::{Applied, Mutation, State};
 use telemetry::{Gauges, Stats};
@@ -73,6 +78,8 @@ pub enum Error {
     Recovery(#[source] Arc<store::Error>),
     #[error("recovery task died")]
     RecoveryPanicked,
+    #[error("the feedback webhook client could not be built")]
+    Feedback(#[source] transport::tls::Error),
 }
 
 /// The running engine's shared core, handed to every API handler.
@@ -83,6 +90,8 @@ pub struct Engine {
     pub providers: Arc<Providers>,
     pub dispatcher: Dispatcher,
     pub dedup: Dedup,
+    /// What happened to each message and call (`GET /v1/messages/{id}`).
+    pub ledger: Ledger,
     store: OnceLock<Arc<store::Store>>,
     ready: AtomicBool,
 }
@@ -179,6 +188,14 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         config.messages.queue_capacity,
         workers_shutdown.clone(),
     );
+    let mut tasks = JoinSet::new();
+    if let Some(f) = &settings.feedback {
+        let (queue, task) =
+            feedback::spawn(f, stats.clone(), clock.clone(), workers_shutdown.clone())
+                .map_err(Error::Feedback)?;
+        dispatcher.set_feedback(Some(queue));
+        tasks.spawn(task);
+    }
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
         .await
@@ -187,7 +204,11 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         .local_addr()
         .map_err(|source| Error::Listen { addr, source })?;
     let engine = Arc::new(Engine {
-        dedup: Dedup::new(clock, config.messages.dedup_window_s),
+        dedup: Dedup::new(clock.clone(), config.messages.dedup_window_s),
+        ledger: Ledger::new(
+            clock,
+            (config.messages.ledger_retention_s).unwrap_or(config.messages.dedup_window_s),
+        ),
         config,
         state,
         stats,
@@ -199,7 +220,6 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
     let api_task = tokio::spawn(api::server::run(listener, engine.clone(), api_shutdown));
     tracing::info!(%addr, "fanfare API listening (ready after recovery)");
     let (ready_tx, ready) = tokio::sync::watch::channel(None);
-    let mut tasks = JoinSet::new();
     let recovering = engine.clone();
     tasks.spawn(async move {
         let e = recovering.clone();
@@ -289,7 +309,7 @@ async fn snapshots(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
 }
 
 /// Periodic sweeps: presence TTLs and a step of the idle-user sweep (every 200 ms),
-/// the dedup window (every 5 s).
+/// the dedup window and the delivery ledger's retention (every 5 s).
 async fn housekeeping(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -303,6 +323,7 @@ async fn housekeeping(engine: Arc<Engine>, mut shutdown: shutdown::Shutdown) {
         n += 1;
         if n % 25 == 0 {
             engine.dedup.sweep();
+            engine.ledger.sweep();
         }
     }
 }

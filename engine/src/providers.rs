@@ -23,6 +23,7 @@ pub mod delivery;
 pub mod fcm;
 pub mod honor;
 pub mod huawei;
+pub mod key_file;
 pub mod oem;
 pub mod oppo;
 mod retry_after;
@@ -40,8 +41,8 @@ pub use delivery::Delivery;
 pub use retry_after::retry_after;
 pub(crate) use table::impl_vendor;
 pub use table::{
-    parse_token, push_kit_token, text_token, Error, Lane, ProviderKind, Providers, Push, Settings,
-    Vendor,
+    parse_token, push_kit_token, text_token, Configure, Error, Lane, ProviderKind, Providers, Push,
+    Settings, Vendor,
 };
 
 /// The ZIMPushConfig of a message or call.

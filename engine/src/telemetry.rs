@@ -99,8 +99,20 @@ impl BreakerState {
     }
 }
 
+/// The feedback webhook ([`crate::feedback`]).
+#[derive(Default)]
+pub struct FeedbackStats {
+    /// Events dropped because the feedback queue was full.
+    pub overflow: AtomicU64,
+    /// Batches the receiver took (answered 2xx).
+    pub batches_sent: AtomicU64,
+    /// POSTs that failed (no answer, or not 2xx); the batch is retried.
+    pub posts_failed: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Stats {
+    pub feedback: FeedbackStats,
     pub messages_accepted: AtomicU64,
     pub messages_duplicate: AtomicU64,
     pub calls_accepted: AtomicU64,
@@ -289,6 +301,11 @@ impl Stats {
             "messages_duplicate": load(&self.messages_duplicate),
             "calls_accepted": load(&self.calls_accepted),
             "requests_shed": load(&self.requests_shed),
+            "feedback": {
+                "overflow": load(&self.feedback.overflow),
+                "batches_sent": load(&self.feedback.batches_sent),
+                "posts_failed": load(&self.feedback.posts_failed),
+            },
             "invalid_tokens_removed": ProviderKind::ALL.iter().map(|p| load(&self.provider(*p).invalid_tokens_removed)).sum::<u64>(),
             "providers": providers,
             "queue_depth": queues,

@@ -16,12 +16,16 @@ mod client;
 mod delivery;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/feedback.rs"]
+mod feedback;
 #[path = "e2e/hardening_api.rs"]
 mod hardening_api;
 #[path = "e2e/hardening_memory.rs"]
 mod hardening_memory;
 #[path = "e2e/hardening_transport.rs"]
 mod hardening_transport;
+#[path = "e2e/ledger.rs"]
+mod ledger;
 #[path = "e2e/notify.rs"]
 mod notify;
 #[path = "e2e/options.rs"]

@@ -1,5 +1,5 @@
 //! Request routing and the handlers of every API.md endpoint (those of messages,
-//! calls and call cancel in [`fanout`]).
+//! calls and call cancel in [`fanout`], the delivery ledger's in [`ledger`]).
 //!
 //! [`handle`] wraps the router with what every request gets: limits on the request
 //! target and header list, and, for HTTP/1.1, draining what is left of a body the
@@ -22,6 +22,7 @@ use super::error::ApiError;
 use super::server::{MAX_HEAD_BYTES, MAX_URI_BYTES};
 use super::wire::{self, parse};
 use crate::clock::unix_now_s;
+use crate::fanout::dedup::Space::{Call, Message};
 use crate::providers::{Kind, Push};
 use crate::state::{Applied, Mutation};
 use crate::telemetry::api::Timer;
@@ -29,6 +30,7 @@ use crate::Engine;
 
 mod body;
 mod fanout;
+mod ledger;
 mod users;
 
 use self::fanout::{call, cancel, message};
@@ -360,11 +362,15 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             message(engine, &body)
         }
         (_, ["messages"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::GET, ["messages", id]) => ledger::report(engine, Message, id),
+        (_, ["messages", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls"]) => {
             let body = read_body(engine, conn, req).await?;
             call(engine, &body)
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::GET, ["calls", id]) => ledger::report(engine, Call, id),
+        (_, ["calls", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls", call_id, "cancel"]) => {
             let call_id = wire::id("call_id", call_id)?;
             let body = read_body(engine, conn, req).await?;

@@ -22,8 +22,10 @@ use crate::providers::{Content, Priority};
 use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
 
+mod ledger;
 mod response;
 mod users;
+pub use ledger::*;
 pub use response::*;
 pub use users::*;
 

@@ -168,6 +168,10 @@ pub struct Messages {
     pub ttl_s: u64,
     /// Device pushes that may wait per vendor before the API sheds load with 429.
     pub queue_capacity: usize,
+    /// How long `GET /v1/messages/{id}` and `GET /v1/calls/{id}` answer after the
+    /// message or call was accepted, in seconds (default: `dedup_window_s`); 0 turns
+    /// the delivery ledger off.
+    pub ledger_retention_s: Option<u64>,
 }
 
 impl Default for Messages {
@@ -176,6 +180,7 @@ impl Default for Messages {
             dedup_window_s: 600,
             ttl_s: 86_400,
             queue_capacity: 100_000,
+            ledger_retention_s: None,
         }
     }
 }

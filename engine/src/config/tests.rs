@@ -15,14 +15,14 @@ fn retry_breaker_transport_and_pace_keys() {
     assert_eq!(c.fcm.max_rps, 10_000, "FCM's 600k/min quota by default");
     assert_eq!(c.apns.max_rps, 0);
     assert_eq!(c.retry.max_attempts, 8);
-    let env = vec![
-        ("FANFARE_RETRY_BASE_MS".to_string(), "10".to_string()),
-        ("FANFARE_RETRY_MAX_MS".into(), "5".into()),
-        ("FANFARE_BREAKER_FAILURES".into(), "3".into()),
-        ("FANFARE_TRANSPORT_PING_INTERVAL_S".into(), "0".into()),
-        ("FANFARE_FCM_MAX_RPS".into(), "50".into()),
-        ("FANFARE_VIVO_MAX_IN_FLIGHT".into(), "0".into()),
-    ];
+    let env = vars(&[
+        ("FANFARE_RETRY_BASE_MS", "10"),
+        ("FANFARE_RETRY_MAX_MS", "5"),
+        ("FANFARE_BREAKER_FAILURES", "3"),
+        ("FANFARE_TRANSPORT_PING_INTERVAL_S", "0"),
+        ("FANFARE_FCM_MAX_RPS", "50"),
+        ("FANFARE_VIVO_MAX_IN_FLIGHT", "0"),
+    ]);
     let c = Config::load(None, env).unwrap();
     assert_eq!(c.breaker.failures, 3);
     assert_eq!(c.transport.ping_interval_s, 0);
@@ -34,12 +34,12 @@ fn retry_breaker_transport_and_pace_keys() {
 
 #[test]
 fn env_overrides_keys() {
-    let env = vec![
-        ("FANFARE_API_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("FANFARE_MESSAGES_DEDUP_WINDOW_S".into(), "5".into()),
-        ("FANFARE_APNS_TOPIC".into(), "com.x".into()),
-        ("PATH".into(), "/bin".into()),
-    ];
+    let env = vars(&[
+        ("FANFARE_API_LISTEN", "127.0.0.1:0"),
+        ("FANFARE_MESSAGES_DEDUP_WINDOW_S", "5"),
+        ("FANFARE_APNS_TOPIC", "com.x"),
+        ("PATH", "/bin"),
+    ]);
     let c = Config::load(None, env).unwrap();
     assert_eq!(c.api.listen, "127.0.0.1:0");
     assert_eq!(c.messages.dedup_window_s, 5);
@@ -48,13 +48,13 @@ fn env_overrides_keys() {
 
 #[test]
 fn vendor_sections_validate_and_hide_secrets() {
-    let env = vec![
-        ("FANFARE_HUAWEI_APP_ID".to_string(), "1234".to_string()),
-        ("FANFARE_VIVO_APP_ID".into(), "abc".into()),
-        ("FANFARE_XIAOMI_APP_SECRET".into(), "xs3cret".into()),
-        ("FANFARE_XIAOMI_PACKAGE_NAME".into(), "com.x".into()),
-        ("FANFARE_OPPO_CONNECTIONS".into(), "0".into()),
-    ];
+    let env = vars(&[
+        ("FANFARE_HUAWEI_APP_ID", "1234"),
+        ("FANFARE_VIVO_APP_ID", "abc"),
+        ("FANFARE_XIAOMI_APP_SECRET", "xs3cret"),
+        ("FANFARE_XIAOMI_PACKAGE_NAME", "com.x"),
+        ("FANFARE_OPPO_CONNECTIONS", "0"),
+    ]);
     let c = Config::load(None, env).unwrap();
     let p = c.problems();
     assert!(
@@ -70,14 +70,11 @@ fn vendor_sections_validate_and_hide_secrets() {
 
 #[test]
 fn an_all_digit_api_token_from_the_environment_is_a_string() {
-    let env = vec![(
-        "FANFARE_API_TOKEN".to_string(),
-        "1234567890123456789".to_string(),
-    )];
+    let env = vars(&[("FANFARE_API_TOKEN", "1234567890123456789")]);
     let c = Config::load(None, env).expect("an all-digit token is a valid token");
     assert_eq!(c.api.token.as_deref(), Some("1234567890123456789"));
     // Numbers still read as numbers where the key is a number.
-    let env = vec![("FANFARE_API_MAX_CONNECTIONS".to_string(), "12".to_string())];
+    let env = vars(&[("FANFARE_API_MAX_CONNECTIONS", "12")]);
     assert_eq!(Config::load(None, env).unwrap().api.max_connections, 12);
 }
 
@@ -101,10 +98,7 @@ fn a_bad_secret_value_names_its_key_but_not_the_value() {
         assert!(!e.contains("hunter2") && !e.contains("98765"), "{e}");
     }
     // A non-secret bad value is quoted, with its key.
-    let env = vec![(
-        "FANFARE_API_MAX_CONNECTIONS".to_string(),
-        "many".to_string(),
-    )];
+    let env = vars(&[("FANFARE_API_MAX_CONNECTIONS", "many")]);
     let e = Config::load(None, env).unwrap_err().to_string();
     assert!(
         e.contains("FANFARE_API_MAX_CONNECTIONS") && e.contains("api.max_connections"),
@@ -115,18 +109,26 @@ fn a_bad_secret_value_names_its_key_but_not_the_value() {
 
 #[test]
 fn unknown_keys_and_bad_values_are_explained() {
-    let env = vec![("FANFARE_API_LISTN".to_string(), "x".to_string())];
+    let env = vars(&[("FANFARE_API_LISTN", "x")]);
     let e = Config::load(None, env).unwrap_err().to_string();
     assert!(e.contains("listn"), "{e}");
-    let env = vec![("FANFARE_API_LISTEN".to_string(), "0.0.0.0:80".to_string())];
+    let env = vars(&[("FANFARE_API_LISTEN", "0.0.0.0:80")]);
     let c = Config::load(None, env).unwrap();
     let p = c.problems();
     assert!(p.iter().any(|m| m.contains("api.token")), "{p:?}");
 }
 
+/// `FANFARE_*` variables as [`Config::load`] takes them.
+pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The five OEM vendors configured with their required keys, from the environment.
-fn oem_env() -> Vec<(String, String)> {
-    [
+pub(crate) fn oem_env() -> Vec<(String, String)> {
+    vars(&[
         ("FANFARE_HUAWEI_APP_ID", "1234"),
         ("FANFARE_HUAWEI_CLIENT_SECRET", "s"),
         ("FANFARE_HONOR_APP_ID", "1234"),
@@ -139,20 +141,19 @@ fn oem_env() -> Vec<(String, String)> {
         ("FANFARE_VIVO_APP_ID", "10004"),
         ("FANFARE_VIVO_APP_KEY", "k"),
         ("FANFARE_VIVO_APP_SECRET", "s"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ])
 }
 
 #[test]
 fn validation_gives_typed_settings_with_durations_and_every_vendor_under_transport() {
     let mut env = oem_env();
-    env.push(("FANFARE_TRANSPORT_REQUEST_TIMEOUT_MS".into(), "1234".into()));
-    env.push(("FANFARE_TRANSPORT_PING_INTERVAL_S".into(), "0".into()));
-    env.push(("FANFARE_OPPO_CONNECTIONS".into(), "3".into()));
-    env.push(("FANFARE_RETRY_BASE_MS".into(), "40".into()));
-    env.push(("FANFARE_BREAKER_OPEN_MS".into(), "300".into()));
+    env.extend(vars(&[
+        ("FANFARE_TRANSPORT_REQUEST_TIMEOUT_MS", "1234"),
+        ("FANFARE_TRANSPORT_PING_INTERVAL_S", "0"),
+        ("FANFARE_OPPO_CONNECTIONS", "3"),
+        ("FANFARE_RETRY_BASE_MS", "40"),
+        ("FANFARE_BREAKER_OPEN_MS", "300"),
+    ]));
     let s = Config::load(None, env).unwrap().validate().unwrap();
     assert_eq!(s.delivery.retry.base, Duration::from_millis(40));
     assert_eq!(s.delivery.breaker.open, Duration::from_millis(300));
@@ -211,10 +212,10 @@ fn problems_the_clients_used_to_find_only_at_start_up_are_listed_by_check_config
 
 #[test]
 fn a_required_key_is_reported_once_and_a_stray_key_names_its_switch() {
-    let env = vec![
-        ("FANFARE_HONOR_APP_ID".to_string(), "1".to_string()),
-        ("FANFARE_OPPO_MASTER_SECRET".into(), "s".into()),
-    ];
+    let env = vars(&[
+        ("FANFARE_HONOR_APP_ID", "1"),
+        ("FANFARE_OPPO_MASTER_SECRET", "s"),
+    ]);
     let p = Config::load(None, env).unwrap().problems();
     let count = |needle: &str| p.iter().filter(|m| m.contains(needle)).count();
     assert_eq!(

@@ -37,11 +37,13 @@
 //! agree on each invitation without a lock. A push with `ttl_s = 0` ("now or never")
 //! is never retried after a send that counted as an attempt.
 
-mod backoff;
+pub(crate) mod backoff;
 mod breaker;
 pub mod calls;
 mod delay;
+mod job;
 mod pace;
+mod verdict;
 mod worker;
 
 use std::future::Future;
@@ -51,13 +53,15 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::ledger::{Entry, Final};
 use super::plan::{Lane, Targets};
 use crate::providers::{Attempt, Cause, Delivery, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
-use crate::state::{Device, Mutation, ProviderKind, State};
+use crate::state::{Device, ProviderKind, State};
 use crate::telemetry::{inc, Fanout, Stats};
 use breaker::Signal;
 use calls::Live;
+use job::Job;
 
 /// A lane (or the table of live calls) was full; the request should be retried
 /// after this long.
@@ -78,6 +82,7 @@ struct Batch {
     badges: Vec<u32>,
     /// The call these invitations belong to, and the slot of `devices[0]`.
     call: Option<(Arc<Live>, u32)>,
+    ledger: Option<Arc<Entry>>,
     /// A message's fan-out timer, shared by all its jobs.
     fanout: Option<Arc<Fanout>>,
 }
@@ -142,52 +147,8 @@ struct Ctx<V> {
     /// (provider, cause) pairs already logged at warn level; later ones are counted
     /// and logged at debug only.
     logged: [[AtomicBool; Cause::COUNT]; ProviderKind::ALL.len()],
-}
-
-/// One device push making its way through a lane.
-struct Job {
-    push: Arc<Push>,
-    device: Device,
-    /// The recipient's badge total (`badge_increment`).
-    badge: Option<u32>,
-    /// The call this invitation belongs to (`None` for messages) and its slot there.
-    call: Option<Arc<Live>>,
-    slot: u32,
-    /// Sends that counted (the vendor answered, or the fate is unknown).
-    attempts: u32,
-    /// Resends of sends the vendor provably did not process.
-    unsent: u32,
-    /// A send of this job may have reached the vendor (its fate was unknown).
-    maybe_sent: bool,
-    /// The message's fan-out timer (the last job to drop it ends the fan-out).
-    _fanout: Option<Arc<Fanout>>,
-}
-
-impl Job {
-    /// Still to be sent: not withdrawn by a cancel of its call.
-    fn pending(&self) -> bool {
-        self.call.as_ref().is_none_or(|c| c.pending(self.slot))
-    }
-
-    /// The request is about to leave; false when its call's cancel withdrew it.
-    fn leave(&self) -> bool {
-        self.call.as_ref().is_none_or(|c| c.leave(self.slot))
-    }
-
-    /// The send will be retried; false when its call was cancelled meanwhile.
-    fn requeue(&self) -> bool {
-        let maybe = self.maybe_sent;
-        self.call
-            .as_ref()
-            .is_none_or(|c| c.requeue(self.slot, maybe))
-    }
-
-    /// The job leaves its lane; `delivered` when the vendor accepted it.
-    fn finish(&self, delivered: bool) {
-        if let Some(c) = &self.call {
-            c.finish(self.slot, delivered || self.maybe_sent);
-        }
-    }
+    /// Where dead tokens and rejections are reported ([`Dispatcher::set_feedback`]).
+    feedback: arc_swap::ArcSwapOption<crate::feedback::Queue>,
 }
 
 /// A finished send, back at its lane's worker.
@@ -214,6 +175,7 @@ impl<V: Vendors> Dispatcher<V> {
             state,
             stats,
             logged: Default::default(),
+            feedback: Default::default(),
         });
         let lanes = Lane::ALL.map(|lane| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -252,19 +214,26 @@ impl<V: Vendors> Dispatcher<V> {
 
     /// Admit every target of one message or none. Returns the number queued.
     pub fn submit(&self, push: Arc<Push>, targets: Targets) -> Result<usize, Overloaded> {
-        self.submit_then(push, targets, |_| {})
+        self.submit_then(push, targets, None, |_| {})
+    }
+
+    /// Report dead tokens and permanent rejections to `queue` from now on.
+    pub fn set_feedback(&self, queue: Option<Arc<crate::feedback::Queue>>) {
+        self.ctx.feedback.store(queue);
     }
 
     /// [`Dispatcher::submit`], running `admitted` on the targets once every lane has
     /// room for them and before any is queued (the message's badge increments: a
     /// refused request must not count them, and every push must carry its total).
+    /// Each job ends in `ledger`, the message's entry.
     pub fn submit_then(
         &self,
         push: Arc<Push>,
         targets: Targets,
+        ledger: Option<Arc<Entry>>,
         admitted: impl FnOnce(&mut Targets),
     ) -> Result<usize, Overloaded> {
-        self.admit(push, targets, None, true, admitted)
+        self.admit(push, targets, (None, ledger), true, admitted)
     }
 
     /// Admit every target of one call invitation or none, and track the call for
@@ -276,6 +245,7 @@ impl<V: Vendors> Dispatcher<V> {
         call_id: Arc<str>,
         inviter_id: Arc<str>,
         expires_at: u64,
+        ledger: Option<Arc<Entry>>,
     ) -> Result<usize, Overloaded> {
         let live = Arc::new(Live::new(call_id, inviter_id, expires_at, &targets));
         self.calls
@@ -284,7 +254,7 @@ impl<V: Vendors> Dispatcher<V> {
                 queue: "calls",
                 retry_after_s: 1,
             })?;
-        match self.admit(push, targets, Some(&live), true, |_| {}) {
+        match self.admit(push, targets, (Some(&live), ledger), true, |_| {}) {
             Ok(queued) => {
                 self.calls.insert(live);
                 Ok(queued)
@@ -298,13 +268,23 @@ impl<V: Vendors> Dispatcher<V> {
 
     /// Cancel `live` (already taken out of [`calls::Table`]): withdraw what was not
     /// sent and queue `push` (and `voip` for PushKit devices) to each device that was.
-    /// Returns (withdrawn, cancellation pushes queued).
+    /// Returns (withdrawn, cancellation pushes queued); the invitations dropped from
+    /// the queues end `withdrawn` in `ledger`, the call's entry.
     ///
     /// The cancellations skip the lanes' capacity check: a lane may hold up to
     /// [`calls::MAX_DEVICES_PER_CALL`] more than `messages.queue_capacity` for a
     /// moment, and each of them stands for an invitation the cancel settled.
-    pub fn cancel(&self, live: &Live, push: Arc<Push>, voip: Option<Arc<Push>>) -> (usize, usize) {
+    pub fn cancel(
+        &self,
+        live: &Live,
+        push: Arc<Push>,
+        voip: Option<Arc<Push>>,
+        ledger: Option<&Entry>,
+    ) -> (usize, usize) {
         let cancelled = live.cancel();
+        if let Some(e) = ledger {
+            e.withdraw(&cancelled.dropped);
+        }
         let (mut others, mut pushkit) = (Targets::default(), Targets::default());
         for d in cancelled.sent {
             let to = match (&voip, d.provider()) {
@@ -313,21 +293,24 @@ impl<V: Vendors> Dispatcher<V> {
             };
             to.lanes[d.provider().lane() as usize].push(d);
         }
-        let mut queued = self.admit(push, others, None, false, |_| {}).unwrap_or(0);
+        let none = || (None, None);
+        let mut queued = self.admit(push, others, none(), false, |_| {}).unwrap_or(0);
         if let Some(voip) = voip {
-            queued += self.admit(voip, pushkit, None, false, |_| {}).unwrap_or(0);
+            queued += self
+                .admit(voip, pushkit, none(), false, |_| {})
+                .unwrap_or(0);
         }
         (cancelled.withdrawn, queued)
     }
 
     /// Queue `targets` all-or-nothing (unless `bounded` is false), running `admitted`
     /// on them once they are sure to be queued; with `call`, the devices are numbered
-    /// in lane order, as [`Live::new`] tracked them.
+    /// in lane order, as [`Live::new`] tracked them; each job ends in `ledger`.
     fn admit(
         &self,
         push: Arc<Push>,
         mut targets: Targets,
-        call: Option<&Arc<Live>>,
+        (call, ledger): (Option<&Arc<Live>>, Option<Arc<Entry>>),
         bounded: bool,
         admitted: impl FnOnce(&mut Targets),
     ) -> Result<usize, Overloaded> {
@@ -387,6 +370,7 @@ impl<V: Vendors> Dispatcher<V> {
                 devices,
                 badges: std::mem::take(&mut badges[lane as usize]),
                 call: call.map(|c| (c.clone(), slot)),
+                ledger: ledger.clone(),
                 fanout: fanout.clone(),
             };
             slot = slot.saturating_add(n as u32);
@@ -451,75 +435,6 @@ impl Dispatcher {
 }
 
 impl<V: Vendors> Ctx<V> {
-    /// Count and time a verdict (its request left at `started`), log a vendor failure
-    /// (rate-limited), act on a dead token. Returns true when the push is finished.
-    fn record(&self, device: &Device, v: &Verdict, started: quanta::Instant) -> bool {
-        let provider = device.provider();
-        let s = self.stats.provider(provider);
-        self.stats.verdict(provider, v, started, &self.state.clock);
-        match v.outcome {
-            Outcome::Delivered => {
-                inc(&s.sent);
-                inc(&s.delivered);
-                true
-            }
-            Outcome::TokenDead(cause) => {
-                inc(&s.sent);
-                inc(&s.failed);
-                inc(&s.dead_tokens);
-                let removed = self.state.apply(&Mutation::RemoveDeadToken {
-                    push_id: device.push_id().into(),
-                    token: device.token().to_owned(),
-                });
-                if matches!(removed, crate::state::Applied::Unbound(Some(_))) {
-                    inc(&s.invalid_tokens_removed);
-                }
-                tracing::debug!(
-                    provider = provider.as_str(),
-                    cause = cause.as_str(),
-                    "vendor reported a dead token; binding removed"
-                );
-                true
-            }
-            Outcome::Rejected(cause) => {
-                if cause == Cause::Unconfigured {
-                    inc(&s.unconfigured);
-                } else {
-                    inc(&s.sent);
-                    inc(&s.failed);
-                    inc(&s.rejected[cause.index()]);
-                    if self.first(provider, cause) {
-                        tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push; not retried (further rejections for this cause are counted in /v1/stats)");
-                    } else {
-                        tracing::debug!(provider = provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
-                    }
-                }
-                true
-            }
-            Outcome::Retry { cause, .. } => {
-                // Sent = the request reached the vendor (or may have).
-                if v.status.is_some() || cause.fate_unknown() {
-                    inc(&s.sent);
-                }
-                if matches!(
-                    cause,
-                    Cause::TooManyRequests | Cause::QuotaExceeded | Cause::DeviceThrottled
-                ) {
-                    inc(&s.throttled);
-                }
-                if cause.fate_unknown() {
-                    inc(&s.unknown_fate);
-                }
-                false
-            }
-        }
-    }
-
-    /// True the first time `(provider, cause)` is seen.
-    fn first(&self, provider: ProviderKind, cause: Cause) -> bool {
-        !self.logged[provider as usize][cause.index()].swap(true, Ordering::Relaxed)
-    }
-
     /// Send `job` once and work out what happens next.
     async fn attempt(&self, mut job: Job, probe: bool) -> (Done, bool) {
         let mut done = Done {
@@ -532,7 +447,7 @@ impl<V: Vendors> Ctx<V> {
         // have expired since it was picked, or its call been cancelled.
         if self.state.clock.unix_now_s() >= job.push.expires_at {
             inc(&self.stats.provider(job.device.provider()).expired);
-            job.finish(false);
+            job.finish(Final::Expired, None);
             return (done, true);
         }
         if !job.leave() {
@@ -549,8 +464,8 @@ impl<V: Vendors> Ctx<V> {
             } => Signal::Neutral,
             _ => Signal::Up,
         };
-        if finished {
-            job.finish(v.outcome == Outcome::Delivered);
+        if let Some(end) = Final::of(v.outcome).filter(|_| finished) {
+            job.finish(end, Some(&v));
             return (done, true);
         }
         let Outcome::Retry { after, cause } = v.outcome else {
@@ -570,7 +485,7 @@ impl<V: Vendors> Ctx<V> {
             if job.push.ttl_s == 0 {
                 // Now or never: the one attempt was made.
                 inc(&s.expired);
-                job.finish(false);
+                job.finish(Final::Expired, Some(&v));
                 return (done, true);
             }
             if job.attempts >= retry.max_attempts {
@@ -578,7 +493,7 @@ impl<V: Vendors> Ctx<V> {
                 if self.first(provider, cause) {
                     tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
                 }
-                job.finish(false);
+                job.finish(Final::Rejected, Some(&v));
                 return (done, true);
             }
             after.unwrap_or_else(|| backoff::full_jitter(job.attempts, retry.base, retry.max))
@@ -597,7 +512,7 @@ impl<V: Vendors> Ctx<V> {
             }
             None => {
                 inc(&s.expired);
-                job.finish(false);
+                job.finish(Final::Expired, Some(&v));
                 (done, true)
             }
         }

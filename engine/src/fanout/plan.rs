@@ -96,25 +96,11 @@ pub struct Summary {
 /// Messages skip `apns_voip` bindings (Apple requires every VoIP push to report a
 /// call). Calls send VoIP to `apns_voip` bindings and, for an invitee who has one, no
 /// alert to their `apns` bindings (one ring per iPhone).
+///
+/// The push's [`Options`]: with `badges`, each device is recorded with its recipient
+/// and each recipient with a device once ([`Targets::count_badges`]); with `silent`,
+/// devices of vendors without a silent type go to [`Targets::no_silent`].
 pub fn plan(
-    state: &State,
-    pin: &Pin<'_>,
-    recipients: impl IntoIterator<Item = Option<UserIdx>>,
-    conversation: Option<Conversation<'_>>,
-    is_call: bool,
-    configured: impl Fn(ProviderKind) -> bool,
-) -> (Summary, Targets) {
-    let options = Options {
-        is_call,
-        ..Options::default()
-    };
-    plan_with(state, pin, recipients, conversation, options, configured)
-}
-
-/// [`plan`] with the push's [`Options`]: with `badges`, each device is recorded with its
-/// recipient and each recipient with a device once ([`Targets::count_badges`]); with
-/// `silent`, devices of vendors without a silent type go to [`Targets::no_silent`].
-pub fn plan_with(
     state: &State,
     _pin: &Pin<'_>,
     recipients: impl IntoIterator<Item = Option<UserIdx>>,

@@ -7,6 +7,9 @@
 //! refused, admission to the lanes) happens here, so a second front end (a queue
 //! consumer, a cluster peer) gets the same semantics by calling the same functions.
 //!
+//! An accepted message or call opens its delivery-ledger entry ([`super::ledger`]),
+//! made findable once admission took it; a duplicate or refused one opens none.
+//!
 //! The order is plan → render → claim → submit, so a refused request changes nothing:
 //! only vendors that a target of this request uses limit its size (API.md 1.1), a
 //! push over such a limit is refused before its id is claimed, and a claim is
@@ -17,11 +20,13 @@
 //! never": the push is dropped if it has not left within a second or two and is not
 //! retried after an attempt.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::clock::unix_now_s;
 use crate::config::Resource;
 use crate::fanout::dispatch::calls::{self, Live};
+use crate::fanout::dispatch::Overloaded;
 use crate::fanout::plan::{self, Lane, Summary, Targets};
 use crate::providers::{Content, Kind, Push, TooLarge};
 use crate::state::ids::Pin;
@@ -31,6 +36,7 @@ use crate::telemetry::inc;
 use crate::Engine;
 
 use super::dedup::Space;
+use super::ledger::Entry;
 
 /// How long a `ttl_s = 0` push may wait in its lane for its one attempt: at least one
 /// full second (expiry is checked in whole UNIX seconds).
@@ -156,17 +162,18 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
         Conversation::Peer(_) => (notify::Kind::Peer, &m.sender_id),
     };
     let seen_as = notify::Conversation { kind, id };
+    let accepted = &engine.stats.messages_accepted;
     let Some(content) = &m.content else {
-        if !engine.dedup.claim(Space::Message, &m.message_id) {
+        let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
             inc(&engine.stats.messages_duplicate);
             return Ok(Outcome::Duplicate);
-        }
-        inc(&engine.stats.messages_accepted);
-        return Ok(Outcome::Accepted(Accepted {
-            summary: count(engine, recipients),
-            targets: 0,
-            unconfigured: 0,
-        }));
+        };
+        let opened = engine
+            .ledger
+            .open(Space::Message, &m.message_id, &Targets::default());
+        let queued = Ok(0);
+        keep(engine, &queued, opened);
+        return claim.settle(queued, count(engine, recipients), 0, accepted);
     };
     let rule = resource(engine, content)?;
     let options = plan::Options {
@@ -181,27 +188,20 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
     };
     let ttl_s = content.ttl_s.unwrap_or(engine.config.messages.ttl_s);
     let push = render(kind, content, rule, ttl_s, &targets)?;
-    if !engine.dedup.claim(Space::Message, &m.message_id) {
+    let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
         inc(&engine.stats.messages_duplicate);
         return Ok(Outcome::Duplicate);
-    }
+    };
     let unconfigured = targets.unconfigured.len();
+    let entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
     let queued = engine
         .dispatcher
-        .submit_then(Arc::new(push), targets, |t| {
+        .submit_then(Arc::new(push), targets, entry.clone(), |t| {
             count_badges(engine, t, content.badge_increment)
-        })
-        .map_err(|o| {
-            engine.dedup.release(Space::Message, &m.message_id);
-            shed(engine, o)
-        })?;
+        });
     drop(users);
-    inc(&engine.stats.messages_accepted);
-    Ok(Outcome::Accepted(Accepted {
-        summary,
-        targets: queued,
-        unconfigured,
-    }))
+    keep(engine, &queued, entry);
+    claim.settle(queued, summary, unconfigured, accepted)
 }
 
 /// Accept one call invitation: ring the offline invitees until `timeout_s`, and track
@@ -233,30 +233,68 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
         timeout_s: c.timeout_s,
     };
     let push = render(kind, &content, rule, ttl_s, &targets)?;
-    if !engine.dedup.claim(Space::Call, &c.call_id) {
+    let Some(claim) = Claim::take(engine, Space::Call, &c.call_id) else {
         return Ok(Outcome::Duplicate);
-    }
+    };
     let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
-    let queued = engine
-        .dispatcher
-        .ring(
-            Arc::new(push),
-            targets,
-            c.call_id.clone(),
-            c.inviter_id,
-            expires_at,
-        )
-        .map_err(|o| {
-            engine.dedup.release(Space::Call, &c.call_id);
-            shed(engine, o)
+    let entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
+    let queued = engine.dispatcher.ring(
+        Arc::new(push),
+        targets,
+        c.call_id.clone(),
+        c.inviter_id,
+        expires_at,
+        entry.clone(),
+    );
+    keep(engine, &queued, entry);
+    claim.settle(queued, summary, unconfigured, &engine.stats.calls_accepted)
+}
+
+/// Make an admitted request's ledger entry findable (a shed one leaves none).
+fn keep(engine: &Engine, queued: &Result<usize, Overloaded>, entry: Option<Arc<Entry>>) {
+    if let (Ok(_), Some(entry)) = (queued, entry) {
+        engine.ledger.insert(entry);
+    }
+}
+
+/// A message or call id claimed in the dedup window. It is given back when the
+/// request's pushes cannot be queued, so the caller's retry is not a duplicate.
+struct Claim<'e> {
+    engine: &'e Engine,
+    space: Space,
+    id: &'e str,
+}
+
+impl<'e> Claim<'e> {
+    /// The claim on `id`; `None` when it was seen within the window.
+    fn take(engine: &'e Engine, space: Space, id: &'e str) -> Option<Self> {
+        engine
+            .dedup
+            .claim(space, id)
+            .then_some(Self { engine, space, id })
+    }
+
+    /// The request accepted with its `queued` pushes (counted in `accepted`), or, when
+    /// a queue was full, shed with the claim given back.
+    fn settle(
+        self,
+        queued: Result<usize, Overloaded>,
+        summary: Summary,
+        unconfigured: usize,
+        accepted: &AtomicU64,
+    ) -> Result<Outcome, Error> {
+        let targets = queued.map_err(|o| {
+            self.engine.dedup.release(self.space, self.id);
+            shed(self.engine, o)
         })?;
-    inc(&engine.stats.calls_accepted);
-    Ok(Outcome::Accepted(Accepted {
-        summary,
-        targets: queued,
-        unconfigured,
-    }))
+        inc(accepted);
+        Ok(Outcome::Accepted(Accepted {
+            summary,
+            targets,
+            unconfigured,
+        }))
+    }
 }
 
 /// Cancel a live call: drop its invitations not yet sent and send one silent
@@ -277,7 +315,11 @@ pub fn cancel_call(engine: &Engine, c: Cancel) -> Result<Cancelled, Error> {
         // Cancelled (or swept) by someone else meanwhile.
         return Err(Error::NoCall(c.call_id));
     }
-    let (withdrawn, cancel_pushes) = engine.dispatcher.cancel(&live, push, voip);
+    // The call's ledger entry (an id is not reused while its call is live).
+    let entry = engine.ledger.get(Space::Call, &c.call_id);
+    let (withdrawn, cancel_pushes) = engine
+        .dispatcher
+        .cancel(&live, push, voip, entry.as_deref());
     Ok(Cancelled {
         withdrawn,
         cancel_pushes,
@@ -362,7 +404,7 @@ fn plan_for(
     conversation: Option<notify::Conversation<'_>>,
     options: plan::Options,
 ) -> (Summary, Targets) {
-    plan::plan_with(
+    plan::plan(
         &engine.state,
         users,
         recipients,
@@ -428,7 +470,7 @@ fn render_lanes(
 }
 
 /// A lane or the call table was full: count the shed request.
-fn shed(engine: &Engine, o: crate::fanout::dispatch::Overloaded) -> Error {
+fn shed(engine: &Engine, o: Overloaded) -> Error {
     inc(&engine.stats.requests_shed);
     Error::Overloaded {
         lane: o.queue,

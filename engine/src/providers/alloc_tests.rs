@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use super::{token, Content, Kind, Push, Vendor};
+use super::{token, Content, Kind, Push};
 use crate::config;
 
 thread_local! {
@@ -65,13 +65,27 @@ fn push() -> Push {
     Push::render(kind, &content, 3600, 1_700_000_000).expect("a small push renders")
 }
 
-/// A vendor's client for `section`, built the way the engine builds it.
-fn client<V: Vendor>(section: V::Section) -> V {
-    let mut problems = Vec::new();
-    let mut check = config::Check::new("test", &mut problems);
-    let settings = V::settings(&section, super::connect::Connect::default(), &mut check);
-    let settings = check.settled(settings).expect("configured");
-    V::build(&settings).expect("client")
+/// The five OEM vendors' clients as the engine builds them from its configuration
+/// (config's test environment), pointed at a closed local port.
+fn oem_clients() -> super::Providers {
+    use crate::config::tests::{oem_env, vars};
+    let mut env = oem_env();
+    env.extend(vars(&[
+        ("FANFARE_HUAWEI_ENDPOINT", LOCAL),
+        ("FANFARE_HUAWEI_TOKEN_ENDPOINT", LOCAL),
+        ("FANFARE_HONOR_ENDPOINT", LOCAL),
+        ("FANFARE_HONOR_TOKEN_ENDPOINT", LOCAL),
+        ("FANFARE_XIAOMI_ENDPOINT", LOCAL),
+        ("FANFARE_XIAOMI_CHANNEL_ID", "ch"),
+        ("FANFARE_OPPO_ENDPOINT", LOCAL),
+        ("FANFARE_OPPO_ENDPOINT_INTL", LOCAL),
+        ("FANFARE_VIVO_ENDPOINT", LOCAL),
+    ]));
+    let config = config::Config::load(None, env).expect("the environment loads");
+    let settings = config
+        .validate()
+        .expect("the five OEM vendors are configured");
+    super::Providers::new(&settings).expect("clients")
 }
 
 /// What any request costs: a body buffer and a header map with `headers` entries.
@@ -104,42 +118,13 @@ async fn oem_requests_allocate_only_their_body_and_header_map() {
     drop((access.bearer(), access.raw()));
     let tok = "0123456789abcdefABCDEF+/=_x";
 
-    let huawei = client::<super::huawei::Client>(config::Huawei {
-        app_id: Some("1".into()),
-        client_secret: Some(config::Secret::new("s")),
-        endpoint: LOCAL.into(),
-        token_endpoint: LOCAL.into(),
-        ..Default::default()
-    });
-    let honor = client::<super::honor::Client>(config::Honor {
-        app_id: Some("1".into()),
-        client_id: Some("c".into()),
-        client_secret: Some(config::Secret::new("s")),
-        endpoint: LOCAL.into(),
-        token_endpoint: LOCAL.into(),
-        ..Default::default()
-    });
-    let xiaomi = client::<super::xiaomi::Client>(config::Xiaomi {
-        app_secret: Some(config::Secret::new("s")),
-        package_name: Some("p".into()),
-        endpoint: LOCAL.into(),
-        channel_id: Some("ch".into()),
-        ..Default::default()
-    });
-    let oppo = client::<super::oppo::Client>(config::Oppo {
-        app_key: Some("k".into()),
-        master_secret: Some(config::Secret::new("s")),
-        endpoint: LOCAL.into(),
-        endpoint_intl: LOCAL.into(),
-        ..Default::default()
-    });
-    let vivo = client::<super::vivo::Client>(config::Vivo {
-        app_id: Some("1".into()),
-        app_key: Some("k".into()),
-        app_secret: Some(config::Secret::new("s")),
-        endpoint: LOCAL.into(),
-        ..Default::default()
-    });
+    let providers = oem_clients();
+    let configured = "every OEM vendor is configured";
+    let huawei = providers.huawei.as_ref().expect(configured);
+    let honor = providers.honor.as_ref().expect(configured);
+    let xiaomi = providers.xiaomi.as_ref().expect(configured);
+    let oppo = providers.oppo.as_ref().expect(configured);
+    let vivo = providers.vivo.as_ref().expect(configured);
 
     let (n, text) = allocs(|| super::token_text(crate::state::TokenRef::Text(tok)).len());
     assert_eq!((n, text), (0, tok.len()), "a text device token is borrowed");

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::connect::{self, Connect};
 use super::oem::{Body, Oem, Render, Route, Target};
 use super::token::Access;
-use super::{Push, Verdict};
+use super::{Configure, Push, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
@@ -46,9 +46,7 @@ pub struct Honor {
     dead_codes: Box<[i64]>,
 }
 
-impl Oem for Honor {
-    const NAME: &'static str = "honor";
-    const CONTENT_TYPE: &'static str = "application/json";
+impl Configure for Honor {
     type Section = config::Honor;
     type Settings = Settings;
 
@@ -69,6 +67,11 @@ impl Oem for Honor {
             connect,
         })
     }
+}
+
+impl Oem for Honor {
+    const NAME: &'static str = "honor";
+    const CONTENT_TYPE: &'static str = "application/json";
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let path = format!("/api/v1/{}/sendMessage", urlencoding::encode(&s.app_id));

@@ -18,7 +18,7 @@ use super::connect::{self, Connect};
 use super::oem::{Body, Oem, Render, Route, Target};
 use super::splice::json_str;
 use super::token::Access;
-use super::{Push, Verdict};
+use super::{Configure, Push, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
@@ -49,9 +49,7 @@ pub struct Huawei {
     badge_open: Option<String>,
 }
 
-impl Oem for Huawei {
-    const NAME: &'static str = "huawei";
-    const CONTENT_TYPE: &'static str = "application/json;charset=utf-8";
+impl Configure for Huawei {
     type Section = config::Huawei;
     type Settings = Settings;
 
@@ -71,6 +69,11 @@ impl Oem for Huawei {
             connect,
         })
     }
+}
+
+impl Oem for Huawei {
+    const NAME: &'static str = "huawei";
+    const CONTENT_TYPE: &'static str = "application/json;charset=utf-8";
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let path = format!("/v1/{}/messages:send", urlencoding::encode(&s.app_id));

@@ -24,7 +24,7 @@ use http_body_util::Full;
 use super::connect::{self, Connect};
 use super::splice::Spliced;
 use super::token::{self, Access, Fresh};
-use super::{Attempt, Content, Kind, Push, TooLarge, Vendor, Verdict};
+use super::{Attempt, Configure, Content, Kind, Push, TooLarge, Vendor, Verdict};
 use crate::config::{Check, Resource, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
@@ -78,25 +78,15 @@ impl Body {
 /// How an OEM vendor renders a push's body once ([`Oem::RENDER`]).
 pub type Render = fn(&Kind, &Content, &Resource, u64) -> Result<Body, TooLarge>;
 
-/// What one OEM vendor adds to the skeleton of [`Client`].
-pub trait Oem: Sized + Send + Sync + 'static {
+/// What one OEM vendor adds to the skeleton of [`Client`]. Its [`Configure`] impl
+/// checks its config section into the settings [`Oem::new`] builds it from.
+pub trait Oem: Configure + Sized + Send + Sync + 'static {
     /// The config section, lane and log name.
     const NAME: &'static str;
     /// `Content-Type` of a push request.
     const CONTENT_TYPE: &'static str;
     /// The request header the access token goes in, if it goes in one.
     const TOKEN_HEADER: Option<TokenHeader> = Some(TokenHeader::Bearer);
-    /// The config section (`[huawei]`, ...).
-    type Section;
-    /// The section, validated.
-    type Settings: Send + Sync + std::fmt::Debug;
-
-    /// Check the section (every problem goes to `check`); `None` when not configured.
-    fn settings(
-        section: &Self::Section,
-        connect: Connect,
-        check: &mut Check,
-    ) -> Option<Self::Settings>;
 
     /// The vendor's part of the client and the hosts it pushes to (one, or OPPO's
     /// mainland and overseas hosts).
@@ -359,14 +349,17 @@ impl<V: Oem> Client<V> {
     }
 }
 
-impl<V: Oem> Vendor for Client<V> {
-    type Body = Body;
+impl<V: Oem> Configure for Client<V> {
     type Section = V::Section;
     type Settings = V::Settings;
 
     fn settings(section: &V::Section, connect: Connect, check: &mut Check) -> Option<V::Settings> {
         V::settings(section, connect, check)
     }
+}
+
+impl<V: Oem> Vendor for Client<V> {
+    type Body = Body;
 
     fn build(settings: &V::Settings) -> Result<Self, connect::Error> {
         Client::new(settings)

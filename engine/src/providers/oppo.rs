@@ -20,7 +20,7 @@ use super::connect::{self, Connect};
 use super::oem::{Body, Oem, Render, Route, Target, TokenHeader};
 use super::splice::{json_str, Slot};
 use super::token::{self, Access, Fresh};
-use super::{Push, Verdict};
+use super::{Configure, Push, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
@@ -68,11 +68,7 @@ pub fn is_mainland(regid: &str) -> bool {
     }
 }
 
-impl Oem for Oppo {
-    const NAME: &'static str = "oppo";
-    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
-    /// The `auth_token` is a form field of the body ([`Oem::body`]).
-    const TOKEN_HEADER: Option<TokenHeader> = None;
+impl Configure for Oppo {
     type Section = config::Oppo;
     type Settings = Settings;
 
@@ -92,6 +88,13 @@ impl Oem for Oppo {
             connect,
         })
     }
+}
+
+impl Oem for Oppo {
+    const NAME: &'static str = "oppo";
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
+    /// The `auth_token` is a form field of the body ([`Oem::body`]).
+    const TOKEN_HEADER: Option<TokenHeader> = None;
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         // Tokens are valid 24 h; refresh every 6 h.

@@ -5,6 +5,7 @@
 //! rendered once; each device costs one buffer of the right size and a few copies.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Map, Value};
 
 use super::{data_fields, Content, Kind, TooLarge};
 
@@ -66,7 +67,7 @@ impl Spliced {
 }
 
 /// The placeholder a per-recipient badge is rendered with before its body is cut
-/// around it ([`Spliced::around_badge`]): no real total is this large in a body.
+/// around it ([`badge_slot`]): no real total is this large in a body.
 pub const BADGE_MARK: u32 = u32::MAX;
 
 /// The digits a badge slot takes at most.
@@ -85,6 +86,47 @@ pub fn cut_badge(body: &[u8], key: &str) -> (Vec<u8>, Vec<u8>) {
     let value = at + key.len() + 3;
     let end = at + mark.len();
     (body[..value].to_vec(), body[end..].to_vec())
+}
+
+/// The badge number a visible push's JSON carries: [`BADGE_MARK`] when each recipient
+/// gets their own total (the body is then cut around it, [`badge_slot`]), else
+/// `push.badge`; `None` without a badge.
+pub fn badge_value(c: &Content) -> Option<u32> {
+    if c.per_recipient_badge() {
+        Some(BADGE_MARK)
+    } else {
+        c.badge
+    }
+}
+
+/// A rendered JSON `body` and, with a per-recipient badge, the same body cut into a
+/// slot around its `"<key>":`[`BADGE_MARK`] member ([`cut_badge`]); with the largest
+/// size a device's body can reach (what the vendor's size limit is checked against).
+pub fn badge_slot(body: &[u8], key: &str, per_recipient: bool) -> (Option<Spliced>, usize) {
+    let badged = per_recipient.then(|| {
+        let (head, tail) = cut_badge(body, key);
+        Spliced::new(vec![head, tail])
+    });
+    let size = badged
+        .as_ref()
+        .map_or(body.len(), |b| b.fixed_len() + BADGE_DIGITS);
+    (badged, size)
+}
+
+/// `title` and `body` of a visible push, those that are set: APNs `aps.alert`, FCM
+/// `notification`, the top level of Web Push's plaintext.
+pub fn alert_fields(c: &Content) -> Map<String, Value> {
+    let mut alert = Map::new();
+    insert_some(&mut alert, "title", c.title.as_deref());
+    insert_some(&mut alert, "body", c.content.as_deref());
+    alert
+}
+
+/// Add `key` to a JSON object when `value` is set (an optional field of a body).
+pub fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(v) = value {
+        map.insert(key.into(), v.into());
+    }
 }
 
 /// A per-device value for one slot of a [`Spliced`] body, encoded while it is copied

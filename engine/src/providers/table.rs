@@ -30,11 +30,10 @@ pub struct Error {
     pub source: connect::Error,
 }
 
-/// What one vendor gives the engine. Implemented by each vendor's `Client`; the engine
-/// reaches it only through the generated enum-dispatch below, never as a trait object.
-pub trait Vendor: Sized + Send + Sync + 'static {
-    /// The vendor's body, rendered once per push and shared by its devices.
-    type Body: Default + std::fmt::Debug + Send + Sync;
+/// A vendor's config section and its check into the vendor's typed settings: part of
+/// [`Vendor`], and of an OEM vendor's part ([`super::oem::Oem`]) that the shared client
+/// is built from.
+pub trait Configure {
     /// The vendor's config section (`[name]`).
     type Section;
     /// The section validated: everything the client is built from.
@@ -48,6 +47,13 @@ pub trait Vendor: Sized + Send + Sync + 'static {
         connect: Connect,
         check: &mut Check,
     ) -> Option<Self::Settings>;
+}
+
+/// What one vendor gives the engine. Implemented by each vendor's `Client`; the engine
+/// reaches it only through the generated enum-dispatch below, never as a trait object.
+pub trait Vendor: Configure + Sized + Send + Sync + 'static {
+    /// The vendor's body, rendered once per push and shared by its devices.
+    type Body: Default + std::fmt::Debug + Send + Sync;
 
     /// The client for validated settings; only connecting can still fail.
     fn build(settings: &Self::Settings) -> Result<Self, connect::Error>;
@@ -93,8 +99,7 @@ pub fn text_token(
 /// `parse_token`.
 macro_rules! impl_vendor {
     ($section:ident, $body:ty, $render:expr, $tokens:expr) => {
-        impl $crate::providers::Vendor for Client {
-            type Body = $body;
+        impl $crate::providers::Configure for Client {
             type Section = $crate::config::$section;
             type Settings = Settings;
 
@@ -105,6 +110,10 @@ macro_rules! impl_vendor {
             ) -> Option<Settings> {
                 settings(section, connect, check)
             }
+        }
+
+        impl $crate::providers::Vendor for Client {
+            type Body = $body;
 
             fn build(settings: &Settings) -> Result<Self, $crate::providers::connect::Error> {
                 Client::new(settings)
@@ -268,7 +277,7 @@ macro_rules! vendor_table {
         /// Every vendor's validated settings; `None` for a vendor not configured.
         #[derive(Debug, Default)]
         pub struct Settings {
-            $(pub $module: Option<<super::$module::Client as Vendor>::Settings>,)+
+            $(pub $module: Option<<super::$module::Client as Configure>::Settings>,)+
         }
 
         impl Settings {
@@ -279,7 +288,7 @@ macro_rules! vendor_table {
                     $($module: {
                         let mut check = Check::new(stringify!($module), problems);
                         let connect = config.$module.client().connect(&config.transport, &mut check);
-                        let s = <super::$module::Client as Vendor>::settings(
+                        let s = <super::$module::Client as Configure>::settings(
                             &config.$module,
                             connect,
                             &mut check,

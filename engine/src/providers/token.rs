@@ -232,13 +232,22 @@ pub enum Error {
     Refused { uri: String, error: String },
 }
 
-/// Post `req` to the token endpoint `uri` and read its JSON answer: the status and
-/// the body as `T` (an answer that is not `T` is a refusal).
+/// Post `body` (a `content_type` document) to the token endpoint `uri` and read its
+/// JSON answer: the status and the body as `T` (an answer that is not `T` is a
+/// refusal).
 pub async fn exchange<T: serde::de::DeserializeOwned>(
     http: &crate::transport::auto::Client,
     uri: &str,
-    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    content_type: &'static str,
+    body: String,
 ) -> Result<(http::StatusCode, T), Error> {
+    let req = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| Error::Request {
+            uri: uri.to_string(),
+            detail: e.to_string(),
+        })?;
     let resp = http.send(req).await.map_err(|source| Error::Unreachable {
         uri: uri.to_string(),
         source,
@@ -248,6 +257,28 @@ pub async fn exchange<T: serde::de::DeserializeOwned>(
         error: format!("http {} with an unreadable body", resp.status.as_u16()),
     })?;
     Ok((resp.status, answer))
+}
+
+/// The answer of a vendor's own sign exchange (OPPO's, vivo's) in common names: a
+/// result code (0 = granted), its message and the token.
+pub struct Signed {
+    pub code: i64,
+    pub message: String,
+    pub token: Option<String>,
+}
+
+impl Signed {
+    /// The token, valid `lifetime_s`, when the vendor granted one; else a refusal
+    /// from `uri` quoting the code (as the vendor names it: `code_name`) and message.
+    pub fn fresh(self, uri: &str, code_name: &str, lifetime_s: u64) -> Result<Fresh, Error> {
+        match self.token {
+            Some(value) if self.code == 0 && !value.is_empty() => Ok(Fresh { value, lifetime_s }),
+            _ => Err(Error::Refused {
+                uri: uri.to_string(),
+                error: format!("{code_name} {}: {}", self.code, self.message),
+            }),
+        }
+    }
 }
 
 /// The verdict for a push whose vendor access token could not be had: the push was
@@ -280,16 +311,6 @@ pub async fn client_credentials(
         urlencoding::encode(client_id),
         urlencoding::encode(client_secret.expose())
     );
-    let req = http::Request::post(uri)
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(http_body_util::Full::new(bytes::Bytes::from(form)))
-        .map_err(|e| Error::Request {
-            uri: uri.to_string(),
-            detail: e.to_string(),
-        })?;
     #[derive(serde::Deserialize)]
     struct Answer {
         access_token: Option<String>,
@@ -297,7 +318,8 @@ pub async fn client_credentials(
         error: Option<serde_json::Value>,
         error_description: Option<String>,
     }
-    let (status, a): (_, Answer) = exchange(http, uri, req).await?;
+    let (status, a): (_, Answer) =
+        exchange(http, uri, "application/x-www-form-urlencoded", form).await?;
     match (status.is_success(), a.access_token) {
         (true, Some(t)) if !t.is_empty() => Ok(Fresh {
             value: t,

@@ -26,7 +26,7 @@ use super::connect::{self, Connect};
 use super::oem::{Body, Oem, Render, Route, Target, TokenHeader};
 use super::splice::Slot;
 use super::token::{self, Access, Fresh};
-use super::{Cause, Outcome, Push, Verdict};
+use super::{Cause, Configure, Outcome, Push, Verdict};
 use crate::config::{self, Check, Secret};
 use crate::state::{ProviderKind, Token};
 use crate::transport::{auto, Response};
@@ -59,13 +59,7 @@ pub struct Vivo {
     paused_until: AtomicU64,
 }
 
-impl Oem for Vivo {
-    const NAME: &'static str = "vivo";
-    const CONTENT_TYPE: &'static str = "application/json;charset=UTF-8";
-    /// vivo's `authToken` header (header names go out lowercase); a constant name
-    /// costs no allocation per request.
-    const TOKEN_HEADER: Option<TokenHeader> =
-        Some(TokenHeader::Raw(http::HeaderName::from_static("authtoken")));
+impl Configure for Vivo {
     type Section = config::Vivo;
     type Settings = Settings;
 
@@ -99,6 +93,15 @@ impl Oem for Vivo {
             connect,
         })
     }
+}
+
+impl Oem for Vivo {
+    const NAME: &'static str = "vivo";
+    const CONTENT_TYPE: &'static str = "application/json;charset=UTF-8";
+    /// vivo's `authToken` header (header names go out lowercase); a constant name
+    /// costs no allocation per request.
+    const TOKEN_HEADER: Option<TokenHeader> =
+        Some(TokenHeader::Raw(http::HeaderName::from_static("authtoken")));
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         // Valid a day; vivo asks for a refresh every 1–2 hours.

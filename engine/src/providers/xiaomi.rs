@@ -21,7 +21,7 @@ use super::connect::{self, Connect};
 use super::oem::{Body, Oem, Render, Route, Target, TokenHeader};
 use super::splice::Slot;
 use super::token::Access;
-use super::{Push, Verdict};
+use super::{Configure, Push, Verdict};
 use crate::config::{self, Check};
 use crate::state::{ProviderKind, Token};
 use crate::transport::Response;
@@ -49,11 +49,7 @@ pub struct Xiaomi {
     channel: Bytes,
 }
 
-impl Oem for Xiaomi {
-    const NAME: &'static str = "xiaomi";
-    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
-    /// MiPush takes the AppSecret itself ([`Oem::head`]), with no token exchange.
-    const TOKEN_HEADER: Option<TokenHeader> = None;
+impl Configure for Xiaomi {
     type Section = config::Xiaomi;
     type Settings = Settings;
 
@@ -80,6 +76,13 @@ impl Oem for Xiaomi {
             connect,
         })
     }
+}
+
+impl Oem for Xiaomi {
+    const NAME: &'static str = "xiaomi";
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded;charset=UTF-8";
+    /// MiPush takes the AppSecret itself ([`Oem::head`]), with no token exchange.
+    const TOKEN_HEADER: Option<TokenHeader> = None;
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let route = Route::new(&s.connect, &s.endpoint, "/v3/message/regid")?;

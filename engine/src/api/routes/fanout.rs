@@ -39,17 +39,14 @@ pub(super) fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
             duplicate: true,
             message_id,
         })),
-        Outcome::Accepted(a) => answer(
-            StatusCode::ACCEPTED,
-            &wire::MessageAnswer::Accepted(wire::MessageAccepted {
-                message_id,
-                muted: a.summary.muted,
-                offline_recipients: a.summary.offline,
-                recipients: a.summary.recipients,
-                targets: a.targets,
-                unconfigured: a.unconfigured,
-            }),
-        ),
+        Outcome::Accepted(a) => accepted(wire::MessageAnswer::Accepted(wire::MessageAccepted {
+            message_id,
+            muted: a.summary.muted,
+            offline_recipients: a.summary.offline,
+            recipients: a.summary.recipients,
+            targets: a.targets,
+            unconfigured: a.unconfigured,
+        })),
     }
 }
 
@@ -90,17 +87,19 @@ pub(super) fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
             call_id,
             duplicate: true,
         })),
-        Outcome::Accepted(a) => answer(
-            StatusCode::ACCEPTED,
-            &wire::CallAnswer::Accepted(wire::CallAccepted {
-                call_id,
-                muted: a.summary.muted,
-                offline_invitees: a.summary.offline,
-                targets: a.targets,
-                unconfigured: a.unconfigured,
-            }),
-        ),
+        Outcome::Accepted(a) => accepted(wire::CallAnswer::Accepted(wire::CallAccepted {
+            call_id,
+            muted: a.summary.muted,
+            offline_invitees: a.summary.offline,
+            targets: a.targets,
+            unconfigured: a.unconfigured,
+        })),
     }
+}
+
+/// `202 Accepted` with `body`: the request's pushes are queued, not yet sent.
+fn accepted(body: impl serde::Serialize) -> Result<Resp, ApiError> {
+    answer(StatusCode::ACCEPTED, &body)
 }
 
 /// `POST /v1/calls/{call_id}/cancel`; the body (`{"push": {...}}`) is optional.

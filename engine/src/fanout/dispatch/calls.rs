@@ -14,14 +14,16 @@
 //! | slot | the worker | cancel makes it |
 //! | --- | --- | --- |
 //! | `WAITING` (queued, held at the gates, or waiting for a retry; the vendor has not got it) | `leave` → `IN_FLIGHT` just before the request goes | `WITHDRAWN`: dropped, never sent |
-//! | `WAITING_MAYBE` (waiting for a retry after a send whose fate is unknown) | as above | `CANCELLED`: the retry is dropped, the device gets a cancellation |
+//! | `WAITING_MAYBE` (waiting for a retry after a send whose fate is unknown) | as above | `DROPPED`: the retry is dropped, the device gets a cancellation |
 //! | `IN_FLIGHT` | on the answer: `DONE_SENT`, `DONE_UNSENT`, or back to waiting for a retry | `CANCELLED`: counted as sent whatever the answer; no retry follows |
 //! | `DONE_SENT` (delivered, or finished after a send of unknown fate) | — | `CANCELLED`: a cancellation push |
 //! | `DONE_UNSENT` (rejected, dead token, expired, failed) | — | stays: nothing to withdraw, nothing to cancel |
 //!
 //! The worker checks the slot with one load before the gates (a withdrawn job is
 //! dropped without taking a place in flight) and moves it with one CAS when the
-//! request leaves and one when the answer comes. A withdrawn job leaves its lane, and
+//! request leaves and one when the answer comes. The cancel reports the invitations it
+//! dropped from the queues (`WITHDRAWN` and `DROPPED`) so the delivery ledger counts
+//! them at once; [`Live::finish`] then tells the job not to count them again. A withdrawn job leaves its lane, and
 //! frees its place in the lane's depth, when the worker next picks it: at once when it
 //! was queued, when its retry falls due when it was waiting for one.
 //!
@@ -55,6 +57,7 @@ const DONE_SENT: u8 = 3;
 const DONE_UNSENT: u8 = 4;
 const WITHDRAWN: u8 = 5;
 const CANCELLED: u8 = 6;
+const DROPPED: u8 = 7;
 
 /// One live call: its devices and the state of the invitation to each.
 #[derive(Debug)]
@@ -75,6 +78,9 @@ pub struct Cancelled {
     pub withdrawn: usize,
     /// Devices that were (or may have been) sent the invitation.
     pub sent: Vec<Device>,
+    /// Devices whose queued invitation the cancel dropped: the withdrawn ones and
+    /// those waiting for a retry after a send of unknown fate.
+    pub dropped: Vec<Device>,
 }
 
 impl Live {
@@ -145,14 +151,20 @@ impl Live {
             .is_ok()
     }
 
-    /// The job is finished: `sent` when it was delivered or may have been.
-    pub(super) fn finish(&self, slot: u32, sent: bool) {
-        if let Some(s) = self.slots.get(slot as usize) {
-            let to = if sent { DONE_SENT } else { DONE_UNSENT };
-            // Fails only when cancel already settled the slot, which then stands.
-            let _ = s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                (v < WITHDRAWN).then_some(to)
-            });
+    /// The job is finished: `sent` when it was delivered or may have been. False when
+    /// the cancel dropped it from its queue (and reported it in
+    /// [`Cancelled::dropped`]).
+    pub(super) fn finish(&self, slot: u32, sent: bool) -> bool {
+        let Some(s) = self.slots.get(slot as usize) else {
+            return true;
+        };
+        let to = if sent { DONE_SENT } else { DONE_UNSENT };
+        // Fails only when cancel already settled the slot, which then stands.
+        match s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            (v < WITHDRAWN).then_some(to)
+        }) {
+            Ok(_) => true,
+            Err(v) => !matches!(v, WITHDRAWN | DROPPED),
         }
     }
 
@@ -163,11 +175,19 @@ impl Live {
         for (slot, device) in self.slots.iter().zip(self.devices.iter()) {
             let before = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| match v {
                 WAITING => Some(WITHDRAWN),
-                WAITING_MAYBE | IN_FLIGHT | DONE_SENT => Some(CANCELLED),
+                WAITING_MAYBE => Some(DROPPED),
+                IN_FLIGHT | DONE_SENT => Some(CANCELLED),
                 _ => None,
             });
             match before {
-                Ok(WAITING) => c.withdrawn += 1,
+                Ok(WAITING) => {
+                    c.withdrawn += 1;
+                    c.dropped.push(device.clone());
+                }
+                Ok(WAITING_MAYBE) => {
+                    c.sent.push(device.clone());
+                    c.dropped.push(device.clone());
+                }
                 Ok(_) => c.sent.push(device.clone()),
                 Err(_) => {}
             }
@@ -307,10 +327,19 @@ mod tests {
         assert_eq!(c.withdrawn, 2, "0 and 4");
         let sent: Vec<&str> = c.sent.iter().map(|d| d.push_id()).collect();
         assert_eq!(sent, ["d1", "d2", "d5"]);
+        let dropped: Vec<&str> = c.dropped.iter().map(|d| d.push_id()).collect();
+        assert_eq!(dropped, ["d0", "d4", "d5"], "left their queues unsent");
         // The worker's later moves fail and change nothing.
         assert!(!l.pending(0) && !l.leave(0), "a withdrawn job is dropped");
         assert!(!l.requeue(1, false), "no retry after cancel");
-        l.finish(1, false);
+        assert!(
+            l.finish(1, false),
+            "the send in flight is counted by its job"
+        );
+        assert!(
+            !l.finish(0, false),
+            "the withdrawn one was counted by the cancel"
+        );
         assert!(!l.leave(5), "a cancelled retry is dropped");
         assert!(l.cancel().sent.is_empty(), "settled slots stay settled");
     }

@@ -146,6 +146,7 @@ impl Rig {
             "c".into(),
             "u0".into(),
             now + ttl_s,
+            None,
         );
         assert_eq!(queued.ok(), Some(push_ids.len()), "the lane has room");
         self.dispatcher
@@ -162,7 +163,7 @@ impl Rig {
         };
         let push = Push::render(kind, &Content::default(), 60, self.clock.unix_now_s())
             .expect("an empty cancellation fits every vendor");
-        self.dispatcher.cancel(live, Arc::new(push), None)
+        self.dispatcher.cancel(live, Arc::new(push), None, None)
     }
 
     /// Wait (in paused time) until the lane has finished every push; returns when.

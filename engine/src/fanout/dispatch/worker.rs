@@ -24,6 +24,7 @@ use super::delay::DelayQueue;
 use super::pace::Pace;
 use super::{Batch, Ctx, Done, Job, Vendors};
 use crate::clock::Clock;
+use crate::fanout::ledger::Final;
 use crate::fanout::plan::Lane;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{inc, LaneStats, Stats};
@@ -141,7 +142,7 @@ impl<'a> Worker<'a> {
         };
         if self.clock.unix_now_s() >= job.push.expires_at {
             inc(&self.stats.provider(job.device.provider()).expired);
-            job.finish(false);
+            job.finish(Final::Expired, None);
             self.depth.fetch_sub(1, Ordering::AcqRel);
             return Step::Dropped;
         }
@@ -201,6 +202,7 @@ impl<'a> Worker<'a> {
                             badge: badges.next(),
                             call: call.clone(),
                             slot,
+                            ledger: b.ledger.clone(),
                             attempts: 0,
                             unsent: 0,
                             maybe_sent: false,

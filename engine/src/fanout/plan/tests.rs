@@ -44,7 +44,11 @@ fn plan_in(
 ) -> (Summary, Targets) {
     let pin = s.users.pin();
     let recipients: Vec<Option<UserIdx>> = users.iter().map(|u| pin.get(u)).collect();
-    plan(s, &pin, recipients, conversation, is_call, configured)
+    let options = Options {
+        is_call,
+        ..Options::default()
+    };
+    plan(s, &pin, recipients, conversation, options, configured)
 }
 
 fn mute(s: &State, user: &str, kind: Kind, id: &str) {

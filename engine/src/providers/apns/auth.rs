@@ -15,34 +15,18 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::clock::unix_now_s;
+use crate::providers::key_file::{self, KeyFile};
 
 /// Re-mint after this many seconds.
 pub const REFRESH_AFTER_S: u64 = 50 * 60;
 /// Never re-mint sooner than this (Apple's floor).
 pub const MIN_REMINT_S: u64 = 20 * 60;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read key file {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("key file {path} is not a PKCS#8 PEM P-256 private key (an APNs .p8 key)")]
-    Parse { path: String },
-}
-
 /// Load and check a `.p8` key. The error never contains key material.
-pub fn load_key(path: &Path) -> Result<EncodingKey, Error> {
-    let shown = path.display().to_string();
-    let pem = std::fs::read(path).map_err(|source| Error::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let key = EncodingKey::from_ec_pem(&pem).map_err(|_| Error::Parse {
-        path: shown.clone(),
-    })?;
+pub fn load_key(path: &Path) -> Result<EncodingKey, key_file::Error> {
+    let file = KeyFile::new(path, "key file");
+    let not_p8 = || file.invalid("a PKCS#8 PEM P-256 private key (an APNs .p8 key)");
+    let key = EncodingKey::from_ec_pem(&file.read()?).map_err(|_| not_p8())?;
     // Sign once so a key of the wrong curve or kind is caught at start-up.
     jsonwebtoken::encode(
         &Header::new(Algorithm::ES256),
@@ -52,7 +36,7 @@ pub fn load_key(path: &Path) -> Result<EncodingKey, Error> {
         },
         &key,
     )
-    .map_err(|_| Error::Parse { path: shown })?;
+    .map_err(|_| not_p8())?;
     Ok(key)
 }
 

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use serde_json::{json, Map, Value};
 
 use crate::config::Resource;
-use crate::providers::splice::{cut_badge, Spliced, BADGE_DIGITS, BADGE_MARK};
+use crate::providers::splice::{alert_fields, badge_slot, badge_value, insert_some, Spliced};
 use crate::providers::{Content, Kind, TooLarge};
 
 /// Apple's limit for every push type but VoIP.
@@ -58,38 +58,23 @@ impl Bodies {
             // alert, sound or badge with it).
             aps.insert("content-available".into(), json!(1));
         } else {
-            let mut alert = Map::new();
-            if let Some(t) = &c.title {
-                alert.insert("title".into(), json!(t));
-            }
-            if let Some(b) = &c.content {
-                alert.insert("body".into(), json!(b));
-            }
-            aps.insert("alert".into(), Value::Object(alert));
-            if c.per_recipient_badge() {
-                aps.insert("badge".into(), json!(BADGE_MARK));
-            } else if let Some(badge) = c.badge {
-                aps.insert("badge".into(), json!(badge));
-            }
+            aps.insert("alert".into(), Value::Object(alert_fields(c)));
+            insert_some(&mut aps, "badge", badge_value(c));
             aps.insert("sound".into(), json!(c.alert_sound(rule.sound.as_deref())));
-            if let Some(v) = &rule.category {
-                aps.insert("category".into(), json!(v));
-            }
-            if let Some(v) = &rule.thread_id {
-                aps.insert("thread-id".into(), json!(v));
-            }
-            if let Some(v) = &rule.interruption_level {
-                aps.insert("interruption-level".into(), json!(v));
-            }
+            insert_some(&mut aps, "category", rule.category.as_deref());
+            insert_some(&mut aps, "thread-id", rule.thread_id.as_deref());
+            insert_some(
+                &mut aps,
+                "interruption-level",
+                rule.interruption_level.as_deref(),
+            );
             if rule.mutable_content == Some(true) {
                 aps.insert("mutable-content".into(), json!(1));
             }
         }
         let mut top = Map::new();
         top.insert("aps".into(), Value::Object(aps));
-        if let Some(p) = &c.payload {
-            top.insert("payload".into(), json!(p));
-        }
+        insert_some(&mut top, "payload", c.payload.as_deref());
         let voip = match kind {
             Kind::Call {
                 call_id,
@@ -113,14 +98,7 @@ impl Bodies {
             Kind::Message { .. } => Vec::new(),
         };
         let alert = serde_json::to_vec(&Value::Object(top)).expect("json values serialize");
-        let badged = c.per_recipient_badge().then(|| {
-            let (head, tail) = cut_badge(&alert, "badge");
-            Spliced::new(vec![head, tail])
-        });
-        let size = match &badged {
-            Some(b) => b.fixed_len() + BADGE_DIGITS,
-            None => alert.len(),
-        };
+        let (badged, size) = badge_slot(&alert, "badge", c.per_recipient_badge());
         TooLarge::check("apns", size, MAX_ALERT_BYTES)?;
         TooLarge::check("apns voip", voip.len(), MAX_VOIP_BYTES)?;
         let collapse_id = c.collapse_id.as_deref().map(|id| {

@@ -14,22 +14,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_now_s;
+use crate::providers::key_file::{self, KeyFile};
 use crate::providers::token::{self, Access, Fresh};
 use crate::transport::auto;
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read service account file {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("service account file {path} is not a service-account key: {problem}")]
-    Invalid { path: String, problem: String },
-}
 
 #[derive(Deserialize)]
 struct AccountFile {
@@ -64,16 +53,10 @@ impl std::fmt::Debug for ServiceAccount {
 }
 
 impl ServiceAccount {
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        let shown = path.display().to_string();
-        let text = std::fs::read(path).map_err(|source| Error::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        let invalid = |problem: &str| Error::Invalid {
-            path: shown.clone(),
-            problem: problem.to_string(),
-        };
+    pub fn load(path: &Path) -> Result<Self, key_file::Error> {
+        let file = KeyFile::new(path, "service account file");
+        let text = file.read()?;
+        let invalid = |problem: &str| file.invalid(format!("a service-account key: {problem}"));
         // serde_json's message could quote file content (the key): don't pass it on.
         let f: AccountFile =
             serde_json::from_slice(&text).map_err(|_| invalid("not a JSON object of strings"))?;

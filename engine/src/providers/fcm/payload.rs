@@ -8,7 +8,9 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::config::Resource;
-use crate::providers::splice::{cut_badge, Spliced, BADGE_DIGITS, BADGE_MARK};
+use crate::providers::splice::{
+    alert_fields, badge_value, cut_badge, insert_some, Spliced, BADGE_DIGITS,
+};
 use crate::providers::{Content, Kind, TooLarge};
 
 /// FCM's limit on the payload (data, and notification with it).
@@ -44,37 +46,19 @@ impl Template {
         };
         android.insert("priority".into(), json!(priority));
         android.insert("ttl".into(), json!(format!("{ttl_s}s")));
-        if let Some(id) = &c.collapse_id {
-            android.insert("collapse_key".into(), json!(id));
-        }
+        insert_some(&mut android, "collapse_key", c.collapse_id.as_deref());
         let mut rest = Map::new();
         if !c.silent {
-            let mut notification = Map::new();
-            if let Some(t) = &c.title {
-                notification.insert("title".into(), json!(t));
-            }
-            if let Some(b) = &c.content {
-                notification.insert("body".into(), json!(b));
-            }
+            let notification = alert_fields(c);
             if !notification.is_empty() {
                 rest.insert("notification".into(), Value::Object(notification));
             }
             let mut an = Map::new();
             an.insert("sound".into(), json!(c.alert_sound(rule.sound.as_deref())));
-            if let Some(id) = &c.collapse_id {
-                an.insert("tag".into(), json!(id));
-            }
-            if let Some(v) = &rule.channel_id {
-                an.insert("channel_id".into(), json!(v));
-            }
-            if let Some(v) = &rule.click_action {
-                an.insert("click_action".into(), json!(v));
-            }
-            if c.per_recipient_badge() {
-                an.insert("notification_count".into(), json!(BADGE_MARK));
-            } else if let Some(badge) = c.badge {
-                an.insert("notification_count".into(), json!(badge));
-            }
+            insert_some(&mut an, "tag", c.collapse_id.as_deref());
+            insert_some(&mut an, "channel_id", rule.channel_id.as_deref());
+            insert_some(&mut an, "click_action", rule.click_action.as_deref());
+            insert_some(&mut an, "notification_count", badge_value(c));
             android.insert("notification".into(), Value::Object(an));
         }
         if !data.is_empty() {

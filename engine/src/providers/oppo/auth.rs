@@ -1,13 +1,11 @@
 //! OPPO auth: `sign = lowercase hex SHA-256(app_key + timestamp + master_secret)`,
 //! exchanged at `/server/v1/auth` for an `auth_token` valid 24 hours.
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
-use crate::providers::token::{self, Error, Fresh};
+use crate::providers::token::{self, Error, Fresh, Signed};
 use crate::transport::auto;
 
 /// Lifetime OPPO gives an auth token.
@@ -33,13 +31,6 @@ pub async fn fetch(
         urlencoding::encode(app_key),
         sign(app_key, ts, master_secret)
     );
-    let req = http::Request::post(uri)
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded;charset=UTF-8",
-        )
-        .body(Full::new(Bytes::from(form)))
-        .expect("request head is valid");
     #[derive(Deserialize)]
     struct Answer {
         code: i64,
@@ -52,17 +43,14 @@ pub async fn fetch(
     struct Data {
         auth_token: String,
     }
-    let (_, a): (_, Answer) = token::exchange(http, uri, req).await?;
-    match a.data {
-        Some(d) if a.code == 0 && !d.auth_token.is_empty() => Ok(Fresh {
-            value: d.auth_token,
-            lifetime_s: LIFETIME_S,
-        }),
-        _ => Err(Error::Refused {
-            uri: uri.to_string(),
-            error: format!("code {}: {}", a.code, a.message),
-        }),
-    }
+    let content_type = "application/x-www-form-urlencoded;charset=UTF-8";
+    let (_, a): (_, Answer) = token::exchange(http, uri, content_type, form).await?;
+    let signed = Signed {
+        code: a.code,
+        message: a.message,
+        token: a.data.map(|d| d.auth_token),
+    };
+    signed.fresh(uri, "code", LIFETIME_S)
 }
 
 #[cfg(test)]

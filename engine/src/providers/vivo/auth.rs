@@ -2,13 +2,11 @@
 //! (timestamp in ms, within ten minutes of vivo's clock), exchanged at
 //! `/message/auth` for an `authToken` valid one day.
 
-use bytes::Bytes;
-use http_body_util::Full;
 use md5::{Digest, Md5};
 use serde::Deserialize;
 
 use crate::config::Secret;
-use crate::providers::token::{self, Error, Fresh};
+use crate::providers::token::{self, Error, Fresh, Signed};
 use crate::transport::auto;
 
 pub const LIFETIME_S: u64 = 24 * 3600;
@@ -32,10 +30,6 @@ pub async fn fetch(
         "timestamp": ts,
         "sign": sign(app_id, app_key, ts, app_secret),
     });
-    let req = http::Request::post(uri)
-        .header(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request head is valid");
     #[derive(Deserialize)]
     struct Answer {
         result: i64,
@@ -44,17 +38,14 @@ pub async fn fetch(
         #[serde(default, rename = "authToken")]
         auth_token: Option<String>,
     }
-    let (_, a): (_, Answer) = token::exchange(http, uri, req).await?;
-    match a.auth_token {
-        Some(t) if a.result == 0 && !t.is_empty() => Ok(Fresh {
-            value: t,
-            lifetime_s: LIFETIME_S,
-        }),
-        _ => Err(Error::Refused {
-            uri: uri.to_string(),
-            error: format!("result {}: {}", a.result, a.desc),
-        }),
-    }
+    let content_type = "application/json;charset=UTF-8";
+    let (_, a): (_, Answer) = token::exchange(http, uri, content_type, body.to_string()).await?;
+    let signed = Signed {
+        code: a.result,
+        message: a.desc,
+        token: a.auth_token,
+    };
+    signed.fresh(uri, "result", LIFETIME_S)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::ece::MAX_PLAINTEXT;
 use crate::config::Resource;
-use crate::providers::splice::{cut_badge, Spliced, BADGE_DIGITS, BADGE_MARK};
+use crate::providers::splice::{alert_fields, badge_slot, badge_value, insert_some, Spliced};
 use crate::providers::{data_fields, Content, Kind, Priority, TooLarge};
 
 #[derive(Debug, Clone)]
@@ -54,27 +54,11 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource) -> Result<Message, TooL
     if c.silent {
         m.insert("silent".into(), json!(true));
     } else {
-        if let Some(t) = &c.title {
-            m.insert("title".into(), json!(t));
-        }
-        if let Some(b) = &c.content {
-            m.insert("body".into(), json!(b));
-        }
-        if c.per_recipient_badge() {
-            m.insert("badge".into(), json!(BADGE_MARK));
-        } else if let Some(b) = c.badge {
-            m.insert("badge".into(), json!(b));
-        }
+        m.extend(alert_fields(c));
+        insert_some(&mut m, "badge", badge_value(c));
     }
     let plaintext = serde_json::to_vec(&Value::Object(m)).expect("json values serialize");
-    let badged = c.per_recipient_badge().then(|| {
-        let (head, tail) = cut_badge(&plaintext, "badge");
-        Spliced::new(vec![head, tail])
-    });
-    let size = match &badged {
-        Some(b) => b.fixed_len() + BADGE_DIGITS,
-        None => plaintext.len(),
-    };
+    let (badged, size) = badge_slot(&plaintext, "badge", c.per_recipient_badge());
     TooLarge::check("webpush", size, MAX_PLAINTEXT)?;
     let urgency = match (c.priority, rule.webpush.urgency.as_deref(), kind) {
         (Some(Priority::High), _, _) => "high",

@@ -19,34 +19,22 @@ use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::DecodePrivateKey as _;
 use p256::SecretKey;
 
+use crate::providers::key_file::{self, KeyFile};
+
 /// JWT lifetime.
 pub const LIFETIME_S: u64 = 12 * 3600;
 /// Re-mint this long before `exp`.
 const REFRESH_BEFORE_S: u64 = 3600;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read VAPID key file {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("VAPID key file {path} is not a PEM EC P-256 private key (PKCS#8 or SEC1)")]
-    Invalid { path: String },
-}
-
 /// Read a PEM P-256 private key, PKCS#8 (`BEGIN PRIVATE KEY`) or SEC1
 /// (`BEGIN EC PRIVATE KEY`).
-pub fn load_key(path: &Path) -> Result<SecretKey, Error> {
-    let shown = path.display().to_string();
-    let pem = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: shown.clone(),
-        source,
-    })?;
+pub fn load_key(path: &Path) -> Result<SecretKey, key_file::Error> {
+    let file = KeyFile::new(path, "VAPID key file");
+    let not_p256 = || file.invalid("a PEM EC P-256 private key (PKCS#8 or SEC1)");
+    let pem = String::from_utf8(file.read()?).map_err(|_| not_p256())?;
     SecretKey::from_pkcs8_pem(&pem)
         .or_else(|_| SecretKey::from_sec1_pem(&pem))
-        .map_err(|_| Error::Invalid { path: shown })
+        .map_err(|_| not_p256())
 }
 
 struct Cached {

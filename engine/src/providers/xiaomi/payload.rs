@@ -80,16 +80,21 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
 mod tests {
     use super::*;
 
-    #[test]
-    fn form_round_trips() {
-        let c = Content::sample("t&=x", "c".repeat(200), "{\"k\":1}");
-        let t = render(&Kind::message(), &c, &Resource::default(), 2).unwrap();
+    /// The form of `c` as a client with package `com.x` and channel `ch` sends it to
+    /// registration id `a+b`.
+    fn form(c: &Content) -> String {
+        let t = render(&Kind::message(), c, &Resource::default(), 2).unwrap();
         let body = t.spliced.fill(&[
             b"&restricted_package_name=com.x",
             t.client(1, b"&extra.channel_id=ch"),
             b"a%2Bb",
         ]);
-        let body = std::str::from_utf8(&body).unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn form_round_trips() {
+        let body = form(&Content::sample("t&=x", "c".repeat(200), "{\"k\":1}"));
         let kv: std::collections::HashMap<String, String> = body
             .split('&')
             .map(|p| {
@@ -114,13 +119,7 @@ mod tests {
             collapse_id: Some("conv-1".into()),
             ..Content::sample("t", "c", "p")
         };
-        let t = render(&Kind::message(), &c, &Resource::default(), 2).unwrap();
-        let body = t.spliced.fill(&[
-            b"&restricted_package_name=x",
-            t.client(1, b"&extra.channel_id=ch"),
-            b"r",
-        ]);
-        let body = std::str::from_utf8(&body).unwrap();
+        let body = form(&c);
         assert!(body.contains("pass_through=1"), "{body}");
         assert!(!body.contains("notify_type"), "{body}");
         assert!(!body.contains("channel_id"), "{body}");
