@@ -13,6 +13,7 @@
 //! and environment overrides ([`env`]).
 
 mod check;
+mod cluster;
 mod env;
 mod problems;
 mod resources;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use check::{Check, Filled, Needs};
+pub use cluster::Cluster;
 pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,
@@ -47,6 +49,7 @@ const SECTIONS: [&str; 9] = [
     "retry",
     "breaker",
     "transport",
+    "cluster",
 ];
 
 /// Every section that can be overridden from the environment.
@@ -112,6 +115,8 @@ pub struct Config {
     pub resources: std::collections::BTreeMap<String, Resource>,
     /// The IM server's webhook for dead tokens and rejected pushes; absent url = off.
     pub feedback: crate::feedback::Section,
+    /// Cluster mode over NATS JetStream; absent = one engine on its own log.
+    pub cluster: Option<Cluster>,
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed

@@ -476,6 +476,32 @@ impl State {
         view
     }
 
+    /// Apply a mutation read from the cluster's state stream (`crate::cluster`): the
+    /// check made before recording a change on a single engine (the do-not-disturb
+    /// cap: [`Applied::TooManyMuted`], memory unchanged), then the change. It depends
+    /// only on the state and the mutation, so every engine applying the stream in order
+    /// ends with the same state. No journal is attached in cluster mode.
+    pub fn apply_replicated(&self, m: &Mutation) -> Applied {
+        if let Mutation::SetNotification {
+            user_id,
+            kind,
+            conversation_id,
+            muted: true,
+        } = m
+        {
+            let c = notify::Conversation {
+                kind: *kind,
+                id: conversation_id,
+            };
+            let full =
+                (self.users.pin().get(user_id)).is_some_and(|u| self.notify.would_exceed(u, c));
+            if full {
+                return Applied::TooManyMuted;
+            }
+        }
+        self.apply_in_memory(m)
+    }
+
     /// Change memory only: recovery replays the log through this. Holds a pin for the
     /// indexes it interns and stores (see [`ids`]).
     pub fn apply_in_memory(&self, m: &Mutation) -> Applied {

@@ -39,6 +39,10 @@ struct Worker<'a> {
     depth: &'a AtomicUsize,
     breaker: Breaker,
     pace: Pace,
+    /// The lane's configured `max_rps`, and the engines it is shared by now.
+    max_rps: u32,
+    share: &'a AtomicUsize,
+    shared_by: usize,
     max_in_flight: usize,
     /// Retries, each waiting for its time.
     delayed: DelayQueue<Job>,
@@ -74,6 +78,9 @@ impl<'a> Worker<'a> {
             depth,
             breaker: Breaker::new(b.failures, b.open, b.max_open),
             pace: Pace::new(limits.max_rps, Instant::now()),
+            max_rps: limits.max_rps,
+            share: &ctx.cluster.share,
+            shared_by: 1,
             max_in_flight: limits.max_in_flight.max(1),
             delayed: DelayQueue::default(),
             fresh: VecDeque::new(),
@@ -121,6 +128,16 @@ impl<'a> Worker<'a> {
 
     /// Let the pace recover and publish the lane's gauges for `/v1/stats`.
     fn publish(&mut self, now: Instant, in_flight: usize) {
+        let share = self.share.load(Ordering::Relaxed);
+        if share != self.shared_by {
+            // Cluster mode: the live engines changed; pace at this engine's share.
+            self.shared_by = share;
+            let rps = match self.max_rps {
+                0 => 0,
+                max => max.div_ceil(share as u32).max(1),
+            };
+            self.pace = Pace::new(rps, now);
+        }
         self.pace.tick(now);
         let s = self.lane_stats;
         s.in_flight.store(in_flight as u64, Ordering::Relaxed);
