@@ -39,7 +39,7 @@ use env::{apply_env, explain};
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "api",
     "log",
     "feedback",
