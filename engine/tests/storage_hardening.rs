@@ -475,21 +475,20 @@ fn random_mutation(rng: &mut rand::rngs::StdRng) -> Mutation {
     let user =
         |rng: &mut rand::rngs::StdRng| -> Arc<str> { format!("u{}", rng.gen_range(0..12)).into() };
     let push_id: Arc<str> = format!("d{}", rng.gen_range(0..30)).into();
-    let token = if rng.gen_bool(0.5) {
-        Token::Text(format!("t{}", rng.gen_range(0..4)).into())
+    // FCM tokens are text, APNs tokens bytes.
+    let (provider, token) = if rng.gen_bool(0.5) {
+        let text = format!("t{}", rng.gen_range(0..4));
+        (ProviderKind::Fcm, Token::Text(text.into()))
     } else {
-        Token::Bytes(vec![rng.gen_range(0..4u8); 32].into())
+        let bytes = vec![rng.gen_range(0..4u8); 32];
+        (ProviderKind::Apns, Token::Bytes(bytes.into()))
     };
     match rng.gen_range(0..10) {
         0..=3 => Mutation::Bind {
             push_id,
             binding: Binding {
                 user_id: user(rng),
-                provider: if matches!(token, Token::Text(_)) {
-                    ProviderKind::Fcm
-                } else {
-                    ProviderKind::Apns
-                },
+                provider,
                 environment: if rng.gen_bool(0.5) {
                     Environment::Production
                 } else {
