@@ -21,7 +21,9 @@ fn fanfare(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 }
 
 fn contrib(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contrib")
+        .join(name)
 }
 
 /// `toml` written to a file in a temp dir whose `data` subdir is the storage dir.
@@ -49,11 +51,17 @@ fn every_bad_key_is_reported_at_once_with_its_line_column_and_key_path() {
     ] {
         assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
     }
-    assert!(!err.contains("invalid type"), "serde's wording leaked:\n{err}");
+    assert!(
+        !err.contains("invalid type"),
+        "serde's wording leaked:\n{err}"
+    );
     // `serve` refuses the same file with the same list.
     let (ok, _, err) = fanfare(&["serve", "--config", file.to_str().unwrap()], &[]);
     assert!(!ok);
-    assert!(err.contains("line 7, column 18: messages.queue_capacity"), "{err}");
+    assert!(
+        err.contains("line 7, column 18: messages.queue_capacity"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,7 +87,10 @@ fn an_environment_variable_is_named_as_the_source_of_its_own_error() {
         err.contains("environment variable FANFARE_MESSAGES_QUEUE_CAPACITY: messages.queue_capacity: expected a whole number (0 or more), found the string \"abc\""),
         "{err}"
     );
-    assert!(!err.contains("line "), "nothing is blamed on the file:\n{err}");
+    assert!(
+        !err.contains("line "),
+        "nothing is blamed on the file:\n{err}"
+    );
     assert!(!err.contains("hunter2"), "{err}");
 }
 
@@ -103,7 +114,10 @@ fn check_config_refuses_a_storage_dir_that_cannot_be_created_or_written() {
     std::fs::write(&path, format!("[storage]\ndir = {good:?}\n")).unwrap();
     let (ok, out, err) = fanfare(&["check-config", path.to_str().unwrap()], &[]);
     assert!(ok, "{out}{err}");
-    assert!(!dir.path().join("fresh").exists(), "the probe dirs are removed");
+    assert!(
+        !dir.path().join("fresh").exists(),
+        "the probe dirs are removed"
+    );
 }
 
 #[test]
@@ -116,14 +130,18 @@ fn config_default_prints_a_file_that_reads_back_as_the_defaults() {
     let from_file = fanfare::config::Config::load(Some(&path), Vec::new()).unwrap();
     let defaults = fanfare::config::Config::load(None, Vec::new()).unwrap();
     assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
-    assert!(out.contains("# Address to listen on"), "keys carry their docs");
+    assert!(
+        out.contains("# Address to listen on"),
+        "keys carry their docs"
+    );
 }
 
 #[test]
 fn the_readme_configuration_reference_is_what_config_default_prints() {
     let (_, out, _) = fanfare(&["config", "default"], &[]);
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
     assert!(
         readme.contains(&format!("```toml\n{out}```")),
         "README.md's configuration reference differs from `fanfare config default`: paste its output"
@@ -157,7 +175,12 @@ fn the_systemd_unit_is_hardened_and_keeps_state_in_var_lib_fanfare() {
             service.push((k.to_string(), v.to_string()));
         }
     }
-    let get = |k: &str| service.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        service
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     for (key, value) in [
         ("DynamicUser", "yes"),
         ("StateDirectory", "fanfare"),
@@ -188,7 +211,10 @@ fn the_systemd_unit_is_hardened_and_keeps_state_in_var_lib_fanfare() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        let about_unit: Vec<&str> = err.lines().filter(|l| l.contains("fanfare.service")).collect();
+        let about_unit: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("fanfare.service"))
+            .collect();
         assert!(about_unit.is_empty(), "systemd-analyze verify: {err}");
     }
 }

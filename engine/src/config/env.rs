@@ -61,7 +61,9 @@ pub(super) fn apply_env(
         let refused = match check_key(section, key, raw.clone()) {
             Ok(()) => Ok(raw),
             Err(as_string) => match as_toml {
-                Some(v) => check_key(section, key, v.clone()).map(|()| v.clone()).map_err(|e| (e, v)),
+                Some(v) => check_key(section, key, v.clone())
+                    .map(|()| v.clone())
+                    .map_err(|e| (e, v)),
                 None => Err((as_string, raw)),
             },
         };

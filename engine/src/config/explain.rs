@@ -86,7 +86,11 @@ fn found_value(v: &toml::Value, secret: bool) -> String {
         toml::Value::String(s) => format!("the string {s:?}"),
         _ if secret => {
             let t = v.type_str();
-            let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             format!("{article} {t}")
         }
         toml::Value::Integer(i) => format!("the number {i}"),

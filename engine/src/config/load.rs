@@ -43,8 +43,7 @@ pub(super) fn key_path(path: &[Seg]) -> String {
                     out.push('.');
                 }
                 let bare = !k.is_empty()
-                    && k
-                        .bytes()
+                    && k.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if bare {
                     out.push_str(k);
@@ -165,7 +164,9 @@ fn deserialize_all(
         };
         let path = segments(e.path());
         let key = key_path(&path);
-        let found = value_at(&root, &path).map(Found::Value).unwrap_or(Found::Nothing);
+        let found = value_at(&root, &path)
+            .map(Found::Value)
+            .unwrap_or(Found::Nothing);
         let d = describe(&key, e.inner().message(), found);
         let place = where_(&path, d.unknown).map_or(String::new(), |w| format!("{w}: "));
         let text = if key.is_empty() {

@@ -289,7 +289,13 @@ pub(crate) fn known_keys() -> Vec<String> {
         let e = serde_path_to_error::deserialize::<_, Config>(doc(path, leaf)).err()?;
         let m = e.inner().message().to_string();
         let rest = m.strip_prefix(&format!("unknown field `{PROBE}`, expected "))?;
-        Some(rest.split('`').skip(1).step_by(2).map(str::to_string).collect())
+        Some(
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect(),
+        )
     }
     fn walk(path: &mut Vec<String>, out: &mut Vec<String>) {
         if path.len() > 6 {
@@ -317,7 +323,6 @@ pub(crate) fn known_keys() -> Vec<String> {
     walk(&mut Vec::new(), &mut out);
     out
 }
-
 
 /// The `section.key` paths `reference.toml` lists, set or commented out; a rule set
 /// id in a `[resources.<id>...]` header reads as `<id>`.
