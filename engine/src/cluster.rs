@@ -38,6 +38,8 @@ mod join;
 mod nodes;
 pub mod presence;
 mod setup;
+pub mod work;
+mod work_pull;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -363,6 +365,8 @@ pub async fn start(
         shutdown.clone(),
     ));
     tokio::spawn(run_outbound(node.clone(), shutdown.clone()));
+    let workers = work::ensure(&node.js, cfg.stream_replicas).await?;
+    tokio::spawn(work_pull::run(engine.clone(), workers, shutdown.clone()));
     tokio::spawn(join::snapshots(
         node.clone(),
         engine.config.storage.snapshot_interval_s,

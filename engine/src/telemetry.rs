@@ -92,9 +92,20 @@ pub struct FeedbackStats {
     pub posts_failed: AtomicU64,
 }
 
+/// Cluster mode's shared fan-out work (all zero on a single engine).
+#[derive(Default)]
+pub struct ClusterStats {
+    /// Work chunks this engine queued.
+    pub chunks: AtomicU64,
+    /// Targets of chunks delivered to this engine again (their first engine died or
+    /// stalled): pushes that may repeat.
+    pub duplicates: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub feedback: FeedbackStats,
+    pub cluster: ClusterStats,
     pub messages_accepted: AtomicU64,
     pub messages_duplicate: AtomicU64,
     pub calls_accepted: AtomicU64,
@@ -245,6 +256,10 @@ impl Stats {
             "messages_duplicate": load(&self.messages_duplicate),
             "calls_accepted": load(&self.calls_accepted),
             "requests_shed": load(&self.requests_shed),
+            "cluster": {
+                "chunks": load(&self.cluster.chunks),
+                "duplicates": load(&self.cluster.duplicates),
+            },
             "feedback": {
                 "overflow": load(&self.feedback.overflow),
                 "batches_sent": load(&self.feedback.batches_sent),
@@ -260,7 +275,7 @@ impl Stats {
     pub fn to_prometheus(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
         #[rustfmt::skip]
-        let scalars: [(&str, &str, &str, u64); 13] = [
+        let scalars: [(&str, &str, &str, u64); 15] = [
             ("bindings", "gauge", "Push IDs bound.", g.bindings as u64),
             ("users", "gauge", "Users known.", g.users as u64),
             ("online_users", "gauge", "Users online now.", g.online_users as u64),
@@ -271,6 +286,8 @@ impl Stats {
             ("messages_duplicate_total", "counter", "Repeated message ids not pushed again.", load(&self.messages_duplicate)),
             ("calls_accepted_total", "counter", "Call invitations accepted.", load(&self.calls_accepted)),
             ("requests_shed_total", "counter", "Requests answered 429 overloaded.", load(&self.requests_shed)),
+            ("cluster_chunks_total", "counter", "Cluster work chunks this engine queued.", load(&self.cluster.chunks)),
+            ("cluster_duplicates_total", "counter", "Targets of cluster work chunks delivered again (may repeat).", load(&self.cluster.duplicates)),
             ("feedback_overflow_total", "counter", "Feedback events dropped because the feedback queue was full.", load(&self.feedback.overflow)),
             ("feedback_batches_sent_total", "counter", "Feedback batches the receiver took.", load(&self.feedback.batches_sent)),
             ("feedback_posts_failed_total", "counter", "Feedback POSTs that failed and were retried.", load(&self.feedback.posts_failed)),

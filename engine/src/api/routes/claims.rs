@@ -7,10 +7,11 @@
 
 use serde::Deserialize;
 
-use super::fanout::{call, message};
+use super::fanout::{call_into, message_into};
 use super::{ok, Resp};
 use crate::api::error::ApiError;
 use crate::api::wire;
+use crate::cluster::work::Handoff;
 use crate::cluster::{Node, Space};
 use crate::fanout::dedup;
 use crate::telemetry::inc;
@@ -33,10 +34,13 @@ pub(super) async fn message_once(
     body: &[u8],
 ) -> Result<Resp, ApiError> {
     let Some(id) = claimable(engine, dedup::Space::Message, body) else {
-        return message(engine, body);
+        return shared(engine, node, |h| message_into(engine, body, h)).await;
     };
     match claim(node, Space::Message, &id).await? {
-        true => refused_releases(node, Space::Message, &id, message(engine, body)).await,
+        true => {
+            let answer = shared(engine, node, |h| message_into(engine, body, h)).await;
+            refused_releases(node, Space::Message, &id, answer).await
+        }
         false => {
             inc(&engine.stats.messages_duplicate);
             ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
@@ -50,14 +54,54 @@ pub(super) async fn message_once(
 /// `POST /v1/calls` in cluster mode.
 pub(super) async fn call_once(engine: &Engine, node: &Node, body: &[u8]) -> Result<Resp, ApiError> {
     let Some(id) = claimable(engine, dedup::Space::Call, body) else {
-        return call(engine, body);
+        return shared(engine, node, |h| call_into(engine, body, h)).await;
     };
     match claim(node, Space::Call, &id).await? {
-        true => refused_releases(node, Space::Call, &id, call(engine, body)).await,
+        true => {
+            let answer = shared(engine, node, |h| call_into(engine, body, h)).await;
+            refused_releases(node, Space::Call, &id, answer).await
+        }
         false => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
             call_id: id,
             duplicate: true,
         })),
+    }
+}
+
+/// Run the handler `accept`, then hand an accepted request's targets to the work
+/// stream ([`Node::hand_off`]): the answer is the handler's once JetStream holds every
+/// chunk, else `503 overloaded` with `Retry-After`, the local claim given back and
+/// the ledger entry dropped (chunks already stored are still pushed: at least once).
+async fn shared(
+    engine: &Engine,
+    node: &Node,
+    accept: impl FnOnce(Option<&mut Option<Handoff>>) -> Result<Resp, ApiError>,
+) -> Result<Resp, ApiError> {
+    let mut handoff = None;
+    let answer = accept(Some(&mut handoff))?;
+    let Some(mut h) = handoff else {
+        return Ok(answer);
+    };
+    match node
+        .hand_off(&h, engine.config.messages.queue_capacity)
+        .await
+    {
+        Ok(()) => {
+            if let Some(entry) = h.take_entry() {
+                engine.ledger.insert(entry);
+            }
+            Ok(answer)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot hand the fan-out to the work stream");
+            let (space, id) = h.id();
+            engine.dedup.release(space, id);
+            inc(&engine.stats.requests_shed);
+            Err(ApiError::unavailable(
+                "the cluster cannot take the fan-out work now; retry later",
+                RETRY_AFTER_S,
+            ))
+        }
     }
 }
 
