@@ -39,6 +39,7 @@ mod nodes;
 pub mod presence;
 mod setup;
 pub mod work;
+pub mod work_cancel;
 mod work_pull;
 
 use std::collections::HashMap;
@@ -366,6 +367,11 @@ pub async fn start(
     ));
     tokio::spawn(run_outbound(node.clone(), shutdown.clone()));
     let workers = work::ensure(&node.js, cfg.stream_replicas).await?;
+    tokio::spawn(work_cancel::serve(
+        node.clone(),
+        engine.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(work_pull::run(engine.clone(), workers, shutdown.clone()));
     tokio::spawn(join::snapshots(
         node.clone(),

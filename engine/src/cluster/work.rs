@@ -32,6 +32,7 @@ use crate::fanout::ledger::Entry;
 use crate::fanout::plan::{Lane, Targets};
 use crate::providers::{Content, Priority};
 use crate::state::ids::Pin;
+use crate::state::{Applied, Mutation};
 use crate::state::{Device, Environment, ProviderKind, TokenRef};
 
 /// The work-queue stream.
@@ -80,12 +81,15 @@ pub struct Handoff {
     pub(super) targets: Targets,
     /// Per lane, beside each device, its owner's user id.
     owners: [Vec<Arc<str>>; Lane::COUNT],
+    /// With `badge_increment`: the pushed recipients' user ids, in planning order.
+    pushed: Vec<Arc<str>>,
     /// The accepting engine's ledger entry, made findable once every chunk is stored.
     pub(super) entry: Option<Arc<Entry>>,
 }
 
 impl Handoff {
-    /// `targets` (badge totals already counted) of the message or call `id`.
+    /// `targets` of the message or call `id`; with `badge_increment` their badge totals
+    /// are counted by [`Node::add_badges`].
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         space: Space,
@@ -111,10 +115,12 @@ impl Handoff {
             }
             names
         });
+        let pushed = targets.pushed.iter().map(|u| users.name(*u)).collect();
         Self {
             space,
             id,
             kind,
+            pushed,
             content: content.clone(),
             ttl_s,
             expires_at,
@@ -307,7 +313,7 @@ impl Chunk {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
 }
 
@@ -336,7 +342,7 @@ fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
     }
 }
 
-fn put_content(out: &mut Vec<u8>, c: &Content) {
+pub(super) fn put_content(out: &mut Vec<u8>, c: &Content) {
     put_opt_str(out, c.title.as_deref());
     put_opt_str(out, c.content.as_deref());
     put_opt_str(out, c.payload.as_deref());
@@ -375,7 +381,7 @@ fn put_device(out: &mut Vec<u8>, d: &Device, owner: &str) {
     put_str(out, owner);
 }
 
-fn take_content(r: &mut Reader<'_>) -> Result<Content, &'static str> {
+pub(super) fn take_content(r: &mut Reader<'_>) -> Result<Content, &'static str> {
     let u32_of = |v: Option<u64>| v.map(|v| u32::try_from(v).map_err(|_| "badge past u32"));
     Ok(Content {
         title: r.opt_str()?.map(Into::into),
@@ -397,8 +403,8 @@ fn take_content(r: &mut Reader<'_>) -> Result<Content, &'static str> {
     })
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) b: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
@@ -411,7 +417,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, &'static str> {
+    pub(super) fn u8(&mut self) -> Result<u8, &'static str> {
         Ok(self.take(1)?[0])
     }
 
@@ -421,7 +427,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn u64(&mut self) -> Result<u64, &'static str> {
+    pub(super) fn u64(&mut self) -> Result<u64, &'static str> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
@@ -432,7 +438,7 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
-    fn str(&mut self) -> Result<&'a str, &'static str> {
+    pub(super) fn str(&mut self) -> Result<&'a str, &'static str> {
         std::str::from_utf8(self.bytes()?).map_err(|_| "string is not UTF-8")
     }
 
@@ -505,6 +511,33 @@ pub(super) async fn ensure(
 }
 
 impl Node {
+    /// The badge increments of `h` (`badge_increment`): through the state stream, as
+    /// [`Mutation::AddBadges`] records of at most [`CHUNK_TARGETS`] users, so every
+    /// engine counts them in the same order; the totals this engine's follower computed
+    /// go to the targets. Read-your-writes: this engine shows them once this returns.
+    pub async fn add_badges(&self, h: &mut Handoff) -> Result<(), Error> {
+        let Some(n) = h.content.badge_increment else {
+            return Ok(());
+        };
+        let adds = h.pushed.chunks(CHUNK_TARGETS).map(|users| async move {
+            let m = Mutation::AddBadges {
+                users: users.to_vec(),
+                n,
+            };
+            match self.commit(&m).await? {
+                Applied::BadgesAdded(totals) if totals.len() == users.len() => Ok(totals),
+                other => Err(Error::Unavailable(format!(
+                    "badges were not added: {other:?}"
+                ))),
+            }
+        });
+        let totals = futures::future::try_join_all(adds).await?;
+        let mut totals = totals.into_iter().flatten();
+        h.targets
+            .count_badges(|_, _| totals.next().expect("a total per pushed user"), n);
+        Ok(())
+    }
+
     /// Publish `h`'s chunks and wait (bounded by `cluster.write_timeout_ms`) until
     /// JetStream holds every one. An error means some may be stored (they will be
     /// pushed); the caller refuses the request and the client's retry is then a

@@ -213,8 +213,7 @@ pub fn accept_message_into(
                 count_badges(engine, t, content.badge_increment)
             }),
         Some(slot) => {
-            let mut targets = targets;
-            count_badges(engine, &mut targets, content.badge_increment);
+            // The badge totals are counted through the cluster (`Node::add_badges`).
             let kind = WorkKind::Message;
             let expiry = (ttl_s, push.expires_at);
             let h = Handoff::new(

@@ -113,3 +113,130 @@ async fn a_group_fan_out_through_one_engine_is_pushed_by_several_and_arrives_onc
         assert_eq!(s["cluster"]["duplicates"], 0, "engine {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_killed_mid_fan_out_leaves_its_chunks_to_the_others_and_no_push_is_lost() {
+    let mut c = Cluster::start(1, 3).await;
+    let n = 20_000;
+    group_of(&c, n, &[0, 1, 2]).await;
+    c.rig.fcm().faults().set_latency(Duration::from_millis(50));
+    assert_eq!(send(&c.api(0), "big-k").await, n);
+    eventually("engine 1 is pushing its share", || async {
+        delivered_by(&c, 1).await > 0
+    })
+    .await;
+    c.kill(1).await;
+    // Its chunks go to the others once their ack wait (30 s) is over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while by_token(&c).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} members were pushed",
+            by_token(&c).len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pushes = by_token(&c);
+    let mut repeats = 0;
+    for (token, p) in &pushes {
+        for later in &p[1..] {
+            repeats += 1;
+            assert_eq!(
+                later["android"]["collapse_key"], "big-k",
+                "a repeat to {token} carries the message id as collapse id"
+            );
+        }
+    }
+    let mut duplicates = 0;
+    for i in [0, 2] {
+        let s = c.api(i).stats().await.expect("stats");
+        duplicates += s["cluster"]["duplicates"]
+            .as_u64()
+            .expect("cluster.duplicates");
+    }
+    eprintln!("killed mid-fan-out: {repeats} repeated pushes, {duplicates} targets redelivered");
+    assert!(
+        duplicates > 0,
+        "the dead engine's chunks were delivered again"
+    );
+    // It held at most two chunks of 1,000 targets (its prefetch).
+    assert!(duplicates <= 2_000, "{duplicates}");
+    assert!(repeats as u64 <= duplicates, "{repeats} > {duplicates}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badge_increments_through_one_engine_are_counted_on_every_engine() {
+    let c = Cluster::start(1, 2).await;
+    c.bind(0, "pb", "bob").await;
+    let (a, b) = (c.api(0), c.api(1));
+    eventually("B knows bob's device", || async {
+        super::harness::push_ids(&b, "bob").await == ["pb"]
+    })
+    .await;
+    for (i, api) in [&a, &b].into_iter().enumerate() {
+        let mut push = request::push("hi", "there", "{}");
+        push.badge_increment = Some(1);
+        let m = request::message(&format!("b-{i}"), "alice", "peer", "bob", Some(push));
+        assert!(matches!(
+            api.message(&m).await,
+            Ok(MessageAnswer::Accepted(_))
+        ));
+        // The engine that took the message shows its increment at once.
+        assert_eq!(api.badge("bob").await.expect("badge").count, i as u32 + 1);
+    }
+    eventually("both engines count both increments", || async {
+        a.badge("bob").await.is_ok_and(|n| n.count == 2)
+            && b.badge("bob").await.is_ok_and(|n| n.count == 2)
+    })
+    .await;
+    eventually("both pushes arrive", || async { c.pushes_to("pb") == 2 }).await;
+    let mut counts: Vec<String> = c
+        .rig
+        .fcm()
+        .received()
+        .iter()
+        .map(|p| p.message["android"]["notification"]["notification_count"].to_string())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, ["1", "2"], "each push carries bob's total");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_through_another_engine_withdraws_the_invitations_it_holds() {
+    let mut c = Cluster::start(1, 1).await;
+    c.bind(0, "pb", "bob").await;
+    // FCM answers 503 with a long Retry-After: the invitation waits in A's lane.
+    c.rig.fcm().faults().set_unavailable(1.0, 30);
+    let a = c.api(0);
+    let call = request::call("c-1", "alice", vec!["bob".into()], 60, None);
+    assert_eq!(a.call(&call).await.expect("call").targets, 1);
+    eventually(
+        "A tried the invitation and holds it for a retry",
+        || async {
+            let s = a.stats().await.expect("stats");
+            s["providers"]["fcm"]["retried"].as_u64().unwrap_or(0) >= 1
+        },
+    )
+    .await;
+    c.spawn(1).await;
+    let b = c.api(1);
+    // B answers 404 until it has seen A's heartbeat; then A withdraws the invitation.
+    let deadline = std::time::Instant::now() + super::harness::DEADLINE;
+    let done = loop {
+        match b.cancel_call("c-1", &Default::default()).await {
+            Ok(done) => break done,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "never cancelled: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((done.withdrawn, done.cancel_pushes), (1, 0), "{done:?}");
+    // Cancelled once: a second cancel finds no call anywhere.
+    let again = b.cancel_call("c-1", &Default::default()).await;
+    assert_eq!(
+        again
+            .expect_err("already cancelled")
+            .status()
+            .map(|s| s.as_u16()),
+        Some(404)
+    );
+}

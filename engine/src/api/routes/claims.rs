@@ -7,13 +7,15 @@
 
 use serde::Deserialize;
 
-use super::fanout::{call_into, message_into};
+use super::fanout::{call_into, cancel_request, cancelled, message_into, refused};
 use super::{ok, Resp};
 use crate::api::error::ApiError;
 use crate::api::wire;
 use crate::cluster::work::Handoff;
+use crate::cluster::work_cancel::Remote;
 use crate::cluster::{Node, Space};
 use crate::fanout::dedup;
+use crate::fanout::usecase;
 use crate::telemetry::inc;
 use crate::Engine;
 
@@ -68,8 +70,9 @@ pub(super) async fn call_once(engine: &Engine, node: &Node, body: &[u8]) -> Resu
     }
 }
 
-/// Run the handler `accept`, then hand an accepted request's targets to the work
-/// stream ([`Node::hand_off`]): the answer is the handler's once JetStream holds every
+/// Run the handler `accept`, then count the badge increments through the cluster
+/// ([`Node::add_badges`]) and hand an accepted request's targets to the work stream
+/// ([`Node::hand_off`]): the answer is the handler's once JetStream holds every
 /// chunk, else `503 overloaded` with `Retry-After`, the local claim given back and
 /// the ledger entry dropped (chunks already stored are still pushed: at least once).
 async fn shared(
@@ -82,10 +85,14 @@ async fn shared(
     let Some(mut h) = handoff else {
         return Ok(answer);
     };
-    match node
-        .hand_off(&h, engine.config.messages.queue_capacity)
-        .await
-    {
+    let handed = match node.add_badges(&mut h).await {
+        Ok(()) => {
+            node.hand_off(&h, engine.config.messages.queue_capacity)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match handed {
         Ok(()) => {
             if let Some(entry) = h.take_entry() {
                 engine.ledger.insert(entry);
@@ -138,4 +145,37 @@ async fn refused_releases(
         node.release(space, id).await;
     }
     answer
+}
+
+/// `POST /v1/calls/{call_id}/cancel` in cluster mode: the call is cancelled here if
+/// this engine holds it, else through the engine that does
+/// ([`Node::cancel_elsewhere`]); `404` when no engine holds it.
+pub(super) async fn cancel_anywhere(
+    engine: &Engine,
+    node: &Node,
+    call_id: std::sync::Arc<str>,
+    body: &[u8],
+) -> Result<Resp, ApiError> {
+    let c = cancel_request(call_id.clone(), body)?;
+    let content = c.content.clone();
+    match usecase::cancel_call(engine, c) {
+        Err(usecase::Error::NoCall(_)) => {}
+        done => return cancelled(&call_id, done.map_err(refused)?),
+    }
+    if let Some(content) = &content {
+        // Refused here as the holder would refuse it.
+        usecase::resource(engine, content).map_err(refused)?;
+    }
+    match node.cancel_elsewhere(&call_id, content.as_ref()).await {
+        Ok(Remote::Cancelled(done)) => cancelled(&call_id, done),
+        Ok(Remote::Refused(reason)) => Err(ApiError::invalid(reason)),
+        Ok(Remote::NotFound) => Err(refused(usecase::Error::NoCall(call_id))),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot broadcast a call cancel");
+            Err(ApiError::unavailable(
+                "the cluster cannot reach the engine holding the call now; retry later",
+                RETRY_AFTER_S,
+            ))
+        }
+    }
 }

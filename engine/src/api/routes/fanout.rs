@@ -123,17 +123,24 @@ fn accepted(body: impl serde::Serialize) -> Result<Resp, ApiError> {
 
 /// `POST /v1/calls/{call_id}/cancel`; the body (`{"push": {...}}`) is optional.
 pub(super) fn cancel(engine: &Engine, call_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
+    let c = cancel_request(call_id.clone(), body)?;
+    let done = usecase::cancel_call(engine, c).map_err(refused)?;
+    cancelled(&call_id, done)
+}
+
+/// A cancel request's body, parsed and checked.
+pub(super) fn cancel_request(call_id: Arc<str>, body: &[u8]) -> Result<usecase::Cancel, ApiError> {
     let req: wire::CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         wire::CancelRequest::default()
     } else {
         parse(body)?
     };
     let content = req.push.map(|p| p.into_content()).transpose()?;
-    let c = usecase::Cancel {
-        call_id: call_id.clone(),
-        content,
-    };
-    let done = usecase::cancel_call(engine, c).map_err(refused)?;
+    Ok(usecase::Cancel { call_id, content })
+}
+
+/// The answer to a done cancel.
+pub(super) fn cancelled(call_id: &str, done: usecase::Cancelled) -> Result<Resp, ApiError> {
     ok(wire::CallCancelled {
         call_id: call_id.to_string(),
         cancel_pushes: done.cancel_pushes,
