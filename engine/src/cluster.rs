@@ -28,9 +28,13 @@
 //! cover; the live engine with the lowest node id also puts its snapshots in the
 //! object store, from which an engine with an empty disk joins.
 //!
-//! Not in this slice: fan-out work is not shared (the accepting engine pushes its
-//! message), badge increments stay local to the engine that pushed, the stream is not
-//! trimmed, and a call can only be cancelled through the engine that accepted it.
+//! Fan-out work is shared ([`work`], [`work_pull`]): the accepting engine hands a
+//! message's targets to the work-queue stream `FANFARE_WORK` in chunks and every engine
+//! pulls and pushes them; badge increments go through the state stream
+//! ([`Node::add_badges`]); a call cancel reaches the engine holding the call
+//! ([`work_cancel`]). Not yet: the delivery ledger is not aggregated across engines (the
+//! accepting engine's entry keeps the pushes other engines run `pending`), and the stream
+//! is not trimmed.
 
 mod claims;
 mod follower;

@@ -176,7 +176,7 @@ async fn badge_increments_through_one_engine_are_counted_on_every_engine() {
     for (i, api) in [&a, &b].into_iter().enumerate() {
         let mut push = request::push("hi", "there", "{}");
         push.badge_increment = Some(1);
-        let m = request::message(&format!("b-{i}"), "alice", "peer", "bob", Some(push));
+        let m = request::message(format!("b-{i}"), "alice", "peer", "bob", Some(push));
         assert!(matches!(
             api.message(&m).await,
             Ok(MessageAnswer::Accepted(_))
