@@ -30,5 +30,7 @@ mod ledger;
 mod notify;
 #[path = "e2e/options.rs"]
 mod options;
+#[path = "e2e/telemetry.rs"]
+mod telemetry;
 #[path = "e2e/vendors.rs"]
 mod vendors;
