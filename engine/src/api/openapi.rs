@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response};
 use http_body_util::Full;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// The document, rendered once: it depends on nothing but the types.
@@ -97,7 +98,7 @@ pub struct Stats {
         description = "Offline-push fan-out engine: bindings, presence, groups, messages and \
                        calls with offline push, delivery ledger. The contract is API.md, \
                        versions 1 and 1.1.",
-        license(name = "see the repository")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
         paths::healthz,
@@ -156,9 +157,7 @@ impl Modify for CommonErrors {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         let error = ResponseBuilder::new()
-            .description(
-                "`{\"error\": {\"code\", \"message\"}}`; 429 and 503 carry `Retry-After`",
-            )
+            .description("`{\"error\": {\"code\", \"message\"}}`; 429 and 503 carry `Retry-After`")
             .content(
                 "application/json",
                 ContentBuilder::new()
@@ -178,6 +177,7 @@ impl Modify for CommonErrors {
             ];
             for op in ops.into_iter().flatten() {
                 add_errors(op, guarded, has_params);
+                absent_not_null(op);
             }
         }
     }
@@ -203,18 +203,39 @@ fn add_errors(op: &mut Operation, guarded: bool, has_params: bool) {
     }
 }
 
+/// An optional body (`Option<T>` in the table) may be left out, but a JSON `null` is
+/// not an object and is refused like any other non-object: keep only the object's
+/// schema of the `null`-or-object one utoipa derives.
+fn absent_not_null(op: &mut Operation) {
+    let Some(body) = &mut op.request_body else {
+        return;
+    };
+    if matches!(body.required, Some(Required::True)) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+        let mut rest = one_of.items.iter().filter(|s| !is_null(s));
+        if let (Some(only), None) = (rest.next(), rest.next()) {
+            content.schema = Some(only.clone());
+        }
+    }
+}
+
 /// The operation table. Each function only carries its `#[utoipa::path]`; the
 /// handlers are in [`super::routes`].
 #[allow(dead_code)]
 mod paths {
     use super::Stats;
     use crate::api::wire::{
-        BadgeCount, BadgeRequest, BindRequest, Bound, CallAccepted, CallCancelled,
-        CallDuplicate, CallRequest, CancelRequest, DebugPushRequest, DebugVerdict,
-        DeliveryReport, ErrorAnswer, GroupDeleted, GroupSize, Health, MembersRequest,
-        MessageAccepted, MessageDuplicate, MessageRequest, NotificationRequest,
-        NotificationStatus, PresenceApplied, PresenceRequest, PresenceStatus, PushIds, Unbound,
-        UserRemoved,
+        BadgeCount, BadgeRequest, BindRequest, Bound, CallAccepted, CallCancelled, CallDuplicate,
+        CallRequest, CancelRequest, DebugPushRequest, DebugVerdict, DeliveryReport, ErrorAnswer,
+        GroupDeleted, GroupSize, Health, MembersRequest, MessageAccepted, MessageDuplicate,
+        MessageRequest, NotificationRequest, NotificationStatus, PresenceApplied, PresenceRequest,
+        PresenceStatus, PushIds, Unbound, UserRemoved,
     };
 
     #[utoipa::path(get, path = "/healthz", tag = "health",

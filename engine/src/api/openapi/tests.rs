@@ -63,7 +63,10 @@ fn slices(line: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = line;
     while let Some(open) = rest.find('[') {
-        let close = rest[open..].find(']').expect("a slice pattern closes on its line") + open;
+        let close = rest[open..]
+            .find(']')
+            .expect("a slice pattern closes on its line")
+            + open;
         out.push(&rest[open + 1..close]);
         rest = &rest[close + 1..];
     }
@@ -158,13 +161,22 @@ fn every_route_the_router_serves_is_in_the_document_with_its_methods() {
     let documented = documented();
     for arm in router_arms() {
         let Some((path, _, methods)) = documented.iter().find(|(_, s, _)| *s == arm.shape) else {
-            panic!("the router serves {:?} but the document has no such path", arm.shape);
+            panic!(
+                "the router serves {:?} but the document has no such path",
+                arm.shape
+            );
         };
         if let Some(m) = &arm.method {
-            assert!(methods.contains(m), "the router serves {m} {path}; the document has {methods:?}");
+            assert!(
+                methods.contains(m),
+                "the router serves {m} {path}; the document has {methods:?}"
+            );
         }
         if let Some(allowed) = &arm.allowed {
-            assert_eq!(allowed, methods, "methods of {path}: the router's Allow vs the document");
+            assert_eq!(
+                allowed, methods,
+                "methods of {path}: the router's Allow vs the document"
+            );
         }
     }
 }
@@ -184,7 +196,9 @@ fn every_documented_path_is_served_by_the_router() {
 #[test]
 fn the_document_is_openapi_3_1_and_every_reference_resolves() {
     let doc = doc();
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")));
+    assert!(doc["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1.")));
     fn walk(v: &Value, doc: &Value, seen: &mut usize) {
         match v {
             Value::Object(map) => {
@@ -212,7 +226,11 @@ fn every_guarded_operation_names_the_bearer_scheme_and_its_401() {
             let guarded = path.starts_with("/v1/") && path != "/v1/openapi.json";
             let has_security = op.get("security").is_some();
             assert_eq!(guarded, has_security, "{method} {path}: security");
-            assert_eq!(guarded, op["responses"].get("401").is_some(), "{method} {path}: 401");
+            assert_eq!(
+                guarded,
+                op["responses"].get("401").is_some(),
+                "{method} {path}: 401"
+            );
         }
     }
 }
@@ -233,4 +251,18 @@ fn the_documented_priorities_are_the_engines() {
         .map(|v| v.as_str().expect("a priority is a string").to_string())
         .collect();
     assert_eq!(values, engine);
+}
+
+#[test]
+fn an_optional_body_is_optional_and_never_null() {
+    let doc = doc();
+    let body = &doc["paths"]["/v1/calls/{call_id}/cancel"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    let schema = &body["content"]["application/json"]["schema"];
+    assert_eq!(
+        schema["$ref"], "#/components/schemas/CancelRequest",
+        "{body}"
+    );
+    let bind = &doc["paths"]["/v1/push-ids/{push_id}"]["put"]["requestBody"];
+    assert_eq!(bind["required"], true, "{bind}");
 }
