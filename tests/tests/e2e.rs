@@ -32,5 +32,7 @@ mod notify;
 mod openapi;
 #[path = "e2e/options.rs"]
 mod options;
+#[path = "e2e/telemetry.rs"]
+mod telemetry;
 #[path = "e2e/vendors.rs"]
 mod vendors;
