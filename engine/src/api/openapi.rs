@@ -90,6 +90,16 @@ pub struct Stats {
     feedback: serde_json::Value,
 }
 
+/// `GET /readyz`: `ok` and each vendor lane's state (`ok` or `degraded` with its
+/// breaker and last failure); a vendor outage keeps the status 200.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the answer is built by `telemetry`.
+pub struct Readiness {
+    status: String,
+    /// Per configured lane: `state`, `breaker`, `last_failure` (or `null`).
+    vendors: std::collections::HashMap<String, serde_json::Value>,
+}
+
 /// The whole document: info, the operation table, and the shared parts.
 #[derive(OpenApi)]
 #[openapi(
@@ -245,7 +255,7 @@ mod paths {
 
     #[utoipa::path(get, path = "/readyz", tag = "health",
         description = "Readiness: recovered and durable writes succeed.",
-        responses((status = 200, body = Health), (status = 503, body = ErrorAnswer, description = "recovering, or writes are failing")))]
+        responses((status = 200, body = super::Readiness), (status = 503, body = ErrorAnswer, description = "recovering, or writes are failing")))]
     fn readyz() {}
 
     #[utoipa::path(get, path = "/metrics", tag = "health",
