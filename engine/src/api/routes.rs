@@ -235,6 +235,13 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             );
             return Ok(r);
         }
+        // The OpenAPI document and the page pointing at it need no token (API.md 1.1).
+        ["v1", "openapi.json"] | ["docs"] => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            return Ok(super::openapi::serve(seg[0] == "docs"));
+        }
         ["v1", ..] => {}
         _ => {
             return Err(ApiError::not_found(format!(
