@@ -391,11 +391,7 @@ async fn run_outbound(node: Arc<Node>, mut shutdown: crate::shutdown::Shutdown) 
         return;
     };
     loop {
-        let o = tokio::select! {
-            o = rx.recv() => o,
-            _ = shutdown.wait() => None,
-        };
-        let Some(o) = o else {
+        let Some(Some(o)) = shutdown.or(rx.recv()).await else {
             return;
         };
         let sent = match o {

@@ -185,9 +185,13 @@ async fn run(sender: Sender, mut rx: mpsc::Receiver<Event>, mut shutdown: Shutdo
     let max_batch = sender.settings.max_batch;
     let mut batch = Vec::with_capacity(max_batch);
     loop {
-        tokio::select! {
-            got = rx.recv_many(&mut batch, max_batch) => if got == 0 { return },
-            _ = shutdown.wait() => return,
+        if shutdown
+            .or(rx.recv_many(&mut batch, max_batch))
+            .await
+            .unwrap_or(0)
+            == 0
+        {
+            return;
         }
         let deadline = tokio::time::Instant::now() + sender.settings.max_delay;
         while batch.len() < max_batch {
@@ -225,16 +229,16 @@ impl Sender {
                 .header(http::header::USER_AGENT, "fanfare-feedback")
                 .body(Full::new(body.clone()))
                 .expect("the URL was validated and the headers are ASCII");
-            let failure = tokio::select! {
-                r = self.client.send(req) => match r {
-                    Ok(resp) if resp.status.is_success() => {
-                        inc(&s.batches_sent);
-                        return true;
-                    }
-                    Ok(resp) => format!("answered {}", resp.status),
-                    Err(e) => crate::providers::error_chain(&e),
-                },
-                _ = shutdown.wait() => return false,
+            let Some(answer) = shutdown.or(self.client.send(req)).await else {
+                return false;
+            };
+            let failure = match answer {
+                Ok(resp) if resp.status.is_success() => {
+                    inc(&s.batches_sent);
+                    return true;
+                }
+                Ok(resp) => format!("answered {}", resp.status),
+                Err(e) => crate::providers::error_chain(&e),
             };
             inc(&s.posts_failed);
             let delay =
@@ -244,9 +248,8 @@ impl Sender {
             } else {
                 tracing::debug!(origin = %self.settings.origin, attempt, error = %failure, "feedback receiver did not take a batch");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait() => return false,
+            if shutdown.or(tokio::time::sleep(delay)).await.is_none() {
+                return false;
             }
         }
     }

@@ -35,4 +35,13 @@ impl Shutdown {
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|fired| *fired).await;
     }
+
+    /// Run `f` unless shutdown comes first: `None` when it did. For loops that wait on
+    /// one thing at a time (a message, a tick, a backoff) and stop at shutdown.
+    pub async fn or<T>(&mut self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            out = f => Some(out),
+            _ = self.wait() => None,
+        }
+    }
 }

@@ -43,9 +43,9 @@ pub(super) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
         };
         match messages {
             Ok(mut messages) => loop {
-                let next = tokio::select! {
-                    m = tokio::time::timeout(IDLE_CHECK, messages.next()) => m,
-                    _ = shutdown.wait() => return,
+                let timed = tokio::time::timeout(IDLE_CHECK, messages.next());
+                let Some(next) = shutdown.or(timed).await else {
+                    return;
                 };
                 match next {
                     Ok(Some(Ok(msg))) => apply(&node, &msg),

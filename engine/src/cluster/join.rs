@@ -237,9 +237,8 @@ pub(super) async fn snapshots(node: Arc<Node>, interval: Duration, mut shutdown:
     tick.tick().await;
     let mut last = node.applied();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait() => return,
+        if shutdown.or(tick.tick()).await.is_none() {
+            return;
         }
         if node.applied() == last && last <= node.uploaded.load(Ordering::Relaxed) {
             continue;

@@ -19,9 +19,8 @@ pub(super) async fn run(node: Arc<Node>, engine: Arc<crate::Engine>, mut shutdow
     let mut tick = tokio::time::interval(names::HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait() => break,
+        if shutdown.or(tick.tick()).await.is_none() {
+            break;
         }
         if let Err(e) = node.nodes.put(&node.id, bytes::Bytes::new()).await {
             tracing::debug!(error = %e, "heartbeat not stored");

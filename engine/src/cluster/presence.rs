@@ -75,11 +75,7 @@ pub(super) async fn run(node: Arc<Node>, engine: Arc<crate::Engine>, mut shutdow
     };
     let default_ttl = engine.config.presence.default_ttl_s;
     loop {
-        let msg = tokio::select! {
-            m = sub.next() => m,
-            _ = shutdown.wait() => return,
-        };
-        let Some(msg) = msg else {
+        let Some(Some(msg)) = shutdown.or(sub.next()).await else {
             return;
         };
         match serde_json::from_slice::<Batch>(&msg.payload) {

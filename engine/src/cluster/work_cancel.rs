@@ -107,11 +107,7 @@ pub(super) async fn serve(node: Arc<Node>, engine: Arc<Engine>, mut shutdown: Sh
         }
     };
     loop {
-        let msg = tokio::select! {
-            m = requests.next() => m,
-            _ = shutdown.wait() => return,
-        };
-        let Some(msg) = msg else {
+        let Some(Some(msg)) = shutdown.or(requests.next()).await else {
             return;
         };
         let Some(reply) = msg.reply else {

@@ -43,9 +43,9 @@ pub(super) async fn run(
     loop {
         let room = room(&engine, capacity);
         if room == 0 {
-            tokio::select! {
-                _ = tokio::time::sleep(WAIT) => continue,
-                _ = shutdown.wait() => return,
+            match shutdown.or(tokio::time::sleep(WAIT)).await {
+                Some(()) => continue,
+                None => return,
             }
         }
         let batch = consumer
@@ -58,16 +58,15 @@ pub(super) async fn run(
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot pull work chunks");
-                tokio::select! {
-                    _ = tokio::time::sleep(WAIT * 8) => continue,
-                    _ = shutdown.wait() => return,
+                match shutdown.or(tokio::time::sleep(WAIT * 8)).await {
+                    Some(()) => continue,
+                    None => return,
                 }
             }
         };
         loop {
-            let next = tokio::select! {
-                m = batch.next() => m,
-                _ = shutdown.wait() => return,
+            let Some(next) = shutdown.or(batch.next()).await else {
+                return;
             };
             match next {
                 Some(Ok(msg)) => take(&engine, msg, &mut shutdown).await,
@@ -138,9 +137,8 @@ async fn take(engine: &Arc<Engine>, msg: jetstream::Message, shutdown: &mut Shut
             let _ = acker.ack_with(AckKind::Progress).await;
             last_progress = tokio::time::Instant::now();
         }
-        tokio::select! {
-            _ = tokio::time::sleep(WAIT) => {}
-            _ = shutdown.wait() => return,
+        if shutdown.or(tokio::time::sleep(WAIT)).await.is_none() {
+            return;
         }
     };
     stats
