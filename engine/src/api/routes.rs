@@ -375,7 +375,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (&Method::POST, ["messages"]) => {
             let body = read_body(engine, conn, req).await?;
             match engine.cluster() {
-                Some(node) => claims::message_once(engine, node, &body).await,
+                Some(node) => claims::accept_once(engine, node, Message, &body).await,
                 None => message(engine, &body),
             }
         }
@@ -385,7 +385,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (&Method::POST, ["calls"]) => {
             let body = read_body(engine, conn, req).await?;
             match engine.cluster() {
-                Some(node) => claims::call_once(engine, node, &body).await,
+                Some(node) => claims::accept_once(engine, node, Call, &body).await,
                 None => call(engine, &body),
             }
         }

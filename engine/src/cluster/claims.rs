@@ -9,13 +9,7 @@ use async_nats::jetstream::kv;
 use sha2::Digest;
 
 use super::Error;
-
-/// The namespace of a key, as in [`crate::fanout::dedup::Space`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Space {
-    Message,
-    Call,
-}
+pub use crate::fanout::dedup::Space;
 
 pub(super) struct Claims {
     /// `None` when dedup is off (`messages.dedup_window_s = 0`).

@@ -14,7 +14,6 @@ use crate::api::wire;
 use crate::cluster::work::Handoff;
 use crate::cluster::work_cancel::Remote;
 use crate::cluster::{Node, Space};
-use crate::fanout::dedup;
 use crate::fanout::usecase;
 use crate::telemetry::inc;
 use crate::Engine;
@@ -29,41 +28,33 @@ struct Id {
     message_id: String,
 }
 
-/// `POST /v1/messages` in cluster mode.
-pub(super) async fn message_once(
+/// `POST /v1/messages` (`space` Message) or `POST /v1/calls` (Call) in cluster mode.
+pub(super) async fn accept_once(
     engine: &Engine,
     node: &Node,
+    space: Space,
     body: &[u8],
 ) -> Result<Resp, ApiError> {
-    let Some(id) = claimable(engine, dedup::Space::Message, body) else {
-        return shared(engine, node, |h| message_into(engine, body, h)).await;
+    let accept = |h: Option<&mut Option<Handoff>>| match space {
+        Space::Message => message_into(engine, body, h),
+        Space::Call => call_into(engine, body, h),
     };
-    match claim(node, Space::Message, &id).await? {
-        true => {
-            let answer = shared(engine, node, |h| message_into(engine, body, h)).await;
-            refused_releases(node, Space::Message, &id, answer).await
-        }
-        false => {
+    let Some(id) = claimable(engine, space, body) else {
+        return shared(engine, node, accept).await;
+    };
+    if claim(node, space, &id).await? {
+        let answer = shared(engine, node, accept).await;
+        return refused_releases(node, space, &id, answer).await;
+    }
+    match space {
+        Space::Message => {
             inc(&engine.stats.messages_duplicate);
             ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
                 duplicate: true,
                 message_id: id,
             }))
         }
-    }
-}
-
-/// `POST /v1/calls` in cluster mode.
-pub(super) async fn call_once(engine: &Engine, node: &Node, body: &[u8]) -> Result<Resp, ApiError> {
-    let Some(id) = claimable(engine, dedup::Space::Call, body) else {
-        return shared(engine, node, |h| call_into(engine, body, h)).await;
-    };
-    match claim(node, Space::Call, &id).await? {
-        true => {
-            let answer = shared(engine, node, |h| call_into(engine, body, h)).await;
-            refused_releases(node, Space::Call, &id, answer).await
-        }
-        false => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
+        Space::Call => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
             call_id: id,
             duplicate: true,
         })),
@@ -114,11 +105,11 @@ async fn shared(
 
 /// The id to claim cluster-wide; `None` when the handler answers alone: the body or
 /// the id is invalid (it says so), or this engine's own window already holds the id.
-fn claimable(engine: &Engine, space: dedup::Space, body: &[u8]) -> Option<String> {
+fn claimable(engine: &Engine, space: Space, body: &[u8]) -> Option<String> {
     let id = serde_json::from_slice::<Id>(body).ok()?.message_id;
     let field = match space {
-        dedup::Space::Message => "message_id",
-        dedup::Space::Call => "call_id",
+        Space::Message => "message_id",
+        Space::Call => "call_id",
     };
     wire::id(field, &id).ok()?;
     (!engine.dedup.contains(space, &id)).then_some(id)
