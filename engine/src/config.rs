@@ -12,6 +12,7 @@
 //! section into typed settings ([`check`]; each vendor checks its own keys with it)
 //! and environment overrides ([`env`]).
 
+mod apps;
 mod check;
 mod env;
 mod problems;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use apps::{merged as merged_app_section, section_name as app_section_name, App};
 pub use check::{Check, Filled, Needs};
 pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
@@ -109,6 +111,12 @@ pub struct Config {
     pub resources: std::collections::BTreeMap<String, Resource>,
     /// The IM server's webhook for dead tokens and rejected pushes; absent url = off.
     pub feedback: crate::feedback::Section,
+    /// Further apps' credentials, `[apps.<app_id>.<vendor>]`, selected by a binding's
+    /// `app_id`; unset keys inherit the top-level vendor section.
+    pub apps: std::collections::BTreeMap<String, App>,
+    /// The file this configuration was read from (what a reload reads again).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -161,6 +169,14 @@ impl Secret {
     }
 }
 
+/// Serialized only to merge an app's vendor table over the top-level section
+/// ([`apps::merged`]); never into logs or answers.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
@@ -199,12 +215,15 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut root, env)?;
-        serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
-            let key = e.path().to_string();
-            Error::Schema {
-                message: explain(&key, e.inner()),
-            }
-        })
+        let mut config: Self =
+            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+                let key = e.path().to_string();
+                Error::Schema {
+                    message: explain(&key, e.inner()),
+                }
+            })?;
+        config.source = path.map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Every problem, each a sentence naming its key: the engine's sections, then the
@@ -225,6 +244,7 @@ impl Config {
     fn check(&self) -> (Settings, Vec<String>) {
         let mut p = self.engine_problems();
         resources::problems(&self.resources, &mut p);
+        apps::problems(self.apps.keys(), &mut p);
         let vendors = crate::providers::Settings::check(self, &mut p);
         let feedback = crate::feedback::Settings::check(&self.feedback, &self.transport, &mut p);
         let settings = Settings {

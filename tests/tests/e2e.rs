@@ -8,6 +8,8 @@ mod harness;
 
 #[path = "e2e/api.rs"]
 mod api;
+#[path = "e2e/apps.rs"]
+mod apps;
 #[path = "e2e/calls.rs"]
 mod calls;
 #[path = "e2e/client.rs"]
