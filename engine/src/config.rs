@@ -114,9 +114,26 @@ pub struct Config {
     /// Further apps' credentials, `[apps.<app_id>.<vendor>]`, selected by a binding's
     /// `app_id`; unset keys inherit the top-level vendor section.
     pub apps: std::collections::BTreeMap<String, App>,
-    /// The file this configuration was read from (what a reload reads again).
+    /// Where this configuration was read from: what a reload reads again.
     #[serde(skip)]
-    pub source: Option<PathBuf>,
+    pub source: Source,
+}
+
+/// The file a [`Config`] was read from and the `FANFARE_*` overrides applied over it.
+#[derive(Clone, Default)]
+pub struct Source {
+    pub path: Option<PathBuf>,
+    /// The `FANFARE_*` variables (values may be secrets: never shown).
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .field("env", &self.env.iter().map(|v| &v.0).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -214,7 +231,11 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        apply_env(&mut root, env)?;
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(var, _)| var.starts_with("FANFARE_"))
+            .collect();
+        apply_env(&mut root, env.iter().cloned())?;
         let mut config: Self =
             serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
                 let key = e.path().to_string();
@@ -222,7 +243,10 @@ impl Config {
                     message: explain(&key, e.inner()),
                 }
             })?;
-        config.source = path.map(Path::to_path_buf);
+        config.source = Source {
+            path: path.map(Path::to_path_buf),
+            env,
+        };
         Ok(config)
     }
 

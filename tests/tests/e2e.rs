@@ -32,5 +32,7 @@ mod ledger;
 mod notify;
 #[path = "e2e/options.rs"]
 mod options;
+#[path = "e2e/reload.rs"]
+mod reload;
 #[path = "e2e/vendors.rs"]
 mod vendors;

@@ -379,8 +379,9 @@ macro_rules! vendor_table {
         pub struct Providers {
             /// Retry, breaker and pace settings the dispatcher applies.
             pub delivery: Delivery,
-            /// The `[resources]` rule sets a push selects with `resources_id`.
-            pub resources: std::collections::BTreeMap<String, Resource>,
+            /// The `[resources]` rule sets a push selects with `resources_id` (shared:
+            /// a push being planned keeps its rule set across a reload).
+            pub resources: std::collections::BTreeMap<String, std::sync::Arc<Resource>>,
             /// The top-level clients, used by every binding without an app of its own.
             $(pub $module: Option<super::$module::Client>,)+
             /// The clients of `[apps.<app_id>]` with credentials of their own.
@@ -394,7 +395,11 @@ macro_rules! vendor_table {
             pub fn new(settings: &crate::config::Settings) -> Result<Self, Error> {
                 let mut providers = Providers {
                     delivery: settings.delivery.clone(),
-                    resources: settings.resources.clone(),
+                    resources: settings
+                        .resources
+                        .iter()
+                        .map(|(id, r)| (id.clone(), std::sync::Arc::new(r.clone())))
+                        .collect(),
                     $($module: settings.vendors.$module.as_ref()
                         .map(Vendor::build)
                         .transpose()

@@ -40,6 +40,10 @@ struct Worker<'a> {
     breaker: Breaker,
     pace: Pace,
     max_in_flight: usize,
+    /// The providers' generation the limits were read from, and those limits.
+    generation: u64,
+    limits: crate::config::LaneLimits,
+    breaker_settings: crate::providers::delivery::Breaker,
     /// Retries, each waiting for its time.
     delayed: DelayQueue<Job>,
     /// Admitted pushes not yet tried, in order.
@@ -63,10 +67,15 @@ enum Step {
 
 impl<'a> Worker<'a> {
     fn new<V: Vendors>(lane: Lane, ctx: &'a Ctx<V>, depth: &'a AtomicUsize) -> Self {
-        let delivery = ctx.providers.delivery();
+        let generation = ctx.generation.load(Ordering::Acquire);
+        let providers = ctx.providers.load();
+        let delivery = providers.delivery();
         let limits = delivery.lanes[lane as usize];
         let b = &delivery.breaker;
         Self {
+            generation,
+            limits,
+            breaker_settings: b.clone(),
             lane,
             stats: &ctx.stats,
             lane_stats: ctx.stats.lane(lane),
@@ -114,6 +123,30 @@ impl<'a> Worker<'a> {
         }
         if let Some((job, delay)) = done.retry {
             self.delayed.push(now + delay, job);
+        }
+    }
+
+    /// After a reload ([`super::Dispatcher::set_providers`]), take the lane's new
+    /// limits: a changed `max_rps` restarts the pace at it, a changed breaker setting
+    /// starts a closed breaker with it; unchanged ones keep their state.
+    fn reconfigure<V: Vendors>(&mut self, ctx: &Ctx<V>, now: Instant) {
+        let generation = ctx.generation.load(Ordering::Acquire);
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let providers = ctx.providers.load();
+        let delivery = providers.delivery();
+        let limits = delivery.lanes[self.lane as usize];
+        if limits.max_rps != self.limits.max_rps {
+            self.pace = Pace::new(limits.max_rps, now);
+        }
+        self.max_in_flight = limits.max_in_flight.max(1);
+        self.limits = limits;
+        let b = &delivery.breaker;
+        if *b != self.breaker_settings {
+            self.breaker = Breaker::new(b.failures, b.open, b.max_open);
+            self.breaker_settings = b.clone();
         }
     }
 
@@ -239,6 +272,7 @@ pub(super) async fn run<V: Vendors>(
         while let Some(Some(done)) = inflight.next().now_or_never() {
             worker.settle(done, now);
         }
+        worker.reconfigure(&ctx, now);
         worker.publish(now, inflight.len());
         let wake_at = match worker.next(now, inflight.len()) {
             Step::Send { job, probe } => {
