@@ -14,6 +14,7 @@
 
 mod apps;
 mod check;
+mod cluster;
 mod env;
 mod problems;
 mod resources;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 pub use apps::{merged as merged_app_section, section_name as app_section_name, App};
 pub use check::{Check, Filled, Needs};
+pub use cluster::Cluster;
 pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
 pub use sections::{
     Api, Breaker, Durability, LaneLimits, Messages, PresenceCfg, Retry, Storage, Transport,
@@ -39,7 +41,7 @@ use env::{apply_env, explain};
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "api",
     "feedback",
     "storage",
@@ -48,6 +50,7 @@ const SECTIONS: [&str; 8] = [
     "retry",
     "breaker",
     "transport",
+    "cluster",
 ];
 
 /// Every section that can be overridden from the environment.
@@ -111,6 +114,8 @@ pub struct Config {
     pub resources: std::collections::BTreeMap<String, Resource>,
     /// The IM server's webhook for dead tokens and rejected pushes; absent url = off.
     pub feedback: crate::feedback::Section,
+    /// Cluster mode over NATS JetStream; absent = one engine on its own log.
+    pub cluster: Option<Cluster>,
     /// Further apps' credentials, `[apps.<app_id>.<vendor>]`, selected by a binding's
     /// `app_id`; unset keys inherit the top-level vendor section.
     pub apps: std::collections::BTreeMap<String, App>,

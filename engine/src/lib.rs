@@ -18,7 +18,8 @@
 //! What happened to each message is kept in the delivery ledger ([`fanout::ledger`])
 //! and dead tokens and rejections go back to the IM server through [`feedback`].
 //!
-//! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`config`]
+//! Beside them: [`store`] (write-ahead log, rkyv snapshots, recovery), [`cluster`]
+//! (`[cluster]`: the state stream on NATS JetStream in place of the log), [`config`]
 //! (TOML + env overrides), [`clock`], [`shutdown`], [`telemetry`] (stats and
 //! Prometheus rendering), [`serve`] (what `fanfare serve` runs, shared with the load
 //! generator's engine process), and [`client`] (the typed API client of the programs
@@ -34,6 +35,7 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod feedback;
@@ -95,6 +97,8 @@ pub struct Engine {
     /// What happened to each message and call (`GET /v1/messages/{id}`).
     pub ledger: Ledger,
     store: OnceLock<Arc<store::Store>>,
+    /// Cluster mode: this engine's node, once it has joined.
+    cluster: OnceLock<Arc<cluster::Node>>,
     ready: AtomicBool,
 }
 
@@ -108,10 +112,21 @@ impl Engine {
     /// Apply a durable mutation and return once it is durable: the one write path for
     /// bindings and groups. Only called once ready (the API refuses work before).
     pub async fn mutate(&self, m: Mutation) -> Result<Applied, store::Error> {
+        if let Some(node) = self.cluster.get() {
+            return node
+                .commit(&m)
+                .await
+                .map_err(|e| store::Error::Cluster(Box::new(e)));
+        }
         match self.store.get() {
             Some(store) => store.commit(&m).await,
             None => Err(store::Error::Stopped),
         }
+    }
+
+    /// Cluster mode's node (`None` on a single engine).
+    pub fn cluster(&self) -> Option<&Arc<cluster::Node>> {
+        self.cluster.get()
     }
 
     /// The store, once recovery has finished.
@@ -127,6 +142,9 @@ impl Engine {
     /// Why durable writes are being refused, while they are (`/readyz` says so); the
     /// text is an I/O error's, without paths or secrets.
     pub fn write_failure(&self) -> Option<String> {
+        if let Some(node) = self.cluster.get() {
+            return node.write_failure();
+        }
         self.store.get().and_then(|s| s.write_failure())
     }
 
@@ -222,12 +240,29 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         dispatcher,
         reload,
         store: OnceLock::new(),
+        cluster: OnceLock::new(),
         ready: AtomicBool::new(false),
     });
     let api_task = tokio::spawn(api::server::run(listener, engine.clone(), api_shutdown));
     tracing::info!(%addr, "fanfare API listening (ready after recovery)");
     let (ready_tx, ready) = tokio::sync::watch::channel(None);
     let recovering = engine.clone();
+    if let Some(cfg) = recovering.config.cluster.clone() {
+        tasks.spawn(async move {
+            let outcome = join_cluster(&recovering, &cfg, workers_shutdown).await;
+            let _ = ready_tx.send(Some(outcome.map_err(Some)));
+        });
+        tasks.spawn(housekeeping(engine.clone(), api_trigger.subscribe()));
+        return Ok(Running {
+            addr,
+            engine,
+            api_trigger,
+            workers_trigger,
+            api_task: Some(api_task),
+            tasks,
+            ready,
+        });
+    }
     tasks.spawn(async move {
         let e = recovering.clone();
         let result =
@@ -276,6 +311,36 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         tasks,
         ready,
     })
+}
+
+/// Cluster mode's recovery: join the cluster ([`cluster::start`]), route dead-token
+/// removals to the state stream, then ready.
+async fn join_cluster(
+    engine: &Arc<Engine>,
+    cfg: &config::Cluster,
+    shutdown: shutdown::Shutdown,
+) -> Result<(), Arc<store::Error>> {
+    let (node, joined) = cluster::start(engine, cfg, shutdown)
+        .await
+        .map_err(|e| Arc::new(store::Error::Cluster(Box::new(e))))?;
+    let writer = node.clone();
+    engine
+        .dispatcher
+        .set_durable_writer(Arc::new(move |m| writer.publish_best_effort(m)));
+    tracing::info!(
+        node_id = node.id(),
+        source = joined.source,
+        snapshot_seq = joined.base,
+        bindings_from_snapshot = joined.bindings_from_snapshot,
+        stream_last_seq = joined.stream_last,
+        elapsed_ms = joined.elapsed.as_millis() as u64,
+        bindings = engine.state.registry.len(),
+        groups = engine.state.groups.len(),
+        "joined the cluster"
+    );
+    let _ = engine.cluster.set(node);
+    engine.ready.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Take a snapshot every `snapshot_interval_s` and whenever the log segment passes
@@ -399,6 +464,19 @@ impl Running {
         }
         self.workers_trigger.fire();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(node) = self.engine.cluster.get() {
+            match node.snapshot().await {
+                Ok(info) => tracing::info!(
+                    seq = info.seq,
+                    bindings = info.bindings,
+                    "final snapshot written"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %providers::error_chain(&e), "final snapshot failed; the state stream still holds every change")
+                }
+            }
+            node.flush().await;
+        }
         if let Some(store) = self.engine.store.get().cloned() {
             let result = tokio::task::spawn_blocking(move || {
                 let r = store.snapshot();

@@ -386,28 +386,34 @@ impl State {
     /// no journal is attached) so the caller can wait for it to be durable, or
     /// [`Refused`] when the journal is failing (memory is then unchanged).
     pub fn apply_logged(&self, m: &Mutation) -> Result<(Applied, Ticket), Refused> {
-        if let Mutation::SetNotification {
-            user_id,
-            kind,
-            conversation_id,
-            muted: true,
-        } = m
-        {
+        if matches!(m, Mutation::SetNotification { muted: true, .. }) {
             // The limit is checked here, before the record, and the gate is held until
             // the record is made: replay never re-checks it (see `notify`).
             let _gate = self.notify.gate();
-            let c = notify::Conversation {
-                kind: *kind,
-                id: conversation_id,
-            };
-            let full =
-                (self.users.pin().get(user_id)).is_some_and(|u| self.notify.would_exceed(u, c));
-            if full {
+            if self.over_mute_cap(m) {
                 return Ok((Applied::TooManyMuted, Ticket::UNLOGGED));
             }
             return self.record(m);
         }
         self.record(m)
+    }
+
+    /// Would `m` mute one conversation more than [`notify::MAX_MUTED_PER_USER`]?
+    fn over_mute_cap(&self, m: &Mutation) -> bool {
+        let Mutation::SetNotification {
+            user_id,
+            kind,
+            conversation_id,
+            muted: true,
+        } = m
+        else {
+            return false;
+        };
+        let c = notify::Conversation {
+            kind: *kind,
+            id: conversation_id,
+        };
+        (self.users.pin().get(user_id)).is_some_and(|u| self.notify.would_exceed(u, c))
     }
 
     fn record(&self, m: &Mutation) -> Result<(Applied, Ticket), Refused> {
@@ -474,6 +480,18 @@ impl State {
             view.badges.insert(users.name(user).to_string(), count);
         });
         view
+    }
+
+    /// Apply a mutation read from the cluster's state stream (`crate::cluster`): the
+    /// check made before recording a change on a single engine (the do-not-disturb
+    /// cap: [`Applied::TooManyMuted`], memory unchanged), then the change. It depends
+    /// only on the state and the mutation, so every engine applying the stream in order
+    /// ends with the same state. No journal is attached in cluster mode.
+    pub fn apply_replicated(&self, m: &Mutation) -> Applied {
+        if self.over_mute_cap(m) {
+            return Applied::TooManyMuted;
+        }
+        self.apply_in_memory(m)
     }
 
     /// Change memory only: recovery replays the log through this. Holds a pin for the

@@ -76,6 +76,9 @@ pub enum Error {
     Refused { cause: String },
     #[error("the write-ahead log is closed")]
     Stopped,
+    /// Cluster mode: the state stream did not take the write, or start-up failed.
+    #[error("cluster")]
+    Cluster(#[source] Box<crate::cluster::Error>),
 }
 
 impl Error {
@@ -112,7 +115,7 @@ const SELF_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Take the data directory's lock: `<dir>/LOCK`, `flock(LOCK_EX | LOCK_NB)`, then our
 /// pid written into it for the next one who tries. The kernel drops the lock when the
 /// file is closed or the process dies, so a stale file never blocks a restart.
-fn lock_dir(dir: &Path) -> Result<File, Error> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, Error> {
     let path = dir.join("LOCK");
     let io = |e| Error::io(&path, e);
     let mut f = OpenOptions::new()

@@ -85,10 +85,16 @@ async fn each_message_ends_with_one_info_line_of_its_id_and_final_counts() {
     let deadline = std::time::Instant::now() + DEADLINE;
     let line = loop {
         let log = proc.log();
-        if let Some(line) = log.lines().find(|l| l.contains("m-logged") && l.contains("INFO")) {
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("m-logged") && l.contains("INFO"))
+        {
             break line.to_string();
         }
-        assert!(std::time::Instant::now() < deadline, "no ledger line: {log}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ledger line: {log}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     for field in [
@@ -100,6 +106,10 @@ async fn each_message_ends_with_one_info_line_of_its_id_and_final_counts() {
     ] {
         assert!(line.contains(field), "{field} in {line}");
     }
-    let lines = proc.log().lines().filter(|l| l.contains("m-logged")).count();
+    let lines = proc
+        .log()
+        .lines()
+        .filter(|l| l.contains("m-logged"))
+        .count();
     assert_eq!(lines, 1, "one line per message: {}", proc.log());
 }

@@ -9,9 +9,13 @@
 //!   the vendor's status codes and error bodies, records what it accepted, and can be
 //!   told per device token to answer dead-token errors.
 //!
+//! - [`nats`]: real `nats-server` processes (one, or a JetStream cluster of three) for
+//!   cluster mode's tests and load runs.
+//!
 //! Data flows engine → (TLS, ALPN `h2`) → `mock::server` (shared accept loop, one task
 //! per connection, one task per stream) → the vendor module's validation
 //! (`mock::apns`, `mock::fcm`) → a recorded push or a vendor rejection → back to the
 //! engine as the vendor's exact wire answer.
 
 pub mod mock;
+pub mod nats;

@@ -30,6 +30,7 @@ use crate::Engine;
 
 mod admin;
 mod body;
+mod claims;
 mod fanout;
 mod ledger;
 mod users;
@@ -57,7 +58,14 @@ fn answer(status: StatusCode, body: &impl Serialize) -> Result<Resp, ApiError> {
 async fn mutate(engine: &Engine, m: Mutation) -> Result<Applied, ApiError> {
     engine.mutate(m).await.map_err(|e| {
         tracing::debug!(error = %crate::providers::error_chain(&e), "durable write failed");
-        ApiError::internal("the change could not be made durable")
+        match &e {
+            // Cluster mode: NATS did not take it; retrying later converges.
+            crate::store::Error::Cluster(c) if c.is_unavailable() => ApiError::unavailable(
+                "the change could not be made durable: the cluster's log is unavailable",
+                1,
+            ),
+            _ => ApiError::internal("the change could not be made durable"),
+        }
     })
 }
 
@@ -349,14 +357,20 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (_, ["groups", _]) => Err(ApiError::method_not_allowed("GET, DELETE")),
         (&Method::POST, ["messages"]) => {
             let body = read_body(engine, conn, req).await?;
-            message(engine, &body)
+            match engine.cluster() {
+                Some(node) => claims::message_once(engine, node, &body).await,
+                None => message(engine, &body),
+            }
         }
         (_, ["messages"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET, ["messages", id]) => ledger::report(engine, Message, id),
         (_, ["messages", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls"]) => {
             let body = read_body(engine, conn, req).await?;
-            call(engine, &body)
+            match engine.cluster() {
+                Some(node) => claims::call_once(engine, node, &body).await,
+                None => call(engine, &body),
+            }
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET, ["calls", id]) => ledger::report(engine, Call, id),
@@ -405,26 +419,9 @@ fn presence(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     let req: wire::PresenceRequest = parse(body)?;
     req.validate()?;
     let default_ttl = engine.config.presence.default_ttl_s;
-    let presence = &engine.state.presence;
-    // A pin per chunk, not per request: a sweep waits for at most one chunk.
-    for chunk in req.events.chunks(1024) {
-        let users = engine.state.users.pin();
-        for e in chunk {
-            let user = if e.online {
-                users.intern(&e.user_id)
-            } else {
-                match users.get(&e.user_id) {
-                    Some(u) => u,
-                    None => continue,
-                }
-            };
-            presence.apply(
-                user,
-                &e.session_id,
-                e.online,
-                e.ttl_s.unwrap_or(default_ttl),
-            );
-        }
+    crate::cluster::presence::apply(&engine.state, &req.events, default_ttl);
+    if let Some(node) = engine.cluster() {
+        node.broadcast_presence(&req.events, default_ttl);
     }
     ok(wire::PresenceApplied {
         applied: req.events.len(),

@@ -70,6 +70,9 @@ impl Config {
         if t.connect_backoff_max_ms < 50 {
             p.push("transport.connect_backoff_max_ms must be at least 50".into());
         }
+        if let Some(c) = &self.cluster {
+            c.problems(&mut p);
+        }
         p
     }
 

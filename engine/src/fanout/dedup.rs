@@ -61,6 +61,16 @@ impl Dedup {
         }
     }
 
+    /// Whether `id` is claimed in `space` within the window (cluster mode asks this
+    /// before claiming an id cluster-wide).
+    pub fn contains(&self, space: Space, id: &str) -> bool {
+        self.window_ms > 0
+            && self
+                .map(space)
+                .get(id)
+                .is_some_and(|until| *until > self.clock.now_ms())
+    }
+
     /// Undo a claim whose request was refused (a refused request changes nothing).
     pub fn release(&self, space: Space, id: &str) {
         self.map(space).remove(id);

@@ -43,6 +43,7 @@ pub mod calls;
 mod delay;
 mod job;
 mod pace;
+mod share;
 mod verdict;
 mod worker;
 
@@ -62,6 +63,7 @@ use crate::telemetry::{inc, Stats};
 use breaker::Signal;
 use calls::Live;
 use job::Job;
+pub use share::DurableWriter;
 
 /// A lane (or the table of live calls) was full; the request should be retried
 /// after this long.
@@ -151,6 +153,8 @@ struct Ctx<V> {
     logged: [[AtomicBool; Cause::COUNT]; ProviderKind::ALL.len()],
     /// Where dead tokens and rejections are reported ([`Dispatcher::set_feedback`]).
     feedback: arc_swap::ArcSwapOption<crate::feedback::Queue>,
+    /// Cluster mode's share of `max_rps` and dead-token writer ([`share`]).
+    cluster: share::Hooks,
 }
 
 /// A finished send, back at its lane's worker.
@@ -179,6 +183,7 @@ impl<V: Vendors> Dispatcher<V> {
             stats,
             logged: Default::default(),
             feedback: Default::default(),
+            cluster: share::Hooks::default(),
         });
         let lanes = Lane::ALL.map(|lane| {
             let (tx, rx) = mpsc::unbounded_channel();

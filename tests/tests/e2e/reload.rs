@@ -26,7 +26,15 @@ async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
     })
     .await;
     let original = std::fs::read_to_string(&h.config_path).expect("config readable");
-    bind_app(&h, "d1", "u1", "fcm", &fcm_token(1), Some("com.example.other")).await;
+    bind_app(
+        &h,
+        "d1",
+        "u1",
+        "fcm",
+        &fcm_token(1),
+        Some("com.example.other"),
+    )
+    .await;
     h.message_to("m1", "u1", json!({"title": "t", "content": "c"}))
         .await;
     delivered(&h, "m1").await;
@@ -35,7 +43,9 @@ async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
     let other = Elsewhere::new();
     let (fcm2, table) = other.fcm("com.example.other", "second-project");
     rewrite(&h, &original, &table);
-    let refused = h.raw(Method::POST, "/v1/admin/reload", Vec::new(), None).await;
+    let refused = h
+        .raw(Method::POST, "/v1/admin/reload", Vec::new(), None)
+        .await;
     assert_error(refused, StatusCode::UNAUTHORIZED, "unauthenticated");
     let (s, v) = reload(&h).await;
     assert_eq!((s, &v["reloaded"]), (StatusCode::OK, &json!(true)), "{v}");
@@ -44,7 +54,11 @@ async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
     h.message_to("m2", "u1", json!({"title": "t", "content": "c"}))
         .await;
     delivered(&h, "m2").await;
-    assert_eq!(h.fcm.received_count(), 1, "after: nothing more to the old project");
+    assert_eq!(
+        h.fcm.received_count(),
+        1,
+        "after: nothing more to the old project"
+    );
     let tokens: Vec<String> = fcm2.received().into_iter().map(|p| p.token).collect();
     assert_eq!(tokens, [fcm_token(1)]);
     assert_eq!(fcm2.tokens_issued(), 1);
@@ -52,8 +66,7 @@ async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
 }
 
 #[tokio::test]
-async fn an_invalid_reload_is_refused_naming_every_problem_and_the_old_settings_keep_delivering()
-{
+async fn an_invalid_reload_is_refused_naming_every_problem_and_the_old_settings_keep_delivering() {
     let h = harness::start().await;
     let original = std::fs::read_to_string(&h.config_path).expect("config readable");
     bind_app(&h, "d1", "u1", "apns", &apns_token(1), None).await;

@@ -15,7 +15,8 @@ use crate::Engine;
 #[derive(Debug, Serialize)]
 struct Reloaded {
     reloaded: bool,
-    /// Sections whose change needs a restart (`api`, `storage`, `presence`, `messages`).
+    /// Sections whose change needs a restart (`api`, `storage`, `presence`, `messages`,
+    /// `cluster`).
     needs_restart: Vec<&'static str>,
 }
 

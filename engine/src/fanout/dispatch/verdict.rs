@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Ctx, Vendors};
 use crate::feedback::{Event, Kind};
 use crate::providers::{Cause, Outcome, Verdict};
-use crate::state::{Applied, Device, Mutation, ProviderKind};
+use crate::state::{Device, ProviderKind};
 use crate::telemetry::inc;
 
 impl<V: Vendors> Ctx<V> {
@@ -27,11 +27,7 @@ impl<V: Vendors> Ctx<V> {
                 inc(&s.sent);
                 inc(&s.failed);
                 inc(&s.dead_tokens);
-                let removed = self.state.apply(&Mutation::RemoveDeadToken {
-                    push_id: device.push_id().into(),
-                    token: device.token().to_owned(),
-                });
-                if let Applied::Unbound(Some(user)) = removed {
+                if let Some(user) = self.remove_dead_token(device) {
                     inc(&s.invalid_tokens_removed);
                     self.report(Kind::TokenDead, device, Some(user), v);
                 }

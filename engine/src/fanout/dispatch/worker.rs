@@ -39,10 +39,13 @@ struct Worker<'a> {
     depth: &'a AtomicUsize,
     breaker: Breaker,
     pace: Pace,
+    /// The lane's configured `max_rps`, and the engines it is shared by now.
+    max_rps: u32,
+    share: &'a AtomicUsize,
+    shared_by: usize,
     max_in_flight: usize,
-    /// The providers' generation the limits were read from, and those limits.
+    /// The providers' generation the limits were read from, and its breaker settings.
     generation: u64,
-    limits: crate::config::LaneLimits,
     breaker_settings: crate::providers::delivery::Breaker,
     /// Retries, each waiting for its time.
     delayed: DelayQueue<Job>,
@@ -74,7 +77,6 @@ impl<'a> Worker<'a> {
         let b = &delivery.breaker;
         Self {
             generation,
-            limits,
             breaker_settings: b.clone(),
             lane,
             stats: &ctx.stats,
@@ -83,6 +85,9 @@ impl<'a> Worker<'a> {
             depth,
             breaker: Breaker::new(b.failures, b.open, b.max_open),
             pace: Pace::new(limits.max_rps, Instant::now()),
+            max_rps: limits.max_rps,
+            share: &ctx.cluster.share,
+            shared_by: 1,
             max_in_flight: limits.max_in_flight.max(1),
             delayed: DelayQueue::default(),
             fresh: VecDeque::new(),
@@ -127,9 +132,10 @@ impl<'a> Worker<'a> {
     }
 
     /// After a reload ([`super::Dispatcher::set_providers`]), take the lane's new
-    /// limits: a changed `max_rps` restarts the pace at it, a changed breaker setting
-    /// starts a closed breaker with it; unchanged ones keep their state.
-    fn reconfigure<V: Vendors>(&mut self, ctx: &Ctx<V>, now: Instant) {
+    /// limits: a changed `max_rps` restarts the pace at it (at this engine's share, in
+    /// [`Worker::publish`]), a changed breaker setting starts a closed breaker with it;
+    /// unchanged ones keep their state.
+    fn reconfigure<V: Vendors>(&mut self, ctx: &Ctx<V>) {
         let generation = ctx.generation.load(Ordering::Acquire);
         if generation == self.generation {
             return;
@@ -138,11 +144,12 @@ impl<'a> Worker<'a> {
         let providers = ctx.providers.load();
         let delivery = providers.delivery();
         let limits = delivery.lanes[self.lane as usize];
-        if limits.max_rps != self.limits.max_rps {
-            self.pace = Pace::new(limits.max_rps, now);
+        if limits.max_rps != self.max_rps {
+            self.max_rps = limits.max_rps;
+            // Never a share: `publish` re-paces at the share this turn.
+            self.shared_by = 0;
         }
         self.max_in_flight = limits.max_in_flight.max(1);
-        self.limits = limits;
         let b = &delivery.breaker;
         if *b != self.breaker_settings {
             self.breaker = Breaker::new(b.failures, b.open, b.max_open);
@@ -152,6 +159,16 @@ impl<'a> Worker<'a> {
 
     /// Let the pace recover and publish the lane's gauges for `/v1/stats`.
     fn publish(&mut self, now: Instant, in_flight: usize) {
+        let share = self.share.load(Ordering::Relaxed);
+        if share != self.shared_by {
+            // Cluster mode: the live engines changed; pace at this engine's share.
+            self.shared_by = share;
+            let rps = match self.max_rps {
+                0 => 0,
+                max => max.div_ceil(share as u32).max(1),
+            };
+            self.pace = Pace::new(rps, now);
+        }
         self.pace.tick(now);
         let s = self.lane_stats;
         s.in_flight.store(in_flight as u64, Ordering::Relaxed);
@@ -272,7 +289,7 @@ pub(super) async fn run<V: Vendors>(
         while let Some(Some(done)) = inflight.next().now_or_never() {
             worker.settle(done, now);
         }
-        worker.reconfigure(&ctx, now);
+        worker.reconfigure(&ctx);
         worker.publish(now, inflight.len());
         let wake_at = match worker.next(now, inflight.len()) {
             Step::Send { job, probe } => {
