@@ -298,8 +298,10 @@ impl Pusher for BarePool {
     }
 }
 
-/// What the naive client knows per push: strings, formatted again for every request.
-struct NaiveTarget {
+/// A hyper-util legacy client (h2) and what it knows per push: strings, formatted
+/// again for every request, and each body built with `serde_json`.
+struct NaivePusher {
+    client: Naive,
     base: String,
     jwt: String,
     tokens: Vec<String>,
@@ -314,26 +316,17 @@ fn naive_body() -> Value {
     })
 }
 
-/// A hyper-util legacy client (h2): each body built with `serde_json` and each header
-/// formatted per request.
-#[derive(Clone)]
-struct NaivePusher {
-    client: Naive,
-    target: Arc<NaiveTarget>,
-}
-
-impl Pusher for NaivePusher {
+impl Pusher for Arc<NaivePusher> {
     async fn push(&self, i: usize) -> bool {
-        let t = &self.target;
         let body = naive_body();
         let req = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}/3/device/{}", t.base, t.tokens[i]))
-            .header(AUTHORIZATION, format!("bearer {}", t.jwt))
+            .uri(format!("{}/3/device/{}", self.base, self.tokens[i]))
+            .header(AUTHORIZATION, format!("bearer {}", self.jwt))
             .header("apns-topic", TOPIC)
             .header("apns-push-type", "alert")
             .header("apns-priority", "10")
-            .header("apns-expiration", t.expires_at.to_string())
+            .header("apns-expiration", self.expires_at.to_string())
             .header("apns-id", uuid::Uuid::new_v4().to_string())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(
@@ -524,20 +517,17 @@ fn e2e(c: &mut Criterion) {
         rendered,
         "the naive client sends the engine's body bytes"
     );
-    let target = Arc::new(NaiveTarget {
+    let client = {
+        let _guard = rt.enter();
+        naive_client(&env.ca)
+    };
+    let naive = Arc::new(NaivePusher {
+        client,
         base: env.apns.url(),
         jwt: provider_token(&env).expect("provider token"),
         tokens: (0..N).map(token).collect(),
         expires_at,
     });
-    let naive = {
-        let _guard = rt.enter();
-        naive_client(&env.ca)
-    };
-    let naive = NaivePusher {
-        client: naive,
-        target,
-    };
     bench_client(&mut g, &rt, "naive", naive, env.concurrency);
     g.finish();
 

@@ -11,24 +11,20 @@ use fanfare::state::{Binding, Environment, Mutation, ProviderKind, State, Token}
 pub fn binding(i: u64) -> (Arc<str>, Binding) {
     let user = i / 2;
     let push_id: Arc<str> = format!("dev-{i:010}-{:04x}", i % 65_521).into();
-    let apns = i % 5 < 3;
-    let token = if apns {
+    let (provider, token) = if i % 5 < 3 {
         let mut b = [0u8; 32];
         b[..8].copy_from_slice(&i.to_le_bytes());
         b[8..16].copy_from_slice(&(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes());
-        Token::Bytes(Box::new(b))
+        (ProviderKind::Apns, Token::Bytes(Box::new(b)))
     } else {
-        Token::Text(format!("f{i:011}:APA91b{}", "Hq3-Kx_9Zr".repeat(14)).into())
+        let text = format!("f{i:011}:APA91b{}", "Hq3-Kx_9Zr".repeat(14));
+        (ProviderKind::Fcm, Token::Text(text.into()))
     };
     (
         push_id,
         Binding {
             user_id: format!("user-{user:010}").into(),
-            provider: if apns {
-                ProviderKind::Apns
-            } else {
-                ProviderKind::Fcm
-            },
+            provider,
             environment: if i.is_multiple_of(17) {
                 Environment::Sandbox
             } else {

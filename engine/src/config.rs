@@ -41,8 +41,9 @@ use env::{apply_env, explain};
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "api",
+    "log",
     "feedback",
     "storage",
     "presence",
@@ -82,6 +83,8 @@ pub enum Error {
 pub struct Config {
     /// The sidecar HTTP API.
     pub api: Api,
+    /// Log format and the access log.
+    pub log: crate::telemetry::logging::Log,
     /// Durable state (write-ahead log and snapshots).
     pub storage: Storage,
     /// Presence sessions.

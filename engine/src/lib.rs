@@ -160,6 +160,8 @@ impl Engine {
                 .get()
                 .is_some_and(|s| s.write_failure().is_some()),
             queues: self.dispatcher.depths(),
+            storage: self.store.get().map(|s| (s.stats().clone(), s.wal_bytes())),
+            now_unix_ms: self.state.clock.unix_now_ms(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: every push allocates (h2 stream state, header
 /// maps, buffers) across threads, and glibc's malloc/free was a fifth of the engine's
@@ -11,18 +11,9 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Offline-push fan-out engine for IM servers
 #[derive(Parser)]
-#[command(
-    name = "fanfare",
-    version,
-    about = "Offline-push fan-out engine for IM servers"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
+#[command(version)]
 enum Command {
     /// Run the engine (embedded defaults when no --config is given).
     Serve {
@@ -42,8 +33,7 @@ fn load(path: Option<&std::path::Path>) -> Result<fanfare::config::Config, fanfa
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Command::parse() {
         Command::CheckConfig { file } => match load(Some(&file)) {
             Ok(c) => {
                 let problems = c.problems();

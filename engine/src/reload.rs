@@ -12,7 +12,7 @@
 //! keeps the body it was rendered with (its `[resources]` rule included).
 //!
 //! What cannot change without a restart — `[api]`, `[storage]`, `[presence]`,
-//! `[messages]`, `[cluster]` — keeps its running value; a reload that changes it still succeeds,
+//! `[messages]`, `[cluster]`, `[log]` — keeps its running value; a reload that changes it still succeeds,
 //! names those sections in a warning log line and in the answer's `needs_restart`.
 //! Environment overrides are those the engine started with.
 //!
@@ -46,7 +46,7 @@ pub struct Reloaded {
 }
 
 /// The sections whose running value a reload cannot change.
-const FIXED: [&str; 5] = ["api", "storage", "presence", "messages", "cluster"];
+const FIXED: [&str; 6] = ["api", "storage", "presence", "messages", "cluster", "log"];
 
 /// The reload's state: serialises reloads and owns the running feedback task.
 pub struct Reloader {
@@ -181,6 +181,7 @@ fn fixed_changes(running: &Config, read: &Config) -> Vec<&'static str> {
         format!("{:?}", running.presence) != format!("{:?}", read.presence),
         format!("{:?}", running.messages) != format!("{:?}", read.messages),
         format!("{:?}", running.cluster) != format!("{:?}", read.cluster),
+        format!("{:?}", running.log) != format!("{:?}", read.log),
     ];
     FIXED
         .into_iter()

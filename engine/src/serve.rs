@@ -1,7 +1,7 @@
 //! What `fanfare serve` does, as a library function, so that every binary that runs the
 //! engine (the `fanfare` binary, and `fanfare-loadgen`'s engine child process that it
-//! measures alone) runs exactly the same thing: logging set up from `FANFARE_LOG`, the
-//! config loaded (file + environment overrides), a multi-threaded runtime, [`crate::start`],
+//! measures alone) runs exactly the same thing: the config loaded (file + environment
+//! overrides), logging set up per `[log]` and `FANFARE_LOG`, a multi-threaded runtime, [`crate::start`],
 //! then SIGTERM or SIGINT → [`crate::Running::shutdown`]; SIGHUP re-reads the config
 //! file ([`crate::reload`]).
 //!
@@ -16,13 +16,6 @@ use std::process::ExitCode;
 /// Returns the process exit code: failure when the config is invalid or the engine
 /// cannot start.
 pub fn main(config: Option<&Path>) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FANFARE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let config = match crate::config::Config::load(config, std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -30,6 +23,7 @@ pub fn main(config: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    crate::telemetry::logging::init(&config.log);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -46,6 +46,7 @@ pub mod wal;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +158,16 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File, Error> {
     Ok(f)
 }
 
+/// When `path` was last written, in UNIX ms (0 when unknown): the age of a snapshot
+/// recovered from.
+fn modified_unix_ms(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// What recovery found, for the start-up log line and tests.
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
@@ -233,6 +244,7 @@ impl Store {
             }
             rec.snapshots_passed_over += 1;
         }
+        let mut snapshot_ms = 0;
         let base = match start {
             Some(loaded) => {
                 let n = snapshot::install(loaded.image(), state).map_err(|what| {
@@ -242,6 +254,7 @@ impl Store {
                     }
                 })?;
                 rec.snapshot_seq = Some(loaded.seq);
+                snapshot_ms = modified_unix_ms(&loaded.path);
                 rec.snapshot_bytes = loaded.bytes();
                 rec.bindings_from_snapshot = n;
                 loaded.seq
@@ -279,6 +292,16 @@ impl Store {
         )?;
         state.attach_journal(wal.clone());
         rec.elapsed = started.elapsed();
+        let stats = wal.stats();
+        stats
+            .recovery_us
+            .store(rec.elapsed.as_micros() as u64, Ordering::Relaxed);
+        stats
+            .opened_unix_ms
+            .store(crate::clock::unix_now_ms(), Ordering::Relaxed);
+        stats
+            .last_snapshot_unix_ms
+            .store(snapshot_ms, Ordering::Relaxed);
         Ok((
             Self {
                 dir,
@@ -325,6 +348,11 @@ impl Store {
         self.wal.segment_bytes()
     }
 
+    /// Fsync and snapshot times, bytes written, recovery time (for `/metrics`).
+    pub fn stats(&self) -> &Arc<crate::telemetry::StorageStats> {
+        self.wal.stats()
+    }
+
     /// Write a snapshot and drop what it makes obsolete. Blocking.
     pub fn snapshot(&self) -> Result<SnapshotInfo, Error> {
         let mut newest = self.snapshotting.lock();
@@ -342,6 +370,11 @@ impl Store {
         let (path, bytes) = snapshot::write(&self.dir, at.seq, &img)?;
         drop(img);
         let previous = std::mem::replace(&mut *newest, at.seq);
+        let stats = self.wal.stats();
+        stats.snapshot_seconds.observe(started.elapsed());
+        stats
+            .last_snapshot_unix_ms
+            .store(crate::clock::unix_now_ms(), Ordering::Relaxed);
         self.prune(at.seq, previous)?;
         Ok(SnapshotInfo {
             seq: at.seq,

@@ -1,15 +1,31 @@
-//! Counters and their two renderings: JSON for `/v1/stats`, Prometheus text for
-//! `/metrics`. Counters are relaxed atomics indexed by provider; no label carries a
-//! user id or token. For tests, [`CapturedLog`] keeps the log lines a test asserts on.
+//! What the engine tells its operators: counters, histograms and their two
+//! renderings (JSON for `/v1/stats`, Prometheus text for `/metrics`:
+//! [`prometheus`]), the log ([`logging`], the access log of [`api`]) and vendor health
+//! ([`health`]: the failure log and what `/readyz` says about each vendor).
+//!
+//! Counters are relaxed atomics indexed by provider; histograms ([`Histogram`]) are
+//! fixed buckets of atomics: recording never locks or allocates. No label carries a
+//! user id or token; the vendor's label is `provider` everywhere. Process metrics
+//! ([`process`]) are read from `/proc` when scraped. For tests, [`CapturedLog`] keeps
+//! the log lines a test asserts on.
 
-use std::fmt::Write;
+pub mod api;
+pub mod health;
+mod histogram;
+pub mod logging;
+mod process;
+mod prometheus;
+
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use crate::fanout::plan::Lane;
 use crate::providers::Cause;
 use crate::state::ProviderKind;
+pub use histogram::Histogram;
 
 #[derive(Default)]
 pub struct ProviderStats {
@@ -37,6 +53,8 @@ pub struct ProviderStats {
     pub resent_unprocessed: AtomicU64,
     /// 429-style answers (app or device throttled).
     pub throttled: AtomicU64,
+    /// Time of each request to the vendor, from send to verdict.
+    pub request_seconds: Histogram,
 }
 
 /// Live state of one vendor lane, written by its dispatcher.
@@ -101,6 +119,53 @@ pub struct Stats {
     pub requests_shed: AtomicU64,
     providers: [ProviderStats; ProviderKind::ALL.len()],
     lanes: [LaneStats; Lane::COUNT],
+    /// API request time by [`api::Route`].
+    pub api: [Histogram; api::Route::COUNT],
+    /// A message's fan-out: accepted → its last device push finished ([`Fanout`]).
+    pub fanout_seconds: Histogram,
+    failure_logs: [health::FailureLog; ProviderKind::ALL.len()],
+    last_failure: [Mutex<Option<health::Failure>>; Lane::COUNT],
+}
+
+/// The fan-out of one message being timed: shared by its device pushes, it observes
+/// `fanout_seconds` when the last of them lets go of it (delivered, failed, expired).
+/// One per message, never per push.
+pub struct Fanout {
+    started: quanta::Instant,
+    stats: Arc<Stats>,
+}
+
+impl Fanout {
+    pub fn start(stats: &Arc<Stats>) -> Arc<Self> {
+        Arc::new(Self {
+            started: quanta::Instant::now(),
+            stats: stats.clone(),
+        })
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        self.stats.fanout_seconds.since(self.started);
+    }
+}
+
+/// Storage figures the store writes and `/metrics` reads.
+#[derive(Debug, Default)]
+pub struct StorageStats {
+    /// Time of each fsync of the write-ahead log.
+    pub fsync_seconds: Histogram,
+    /// Time of each snapshot, from the log's rotation to the file's fsync.
+    pub snapshot_seconds: Histogram,
+    /// Bytes appended to the write-ahead log since start.
+    pub wal_written_bytes: AtomicU64,
+    /// UNIX ms of the newest snapshot written, or recovered from (its file's time);
+    /// 0 when there is none.
+    pub last_snapshot_unix_ms: AtomicU64,
+    /// UNIX ms when the store opened.
+    pub opened_unix_ms: AtomicU64,
+    /// How long recovery took, in microseconds.
+    pub recovery_us: AtomicU64,
 }
 
 #[inline]
@@ -132,23 +197,14 @@ pub struct Gauges {
     pub storage_writes_failing: bool,
     /// (queue name, queued device pushes)
     pub queues: Vec<(&'static str, usize)>,
+    /// The store's figures and the bytes in the current log segment, once recovered.
+    pub storage: Option<(Arc<StorageStats>, u64)>,
+    /// Wall clock now, UNIX ms (snapshot age).
+    pub now_unix_ms: u64,
 }
 
 fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
-}
-
-/// The `# HELP` and `# TYPE` lines of metric `fanfare_<name>`.
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(
-        out,
-        "# HELP fanfare_{name} {help}\n# TYPE fanfare_{name} {kind}"
-    );
-}
-
-/// One sample of `fanfare_<name>` with one label.
-fn sample(out: &mut String, name: &str, (label, value): (&str, &str), v: u64) {
-    let _ = writeln!(out, "fanfare_{name}{{{label}=\"{value}\"}} {v}");
 }
 
 /// One per-provider counter: its key in `/v1/stats`, its Prometheus name and help,
@@ -255,77 +311,6 @@ impl Stats {
             "queue_depth": queues,
             "lanes": lanes,
         })
-    }
-
-    pub fn to_prometheus(&self, g: &Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        #[rustfmt::skip]
-        let scalars: [(&str, &str, &str, u64); 13] = [
-            ("bindings", "gauge", "Push IDs bound.", g.bindings as u64),
-            ("users", "gauge", "Users known.", g.users as u64),
-            ("online_users", "gauge", "Users online now.", g.online_users as u64),
-            ("groups", "gauge", "Groups.", g.groups as u64),
-            ("storage_writes_failing", "gauge", "1 while durable writes are failing (full disk, ...), else 0.", u64::from(g.storage_writes_failing)),
-            ("storage_refused_writes_total", "counter", "Durable writes refused because the log could not take them.", g.storage_refused_writes),
-            ("messages_accepted_total", "counter", "Messages accepted.", load(&self.messages_accepted)),
-            ("messages_duplicate_total", "counter", "Repeated message ids not pushed again.", load(&self.messages_duplicate)),
-            ("calls_accepted_total", "counter", "Call invitations accepted.", load(&self.calls_accepted)),
-            ("requests_shed_total", "counter", "Requests answered 429 overloaded.", load(&self.requests_shed)),
-            ("feedback_overflow_total", "counter", "Feedback events dropped because the feedback queue was full.", load(&self.feedback.overflow)),
-            ("feedback_batches_sent_total", "counter", "Feedback batches the receiver took.", load(&self.feedback.batches_sent)),
-            ("feedback_posts_failed_total", "counter", "Feedback POSTs that failed and were retried.", load(&self.feedback.posts_failed)),
-        ];
-        for (name, kind, help, v) in scalars {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "fanfare_{name} {v}");
-        }
-        for (_, name, help, f) in PROVIDER_COUNTERS {
-            header(&mut out, name, "counter", help);
-            for p in ProviderKind::ALL {
-                sample(
-                    &mut out,
-                    name,
-                    ("provider", p.as_str()),
-                    load(f(self.provider(p))),
-                );
-            }
-        }
-        let rejected = "pushes_rejected_total";
-        header(
-            &mut out,
-            rejected,
-            "counter",
-            "Pushes rejected for good, by cause.",
-        );
-        for p in ProviderKind::ALL {
-            let s = self.provider(p);
-            for c in Cause::ALL {
-                let v = load(&s.rejected[c.index()]);
-                if v > 0 {
-                    let (p, c) = (p.as_str(), c.as_str());
-                    let _ = writeln!(
-                        out,
-                        "fanfare_{rejected}{{provider=\"{p}\",cause=\"{c}\"}} {v}"
-                    );
-                }
-            }
-        }
-        for (name, kind, help, f) in LANE_METRICS {
-            header(&mut out, name, kind, help);
-            for l in Lane::ALL {
-                sample(&mut out, name, ("vendor", l.name()), f(self.lane(l)));
-            }
-        }
-        header(
-            &mut out,
-            "queue_depth",
-            "gauge",
-            "Device pushes queued or in flight.",
-        );
-        for (vendor, d) in &g.queues {
-            sample(&mut out, "queue_depth", ("vendor", vendor), *d as u64);
-        }
-        out
     }
 }
 

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    assert_recovers, call, config_file, data_files, edit_file, get, http, log_of_random_ops,
-    ops_on, restart_expecting, snapshots_of_random_ops, start, start_refused, stop_holding, Proc,
+    assert_recovers, bind, call, config_file, data_files, edit_file, get, http, log_of_random_ops,
+    ops_on, push_ids_of, restart_expecting, snapshots_of_random_ops, start, start_refused,
+    stop_holding, Proc,
 };
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
@@ -188,18 +189,8 @@ async fn sigterm_stops_cleanly_with_a_final_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "batch", "");
     let mut proc = Proc::spawn_until(&cfg, "/healthz").await;
-    let http = http();
     for i in 0..50 {
-        let (s, _) = call(
-            &http,
-            &proc.base,
-            "PUT",
-            &format!("/v1/push-ids/d{i}"),
-            Some(json!({"user_id": "u1", "provider": "fcm", "token": format!("t{i}")})),
-        )
-        .await
-        .unwrap();
-        assert_eq!(s, 200);
+        assert_eq!(bind(&proc.base, &format!("d{i}"), "u1").await, 200);
     }
     let pid = proc.child.id();
     assert!(Command::new("kill")
@@ -213,8 +204,7 @@ async fn sigterm_stops_cleanly_with_a_final_snapshot() {
     assert!(log.contains("final snapshot written"), "{log}");
     // Restart: everything comes back from the snapshot, nothing left to replay.
     let proc2 = Proc::spawn_until(&cfg, "/healthz").await;
-    let (_, v) = get(&http, &proc2.base, "/v1/users/u1/push-ids").await;
-    assert_eq!(v["push_ids"].as_array().unwrap().len(), 50);
+    assert_eq!(push_ids_of(&proc2.base, "u1").await.len(), 50);
     let log = proc2.log();
     assert!(log.contains("wal_records=0"), "{log}");
 }

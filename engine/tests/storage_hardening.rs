@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{
@@ -403,10 +403,21 @@ async fn every_segment_starts_with_the_record_its_name_promises_even_when_snapsh
     let running = start(dir.path(), "none").await;
     let base = base_of(&running);
     let store = running.engine().store().unwrap().clone();
+    // Writers go on, round after round (at most 20), until three segments have been
+    // checked: how many snapshots fall inside a fixed amount of writing depends on the
+    // machine's load.
+    let enough = Arc::new(AtomicBool::new(false));
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..6u64 {
-        let base = base.clone();
-        writers.spawn(async move { random_ops(&http(), &base, 100 + w, 150).await });
+        let (base, enough) = (base.clone(), enough.clone());
+        writers.spawn(async move {
+            for round in 0..20 {
+                random_ops(&http(), &base, 100 + w + 1_000 * round, 150).await;
+                if enough.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        });
     }
     let data = dir.path().join("data");
     // Segments seen with their first record, checked while the writers run (pruning
@@ -436,6 +447,9 @@ async fn every_segment_starts_with_the_record_its_name_promises_even_when_snapsh
                 "snapshots at {snapshots:?}"
             );
             checked.insert(name);
+        }
+        if checked.len() >= 3 {
+            enough.store(true, Ordering::Relaxed);
         }
         if let Some(r) = writers.try_join_next() {
             r.unwrap();
@@ -475,21 +489,20 @@ fn random_mutation(rng: &mut rand::rngs::StdRng) -> Mutation {
     let user =
         |rng: &mut rand::rngs::StdRng| -> Arc<str> { format!("u{}", rng.gen_range(0..12)).into() };
     let push_id: Arc<str> = format!("d{}", rng.gen_range(0..30)).into();
-    let token = if rng.gen_bool(0.5) {
-        Token::Text(format!("t{}", rng.gen_range(0..4)).into())
+    // FCM tokens are text, APNs tokens bytes.
+    let (provider, token) = if rng.gen_bool(0.5) {
+        let text = format!("t{}", rng.gen_range(0..4));
+        (ProviderKind::Fcm, Token::Text(text.into()))
     } else {
-        Token::Bytes(vec![rng.gen_range(0..4u8); 32].into())
+        let bytes = vec![rng.gen_range(0..4u8); 32];
+        (ProviderKind::Apns, Token::Bytes(bytes.into()))
     };
     match rng.gen_range(0..10) {
         0..=3 => Mutation::Bind {
             push_id,
             binding: Binding {
                 user_id: user(rng),
-                provider: if matches!(token, Token::Text(_)) {
-                    ProviderKind::Fcm
-                } else {
-                    ProviderKind::Apns
-                },
+                provider,
                 environment: if rng.gen_bool(0.5) {
                     Environment::Production
                 } else {

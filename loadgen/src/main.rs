@@ -22,25 +22,16 @@ mod setup;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 /// The same allocator as the `fanfare` binary: the built-in engine (the hidden `engine`
 /// subcommand) must measure what `fanfare serve` would.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Load generator for Fanfare, with mock push vendors
 #[derive(Parser)]
-#[command(
-    name = "fanfare-loadgen",
-    version,
-    about = "Load generator for Fanfare, with mock push vendors"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
+#[command(version)]
 enum Command {
     /// Start mock vendors and an engine on loopback, run a scenario, print a report.
     Run(Box<RunArgs>),
@@ -185,8 +176,8 @@ impl RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Engine { config } = &cli.command {
+    let command = Command::parse();
+    if let Command::Engine { config } = &command {
         // Die with the load generator, even when it is killed.
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
@@ -200,7 +191,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Runtime::new().expect("a tokio runtime can be built");
-    match cli.command {
+    match command {
         Command::Engine { .. } => unreachable!("handled above"),
         Command::Run(args) if args.scenario == scenarios::Scenario::Faults => {
             faults::exit_code(rt.block_on(faults::run((*args).resolve())))

@@ -7,10 +7,12 @@
 //!   it depends on, on one server.
 //! - [`huawei`], [`honor`], [`xiaomi`], [`oppo`], [`vivo`]: the Chinese OEM push
 //!   services with their auth endpoints (`VENDORS.md` §3); [`webpush`]: a Web Push
-//!   service that decrypts every push and checks VAPID (§4). They share [`vendor`]
-//!   (uniform handle, recorded pushes, scripted per-token answers). Huawei and Honor share
-//!   the Push Kit checks and app credentials of [`push_kit`]. OPPO and vivo
-//!   serve HTTP/1.1 only; the others offer HTTP/2 and HTTP/1.1 by ALPN.
+//!   service that decrypts every push and checks VAPID (§4). Each is a small
+//!   `vendor::Dialect` (credentials, routes, checks, error bodies) under the one
+//!   `vendor::Oem` mock (uniform handle, recorded pushes and refusals, scripted
+//!   per-token answers). Huawei and Honor are one mock, [`push_kit::PushKit`], over a
+//!   small `push_kit::Variant` each. OPPO and vivo serve HTTP/1.1 only; the others
+//!   offer HTTP/2 and HTTP/1.1 by ALPN.
 //! - `server` (private): the accept loop, HTTP/2 connection and stream serving, body
 //!   collection, reply writing, recording and waiters shared by every vendor, and the
 //!   hook points for fault injection.

@@ -34,5 +34,7 @@ mod notify;
 mod options;
 #[path = "e2e/reload.rs"]
 mod reload;
+#[path = "e2e/telemetry.rs"]
+mod telemetry;
 #[path = "e2e/vendors.rs"]
 mod vendors;

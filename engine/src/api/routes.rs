@@ -26,6 +26,7 @@ use crate::clock::unix_now_s;
 use crate::fanout::dedup::Space::{Call, Message};
 use crate::providers::{Kind, Push};
 use crate::state::{Applied, Mutation};
+use crate::telemetry::api::Timer;
 use crate::Engine;
 
 mod admin;
@@ -84,6 +85,8 @@ type Req = Request<Option<Incoming>>;
 
 /// Answer one request on `conn`.
 pub async fn handle(engine: &Arc<Engine>, conn: &Conn, req: Request<Incoming>) -> Resp {
+    let access = engine.config.log.access;
+    let timer = Timer::start(req.method(), req.uri().path(), req.headers(), access);
     let http1 = req.version() < Version::HTTP_2;
     let is_head = req.method() == Method::HEAD;
     let expects_continue = req
@@ -116,6 +119,7 @@ pub async fn handle(engine: &Arc<Engine>, conn: &Conn, req: Request<Incoming>) -
         // that `http_errors` follows exact.
         *resp.body_mut() = Full::new(Bytes::new());
     }
+    timer.finish(&engine.stats, resp.status());
     resp
 }
 
@@ -209,7 +213,16 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
                     5,
                 ))
             } else {
-                ok(healthy())
+                // Each vendor lane's state; the status stays 200 (a vendor's outage is not
+                // the engine's).
+                let providers = engine.providers();
+                let configured = |l| {
+                    let mut kinds = crate::state::ProviderKind::ALL.into_iter();
+                    kinds.any(|p| p.lane() == l && providers.is_configured(p))
+                };
+                ok(engine
+                    .stats
+                    .readiness(configured, engine.state.clock.now_ms()))
             };
         }
         ["metrics"] => {

@@ -59,7 +59,7 @@ use super::plan::{Lane, Targets};
 use crate::providers::{Attempt, Cause, Delivery, Outcome, Providers, Push, Verdict};
 use crate::shutdown::Shutdown;
 use crate::state::{Device, ProviderKind, State};
-use crate::telemetry::{inc, Stats};
+use crate::telemetry::{inc, Fanout, Stats};
 use breaker::Signal;
 use calls::Live;
 use job::Job;
@@ -85,6 +85,8 @@ struct Batch {
     /// The call these invitations belong to, and the slot of `devices[0]`.
     call: Option<(Arc<Live>, u32)>,
     ledger: Option<Arc<Entry>>,
+    /// A message's fan-out timer, shared by all its jobs.
+    fanout: Option<Arc<Fanout>>,
 }
 
 struct LaneQueue {
@@ -357,6 +359,8 @@ impl<V: Vendors> Dispatcher<V> {
             }
         }
         admitted(&mut targets);
+        let message = bounded && call.is_none() && reserved.iter().any(|n| *n > 0);
+        let fanout = message.then(|| Fanout::start(&self.ctx.stats));
         for d in &targets.unconfigured {
             inc(&self.ctx.stats.provider(d.provider()).unconfigured);
         }
@@ -390,6 +394,7 @@ impl<V: Vendors> Dispatcher<V> {
                 badges: std::mem::take(&mut badges[lane as usize]),
                 call: call.map(|c| (c.clone(), slot)),
                 ledger: ledger.clone(),
+                fanout: fanout.clone(),
             };
             slot = slot.saturating_add(n as u32);
             if let Err(e) = self.lanes[lane as usize].tx.send(batch) {
@@ -437,6 +442,7 @@ impl Dispatcher {
     /// Send one push now and return the vendor's verdict (the debug endpoint).
     /// A dead-token verdict removes the binding like any other push.
     pub async fn send_now(&self, device: &Device, push: &Push) -> Verdict {
+        let started = quanta::Instant::now();
         let v = self
             .ctx
             .providers
@@ -448,7 +454,7 @@ impl Dispatcher {
                 detail: true,
             })
             .await;
-        self.ctx.record(device, &v);
+        self.ctx.record(device, &v, started);
         v
     }
 }
@@ -473,8 +479,9 @@ impl<V: Vendors> Ctx<V> {
             return (done, true);
         }
         let providers = self.providers.load_full();
+        let started = quanta::Instant::now();
         let v = providers.send(&job.device, &job.push, job.badge).await;
-        let finished = self.record(&job.device, &v);
+        let finished = self.record(&job.device, &v, started);
         done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
             Outcome::Retry {

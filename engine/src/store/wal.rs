@@ -141,6 +141,8 @@ pub struct Wal {
     segment_bytes: AtomicU64,
     rotation: Mutex<Rotation>,
     rotation_cv: Condvar,
+    /// Fsync times and bytes written, for `/metrics`.
+    stats: Arc<crate::telemetry::StorageStats>,
 }
 
 /// How long the idle flusher may sleep before a sync falls due: `None` = until woken.
@@ -252,6 +254,7 @@ impl Wal {
             segment_bytes: AtomicU64::new(0),
             rotation: Mutex::new(Rotation::Idle),
             rotation_cv: Condvar::new(),
+            stats: Default::default(),
         });
         let flusher = Flusher {
             wal: wal.clone(),
@@ -284,6 +287,11 @@ impl Wal {
 
     pub fn segment_bytes(&self) -> u64 {
         self.segment_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The log's figures for `/metrics` (the store adds its own to them).
+    pub fn stats(&self) -> &Arc<crate::telemetry::StorageStats> {
+        &self.stats
     }
 
     /// The last sequence number handed out and the current epoch.

@@ -9,75 +9,55 @@
 //!
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
+use std::collections::HashMap;
+
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::huawei::MAX_BODY;
-use super::push_kit::{self, App, Refusal};
-use super::server::{self, Reply, Request, Service};
-use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock};
+use super::push_kit::{self, App, Client, Grant, Refusal, Variant};
+use super::server::{self, Reply, Request};
+use super::vendor::{self, Core, Refused};
 
-pub type MockHonor = Mock<Honor>;
-
+/// Honor's part of the Push Kit mock.
 #[derive(Debug)]
-pub struct Honor {
-    pub app: App,
-    core: Core,
-}
+pub enum Honor {}
 
-vendor::oem_vendor!(Honor);
+#[allow(private_interfaces)]
+impl Variant for Honor {
+    const GRANT: Grant = Grant::new("/auth/token", "HN.", Client::Own);
+    const SEND_PATH: (&'static str, &'static str) = ("/api/v1/", "/sendMessage");
 
-/// Start a mock Honor with fresh credentials on `127.0.0.1:0`.
-pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHonor> {
-    vendor::start_oem(ca, &common, true, |core| Honor {
-        app: App::random(true),
-        core,
-    })
-}
-
-impl Mock<Honor> {
-    pub fn token_endpoint(&self) -> String {
-        format!("{}/auth/token", self.url())
+    fn grant_form(r: &Request) -> Result<HashMap<String, String>, Refused> {
+        (r.head.method == Method::POST)
+            .then(|| vendor::parse_form(&r.body))
+            .flatten()
+            .ok_or_else(Honor::bad_client)
     }
-}
 
-fn answer(refusal: &Refusal) -> Reply {
-    let code: i64 = refusal
-        .code
-        .parse()
-        .expect("Push Kit result codes are numbers");
-    Reply::json(
-        refusal.status,
-        json!({"code": code, "message": refusal.message}).to_string(),
-    )
-}
-
-impl Service for Honor {
-    type Conn = ();
-
-    fn handle(&self, _: &(), r: Request) -> Reply {
-        if r.head.uri.path() == "/auth/token" {
-            let form = (r.head.method == Method::POST)
-                .then(|| vendor::parse_form(&r.body))
-                .flatten();
-            if !form.is_some_and(|f| self.app.is_grant(&f)) {
-                self.core.recorder.reject(400, "invalid_client");
-                return Reply::json(
-                    StatusCode::BAD_REQUEST,
-                    r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
-                );
-            }
-            return push_kit::grant(&self.core, "HN.");
-        }
-        let path = ("/api/v1/", "/sendMessage");
-        push_kit::serve(&self.core, &r, path, |app| self.send(&r, app), answer)
+    fn bad_client() -> Refused {
+        let body =
+            r#"{"error":"invalid_client","error_description":"client authentication failed"}"#;
+        Refused::new(
+            400,
+            "invalid_client",
+            Reply::json(StatusCode::BAD_REQUEST, body),
+        )
     }
-}
 
-impl Honor {
-    fn send(&self, r: &Request, app: &str) -> Result<Reply, Refusal> {
-        push_kit::check_bearer(&self.core, r)?;
+    fn answer(refusal: &Refusal) -> Reply {
+        let code: i64 = refusal
+            .code
+            .parse()
+            .expect("Push Kit result codes are numbers");
+        Reply::json(
+            refusal.status,
+            json!({"code": code, "message": refusal.message}).to_string(),
+        )
+    }
+
+    fn send(app: &App, core: &Core, r: &Request, app_id: &str) -> Result<Reply, Refusal> {
+        push_kit::check_bearer(core, r)?;
         let ts_ok = r
             .head
             .headers
@@ -88,7 +68,7 @@ impl Honor {
         if !ts_ok {
             return Err(Refusal::invalid("timestamp header missing or skewed"));
         }
-        self.app.check(app)?;
+        app.check(app_id)?;
         let v = push_kit::json_body(r, MAX_BODY)?;
         let Some(token) = v["token"]
             .as_array()
@@ -101,15 +81,8 @@ impl Honor {
                 "token count out of range",
             ));
         };
-        let (title, body) = push_kit::shown(&v, true)?;
-        push_kit::check_script(&self.core, token)?;
-        let push = Accepted {
-            token,
-            title,
-            content: body,
-            payload: vendor::nested_payload(v["data"].as_str()),
-        };
-        self.core.accept(r, push, v.clone());
+        let shown = push_kit::shown(&v, true)?;
+        push_kit::accept(core, r, token, shown, &v, &v)?;
         Ok(Reply::json(
             StatusCode::OK,
             json!({"code": 200, "message": "success", "data": {"sendResult": true, "requestId": format!("{}", server::unix_millis())}}).to_string(),

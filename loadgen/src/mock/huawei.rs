@@ -10,88 +10,61 @@
 //!
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
+use std::collections::HashMap;
+
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::push_kit::{self, App, Refusal};
-use super::server::{self, Reply, Request, Service};
-use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock};
+use super::push_kit::{self, App, Client, Grant, Refusal, Variant};
+use super::server::{self, Reply, Request};
+use super::vendor::{self, Core, Refused};
 
 pub const MAX_BODY: usize = 4096;
 
-/// A running mock Huawei.
-pub type MockHuawei = Mock<Huawei>;
-
+/// Huawei's part of the Push Kit mock.
 #[derive(Debug)]
-pub struct Huawei {
-    pub app: App,
-    core: Core,
+pub enum Huawei {}
+
+fn oauth_error(code: &'static str, body: &'static str) -> Refused {
+    Refused::new(400, code, Reply::json(StatusCode::BAD_REQUEST, body))
 }
 
-vendor::oem_vendor!(Huawei);
+#[allow(private_interfaces)]
+impl Variant for Huawei {
+    const GRANT: Grant = Grant::new("/oauth2/v3/token", "CF3", Client::App);
+    const SEND_PATH: (&'static str, &'static str) = ("/v1/", "/messages:send");
 
-/// Start a mock Huawei with fresh credentials on `127.0.0.1:0`.
-pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockHuawei> {
-    vendor::start_oem(ca, &common, true, |core| Huawei {
-        app: App::random(false),
-        core,
-    })
-}
-
-impl Mock<Huawei> {
-    /// `https://127.0.0.1:PORT/oauth2/v3/token`.
-    pub fn token_endpoint(&self) -> String {
-        format!("{}/oauth2/v3/token", self.url())
-    }
-}
-
-fn answer(refusal: &Refusal) -> Reply {
-    Reply::json(
-        refusal.status,
-        json!({"code": refusal.code, "msg": refusal.message, "requestId": format!("{}", server::unix_millis())})
-            .to_string(),
-    )
-}
-
-impl Service for Huawei {
-    type Conn = ();
-
-    fn handle(&self, _: &(), r: Request) -> Reply {
-        if r.head.uri.path() == "/oauth2/v3/token" {
-            return self.token(&r);
-        }
-        let path = ("/v1/", "/messages:send");
-        push_kit::serve(&self.core, &r, path, |app| self.send(&r, app), answer)
-    }
-}
-
-impl Huawei {
-    fn token(&self, r: &Request) -> Reply {
+    fn grant_form(r: &Request) -> Result<HashMap<String, String>, Refused> {
         let form = (r.head.method == Method::POST
             && vendor::media_type(&r.head.headers) == "application/x-www-form-urlencoded")
             .then(|| vendor::parse_form(&r.body))
             .flatten();
-        let Some(form) = form else {
-            self.core.recorder.reject(400, "invalid_request");
-            return Reply::json(
-                StatusCode::BAD_REQUEST,
+        form.ok_or_else(|| {
+            oauth_error(
+                "invalid_request",
                 r#"{"error":1102,"sub_error":20001,"error_description":"invalid request"}"#,
-            );
-        };
-        if !self.app.is_grant(&form) {
-            self.core.recorder.reject(400, "invalid_client");
-            return Reply::json(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":1101,"sub_error":20152,"error_description":"invalid client"}"#,
-            );
-        }
-        push_kit::grant(&self.core, "CF3")
+            )
+        })
     }
 
-    fn send(&self, r: &Request, app: &str) -> Result<Reply, Refusal> {
-        push_kit::check_bearer(&self.core, r)?;
-        self.app.check(app)?;
+    fn bad_client() -> Refused {
+        oauth_error(
+            "invalid_client",
+            r#"{"error":1101,"sub_error":20152,"error_description":"invalid client"}"#,
+        )
+    }
+
+    fn answer(refusal: &Refusal) -> Reply {
+        Reply::json(
+            refusal.status,
+            json!({"code": refusal.code, "msg": refusal.message, "requestId": format!("{}", server::unix_millis())})
+                .to_string(),
+        )
+    }
+
+    fn send(app: &App, core: &Core, r: &Request, app_id: &str) -> Result<Reply, Refusal> {
+        push_kit::check_bearer(core, r)?;
+        app.check(app_id)?;
         if vendor::media_type(&r.head.headers) != "application/json" {
             return Err(Refusal::invalid("content-type must be application/json"));
         }
@@ -116,22 +89,14 @@ impl Huawei {
                 "Incorrect message structure: data must be a string",
             ));
         }
-        let (title, body) = push_kit::shown(m, false)?;
+        let shown = push_kit::shown(m, false)?;
         if let Some(ttl) = m["android"]["ttl"].as_str() {
             if !ttl.ends_with('s') || ttl.trim_end_matches('s').parse::<f64>().is_err() {
                 return Err(Refusal::invalid("Some request parameters are invalid: ttl"));
             }
         }
-        let token = tokens[0];
-        push_kit::check_script(&self.core, token)?;
-        let push = Accepted {
-            token,
-            title,
-            content: body,
-            payload: vendor::nested_payload(m["data"].as_str()),
-        };
-        self.core.accept(r, push, v.clone());
-        let id = self.core.next_id();
+        push_kit::accept(core, r, tokens[0], shown, m, &v)?;
+        let id = core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"code": "80000000", "msg": "Success", "requestId": format!("{}{id:06}", server::unix_millis())}).to_string(),

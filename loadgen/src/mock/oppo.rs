@@ -17,31 +17,27 @@ use rand::Rng as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::server::{self, Reply, Request, Service};
+use super::server::{self, Reply, Request};
 use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
-
-pub type MockOppo = Mock<Oppo>;
+use super::vendor::{self, Accepted, Common, Core, Dialect, MockOem, Refused, Scripted};
 
 /// The business code the mock answers for a dead registration id. [U]
 pub const INVALID_REGID: i64 = 10000;
 
+/// OPPO's app credentials.
 #[derive(Debug)]
 pub struct Oppo {
     pub app_key: String,
     pub master_secret: String,
-    core: Core,
 }
 
-vendor::oem_vendor!(Oppo);
-
-pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOppo> {
+pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOem<Oppo>> {
     let mut rng = rand::thread_rng();
-    vendor::start_oem(ca, &common, false, |core| Oppo {
+    let oppo = Oppo {
         app_key: hex::encode(rng.gen::<[u8; 12]>()),
         master_secret: hex::encode(rng.gen::<[u8; 16]>()),
-        core,
-    })
+    };
+    vendor::start_oem(ca, &common, oppo)
 }
 
 fn code(code: i64, message: &str) -> Reply {
@@ -51,27 +47,25 @@ fn code(code: i64, message: &str) -> Reply {
     )
 }
 
-impl Service for Oppo {
-    type Conn = ();
+#[allow(private_interfaces)]
+impl Dialect for Oppo {
+    const H2: bool = false;
 
-    fn handle(&self, _: &(), r: Request) -> Reply {
+    fn serve(&self, core: &Core, r: &Request) -> Result<Reply, Refused> {
         if r.head.method != Method::POST {
-            return code(12, "Http Action Not Allowed");
+            return Ok(code(12, "Http Action Not Allowed"));
         }
         let result = match r.head.uri.path() {
-            "/server/v1/auth" => self.auth(&r),
-            "/server/v1/message/notification/unicast" => self.unicast(&r),
-            _ => return Reply::empty(StatusCode::NOT_FOUND),
+            "/server/v1/auth" => self.auth(core, r),
+            "/server/v1/message/notification/unicast" => self.unicast(core, r),
+            _ => return Ok(Reply::empty(StatusCode::NOT_FOUND)),
         };
-        result.unwrap_or_else(|(c, message)| {
-            self.core.recorder.reject(200, message);
-            code(c, message)
-        })
+        result.map_err(|(c, message)| Refused::new(200, message, code(c, message)))
     }
 }
 
 impl Oppo {
-    fn auth(&self, r: &Request) -> Result<Reply, (i64, &'static str)> {
+    fn auth(&self, core: &Core, r: &Request) -> Result<Reply, (i64, &'static str)> {
         let f = vendor::parse_form(&r.body).ok_or((25, "Encoding error"))?;
         let key = f.get("app_key").ok_or((15, "Missing AppKey"))?;
         if *key != self.app_key {
@@ -89,14 +83,14 @@ impl Oppo {
         if *sign != expected {
             return Err((16, "Invalid Signature"));
         }
-        let token = self.core.issue_token("");
+        let token = core.issue_token("");
         Ok(Reply::json(
             StatusCode::OK,
             json!({"code": 0, "message": "Success", "data": {"auth_token": token, "create_time": vendor::now_millis()}}).to_string(),
         ))
     }
 
-    fn unicast(&self, r: &Request) -> Result<Reply, (i64, &'static str)> {
+    fn unicast(&self, core: &Core, r: &Request) -> Result<Reply, (i64, &'static str)> {
         let f = vendor::parse_form(&r.body).ok_or((25, "Encoding error"))?;
         let token = f
             .get("auth_token")
@@ -109,7 +103,7 @@ impl Oppo {
                     .map(str::to_owned)
             })
             .ok_or((29, "Missing AuthToken"))?;
-        if self.core.check_token(&token) != Some(true) {
+        if core.check_token(&token) != Some(true) {
             return Err((11, "Invalid AuthToken"));
         }
         let message: Value = f
@@ -138,7 +132,7 @@ impl Oppo {
         if !n["channel_id"].is_null() && n["channel_id"].as_str().is_none_or(str::is_empty) {
             return Err((41, "Invalid Argument: channel_id"));
         }
-        match self.core.script(regid) {
+        match core.script(regid) {
             Some(Scripted::Dead) => return Err((INVALID_REGID, "Invalid RegistrationId")),
             Some(Scripted::RateLimit) => return Err((-2, "Flow Control")),
             Some(Scripted::Quota) => {
@@ -152,8 +146,8 @@ impl Oppo {
             content,
             payload: vendor::nested_payload(n["action_parameters"].as_str()),
         };
-        self.core.accept(r, push, message.clone());
-        let id = self.core.next_id();
+        core.accept(r, push, message.clone());
+        let id = core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"code": 0, "message": "Success", "data": {"messageId": format!("{}-{id}", server::unix_millis())}}).to_string(),

@@ -1,19 +1,129 @@
-//! What the Huawei Push Kit mock and the Honor Push mock (a Push Kit descendant,
-//! `VENDORS.md` §3.1–3.2) check alike, written once: the client-credentials grant,
-//! the bearer token, the body limit, the message rule (a data message carries `data`,
-//! a notification message a title and body), the option fields and the scripted
-//! per-token answers. Each mock keeps its own paths, field names and error body
-//! ([`Refusal`] is rendered by the vendor).
+//! One mock for Huawei Push Kit and Honor Push (a Push Kit descendant, `VENDORS.md`
+//! §3.1–3.2): [`PushKit`] serves the client-credentials grant and routes sends, and
+//! checks what both vendors check alike (the bearer token, the body limit, the message
+//! rule — a data message carries `data`, a notification message a title and body —,
+//! the option fields and the scripted per-token answers). The small per-vendor part is
+//! a [`Variant`]: paths, the grant's form rules, the send's message shape and the
+//! error body ([`Refusal`] is rendered by the vendor).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use http::StatusCode;
 use rand::Rng as _;
 use serde_json::{json, Value};
 
 use super::server::{Reply, Request};
-use super::vendor::{self, Core, Scripted};
+use super::tls::TestCa;
+use super::vendor::{self, Accepted, Common, Core, Dialect, Mock, Oem, Refused, Scripted};
+
+/// What sets Huawei Push Kit and Honor Push apart; the rest of [`PushKit`] is shared.
+pub trait Variant: fmt::Debug + Send + Sync + 'static {
+    /// The OAuth endpoint.
+    const GRANT: Grant;
+    /// The send path around the app id: `POST {prefix}{appId}{suffix}`.
+    const SEND_PATH: (&'static str, &'static str);
+
+    /// The grant request's form, or the vendor's refusal of a malformed request.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn grant_form(r: &Request) -> Result<HashMap<String, String>, Refused>;
+
+    /// The vendor's refusal of a grant for an unknown client or a wrong secret.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn bad_client() -> Refused;
+
+    /// Checks and accepts one send for the app id in the path (`app`'s or another).
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn send(app: &App, core: &Core, r: &Request, app_id: &str) -> Result<Reply, Refusal>;
+
+    /// The vendor's body for a refused send.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn answer(refusal: &Refusal) -> Reply;
+}
+
+/// A variant's OAuth endpoint: its path, what the tokens it issues start with, and
+/// whose id the OAuth client has.
+#[derive(Debug)]
+pub struct Grant {
+    path: &'static str,
+    token_prefix: &'static str,
+    client: Client,
+}
+
+/// Whose id a Push Kit app's OAuth client has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// The client is the app (Huawei: `client_id` = `app_id`).
+    App,
+    /// The client has an id of its own (Honor).
+    Own,
+}
+
+impl Grant {
+    pub const fn new(path: &'static str, token_prefix: &'static str, client: Client) -> Grant {
+        Grant {
+            path,
+            token_prefix,
+            client,
+        }
+    }
+}
+
+/// A running Push Kit mock of variant `V`.
+pub type MockPushKit<V> = Mock<Oem<PushKit<V>>>;
+
+/// A Push Kit vendor: its app's credentials, the vendor's part in `V`.
+#[derive(Debug)]
+pub struct PushKit<V> {
+    pub app: App,
+    variant: PhantomData<fn() -> V>,
+}
+
+/// Start a Push Kit mock of variant `V` with fresh credentials on `127.0.0.1:0`.
+pub fn start<V: Variant>(ca: &TestCa, common: Common) -> anyhow::Result<MockPushKit<V>> {
+    let kit = PushKit::<V> {
+        app: App::random(V::GRANT.client),
+        variant: PhantomData,
+    };
+    vendor::start_oem(ca, &common, kit)
+}
+
+impl<V: Variant> Mock<Oem<PushKit<V>>> {
+    /// `https://127.0.0.1:PORT` + the variant's token path.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}{}", self.url(), V::GRANT.path)
+    }
+}
+
+#[allow(private_interfaces)]
+impl<V: Variant> Dialect for PushKit<V> {
+    const H2: bool = true;
+
+    fn serve(&self, core: &Core, r: &Request) -> Result<Reply, Refused> {
+        if r.head.uri.path() == V::GRANT.path {
+            if !self.app.is_grant(&V::grant_form(r)?) {
+                return Err(V::bad_client());
+            }
+            return Ok(grant(core, V::GRANT.token_prefix));
+        }
+        let (prefix, suffix) = V::SEND_PATH;
+        let app_id = vendor::post_param(r, prefix, suffix)
+            .map_err(|(status, code)| Refused::new(status.as_u16(), code, Reply::empty(status)))?;
+        V::send(&self.app, core, r, app_id).map_err(|refusal| {
+            Refused::new(
+                refusal.status.as_u16(),
+                refusal.recorded,
+                V::answer(&refusal),
+            )
+        })
+    }
+}
 
 /// A refused send: the HTTP status, the Push Kit result code answered (Huawei sends
 /// it as a string, Honor as a number), the code recorded in the mock's rejections,
@@ -52,31 +162,6 @@ impl Refusal {
     }
 }
 
-/// Serves a send at `POST {prefix}{app}{suffix}`: `send` checks and accepts the push
-/// for the app in the path; a refusal is recorded and answered as `render` writes it,
-/// a wrong path or method is a bare 404 or 405.
-pub(crate) fn serve(
-    core: &Core,
-    r: &Request,
-    (prefix, suffix): (&str, &str),
-    send: impl FnOnce(&str) -> Result<Reply, Refusal>,
-    render: fn(&Refusal) -> Reply,
-) -> Reply {
-    let refusal = match vendor::post_param(r, prefix, suffix) {
-        Ok(app) => match send(app) {
-            Ok(reply) => return reply,
-            Err(refusal) => refusal,
-        },
-        Err((status, code)) => {
-            core.recorder.reject(status.as_u16(), code);
-            return Reply::empty(status);
-        }
-    };
-    core.recorder
-        .reject(refusal.status.as_u16(), refusal.recorded);
-    render(&refusal)
-}
-
 /// A Push Kit app's credentials: the app id in the send path and the OAuth client
 /// that gets access tokens for it.
 #[derive(Debug)]
@@ -87,13 +172,12 @@ pub struct App {
 }
 
 impl App {
-    /// Fresh credentials. `own_client`: the OAuth client has an id of its own (Honor);
-    /// else the client is the app (Huawei, `client_id` = `app_id`).
-    pub(crate) fn random(own_client: bool) -> App {
+    /// Fresh credentials for an app whose OAuth client is `client`.
+    fn random(client: Client) -> App {
         let mut rng = rand::thread_rng();
         let app_id = rng.gen_range(100_000_000u64..999_999_999).to_string();
         App {
-            client_id: if own_client {
+            client_id: if client == Client::Own {
                 hex::encode(rng.gen::<[u8; 8]>())
             } else {
                 app_id.clone()
@@ -104,7 +188,7 @@ impl App {
     }
 
     /// True when `form` is a `client_credentials` grant for this app's client.
-    pub(crate) fn is_grant(&self, form: &HashMap<String, String>) -> bool {
+    fn is_grant(&self, form: &HashMap<String, String>) -> bool {
         form.get("grant_type").map(String::as_str) == Some("client_credentials")
             && form.get("client_id") == Some(&self.client_id)
             && form.get("client_secret") == Some(&self.client_secret)
@@ -124,7 +208,7 @@ impl App {
 }
 
 /// Issues an access token (`prefix` + random) and answers it as the OAuth endpoint does.
-pub(crate) fn grant(core: &Core, prefix: &str) -> Reply {
+fn grant(core: &Core, prefix: &str) -> Reply {
     let token = core.issue_token(prefix);
     Reply::json(
         StatusCode::OK,
@@ -197,9 +281,31 @@ pub(crate) fn shown(m: &Value, click_action: bool) -> Result<(&str, &str), Refus
     Ok(shown)
 }
 
+/// Accepts a send to `token` once its scripted answer lets it through: `shown` is the
+/// title and body, `m` the message (its `data` nests the app payload), `v` the body
+/// recorded.
+pub(crate) fn accept(
+    core: &Core,
+    r: &Request,
+    token: &str,
+    (title, content): (&str, &str),
+    m: &Value,
+    v: &Value,
+) -> Result<(), Refusal> {
+    check_script(core, token)?;
+    let push = Accepted {
+        token,
+        title,
+        content,
+        payload: vendor::nested_payload(m["data"].as_str()),
+    };
+    core.accept(r, push, v.clone());
+    Ok(())
+}
+
 /// The scripted answer for `token`: dead → `80300007` (HTTP 200); rate limit and
 /// quota → HTTP 503 flow control (recorded as `flow_control`).
-pub(crate) fn check_script(core: &Core, token: &str) -> Result<(), Refusal> {
+fn check_script(core: &Core, token: &str) -> Result<(), Refusal> {
     match core.script(token) {
         None => Ok(()),
         Some(Scripted::Dead) => Err(Refusal::new(

@@ -16,8 +16,9 @@ use serde_json::json;
 
 use super::apns::{self, Credentials, MockApns};
 use super::fcm::{self, MockFcm};
+use super::push_kit::{self, MockPushKit};
 use super::tls::TestCa;
-use super::vendor::{self, VendorPush};
+use super::vendor::{self, MockOem, VendorPush};
 use super::{honor, huawei, oppo, vivo, webpush, xiaomi};
 
 /// The APNs topic (bundle id) the mock APNs expects and the engine is given.
@@ -63,19 +64,19 @@ impl Default for Options {
 
 /// The Chinese OEM and Web Push mocks.
 pub struct Vendors {
-    pub huawei: huawei::MockHuawei,
-    pub honor: honor::MockHonor,
-    pub xiaomi: xiaomi::MockXiaomi,
-    pub oppo: oppo::MockOppo,
-    pub vivo: vivo::MockVivo,
-    pub webpush: webpush::MockWebpush,
+    pub huawei: MockPushKit<huawei::Huawei>,
+    pub honor: MockPushKit<honor::Honor>,
+    pub xiaomi: MockOem<xiaomi::Xiaomi>,
+    pub oppo: MockOem<oppo::Oppo>,
+    pub vivo: MockOem<vivo::Vivo>,
+    pub webpush: MockOem<webpush::Webpush>,
 }
 
 impl Vendors {
     fn start(ca: &TestCa, common: &vendor::Common) -> anyhow::Result<Vendors> {
         Ok(Vendors {
-            huawei: huawei::start(ca, common.clone())?,
-            honor: honor::start(ca, common.clone())?,
+            huawei: push_kit::start(ca, common.clone())?,
+            honor: push_kit::start(ca, common.clone())?,
             xiaomi: xiaomi::start(ca, PACKAGE, common.clone())?,
             oppo: oppo::start(ca, common.clone())?,
             vivo: vivo::start(ca, common.clone())?,
@@ -86,11 +87,11 @@ impl Vendors {
     /// The engine's sections for these mocks.
     fn config(&self, ca_file: &Path, vapid_file: &Path) -> serde_json::Value {
         let (h, o, x, p, v) = (
-            self.huawei.vendor(),
-            self.honor.vendor(),
-            self.xiaomi.vendor(),
-            self.oppo.vendor(),
-            self.vivo.vendor(),
+            self.huawei.dialect(),
+            self.honor.dialect(),
+            self.xiaomi.dialect(),
+            self.oppo.dialect(),
+            self.vivo.dialect(),
         );
         json!({
             "huawei": {"app_id": h.app.app_id, "client_secret": h.app.client_secret,

@@ -10,7 +10,9 @@
 //! - [`spawn`]: one start path (TLS with the vendor's ALPN, HTTP/2 settings, latency).
 //! - [`Tokens`]: issued access tokens with expiry (OEM OAuth endpoints, Google OAuth);
 //!   [`Throttles`]: scripted per-token 429s with `Retry-After` (APNs, FCM).
-//! - For the OEM and Web Push mocks: [`VendorPush`], one accepted push reduced to what
+//! - For the OEM and Web Push mocks: [`Oem`], one mock over a small per-vendor
+//!   [`Dialect`] (credentials, routes, checks, error bodies; refusals returned as
+//!   data and recorded in one place); [`VendorPush`], one accepted push reduced to what
 //!   every vendor carries (token, title, content, payload) plus the raw request;
 //!   [`TokenVerdict`], scripted per-token answers (dead token, N rate-limited answers
 //!   before success, quota exhausted) each mock answers with its vendor's real codes;
@@ -29,7 +31,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use serde_json::Value;
 
-use super::server::{self, Faults, Recorder, Request, Server, Service, Settings, Verdicts};
+use super::server::{self, Faults, Recorder, Reply, Request, Server, Service, Settings, Verdicts};
 use super::tls::TestCa;
 
 /// A scripted answer for one device token.
@@ -292,41 +294,84 @@ pub trait Vendor: Send + Sync + 'static {
     fn tokens_issued(&self) -> usize;
 }
 
-/// An OEM or Web Push vendor: its [`Vendor`] side is its [`Core`].
-pub trait OemVendor: Send + Sync + 'static {
+/// The vendor's own part of an OEM or Web Push mock, under [`Oem`]: its credentials,
+/// routes, checks and error bodies. It refuses with [`Refused`] data; [`Oem`] records
+/// the refusal (`rejections()`) and answers it, for every vendor alike.
+pub trait Dialect: fmt::Debug + Send + Sync + 'static {
+    /// Offer HTTP/2 beside HTTP/1.1 (OPPO and vivo serve HTTP/1.1 only).
+    const H2: bool;
+
+    /// Validates one request the way the vendor does, against the shared `core`.
     #[doc(hidden)]
     #[allow(private_interfaces)]
-    fn core(&self) -> &Core;
+    fn serve(&self, core: &Core, r: &Request) -> Result<Reply, Refused>;
 }
 
-/// `impl OemVendor for $vendor` over its `core` field.
-macro_rules! oem_vendor {
-    ($vendor:ty) => {
-        impl $crate::mock::vendor::OemVendor for $vendor {
-            #[allow(private_interfaces)]
-            fn core(&self) -> &$crate::mock::vendor::Core {
-                &self.core
-            }
+/// A refused request: the `(HTTP status, vendor code)` the mock records and the
+/// vendor's answer (boxed: a refusal is rare, and `Err` stays small beside `Ok`).
+pub(crate) struct Refused {
+    pub status: u16,
+    pub code: &'static str,
+    pub reply: Box<Reply>,
+}
+
+impl Refused {
+    /// Records `(status, code)` and answers `reply`.
+    pub fn new(status: u16, code: &'static str, reply: Reply) -> Refused {
+        Refused {
+            status,
+            code,
+            reply: Box::new(reply),
         }
-    };
+    }
 }
-pub(crate) use oem_vendor;
 
-impl<T: OemVendor> Vendor for T {
+/// An OEM or Web Push mock: the state every one of them keeps ([`Core`]: recorder,
+/// scripted verdicts, issued tokens) around the vendor's [`Dialect`].
+#[derive(Debug)]
+pub struct Oem<D> {
+    dialect: D,
+    core: Core,
+}
+
+/// A running OEM or Web Push mock of dialect `D`.
+pub type MockOem<D> = Mock<Oem<D>>;
+
+impl<D: Dialect> Service for Oem<D> {
+    type Conn = ();
+
+    fn handle(&self, _: &(), r: Request) -> Reply {
+        self.dialect
+            .serve(&self.core, &r)
+            .unwrap_or_else(|refused| {
+                self.core.recorder.reject(refused.status, refused.code);
+                *refused.reply
+            })
+    }
+}
+
+impl<D: Dialect> Vendor for Oem<D> {
     type Push = VendorPush;
     type Verdict = TokenVerdict;
 
     #[allow(private_interfaces)]
     fn recorder(&self) -> &Recorder<VendorPush> {
-        &self.core().recorder
+        &self.core.recorder
     }
 
     fn set_verdict(&self, token: &str, verdict: TokenVerdict) {
-        self.core().set_script(token, verdict);
+        self.core.set_script(token, verdict);
     }
 
     fn tokens_issued(&self) -> usize {
-        self.core().tokens.issued()
+        self.core.tokens.issued()
+    }
+}
+
+impl<D> Mock<Oem<D>> {
+    /// The vendor's own part: the credentials the engine is configured with.
+    pub fn dialect(&self) -> &D {
+        &self.vendor.dialect
     }
 }
 
@@ -394,41 +439,33 @@ where
     Ok(Mock { server, vendor })
 }
 
-/// Starts the OEM vendor `vendor` builds around its [`Core`] on `127.0.0.1:0`.
-pub(crate) fn start_oem<V>(
+/// Starts the OEM or Web Push mock speaking `dialect` on `127.0.0.1:0`.
+pub(crate) fn start_oem<D: Dialect>(
     ca: &TestCa,
     common: &Common,
-    h2: bool,
-    vendor: impl FnOnce(Core) -> V,
-) -> anyhow::Result<Mock<V>>
-where
-    V: Vendor + Service,
-{
-    let vendor = Arc::new(vendor(Core::new(
-        common.record_limit,
-        common.token_lifetime,
-    )));
-    spawn_oem(ca, server::bind()?, vendor, h2, common)
+    dialect: D,
+) -> anyhow::Result<Mock<Oem<D>>> {
+    spawn_oem(ca, server::bind()?, dialect, common)
 }
 
-/// [`spawn`] with the settings of the OEM and Web Push mocks: 1000 streams, HTTP/1.1
-/// always served.
-pub(crate) fn spawn_oem<V>(
+/// [`start_oem`] on `listener` (a vendor that needs its address first), with the
+/// settings of the OEM and Web Push mocks: 1000 streams, HTTP/1.1 always served.
+pub(crate) fn spawn_oem<D: Dialect>(
     ca: &TestCa,
     listener: std::net::TcpListener,
-    vendor: Arc<V>,
-    h2: bool,
+    dialect: D,
     common: &Common,
-) -> anyhow::Result<Mock<V>>
-where
-    V: Vendor + Service,
-{
+) -> anyhow::Result<Mock<Oem<D>>> {
     let settings = Settings {
         max_concurrent_streams: 1000,
         max_header_list_size: None,
         http1: true,
     };
-    spawn(ca, listener, vendor, h2, settings, common.latency)
+    let oem = Oem {
+        dialect,
+        core: Core::new(common.record_limit, common.token_lifetime),
+    };
+    spawn(ca, listener, Arc::new(oem), D::H2, settings, common.latency)
 }
 
 impl<V: Vendor> Mock<V> {

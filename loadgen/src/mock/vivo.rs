@@ -15,61 +15,57 @@ use md5::{Digest, Md5};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
-use super::server::{Reply, Request, Service};
+use super::server::{Reply, Request};
 use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
-
-pub type MockVivo = Mock<Vivo>;
+use super::vendor::{self, Accepted, Common, Core, Dialect, MockOem, Refused, Scripted};
 
 /// The `result` the mock answers for an invalid authToken. [U]
 pub const AUTH_INVALID: i64 = 10050;
 
+/// vivo's app credentials.
 #[derive(Debug)]
 pub struct Vivo {
     pub app_id: u64,
     pub app_key: String,
     pub app_secret: String,
-    core: Core,
 }
-
-vendor::oem_vendor!(Vivo);
 
 /// vivo task ids are large numbers; the mock's first one.
 const FIRST_TASK_ID: u64 = 121_397_329;
 
-pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockVivo> {
+pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOem<Vivo>> {
     let mut rng = rand::thread_rng();
-    vendor::start_oem(ca, &common, false, |core| Vivo {
+    let vivo = Vivo {
         app_id: rng.gen_range(10_000..99_999),
         app_key: hex::encode(rng.gen::<[u8; 16]>()),
         app_secret: hex::encode(rng.gen::<[u8; 16]>()),
-        core,
-    })
+    };
+    vendor::start_oem(ca, &common, vivo)
 }
 
 fn units(s: &str) -> usize {
     s.chars().map(|c| if c.is_ascii() { 1 } else { 2 }).sum()
 }
 
-impl Service for Vivo {
-    type Conn = ();
+#[allow(private_interfaces)]
+impl Dialect for Vivo {
+    const H2: bool = false;
 
-    fn handle(&self, _: &(), r: Request) -> Reply {
+    fn serve(&self, core: &Core, r: &Request) -> Result<Reply, Refused> {
         if r.head.method != Method::POST {
-            return Reply::empty(StatusCode::METHOD_NOT_ALLOWED);
+            return Ok(Reply::empty(StatusCode::METHOD_NOT_ALLOWED));
         }
         let result = match r.head.uri.path() {
-            "/message/auth" => self.auth(&r),
-            "/message/send" => self.send(&r),
-            _ => return Reply::empty(StatusCode::NOT_FOUND),
+            "/message/auth" => self.auth(core, r),
+            "/message/send" => self.send(core, r),
+            _ => return Ok(Reply::empty(StatusCode::NOT_FOUND)),
         };
-        result.unwrap_or_else(|(code, desc, extra)| {
-            self.core.recorder.reject(200, desc);
+        result.map_err(|(code, desc, extra)| {
             let mut body = json!({"result": code, "desc": desc});
             if let Some(extra) = extra {
                 body["invalidUser"] = extra;
             }
-            Reply::json(StatusCode::OK, body.to_string())
+            Refused::new(200, desc, Reply::json(StatusCode::OK, body.to_string()))
         })
     }
 }
@@ -77,7 +73,7 @@ impl Service for Vivo {
 type Failure = (i64, &'static str, Option<Value>);
 
 impl Vivo {
-    fn auth(&self, r: &Request) -> Result<Reply, Failure> {
+    fn auth(&self, core: &Core, r: &Request) -> Result<Reply, Failure> {
         let v: Value = serde_json::from_slice(&r.body).map_err(|_| (10000, "参数不合法", None))?;
         let app_id = v["appId"].as_u64().ok_or((10200, "appId不能为空", None))?;
         let app_key = v["appKey"]
@@ -99,21 +95,21 @@ impl Vivo {
         if sign != expected {
             return Err((10206, "sign不合法", None));
         }
-        let token = self.core.issue_token("");
+        let token = core.issue_token("");
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": 0, "desc": "请求成功", "authToken": token}).to_string(),
         ))
     }
 
-    fn send(&self, r: &Request) -> Result<Reply, Failure> {
+    fn send(&self, core: &Core, r: &Request) -> Result<Reply, Failure> {
         let token = r
             .head
             .headers
             .get("authToken")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if self.core.check_token(token) != Some(true) {
+        if core.check_token(token) != Some(true) {
             return Err((AUTH_INVALID, "authToken不合法或已过期", None));
         }
         let v: Value = serde_json::from_slice(&r.body).map_err(|_| (10000, "参数不合法", None))?;
@@ -146,7 +142,7 @@ impl Vivo {
         if !matches!(v["classification"].as_u64(), None | Some(0) | Some(1)) {
             return Err((10059, "classification不合法", None));
         }
-        match self.core.script(regid) {
+        match core.script(regid) {
             Some(Scripted::Dead) => {
                 return Err((
                     10302,
@@ -165,8 +161,8 @@ impl Vivo {
             content,
             payload: v["clientCustomMap"]["payload"].as_str().map(str::to_owned),
         };
-        self.core.accept(r, push, v.clone());
-        let task = FIRST_TASK_ID - 1 + self.core.next_id();
+        core.accept(r, push, v.clone());
+        let task = FIRST_TASK_ID - 1 + core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": 0, "desc": "请求成功", "taskId": task.to_string()}).to_string(),

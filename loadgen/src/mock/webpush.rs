@@ -16,7 +16,6 @@
 //! Serves HTTP/2 and HTTP/1.1 (ALPN).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit};
@@ -34,11 +33,11 @@ use rand::Rng as _;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::server::{self, Reply, Request, Service};
+use super::server::{self, Reply, Request};
 use super::tls::TestCa;
-use super::vendor::{self, Common, Core, Mock, Scripted, VendorPush};
-
-pub type MockWebpush = Mock<Webpush>;
+use super::vendor::{
+    self, Common, Core, Dialect, Mock, MockOem, Oem, Refused, Scripted, VendorPush,
+};
 
 /// Largest body accepted (push services must take at least 4096 bytes).
 pub const MAX_BODY: usize = 4096;
@@ -61,6 +60,8 @@ impl Subscription {
     }
 }
 
+/// A subscription's keys (`SecretKey`'s `Debug` shows no key material).
+#[derive(Debug)]
 struct Keys {
     private: SecretKey,
     public: Vec<u8>,
@@ -68,41 +69,28 @@ struct Keys {
     endpoint: String,
 }
 
+/// The push service's origin and the subscriptions it holds.
+#[derive(Debug)]
 pub struct Webpush {
     origin: String,
     subs: RwLock<HashMap<String, Arc<Keys>>>,
     seen_jwts: Mutex<HashSet<String>>,
-    core: Core,
-    next: AtomicU64,
 }
 
-impl std::fmt::Debug for Webpush {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webpush")
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
-    }
-}
-
-vendor::oem_vendor!(Webpush);
-
-pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockWebpush> {
+pub fn start(ca: &TestCa, common: Common) -> anyhow::Result<MockOem<Webpush>> {
     let listener = server::bind()?;
-    let origin = format!("https://{}", listener.local_addr()?);
-    let vendor = Arc::new(Webpush {
-        origin,
+    let webpush = Webpush {
+        origin: format!("https://{}", listener.local_addr()?),
         subs: RwLock::new(HashMap::new()),
         seen_jwts: Mutex::new(HashSet::new()),
-        core: Core::new(common.record_limit, common.token_lifetime),
-        next: AtomicU64::new(1),
-    });
-    vendor::spawn_oem(ca, listener, vendor, true, &common)
+    };
+    vendor::spawn_oem(ca, listener, webpush, &common)
 }
 
-impl Mock<Webpush> {
+impl Mock<Oem<Webpush>> {
     /// A new subscription whose endpoint is on this mock.
     pub fn subscribe(&self) -> Subscription {
-        let w = self.vendor();
+        let w = self.dialect();
         let mut rng = rand::thread_rng();
         let private = SecretKey::random(&mut rng);
         let public = private.public_key().to_sec1_bytes().to_vec();
@@ -136,29 +124,27 @@ fn autopush(status: StatusCode, errno: i64, message: &str) -> Reply {
     )
 }
 
-impl Service for Webpush {
-    type Conn = ();
+#[allow(private_interfaces)]
+impl Dialect for Webpush {
+    const H2: bool = true;
 
-    fn handle(&self, _: &(), r: Request) -> Reply {
-        match self.push(&r) {
-            Ok(reply) => reply,
-            Err((status, errno, message)) => {
-                self.core.recorder.reject(status.as_u16(), message);
-                let reply = autopush(status, errno, message);
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    reply.with_header(RETRY_AFTER, HeaderValue::from_static("1"))
-                } else {
-                    reply
-                }
-            }
-        }
+    fn serve(&self, core: &Core, r: &Request) -> Result<Reply, Refused> {
+        self.push(core, r).map_err(|(status, errno, message)| {
+            let reply = autopush(status, errno, message);
+            let reply = if status == StatusCode::TOO_MANY_REQUESTS {
+                reply.with_header(RETRY_AFTER, HeaderValue::from_static("1"))
+            } else {
+                reply
+            };
+            Refused::new(status.as_u16(), message, reply)
+        })
     }
 }
 
 type Failure = (StatusCode, i64, &'static str);
 
 impl Webpush {
-    fn push(&self, r: &Request) -> Result<Reply, Failure> {
+    fn push(&self, core: &Core, r: &Request) -> Result<Reply, Failure> {
         let id = r.head.uri.path().strip_prefix("/wpush/").ok_or((
             StatusCode::NOT_FOUND,
             102,
@@ -196,7 +182,7 @@ impl Webpush {
         }
         let jwt = self.check_vapid(h.get(AUTHORIZATION).and_then(|v| v.to_str().ok()))?;
         if self.seen_jwts.lock().insert(jwt) {
-            self.core.count_token();
+            core.count_token();
         }
         if h.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()) != Some("aes128gcm") {
             return Err((StatusCode::BAD_REQUEST, 110, "Unknown Content-Encoding"));
@@ -209,7 +195,7 @@ impl Webpush {
             110,
             "Could not decrypt the payload",
         ))?;
-        match self.core.script(&keys.endpoint) {
+        match core.script(&keys.endpoint) {
             Some(Scripted::Dead) => {
                 return Err((
                     StatusCode::GONE,
@@ -221,7 +207,7 @@ impl Webpush {
             None => {}
         }
         let v: Value = serde_json::from_slice(&plaintext).unwrap_or(Value::Null);
-        self.core.recorder.accept(VendorPush {
+        core.recorder.accept(VendorPush {
             token: keys.endpoint.clone(),
             title: v["title"].as_str().unwrap_or("").to_owned(),
             content: v["body"].as_str().unwrap_or("").to_owned(),
@@ -230,7 +216,7 @@ impl Webpush {
             headers: h.clone(),
             received_at: quanta::Instant::now(),
         });
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = core.next_id();
         let location = format!("{}/m/{n:016x}", self.origin);
         Ok(Reply {
             status: StatusCode::CREATED,

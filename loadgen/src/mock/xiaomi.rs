@@ -13,57 +13,46 @@ use http::{Method, StatusCode};
 use rand::Rng as _;
 use serde_json::{json, Map, Value};
 
-use super::server::{self, Reply, Request, Service};
+use super::server::{self, Reply, Request};
 use super::tls::TestCa;
-use super::vendor::{self, Accepted, Common, Core, Mock, Scripted};
+use super::vendor::{self, Accepted, Common, Core, Dialect, MockOem, Refused, Scripted};
 
-pub type MockXiaomi = Mock<Xiaomi>;
-
+/// Xiaomi's app credentials.
 #[derive(Debug)]
 pub struct Xiaomi {
     pub app_secret: String,
     pub package_name: String,
-    core: Core,
 }
 
-vendor::oem_vendor!(Xiaomi);
-
-pub fn start(ca: &TestCa, package_name: &str, common: Common) -> anyhow::Result<MockXiaomi> {
-    vendor::start_oem(ca, &common, true, |core| Xiaomi {
+pub fn start(ca: &TestCa, package_name: &str, common: Common) -> anyhow::Result<MockOem<Xiaomi>> {
+    let xiaomi = Xiaomi {
         app_secret: base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             rand::thread_rng().gen::<[u8; 16]>(),
         ),
         package_name: package_name.to_owned(),
-        core,
-    })
+    };
+    vendor::start_oem(ca, &common, xiaomi)
 }
 
-fn error(code: i64, reason: &str) -> Reply {
-    Reply::json(
-        StatusCode::OK,
-        json!({"result": "error", "code": code, "reason": reason, "description": reason,
-               "trace_id": format!("Xcm{}", server::unix_millis())})
-        .to_string(),
-    )
+fn error(code: i64, reason: &'static str) -> Refused {
+    let body = json!({"result": "error", "code": code, "reason": reason, "description": reason,
+                      "trace_id": format!("Xcm{}", server::unix_millis())});
+    Refused::new(200, reason, Reply::json(StatusCode::OK, body.to_string()))
 }
 
-impl Service for Xiaomi {
-    type Conn = ();
+#[allow(private_interfaces)]
+impl Dialect for Xiaomi {
+    const H2: bool = true;
 
-    fn handle(&self, _: &(), r: Request) -> Reply {
-        match self.send(&r) {
-            Ok(reply) => reply,
-            Err((code, reason)) => {
-                self.core.recorder.reject(200, reason);
-                error(code, reason)
-            }
-        }
+    fn serve(&self, core: &Core, r: &Request) -> Result<Reply, Refused> {
+        self.send(core, r)
+            .map_err(|(code, reason)| error(code, reason))
     }
 }
 
 impl Xiaomi {
-    fn send(&self, r: &Request) -> Result<Reply, (i64, &'static str)> {
+    fn send(&self, core: &Core, r: &Request) -> Result<Reply, (i64, &'static str)> {
         if r.head.uri.path() != "/v3/message/regid" {
             return Ok(Reply::empty(StatusCode::NOT_FOUND));
         }
@@ -118,7 +107,7 @@ impl Xiaomi {
             return Err((65009, "message content too long"));
         }
         let regid = regids.split(',').next().unwrap_or_default();
-        match self.core.script(regid) {
+        match core.script(regid) {
             Some(Scripted::Dead) => return Err((65003, "device not found")),
             Some(Scripted::RateLimit) => return Err((10027, "API called too often")),
             Some(Scripted::Quota) => return Err((10034, "too many messages today")),
@@ -131,8 +120,8 @@ impl Xiaomi {
             content: &description,
             payload: form.get("payload").cloned(),
         };
-        self.core.accept(r, push, Value::Object(fields));
-        let id = self.core.next_id();
+        core.accept(r, push, Value::Object(fields));
+        let id = core.next_id();
         Ok(Reply::json(
             StatusCode::OK,
             json!({"result": "ok", "trace_id": format!("Xcm{}", server::unix_millis()), "code": 0,

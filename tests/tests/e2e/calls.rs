@@ -7,7 +7,7 @@ use fanfare::client::{request, CallCancelled, CancelRequest, PushConfig};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{self, apns_token, fcm_token, huawei_token, Harness, Options, WAIT};
+use crate::harness::{self, apns_token, device_token, fcm_token, Harness, Options, WAIT};
 
 fn provider<'a>(stats: &'a Value, p: &str) -> &'a Value {
     &stats["providers"][p]
@@ -33,7 +33,8 @@ async fn a_cancel_withdraws_unsent_invitations_and_sends_one_silent_cancellation
     h.bind("u1-and", "u1", "fcm", &fcm_token(1)).await;
     h.bind("u2-and", "u2", "fcm", &fcm_token(2)).await;
     h.bind("u3-voip", "u3", "apns_voip", &apns_token(3)).await;
-    h.bind("u4-hw", "u4", "huawei", &huawei_token(4)).await;
+    h.bind("u4-hw", "u4", "huawei", &device_token("huawei", 4))
+        .await;
     h.fcm.set_token_throttle(&fcm_token(2), 1, 3);
     let before = fanfare::clock::unix_now_s();
     let (s, v) = h
@@ -70,14 +71,8 @@ async fn a_cancel_withdraws_unsent_invitations_and_sends_one_silent_cancellation
         v,
         json!({"call_id": "c-77", "withdrawn": 1, "cancel_pushes": 3})
     );
-    assert!(
-        h.apns.wait_for(4, WAIT).await,
-        "both iPhones got the cancel"
-    );
-    assert!(
-        h.fcm.wait_for(2, WAIT).await,
-        "u1's Android phone got the cancel"
-    );
+    harness::expect_pushes(&h.apns, 4, "both iPhones got the cancel").await;
+    harness::expect_pushes(&h.fcm, 2, "u1's Android phone got the cancel").await;
     // The withdrawn retry falls due and is dropped: the lane empties without it.
     let s = h
         .wait_stats("the FCM lane empty", |s| s["queue_depth"]["fcm"] == 0)
@@ -288,7 +283,8 @@ async fn only_vendors_a_target_uses_limit_the_push_size() {
 #[tokio::test]
 async fn the_202_counts_targets_of_vendors_without_credentials() {
     let h = harness::start().await;
-    h.bind("u1-hw", "u1", "huawei", &huawei_token(1)).await;
+    h.bind("u1-hw", "u1", "huawei", &device_token("huawei", 1))
+        .await;
     h.bind("u1-ios", "u1", "apns", &apns_token(1)).await;
     let (s, v) = h
         .post(

@@ -23,6 +23,15 @@ async fn start(extra: &str, messages: &str) -> Harness {
     .await
 }
 
+/// [`start`] with `messages`, users `u0..u<devices>` on one APNs device each, and APNs
+/// down for `outage` (connections refused abruptly): nothing drains meanwhile.
+async fn start_with_apns_down(messages: &str, devices: u32, outage: Duration) -> Harness {
+    let h = start("", messages).await;
+    h.bind_each(0..devices, "apns").await;
+    h.apns.faults().outage(outage, Close::Abrupt);
+    h
+}
+
 fn per_token<'a>(tokens: impl Iterator<Item = &'a str>) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for t in tokens {
@@ -196,11 +205,7 @@ async fn unknown_fate_is_resent_and_counted() {
 
 #[tokio::test]
 async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
-    let h = start("", "").await;
-    h.bind_each(0..30, "apns", apns_token).await;
-    h.apns
-        .faults()
-        .outage(Duration::from_millis(1_500), Close::Abrupt);
+    let h = start_with_apns_down("", 30, Duration::from_millis(1_500)).await;
     for i in 0..30u32 {
         let (id, to) = (format!("m{i}"), format!("u{i}"));
         h.peer_message(&id, "u0x", &to, json!({"title": "t"})).await;
@@ -228,12 +233,8 @@ async fn the_breaker_opens_in_an_outage_and_closes_after_a_probe() {
 
 #[tokio::test]
 async fn a_full_queue_sheds_with_429_and_every_accepted_push_arrives() {
-    let h = start("", "queue_capacity = 8").await;
-    h.bind_each(0..12, "apns", apns_token).await;
     // APNs is down: nothing drains, so the lane fills.
-    h.apns
-        .faults()
-        .outage(Duration::from_secs(60), Close::Abrupt);
+    let h = start_with_apns_down("queue_capacity = 8", 12, Duration::from_secs(60)).await;
     let mut accepted = Vec::new();
     let mut shed = 0;
     for i in 0..12u32 {

@@ -9,7 +9,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{self, fcm_token, Harness, Options, WAIT};
+use crate::harness::{self, fcm_token, Harness, Options};
 
 /// The engine with a user sweep every 50 ms (the default is 15 s).
 async fn start_sweeping() -> Harness {
@@ -117,10 +117,7 @@ async fn messages_and_calls_to_never_seen_users_leave_no_user_behind() {
         (&json!(2), &json!(1))
     );
     assert_eq!(users(&h).await, 1);
-    assert!(
-        h.fcm.wait_for(2, WAIT).await,
-        "the real user's message and call are pushed"
-    );
+    harness::expect_pushes(&h.fcm, 2, "the real user's message and call are pushed").await;
     h.shutdown().await;
 }
 
@@ -186,10 +183,7 @@ async fn users_removed_from_groups_are_released_and_the_group_keeps_its_members(
     let push = json!({"title": "t", "content": "c"});
     let v = h.group_message("gm", "someone", "g", push).await;
     assert_eq!((v.recipients, v.targets), (1, 1));
-    assert!(
-        h.fcm.wait_for(1, WAIT).await,
-        "the group message reaches keeper"
-    );
+    harness::expect_pushes(&h.fcm, 1, "the group message reaches keeper").await;
     h.shutdown().await;
 }
 
@@ -200,13 +194,7 @@ async fn a_snapshot_after_junk_is_small_and_a_restart_restores_exactly_the_real_
         h.bind(&format!("d{i}"), &format!("user-{i}"), "fcm", &fcm_token(i))
             .await;
     }
-    let (s, _) = h
-        .post(
-            "/v1/groups/team/members",
-            json!({"add": ["user-1", "user-2", "guest"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    h.add_members("team", &["user-1", "user-2", "guest"]).await;
 
     // Junk of every kind: recipients, invitees, presence, and group members who left.
     peer_messages_to_strangers(&h, "stranger", 500).await;
@@ -214,20 +202,8 @@ async fn a_snapshot_after_junk_is_small_and_a_restart_restores_exactly_the_real_
     let passing = junk("passing", 4_000);
     presence(&h, &passing, "s", true, 0).await;
     presence(&h, &passing[..2_000], "s", false, 0).await;
-    let (s, _) = h
-        .post(
-            "/v1/groups/team/members",
-            json!({ "add": &passing[..2_000] }),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, _) = h
-        .post(
-            "/v1/groups/team/members",
-            json!({ "remove": &passing[..2_000] }),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    h.add_members("team", &passing[..2_000]).await;
+    h.remove_members("team", &passing[..2_000]).await;
 
     let running = h.engine.take().expect("engine runs");
     let engine = running.engine().clone();

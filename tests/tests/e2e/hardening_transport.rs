@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{self, apns_token, oppo_token, Harness, Options, FAST_RETRIES, WAIT};
+use crate::harness::{self, apns_token, device_token, Harness, Options, FAST_RETRIES, WAIT};
 
 /// Short bounds (and `FAST_RETRIES`), so a scenario takes about the two seconds its
 /// pushes live.
@@ -177,7 +177,7 @@ async fn a_black_holed_oem_endpoint_does_not_wedge_its_lane_over_the_auto_client
         ],
     )
     .await;
-    h.bind("dev", "u1", "oppo", &oppo_token(1)).await;
+    h.bind("dev", "u1", "oppo", &device_token("oppo", 1)).await;
     lane_survives(&h, "oppo", "tls handshake").await;
     assert_eq!(h.v().oppo.received().len(), 0);
     h.shutdown().await;

@@ -12,6 +12,7 @@ use fanfare::client::{
 use fanfare_loadgen::mock::apns::MockApns;
 use fanfare_loadgen::mock::fcm::MockFcm;
 use fanfare_loadgen::mock::rig::{self, Rig};
+use fanfare_loadgen::mock::vendor::{Mock, Vendor};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -178,6 +179,13 @@ open_ms = 100
 max_open_ms = 400
 "#;
 
+/// Wait (bounded) until `mock` has received `n` pushes; a failure names `what` and
+/// how many arrived.
+pub async fn expect_pushes<V: Vendor>(mock: &Mock<V>, n: usize, what: &str) {
+    let arrived = mock.wait_for(n, WAIT).await;
+    assert!(arrived, "{what}: {} of {n} pushes", mock.received_count());
+}
+
 /// Assert an error answer: its status and its `error.code`.
 #[track_caller]
 pub fn assert_error((status, body): (StatusCode, Value), want: StatusCode, code: &str) {
@@ -188,34 +196,30 @@ pub fn assert_error((status, body): (StatusCode, Value), want: StatusCode, code:
     );
 }
 
-/// A 64-hex-digit APNs token derived from `seed`.
+/// A token of `provider`'s shape derived from `seed`: 64 hex digits for APNs (alert
+/// and VoIP), an FCM registration token, a Push Kit token (Huawei and Honor), a Xiaomi
+/// regId (base64 text, 64 chars), a mainland OPPO registration id, a 23-character vivo
+/// regId. Web Push tokens are subscriptions (`webpush.subscribe()`).
+pub fn device_token(provider: &str, seed: u32) -> String {
+    match provider {
+        "apns" | "apns_voip" => format!("{seed:08x}{}", "ab".repeat(28)),
+        "fcm" => format!("fcm{seed}:APA91b{}", "Xy_-".repeat(34)),
+        "huawei" | "honor" => format!("IQAAAACy0{seed:08}{}", "kX_-".repeat(30)),
+        "xiaomi" => format!("{seed:08}{}", "Ab+/".repeat(14)),
+        "oppo" => format!("CN_{seed:08}{}", "ab12".repeat(6)),
+        "vivo" => format!("{seed:08}{}", "7".repeat(15)),
+        other => panic!("no device token shape for provider {other:?}"),
+    }
+}
+
+/// `device_token("apns", seed)`, the token most tests bind.
 pub fn apns_token(seed: u32) -> String {
-    format!("{seed:08x}{}", "ab".repeat(28))
+    device_token("apns", seed)
 }
 
-/// A Huawei/Honor Push Kit token derived from `seed`.
-pub fn huawei_token(seed: u32) -> String {
-    format!("IQAAAACy0{seed:08}{}", "kX_-".repeat(30))
-}
-
-/// A Xiaomi regId (base64 text, 64 chars) derived from `seed`.
-pub fn xiaomi_token(seed: u32) -> String {
-    format!("{seed:08}{}", "Ab+/".repeat(14))
-}
-
-/// A mainland OPPO registration id derived from `seed`.
-pub fn oppo_token(seed: u32) -> String {
-    format!("CN_{seed:08}{}", "ab12".repeat(6))
-}
-
-/// A 23-character vivo regId derived from `seed`.
-pub fn vivo_token(seed: u32) -> String {
-    format!("{seed:08}{}", "7".repeat(15))
-}
-
-/// An FCM-looking registration token derived from `seed`.
+/// `device_token("fcm", seed)`.
 pub fn fcm_token(seed: u32) -> String {
-    format!("fcm{seed}:APA91b{}", "Xy_-".repeat(34))
+    device_token("fcm", seed)
 }
 
 impl Harness {
@@ -310,20 +314,31 @@ impl Harness {
         bound.unwrap_or_else(|e| panic!("bind {push_id}: {e}"))
     }
 
-    /// Bind `d<i>` to user `u<i>` with `token(i)` for each `i` of `ids`.
-    pub async fn bind_each(&self, ids: Range<u32>, provider: &str, token: fn(u32) -> String) {
+    /// Bind `d<i>` to user `u<i>` with `device_token(provider, i)` for each `i` of `ids`.
+    pub async fn bind_each(&self, ids: Range<u32>, provider: &str) {
         for i in ids {
-            self.bind(&format!("d{i}"), &format!("u{i}"), provider, &token(i))
+            let token = device_token(provider, i);
+            self.bind(&format!("d{i}"), &format!("u{i}"), provider, &token)
                 .await;
         }
     }
 
     /// Add `members` to `group` (created if new) and assert success.
     pub async fn add_members<S: AsRef<str>>(&self, group: &str, members: &[S]) {
+        self.update_members(group, "add", members).await;
+    }
+
+    /// Remove `members` from `group` and assert success.
+    pub async fn remove_members<S: AsRef<str>>(&self, group: &str, members: &[S]) {
+        self.update_members(group, "remove", members).await;
+    }
+
+    /// `POST /v1/groups/{group}/members` with `{change: members}`; asserts the `200`.
+    async fn update_members<S: AsRef<str>>(&self, group: &str, change: &str, members: &[S]) {
         let members: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
         let path = format!("/v1/groups/{group}/members");
-        let (s, v) = self.post(&path, json!({ "add": members })).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = self.post(&path, json!({ change: members })).await;
+        assert_eq!(s, StatusCode::OK, "{group} {change}: {v}");
     }
 
     pub async fn online(&self, user: &str, session: &str) {

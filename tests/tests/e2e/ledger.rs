@@ -7,7 +7,7 @@ use fanfare_loadgen::mock::apns::ApnsVerdict;
 use http::StatusCode;
 use serde_json::json;
 
-use crate::harness::{self, apns_token, assert_error, fcm_token, huawei_token, Harness, WAIT};
+use crate::harness::{self, apns_token, assert_error, device_token, fcm_token, Harness, WAIT};
 
 /// Poll the ledger of message (or call, with `call`) `id` until nothing is pending.
 pub async fn settled(h: &Harness, id: &str, call: bool) -> DeliveryReport {
@@ -40,7 +40,8 @@ async fn a_group_messages_ledger_counts_delivered_dead_and_unconfigured_targets(
     let h = harness::start().await;
     h.bind("d1", "u1", "apns", &apns_token(1)).await;
     h.bind("d2", "u2", "apns", &apns_token(2)).await;
-    h.bind("d3", "u3", "huawei", &huawei_token(3)).await;
+    h.bind("d3", "u3", "huawei", &device_token("huawei", 3))
+        .await;
     h.bind("d4", "u4", "fcm", &fcm_token(4)).await;
     h.apns
         .set_token_verdict(&apns_token(2), ApnsVerdict::Unregistered);

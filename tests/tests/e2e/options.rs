@@ -8,10 +8,7 @@ use fanfare_loadgen::mock::vendor::VendorPush;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{
-    self, apns_token, fcm_token, huawei_token, oppo_token, vivo_token, xiaomi_token, Harness,
-    Options, WAIT,
-};
+use crate::harness::{self, apns_token, device_token, fcm_token, Harness, Options, WAIT};
 
 /// A rule set for every vendor; the request's own `sound` and `priority` win over it.
 const RESOURCES: &str = r#"
@@ -59,11 +56,11 @@ async fn bind_every_vendor(h: &Harness, user: &str, seed: u32) {
     let devices = [
         ("apns", apns_token(seed)),
         ("fcm", fcm_token(seed)),
-        ("huawei", huawei_token(seed)),
-        ("honor", huawei_token(seed + 1_000_000)),
-        ("xiaomi", xiaomi_token(seed)),
-        ("oppo", oppo_token(seed)),
-        ("vivo", vivo_token(seed)),
+        ("huawei", device_token("huawei", seed)),
+        ("honor", device_token("huawei", seed + 1_000_000)),
+        ("xiaomi", device_token("xiaomi", seed)),
+        ("oppo", device_token("oppo", seed)),
+        ("vivo", device_token("vivo", seed)),
         ("webpush", sub.to_json()),
     ];
     for (vendor, token) in devices {
@@ -285,7 +282,8 @@ async fn each_group_member_gets_their_own_badge_total_once_per_message() {
     h.bind("f1", "u1", "fcm", &fcm_token(1)).await;
     h.bind("f2", "u2", "fcm", &fcm_token(2)).await;
     h.bind("f3", "u3", "fcm", &fcm_token(3)).await;
-    h.bind("h2", "u2", "huawei", &huawei_token(2)).await;
+    h.bind("h2", "u2", "huawei", &device_token("huawei", 2))
+        .await;
     h.online("u3", "s3").await;
     h.api.set_badge("u1", 4).await.expect("set badge");
     h.api.set_badge("u2", 10).await.expect("set badge");

@@ -6,9 +6,7 @@ use fanfare_loadgen::mock::vendor::{TokenVerdict, VendorPush};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{
-    self, apns_token, fcm_token, huawei_token, oppo_token, vivo_token, xiaomi_token, Harness, WAIT,
-};
+use crate::harness::{self, apns_token, device_token, fcm_token, Harness, WAIT};
 
 const VENDORS: [&str; 6] = ["huawei", "honor", "xiaomi", "oppo", "vivo", "webpush"];
 
@@ -29,11 +27,11 @@ macro_rules! each_vendor {
 async fn bind_all(h: &Harness, user: &str, seed: u32) -> Vec<String> {
     let sub = h.v().webpush.subscribe();
     let tokens = [
-        huawei_token(seed),
-        huawei_token(seed + 1_000_000),
-        xiaomi_token(seed),
-        oppo_token(seed),
-        vivo_token(seed),
+        device_token("huawei", seed),
+        device_token("huawei", seed + 1_000_000),
+        device_token("xiaomi", seed),
+        device_token("oppo", seed),
+        device_token("vivo", seed),
         sub.to_json(),
     ];
     for (vendor, token) in VENDORS.iter().zip(&tokens) {
@@ -93,11 +91,11 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
     h.bind("android", "m-fcm", "fcm", &fcm_token(1)).await;
     let sub = h.v().webpush.subscribe();
     let binds = [
-        ("m-huawei", "huawei", huawei_token(1)),
-        ("m-honor", "honor", huawei_token(2)),
-        ("m-xiaomi", "xiaomi", xiaomi_token(1)),
-        ("m-oppo", "oppo", oppo_token(1)),
-        ("m-vivo", "vivo", vivo_token(1)),
+        ("m-huawei", "huawei", device_token("huawei", 1)),
+        ("m-honor", "honor", device_token("huawei", 2)),
+        ("m-xiaomi", "xiaomi", device_token("xiaomi", 1)),
+        ("m-oppo", "oppo", device_token("oppo", 1)),
+        ("m-vivo", "vivo", device_token("vivo", 1)),
         ("m-webpush", "webpush", sub.to_json()),
     ];
     for (user, provider, token) in &binds {
@@ -125,11 +123,11 @@ async fn group_message_reaches_all_eight_vendors_and_auth_tokens_are_reused() {
     let f = &h.fcm.received()[0];
     assert_eq!(f.message["data"]["payload"], "{\"conv\":\"all-vendors\"}");
     let expected_tokens = [
-        huawei_token(1),
-        huawei_token(2),
-        xiaomi_token(1),
-        oppo_token(1),
-        vivo_token(1),
+        device_token("huawei", 1),
+        device_token("huawei", 2),
+        device_token("xiaomi", 1),
+        device_token("oppo", 1),
+        device_token("vivo", 1),
         sub.endpoint.clone(),
     ];
     for ((vendor, got), token) in VENDORS.iter().zip(received(&h)).zip(&expected_tokens) {
@@ -248,9 +246,10 @@ async fn rate_limits_are_retried_not_token_death() {
 #[tokio::test]
 async fn vivo_quota_pauses_sending_without_unbinding() {
     let h = harness::start_with_vendors().await;
-    let token = vivo_token(3);
+    let token = device_token("vivo", 3);
     h.bind("v1", "u-vivo", "vivo", &token).await;
-    h.bind("v2", "u-vivo2", "vivo", &vivo_token(4)).await;
+    h.bind("v2", "u-vivo2", "vivo", &device_token("vivo", 4))
+        .await;
     h.v().vivo.set_token_verdict(&token, TokenVerdict::Quota);
     let v = h
         .debug_push("v1", json!({"title": "t", "content": "c"}))

@@ -16,7 +16,7 @@ use crate::Engine;
 struct Reloaded {
     reloaded: bool,
     /// Sections whose change needs a restart (`api`, `storage`, `presence`, `messages`,
-    /// `cluster`).
+    /// `cluster`, `log`).
     needs_restart: Vec<&'static str>,
 }
 

@@ -30,6 +30,8 @@ pub(super) struct Job {
     pub(super) unsent: u32,
     /// A send of this job may have reached the vendor (its fate was unknown).
     pub(super) maybe_sent: bool,
+    /// The message's fan-out timer (the last job to drop it ends the fan-out).
+    pub(super) _fanout: Option<Arc<crate::telemetry::Fanout>>,
 }
 
 impl Job {

@@ -13,10 +13,12 @@ use crate::state::{Device, ProviderKind};
 use crate::telemetry::inc;
 
 impl<V: Vendors> Ctx<V> {
-    /// Count a verdict and act on a dead token. Returns true when the push is finished.
-    pub(super) fn record(&self, device: &Device, v: &Verdict) -> bool {
+    /// Count and time a verdict (its request left at `started`), log a vendor failure
+    /// (rate-limited), act on a dead token. Returns true when the push is finished.
+    pub(super) fn record(&self, device: &Device, v: &Verdict, started: quanta::Instant) -> bool {
         let provider = device.provider();
         let s = self.stats.provider(provider);
+        self.stats.verdict(provider, v, started, &self.state.clock);
         match v.outcome {
             Outcome::Delivered => {
                 inc(&s.sent);

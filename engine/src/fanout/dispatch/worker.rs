@@ -105,9 +105,11 @@ impl<'a> Worker<'a> {
         match self.breaker.record(done.signal, done.probe, now) {
             Some(Change::Opened { wait }) => {
                 inc(&self.lane_stats.breaker_opened);
+                let last_failure = self.stats.last_failure(self.lane);
                 tracing::warn!(
                     vendor = self.lane.name(),
                     wait_ms = wait.as_millis() as u64,
+                    last_failure = %last_failure.map_or_else(String::new, |f| f.to_string()),
                     "vendor failing: circuit breaker opened, pushes wait for a probe"
                 )
             }
@@ -254,6 +256,7 @@ impl<'a> Worker<'a> {
                             attempts: 0,
                             unsent: 0,
                             maybe_sent: false,
+                            _fanout: b.fanout.clone(),
                         }),
                 )
             }

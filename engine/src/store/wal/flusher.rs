@@ -159,6 +159,10 @@ impl Flusher {
             self.wal
                 .segment_bytes
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.wal
+                .stats
+                .wal_written_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             self.dirty = true;
         }
         let must_sync = match self.mode {
@@ -167,6 +171,7 @@ impl Flusher {
             Durability::None => false,
         };
         if must_sync {
+            let started = Instant::now();
             if let Err(e) = self.seg.file.sync_data() {
                 // Unpublished records of this batch are taken back and cut; the log stops
                 // for good (module doc).
@@ -175,6 +180,10 @@ impl Flusher {
                 return Err(Stop::Fatal);
             }
             self.last_sync = Instant::now();
+            self.wal
+                .stats
+                .fsync_seconds
+                .observe(self.last_sync - started);
             self.dirty = false;
         }
         // fsync mode acks after the fsync; batch and none after the write.
