@@ -16,6 +16,8 @@ mod apps;
 mod check;
 mod cluster;
 mod env;
+mod explain;
+mod load;
 mod problems;
 mod resources;
 mod sections;
@@ -37,7 +39,12 @@ pub use sections::{
 pub use vendors::{Apns, Client, Fcm, Honor, Huawei, Oppo, Vivo, Webpush, Xiaomi};
 
 use crate::providers::Lane;
-use env::{apply_env, explain};
+pub use load::Loaded;
+
+/// Every key of the file with its default and its documentation, as TOML: what
+/// `fanfare config default` prints and the README's configuration reference. Tests
+/// hold it to the format: it lists every key serde knows and sets each to its default.
+pub const REFERENCE: &str = include_str!("config/reference.toml");
 
 /// Sections besides the vendors' ([`Lane::name`]) that can be overridden from the
 /// environment.
@@ -69,10 +76,6 @@ pub enum Error {
     },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
-    #[error("invalid configuration: {message}")]
-    Schema { message: String },
     #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
@@ -221,41 +224,38 @@ impl<T> std::fmt::Debug for Redacted<T> {
 
 impl Config {
     /// Read `path` (or start from the embedded defaults) and apply `FANFARE_*`
-    /// overrides from `env`.
+    /// overrides from `env`; every problem at once ([`Config::read`]) is an error.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Error> {
-        let mut root = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                text.parse::<toml::Table>().map_err(|e| Error::Syntax {
-                    path: path.to_path_buf(),
-                    message: e.message().to_string(),
-                })?
-            }
-            None => toml::Table::new(),
-        };
         let env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(var, _)| var.starts_with("FANFARE_"))
             .collect();
-        apply_env(&mut root, env.iter().cloned())?;
-        let mut config: Self =
-            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
-                let key = e.path().to_string();
-                Error::Schema {
-                    message: explain(&key, e.inner()),
-                }
-            })?;
-        config.source = Source {
-            path: path.map(Path::to_path_buf),
-            env,
-        };
-        Ok(config)
+        let loaded = Self::read(path, env.iter().cloned())?;
+        if loaded.problems.is_empty() {
+            let mut config = loaded.config;
+            config.source = Source {
+                path: path.map(Path::to_path_buf),
+                env,
+            };
+            Ok(config)
+        } else {
+            Err(Error::Invalid(loaded.problems))
+        }
+    }
+
+    /// Like [`Config::load`], but a key with a problem is left at its default and the
+    /// problem listed (each with its key path, and its line and column in the file or
+    /// its environment variable), so `fanfare check-config` can list every problem,
+    /// including those [`Config::problems`] finds in the rest. Only a file that cannot
+    /// be read or is not TOML is an error.
+    pub fn read(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, Error> {
+        load::read(path, env)
     }
 
     /// Every problem, each a sentence naming its key: the engine's sections, then the

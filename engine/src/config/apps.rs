@@ -15,7 +15,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::env::explain;
+use super::explain::{describe, Found};
 
 /// One app's vendor tables, `[apps.<app_id>.<vendor>]`; each is optional and holds
 /// any keys of that vendor's top-level section.
@@ -90,11 +90,14 @@ pub fn merged<S: Serialize + DeserializeOwned>(
     if table == base {
         return Ok(None);
     }
-    serde_path_to_error::deserialize(toml::Value::Table(table))
+    let tree = toml::Value::Table(table);
+    serde_path_to_error::deserialize(tree.clone())
         .map(Some)
         .map_err(|e| {
-            let key = format!("{}.{}", section_name(app_id, vendor), e.path());
-            explain(&key, e.inner())
+            let name = e.path().to_string();
+            let key = format!("{}.{name}", section_name(app_id, vendor));
+            let found = tree.get(&name).map_or(Found::Nothing, Found::Value);
+            format!("{key}: {}", describe(&key, e.inner().message(), found).text)
         })
 }
 

@@ -124,3 +124,47 @@ impl Config {
         }
     }
 }
+
+impl Config {
+    /// Whether `storage.dir` can be used: created (with its parents), and a file in it
+    /// created, written, fsynced and removed, as the write-ahead log will be. What
+    /// this created for the probe is removed again (empty directories only).
+    pub fn storage_problems(&self) -> Vec<String> {
+        let dir = &self.storage.dir;
+        let shown = dir.display();
+        let missing: Vec<&std::path::Path> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .collect();
+        let mut p = Vec::new();
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            p.push(format!("storage.dir {shown} cannot be created: {e}"));
+            return p;
+        }
+        let probe = dir.join(format!(".fanfare-check-config-{}", std::process::id()));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"fanfare check-config probe\n")?;
+                f.sync_all()
+            });
+        if let Err(e) = written {
+            p.push(format!("storage.dir {shown} is not writable: {e}"));
+        }
+        if let Err(e) = std::fs::remove_file(&probe) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                p.push(format!(
+                    "storage.dir {shown}: cannot remove the probe file {}: {e}",
+                    probe.display()
+                ));
+            }
+        }
+        for d in missing {
+            // Only directories this check created, and only while empty.
+            let _ = std::fs::remove_dir(d);
+        }
+        p
+    }
+}

@@ -267,3 +267,107 @@ fn a_vendor_switched_off_lists_its_set_keys_in_one_problem_and_one_switched_on_e
 fn a_loaded_key_in_validated_settings_is_redacted_in_debug() {
     assert_eq!(format!("{:?}", Redacted("private key bytes")), "<redacted>");
 }
+
+/// Every key path the file format knows, found by asking serde: a table with
+/// `deny_unknown_fields` lists its keys when given an unknown one. A map of tables
+/// (`[resources.<id>]`) shows as `<id>`. Bounded by the depth of the format.
+pub(crate) fn known_keys() -> Vec<String> {
+    const PROBE: &str = "zz_probe";
+    /// `path` (segments) with `leaf` at its end, as a document.
+    fn doc(path: &[String], leaf: toml::Value) -> toml::Value {
+        path.iter().rev().fold(leaf, |v, k| {
+            let key = if k == "<id>" { "id" } else { k.as_str() };
+            toml::Value::Table(toml::Table::from_iter([(key.to_string(), v)]))
+        })
+    }
+    /// The keys of the table at `path`, or None when it is not a table of known keys.
+    fn keys_of(path: &[String]) -> Option<Vec<String>> {
+        let leaf = toml::Value::Table(toml::Table::from_iter([(
+            PROBE.to_string(),
+            toml::Value::Integer(0),
+        )]));
+        let e = serde_path_to_error::deserialize::<_, Config>(doc(path, leaf)).err()?;
+        let m = e.inner().message().to_string();
+        let rest = m.strip_prefix(&format!("unknown field `{PROBE}`, expected "))?;
+        Some(
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+    fn walk(path: &mut Vec<String>, out: &mut Vec<String>) {
+        if path.len() > 6 {
+            return;
+        }
+        if let Some(keys) = keys_of(path) {
+            for k in keys {
+                path.push(k);
+                walk(path, out);
+                path.pop();
+            }
+            return;
+        }
+        // A map of tables: its entries are tables of known keys.
+        path.push("<id>".into());
+        if keys_of(path).is_some() {
+            walk(path, out);
+            path.pop();
+            return;
+        }
+        path.pop();
+        out.push(path.join("."));
+    }
+    let mut out = Vec::new();
+    walk(&mut Vec::new(), &mut out);
+    out
+}
+
+/// The `section.key` paths `reference.toml` lists, set or commented out; a rule set
+/// id in a `[resources.<id>...]` header and an app id in `[apps.<id>]` read as `<id>`.
+fn reference_keys() -> Vec<String> {
+    let mut header = String::new();
+    let mut out = Vec::new();
+    for line in REFERENCE.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let mut parts: Vec<&str> = h.split('.').collect();
+            if parts.len() > 2 && parts[0] == "resources" {
+                parts[1] = "<id>";
+            }
+            header = parts.join(".");
+            if h.starts_with("apps.") {
+                // `[apps."com.example.other"]`: an app id may hold dots.
+                header = "apps.<id>".into();
+            }
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let is_key = key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if is_key {
+                out.push(format!("{header}.{key}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_reference_lists_every_key_the_format_knows_and_no_other() {
+    let known = known_keys();
+    let listed = reference_keys();
+    let missing: Vec<_> = known.iter().filter(|k| !listed.contains(k)).collect();
+    let extra: Vec<_> = listed.iter().filter(|k| !known.contains(k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "config/reference.toml is out of date: missing {missing:?}, unknown {extra:?}"
+    );
+}
+
+#[test]
+fn the_reference_sets_every_key_to_its_default() {
+    let table: toml::Table = REFERENCE.parse().expect("the reference is TOML");
+    let parsed = Config::deserialize(toml::Value::Table(table)).expect("its keys are known");
+    assert_eq!(format!("{parsed:#?}"), format!("{:#?}", Config::default()));
+}
