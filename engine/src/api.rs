@@ -6,10 +6,12 @@
 //! - [`routes`]: routing, auth, body reading and limits, and the handlers.
 //! - [`wire`]: request bodies and their validation.
 //! - [`error`]: the JSON error answer.
+//! - [`openapi`]: the OpenAPI 3.1 document of the API, derived from [`wire`].
 
 pub mod connections;
 pub mod error;
 pub mod http_errors;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod wire;

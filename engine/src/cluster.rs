@@ -28,9 +28,13 @@
 //! cover; the live engine with the lowest node id also puts its snapshots in the
 //! object store, from which an engine with an empty disk joins.
 //!
-//! Not in this slice: fan-out work is not shared (the accepting engine pushes its
-//! message), badge increments stay local to the engine that pushed, the stream is not
-//! trimmed, and a call can only be cancelled through the engine that accepted it.
+//! Fan-out work is shared ([`work`], [`work_pull`]): the accepting engine hands a
+//! message's targets to the work-queue stream `FANFARE_WORK` in chunks and every engine
+//! pulls and pushes them; badge increments go through the state stream
+//! ([`Node::add_badges`]); a call cancel reaches the engine holding the call
+//! ([`work_cancel`]). Not yet: the delivery ledger is not aggregated across engines (the
+//! accepting engine's entry keeps the pushes other engines run `pending`), and the stream
+//! is not trimmed.
 
 mod claims;
 mod follower;
@@ -38,6 +42,9 @@ mod join;
 mod nodes;
 pub mod presence;
 mod setup;
+pub mod work;
+pub mod work_cancel;
+mod work_pull;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -363,6 +370,13 @@ pub async fn start(
         shutdown.clone(),
     ));
     tokio::spawn(run_outbound(node.clone(), shutdown.clone()));
+    let workers = work::ensure(&node.js, cfg.stream_replicas).await?;
+    tokio::spawn(work_cancel::serve(
+        node.clone(),
+        engine.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(work_pull::run(engine.clone(), workers, shutdown.clone()));
     tokio::spawn(join::snapshots(
         node.clone(),
         engine.config.storage.snapshot_interval_s,

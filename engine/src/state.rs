@@ -64,6 +64,10 @@ pub enum Mutation {
     },
     /// Set a user's badge counter.
     SetBadge { user_id: Arc<str>, count: u32 },
+    /// Add `n` to each user's badge counter: cluster mode's `badge_increment` of a
+    /// message's recipients, so every engine counts them (a single engine counts in
+    /// memory and never records this).
+    AddBadges { users: Vec<Arc<str>>, n: u32 },
 }
 
 /// What applying a [`Mutation`] did.
@@ -84,6 +88,8 @@ pub enum Applied {
     TooManyMuted,
     /// The badge counter was set.
     BadgeSet,
+    /// [`Mutation::AddBadges`]: each user's new total, in order.
+    BadgesAdded(Vec<u32>),
     /// The journal is failing: the change was not made (only [`State::apply`] reports
     /// this; [`State::apply_logged`] returns [`Refused`]).
     Refused,
@@ -160,6 +166,8 @@ enum UndoKind {
         was: u32,
         set: u32,
     },
+    /// Each counter before an add, and its total after.
+    Badges(Vec<(Arc<str>, u32, u32)>),
 }
 
 /// Where durable mutations are logged. [`State::apply`] hands every mutation to the
@@ -563,6 +571,12 @@ impl State {
                 }
                 Applied::BadgeSet
             }
+            Mutation::AddBadges { users: names, n } => Applied::BadgesAdded(
+                names
+                    .iter()
+                    .map(|u| self.badges.add(users.intern(u), *n))
+                    .collect(),
+            ),
         }
     }
 }

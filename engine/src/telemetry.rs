@@ -110,9 +110,20 @@ pub struct FeedbackStats {
     pub posts_failed: AtomicU64,
 }
 
+/// Cluster mode's shared fan-out work (all zero on a single engine).
+#[derive(Default)]
+pub struct ClusterStats {
+    /// Work chunks this engine queued.
+    pub chunks: AtomicU64,
+    /// Targets of chunks delivered to this engine again (their first engine died or
+    /// stalled): pushes that may repeat.
+    pub duplicates: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub feedback: FeedbackStats,
+    pub cluster: ClusterStats,
     pub messages_accepted: AtomicU64,
     pub messages_duplicate: AtomicU64,
     pub calls_accepted: AtomicU64,
@@ -301,6 +312,10 @@ impl Stats {
             "messages_duplicate": load(&self.messages_duplicate),
             "calls_accepted": load(&self.calls_accepted),
             "requests_shed": load(&self.requests_shed),
+            "cluster": {
+                "chunks": load(&self.cluster.chunks),
+                "duplicates": load(&self.cluster.duplicates),
+            },
             "feedback": {
                 "overflow": load(&self.feedback.overflow),
                 "batches_sent": load(&self.feedback.batches_sent),

@@ -8,6 +8,8 @@ mod durability;
 mod fanout;
 #[path = "cluster/harness.rs"]
 mod harness;
+#[path = "cluster/work.rs"]
+mod work;
 
 use fanfare::api::wire::MembersRequest;
 use fanfare::client::request;

@@ -30,6 +30,8 @@ mod hardening_transport;
 mod ledger;
 #[path = "e2e/notify.rs"]
 mod notify;
+#[path = "e2e/openapi.rs"]
+mod openapi;
 #[path = "e2e/options.rs"]
 mod options;
 #[path = "e2e/reload.rs"]

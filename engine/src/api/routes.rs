@@ -238,6 +238,13 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             );
             return Ok(r);
         }
+        // The OpenAPI document and the page pointing at it need no token (API.md 1.1).
+        ["v1", "openapi.json"] | ["docs"] => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            return Ok(super::openapi::serve(seg[0] == "docs"));
+        }
         ["v1", ..] => {}
         _ => {
             return Err(ApiError::not_found(format!(
@@ -391,7 +398,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (&Method::POST, ["calls", call_id, "cancel"]) => {
             let call_id = wire::id("call_id", call_id)?;
             let body = read_body(engine, conn, req).await?;
-            cancel(engine, call_id, &body)
+            match engine.cluster() {
+                Some(node) => claims::cancel_anywhere(engine, node, call_id, &body).await,
+                None => cancel(engine, call_id, &body),
+            }
         }
         (_, ["calls", _, "cancel"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::POST, ["debug", "push"]) => {

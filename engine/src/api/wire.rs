@@ -99,7 +99,7 @@ pub fn id(field: &str, value: &str) -> Result<Arc<str>, ApiError> {
     Ok(Arc::from(value))
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
     pub user_id: String,
@@ -155,14 +155,14 @@ pub fn validate_token(provider: ProviderKind, token: &str) -> Result<Token, ApiE
         .map_err(|why| ApiError::invalid(format!("token: {why}")))
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceRequest {
     #[serde(deserialize_with = "objects")]
     pub events: Vec<PresenceEvent>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceEvent {
     pub user_id: String,
@@ -198,7 +198,7 @@ impl PresenceRequest {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembersRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -229,7 +229,7 @@ impl MembersRequest {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,6 +256,7 @@ pub struct PushConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::Priority>)]
     pub priority: Option<Priority>,
 }
 
@@ -316,7 +317,7 @@ impl PushConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
     pub message_id: String,
@@ -331,7 +332,7 @@ pub struct MessageRequest {
     pub push: Option<PushConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallRequest {
     pub call_id: String,
@@ -347,7 +348,7 @@ pub struct CallRequest {
 }
 
 /// `POST /v1/calls/{call_id}/cancel`: the body is optional.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// The base of the cancellation push (title, sound, ...); Fanfare makes it
@@ -367,7 +368,7 @@ pub const MAX_PUSH_TTL_S: u64 = 28 * 86_400;
 pub const MAX_INVITEES: usize = 10_000;
 pub const MAX_CALL_TIMEOUT_S: u64 = 86_400;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DebugPushRequest {
     pub push_id: String,

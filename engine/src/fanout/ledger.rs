@@ -151,6 +151,8 @@ pub struct Entry {
     book: Mutex<Book>,
     /// Failure records held across the ledger.
     held: Arc<AtomicUsize>,
+    /// Cluster mode's work chunk entries: notified when the last target ends.
+    done: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for Entry {
@@ -219,8 +221,18 @@ impl Entry {
         }
     }
 
-    /// The last target ended: one INFO line with the final counts.
+    /// Every queued target has ended.
+    pub fn is_done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// The last target ended: one INFO line with the final counts (a work chunk's
+    /// entry wakes its chunk instead).
     fn ended(&self) {
+        if let Some(done) = &self.done {
+            done.notify_one();
+            return;
+        }
         let r = self.report();
         tracing::info!(
             kind = match self.space {
@@ -317,6 +329,28 @@ impl Ledger {
         if !self.is_on() {
             return None;
         }
+        Some(Arc::new(self.entry(space, id, targets, None)))
+    }
+
+    /// A cluster work chunk's own entry (opened whether the ledger is on or not, never
+    /// findable): `done` is notified when its last queued target ends.
+    pub fn chunk(
+        &self,
+        space: Space,
+        id: &Arc<str>,
+        targets: &Targets,
+        done: Arc<tokio::sync::Notify>,
+    ) -> Arc<Entry> {
+        Arc::new(self.entry(space, id, targets, Some(done)))
+    }
+
+    fn entry(
+        &self,
+        space: Space,
+        id: &Arc<str>,
+        targets: &Targets,
+        done: Option<Arc<tokio::sync::Notify>>,
+    ) -> Entry {
         let queued = targets.queued() as u64;
         let settled = (targets.unconfigured.len() + targets.no_silent.len()) as u64;
         let entry = Entry {
@@ -328,6 +362,7 @@ impl Ledger {
             pending: AtomicU64::new(queued),
             book: Mutex::default(),
             held: self.held.clone(),
+            done,
         };
         let unconfigured = targets.unconfigured.iter();
         entry.fail(unconfigured, Final::Unconfigured, None, false);
@@ -341,7 +376,7 @@ impl Ledger {
             Some(&no_silent),
             false,
         );
-        Some(Arc::new(entry))
+        entry
     }
 
     /// Make an accepted entry findable, shedding expired and excess entries first.

@@ -24,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::clock::unix_now_s;
+use crate::cluster::work::{Handoff, WorkKind};
 use crate::config::Resource;
 use crate::fanout::dispatch::calls::{self, Live};
 use crate::fanout::dispatch::Overloaded;
@@ -136,6 +137,17 @@ pub struct Cancelled {
 
 /// Accept one message: plan and render it, claim its id, then queue the pushes.
 pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
+    accept_message_into(engine, m, None)
+}
+
+/// [`accept_message`]; with `handoff` (cluster mode) the targets are not queued here
+/// but left in it for the caller to publish as work chunks
+/// ([`crate::cluster::Node::hand_off`]), which also makes the ledger entry findable.
+pub fn accept_message_into(
+    engine: &Engine,
+    m: Message,
+    handoff: Option<&mut Option<Handoff>>,
+) -> Result<Outcome, Error> {
     // Held until planning is done: member and recipient indexes keep their owners.
     let users = engine.state.users.pin();
     let (members, peer) = match &m.conversation {
@@ -193,12 +205,30 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
         return Ok(Outcome::Duplicate);
     };
     let unconfigured = targets.unconfigured.len();
-    let entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
-    let queued = engine
-        .dispatcher
-        .submit_then(Arc::new(push), targets, entry.clone(), |t| {
-            count_badges(engine, t, content.badge_increment)
-        });
+    let mut entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
+    let queued = match handoff {
+        None => engine
+            .dispatcher
+            .submit_then(Arc::new(push), targets, entry.clone(), |t| {
+                count_badges(engine, t, content.badge_increment)
+            }),
+        Some(slot) => {
+            // The badge totals are counted through the cluster (`Node::add_badges`).
+            let kind = WorkKind::Message;
+            let expiry = (ttl_s, push.expires_at);
+            let h = Handoff::new(
+                Space::Message,
+                m.message_id.clone(),
+                kind,
+                content,
+                expiry,
+                targets,
+                entry.take(),
+                &users,
+            );
+            Ok(slot.insert(h).queued())
+        }
+    };
     drop(users);
     keep(engine, &queued, entry);
     claim.settle(queued, summary, unconfigured, accepted)
@@ -207,6 +237,16 @@ pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
 /// Accept one call invitation: ring the offline invitees until `timeout_s`, and track
 /// the call until then for [`cancel_call`].
 pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
+    accept_call_into(engine, c, None)
+}
+
+/// [`accept_call`]; with `handoff`, as [`accept_message_into`] (the engine that pulls
+/// the call's one chunk tracks it for a cancel).
+pub fn accept_call_into(
+    engine: &Engine,
+    c: Call,
+    handoff: Option<&mut Option<Handoff>>,
+) -> Result<Outcome, Error> {
     let mut invitees = c.invitees;
     invitees.retain(|u| *u != c.inviter_id);
     invitees.sort_unstable();
@@ -220,7 +260,6 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
         silent: c.content.silent,
     };
     let (summary, targets) = plan_for(engine, &pin, users, None, options);
-    drop(pin);
     let mut content = c.content;
     // The cancellation replaces the ringing notification where the vendor allows.
     content
@@ -238,15 +277,37 @@ pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
     };
     let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
-    let entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
-    let queued = engine.dispatcher.ring(
-        Arc::new(push),
-        targets,
-        c.call_id.clone(),
-        c.inviter_id,
-        expires_at,
-        entry.clone(),
-    );
+    let mut entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
+    let queued = match handoff {
+        None => engine.dispatcher.ring(
+            Arc::new(push),
+            targets,
+            c.call_id.clone(),
+            c.inviter_id,
+            expires_at,
+            entry.clone(),
+        ),
+        Some(slot) => {
+            let kind = WorkKind::Call {
+                inviter_id: c.inviter_id,
+                timeout_s: c.timeout_s,
+                ends_at: expires_at,
+            };
+            let expiry = (ttl_s, push.expires_at);
+            let h = Handoff::new(
+                Space::Call,
+                c.call_id.clone(),
+                kind,
+                &content,
+                expiry,
+                targets,
+                entry.take(),
+                &pin,
+            );
+            Ok(slot.insert(h).queued())
+        }
+    };
+    drop(pin);
     keep(engine, &queued, entry);
     claim.settle(queued, summary, unconfigured, &engine.stats.calls_accepted)
 }
@@ -381,7 +442,7 @@ fn cancel_payload(call_id: &str, given: Option<&str>) -> String {
 
 /// The call id as a `collapse_id`: itself when it fits 64 bytes, else its first
 /// bytes and a hash of the whole (call ids may be 128 bytes).
-fn collapse_key(call_id: &str) -> String {
+pub(crate) fn collapse_key(call_id: &str) -> String {
     if call_id.len() <= MAX_COLLAPSE_ID {
         return call_id.to_owned();
     }

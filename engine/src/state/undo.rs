@@ -55,6 +55,18 @@ impl State {
                 was: (self.users.pin().get(user_id)).map_or(0, |u| self.badges.get(u)),
                 set: *count,
             },
+            Mutation::AddBadges { users, n } => {
+                let pin = self.users.pin();
+                UndoKind::Badges(
+                    users
+                        .iter()
+                        .map(|u| {
+                            let was = pin.get(u).map_or(0, |i| self.badges.get(i));
+                            (u.clone(), was, was.saturating_add(*n))
+                        })
+                        .collect(),
+                )
+            }
         })
     }
 
@@ -114,6 +126,13 @@ impl State {
             UndoKind::Badge { user_id, was, set } => {
                 let users = self.users.pin();
                 self.badges.unset(users.intern(&user_id), was, set);
+            }
+            UndoKind::Badges(list) => {
+                let users = self.users.pin();
+                // Newest first: a user listed twice gets its first `was` back.
+                for (user_id, was, set) in list.into_iter().rev() {
+                    self.badges.unset(users.intern(&user_id), was, set);
+                }
             }
         }
     }

@@ -12,7 +12,9 @@
 //! the in-memory enum never changes the files. Tags 7 (notification status: user,
 //! conversation type byte 0 = peer / 1 = group, conversation id, muted byte) and 8
 //! (badge set: user, count u32 LE) came with API 1.1; a build before them refuses a
-//! log holding them as "unknown mutation tag" rather than misreading it.
+//! log holding them as "unknown mutation tag" rather than misreading it. Tag 9 (badge
+//! add: count u32, user count u32, each user) came with cluster mode's shared fan-out;
+//! only the cluster's state stream holds it, never a single engine's log.
 
 use std::sync::Arc;
 
@@ -39,6 +41,7 @@ const GROUP_UPDATE: u8 = 5;
 const GROUP_DELETE: u8 = 6;
 const SET_NOTIFICATION: u8 = 7;
 const SET_BADGE: u8 = 8;
+const ADD_BADGES: u8 = 9;
 
 /// What an environment byte means (the encoder writes the same numbers).
 const ENVIRONMENTS: [Environment; 2] = [Environment::Production, Environment::Sandbox];
@@ -122,6 +125,14 @@ pub fn encode(seq: u64, m: &Mutation, out: &mut Vec<u8>) {
             out.push(SET_BADGE);
             put_str(out, user_id);
             out.extend_from_slice(&count.to_le_bytes());
+        }
+        Mutation::AddBadges { users, n } => {
+            out.push(ADD_BADGES);
+            out.extend_from_slice(&n.to_le_bytes());
+            out.extend_from_slice(&(users.len() as u32).to_le_bytes());
+            for u in users {
+                put_str(out, u);
+            }
         }
     }
     let len = ((out.len() - start - FRAME_HEADER) as u32).to_le_bytes();
@@ -273,6 +284,18 @@ pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
             user_id: r.arc_str()?,
             count: r.u32()?,
         },
+        ADD_BADGES => {
+            let n = r.u32()?;
+            let count = r.u32()? as usize;
+            if count > r.b.len() / 4 {
+                return Err(Malformed("user count past the record end"));
+            }
+            let mut users = Vec::with_capacity(count);
+            for _ in 0..count {
+                users.push(r.arc_str()?);
+            }
+            Mutation::AddBadges { users, n }
+        }
         _ => return Err(Malformed("unknown mutation tag")),
     };
     if !r.b.is_empty() {
@@ -402,6 +425,10 @@ mod tests {
             Mutation::SetBadge {
                 user_id: "u1".into(),
                 count: 0xdead_beef,
+            },
+            Mutation::AddBadges {
+                users: vec!["u1".into(), "u2".into(), "u1".into()],
+                n: 3,
             },
         ]
     }

@@ -65,7 +65,7 @@ impl Stats {
 
     fn counters(&self, out: &mut String, g: &Gauges) {
         #[rustfmt::skip]
-        let scalars: [(&str, &str, &str, u64); 13] = [
+        let scalars: [(&str, &str, &str, u64); 15] = [
             ("bindings", "gauge", "Push IDs bound.", g.bindings as u64),
             ("users", "gauge", "Users known.", g.users as u64),
             ("online_users", "gauge", "Users online now.", g.online_users as u64),
@@ -76,6 +76,8 @@ impl Stats {
             ("messages_duplicate_total", "counter", "Repeated message ids not pushed again.", load(&self.messages_duplicate)),
             ("calls_accepted_total", "counter", "Call invitations accepted.", load(&self.calls_accepted)),
             ("requests_shed_total", "counter", "Requests answered 429 overloaded.", load(&self.requests_shed)),
+            ("cluster_chunks_total", "counter", "Cluster work chunks this engine queued.", load(&self.cluster.chunks)),
+            ("cluster_duplicates_total", "counter", "Targets of cluster work chunks delivered again (may repeat).", load(&self.cluster.duplicates)),
             ("feedback_overflow_total", "counter", "Feedback events dropped because the feedback queue was full.", load(&self.feedback.overflow)),
             ("feedback_batches_sent_total", "counter", "Feedback batches the receiver took.", load(&self.feedback.batches_sent)),
             ("feedback_posts_failed_total", "counter", "Feedback POSTs that failed and were retried.", load(&self.feedback.posts_failed)),

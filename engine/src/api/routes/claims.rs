@@ -7,12 +7,15 @@
 
 use serde::Deserialize;
 
-use super::fanout::{call, message};
+use super::fanout::{call_into, cancel_request, cancelled, message_into, refused};
 use super::{ok, Resp};
 use crate::api::error::ApiError;
 use crate::api::wire;
+use crate::cluster::work::Handoff;
+use crate::cluster::work_cancel::Remote;
 use crate::cluster::{Node, Space};
 use crate::fanout::dedup;
+use crate::fanout::usecase;
 use crate::telemetry::inc;
 use crate::Engine;
 
@@ -33,10 +36,13 @@ pub(super) async fn message_once(
     body: &[u8],
 ) -> Result<Resp, ApiError> {
     let Some(id) = claimable(engine, dedup::Space::Message, body) else {
-        return message(engine, body);
+        return shared(engine, node, |h| message_into(engine, body, h)).await;
     };
     match claim(node, Space::Message, &id).await? {
-        true => refused_releases(node, Space::Message, &id, message(engine, body)).await,
+        true => {
+            let answer = shared(engine, node, |h| message_into(engine, body, h)).await;
+            refused_releases(node, Space::Message, &id, answer).await
+        }
         false => {
             inc(&engine.stats.messages_duplicate);
             ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
@@ -50,14 +56,59 @@ pub(super) async fn message_once(
 /// `POST /v1/calls` in cluster mode.
 pub(super) async fn call_once(engine: &Engine, node: &Node, body: &[u8]) -> Result<Resp, ApiError> {
     let Some(id) = claimable(engine, dedup::Space::Call, body) else {
-        return call(engine, body);
+        return shared(engine, node, |h| call_into(engine, body, h)).await;
     };
     match claim(node, Space::Call, &id).await? {
-        true => refused_releases(node, Space::Call, &id, call(engine, body)).await,
+        true => {
+            let answer = shared(engine, node, |h| call_into(engine, body, h)).await;
+            refused_releases(node, Space::Call, &id, answer).await
+        }
         false => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
             call_id: id,
             duplicate: true,
         })),
+    }
+}
+
+/// Run the handler `accept`, then count the badge increments through the cluster
+/// ([`Node::add_badges`]) and hand an accepted request's targets to the work stream
+/// ([`Node::hand_off`]): the answer is the handler's once JetStream holds every
+/// chunk, else `503 overloaded` with `Retry-After`, the local claim given back and
+/// the ledger entry dropped (chunks already stored are still pushed: at least once).
+async fn shared(
+    engine: &Engine,
+    node: &Node,
+    accept: impl FnOnce(Option<&mut Option<Handoff>>) -> Result<Resp, ApiError>,
+) -> Result<Resp, ApiError> {
+    let mut handoff = None;
+    let answer = accept(Some(&mut handoff))?;
+    let Some(mut h) = handoff else {
+        return Ok(answer);
+    };
+    let handed = match node.add_badges(&mut h).await {
+        Ok(()) => {
+            node.hand_off(&h, engine.config.messages.queue_capacity)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match handed {
+        Ok(()) => {
+            if let Some(entry) = h.take_entry() {
+                engine.ledger.insert(entry);
+            }
+            Ok(answer)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot hand the fan-out to the work stream");
+            let (space, id) = h.id();
+            engine.dedup.release(space, id);
+            inc(&engine.stats.requests_shed);
+            Err(ApiError::unavailable(
+                "the cluster cannot take the fan-out work now; retry later",
+                RETRY_AFTER_S,
+            ))
+        }
     }
 }
 
@@ -94,4 +145,37 @@ async fn refused_releases(
         node.release(space, id).await;
     }
     answer
+}
+
+/// `POST /v1/calls/{call_id}/cancel` in cluster mode: the call is cancelled here if
+/// this engine holds it, else through the engine that does
+/// ([`Node::cancel_elsewhere`]); `404` when no engine holds it.
+pub(super) async fn cancel_anywhere(
+    engine: &Engine,
+    node: &Node,
+    call_id: std::sync::Arc<str>,
+    body: &[u8],
+) -> Result<Resp, ApiError> {
+    let c = cancel_request(call_id.clone(), body)?;
+    let content = c.content.clone();
+    match usecase::cancel_call(engine, c) {
+        Err(usecase::Error::NoCall(_)) => {}
+        done => return cancelled(&call_id, done.map_err(refused)?),
+    }
+    if let Some(content) = &content {
+        // Refused here as the holder would refuse it.
+        usecase::resource(engine, content).map_err(refused)?;
+    }
+    match node.cancel_elsewhere(&call_id, content.as_ref()).await {
+        Ok(Remote::Cancelled(done)) => cancelled(&call_id, done),
+        Ok(Remote::Refused(reason)) => Err(ApiError::invalid(reason)),
+        Ok(Remote::NotFound) => Err(refused(usecase::Error::NoCall(call_id))),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot broadcast a call cancel");
+            Err(ApiError::unavailable(
+                "the cluster cannot reach the engine holding the call now; retry later",
+                RETRY_AFTER_S,
+            ))
+        }
+    }
 }

@@ -9,10 +9,20 @@ use http::StatusCode;
 use super::{answer, ok, Resp};
 use crate::api::error::ApiError;
 use crate::api::wire::{self, parse};
+use crate::cluster::work::Handoff;
 use crate::fanout::usecase::{self, Conversation, Outcome};
 use crate::Engine;
 
 pub(super) fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
+    message_into(engine, body, None)
+}
+
+/// [`message`], leaving an accepted message's targets in `handoff` (cluster mode).
+pub(super) fn message_into(
+    engine: &Engine,
+    body: &[u8],
+    handoff: Option<&mut Option<Handoff>>,
+) -> Result<Resp, ApiError> {
     let req: wire::MessageRequest = parse(body)?;
     let message_id = wire::id("message_id", &req.message_id)?;
     let sender_id = wire::id("sender_id", &req.sender_id)?;
@@ -34,7 +44,7 @@ pub(super) fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         content,
     };
     let message_id = m.message_id.to_string();
-    match usecase::accept_message(engine, m).map_err(refused)? {
+    match usecase::accept_message_into(engine, m, handoff).map_err(refused)? {
         Outcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
             duplicate: true,
             message_id,
@@ -51,6 +61,15 @@ pub(super) fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
 }
 
 pub(super) fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
+    call_into(engine, body, None)
+}
+
+/// [`call`], leaving an accepted call's targets in `handoff` (cluster mode).
+pub(super) fn call_into(
+    engine: &Engine,
+    body: &[u8],
+    handoff: Option<&mut Option<Handoff>>,
+) -> Result<Resp, ApiError> {
     let req: wire::CallRequest = parse(body)?;
     let call_id = wire::id("call_id", &req.call_id)?;
     let inviter_id = wire::id("inviter_id", &req.inviter_id)?;
@@ -82,7 +101,7 @@ pub(super) fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
         content,
     };
     let call_id = c.call_id.to_string();
-    match usecase::accept_call(engine, c).map_err(refused)? {
+    match usecase::accept_call_into(engine, c, handoff).map_err(refused)? {
         Outcome::Duplicate => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
             call_id,
             duplicate: true,
@@ -104,17 +123,24 @@ fn accepted(body: impl serde::Serialize) -> Result<Resp, ApiError> {
 
 /// `POST /v1/calls/{call_id}/cancel`; the body (`{"push": {...}}`) is optional.
 pub(super) fn cancel(engine: &Engine, call_id: Arc<str>, body: &[u8]) -> Result<Resp, ApiError> {
+    let c = cancel_request(call_id.clone(), body)?;
+    let done = usecase::cancel_call(engine, c).map_err(refused)?;
+    cancelled(&call_id, done)
+}
+
+/// A cancel request's body, parsed and checked.
+pub(super) fn cancel_request(call_id: Arc<str>, body: &[u8]) -> Result<usecase::Cancel, ApiError> {
     let req: wire::CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         wire::CancelRequest::default()
     } else {
         parse(body)?
     };
     let content = req.push.map(|p| p.into_content()).transpose()?;
-    let c = usecase::Cancel {
-        call_id: call_id.clone(),
-        content,
-    };
-    let done = usecase::cancel_call(engine, c).map_err(refused)?;
+    Ok(usecase::Cancel { call_id, content })
+}
+
+/// The answer to a done cancel.
+pub(super) fn cancelled(call_id: &str, done: usecase::Cancelled) -> Result<Resp, ApiError> {
     ok(wire::CallCancelled {
         call_id: call_id.to_string(),
         cancel_pushes: done.cancel_pushes,

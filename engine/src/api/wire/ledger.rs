@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /v1/messages/{message_id}` or `GET /v1/calls/{call_id}`: what happened to one
 /// message or call. Exactly one of `message_id` and `call_id` is present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,7 +25,7 @@ pub struct DeliveryReport {
 
 /// Targets by outcome; `pending` ones are still queued, in flight or waiting for a
 /// retry, the others are final.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Outcomes {
     pub delivered: u64,
@@ -38,7 +38,7 @@ pub struct Outcomes {
 }
 
 /// One target that did not end `delivered`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailedTarget {
     pub push_id: String,

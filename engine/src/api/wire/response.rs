@@ -9,13 +9,13 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /healthz`, `GET /readyz`: `{"status": "ok"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
 }
 
 /// `PUT /v1/push-ids/{push_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bound {
     /// The user the push id belonged to before, when the bind moved it.
     pub previous_user_id: Option<String>,
@@ -24,21 +24,21 @@ pub struct Bound {
 }
 
 /// `DELETE /v1/push-ids/{push_id}`: the binding removed and its user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unbound {
     pub push_id: String,
     pub user_id: String,
 }
 
 /// `GET /v1/users/{user_id}/push-ids`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushIds {
     pub push_ids: Vec<BoundDevice>,
     pub user_id: String,
 }
 
 /// One binding of a user; the token is shown by its first characters only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoundDevice {
     pub app_id: Option<String>,
     pub environment: String,
@@ -48,20 +48,20 @@ pub struct BoundDevice {
 }
 
 /// `DELETE /v1/users/{user_id}/push-ids`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRemoved {
     pub removed: usize,
     pub user_id: String,
 }
 
 /// `POST /v1/presence`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresenceApplied {
     pub applied: usize,
 }
 
 /// `GET /v1/presence/{user_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresenceStatus {
     pub online: bool,
     pub sessions: usize,
@@ -69,20 +69,20 @@ pub struct PresenceStatus {
 }
 
 /// `POST /v1/groups/{group_id}/members`, `GET /v1/groups/{group_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupSize {
     pub group_id: String,
     pub members: usize,
 }
 
 /// `DELETE /v1/groups/{group_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupDeleted {
     pub group_id: String,
 }
 
 /// `POST /v1/messages`: `202` accepted, or `200` for a repeated `message_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MessageAnswer {
     /// Listed first: a body with `duplicate` is never read as an acceptance.
@@ -101,7 +101,7 @@ impl MessageAnswer {
 }
 
 /// `202` to `POST /v1/messages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageAccepted {
     pub message_id: String,
@@ -116,7 +116,7 @@ pub struct MessageAccepted {
 }
 
 /// `200` to a repeated `POST /v1/messages`: nothing was pushed again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageDuplicate {
     pub duplicate: bool,
@@ -124,7 +124,7 @@ pub struct MessageDuplicate {
 }
 
 /// `POST /v1/calls`: `202` accepted, or `200` for a repeated `call_id` (API 1.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CallAnswer {
     /// Listed first: a body with `duplicate` is never read as an acceptance.
@@ -133,7 +133,7 @@ pub enum CallAnswer {
 }
 
 /// `202` to `POST /v1/calls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallAccepted {
     pub call_id: String,
@@ -147,7 +147,7 @@ pub struct CallAccepted {
 }
 
 /// `200` to a repeated `POST /v1/calls`: nothing rang again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallDuplicate {
     pub call_id: String,
@@ -155,7 +155,7 @@ pub struct CallDuplicate {
 }
 
 /// `200` to `POST /v1/calls/{call_id}/cancel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallCancelled {
     pub call_id: String,
@@ -166,7 +166,7 @@ pub struct CallCancelled {
 }
 
 /// `POST /v1/debug/push`: the vendor's verdict on one push sent now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DebugVerdict {
     /// `delivered`, `retry`, `token_dead` or `rejected`.
     pub outcome: String,
@@ -178,12 +178,12 @@ pub struct DebugVerdict {
 }
 
 /// Every error answer: `{"error": {"code": ..., "message": ...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorAnswer {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// `invalid_argument`, `not_found`, `overloaded`, ... (API.md).
     pub code: String,

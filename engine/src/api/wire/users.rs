@@ -13,7 +13,7 @@ pub const DO_NOT_DISTURB: &str = "do_not_disturb";
 pub const NOTIFY: &str = "notify";
 
 /// `PUT .../notification` body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationRequest {
     /// `do_not_disturb` or `notify`.
@@ -34,7 +34,7 @@ impl NotificationRequest {
 }
 
 /// `PUT`/`GET .../notification` answer: the three ids and the status.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct NotificationStatus {
     pub conversation_id: String,
     pub conversation_type: String,
@@ -43,14 +43,14 @@ pub struct NotificationStatus {
 }
 
 /// `PUT /v1/users/{user_id}/badge` body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BadgeRequest {
     pub count: u32,
 }
 
 /// `PUT`/`GET /v1/users/{user_id}/badge` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct BadgeCount {
     pub count: u32,
     pub user_id: String,
