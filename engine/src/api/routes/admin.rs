@@ -4,27 +4,17 @@
 //! their running value until a restart, also logged as a warning); a file with
 //! problems is `400 invalid_argument` naming every one, and nothing changes.
 
-use serde::Serialize;
-
 use super::{ok, Resp};
 use crate::api::error::ApiError;
+use crate::api::wire::Reloaded;
 use crate::reload::Error;
 use crate::Engine;
-
-/// The answer to a successful reload.
-#[derive(Debug, Serialize)]
-struct Reloaded {
-    reloaded: bool,
-    /// Sections whose change needs a restart (`api`, `storage`, `presence`, `messages`,
-    /// `cluster`, `log`).
-    needs_restart: Vec<&'static str>,
-}
 
 pub(super) async fn reload(engine: &Engine) -> Result<Resp, ApiError> {
     match engine.reload.reload(engine).await {
         Ok(r) => ok(Reloaded {
             reloaded: true,
-            needs_restart: r.needs_restart,
+            needs_restart: r.needs_restart.into_iter().map(Into::into).collect(),
         }),
         Err(e @ (Error::NoFile | Error::Invalid(_))) => Err(ApiError::invalid(e.to_string())),
     }
