@@ -12,6 +12,7 @@
 //! section into typed settings ([`check`]; each vendor checks its own keys with it)
 //! and environment overrides ([`env`]).
 
+mod apps;
 mod check;
 mod cluster;
 mod env;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use apps::{merged as merged_app_section, section_name as app_section_name, App};
 pub use check::{Check, Filled, Needs};
 pub use cluster::Cluster;
 pub use resources::{ApnsRule, ChannelRule, FcmRule, PushKitRule, Resource, VivoRule, WebpushRule};
@@ -120,6 +122,29 @@ pub struct Config {
     pub feedback: crate::feedback::Section,
     /// Cluster mode over NATS JetStream; absent = one engine on its own log.
     pub cluster: Option<Cluster>,
+    /// Further apps' credentials, `[apps.<app_id>.<vendor>]`, selected by a binding's
+    /// `app_id`; unset keys inherit the top-level vendor section.
+    pub apps: std::collections::BTreeMap<String, App>,
+    /// Where this configuration was read from: what a reload reads again.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// The file a [`Config`] was read from and the `FANFARE_*` overrides applied over it.
+#[derive(Clone, Default)]
+pub struct Source {
+    pub path: Option<PathBuf>,
+    /// The `FANFARE_*` variables (values may be secrets: never shown).
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .field("env", &self.env.iter().map(|v| &v.0).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// What the engine runs on, validated once at start-up ([`Config::validate`]): typed
@@ -172,6 +197,14 @@ impl Secret {
     }
 }
 
+/// Serialized only to merge an app's vendor table over the top-level section
+/// ([`apps::merged`]); never into logs or answers.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
@@ -196,9 +229,18 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Error> {
-        let loaded = Self::read(path, env)?;
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(var, _)| var.starts_with("FANFARE_"))
+            .collect();
+        let loaded = Self::read(path, env.iter().cloned())?;
         if loaded.problems.is_empty() {
-            Ok(loaded.config)
+            let mut config = loaded.config;
+            config.source = Source {
+                path: path.map(Path::to_path_buf),
+                env,
+            };
+            Ok(config)
         } else {
             Err(Error::Invalid(loaded.problems))
         }
@@ -234,6 +276,7 @@ impl Config {
     fn check(&self) -> (Settings, Vec<String>) {
         let mut p = self.engine_problems();
         resources::problems(&self.resources, &mut p);
+        apps::problems(self.apps.keys(), &mut p);
         let vendors = crate::providers::Settings::check(self, &mut p);
         let feedback = crate::feedback::Settings::check(&self.feedback, &self.transport, &mut p);
         let settings = Settings {

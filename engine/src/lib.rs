@@ -40,6 +40,7 @@ pub mod config;
 pub mod fanout;
 pub mod feedback;
 pub mod providers;
+pub mod reload;
 pub mod serve;
 pub mod shutdown;
 pub mod state;
@@ -89,8 +90,9 @@ pub struct Engine {
     pub config: Config,
     pub state: Arc<State>,
     pub stats: Arc<Stats>,
-    pub providers: Arc<Providers>,
     pub dispatcher: Dispatcher,
+    /// Re-reads the config file (`POST /v1/admin/reload`, SIGHUP).
+    pub reload: reload::Reloader,
     pub dedup: Dedup,
     /// What happened to each message and call (`GET /v1/messages/{id}`).
     pub ledger: Ledger,
@@ -101,6 +103,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The vendor clients and delivery settings as configured now (a reload swaps
+    /// them: hold the guard for one use, not across a long wait).
+    pub fn providers(&self) -> arc_swap::Guard<Arc<Providers>> {
+        self.dispatcher.providers()
+    }
+
     /// Apply a durable mutation and return once it is durable: the one write path for
     /// bindings and groups. Only called once ready (the API refuses work before).
     pub async fn mutate(&self, m: Mutation) -> Result<Applied, store::Error> {
@@ -207,13 +215,14 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         workers_shutdown.clone(),
     );
     let mut tasks = JoinSet::new();
-    if let Some(f) = &settings.feedback {
-        let (queue, task) =
-            feedback::spawn(f, stats.clone(), clock.clone(), workers_shutdown.clone())
-                .map_err(Error::Feedback)?;
-        dispatcher.set_feedback(Some(queue));
-        tasks.spawn(task);
-    }
+    let reload = reload::Reloader::new(
+        settings.feedback.as_ref(),
+        &stats,
+        &clock,
+        &dispatcher,
+        workers_shutdown.clone(),
+    )
+    .map_err(Error::Feedback)?;
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
         .await
@@ -230,8 +239,8 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         config,
         state,
         stats,
-        providers,
         dispatcher,
+        reload,
         store: OnceLock::new(),
         cluster: OnceLock::new(),
         ready: AtomicBool::new(false),

@@ -41,8 +41,8 @@ pub use delivery::Delivery;
 pub use retry_after::retry_after;
 pub(crate) use table::impl_vendor;
 pub use table::{
-    parse_token, push_kit_token, text_token, Configure, Error, Lane, ProviderKind, Providers, Push,
-    Settings, Vendor,
+    parse_token, push_kit_token, text_token, AppSettings, Apps, Configure, Error, Lane,
+    ProviderKind, Providers, Push, Settings, Vendor,
 };
 
 /// The ZIMPushConfig of a message or call.

@@ -2,7 +2,8 @@
 //! engine (the `fanfare` binary, and `fanfare-loadgen`'s engine child process that it
 //! measures alone) runs exactly the same thing: the config loaded (file + environment
 //! overrides), logging set up per `[log]` and `FANFARE_LOG`, a multi-threaded runtime, [`crate::start`],
-//! then SIGTERM or SIGINT → [`crate::Running::shutdown`].
+//! then SIGTERM or SIGINT → [`crate::Running::shutdown`]; SIGHUP re-reads the config
+//! file ([`crate::reload`]).
 //!
 //! Once the engine is ready it logs `fanfare ready addr=<ip:port>` at info level: the
 //! line a supervisor (or the load generator) reads to learn the API address when the
@@ -40,7 +41,9 @@ pub fn main(config: Option<&Path>) -> ExitCode {
             }
         };
         tracing::info!(addr = %running.local_addr(), "fanfare ready");
+        let reloads = tokio::spawn(reload_on_hangup(running.engine().clone()));
         wait_for_signal().await;
+        reloads.abort();
         tracing::info!("shutdown requested");
         running.shutdown().await;
         ExitCode::SUCCESS
@@ -55,6 +58,23 @@ fn ignore_file_size_signal() {
     let xfsz = tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
     if let Err(e) = tokio::signal::unix::signal(xfsz) {
         tracing::warn!(error = %e, "cannot handle SIGXFSZ: a write past the file size limit will kill the process");
+    }
+}
+
+/// SIGHUP re-reads the config file, as `POST /v1/admin/reload` does (the reload logs
+/// its outcome).
+async fn reload_on_hangup(engine: std::sync::Arc<crate::Engine>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP: reload through the API only");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let _ = engine.reload.reload(&engine).await;
     }
 }
 

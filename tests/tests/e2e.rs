@@ -8,6 +8,8 @@ mod harness;
 
 #[path = "e2e/api.rs"]
 mod api;
+#[path = "e2e/apps.rs"]
+mod apps;
 #[path = "e2e/calls.rs"]
 mod calls;
 #[path = "e2e/client.rs"]
@@ -32,6 +34,8 @@ mod notify;
 mod openapi;
 #[path = "e2e/options.rs"]
 mod options;
+#[path = "e2e/reload.rs"]
+mod reload;
 #[path = "e2e/telemetry.rs"]
 mod telemetry;
 #[path = "e2e/vendors.rs"]

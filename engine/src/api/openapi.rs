@@ -136,6 +136,7 @@ pub struct Readiness {
         paths::cancel,
         paths::debug_push,
         paths::stats,
+        paths::reload,
     ),
     components(schemas(super::wire::ErrorAnswer)),
     modifiers(&CommonErrors),
@@ -147,7 +148,7 @@ pub struct Readiness {
         (name = "groups", description = "Group membership"),
         (name = "messages", description = "Peer and group messages with offline push"),
         (name = "calls", description = "Call invitations with offline push"),
-        (name = "operations", description = "Debug push and statistics"),
+        (name = "operations", description = "Debug push, statistics and configuration reload"),
     )
 )]
 pub struct ApiDoc;
@@ -245,7 +246,7 @@ mod paths {
         CallRequest, CancelRequest, DebugPushRequest, DebugVerdict, DeliveryReport, ErrorAnswer,
         GroupDeleted, GroupSize, Health, MembersRequest, MessageAccepted, MessageDuplicate,
         MessageRequest, NotificationRequest, NotificationStatus, PresenceApplied, PresenceRequest,
-        PresenceStatus, PushIds, Unbound, UserRemoved,
+        PresenceStatus, PushIds, Reloaded, Unbound, UserRemoved,
     };
 
     #[utoipa::path(get, path = "/healthz", tag = "health",
@@ -417,6 +418,14 @@ mod paths {
         responses((status = 200, body = Stats)),
         security(("bearer" = [])))]
     fn stats() {}
+
+    #[utoipa::path(post, path = "/v1/admin/reload", tag = "operations",
+        description = "Re-read the configuration file (as SIGHUP does): credentials, apps, resources, \
+                       rate limits and the feedback target change without a restart. A file with \
+                       problems is refused with every problem listed and nothing changes.",
+        responses((status = 200, body = Reloaded), (status = 400, body = ErrorAnswer, description = "the file has problems; the running configuration stays")),
+        security(("bearer" = [])))]
+    fn reload() {}
 }
 
 #[cfg(test)]

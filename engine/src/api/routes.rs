@@ -1,5 +1,6 @@
 //! Request routing and the handlers of every API.md endpoint (those of messages,
-//! calls and call cancel in [`fanout`], the delivery ledger's in [`ledger`]).
+//! calls and call cancel in [`fanout`], the delivery ledger's in [`ledger`], the
+//! reload in [`admin`]).
 //!
 //! [`handle`] wraps the router with what every request gets: limits on the request
 //! target and header list, and, for HTTP/1.1, draining what is left of a body the
@@ -28,6 +29,7 @@ use crate::state::{Applied, Mutation};
 use crate::telemetry::api::Timer;
 use crate::Engine;
 
+mod admin;
 mod body;
 mod claims;
 mod fanout;
@@ -213,9 +215,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             } else {
                 // Each vendor lane's state; the status stays 200 (a vendor's outage is not
                 // the engine's).
+                let providers = engine.providers();
                 let configured = |l| {
                     let mut kinds = crate::state::ProviderKind::ALL.into_iter();
-                    kinds.any(|p| p.lane() == l && engine.providers.is_configured(p))
+                    kinds.any(|p| p.lane() == l && providers.is_configured(p))
                 };
                 ok(engine
                     .stats
@@ -406,6 +409,8 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             debug_push(engine, &body).await
         }
         (_, ["debug", "push"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::POST, ["admin", "reload"]) => admin::reload(engine).await,
+        (_, ["admin", "reload"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET, ["stats"]) => ok(engine.stats.to_json(&engine.gauges())),
         (_, ["stats"]) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!(
@@ -491,7 +496,7 @@ async fn debug_push(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
     // The push's rule set applies here as for messages and calls (API 1.1).
     let rule = crate::fanout::usecase::resource(engine, &content).map_err(fanout::refused)?;
     let ttl_s = content.ttl_s.unwrap_or(60);
-    let push = Push::render_for(kind, &content, rule, ttl_s, unix_now_s(), |_| true)
+    let push = Push::render_for(kind, &content, &rule, ttl_s, unix_now_s(), |_| true)
         .map_err(|e| ApiError::too_large(format!("push.payload: {e}")))?;
     let v = engine.dispatcher.send_now(&device, &push).await;
     let outcome = match v.outcome {

@@ -22,9 +22,11 @@ use crate::providers::{Content, Priority};
 use crate::state::ids::validate;
 use crate::state::{Binding, Environment, ProviderKind, Token};
 
+mod admin;
 mod ledger;
 mod response;
 mod users;
+pub use admin::*;
 pub use ledger::*;
 pub use response::*;
 pub use users::*;

@@ -227,7 +227,7 @@ fn render(engine: &Engine, chunk: &Chunk) -> Result<Push, crate::fanout::usecase
         },
     };
     let now = crate::clock::unix_now_s();
-    let mut push = Push::render_for(kind, &chunk.content, rule, chunk.ttl_s, now, |p| {
+    let mut push = Push::render_for(kind, &chunk.content, &rule, chunk.ttl_s, now, |p| {
         used[p.lane() as usize]
     })
     .map_err(crate::fanout::usecase::Error::TooLarge)?;

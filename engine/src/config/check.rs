@@ -8,7 +8,8 @@ use super::Secret;
 
 /// The problems of one section, collected while its typed settings are built.
 pub struct Check<'a> {
-    section: &'static str,
+    /// The section's key path: `apns`, or `apps."com.x".apns` for an app's table.
+    section: &'a str,
     problems: &'a mut Vec<String>,
     found: usize,
 }
@@ -37,7 +38,7 @@ impl Filled for PathBuf {
 }
 
 impl<'a> Check<'a> {
-    pub fn new(section: &'static str, problems: &'a mut Vec<String>) -> Self {
+    pub fn new(section: &'a str, problems: &'a mut Vec<String>) -> Self {
         Self {
             section,
             problems,

@@ -325,7 +325,7 @@ pub(crate) fn known_keys() -> Vec<String> {
 }
 
 /// The `section.key` paths `reference.toml` lists, set or commented out; a rule set
-/// id in a `[resources.<id>...]` header reads as `<id>`.
+/// id in a `[resources.<id>...]` header and an app id in `[apps.<id>]` read as `<id>`.
 fn reference_keys() -> Vec<String> {
     let mut header = String::new();
     let mut out = Vec::new();
@@ -337,6 +337,10 @@ fn reference_keys() -> Vec<String> {
                 parts[1] = "<id>";
             }
             header = parts.join(".");
+            if h.starts_with("apps.") {
+                // `[apps."com.example.other"]`: an app id may hold dots.
+                header = "apps.<id>".into();
+            }
         } else if let Some((key, _)) = line.split_once(" = ") {
             let is_key = key
                 .bytes()

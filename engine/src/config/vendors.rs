@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{opt_string_or_int, Check, Secret};
 use crate::providers::connect::Connect;
@@ -59,7 +59,8 @@ macro_rules! vendor_section {
         defaults(connections: $connections:expr, max_rps: $max_rps:expr)
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Deserialize)]
+        /// (`Serialize`: an app's table is merged over it, `[apps.<id>.<vendor>]`.)
+        #[derive(Debug, Clone, Deserialize, Serialize)]
         #[serde(deny_unknown_fields, default)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*

@@ -143,7 +143,11 @@ impl Vendors for Providers {
 }
 
 struct Ctx<V> {
-    providers: Arc<V>,
+    /// The vendors, swapped whole by a reload ([`Dispatcher::set_providers`]): each
+    /// send takes the current clients; a push keeps the body it was rendered with.
+    providers: arc_swap::ArcSwap<V>,
+    /// Bumped by every swap, so each lane worker re-reads its limits once.
+    generation: std::sync::atomic::AtomicU64,
     state: Arc<State>,
     stats: Arc<Stats>,
     /// (provider, cause) pairs already logged at warn level; later ones are counted
@@ -175,7 +179,8 @@ impl<V: Vendors> Dispatcher<V> {
         shutdown: Shutdown,
     ) -> Self {
         let ctx = Arc::new(Ctx {
-            providers,
+            providers: arc_swap::ArcSwap::new(providers),
+            generation: Default::default(),
             state,
             stats,
             logged: Default::default(),
@@ -220,6 +225,19 @@ impl<V: Vendors> Dispatcher<V> {
     /// Admit every target of one message or none. Returns the number queued.
     pub fn submit(&self, push: Arc<Push>, targets: Targets) -> Result<usize, Overloaded> {
         self.submit_then(push, targets, None, |_| {})
+    }
+
+    /// The vendors sends go to now.
+    pub fn providers(&self) -> arc_swap::Guard<Arc<V>> {
+        self.ctx.providers.load()
+    }
+
+    /// Send with `providers` from now on (a reload): queued pushes and retries go
+    /// out through them; sends in flight finish on the clients they started with.
+    /// Each lane takes the new `max_in_flight`, `max_rps` and breaker settings.
+    pub fn set_providers(&self, providers: Arc<V>) {
+        self.ctx.providers.store(providers);
+        self.ctx.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Report dead tokens and permanent rejections to `queue` from now on.
@@ -395,7 +413,8 @@ impl<V: Vendors> Dispatcher<V> {
     fn retry_after_s(&self, lane: Lane) -> u64 {
         let open = self.ctx.stats.lane(lane).breaker.load(Ordering::Relaxed) != 0;
         if open {
-            let b = &self.ctx.providers.delivery().breaker;
+            let providers = self.ctx.providers.load();
+            let b = &providers.delivery().breaker;
             b.open.as_secs().clamp(1, 30)
         } else {
             1
@@ -427,6 +446,7 @@ impl Dispatcher {
         let v = self
             .ctx
             .providers
+            .load_full()
             .send(Attempt {
                 device,
                 push,
@@ -458,8 +478,9 @@ impl<V: Vendors> Ctx<V> {
         if !job.leave() {
             return (done, true);
         }
+        let providers = self.providers.load_full();
         let started = quanta::Instant::now();
-        let v = self.providers.send(&job.device, &job.push, job.badge).await;
+        let v = providers.send(&job.device, &job.push, job.badge).await;
         let finished = self.record(&job.device, &v, started);
         done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
@@ -480,7 +501,7 @@ impl<V: Vendors> Ctx<V> {
         job.maybe_sent |= cause.fate_unknown();
         let provider = job.device.provider();
         let s = self.stats.provider(provider);
-        let retry = &self.providers.delivery().retry;
+        let retry = &providers.delivery().retry;
         let delay = if cause == Cause::Unsent {
             inc(&s.resent_unprocessed);
             job.unsent += 1;

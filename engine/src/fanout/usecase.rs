@@ -199,7 +199,7 @@ pub fn accept_message_into(
         message_id: m.message_id.clone(),
     };
     let ttl_s = content.ttl_s.unwrap_or(engine.config.messages.ttl_s);
-    let push = render(kind, content, rule, ttl_s, &targets)?;
+    let push = render(kind, content, &rule, ttl_s, &targets)?;
     let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
         inc(&engine.stats.messages_duplicate);
         return Ok(Outcome::Duplicate);
@@ -271,7 +271,7 @@ pub fn accept_call_into(
         inviter_id: c.inviter_id.clone(),
         timeout_s: c.timeout_s,
     };
-    let push = render(kind, &content, rule, ttl_s, &targets)?;
+    let push = render(kind, &content, &rule, ttl_s, &targets)?;
     let Some(claim) = Claim::take(engine, Space::Call, &c.call_id) else {
         return Ok(Outcome::Duplicate);
     };
@@ -371,7 +371,7 @@ pub fn cancel_call(engine: &Engine, c: Cancel) -> Result<Cancelled, Error> {
     let content = c.content.unwrap_or_default();
     let rule = resource(engine, &content)?;
     // Rendered before anything changes, so a refusal leaves the call as it was.
-    let (push, voip) = render_cancel(&live, content, rule, now)?;
+    let (push, voip) = render_cancel(&live, content, &rule, now)?;
     if !calls.remove(&live) {
         // Cancelled (or swept) by someone else meanwhile.
         return Err(Error::NoCall(c.call_id));
@@ -471,19 +471,21 @@ fn plan_for(
         recipients,
         conversation,
         options,
-        |p| engine.providers.is_configured(p),
+        |p| engine.providers().is_configured(p),
     )
 }
 
-/// The push's `[resources.<id>]` rule set (an empty one without `resources_id`).
-pub fn resource<'e>(engine: &'e Engine, content: &Content) -> Result<&'e Resource, Error> {
-    static NONE: std::sync::OnceLock<Resource> = std::sync::OnceLock::new();
+/// The push's `[resources.<id>]` rule set (an empty one without `resources_id`), as
+/// configured now: a reload does not change it under a push being rendered.
+pub fn resource(engine: &Engine, content: &Content) -> Result<Arc<Resource>, Error> {
+    static NONE: std::sync::OnceLock<Arc<Resource>> = std::sync::OnceLock::new();
     match &content.resources_id {
-        None => Ok(NONE.get_or_init(Resource::default)),
+        None => Ok(NONE.get_or_init(Arc::default).clone()),
         Some(id) => engine
-            .providers
+            .providers()
             .resources
             .get(id)
+            .cloned()
             .ok_or_else(|| Error::UnknownResource(id.clone())),
     }
 }

@@ -114,29 +114,69 @@ impl Route {
     }
 }
 
-pub struct Client {
+/// What the clients of one key share: the connections to both hosts and the
+/// provider token (APNs pins one team per connection, so one key = one set).
+struct Connections {
     production: Route,
     sandbox: Route,
     auth: auth::TokenCache,
+}
+
+pub struct Client {
+    conns: std::sync::Arc<Connections>,
     topic: HeaderValue,
     voip_topic: HeaderValue,
+    /// An app's client (`[apps.<id>.apns]`): its topic is the app's, whatever the
+    /// binding's `app_id` spells. The top-level client takes a binding's `app_id` as
+    /// its topic (API: `app_id` overrides the configured default).
+    app: bool,
+    /// Shares another client's connections and token: its tokens are counted there.
+    shared: bool,
 }
 
 impl Client {
     pub fn new(s: &Settings) -> Result<Self, connect::Error> {
         let route = |url: &str| Route::new(s.connect.pool(url)?);
-        Ok(Self {
+        let conns = Connections {
             production: route(&s.endpoint_production)?,
             sandbox: route(&s.endpoint_sandbox)?,
             auth: auth::TokenCache::new(s.key.0.clone(), s.key_id.clone(), s.team_id.clone()),
+        };
+        Ok(Self {
+            conns: std::sync::Arc::new(conns),
             topic: s.topic.clone(),
             voip_topic: s.voip_topic.clone(),
+            app: false,
+            shared: false,
         })
     }
 
-    /// Provider tokens minted so far (they are cached for 50 minutes).
+    /// An app's client over this client's connections and provider token when only
+    /// the topic differs (same key, team, hosts and connection settings).
+    fn share(&self, mine: &Settings, top: &Settings) -> Option<Self> {
+        let same = mine.key_id == top.key_id
+            && mine.team_id == top.team_id
+            && mine.endpoint_production == top.endpoint_production
+            && mine.endpoint_sandbox == top.endpoint_sandbox
+            && mine.connect.ca_file == top.connect.ca_file
+            && format!("{:?}", mine.connect.pool) == format!("{:?}", top.connect.pool);
+        same.then(|| Self {
+            conns: self.conns.clone(),
+            topic: mine.topic.clone(),
+            voip_topic: mine.voip_topic.clone(),
+            app: true,
+            shared: true,
+        })
+    }
+
+    /// Provider tokens minted so far (they are cached for 50 minutes); 0 for a client
+    /// sharing another's token.
     pub fn tokens_minted(&self) -> u64 {
-        self.auth.minted()
+        if self.shared {
+            0
+        } else {
+            self.conns.auth.minted()
+        }
     }
 
     pub async fn send(&self, to: Attempt<'_>) -> Verdict {
@@ -152,13 +192,13 @@ impl Client {
             None => push.apns.alert.clone(),
         };
         let route = match device.environment() {
-            Environment::Production => &self.production,
-            Environment::Sandbox => &self.sandbox,
+            Environment::Production => &self.conns.production,
+            Environment::Sandbox => &self.conns.sandbox,
         };
         // Everything per request is built without parsing or formatting: typed header
         // names, shared constant values, the path written straight into one buffer
         // (this is the hot path of every APNs push; see BENCHMARKS.md).
-        let topic = match (device.app_id(), voip) {
+        let topic = match (device.app_id().filter(|_| !self.app), voip) {
             (Some(app), false) => HeaderValue::from_str(app),
             (Some(app), true) => HeaderValue::from_str(&format!("{app}.voip")),
             (None, false) => Ok(self.topic.clone()),
@@ -184,7 +224,7 @@ impl Client {
             (push.apns.push_type.clone(), push.apns.priority.clone())
         };
         let collapse_id = &push.apns.collapse_id;
-        let auth = self.auth.header();
+        let auth = self.conns.auth.header();
         let make = || {
             let mut req = Request::new(());
             *req.method_mut() = Method::POST;
@@ -209,7 +249,7 @@ impl Client {
             Ok(resp) => {
                 let v = response::classify(&resp, to.detail);
                 if v.reason.as_deref() == Some("ExpiredProviderToken") {
-                    self.auth.expired(&auth);
+                    self.conns.auth.expired(&auth);
                 }
                 v
             }
@@ -222,7 +262,8 @@ super::impl_vendor!(
     Apns,
     payload::Bodies,
     |k, c, r, _| payload::Bodies::render(k, c, r),
-    Client::tokens_minted
+    Client::tokens_minted,
+    share: Client::share
 );
 
 /// The API's check of a apns device token, and its stored form.

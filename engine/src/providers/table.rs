@@ -73,6 +73,15 @@ pub trait Vendor: Configure + Sized + Send + Sync + 'static {
     /// Auth tokens obtained so far (minted JWTs or fetched access tokens).
     fn auth_tokens(&self) -> u64;
 
+    /// A client for an app's settings `mine` that shares this client's connections and
+    /// auth-token cache (this client was built from `top`), when the vendor allows it:
+    /// APNs with the same key and hosts and another topic. `None`: the app gets its
+    /// own client ([`Vendor::build`]).
+    fn share(&self, mine: &Self::Settings, top: &Self::Settings) -> Option<Self> {
+        let _ = (mine, top);
+        None
+    }
+
     /// A device token as the API receives it, checked and stored compactly; the error
     /// says what the token should look like.
     fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, str>>;
@@ -98,7 +107,7 @@ pub fn text_token(
 /// and the module's `settings`, `Settings`, `Client::new`, `Client::send` and
 /// `parse_token`.
 macro_rules! impl_vendor {
-    ($section:ident, $body:ty, $render:expr, $tokens:expr) => {
+    ($section:ident, $body:ty, $render:expr, $tokens:expr $(, share: $share:expr)?) => {
         impl $crate::providers::Configure for Client {
             type Section = $crate::config::$section;
             type Settings = Settings;
@@ -139,6 +148,10 @@ macro_rules! impl_vendor {
                 ($tokens)(self)
             }
 
+            $(fn share(&self, mine: &Settings, top: &Settings) -> Option<Self> {
+                ($share)(self, mine, top)
+            })?
+
             fn parse_token(
                 kind: $crate::state::ProviderKind,
                 token: &str,
@@ -149,6 +162,25 @@ macro_rules! impl_vendor {
     };
 }
 pub(crate) use impl_vendor;
+
+/// The client for `device`: its app's own when the vendor has app clients and the
+/// binding's `app_id` names one of them, else the top-level client. Without `[apps]`
+/// for the vendor this is one length check; with them, a scan of a few short ids.
+#[inline]
+fn pick<'a, C>(
+    top: &'a Option<C>,
+    apps: &'a [(Box<str>, C)],
+    device: &crate::state::Device,
+) -> Option<&'a C> {
+    if !apps.is_empty() {
+        if let Some(id) = device.app_id() {
+            if let Some((_, c)) = apps.iter().find(|(app, _)| **app == *id) {
+                return Some(c);
+            }
+        }
+    }
+    top.as_ref()
+}
 
 /// A Push Kit token (Huawei, and Honor, whose push service derives from it): 32 digits
 /// on old EMUI, else ~130+ URL-safe characters.
@@ -278,13 +310,24 @@ macro_rules! vendor_table {
         #[derive(Debug, Default)]
         pub struct Settings {
             $(pub $module: Option<<super::$module::Client as Configure>::Settings>,)+
+            /// The `[apps.<app_id>]` credential sets, in app id order.
+            pub apps: Vec<AppSettings>,
+        }
+
+        /// One app's validated vendor settings (`[apps.<app_id>.<vendor>]` merged over
+        /// the top-level section); `None` where the app uses the top-level client.
+        #[derive(Debug, Default)]
+        pub struct AppSettings {
+            pub id: Box<str>,
+            $(pub $module: Option<<super::$module::Client as Configure>::Settings>,)+
         }
 
         impl Settings {
             /// Check every vendor section of `config` (its shared client knobs under
-            /// `[transport]`, then its own keys), recording each problem in `problems`.
+            /// `[transport]`, then its own keys), then every app's tables merged over
+            /// them, recording each problem in `problems`.
             pub fn check(config: &Config, problems: &mut Vec<String>) -> Self {
-                Self {
+                let mut settings = Self {
                     $($module: {
                         let mut check = Check::new(stringify!($module), problems);
                         let connect = config.$module.client().connect(&config.transport, &mut check);
@@ -295,8 +338,40 @@ macro_rules! vendor_table {
                         );
                         check.settled(s)
                     },)+
+                    apps: Vec::with_capacity(config.apps.len()),
+                };
+                for (id, app) in &config.apps {
+                    let mut one = AppSettings { id: id.as_str().into(), ..AppSettings::default() };
+                    $(if let Some(over) = &app.$module {
+                        let vendor = stringify!($module);
+                        match crate::config::merged_app_section(&config.$module, over, id, vendor) {
+                            Err(problem) => problems.push(problem),
+                            Ok(None) => {}
+                            Ok(Some(section)) => {
+                                let name = crate::config::app_section_name(id, vendor);
+                                let mut check = Check::new(&name, problems);
+                                let connect = section.client().connect(&config.transport, &mut check);
+                                let s = <super::$module::Client as Configure>::settings(
+                                    &section,
+                                    connect,
+                                    &mut check,
+                                );
+                                one.$module = check.settled(s);
+                            }
+                        }
+                    })+
+                    settings.apps.push(one);
                 }
+                settings
             }
+        }
+
+        /// The clients of the apps with credentials of their own, per vendor: (app id,
+        /// client) pairs, few and short, searched only for a binding with an `app_id`
+        /// while the vendor has any.
+        #[derive(Default)]
+        pub struct Apps {
+            $(pub $module: Box<[(Box<str>, super::$module::Client)]>,)+
         }
 
         /// The configured vendor clients.
@@ -304,45 +379,75 @@ macro_rules! vendor_table {
         pub struct Providers {
             /// Retry, breaker and pace settings the dispatcher applies.
             pub delivery: Delivery,
-            /// The `[resources]` rule sets a push selects with `resources_id`.
-            pub resources: std::collections::BTreeMap<String, Resource>,
+            /// The `[resources]` rule sets a push selects with `resources_id` (shared:
+            /// a push being planned keeps its rule set across a reload).
+            pub resources: std::collections::BTreeMap<String, std::sync::Arc<Resource>>,
+            /// The top-level clients, used by every binding without an app of its own.
             $(pub $module: Option<super::$module::Client>,)+
+            /// The clients of `[apps.<app_id>]` with credentials of their own.
+            pub apps: Apps,
         }
 
         impl Providers {
-            /// Build a client for every configured vendor from validated settings.
+            /// Build a client for every configured vendor and app from validated
+            /// settings; an app shares the top-level client where its vendor allows
+            /// ([`Vendor::share`]).
             pub fn new(settings: &crate::config::Settings) -> Result<Self, Error> {
-                Ok(Providers {
+                let mut providers = Providers {
                     delivery: settings.delivery.clone(),
-                    resources: settings.resources.clone(),
+                    resources: settings
+                        .resources
+                        .iter()
+                        .map(|(id, r)| (id.clone(), std::sync::Arc::new(r.clone())))
+                        .collect(),
                     $($module: settings.vendors.$module.as_ref()
                         .map(Vendor::build)
                         .transpose()
                         .map_err(|source| Error { vendor: stringify!($module), source })?,)+
-                })
+                    apps: Apps::default(),
+                };
+                $(
+                    let mut clients = Vec::new();
+                    for app in &settings.vendors.apps {
+                        let Some(mine) = &app.$module else { continue };
+                        let top = providers.$module.as_ref().zip(settings.vendors.$module.as_ref());
+                        let client = match top.and_then(|(c, top)| Vendor::share(c, mine, top)) {
+                            Some(shared) => shared,
+                            None => Vendor::build(mine)
+                                .map_err(|source| Error { vendor: stringify!($module), source })?,
+                        };
+                        clients.push((app.id.clone(), client));
+                    }
+                    providers.apps.$module = clients.into_boxed_slice();
+                )+
+                Ok(providers)
             }
 
             /// Send one push to one device ([`Attempt`]) and return the vendor's verdict.
             pub async fn send(&self, to: Attempt<'_>) -> Verdict {
                 match to.device.provider().lane() {
-                    $(Lane::$Lane => match &self.$module {
+                    $(Lane::$Lane => match pick(&self.$module, &self.apps.$module, to.device) {
                         Some(c) => Vendor::send(c, to).await,
                         None => Verdict::unconfigured(),
                     },)+
                 }
             }
 
+            /// Whether pushes of kind `p` can be sent at all: its vendor is configured
+            /// at the top level or for some app.
             pub fn is_configured(&self, p: ProviderKind) -> bool {
                 match p.lane() {
-                    $(Lane::$Lane => self.$module.is_some(),)+
+                    $(Lane::$Lane => self.$module.is_some() || !self.apps.$module.is_empty(),)+
                 }
             }
 
             /// Vendor auth tokens obtained so far (APNs JWTs minted, OAuth/sign tokens
-            /// fetched, VAPID JWTs minted), for `/v1/stats`; 0 for unconfigured vendors.
+            /// fetched, VAPID JWTs minted), every app's included, for `/v1/stats`; 0 for
+            /// unconfigured vendors.
             pub fn auth_tokens(&self, p: ProviderKind) -> u64 {
                 match p.lane() {
-                    $(Lane::$Lane => self.$module.as_ref().map_or(0, Vendor::auth_tokens),)+
+                    $(Lane::$Lane => self.$module.as_ref().map_or(0, Vendor::auth_tokens)
+                        + self.apps.$module.iter().map(|(_, c)| Vendor::auth_tokens(c)).sum::<u64>(),)+
                 }
             }
         }

@@ -131,6 +131,9 @@ pub struct Config {
     /// The app's bundle id, e.g. `com.example.chat`; push types derive their topic
     /// from it (`voip` → `<bundle>.voip`, ...).
     pub topic: String,
+    /// Further bundle ids of the same team this mock accepts, like `topic` (one key
+    /// signs for every app of a team: an engine with several apps).
+    pub other_topics: Vec<String>,
     /// `SETTINGS_MAX_CONCURRENT_STREAMS` advertised per connection.
     pub max_concurrent_streams: u32,
     /// Delay added before every answer.
@@ -146,6 +149,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             topic: "com.example.chat".to_owned(),
+            other_topics: Vec::new(),
             max_concurrent_streams: 1000,
             latency: Duration::ZERO,
             token_hex_len: 64..=200,
@@ -203,6 +207,7 @@ impl Mock<Apns> {
 
         let apns = Arc::new(Apns {
             bundle: config.topic,
+            other_bundles: config.other_topics,
             token_hex_len: config.token_hex_len,
             key,
             validation,
@@ -237,6 +242,7 @@ impl Mock<Apns> {
 #[derive(Debug)]
 pub struct Apns {
     bundle: String,
+    other_bundles: Vec<String>,
     token_hex_len: RangeInclusive<usize>,
     key: DecodingKey,
     validation: Validation,
@@ -652,7 +658,12 @@ impl Apns {
         let Some(suffix) = push_type.topic_suffix() else {
             return Ok(());
         };
-        match topic.strip_prefix(self.bundle.as_str()) {
+        let bundle = std::iter::once(&self.bundle)
+            .chain(&self.other_bundles)
+            .filter(|b| topic.starts_with(b.as_str()))
+            .max_by_key(|b| b.len())
+            .unwrap_or(&self.bundle);
+        match topic.strip_prefix(bundle.as_str()) {
             Some(rest) if rest == suffix => Ok(()),
             Some(rest) if rest.is_empty() || rest.starts_with('.') => {
                 Err(Reason::DeviceTokenNotForTopic)

@@ -43,6 +43,9 @@ pub struct Options {
     pub connections: Option<usize>,
     /// Delay every mock adds before each answer (a slow vendor).
     pub latency: Duration,
+    /// Further bundle ids the APNs mocks accept besides [`TOPIC`] (several apps of
+    /// one team, signed with the same key).
+    pub apns_other_topics: Vec<String>,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             record_limit: usize::MAX,
             connections: None,
             latency: Duration::ZERO,
+            apns_other_topics: Vec::new(),
         }
     }
 }
@@ -169,6 +173,7 @@ impl Rig {
         let key_file = creds.write_key_file(dir)?;
         let apns_config = apns::Config {
             topic: TOPIC.into(),
+            other_topics: options.apns_other_topics.clone(),
             record_limit: options.record_limit,
             latency: options.latency,
             ..apns::Config::default()

@@ -35,6 +35,8 @@ pub struct Harness {
     /// The same engine without a token, for requests that bring their own.
     bare: Client,
     pub token: Option<String>,
+    /// The engine's config file (rewrite it and reload to change the configuration).
+    pub config_path: PathBuf,
 }
 
 #[derive(Default)]
@@ -51,6 +53,8 @@ pub struct Options {
     /// `FANFARE_<SECTION>_<KEY>` overrides applied over the generated file, for keys
     /// the harness already writes (e.g. pointing one vendor endpoint elsewhere).
     pub env: Vec<(String, String)>,
+    /// Further bundle ids the APNs mocks accept (apps of the same team).
+    pub apns_other_topics: Vec<String>,
 }
 
 /// The Chinese OEM and Web Push mocks, started with `Options::vendors`.
@@ -83,6 +87,7 @@ async fn try_start(opts: Options) -> anyhow::Result<Harness> {
             apns_sandbox: true,
             vendors: opts.vendors,
             connections: Some(2),
+            apns_other_topics: opts.apns_other_topics.clone(),
             ..rig::Options::default()
         },
     )?;
@@ -130,6 +135,7 @@ dedup_window_s = 600
         api,
         bare,
         token,
+        config_path,
     })
 }
 

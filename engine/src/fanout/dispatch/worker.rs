@@ -44,6 +44,9 @@ struct Worker<'a> {
     share: &'a AtomicUsize,
     shared_by: usize,
     max_in_flight: usize,
+    /// The providers' generation the limits were read from, and its breaker settings.
+    generation: u64,
+    breaker_settings: crate::providers::delivery::Breaker,
     /// Retries, each waiting for its time.
     delayed: DelayQueue<Job>,
     /// Admitted pushes not yet tried, in order.
@@ -67,10 +70,14 @@ enum Step {
 
 impl<'a> Worker<'a> {
     fn new<V: Vendors>(lane: Lane, ctx: &'a Ctx<V>, depth: &'a AtomicUsize) -> Self {
-        let delivery = ctx.providers.delivery();
+        let generation = ctx.generation.load(Ordering::Acquire);
+        let providers = ctx.providers.load();
+        let delivery = providers.delivery();
         let limits = delivery.lanes[lane as usize];
         let b = &delivery.breaker;
         Self {
+            generation,
+            breaker_settings: b.clone(),
             lane,
             stats: &ctx.stats,
             lane_stats: ctx.stats.lane(lane),
@@ -123,6 +130,32 @@ impl<'a> Worker<'a> {
         }
         if let Some((job, delay)) = done.retry {
             self.delayed.push(now + delay, job);
+        }
+    }
+
+    /// After a reload ([`super::Dispatcher::set_providers`]), take the lane's new
+    /// limits: a changed `max_rps` restarts the pace at it (at this engine's share, in
+    /// [`Worker::publish`]), a changed breaker setting starts a closed breaker with it;
+    /// unchanged ones keep their state.
+    fn reconfigure<V: Vendors>(&mut self, ctx: &Ctx<V>) {
+        let generation = ctx.generation.load(Ordering::Acquire);
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let providers = ctx.providers.load();
+        let delivery = providers.delivery();
+        let limits = delivery.lanes[self.lane as usize];
+        if limits.max_rps != self.max_rps {
+            self.max_rps = limits.max_rps;
+            // Never a share: `publish` re-paces at the share this turn.
+            self.shared_by = 0;
+        }
+        self.max_in_flight = limits.max_in_flight.max(1);
+        let b = &delivery.breaker;
+        if *b != self.breaker_settings {
+            self.breaker = Breaker::new(b.failures, b.open, b.max_open);
+            self.breaker_settings = b.clone();
         }
     }
 
@@ -259,6 +292,7 @@ pub(super) async fn run<V: Vendors>(
         while let Some(Some(done)) = inflight.next().now_or_never() {
             worker.settle(done, now);
         }
+        worker.reconfigure(&ctx);
         worker.publish(now, inflight.len());
         let wake_at = match worker.next(now, inflight.len()) {
             Step::Send { job, probe } => {
