@@ -32,18 +32,20 @@
 //! message's targets to the work-queue stream `FANFARE_WORK` in chunks and every engine
 //! pulls and pushes them; badge increments go through the state stream
 //! ([`Node::add_badges`]); a call cancel reaches the engine holding the call
-//! ([`work_cancel`]). Not yet: the delivery ledger is not aggregated across engines (the
-//! accepting engine's entry keeps the pushes other engines run `pending`), and the stream
-//! is not trimmed.
+//! ([`work_cancel`]), even before any engine pulled it; the delivery ledger is
+//! answered across engines ([`work_ledger`]).
 
 mod claims;
 mod follower;
 mod join;
 mod nodes;
 pub mod presence;
+mod scatter;
 mod setup;
 pub mod work;
 pub mod work_cancel;
+pub mod work_codec;
+pub mod work_ledger;
 mod work_pull;
 
 use std::collections::HashMap;
@@ -167,6 +169,8 @@ pub struct Node {
     dropped: AtomicU64,
     /// Newest snapshot sequence in the object store, as far as this engine knows.
     uploaded: AtomicU64,
+    /// The work chunks this engine ran, for the cluster-wide ledger.
+    chunks: work_ledger::Chunks,
     /// The data directory's lock, held for the life of the node.
     _lock: File,
 }
@@ -353,6 +357,10 @@ pub async fn start(
         outbound_rx: Mutex::new(Some(outbound_rx)),
         dropped: AtomicU64::new(0),
         uploaded: AtomicU64::new(0),
+        chunks: work_ledger::Chunks::new(
+            (engine.config.messages.ledger_retention_s)
+                .unwrap_or(engine.config.messages.dedup_window_s),
+        ),
         _lock: lock,
     });
     let mut joined = join::load(&node).await?;
@@ -370,13 +378,23 @@ pub async fn start(
         shutdown.clone(),
     ));
     tokio::spawn(run_outbound(node.clone(), shutdown.clone()));
-    let workers = work::ensure(&node.js, cfg.stream_replicas).await?;
+    let workers = work::ensure(&node.js, cfg.stream_replicas, cfg.work_max_bytes).await?;
     tokio::spawn(work_cancel::serve(
         node.clone(),
         engine.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(work_pull::run(engine.clone(), workers, shutdown.clone()));
+    tokio::spawn(work_ledger::serve(
+        node.clone(),
+        engine.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(work_pull::run(
+        node.clone(),
+        engine.clone(),
+        workers,
+        shutdown.clone(),
+    ));
     tokio::spawn(join::snapshots(
         node.clone(),
         engine.config.storage.snapshot_interval_s,

@@ -8,6 +8,8 @@ mod durability;
 mod fanout;
 #[path = "cluster/harness.rs"]
 mod harness;
+#[path = "cluster/ledger.rs"]
+mod ledger;
 #[path = "cluster/work.rs"]
 mod work;
 

@@ -383,7 +383,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             }
         }
         (_, ["messages"]) => Err(ApiError::method_not_allowed("POST")),
-        (&Method::GET, ["messages", id]) => ledger::report(engine, Message, id),
+        (&Method::GET, ["messages", id]) => ledger::report(engine, Message, id).await,
         (_, ["messages", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls"]) => {
             let body = read_body(engine, conn, req).await?;
@@ -393,7 +393,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             }
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),
-        (&Method::GET, ["calls", id]) => ledger::report(engine, Call, id),
+        (&Method::GET, ["calls", id]) => ledger::report(engine, Call, id).await,
         (_, ["calls", _]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::POST, ["calls", call_id, "cancel"]) => {
             let call_id = wire::id("call_id", call_id)?;

@@ -18,7 +18,9 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use super::work::{chunk_targets, Chunk, WorkKind, PROGRESS_EVERY};
+use super::work::{chunk_targets, WorkKind, PROGRESS_EVERY};
+use super::work_codec::Chunk;
+use super::Node;
 use crate::fanout::ledger::Entry;
 use crate::fanout::plan::Lane;
 use crate::providers::{Kind, Push};
@@ -35,6 +37,7 @@ const PREFETCH: usize = 2;
 const WAIT: Duration = Duration::from_millis(25);
 
 pub(super) async fn run(
+    node: Arc<Node>,
     engine: Arc<Engine>,
     consumer: jetstream::consumer::PullConsumer,
     mut shutdown: Shutdown,
@@ -69,7 +72,7 @@ pub(super) async fn run(
                 return;
             };
             match next {
-                Some(Ok(msg)) => take(&engine, msg, &mut shutdown).await,
+                Some(Ok(msg)) => take(&node, &engine, msg, &mut shutdown).await,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "work pull ended");
                     break;
@@ -97,8 +100,9 @@ fn room(engine: &Engine, capacity: usize) -> usize {
 }
 
 /// Queue one chunk and leave a task that acknowledges it once it is done.
-async fn take(engine: &Arc<Engine>, msg: jetstream::Message, shutdown: &mut Shutdown) {
+async fn take(node: &Node, engine: &Arc<Engine>, msg: jetstream::Message, shutdown: &mut Shutdown) {
     let redelivered = msg.info().is_ok_and(|i| i.delivered > 1);
+    let number = chunk_number(&msg);
     let (msg, acker) = msg.split();
     let mut chunk = match Chunk::decode(&msg.payload) {
         Ok(c) => c,
@@ -119,6 +123,17 @@ async fn take(engine: &Arc<Engine>, msg: jetstream::Message, shutdown: &mut Shut
             .content
             .collapse_id
             .get_or_insert_with(|| crate::fanout::usecase::collapse_key(&chunk.id));
+    }
+    if let WorkKind::Call { .. } = chunk.kind {
+        if node.claims.recorded_cancel(&chunk.id).await.is_some() {
+            // Cancelled before it was pulled: its invitations end `withdrawn` unsent.
+            let entry = withdrawn(engine, &chunk);
+            node.chunks.insert(chunk.space, &chunk.id, number, entry);
+            if let Err(e) = acker.ack().await {
+                tracing::debug!(error = %e, "cannot acknowledge a cancelled call's chunk");
+            }
+            return;
+        }
     }
     let push = match render(engine, &chunk) {
         Ok(p) => Arc::new(p),
@@ -144,7 +159,22 @@ async fn take(engine: &Arc<Engine>, msg: jetstream::Message, shutdown: &mut Shut
     stats
         .chunks
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    node.chunks
+        .insert(chunk.space, &chunk.id, number, entry.clone());
     tokio::spawn(finish(entry, done, acker, shutdown.clone()));
+    if let WorkKind::Call { .. } = chunk.kind {
+        node.cancel_if_recorded(engine, &chunk.id).await;
+    }
+}
+
+/// The chunk's number within its message: the last part of its `Nats-Msg-Id`
+/// (`<space>.<id>.<nonce>.<n>`, see [`super::Node::hand_off`]); 0 when absent.
+fn chunk_number(msg: &jetstream::Message) -> u32 {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+        .and_then(|v| v.as_str().rsplit('.').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Queue the chunk's targets on this engine's lanes; `None` when a lane (or the call
@@ -180,6 +210,19 @@ fn queue(
         ),
     };
     queued.ok().map(|_| entry)
+}
+
+/// The entry of a call chunk whose call was cancelled before it was pulled: every
+/// invitation withdrawn.
+fn withdrawn(engine: &Engine, chunk: &Chunk) -> Arc<Entry> {
+    let targets = chunk.to_targets(&engine.state.users.pin());
+    let entry = engine
+        .ledger
+        .chunk(chunk.space, &chunk.id, &targets, Arc::new(Notify::new()));
+    for lane in &targets.lanes {
+        entry.withdraw(lane);
+    }
+    entry
 }
 
 /// Acknowledge the chunk once its last target ended, saying "still at work" meanwhile.

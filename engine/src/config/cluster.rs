@@ -10,6 +10,10 @@ pub const MAX_REPLICAS: usize = 5;
 /// Longest node id (it names a key in the `fanfare_nodes` bucket and prefixes every
 /// message id this engine publishes).
 pub const MAX_NODE_ID: usize = 64;
+/// Smallest `work_max_bytes`: one largest chunk (about 512 KiB, twice that at most) fits.
+pub const MIN_WORK_BYTES: u64 = 1 << 20;
+/// Largest `work_max_bytes` (JetStream's stream limit is an i64).
+pub const MAX_WORK_BYTES: u64 = 1 << 50;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +37,11 @@ pub struct Cluster {
     /// engine to apply it before the API answers `503 overloaded`.
     #[serde(deserialize_with = "super::units::millis")]
     pub write_timeout_ms: Duration,
+    /// Bytes of fan-out work chunks (`FANFARE_WORK`) JetStream holds at most, on every
+    /// replica; past that an accepted message or call is refused with `503` until
+    /// engines have pushed some. NATS must have this much JetStream storage free (its
+    /// `max_file_store`). Applied to the stream at every engine start.
+    pub work_max_bytes: u64,
 }
 
 impl Default for Cluster {
@@ -43,6 +52,7 @@ impl Default for Cluster {
             stream_replicas: 1,
             connect_timeout_s: Duration::from_secs(30),
             write_timeout_ms: Duration::from_millis(5_000),
+            work_max_bytes: 1 << 30,
         }
     }
 }
@@ -122,6 +132,12 @@ impl Cluster {
         if self.write_timeout_ms < Duration::from_millis(100) {
             p.push("cluster.write_timeout_ms must be at least 100".into());
         }
+        if !(MIN_WORK_BYTES..=MAX_WORK_BYTES).contains(&self.work_max_bytes) {
+            p.push(format!(
+                "cluster.work_max_bytes must be between {MIN_WORK_BYTES} and {MAX_WORK_BYTES}, not {}",
+                self.work_max_bytes
+            ));
+        }
     }
 }
 
@@ -169,7 +185,7 @@ mod tests {
         );
         assert!(c.problems().is_empty(), "{:?}", c.problems());
         let bad = load(
-            "[cluster]\nnats_urls = [\"http://x\"]\nnode_id = \"a b\"\nstream_replicas = 0\n",
+            "[cluster]\nnats_urls = [\"http://x\"]\nnode_id = \"a b\"\nstream_replicas = 0\nwork_max_bytes = 10\n",
             &[],
         )
         .expect("parses");
@@ -178,6 +194,7 @@ mod tests {
             "cluster.nats_urls",
             "cluster.node_id",
             "cluster.stream_replicas",
+            "cluster.work_max_bytes",
         ] {
             assert!(p.contains(key), "{key} named in {p}");
         }

@@ -206,6 +206,7 @@ pub fn accept_message_into(
     };
     let unconfigured = targets.unconfigured.len();
     let mut entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
+    let accepted = counted_here(accepted, handoff.is_some());
     let queued = match handoff {
         None => engine
             .dispatcher
@@ -232,6 +233,17 @@ pub fn accept_message_into(
     drop(users);
     keep(engine, &queued, entry);
     claim.settle(queued, summary, unconfigured, accepted)
+}
+
+/// The counter of accepted requests `accepted` to count in now; a hand-off is counted
+/// by its caller once JetStream holds it (a refused hand-off is not accepted).
+fn counted_here(accepted: &AtomicU64, handed_off: bool) -> &AtomicU64 {
+    static NOT_HERE: AtomicU64 = AtomicU64::new(0);
+    if handed_off {
+        &NOT_HERE
+    } else {
+        accepted
+    }
 }
 
 /// Accept one call invitation: ring the offline invitees until `timeout_s`, and track
@@ -278,6 +290,7 @@ pub fn accept_call_into(
     let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
     let mut entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
+    let accepted = counted_here(&engine.stats.calls_accepted, handoff.is_some());
     let queued = match handoff {
         None => engine.dispatcher.ring(
             Arc::new(push),
@@ -309,7 +322,7 @@ pub fn accept_call_into(
     };
     drop(pin);
     keep(engine, &queued, entry);
-    claim.settle(queued, summary, unconfigured, &engine.stats.calls_accepted)
+    claim.settle(queued, summary, unconfigured, accepted)
 }
 
 /// Make an admitted request's ledger entry findable (a shed one leaves none).
@@ -376,8 +389,12 @@ pub fn cancel_call(engine: &Engine, c: Cancel) -> Result<Cancelled, Error> {
         // Cancelled (or swept) by someone else meanwhile.
         return Err(Error::NoCall(c.call_id));
     }
-    // The call's ledger entry (an id is not reused while its call is live).
-    let entry = engine.ledger.get(Space::Call, &c.call_id);
+    // The call's ledger entry (an id is not reused while its call is live); in
+    // cluster mode the entry of the call's work chunk, which its jobs end in.
+    let entry = match engine.cluster() {
+        Some(node) => node.call_entry(&c.call_id),
+        None => engine.ledger.get(Space::Call, &c.call_id),
+    };
     let (withdrawn, cancel_pushes) = engine
         .dispatcher
         .cancel(&live, push, voip, entry.as_deref());

@@ -25,6 +25,8 @@ pub struct Cluster {
     replicas: usize,
     /// Snapshot period of the engines started from now on (0: none).
     pub snapshot_interval_s: u64,
+    /// More config for the engines started from now on, merged per section.
+    pub more: serde_json::Value,
     dir: tempfile::TempDir,
 }
 
@@ -46,6 +48,7 @@ impl Cluster {
             engines: Vec::new(),
             replicas: servers,
             snapshot_interval_s: 0,
+            more: json!({}),
             dir,
         };
         for i in 0..engines {
@@ -61,30 +64,65 @@ impl Cluster {
 
     /// Start engine `i` (again) on its data directory; returns once it is ready.
     pub async fn spawn(&mut self, i: usize) {
-        let dir = self.dir.path().join(format!("e{i}"));
-        std::fs::create_dir_all(&dir).expect("the engine dir");
-        let config = dir.join("fanfare.toml");
-        self.rig
-            .write_engine_config(
-                &config,
-                &json!({
-                    "api": {"listen": "127.0.0.1:0", "shutdown_grace_s": 5},
-                    "storage": {"dir": self.data_dir(i), "snapshot_interval_s": self.snapshot_interval_s},
-                    "cluster": {
-                        "nats_urls": self.nats.urls(),
-                        "node_id": format!("e{i}"),
-                        "stream_replicas": self.replicas,
-                        "write_timeout_ms": 3000,
-                        "connect_timeout_s": 20,
-                    },
-                }),
-            )
-            .expect("the engine config is written");
+        let config = self.config(i);
         let proc = EngineProc::spawn(&config).await;
         if self.engines.len() <= i {
             self.engines.resize_with(i + 1, || None);
         }
         self.engines[i] = Some(proc);
+    }
+
+    /// Start engine `i` expecting it to fail: its output once it exited.
+    pub async fn spawn_failing(&mut self, i: usize) -> String {
+        let config = self.config(i);
+        let run = Command::new(env!("CARGO_BIN_EXE_fanfare-engine"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(DEADLINE, run)
+            .await
+            .expect("the engine exits in time")
+            .expect("the engine runs");
+        assert!(!out.status.success(), "the engine was expected to fail");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Write engine `i`'s config file; returns its path.
+    fn config(&self, i: usize) -> PathBuf {
+        let dir = self.dir.path().join(format!("e{i}"));
+        std::fs::create_dir_all(&dir).expect("the engine dir");
+        let config = dir.join("fanfare.toml");
+        let mut table = json!({
+            "api": {"listen": "127.0.0.1:0", "shutdown_grace_s": 5},
+            "storage": {"dir": self.data_dir(i), "snapshot_interval_s": self.snapshot_interval_s},
+            "cluster": {
+                "nats_urls": self.nats.urls(),
+                "node_id": format!("e{i}"),
+                "stream_replicas": self.replicas,
+                "write_timeout_ms": 3000,
+                "connect_timeout_s": 20,
+            },
+        });
+        for (section, keys) in self.more.as_object().into_iter().flatten() {
+            let slot = &mut table[section];
+            if slot.is_null() {
+                *slot = json!({});
+            }
+            for (k, v) in keys.as_object().expect("a section is a table") {
+                slot[k] = v.clone();
+            }
+        }
+        self.rig
+            .write_engine_config(&config, &table)
+            .expect("the engine config is written");
+        config
     }
 
     /// SIGKILL engine `i` and reap it.

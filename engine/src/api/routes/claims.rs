@@ -88,6 +88,11 @@ async fn shared(
             if let Some(entry) = h.take_entry() {
                 engine.ledger.insert(entry);
             }
+            // Accepted only now (the use case left the count to this hand-off).
+            inc(match h.id().0 {
+                Space::Message => &engine.stats.messages_accepted,
+                Space::Call => &engine.stats.calls_accepted,
+            });
             Ok(answer)
         }
         Err(e) => {
@@ -157,7 +162,10 @@ pub(super) async fn cancel_anywhere(
         // Refused here as the holder would refuse it.
         usecase::resource(engine, content).map_err(refused)?;
     }
-    match node.cancel_elsewhere(&call_id, content.as_ref()).await {
+    match node
+        .cancel_elsewhere(engine, &call_id, content.as_ref())
+        .await
+    {
         Ok(Remote::Cancelled(done)) => cancelled(&call_id, done),
         Ok(Remote::Refused(reason)) => Err(ApiError::invalid(reason)),
         Ok(Remote::NotFound) => Err(refused(usecase::Error::NoCall(call_id))),

@@ -9,18 +9,27 @@ use crate::fanout::dedup::Space;
 use crate::fanout::ledger::{Final, Report};
 use crate::Engine;
 
-pub(super) fn report(engine: &Engine, space: Space, id: &str) -> Result<Resp, ApiError> {
+/// The entry on this engine, or in cluster mode merged from every engine's part
+/// ([`crate::cluster::Node::report`]).
+pub(super) async fn report(engine: &Engine, space: Space, id: &str) -> Result<Resp, ApiError> {
     let (field, what) = match space {
         Space::Message => ("message_id", "message"),
         Space::Call => ("call_id", "call"),
     };
     let id = wire::id(field, id)?;
-    let entry = engine.ledger.get(space, &id).ok_or_else(|| {
+    let report = match engine.cluster() {
+        None => engine.ledger.get(space, &id).map(|e| e.report()),
+        Some(node) => node.report(engine, space, &id).await.map_err(|e| {
+            tracing::debug!(error = %e, "cannot ask the other engines for a ledger entry");
+            ApiError::unavailable("the cluster cannot be asked now; retry later", 1)
+        })?,
+    };
+    let report = report.ok_or_else(|| {
         ApiError::not_found(format!(
             "{what} {id:?} is unknown or older than the ledger's retention"
         ))
     })?;
-    ok(answer(space, entry.report()))
+    ok(answer(space, report))
 }
 
 fn answer(space: Space, r: Report) -> DeliveryReport {
