@@ -92,6 +92,15 @@ fn apply(node: &Node, msg: &async_nats::jetstream::Message) {
         if seq <= *at {
             return;
         }
+        if seq > *at + 1 {
+            // Trimming keeps what every live engine still needs (`join::trim`): only an
+            // engine that was not live while it fell behind gets here.
+            tracing::error!(
+                applied = *at,
+                seq,
+                "the state stream was trimmed past what this engine had applied; restart it with an empty data directory to rejoin from the stored snapshot"
+            );
+        }
         let applied = match decode(&msg.payload) {
             Ok(m) => Some(node.state.apply_replicated(&m)),
             Err(what) => {

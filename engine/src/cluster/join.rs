@@ -14,8 +14,12 @@
 //! joined exactly and is an error.
 //!
 //! The live engine with the lowest node id puts each of its new snapshots in the
-//! object store, with the sequence in the object's metadata. The stream is never
-//! trimmed in this slice, so that copy only speeds a join up.
+//! object store, with the sequence in the object's metadata, and then trims the stream
+//! ([`trim`]): it purges what lies below the snapshot stored *before* this one (a
+//! joining engine that downloaded that one a moment ago still finds its successor) and
+//! below what every live engine has applied (their heartbeats say), so neither a
+//! joining nor a lagging engine misses a record. Without trimming the stream (and
+//! NATS' disk) would grow with every write for ever.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -216,14 +220,38 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
         .put(meta, &mut file)
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
-    node.uploaded.store(info.seq, Ordering::Relaxed);
+    let before = node.uploaded.swap(info.seq, Ordering::Relaxed);
     tracing::info!(
         seq = info.seq,
         bytes = info.bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot stored in the object store"
     );
+    trim(node, before).await;
     Ok(())
+}
+
+/// Purge the state stream below the previously stored snapshot `stored_before` and
+/// below what every live engine applied (module doc). Best effort: a failure leaves
+/// the records for the next snapshot's turn.
+async fn trim(node: &Node, stored_before: u64) {
+    if stored_before == 0 {
+        return;
+    }
+    let Some(lowest) = node.lowest_applied().await else {
+        return;
+    };
+    // Kept: every sequence from here on.
+    let keep_from = (stored_before + 1).min(lowest + 1);
+    match node.stream.purge().sequence(keep_from).await {
+        Ok(done) if done.purged > 0 => tracing::info!(
+            keep_from,
+            purged = done.purged,
+            "state stream trimmed below the stored snapshots"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot trim the state stream"),
+    }
 }
 
 /// Every `interval` (0: never): a local snapshot when the state moved, then the

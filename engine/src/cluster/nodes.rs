@@ -2,7 +2,8 @@
 //! [`names::HEARTBEAT`]; the bucket forgets a key after [`names::NODE_TTL`], so the
 //! keys present are the live engines. Their count divides every lane's `max_rps`
 //! (each engine takes its share of the vendor's quota), and the lowest live id is the
-//! engine that stores snapshots in the object store.
+//! engine that stores snapshots in the object store. A heartbeat's value is the state
+//! stream sequence the engine had applied, which bounds trimming.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ pub(super) async fn run(node: Arc<Node>, engine: Arc<crate::Engine>, mut shutdow
         if shutdown.or(tick.tick()).await.is_none() {
             break;
         }
-        if let Err(e) = node.nodes.put(&node.id, bytes::Bytes::new()).await {
+        let applied = bytes::Bytes::from(node.applied().to_string());
+        if let Err(e) = node.nodes.put(&node.id, applied).await {
             tracing::debug!(error = %e, "heartbeat not stored");
             continue;
         }
@@ -63,5 +65,17 @@ impl Node {
             .await
             .and_then(|ids| ids.first().map(|first| *first == self.id))
             .unwrap_or(false)
+    }
+
+    /// The lowest state stream sequence any live engine has applied, as their last
+    /// heartbeats say; `None` when NATS cannot say or a heartbeat holds none.
+    pub(super) async fn lowest_applied(&self) -> Option<u64> {
+        let mut lowest = self.applied();
+        for id in live_ids(self).await? {
+            let entry = self.nodes.get(&id).await.ok()?;
+            let seq = std::str::from_utf8(&entry?).ok()?.parse::<u64>().ok()?;
+            lowest = lowest.min(seq);
+        }
+        Some(lowest)
     }
 }
