@@ -7,6 +7,12 @@
 //! finish (it stops, it dies) is not acknowledged: after `ack_wait` another engine gets
 //! it, counted there as a duplicate.
 //!
+//! A call's chunk whose cancel was recorded before it was pulled
+//! ([`super::work_cancel`]) is not rung: its invitations end `withdrawn` and the chunk
+//! is acknowledged; a cancel recorded while the chunk was being queued is applied
+//! right after. Each chunk's entry is kept by its number for the cluster-wide ledger
+//! ([`super::work_ledger`]).
+//!
 //! A chunk is never handed back with a NAK (that would count as a second delivery):
 //! when a lane fills between the room check and the queueing, the chunk waits here
 //! (bounded by shutdown) and is queued once there is room.
