@@ -2,33 +2,16 @@
 //! selects its app's credentials; an app with another key or project gets its own
 //! connections and auth token, one that only changes the APNs topic shares them.
 
-use std::path::PathBuf;
-
 use fanfare::client::{request, BindRequest};
 use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
 use fanfare_loadgen::mock::fcm::{self, MockFcm};
-use fanfare_loadgen::mock::tls::TestCa;
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::harness::Elsewhere;
 use crate::harness::{self, apns_token, fcm_token, Harness, Options, TOPIC, WAIT};
 
-/// A second vendor mock's world: its CA (the engine trusts it through the app's
-/// `ca_file`) and the directory its key files live in.
-pub struct Elsewhere {
-    pub dir: tempfile::TempDir,
-    pub ca: TestCa,
-    pub ca_file: PathBuf,
-}
-
 impl Elsewhere {
-    pub fn new() -> Elsewhere {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ca = TestCa::generate().expect("test CA");
-        let ca_file = ca.write_ca_file(dir.path()).expect("CA file");
-        Elsewhere { dir, ca, ca_file }
-    }
-
     /// A second FCM project and the `[apps.<app>.fcm]` table that selects it.
     pub fn fcm(&self, app: &str, project: &str) -> (MockFcm, String) {
         let config = fcm::Config {
