@@ -293,6 +293,7 @@ async fn recover(engine: &Arc<Engine>) -> Result<(), Option<Arc<store::Error>>> 
                 wal_segments_skipped = rec.wal_segments_skipped,
                 torn_tail_bytes = rec.torn_tail_bytes,
                 last_seq = rec.last_seq,
+                elapsed_ms = rec.elapsed.as_millis() as u64,
                 "recovery finished"
             );
             let _ = engine.store.set(Arc::new(store));
