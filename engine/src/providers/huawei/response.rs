@@ -45,14 +45,10 @@ pub fn classify(resp: &Response, token: &str, detail: bool) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::providers::answer::response;
 
     fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status: http::StatusCode::from_u16(status).unwrap(),
-            headers: http::HeaderMap::new(),
-            body: Bytes::from(body.to_string()),
-        }
+        response(status, None, body)
     }
 
     #[test]

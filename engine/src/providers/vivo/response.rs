@@ -41,14 +41,10 @@ pub fn classify(resp: &Response, regid: &str, auth_codes: &[i64], detail: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::providers::answer::response;
 
     fn resp(body: &str) -> Response {
-        Response {
-            status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
-            body: Bytes::from(body.to_string()),
-        }
+        response(200, None, body)
     }
 
     #[test]
