@@ -117,6 +117,11 @@ impl EngineProc {
         format!("http://{}", self.addr)
     }
 
+    /// SIGKILL and reap (an engine dying mid-work).
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// SIGTERM, then wait for the exit (drain + shutdown), killing it after
     /// [`STOP_TIMEOUT`]. Fails when the engine did not exit cleanly.
     pub async fn stop(mut self) -> anyhow::Result<()> {

@@ -122,7 +122,7 @@ impl RunArgs {
         use scenarios::Scenario;
         if self.users == 0 {
             self.users = match self.scenario {
-                Scenario::Bind | Scenario::Presence => 100_000,
+                Scenario::Bind | Scenario::Presence | Scenario::Cluster => 100_000,
                 Scenario::Ceiling => 10_000,
                 Scenario::Group => self.group_sizes.iter().copied().max().unwrap_or(0),
                 _ => 5_000,
@@ -195,6 +195,24 @@ fn main() -> ExitCode {
         Command::Engine { .. } => unreachable!("handled above"),
         Command::Run(args) if args.scenario == scenarios::Scenario::Faults => {
             faults::exit_code(rt.block_on(faults::run((*args).resolve())))
+        }
+        Command::Run(args) if args.scenario == scenarios::Scenario::Cluster => {
+            let args = (*args).resolve();
+            let program = match &args.spawn_engine {
+                Some(path) => engine_proc::Program::Fanfare(path.clone()),
+                None => engine_proc::Program::SelfExe,
+            };
+            match rt.block_on(scenarios::cluster::main(args, program)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => {
+                    eprintln!("fanfare-loadgen: pushes were lost in the cluster run");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("fanfare-loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run(args) => match rt.block_on(scenarios::run((*args).resolve())) {
             Ok(report) if report.ok() => ExitCode::SUCCESS,

@@ -8,10 +8,12 @@
 //! - [`ceiling`]: the bare HTTP/2 client alone against the mock APNs;
 //! - [`traffic`]: `peer` (open loop), `call`, `vendors` and the `mixed` blend.
 //!
-//! The `faults` scenario has its own report (`crate::faults`).
+//! The `faults` scenario has its own report (`crate::faults`), and so has [`cluster`]
+//! (three NATS servers and three engines, one SIGKILLed mid fan-out).
 
 pub mod bind;
 pub mod ceiling;
+pub mod cluster;
 pub mod group;
 pub mod presence;
 pub mod traffic;
@@ -49,6 +51,10 @@ pub enum Scenario {
     /// Peer messages and short calls while the mocks inject 503s, 429s with
     /// Retry-After, GOAWAYs and a 2 s outage; checks exactly-once.
     Faults,
+    /// Three NATS servers (R3) and three engines: binds spread over them, replication
+    /// lag, a group fan-out to --users members with one engine SIGKILLed and rejoining
+    /// with an empty disk; lost (must be 0), duplicates, join time.
+    Cluster,
 }
 
 impl Scenario {
@@ -63,6 +69,7 @@ impl Scenario {
             Scenario::Ceiling => "ceiling",
             Scenario::Vendors => "vendors",
             Scenario::Faults => "faults",
+            Scenario::Cluster => "cluster",
         }
     }
 }
@@ -101,7 +108,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         Scenario::Mixed | Scenario::Peer | Scenario::Call | Scenario::Vendors => {
             traffic::run(&env, &args).await?
         }
-        Scenario::Faults => anyhow::bail!("the faults scenario has its own runner"),
+        Scenario::Faults | Scenario::Cluster => {
+            anyhow::bail!("the {} scenario has its own runner", args.scenario.name())
+        }
     };
     report.engine_mode = env.engine_mode();
     report.engine_pid = env.engine_pid();

@@ -44,9 +44,12 @@ pub(super) struct Chunks {
     inner: Mutex<Held>,
 }
 
+/// An id's chunk entries, by chunk number.
+type ChunkEntries = Vec<(u32, Arc<Entry>)>;
+
 #[derive(Default)]
 struct Held {
-    ids: [HashMap<Arc<str>, Vec<(u32, Arc<Entry>)>>; 2],
+    ids: [HashMap<Arc<str>, ChunkEntries>; 2],
     /// Ids in the order their first chunk came, with when.
     fifo: VecDeque<(Instant, Space, Arc<str>)>,
     entries: usize,
