@@ -33,6 +33,20 @@ async fn binds(c: &Cluster, e: usize, range: std::ops::Range<usize>) {
     }
 }
 
+/// Start engine `i` on an empty data directory: it joins from the object store and
+/// shows what engine 0 shows of users `u0..u9` and `groups`.
+async fn joins_from_the_object_store_as(c: &mut Cluster, i: usize, groups: &[&str]) {
+    c.spawn(i).await;
+    assert!(
+        c.log(i).contains("source=\"object store\""),
+        "joined from the object store: {}",
+        c.log(i)
+    );
+    let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+    let on_a = view(&c.api(0), &users, groups).await;
+    assert_eq!(view(&c.api(i), &users, groups).await, on_a);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_engine_restarts_with_every_acknowledged_write() {
     let mut c = Cluster::start(1, 0).await;
@@ -87,15 +101,7 @@ async fn an_engine_with_an_empty_data_dir_joins_and_serves_the_same_state() {
     // Writes after the stored snapshot come from the stream's tail.
     binds(&c, 1, 40..60).await;
     c.api(1).unbind("p3").await.expect("unbind");
-    c.spawn(2).await;
-    assert!(
-        c.log(2).contains("source=\"object store\""),
-        "joined from the object store: {}",
-        c.log(2)
-    );
-    let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
-    let on_a = view(&a, &users, &["g0"]).await;
-    assert_eq!(view(&c.api(2), &users, &["g0"]).await, on_a);
+    joins_from_the_object_store_as(&mut c, 2, &["g0"]).await;
     let joined = c.log(2);
     let line = joined
         .lines()
@@ -126,15 +132,7 @@ async fn after_the_state_stream_is_trimmed_an_empty_engine_still_joins_with_the_
     // After the trim, more through the other engine: they come from the stream's tail.
     binds(&c, 1, next..next + 10).await;
     c.api(1).unbind("p3").await.expect("unbind");
-    c.spawn(2).await;
-    assert!(
-        c.log(2).contains("source=\"object store\""),
-        "joined from the object store: {}",
-        c.log(2)
-    );
-    let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
-    let on_a = view(&c.api(0), &users, &[]).await;
-    assert_eq!(view(&c.api(2), &users, &[]).await, on_a);
+    joins_from_the_object_store_as(&mut c, 2, &[]).await;
     assert!(!c.log(2).contains("trimmed past"), "{}", c.log(2));
 }
 
