@@ -130,9 +130,10 @@ pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterRepo
     group(&engines.apis[0], members).await?;
     for api in &engines.apis {
         wait_for(Duration::from_secs(60), || async {
+            // The members and the sender.
             api.group("g")
                 .await
-                .is_ok_and(|g| g.members as u64 == members)
+                .is_ok_and(|g| g.members as u64 == members + 1)
         })
         .await
         .context("every engine knows the group")?;
