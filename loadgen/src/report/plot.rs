@@ -262,6 +262,11 @@ impl Figure {
                 "no latency samples",
             )),
         }
+        debug_assert!(!f.legend.overlaps(f.plot), "the legend hides no data");
+        debug_assert!(
+            f.texts.iter().all(|t| t.bounds().inside(f.view)),
+            "every text is inside the picture"
+        );
         f
     }
 
