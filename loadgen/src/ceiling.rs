@@ -319,7 +319,11 @@ impl Head {
             "content-type: application/json".to_string(),
         ];
         h.extend(self.expiration.map(|e| format!("apns-expiration: {e}")));
-        h.extend(self.collapse_id.as_ref().map(|c| format!("apns-collapse-id: {c}")));
+        h.extend(
+            self.collapse_id
+                .as_ref()
+                .map(|c| format!("apns-collapse-id: {c}")),
+        );
         h
     }
 }
@@ -360,7 +364,8 @@ pub(crate) async fn reference(
         "h2load: {} of {total} pushes answered 200 ({:.0}/s), {} ms CPU per 1k",
         run.ok,
         run.pushes_per_s(),
-        run.cpu_ms_per_1k().map_or("n/a".into(), |c| format!("{c:.2}"))
+        run.cpu_ms_per_1k()
+            .map_or("n/a".into(), |c| format!("{c:.2}"))
     );
     Ok(Some(run))
 }

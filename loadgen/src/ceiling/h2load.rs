@@ -289,8 +289,9 @@ traffic: 1.82MB (1908321) total, 996.15KB (1020054) headers (space savings 92.14
         // A shell spinning for about 0.3 s of CPU; the measure must see most of it
         // and no more than the wall time it took.
         let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg("end=$(( $(date +%s%N) + 300000000 )); while [ $(date +%s%N) -lt $end ]; do :; done");
+        cmd.arg("-c").arg(
+            "end=$(( $(date +%s%N) + 300000000 )); while [ $(date +%s%N) -lt $end ]; do :; done",
+        );
         let t = std::time::Instant::now();
         let (out, cpu_s) = measured(cmd).await.expect("sh runs");
         let wall = t.elapsed().as_secs_f64();

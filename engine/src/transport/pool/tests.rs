@@ -187,3 +187,60 @@ async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
     let cause = format!("tls handshake with https://127.0.0.1:{port} timed out after 100ms");
     assert!(warnings[0].contains(&cause), "{text}");
 }
+
+/// An h2c server answering `200` to every request; the requests each connection
+/// carried, by connection in accept order.
+async fn answers_everything(
+    listener: tokio::net::TcpListener,
+    per_conn: Arc<parking_lot::Mutex<Vec<usize>>>,
+) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let per_conn = per_conn.clone();
+        let i = {
+            let mut v = per_conn.lock();
+            v.push(0);
+            v.len() - 1
+        };
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                return;
+            };
+            while let Some(Ok((_, mut respond))) = conn.accept().await {
+                per_conn.lock()[i] += 1;
+                let answer = http::Response::new(());
+                let _ = respond.send_response(answer, true);
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn consecutive_requests_share_one_connection_for_a_run_and_runs_take_turns() {
+    let (listener, port) = silent_listener().await;
+    let per_conn = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let server = tokio::spawn(answers_everything(listener, per_conn.clone()));
+    let pool = pool(&format!("http://127.0.0.1:{port}"), opts(2));
+    let send = || async {
+        let r = tokio::time::timeout(WAIT, pool.send(get, Bytes::new()))
+            .await
+            .expect("bounded")
+            .expect("answered");
+        assert_eq!(r.status, StatusCode::OK);
+    };
+    for _ in 0..RUN {
+        send().await;
+    }
+    // Alternating slots per request would have opened the second connection at the
+    // second request.
+    assert_eq!(pool.connects(), 1, "a run stays on one connection");
+    for _ in 0..RUN * 3 {
+        send().await;
+    }
+    assert_eq!(pool.connects(), 2);
+    assert_eq!(
+        *per_conn.lock(),
+        vec![RUN * 2, RUN * 2],
+        "the runs take turns"
+    );
+    server.abort();
+}
