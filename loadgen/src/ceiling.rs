@@ -219,8 +219,6 @@ impl Inner {
                             .header("authorization", &*auth)
                             .header("apns-topic", &*topic)
                             .header("apns-push-type", "alert")
-                            .header("apns-priority", "10")
-                            .header("content-type", "application/json")
                             .body(())
                             .expect("a static APNs request head is valid")
                     };
@@ -311,13 +309,13 @@ impl Head {
 
     /// `name: value` lines, with `jwt` as the provider token.
     fn lines(&self, jwt: &str) -> Vec<String> {
+        // The engine's set: no `content-type`, no `apns-priority` when it is 10.
         let mut h = vec![
             format!("authorization: bearer {jwt}"),
             format!("apns-topic: {}", self.topic),
             format!("apns-push-type: {}", self.push_type),
-            format!("apns-priority: {}", self.priority),
-            "content-type: application/json".to_string(),
         ];
+        h.extend((self.priority != 10).then(|| format!("apns-priority: {}", self.priority)));
         h.extend(self.expiration.map(|e| format!("apns-expiration: {e}")));
         h.extend(
             self.collapse_id
