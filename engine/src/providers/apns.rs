@@ -5,8 +5,9 @@
 //! unless it is APNs' default 10, `apns-priority` (APNs assigns the `apns-id`; no
 //! `content-type`, which APNs does not read). Only the headers APNs needs, and the
 //! same values for every device of a message, so that HPACK sends each as a table
-//! index after the first request; the provider token too (vendor/h2/PATCHES.md). The body is rendered once per message
-//! ([`payload::Bodies`]); every device request shares its `Bytes`.
+//! index after the first request; the provider token too (vendor/h2/PATCHES.md).
+//! The body is rendered once per message ([`payload::Bodies`]); every device request
+//! shares its `Bytes`.
 
 pub mod auth;
 pub mod payload;
