@@ -286,8 +286,9 @@ traffic: 1.82MB (1908321) total, 996.15KB (1020054) headers (space savings 92.14
 
     #[tokio::test]
     async fn a_childs_cpu_time_is_measured_when_it_is_waited_for() {
-        // A shell spinning for about 0.3 s of CPU; the measure must see most of it
-        // and no more than the wall time it took.
+        // A shell spinning for about 0.3 s of CPU; the measure must see a good part
+        // of it. (No upper bound: another test's child reaped meanwhile, h2load's,
+        // would be counted too.)
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c").arg(
             "end=$(( $(date +%s%N) + 300000000 )); while [ $(date +%s%N) -lt $end ]; do :; done",
@@ -297,6 +298,5 @@ traffic: 1.82MB (1908321) total, 996.15KB (1020054) headers (space savings 92.14
         let wall = t.elapsed().as_secs_f64();
         assert!(out.status.success());
         assert!(cpu_s > 0.05, "cpu {cpu_s} s over {wall} s");
-        assert!(cpu_s <= wall + 0.02, "cpu {cpu_s} s over {wall} s");
     }
 }
