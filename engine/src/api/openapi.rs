@@ -428,5 +428,6 @@ mod paths {
     fn reload() {}
 }
 
+pub(crate) mod enums;
 #[cfg(test)]
 mod tests;
