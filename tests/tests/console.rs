@@ -12,7 +12,8 @@
 //! README's picture.
 
 #[path = "e2e/harness.rs"]
-#[allow(dead_code)] // Shared with the e2e binary; this test uses a few of its helpers.
+#[allow(dead_code, unused_imports)]
+// Shared with the e2e binary; this test uses a few of its helpers.
 mod harness;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use fanfare_loadgen::mock::apns::ApnsVerdict;
 use fantoccini::{Client, ClientBuilder, Locator};
 use harness::{apns_token, expect_pushes, start_with, Harness, Options, API_TOKEN};
 use http::StatusCode;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
@@ -52,7 +53,7 @@ impl Browser {
              chromium-driver`; .ci/run installs them when missing)"
         );
         let profile = tempfile::tempdir().expect("a temp dir for the browser profile");
-        let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -105,7 +106,11 @@ impl Browser {
 
     /// The port chromedriver reports on stdout ("... started successfully on port N.").
     async fn driver_port(&mut self) -> u16 {
-        let stdout = self.driver.stdout.take().expect("chromedriver's stdout is piped");
+        let stdout = self
+            .driver
+            .stdout
+            .take()
+            .expect("chromedriver's stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let read = async {
             while let Some(line) = lines.next_line().await.expect("chromedriver's stdout") {
@@ -127,7 +132,9 @@ impl Browser {
     }
 
     fn client(&self) -> &Client {
-        self.client.as_ref().expect("the session is open until close")
+        self.client
+            .as_ref()
+            .expect("the session is open until close")
     }
 
     async fn goto(&self, url: &str) {
@@ -154,7 +161,11 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("the element's text")
+        self.find(css)
+            .await
+            .text()
+            .await
+            .expect("the element's text")
     }
 
     /// Wait (bounded) until the text of `css` satisfies `ok`; returns it.
@@ -272,18 +283,13 @@ async fn the_console_shows_a_user_a_debug_push_verdict_a_ledger_and_the_redacted
         "tokens show their first characters only: {user:?}"
     );
 
-    // A debug push: the mock APNs's verdict.
-    b.type_into("#push-id", "d1").await;
+    // An unknown push id is a clear 404.
+    b.type_into("#push-id", "nobody").await;
     b.click("#push-send").await;
-    let verdict = b
-        .wait_text("#push-verdict", "the debug push verdict", |t| {
-            t.contains("outcome")
-        })
-        .await;
-    assert_eq!(field(&verdict, "outcome"), Some("delivered"), "{verdict:?}");
-    assert_eq!(field(&verdict, "provider"), Some("apns"), "{verdict:?}");
-    assert_eq!(field(&verdict, "status"), Some("200"), "{verdict:?}");
-    expect_pushes(&h.apns, 3, "the debug push").await;
+    b.wait_text("#push-verdict", "the 404 of an unbound push id", |t| {
+        t.contains("404") && t.contains("not bound")
+    })
+    .await;
     // A vendor's refusal is shown as such.
     b.type_into("#push-id", "d2").await;
     b.click("#push-send").await;
@@ -293,13 +299,18 @@ async fn the_console_shows_a_user_a_debug_push_verdict_a_ledger_and_the_redacted
         })
         .await;
     assert_eq!(field(&refused, "status"), Some("400"), "{refused:?}");
-    // And an unknown push id is a clear 404.
-    b.type_into("#push-id", "nobody").await;
+    // A debug push: the mock APNs's verdict.
+    b.type_into("#push-id", "d1").await;
     b.click("#push-send").await;
-    b.wait_text("#push-verdict", "the 404 of an unbound push id", |t| {
-        t.contains("404") && t.contains("not bound")
-    })
-    .await;
+    let verdict = b
+        .wait_text("#push-verdict", "the debug push verdict", |t| {
+            t.contains("delivered")
+        })
+        .await;
+    assert_eq!(field(&verdict, "outcome"), Some("delivered"), "{verdict:?}");
+    assert_eq!(field(&verdict, "provider"), Some("apns"), "{verdict:?}");
+    assert_eq!(field(&verdict, "status"), Some("200"), "{verdict:?}");
+    expect_pushes(&h.apns, 3, "the debug push").await;
 
     // The message's ledger.
     b.type_into("#ledger-id", "m1").await;

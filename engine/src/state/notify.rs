@@ -150,7 +150,8 @@ impl Mutes {
         let Some(m) = t.users.get(&user) else {
             return Vec::new();
         };
-        let mut out: Vec<(Kind, Arc<str>)> = m.peers.iter().map(|p| (Kind::Peer, p.clone())).collect();
+        let mut out: Vec<(Kind, Arc<str>)> =
+            m.peers.iter().map(|p| (Kind::Peer, p.clone())).collect();
         let mut left = m.groups as usize;
         let first_group = out.len();
         for (g, users) in &t.groups {
@@ -442,7 +443,10 @@ mod tests {
         m.set(1, peer("u2"), true);
         let listed = |u| -> Vec<(Kind, String)> {
             let mutes = m.muted_by(u);
-            mutes.into_iter().map(|(k, id)| (k, id.to_string())).collect()
+            mutes
+                .into_iter()
+                .map(|(k, id)| (k, id.to_string()))
+                .collect()
         };
         let want = [
             (Kind::Peer, "u2"),

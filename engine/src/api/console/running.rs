@@ -224,12 +224,18 @@ oppo = { app_key = "SECRET-app-oppo-key-0015", master_secret = "SECRET-app-oppo-
             c["feedback"]["url"],
             "https://<redacted>@im.example.com/push-feedback?token=<redacted>&v=1"
         );
-        assert_eq!(c["cluster"]["nats_urls"][0], "nats://<redacted>@10.0.0.1:4222");
+        assert_eq!(
+            c["cluster"]["nats_urls"][0],
+            "nats://<redacted>@10.0.0.1:4222"
+        );
         assert_eq!(c["cluster"]["nats_urls"][1], "nats://10.0.0.2:4222");
         // What is not secret stays: paths of key files, ids, defaults.
         assert_eq!(c["apns"]["key_file"], "/etc/fanfare/apns.p8");
         assert_eq!(c["apns"]["key_id"], "ABC123DEFG");
-        assert_eq!(c["webpush"]["vapid_private_key_file"], "/etc/fanfare/vapid.pem");
+        assert_eq!(
+            c["webpush"]["vapid_private_key_file"],
+            "/etc/fanfare/vapid.pem"
+        );
         assert_eq!(c["huawei"]["app_id"], "10000001");
         assert_eq!(c["storage"]["dir"], "/var/lib/fanfare");
         assert_eq!(c["api"]["max_connections"], 4096, "a default is shown");
