@@ -249,60 +249,20 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
     tracing::info!(%addr, "fanfare API listening (ready after recovery)");
     let (ready_tx, ready) = tokio::sync::watch::channel(None);
     let recovering = engine.clone();
-    if let Some(cfg) = recovering.config.cluster.clone() {
-        tasks.spawn(async move {
+    match recovering.config.cluster.clone() {
+        Some(cfg) => tasks.spawn(async move {
             let outcome = join_cluster(&recovering, &cfg, workers_shutdown).await;
             let _ = ready_tx.send(Some(outcome.map_err(Some)));
-        });
-        tasks.spawn(housekeeping(engine.clone(), api_trigger.subscribe()));
-        return Ok(Running {
-            addr,
-            engine,
-            api_trigger,
-            workers_trigger,
-            api_task: Some(api_task),
-            tasks,
-            ready,
-        });
-    }
-    tasks.spawn(async move {
-        let e = recovering.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store::Store::open(&e.config.storage, &e.state))
-                .await;
-        let outcome = match result {
-            Ok(Ok((store, rec))) => {
-                tracing::info!(
-                    snapshot_seq = ?rec.snapshot_seq,
-                    snapshot_bytes = rec.snapshot_bytes,
-                    bindings_from_snapshot = rec.bindings_from_snapshot,
-                    wal_records = rec.wal_records,
-                    wal_bytes = rec.wal_bytes,
-                    snapshots_passed_over = rec.snapshots_passed_over,
-                    wal_segments_skipped = rec.wal_segments_skipped,
-                    torn_tail_bytes = rec.torn_tail_bytes,
-                    last_seq = rec.last_seq,
-                    elapsed_ms = rec.elapsed.as_millis() as u64,
-                    bindings = recovering.state.registry.len(),
-                    groups = recovering.state.groups.len(),
-                    "recovery finished"
-                );
-                let _ = recovering.store.set(Arc::new(store));
-                recovering.ready.store(true, Ordering::Release);
-                Ok(())
+        }),
+        None => tasks.spawn(async move {
+            let outcome = recover(&recovering).await;
+            let ok = outcome.is_ok();
+            let _ = ready_tx.send(Some(outcome));
+            if ok {
+                snapshots(recovering, workers_shutdown).await;
             }
-            Ok(Err(e)) => Err(Some(Arc::new(e))),
-            Err(_) => {
-                tracing::error!("recovery task panicked");
-                Err(None)
-            }
-        };
-        let ok = outcome.is_ok();
-        let _ = ready_tx.send(Some(outcome));
-        if ok {
-            snapshots(recovering, workers_shutdown).await;
-        }
-    });
+        }),
+    };
     tasks.spawn(housekeeping(engine.clone(), api_trigger.subscribe()));
     Ok(Running {
         addr,
@@ -313,6 +273,51 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         tasks,
         ready,
     })
+}
+
+/// Single-engine recovery: open the store (snapshot, then WAL replay) off the runtime,
+/// then ready. `Err(None)` when the recovery task panicked.
+async fn recover(engine: &Arc<Engine>) -> Result<(), Option<Arc<store::Error>>> {
+    let e = engine.clone();
+    let result =
+        tokio::task::spawn_blocking(move || store::Store::open(&e.config.storage, &e.state)).await;
+    match result {
+        Ok(Ok((store, rec))) => {
+            tracing::info!(
+                snapshot_seq = ?rec.snapshot_seq,
+                snapshot_bytes = rec.snapshot_bytes,
+                bindings_from_snapshot = rec.bindings_from_snapshot,
+                wal_records = rec.wal_records,
+                wal_bytes = rec.wal_bytes,
+                snapshots_passed_over = rec.snapshots_passed_over,
+                wal_segments_skipped = rec.wal_segments_skipped,
+                torn_tail_bytes = rec.torn_tail_bytes,
+                last_seq = rec.last_seq,
+                elapsed_ms = rec.elapsed.as_millis() as u64,
+                "recovery finished"
+            );
+            let _ = engine.store.set(Arc::new(store));
+            loaded(engine, rec.elapsed);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Some(Arc::new(e))),
+        Err(_) => {
+            tracing::error!("recovery task panicked");
+            Err(None)
+        }
+    }
+}
+
+/// Recovery or the cluster join is done: log what the state holds and how long
+/// loading it took, then answer requests.
+fn loaded(engine: &Engine, elapsed: std::time::Duration) {
+    tracing::info!(
+        elapsed_ms = elapsed.as_millis() as u64,
+        bindings = engine.state.registry.len(),
+        groups = engine.state.groups.len(),
+        "ready"
+    );
+    engine.ready.store(true, Ordering::Release);
 }
 
 /// Cluster mode's recovery: join the cluster ([`cluster::start`]), route dead-token
@@ -335,13 +340,10 @@ async fn join_cluster(
         snapshot_seq = joined.base,
         bindings_from_snapshot = joined.bindings_from_snapshot,
         stream_last_seq = joined.stream_last,
-        elapsed_ms = joined.elapsed.as_millis() as u64,
-        bindings = engine.state.registry.len(),
-        groups = engine.state.groups.len(),
         "joined the cluster"
     );
     let _ = engine.cluster.set(node);
-    engine.ready.store(true, Ordering::Release);
+    loaded(engine, joined.elapsed);
     Ok(())
 }
 

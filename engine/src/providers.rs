@@ -17,6 +17,7 @@
 
 #[cfg(test)]
 mod alloc_tests;
+pub mod answer;
 pub mod apns;
 pub mod connect;
 pub mod delivery;
@@ -142,6 +143,15 @@ impl Content {
             content: Some(content.into()),
             payload: Some(payload.into()),
             ..Self::default()
+        }
+    }
+
+    /// A silent (data-only) [`Content::sample`] that collapses under `collapse_id`.
+    pub(crate) fn silent_sample(collapse_id: Option<&str>) -> Self {
+        Self {
+            silent: true,
+            collapse_id: collapse_id.map(Into::into),
+            ..Self::sample("t", "c", "p")
         }
     }
 }

@@ -542,31 +542,18 @@ impl State {
             Mutation::SetNotification {
                 user_id,
                 kind,
-                conversation_id,
+                conversation_id: id,
                 muted,
             } => {
-                let c = notify::Conversation {
-                    kind: *kind,
-                    id: conversation_id,
-                };
+                let c = notify::Conversation { kind: *kind, id };
                 // Unmuting a user the engine does not know changes nothing.
-                let user = if *muted {
-                    Some(users.intern(user_id))
-                } else {
-                    users.get(user_id)
-                };
-                if let Some(user) = user {
+                if let Some(user) = users.find(user_id, *muted) {
                     self.notify.set(user, c, *muted);
                 }
                 Applied::NotificationSet
             }
             Mutation::SetBadge { user_id, count } => {
-                let user = if *count > 0 {
-                    Some(users.intern(user_id))
-                } else {
-                    users.get(user_id)
-                };
-                if let Some(user) = user {
+                if let Some(user) = users.find(user_id, *count > 0) {
                     self.badges.set(user, *count);
                 }
                 Applied::BadgeSet

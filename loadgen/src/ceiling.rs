@@ -6,6 +6,11 @@
 //! The client runs on its own Tokio runtime (threads named `lg-ceiling`), not on the
 //! driver's, so that like the engine process it does not queue behind the mock
 //! vendors' tasks; its threads' CPU time is read from /proc (`Blast::cpu_s`).
+//!
+//! Beside it, when installed, [`h2load`] (nghttp2) sends the same requests as the
+//! reference figure of a bare HTTP/2 client in C ([`reference`]).
+
+pub(crate) mod h2load;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +22,7 @@ use fanfare::transport::{tls, Endpoint, Pool};
 use hdrhistogram::Histogram;
 
 use crate::setup::Mocks;
+use fanfare_loadgen::mock::apns::ApnsPush;
 
 /// Where and as whom the ceiling client sends.
 pub(crate) struct Target<'a> {
@@ -213,8 +219,6 @@ impl Inner {
                             .header("authorization", &*auth)
                             .header("apns-topic", &*topic)
                             .header("apns-push-type", "alert")
-                            .header("apns-priority", "10")
-                            .header("content-type", "application/json")
                             .body(())
                             .expect("a static APNs request head is valid")
                     };
@@ -269,4 +273,97 @@ impl Discard {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
+}
+
+/// The APNs request head a reference client sends besides `authorization`.
+pub(crate) struct Head {
+    topic: String,
+    push_type: String,
+    priority: u8,
+    expiration: Option<u64>,
+    collapse_id: Option<String>,
+}
+
+impl Head {
+    /// The engine's own, as the mock recorded one of its pushes.
+    pub fn of(p: &ApnsPush) -> Head {
+        Head {
+            topic: p.topic.clone(),
+            push_type: p.push_type.clone(),
+            priority: p.priority,
+            expiration: p.expiration,
+            collapse_id: p.collapse_id.clone(),
+        }
+    }
+
+    /// The ceiling client's (see [`Inner::blast`]).
+    pub fn ceiling() -> Head {
+        Head {
+            topic: crate::setup::TOPIC.into(),
+            push_type: "alert".into(),
+            priority: 10,
+            expiration: None,
+            collapse_id: None,
+        }
+    }
+
+    /// `name: value` lines, with `jwt` as the provider token.
+    fn lines(&self, jwt: &str) -> Vec<String> {
+        // The engine's set: no `content-type`, no `apns-priority` when it is 10.
+        let mut h = vec![
+            format!("authorization: bearer {jwt}"),
+            format!("apns-topic: {}", self.topic),
+            format!("apns-push-type: {}", self.push_type),
+        ];
+        h.extend((self.priority != 10).then(|| format!("apns-priority: {}", self.priority)));
+        h.extend(self.expiration.map(|e| format!("apns-expiration: {e}")));
+        h.extend(
+            self.collapse_id
+                .as_ref()
+                .map(|c| format!("apns-collapse-id: {c}")),
+        );
+        h
+    }
+}
+
+/// `h2load` sending `total` pushes of `body` with `head` over `tokens` to the run's
+/// mock APNs, with the engine's connections and streams in flight and a fresh
+/// provider token; `None` when h2load is not on `PATH`. The mock's records are
+/// emptied meanwhile, as for the ceiling client.
+pub(crate) async fn reference(
+    mocks: &Arc<Mocks>,
+    head: &Head,
+    tokens: &[String],
+    body: &[u8],
+    total: u64,
+) -> anyhow::Result<Option<h2load::Run>> {
+    let Some(bin) = h2load::find() else {
+        return Ok(None);
+    };
+    let (connections, in_flight) = mocks.apns_limits();
+    let jwt = mocks
+        .creds
+        .provider_token(fanfare::clock::unix_now_s() as i64)?;
+    let (base, headers) = (mocks.apns.url(), head.lines(&jwt));
+    let load = h2load::Load {
+        base: base.trim_end_matches('/'),
+        tokens,
+        headers: &headers,
+        body,
+        total,
+        connections,
+        in_flight,
+    };
+    let discard = Discard::spawn(mocks.clone());
+    let run = h2load::run(&bin, &load).await;
+    discard.finish().await;
+    let run = run?;
+    eprintln!(
+        "h2load: {} of {total} pushes answered 200 ({:.0}/s), {} ms CPU per 1k",
+        run.ok,
+        run.pushes_per_s(),
+        run.cpu_ms_per_1k()
+            .map_or("n/a".into(), |c| format!("{c:.2}"))
+    );
+    Ok(Some(run))
 }

@@ -136,6 +136,8 @@ pub struct GroupReport {
     pub ceiling_pushes_per_s: Option<f64>,
     /// CPU of the ceiling client's threads per 1k pushes.
     pub ceiling_cpu_ms_per_1k_pushes: Option<f64>,
+    /// CPU of `h2load` sending as many pushes the same way, per 1k (issue 16).
+    pub h2load_cpu_ms_per_1k_pushes: Option<f64>,
     pub engine_cpu_ms_per_1k_pushes: Option<f64>,
     pub latency_us: Latency,
 }
@@ -167,6 +169,12 @@ pub struct Report {
     pub ceiling_cpu_ms_per_1k_pushes: Option<f64>,
     /// `group` only: `pushes_per_s` / `ceiling_pushes_per_s` (both APNs only).
     pub engine_to_ceiling: Option<f64>,
+    /// `h2load` (nghttp2) sending the same pushes to the same mock: its CPU per 1k
+    /// (`null` when it is not on `PATH`: see `h2load_note`), and the engine's over it.
+    pub h2load_cpu_ms_per_1k_pushes: Option<f64>,
+    pub engine_to_h2load_cpu: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h2load_note: Option<&'static str>,
     /// Engine CPU seconds (utime + stime) during the measured phase.
     pub engine_cpu_s: Option<f64>,
     pub engine_cpu_ms_per_1k_pushes: Option<f64>,
@@ -208,6 +216,9 @@ impl Report {
             ceiling_pushes_per_s: None,
             ceiling_cpu_ms_per_1k_pushes: None,
             engine_to_ceiling: None,
+            h2load_cpu_ms_per_1k_pushes: None,
+            engine_to_h2load_cpu: None,
+            h2load_note: None,
             engine_cpu_s: None,
             engine_cpu_ms_per_1k_pushes: None,
             engine_peak_rss_bytes: None,
@@ -221,6 +232,16 @@ impl Report {
             wall_s: 0.0,
             histogram: None,
         }
+    }
+
+    /// The `h2load` reference figures: `found` says whether it was on `PATH`.
+    pub fn set_h2load(&mut self, found: bool, cpu_ms_per_1k: Option<f64>) {
+        self.h2load_cpu_ms_per_1k_pushes = cpu_ms_per_1k;
+        self.engine_to_h2load_cpu = self
+            .engine_cpu_ms_per_1k_pushes
+            .zip(cpu_ms_per_1k)
+            .map(|(e, h)| e / h.max(1e-9));
+        self.h2load_note = (!found).then_some("h2load is not on PATH (Debian nghttp2-client)");
     }
 
     /// Set `latency_us` from `h` and keep it for the plot.
@@ -309,6 +330,14 @@ impl Report {
             (
                 "ceiling client CPU per 1k",
                 opt(r.ceiling_cpu_ms_per_1k_pushes, " ms"),
+            ),
+            (
+                "h2load CPU per 1k (reference)",
+                match (r.h2load_cpu_ms_per_1k_pushes, r.engine_to_h2load_cpu) {
+                    (Some(h), Some(q)) => format!("{h:.2} ms (engine {q:.2}×)"),
+                    (Some(h), None) => format!("{h:.2} ms"),
+                    _ => r.h2load_note.unwrap_or("n/a").into(),
+                },
             ),
             (
                 "engine peak RSS",

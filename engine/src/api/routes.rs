@@ -36,7 +36,7 @@ mod fanout;
 mod ledger;
 mod users;
 
-use self::fanout::{call, cancel, message};
+use self::fanout::{accept, cancel};
 
 type Resp = Response<Full<Bytes>>;
 
@@ -370,7 +370,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             let body = read_body(engine, conn, req).await?;
             match engine.cluster() {
                 Some(node) => claims::accept_once(engine, node, Message, &body).await,
-                None => message(engine, &body),
+                None => accept(engine, Message, &body, None),
             }
         }
         (_, ["messages"]) => Err(ApiError::method_not_allowed("POST")),
@@ -380,7 +380,7 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             let body = read_body(engine, conn, req).await?;
             match engine.cluster() {
                 Some(node) => claims::accept_once(engine, node, Call, &body).await,
-                None => call(engine, &body),
+                None => accept(engine, Call, &body, None),
             }
         }
         (_, ["calls"]) => Err(ApiError::method_not_allowed("POST")),

@@ -20,7 +20,6 @@
 //! never": the push is dropped if it has not left within a second or two and is not
 //! retried after an attempt.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::clock::unix_now_s;
@@ -135,15 +134,11 @@ pub struct Cancelled {
     pub cancel_pushes: usize,
 }
 
-/// Accept one message: plan and render it, claim its id, then queue the pushes.
-pub fn accept_message(engine: &Engine, m: Message) -> Result<Outcome, Error> {
-    accept_message_into(engine, m, None)
-}
-
-/// [`accept_message`]; with `handoff` (cluster mode) the targets are not queued here
-/// but left in it for the caller to publish as work chunks
-/// ([`crate::cluster::Node::hand_off`]), which also makes the ledger entry findable.
-pub fn accept_message_into(
+/// Accept one message: plan and render it, claim its id, then queue the pushes. With
+/// `handoff` (cluster mode) the targets are not queued here but left in it for the
+/// caller to publish as work chunks ([`crate::cluster::Node::hand_off`]), which also
+/// makes the ledger entry findable.
+pub fn accept_message(
     engine: &Engine,
     m: Message,
     handoff: Option<&mut Option<Handoff>>,
@@ -174,10 +169,8 @@ pub fn accept_message_into(
         Conversation::Peer(_) => (notify::Kind::Peer, &m.sender_id),
     };
     let seen_as = notify::Conversation { kind, id };
-    let accepted = &engine.stats.messages_accepted;
     let Some(content) = &m.content else {
         let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
-            inc(&engine.stats.messages_duplicate);
             return Ok(Outcome::Duplicate);
         };
         let opened = engine
@@ -185,7 +178,7 @@ pub fn accept_message_into(
             .open(Space::Message, &m.message_id, &Targets::default());
         let queued = Ok(0);
         keep(engine, &queued, opened);
-        return claim.settle(queued, count(engine, recipients), 0, accepted);
+        return claim.settle(queued, count(engine, recipients), 0);
     };
     let rule = resource(engine, content)?;
     let options = plan::Options {
@@ -201,48 +194,30 @@ pub fn accept_message_into(
     let ttl_s = content.ttl_s.unwrap_or(engine.config.messages.ttl_s);
     let push = render(kind, content, &rule, ttl_s, &targets)?;
     let Some(claim) = Claim::take(engine, Space::Message, &m.message_id) else {
-        inc(&engine.stats.messages_duplicate);
         return Ok(Outcome::Duplicate);
     };
-    let unconfigured = targets.unconfigured.len();
-    let mut entry = engine.ledger.open(Space::Message, &m.message_id, &targets);
-    let queued = match handoff {
-        None => engine
-            .dispatcher
-            .submit_then(Arc::new(push), targets, entry.clone(), |t| {
-                count_badges(engine, t, content.badge_increment)
-            }),
-        Some(slot) => {
-            // The badge totals are counted through the cluster (`Node::add_badges`).
-            let kind = WorkKind::Message;
-            let expiry = (ttl_s, push.expires_at);
-            let h = Handoff::new(
-                Space::Message,
-                m.message_id.clone(),
-                kind,
-                content,
-                expiry,
-                targets,
-                entry.take(),
-                &users,
-            );
-            Ok(slot.insert(h).queued())
-        }
+    let rendered = Rendered {
+        push,
+        targets,
+        summary,
+        content,
+        ttl_s,
+        users,
     };
-    drop(users);
-    keep(engine, &queued, entry);
-    claim.settle(queued, summary, unconfigured, accepted)
+    // The badge totals of a handed-off message are counted through the cluster
+    // (`Node::add_badges`).
+    let handoff = handoff.map(|slot| (slot, WorkKind::Message));
+    claim.queue(rendered, handoff, |push, targets, entry| {
+        engine.dispatcher.submit_then(push, targets, entry, |t| {
+            count_badges(engine, t, content.badge_increment)
+        })
+    })
 }
 
 /// Accept one call invitation: ring the offline invitees until `timeout_s`, and track
-/// the call until then for [`cancel_call`].
-pub fn accept_call(engine: &Engine, c: Call) -> Result<Outcome, Error> {
-    accept_call_into(engine, c, None)
-}
-
-/// [`accept_call`]; with `handoff`, as [`accept_message_into`] (the engine that pulls
-/// the call's one chunk tracks it for a cancel).
-pub fn accept_call_into(
+/// the call until then for [`cancel_call`]. With `handoff`, as [`accept_message`] (the
+/// engine that pulls the call's one chunk tracks it for a cancel).
+pub fn accept_call(
     engine: &Engine,
     c: Call,
     handoff: Option<&mut Option<Handoff>>,
@@ -275,41 +250,29 @@ pub fn accept_call_into(
     let Some(claim) = Claim::take(engine, Space::Call, &c.call_id) else {
         return Ok(Outcome::Duplicate);
     };
-    let unconfigured = targets.unconfigured.len();
     let expires_at = unix_now_s() + c.timeout_s;
-    let mut entry = engine.ledger.open(Space::Call, &c.call_id, &targets);
-    let queued = match handoff {
-        None => engine.dispatcher.ring(
-            Arc::new(push),
-            targets,
-            c.call_id.clone(),
-            c.inviter_id,
-            expires_at,
-            entry.clone(),
-        ),
-        Some(slot) => {
-            let kind = WorkKind::Call {
-                inviter_id: c.inviter_id,
-                timeout_s: c.timeout_s,
-                ends_at: expires_at,
-            };
-            let expiry = (ttl_s, push.expires_at);
-            let h = Handoff::new(
-                Space::Call,
-                c.call_id.clone(),
-                kind,
-                &content,
-                expiry,
-                targets,
-                entry.take(),
-                &pin,
-            );
-            Ok(slot.insert(h).queued())
-        }
+    let rendered = Rendered {
+        push,
+        targets,
+        summary,
+        content: &content,
+        ttl_s,
+        users: pin,
     };
-    drop(pin);
-    keep(engine, &queued, entry);
-    claim.settle(queued, summary, unconfigured, &engine.stats.calls_accepted)
+    let handoff = handoff.map(|slot| {
+        let kind = WorkKind::Call {
+            inviter_id: c.inviter_id.clone(),
+            timeout_s: c.timeout_s,
+            ends_at: expires_at,
+        };
+        (slot, kind)
+    });
+    claim.queue(rendered, handoff, |push, targets, entry| {
+        let (call_id, inviter_id) = (c.call_id.clone(), c.inviter_id.clone());
+        engine
+            .dispatcher
+            .ring(push, targets, call_id, inviter_id, expires_at, entry)
+    })
 }
 
 /// Make an admitted request's ledger entry findable (a shed one leaves none).
@@ -319,37 +282,88 @@ fn keep(engine: &Engine, queued: &Result<usize, Overloaded>, entry: Option<Arc<E
     }
 }
 
+/// A planned and rendered message or call: what [`Claim::queue`] queues.
+struct Rendered<'a, 'p> {
+    push: Push,
+    targets: Targets,
+    /// Recipients, offline and muted ones.
+    summary: Summary,
+    content: &'a Content,
+    /// The push's vendor TTL.
+    ttl_s: u64,
+    /// The pin planning ran under, held until the targets are queued.
+    users: Pin<'p>,
+}
+
 /// A message or call id claimed in the dedup window. It is given back when the
 /// request's pushes cannot be queued, so the caller's retry is not a duplicate.
 struct Claim<'e> {
     engine: &'e Engine,
     space: Space,
-    id: &'e str,
+    id: &'e Arc<str>,
 }
 
 impl<'e> Claim<'e> {
-    /// The claim on `id`; `None` when it was seen within the window.
-    fn take(engine: &'e Engine, space: Space, id: &'e str) -> Option<Self> {
-        engine
-            .dedup
-            .claim(space, id)
-            .then_some(Self { engine, space, id })
+    /// The claim on `id`; `None` when it was seen within the window (a repeated
+    /// message is counted as a duplicate).
+    fn take(engine: &'e Engine, space: Space, id: &'e Arc<str>) -> Option<Self> {
+        let claimed = engine.dedup.claim(space, id);
+        if !claimed && space == Space::Message {
+            inc(&engine.stats.messages_duplicate);
+        }
+        claimed.then_some(Self { engine, space, id })
     }
 
-    /// The request accepted with its `queued` pushes (counted in `accepted`), or, when
+    /// Open the request's ledger entry and queue its targets: here through `submit`,
+    /// or, with a `handoff` slot (cluster mode), left there as a work chunk of the
+    /// given kind for the caller to publish. Then settle.
+    fn queue(
+        self,
+        r: Rendered<'_, '_>,
+        handoff: Option<(&mut Option<Handoff>, WorkKind)>,
+        submit: impl FnOnce(Arc<Push>, Targets, Option<Arc<Entry>>) -> Result<usize, Overloaded>,
+    ) -> Result<Outcome, Error> {
+        let unconfigured = r.targets.unconfigured.len();
+        let mut entry = self.engine.ledger.open(self.space, self.id, &r.targets);
+        let queued = match handoff {
+            None => submit(Arc::new(r.push), r.targets, entry.clone()),
+            Some((slot, kind)) => {
+                let expiry = (r.ttl_s, r.push.expires_at);
+                let (id, content) = (self.id.clone(), r.content);
+                let h = Handoff::new(
+                    self.space,
+                    id,
+                    kind,
+                    content,
+                    expiry,
+                    r.targets,
+                    entry.take(),
+                    &r.users,
+                );
+                Ok(slot.insert(h).queued())
+            }
+        };
+        drop(r.users);
+        keep(self.engine, &queued, entry);
+        self.settle(queued, r.summary, unconfigured)
+    }
+
+    /// The request accepted with its `queued` pushes (counted as accepted), or, when
     /// a queue was full, shed with the claim given back.
     fn settle(
         self,
         queued: Result<usize, Overloaded>,
         summary: Summary,
         unconfigured: usize,
-        accepted: &AtomicU64,
     ) -> Result<Outcome, Error> {
         let targets = queued.map_err(|o| {
             self.engine.dedup.release(self.space, self.id);
             shed(self.engine, o)
         })?;
-        inc(accepted);
+        inc(match self.space {
+            Space::Message => &self.engine.stats.messages_accepted,
+            Space::Call => &self.engine.stats.calls_accepted,
+        });
         Ok(Outcome::Accepted(Accepted {
             summary,
             targets,

@@ -1,16 +1,20 @@
 //! Apple Push Notification service, HTTP/2 provider API with token (JWT) auth.
 //!
 //! `POST /3/device/<hex token>` on the production or sandbox host (per binding), with
-//! `apns-topic` (bundle, `.voip` for VoIP), `apns-push-type`, `apns-priority` and
-//! `apns-expiration` (APNs assigns the `apns-id`). The body is rendered once per message
-//! ([`payload::Bodies`]); every device request shares its `Bytes`.
+//! `apns-topic` (bundle, `.voip` for VoIP), `apns-push-type`, `apns-expiration` and,
+//! unless it is APNs' default 10, `apns-priority` (APNs assigns the `apns-id`; no
+//! `content-type`, which APNs does not read). Only the headers APNs needs, and the
+//! same values for every device of a message, so that HPACK sends each as a table
+//! index after the first request; the provider token too (vendor/h2/PATCHES.md).
+//! The body is rendered once per message ([`payload::Bodies`]); every device request
+//! shares its `Bytes`.
 
 pub mod auth;
 pub mod payload;
 pub mod response;
 
 use bytes::BytesMut;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri};
 
@@ -215,37 +219,27 @@ impl Client {
         let expiration = expiration
             .format(if push.ttl_s == 0 { 0 } else { push.expires_at })
             .as_bytes();
+        let voip_type = HeaderValue::from_static("voip");
         let (push_type, priority) = if voip {
-            (
-                HeaderValue::from_static("voip"),
-                HeaderValue::from_static("10"),
-            )
+            (&voip_type, None)
         } else {
-            (push.apns.push_type.clone(), push.apns.priority.clone())
+            (&push.apns.push_type, sent_priority(&push.apns.priority))
         };
-        let collapse_id = &push.apns.collapse_id;
         let auth = self.conns.auth.header();
-        let make = || {
-            let mut req = Request::new(());
-            *req.method_mut() = Method::POST;
-            *req.uri_mut() = uri.clone();
-            let h = req.headers_mut();
-            h.reserve(8);
-            h.insert(AUTHORIZATION, auth.clone());
-            h.insert(APNS_TOPIC, topic.clone());
-            h.insert(APNS_PUSH_TYPE, push_type.clone());
-            h.insert(APNS_PRIORITY, priority.clone());
-            h.insert(
-                APNS_EXPIRATION,
-                HeaderValue::from_bytes(expiration).expect("digits"),
-            );
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            if let Some(id) = collapse_id {
-                h.insert(APNS_COLLAPSE_ID, id.clone());
-            }
-            req
+        let head = Head {
+            uri: &uri,
+            auth: &auth,
+            topic: &topic,
+            push_type,
+            priority,
+            expiration,
+            collapse_id: push.apns.collapse_id.as_ref(),
         };
-        match route.pool.send_before(make, body, push.expires_at).await {
+        match route
+            .pool
+            .send_before(|| head.request(), body, push.expires_at)
+            .await
+        {
             Ok(resp) => {
                 let v = response::classify(&resp, to.detail);
                 if v.reason.as_deref() == Some("ExpiredProviderToken") {
@@ -255,6 +249,48 @@ impl Client {
             }
             Err(e) => Verdict::transport(&e),
         }
+    }
+}
+
+/// `apns-priority` as sent: `None` for APNs' default 10 (one header less to build,
+/// encode and parse per push; BENCHMARKS.md, issue 16).
+fn sent_priority(priority: &HeaderValue) -> Option<&HeaderValue> {
+    Some(priority).filter(|p| p.as_bytes() != b"10")
+}
+
+/// One push's request head: only the headers APNs needs (module docs).
+struct Head<'a> {
+    uri: &'a Uri,
+    auth: &'a HeaderValue,
+    topic: &'a HeaderValue,
+    push_type: &'a HeaderValue,
+    /// From [`sent_priority`].
+    priority: Option<&'a HeaderValue>,
+    expiration: &'a [u8],
+    collapse_id: Option<&'a HeaderValue>,
+}
+
+impl Head<'_> {
+    fn request(&self) -> Request<()> {
+        let mut req = Request::new(());
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.reserve(6);
+        h.insert(AUTHORIZATION, self.auth.clone());
+        h.insert(APNS_TOPIC, self.topic.clone());
+        h.insert(APNS_PUSH_TYPE, self.push_type.clone());
+        if let Some(p) = self.priority {
+            h.insert(APNS_PRIORITY, p.clone());
+        }
+        h.insert(
+            APNS_EXPIRATION,
+            HeaderValue::from_bytes(self.expiration).expect("digits"),
+        );
+        if let Some(id) = self.collapse_id {
+            h.insert(APNS_COLLAPSE_ID, id.clone());
+        }
+        req
     }
 }
 
@@ -274,4 +310,49 @@ fn parse_token(kind: ProviderKind, token: &str) -> Result<Token, Cow<'static, st
     }
     let bytes = hex::decode(token).map_err(|_| "an APNs device token is hex digits only")?;
     Ok(Token::Bytes(bytes.into_boxed_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_and_values(req: &Request<()>) -> Vec<(String, String)> {
+        req.headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().expect("ascii").to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_push_sends_only_the_headers_apns_needs_and_not_its_default_priority() {
+        let uri: Uri = "https://api.push.apple.com/3/device/00aa"
+            .parse()
+            .expect("uri");
+        let v = HeaderValue::from_static;
+        let (auth, topic, alert, ten, five) =
+            (v("bearer x"), v("com.a"), v("alert"), v("10"), v("5"));
+        let head = |priority| Head {
+            uri: &uri,
+            auth: &auth,
+            topic: &topic,
+            push_type: &alert,
+            priority,
+            expiration: b"0",
+            collapse_id: None,
+        };
+        let default = head(sent_priority(&ten)).request();
+        assert_eq!(default.method(), Method::POST);
+        assert_eq!(
+            names_and_values(&default),
+            [
+                ("authorization", "bearer x"),
+                ("apns-topic", "com.a"),
+                ("apns-push-type", "alert"),
+                ("apns-expiration", "0"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let normal = head(sent_priority(&five)).request();
+        assert!(names_and_values(&normal).contains(&("apns-priority".into(), "5".into())));
+    }
 }

@@ -28,15 +28,13 @@ const TIMESTAMP: http::HeaderName = http::HeaderName::from_static("timestamp");
 /// The Honor client: the OEM skeleton over [`Honor`].
 pub type Client = super::oem::Client<Honor>;
 
-/// `[honor]`, validated.
+/// `[honor]`, validated: the section and its required keys.
 #[derive(Debug)]
 pub struct Settings {
+    pub section: config::Honor,
     pub app_id: String,
     pub client_id: String,
     pub client_secret: Secret,
-    pub endpoint: String,
-    pub token_endpoint: String,
-    pub dead_token_codes: Vec<i64>,
     pub connect: Connect,
 }
 
@@ -58,12 +56,10 @@ impl Configure for Honor {
         let client_secret = needs.key("client_secret", &c.client_secret);
         let app_id = needs.finish()?;
         Some(Settings {
+            section: c.clone(),
             app_id,
             client_id: client_id?,
             client_secret: client_secret?,
-            endpoint: c.endpoint.clone(),
-            token_endpoint: c.token_endpoint.clone(),
-            dead_token_codes: c.dead_token_codes.clone(),
             connect,
         })
     }
@@ -75,15 +71,16 @@ impl Oem for Honor {
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let path = format!("/api/v1/{}/sendMessage", urlencoding::encode(&s.app_id));
-        let route = Route::new(&s.connect, &s.endpoint, &path)?.client_credentials(
+        let c = &s.section;
+        let route = Route::new(&s.connect, &c.endpoint, &path)?.client_credentials(
             &s.connect,
-            &s.token_endpoint,
+            &c.token_endpoint,
             &s.client_id,
             &s.client_secret,
         )?;
         let vendor = Self {
             timestamp: super::MsHeader::default(),
-            dead_codes: s.dead_token_codes.clone().into(),
+            dead_codes: c.dead_token_codes.clone().into(),
         };
         Ok((vendor, vec![route]))
     }

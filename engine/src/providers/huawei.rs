@@ -29,12 +29,10 @@ pub type Client = super::oem::Client<Huawei>;
 /// `[huawei]`, validated.
 #[derive(Debug)]
 pub struct Settings {
+    pub section: config::Huawei,
     pub app_id: String,
     pub client_secret: Secret,
-    pub endpoint: String,
-    pub token_endpoint: String,
-    pub category: String,
-    pub channel_id: Option<String>,
+    /// `badge_class`, unless empty.
     pub badge_class: Option<String>,
     pub connect: Connect,
 }
@@ -61,11 +59,8 @@ impl Configure for Huawei {
         Some(Settings {
             app_id: needs.finish()?,
             client_secret: client_secret?,
-            endpoint: c.endpoint.clone(),
-            token_endpoint: c.token_endpoint.clone(),
-            category: c.category.clone(),
-            channel_id: c.channel_id.clone(),
             badge_class: c.badge_class.clone().filter(|c| !c.is_empty()),
+            section: c.clone(),
             connect,
         })
     }
@@ -77,9 +72,11 @@ impl Oem for Huawei {
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         let path = format!("/v1/{}/messages:send", urlencoding::encode(&s.app_id));
-        let route = Route::new(&s.connect, &s.endpoint, &path)?.client_credentials(
+        let c = &s.section;
+        let token_url = &c.token_endpoint;
+        let route = Route::new(&s.connect, &c.endpoint, &path)?.client_credentials(
             &s.connect,
-            &s.token_endpoint,
+            token_url,
             &s.app_id,
             &s.client_secret,
         )?;
@@ -91,8 +88,8 @@ impl Oem for Huawei {
             }
         };
         let vendor = Self {
-            android_fields: field("category", &s.category),
-            notification_fields: field("channel_id", s.channel_id.as_deref().unwrap_or("")),
+            android_fields: field("category", &c.category),
+            notification_fields: field("channel_id", c.channel_id.as_deref().unwrap_or("")),
             badge_open: s
                 .badge_class
                 .as_deref()

@@ -78,6 +78,12 @@ impl Body {
 /// How an OEM vendor renders a push's body once ([`Oem::RENDER`]).
 pub type Render = fn(&Kind, &Content, &Resource, u64) -> Result<Body, TooLarge>;
 
+/// `content` rendered by `render` as a message without a rule set (unit tests).
+#[cfg(test)]
+pub(crate) fn render_plain(render: Render, content: &Content, ttl_s: u64) -> Body {
+    render(&Kind::message(), content, &Resource::default(), ttl_s).expect("the test content fits")
+}
+
 /// What one OEM vendor adds to the skeleton of [`Client`]. Its [`Configure`] impl
 /// checks its config section into the settings [`Oem::new`] builds it from.
 pub trait Oem: Configure + Sized + Send + Sync + 'static {

@@ -32,13 +32,9 @@ pub type Client = super::oem::Client<Oppo>;
 /// `[oppo]`, validated.
 #[derive(Debug)]
 pub struct Settings {
+    pub section: config::Oppo,
     pub app_key: String,
     pub master_secret: Secret,
-    pub endpoint: String,
-    pub endpoint_intl: String,
-    pub channel_id: Option<String>,
-    pub category: String,
-    pub dead_token_codes: Vec<i64>,
     pub connect: Connect,
 }
 
@@ -78,13 +74,9 @@ impl Configure for Oppo {
         let mut needs = check.needs("app_key", c.app_key.clone());
         let master_secret = needs.key("master_secret", &c.master_secret);
         Some(Settings {
+            section: c.clone(),
             app_key: needs.finish()?,
             master_secret: master_secret?,
-            endpoint: c.endpoint.clone(),
-            endpoint_intl: c.endpoint_intl.clone(),
-            channel_id: c.channel_id.clone(),
-            category: c.category.clone(),
-            dead_token_codes: c.dead_token_codes.clone(),
             connect,
         })
     }
@@ -104,7 +96,8 @@ impl Oem for Oppo {
                     .token_path("/server/v1/auth", 6 * 3600),
             )
         };
-        let routes = vec![route(&s.endpoint)?, route(&s.endpoint_intl)?];
+        let c = &s.section;
+        let routes = vec![route(&c.endpoint)?, route(&c.endpoint_intl)?];
         let field = |key: &str, v: &str| -> Bytes {
             if v.is_empty() {
                 Bytes::new()
@@ -116,9 +109,9 @@ impl Oem for Oppo {
         let vendor = Self {
             app_key: s.app_key.clone(),
             secret: s.master_secret.clone(),
-            channel: field("channel_id", s.channel_id.as_deref().unwrap_or("")),
-            category: field("category", &s.category),
-            dead_codes: s.dead_token_codes.clone().into(),
+            channel: field("channel_id", c.channel_id.as_deref().unwrap_or("")),
+            category: field("category", &c.category),
+            dead_codes: c.dead_token_codes.clone().into(),
         };
         Ok((vendor, routes))
     }

@@ -37,13 +37,11 @@ pub type Client = super::oem::Client<Vivo>;
 /// `[vivo]`, validated.
 #[derive(Debug)]
 pub struct Settings {
+    pub section: config::Vivo,
+    /// `app_id`, numeric.
     pub app_id: u64,
     pub app_key: String,
     pub app_secret: Secret,
-    pub endpoint: String,
-    pub classification: u8,
-    pub push_mode: u8,
-    pub auth_error_codes: Vec<i64>,
     pub connect: Connect,
 }
 
@@ -86,10 +84,7 @@ impl Configure for Vivo {
             app_id: app_id?,
             app_key: app_key?,
             app_secret: app_secret?,
-            endpoint: c.endpoint.clone(),
-            classification: c.classification,
-            push_mode: c.push_mode,
-            auth_error_codes: c.auth_error_codes.clone(),
+            section: c.clone(),
             connect,
         })
     }
@@ -105,18 +100,19 @@ impl Oem for Vivo {
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
         // Valid a day; vivo asks for a refresh every 1–2 hours.
+        let c = &s.section;
         let route =
-            Route::new(&s.connect, &s.endpoint, "/message/send")?.token_path("/message/auth", 3600);
+            Route::new(&s.connect, &c.endpoint, "/message/send")?.token_path("/message/auth", 3600);
         let vendor = Self {
             app_id: s.app_id,
             app_key: s.app_key.clone(),
             secret: s.app_secret.clone(),
             client_fields: format!(
                 "\"appId\":{},\"classification\":{},\"pushMode\":{},",
-                s.app_id, s.classification, s.push_mode
+                s.app_id, c.classification, c.push_mode
             )
             .into(),
-            auth_codes: s.auth_error_codes.clone().into(),
+            auth_codes: c.auth_error_codes.clone().into(),
             paused_until: AtomicU64::new(0),
         };
         Ok((vendor, vec![route]))

@@ -35,8 +35,7 @@ pub struct Settings {
     /// `key=<secret>`, marked sensitive so it is never printed.
     pub auth: HeaderValue,
     pub package_name: String,
-    pub endpoint: String,
-    pub channel_id: Option<String>,
+    pub section: config::Xiaomi,
     pub connect: Connect,
 }
 
@@ -71,8 +70,7 @@ impl Configure for Xiaomi {
         Some(Settings {
             auth: auth?,
             package_name: package_name?,
-            endpoint: c.endpoint.clone(),
-            channel_id: c.channel_id.clone(),
+            section: c.clone(),
             connect,
         })
     }
@@ -85,7 +83,7 @@ impl Oem for Xiaomi {
     const TOKEN_HEADER: Option<TokenHeader> = None;
 
     fn new(s: &Settings) -> Result<(Self, Vec<Route>), connect::Error> {
-        let route = Route::new(&s.connect, &s.endpoint, "/v3/message/regid")?;
+        let route = Route::new(&s.connect, &s.section.endpoint, "/v3/message/regid")?;
         let auth = s.auth.clone();
         // Promote the buffer to a shared one now, so each push's clone only counts a
         // reference instead of the first one allocating.
@@ -94,7 +92,7 @@ impl Oem for Xiaomi {
             "&restricted_package_name={}",
             urlencoding::encode(&s.package_name)
         );
-        let channel = match s.channel_id.as_deref().filter(|c| !c.is_empty()) {
+        let channel = match s.section.channel_id.as_deref().filter(|c| !c.is_empty()) {
             Some(ch) => format!("&extra.channel_id={}", urlencoding::encode(ch)),
             None => String::new(),
         };

@@ -362,6 +362,17 @@ impl Pin<'_> {
         table.find(h, |&i| arena.get(i) == name).copied()
     }
 
+    /// [`Pin::intern`] when `create`, else [`Pin::get`]: a change that stores something
+    /// for the user interns it, one that clears something leaves an unknown user
+    /// unknown.
+    pub fn find(&self, name: &str, create: bool) -> Option<UserIdx> {
+        if create {
+            Some(self.intern(name))
+        } else {
+            self.get(name)
+        }
+    }
+
     /// The name of an index obtained under this pin or found in the state (allocates:
     /// for responses, not the hot path).
     pub fn name(&self, idx: UserIdx) -> Arc<str> {

@@ -194,16 +194,12 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 fn put_token(out: &mut Vec<u8>, t: &Token) {
-    match t {
-        Token::Bytes(b) => {
-            out.push(0);
-            put_bytes(out, b);
-        }
-        Token::Text(s) => {
-            out.push(1);
-            put_str(out, s);
-        }
-    }
+    let (tag, bytes) = match t {
+        Token::Bytes(b) => (0, &b[..]),
+        Token::Text(s) => (1, s.as_bytes()),
+    };
+    out.push(tag);
+    put_bytes(out, bytes);
 }
 
 /// Why a payload could not be decoded (its CRC was fine: a format bug or version skew).
@@ -219,28 +215,10 @@ pub fn decode(payload: &[u8]) -> Result<(u64, Mutation), Malformed> {
     }
     let seq = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
     let m = match r.u8()? {
-        BIND => {
-            let push_id = r.arc_str()?;
-            let user_id = r.arc_str()?;
-            let provider = ProviderKind::parse(r.str()?).ok_or(Malformed("unknown provider"))?;
-            let environment = r.one_of(ENVIRONMENTS, "unknown environment")?;
-            let app_id = if r.one_of(FLAG, "bad app_id flag")? {
-                Some(r.arc_str()?)
-            } else {
-                None
-            };
-            let token = r.token()?;
-            Mutation::Bind {
-                push_id,
-                binding: Binding {
-                    user_id,
-                    provider,
-                    environment,
-                    app_id,
-                    token,
-                },
-            }
-        }
+        BIND => Mutation::Bind {
+            push_id: r.arc_str()?,
+            binding: r.binding()?,
+        },
         UNBIND => Mutation::Unbind {
             push_id: r.arc_str()?,
         },
@@ -355,6 +333,25 @@ impl<'a> Reader<'a> {
             return Err(Malformed("identifier longer than the API allows"));
         }
         Ok(Arc::from(s))
+    }
+
+    /// A binding as [`encode`] writes one: user, provider, environment, app, token.
+    fn binding(&mut self) -> Result<Binding, Malformed> {
+        let user_id = self.arc_str()?;
+        let provider = ProviderKind::parse(self.str()?).ok_or(Malformed("unknown provider"))?;
+        let environment = self.one_of(ENVIRONMENTS, "unknown environment")?;
+        let app_id = if self.one_of(FLAG, "bad app_id flag")? {
+            Some(self.arc_str()?)
+        } else {
+            None
+        };
+        Ok(Binding {
+            user_id,
+            provider,
+            environment,
+            app_id,
+            token: self.token()?,
+        })
     }
 
     fn token(&mut self) -> Result<Token, Malformed> {

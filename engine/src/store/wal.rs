@@ -256,21 +256,14 @@ impl Wal {
             rotation_cv: Condvar::new(),
             stats: Default::default(),
         });
-        let flusher = Flusher {
-            wal: wal.clone(),
-            dir: dir.to_path_buf(),
-            seg: Segment { file, good_len: 0 },
-            mode: durability,
-            interval: fsync_interval,
-            dirty: false,
-            last_sync: Instant::now(),
-            durable: next_seq - 1,
-            incident: None,
-        };
-        std::thread::Builder::new()
-            .name("fanfare-wal".into())
-            .spawn(move || flusher.run())
-            .map_err(|e| Error::io(Path::new("fanfare-wal thread"), e))?;
+        let seg = Segment { file, good_len: 0 };
+        Flusher::spawn(
+            wal.clone(),
+            dir,
+            seg,
+            (durability, fsync_interval),
+            next_seq - 1,
+        )?;
         Ok(wal)
     }
 

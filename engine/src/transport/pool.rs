@@ -1,7 +1,8 @@
 //! A pool of long-lived HTTP/2 connections to one vendor endpoint.
 //!
-//! Each slot holds at most one live connection; requests pick slots round-robin and
-//! wait in h2's `ready()` for a free stream, so a connection carries up to the peer's
+//! Each slot holds at most one live connection; requests pick slots round-robin in
+//! runs of [`RUN`] consecutive requests per slot and wait in h2's `ready()` for a free
+//! stream, so a connection carries up to the peer's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS` requests at once and never provokes
 //! `REFUSED_STREAM` by over-opening. A slot whose connection died (GOAWAY, I/O error)
 //! reconnects on next use — after a failed connect only once its backoff (50 ms doubling
@@ -96,6 +97,14 @@ impl Options {
         self
     }
 }
+
+/// Consecutive requests sent to one slot before the next slot's turn. Alternating
+/// per request woke the other connection's task on every push, and with two
+/// connections the runtime's workers then woke each other: 10× the context switches
+/// and about 40% more CPU per push than one connection (BENCHMARKS.md, issue 16).
+/// A run keeps one connection task busy with a burst while the load still spreads
+/// evenly over the slots.
+pub const RUN: usize = 64;
 
 /// First reconnect backoff after a failed connect.
 const CONNECT_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -274,7 +283,7 @@ impl Pool {
         deadline_unix_s: u64,
     ) -> Result<Response, Error> {
         let n = self.inner.slots.len();
-        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) % n;
+        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) / RUN % n;
         let mut last_err: Option<Error> = None;
         for attempt in 0..2 {
             let slot = &self.inner.slots[(first + attempt) % n];

@@ -2,6 +2,7 @@
 //! over `--users` device tokens to the mock APNs, with the engine's connections and
 //! streams in flight and the body the engine renders for a group message — the
 //! physical limit of the mock path on this machine. `latency_us` is request → answer.
+//! Then `h2load`, when on `PATH`, sends as many pushes the same way (the reference).
 
 use std::sync::Arc;
 
@@ -52,10 +53,18 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         })),
     );
     let discard = ceiling::Discard::spawn(env.mocks.clone());
-    let b = client.blast(&tokens, body, args.pushes, in_flight).await?;
+    let b = client
+        .blast(&tokens, body.clone(), args.pushes, in_flight)
+        .await?;
     discard.finish().await;
     progress.finish().await;
     let cost = meter.stop(env);
+    let head = ceiling::Head::ceiling();
+    let reference = ceiling::reference(&env.mocks, &head, &tokens, &body, args.pushes).await?;
+    report.set_h2load(
+        ceiling::h2load::find().is_some(),
+        reference.and_then(|r| r.cpu_ms_per_1k()),
+    );
     report.pushes_expected = args.pushes;
     report.pushes_delivered = b.ok;
     report.errors.lost = args.pushes.saturating_sub(b.ok);

@@ -3,7 +3,8 @@
 //! APNs device. Per group: API request → `202` (accept), API request → the last push
 //! received by the mock APNs, pushes/s over that span, the engine's CPU per 1k pushes,
 //! and the ceiling: the bare HTTP/2 client sending as many pushes with the same body
-//! to the same mock with the engine's connections and streams in flight, right after.
+//! to the same mock with the engine's connections and streams in flight, right after,
+//! and `h2load` (when on `PATH`) sending them with the engine's request head.
 //!
 //! Members are `u0 .. u<size>`, so the groups nest and the largest one decides how
 //! many users are bound. Binding a million users through the API takes a while; the
@@ -91,6 +92,11 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     let mut all = report::histogram();
     let (mut fanout_s, mut ceiling_ok, mut ceiling_s) = (0.0, 0u64, 0.0);
     let (mut engine_cpu, mut driver_cpu, mut ceiling_cpu) = (Some(0.0), Some(0.0), Some(0.0));
+    let h2load = ceiling::h2load::find();
+    if h2load.is_none() {
+        eprintln!("group: h2load is not on PATH: no reference figure (h2load_cpu_ms_per_1k_pushes is null)");
+    }
+    let (mut h2load_ok, mut h2load_cpu) = (0u64, 0.0);
     for &size in &sizes {
         let online = (0..size).filter(|i| is_online(*i)).count() as u64;
         eprintln!("group: one message to g{size} ({size} members, {online} online)");
@@ -129,14 +135,16 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             + Duration::from_secs_f64(args.drain_timeout + targets as f64 / 1_000.0);
         let mut received: Vec<(Option<u32>, quanta::Instant)> =
             Vec::with_capacity(targets as usize);
-        let mut first_body: Option<Bytes> = None;
+        let mut first: Option<(Bytes, ceiling::Head)> = None;
         loop {
             let done = apns
                 .wait_for(before + targets as usize, Duration::from_millis(100))
                 .await;
             let batch = apns.take_received();
-            if first_body.is_none() {
-                first_body = batch.first().map(|p| Bytes::from(p.body.to_string()));
+            if first.is_none() {
+                first = batch
+                    .first()
+                    .map(|p| (Bytes::from(p.body.to_string()), ceiling::Head::of(p)));
             }
             received.extend(
                 batch
@@ -165,8 +173,12 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             }
         }
         let span = last.saturating_duration_since(t0).as_secs_f64().max(1e-6);
-        let ceiling = match first_body {
-            Some(body) => {
+        eprintln!(
+            "group: g{size} fan-out done, {delivered} pushes in {:.0} ms; now the reference clients",
+            span * 1e3
+        );
+        let (ceiling, reference) = match first {
+            Some((body, head)) => {
                 let tokens: Vec<String> = received
                     .iter()
                     .filter_map(|r| r.0)
@@ -174,14 +186,29 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
                     .collect();
                 drop(received);
                 let discard = ceiling::Discard::spawn(env.mocks.clone());
-                let b = client.blast(&tokens, body, delivered, in_flight).await?;
+                let b = client
+                    .blast(&tokens, body.clone(), delivered, in_flight)
+                    .await?;
                 discard.finish().await;
                 ceiling_ok += b.ok;
                 ceiling_s += b.secs;
                 ceiling_cpu = ceiling_cpu.zip(b.cpu_s).map(|(a, c)| a + c);
-                Some((b.pushes_per_s(), b.cpu_ms_per_1k()))
+                let reference = match h2load {
+                    Some(_) => {
+                        ceiling::reference(&env.mocks, &head, &tokens, &body, delivered).await?
+                    }
+                    None => None,
+                };
+                if let Some(r) = reference {
+                    h2load_ok += r.ok;
+                    h2load_cpu += r.cpu_s;
+                }
+                (
+                    Some((b.pushes_per_s(), b.cpu_ms_per_1k())),
+                    reference.and_then(|r| r.cpu_ms_per_1k()),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         fanout_s += span;
         all.add(&h)?;
@@ -198,6 +225,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
             pushes_per_s: delivered as f64 / span,
             ceiling_pushes_per_s: ceiling.map(|c| c.0),
             ceiling_cpu_ms_per_1k_pushes: ceiling.and_then(|c| c.1),
+            h2load_cpu_ms_per_1k_pushes: reference,
             engine_cpu_ms_per_1k_pushes: cost.engine_ms_per_1k(delivered),
             latency_us: Latency::of(&h),
         });
@@ -218,6 +246,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     report.engine_cpu_s = engine_cpu;
     report.engine_cpu_ms_per_1k_pushes = super::per_1k(engine_cpu, report.pushes_delivered);
     report.driver_cpu_ms_per_1k_pushes = super::per_1k(driver_cpu, report.pushes_delivered);
+    report.set_h2load(h2load.is_some(), super::per_1k(Some(h2load_cpu), h2load_ok));
     report.set_latency(all);
     Ok(report)
 }

@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{self, apns_token, fcm_token, Options};
+use crate::harness::{self, apns_token, fcm_token};
 
 #[tokio::test]
 async fn health_metrics_and_stats() {
@@ -259,11 +259,7 @@ async fn oversized_bodies_and_payloads_get_413_and_change_nothing() {
 
 #[tokio::test]
 async fn bearer_token_is_required_when_configured() {
-    let h = harness::start_with(Options {
-        api_token: true,
-        ..Options::default()
-    })
-    .await;
+    let h = harness::start_with_token().await;
     let body = json!({"user_id": "u1", "provider": "fcm", "token": fcm_token(1)})
         .to_string()
         .into_bytes();

@@ -2,33 +2,16 @@
 //! selects its app's credentials; an app with another key or project gets its own
 //! connections and auth token, one that only changes the APNs topic shares them.
 
-use std::path::PathBuf;
-
 use fanfare::client::{request, BindRequest};
 use fanfare_loadgen::mock::apns::{self, Credentials, MockApns};
 use fanfare_loadgen::mock::fcm::{self, MockFcm};
-use fanfare_loadgen::mock::tls::TestCa;
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::harness::Elsewhere;
 use crate::harness::{self, apns_token, fcm_token, Harness, Options, TOPIC, WAIT};
 
-/// A second vendor mock's world: its CA (the engine trusts it through the app's
-/// `ca_file`) and the directory its key files live in.
-pub struct Elsewhere {
-    pub dir: tempfile::TempDir,
-    pub ca: TestCa,
-    pub ca_file: PathBuf,
-}
-
 impl Elsewhere {
-    pub fn new() -> Elsewhere {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ca = TestCa::generate().expect("test CA");
-        let ca_file = ca.write_ca_file(dir.path()).expect("CA file");
-        Elsewhere { dir, ca, ca_file }
-    }
-
     /// A second FCM project and the `[apps.<app>.fcm]` table that selects it.
     pub fn fcm(&self, app: &str, project: &str) -> (MockFcm, String) {
         let config = fcm::Config {
@@ -104,34 +87,40 @@ pub async fn delivered(h: &Harness, id: &str) -> Value {
     }
 }
 
+/// An engine started with `options` in which u1 binds `provider` without an app and
+/// u2 with `app`, each sent one message, both delivered.
+async fn one_message_each_to_two_apps(options: Options, provider: &str, app: &str) -> Harness {
+    let h = harness::start_with(options).await;
+    let token = |seed| harness::device_token(provider, seed);
+    bind_app(&h, "d1", "u1", provider, &token(1), None).await;
+    bind_app(&h, "d2", "u2", provider, &token(2), Some(app)).await;
+    message_each(&h, &["u1", "u2"]).await;
+    h
+}
+
+/// Send one message to each of `users` and wait until every one is delivered.
+async fn message_each(h: &Harness, users: &[&str]) {
+    for u in users {
+        h.message_to(&format!("m-{u}"), u, json!({"title": "t", "content": "c"}))
+            .await;
+    }
+    for u in users {
+        delivered(h, &format!("m-{u}")).await;
+    }
+}
+
 #[tokio::test]
 async fn two_fcm_projects_in_one_engine_each_see_only_their_apps_pushes_with_their_own_token() {
     let other = Elsewhere::new();
     let (fcm2, table) = other.fcm("com.example.other", "second-project");
-    let h = harness::start_with(Options {
+    let options = Options {
         extra: table,
         ..Options::default()
-    })
-    .await;
-    bind_app(&h, "d1", "u1", "fcm", &fcm_token(1), None).await;
-    bind_app(
-        &h,
-        "d2",
-        "u2",
-        "fcm",
-        &fcm_token(2),
-        Some("com.example.other"),
-    )
-    .await;
+    };
+    let h = one_message_each_to_two_apps(options, "fcm", "com.example.other").await;
     // A binding whose app has no [apps] table uses the top-level project.
     bind_app(&h, "d3", "u3", "fcm", &fcm_token(3), Some("com.example.x")).await;
-    for u in ["u1", "u2", "u3"] {
-        h.message_to(&format!("m-{u}"), u, json!({"title": "t", "content": "c"}))
-            .await;
-    }
-    for u in ["u1", "u2", "u3"] {
-        delivered(&h, &format!("m-{u}")).await;
-    }
+    message_each(&h, &["u3"]).await;
     let tokens =
         |m: &MockFcm| -> Vec<String> { m.received().into_iter().map(|p| p.token).collect() };
     assert_eq!(tokens(&h.fcm), [fcm_token(1), fcm_token(3)]);
@@ -150,29 +139,12 @@ async fn two_fcm_projects_in_one_engine_each_see_only_their_apps_pushes_with_the
 async fn two_apns_topics_of_one_key_share_the_connections_and_the_provider_token() {
     // The app's table sets only its topic: key, team, hosts, CA and connections are
     // inherited from [apns].
-    let h = harness::start_with(Options {
+    let options = Options {
         extra: "[apps.\"com.example.other\".apns]\ntopic = \"com.example.other\"\n".into(),
         apns_other_topics: vec!["com.example.other".into()],
         ..Options::default()
-    })
-    .await;
-    bind_app(&h, "d1", "u1", "apns", &apns_token(1), None).await;
-    bind_app(
-        &h,
-        "d2",
-        "u2",
-        "apns",
-        &apns_token(2),
-        Some("com.example.other"),
-    )
-    .await;
-    for u in ["u1", "u2"] {
-        h.message_to(&format!("m-{u}"), u, json!({"title": "t", "content": "c"}))
-            .await;
-    }
-    for u in ["u1", "u2"] {
-        delivered(&h, &format!("m-{u}")).await;
-    }
+    };
+    let h = one_message_each_to_two_apps(options, "apns", "com.example.other").await;
     let mut seen: Vec<(String, String)> = h
         .apns
         .received()
@@ -205,28 +177,11 @@ async fn two_apns_topics_of_one_key_share_the_connections_and_the_provider_token
 async fn an_apns_app_with_another_key_gets_its_own_connections_and_provider_token() {
     let other = Elsewhere::new();
     let (apns2, table) = other.apns("com.example.second");
-    let h = harness::start_with(Options {
+    let options = Options {
         extra: table,
         ..Options::default()
-    })
-    .await;
-    bind_app(&h, "d1", "u1", "apns", &apns_token(1), None).await;
-    bind_app(
-        &h,
-        "d2",
-        "u2",
-        "apns",
-        &apns_token(2),
-        Some("com.example.second"),
-    )
-    .await;
-    for u in ["u1", "u2"] {
-        h.message_to(&format!("m-{u}"), u, json!({"title": "t", "content": "c"}))
-            .await;
-    }
-    for u in ["u1", "u2"] {
-        delivered(&h, &format!("m-{u}")).await;
-    }
+    };
+    let h = one_message_each_to_two_apps(options, "apns", "com.example.second").await;
     let seen = |m: &MockApns| -> Vec<(String, String)> {
         m.received()
             .into_iter()

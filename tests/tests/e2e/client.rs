@@ -105,11 +105,7 @@ async fn the_typed_client_reads_every_answer_over_h2c_and_http1() {
 
 #[tokio::test]
 async fn the_typed_client_sends_its_token_and_reads_401_as_an_error() {
-    let h = harness::start_with(harness::Options {
-        api_token: true,
-        ..Default::default()
-    })
-    .await;
+    let h = harness::start_with_token().await;
     assert!(h
         .api
         .group("none")

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::net::TcpListener;
 
-use crate::harness::{self, apns_token, fcm_token, Harness, Options, WAIT};
+use crate::harness::{self, apns_token, fcm_token, Elsewhere, Harness, Options, WAIT};
 use crate::ledger::settled;
 
 const SECRET: &str = "feedback-s3cret";
@@ -321,12 +321,7 @@ async fn a_stalled_receiver_does_not_slow_delivery_and_overflow_is_counted() {
         "the receiver never answered"
     );
     assert_eq!(s["invalid_tokens_removed"], 20, "{s}");
-    let metrics = h
-        .api
-        .request(http::Method::GET, "/metrics", None)
-        .await
-        .expect("metrics");
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = h.get_text("/metrics").await;
     let overflow = s["feedback"]["overflow"].as_u64().expect("a count");
     assert!(
         text.contains(&format!("fanfare_feedback_overflow_total {overflow}")),
@@ -340,13 +335,8 @@ async fn a_stalled_receiver_does_not_slow_delivery_and_overflow_is_counted() {
 async fn a_batch_is_retried_after_a_500_until_the_receiver_takes_it() {
     let r = Receiver::start(&[500], None).await;
     let h = start(r.config("")).await;
-    h.bind("d1", "u1", "apns", &apns_token(1)).await;
-    h.apns
-        .set_token_verdict(&apns_token(1), ApnsVerdict::Unregistered);
-    h.message_to("m-1", "u1", json!({"title": "hi"})).await;
-    let events = r.events(1).await;
+    let events = one_dead_token(&h, &r).await;
     assert_eq!(events[0]["push_id"], "d1");
-    all_verified(&r);
     let posts = r.posts();
     let statuses: Vec<u16> = posts.iter().map(|p| p.status).collect();
     assert_eq!(statuses, [500, 200]);
@@ -360,17 +350,22 @@ async fn a_batch_is_retried_after_a_500_until_the_receiver_takes_it() {
 
 #[tokio::test]
 async fn an_https_receiver_is_reached_with_its_ca_file() {
-    let ca = TestCa::generate().expect("a test CA");
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let ca_file = ca.write_ca_file(dir.path()).expect("CA file");
-    let r = Receiver::start(&[], Some(&ca)).await;
-    let h = start(r.config(&format!("ca_file = \"{}\"", ca_file.display()))).await;
+    let tls = Elsewhere::new();
+    let r = Receiver::start(&[], Some(&tls.ca)).await;
+    let h = start(r.config(&format!("ca_file = \"{}\"", tls.ca_file.display()))).await;
+    let events = one_dead_token(&h, &r).await;
+    assert_eq!(events[0]["type"], "token_dead");
+    h.shutdown().await;
+}
+
+/// Bind `d1` of u1 to an APNs token the mock calls unregistered and message u1: the
+/// receiver gets one event for it, signed and verified (returned).
+async fn one_dead_token(h: &Harness, r: &Receiver) -> Vec<Value> {
     h.bind("d1", "u1", "apns", &apns_token(1)).await;
     h.apns
         .set_token_verdict(&apns_token(1), ApnsVerdict::Unregistered);
     h.message_to("m-1", "u1", json!({"title": "hi"})).await;
     let events = r.events(1).await;
-    assert_eq!(events[0]["type"], "token_dead");
-    all_verified(&r);
-    h.shutdown().await;
+    all_verified(r);
+    events
 }

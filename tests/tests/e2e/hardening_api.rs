@@ -65,6 +65,13 @@ impl Api {
         s
     }
 
+    /// [`Api::start`], and a connection that has written `bytes`.
+    async fn start_sent(api: &str, bytes: &[u8]) -> (Api, TcpStream) {
+        let api = Api::start(api).await;
+        let s = api.sent(bytes).await;
+        (api, s)
+    }
+
     async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -410,10 +417,8 @@ async fn trailing_data_and_arrays_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
-    let api = Api::start("header_read_timeout_ms = 300").await;
-    let mut s = api
-        .sent(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
-        .await;
+    let slow_head = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ";
+    let (api, mut s) = Api::start_sent("header_read_timeout_ms = 300", slow_head).await;
     closed_by_server(&mut s).await;
     api.shutdown().await;
 }
@@ -476,10 +481,8 @@ async fn with_every_connection_busy_a_new_connection_is_refused_at_once() {
 
 #[tokio::test]
 async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
-    let api = Api::start("body_read_timeout_ms = 300").await;
-    let mut s = api
-        .sent(b"POST /v1/presence HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"ev")
-        .await;
+    let part = b"POST /v1/presence HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"ev";
+    let (api, mut s) = Api::start_sent("body_read_timeout_ms = 300", part).await;
     let a = read_answer(&mut s).await;
     a.assert_error(408, "request_timeout");
     assert_eq!(a.header("connection"), Some("close"));
@@ -588,6 +591,18 @@ fn stalled_post(
 }
 
 /// The first of `answers` to arrive, within [`WAIT`].
+/// The first of `answers` to arrive: `503` naming the `limit` that refused it.
+async fn first_refused(
+    answers: &mut Vec<tokio::task::JoinHandle<(StatusCode, Value)>>,
+    limit: &str,
+) -> Value {
+    let (status, v) = first_answer(answers).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(limit), "{v}");
+    v
+}
+
 async fn first_answer(
     answers: &mut Vec<tokio::task::JoinHandle<(StatusCode, Value)>>,
 ) -> (StatusCode, Value) {
@@ -617,18 +632,11 @@ async fn an_http2_connection_cannot_hold_more_body_memory_than_its_budget() {
     // One connection, three unfinished 60 KiB bodies: the third does not fit in the
     // connection's 128 KiB.
     let a = client();
-    let mut held = Vec::new();
-    let mut answers = Vec::new();
-    for _ in 0..3 {
-        let (tx, answer) = stalled_post(&a, api.addr, 60 * 1024);
-        held.push(tx);
-        answers.push(answer);
-    }
-    let (status, v) = first_answer(&mut answers).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let (mut held, mut answers): (Vec<_>, Vec<_>) = (0..3)
+        .map(|_| stalled_post(&a, api.addr, 60 * 1024))
+        .unzip();
+    let v = first_refused(&mut answers, "max_connection_body_bytes").await;
     assert_eq!(v["error"]["code"], "overloaded");
-    let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("max_connection_body_bytes"), "{v}");
     // A second connection with two more: 240 KiB in all does not fit in the 192 KiB
     // total, though each connection is within its own 128 KiB. Whichever body crosses
     // the line (on either connection) is refused, and only that one.
@@ -638,10 +646,7 @@ async fn an_http2_connection_cannot_hold_more_body_memory_than_its_budget() {
         held.push(tx);
         answers.push(answer);
     }
-    let (status, v) = first_answer(&mut answers).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("max_total_body_bytes"), "{v}");
+    first_refused(&mut answers, "max_total_body_bytes").await;
     drop(held);
     api.shutdown().await;
 }

@@ -15,14 +15,15 @@
 
 use std::net::SocketAddr;
 
-use fanfare_loadgen::mock::tls::TestCa;
 use http::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::harness::{self, apns_token, device_token, Harness, Options, FAST_RETRIES, WAIT};
+use crate::harness::{
+    self, apns_token, device_token, Elsewhere, Harness, Options, FAST_RETRIES, WAIT,
+};
 
 /// Short bounds (and `FAST_RETRIES`), so a scenario takes about the two seconds its
 /// pushes live.
@@ -185,15 +186,13 @@ async fn a_black_holed_oem_endpoint_does_not_wedge_its_lane_over_the_auto_client
 
 #[tokio::test]
 async fn an_http2_peer_that_never_sends_settings_is_a_failed_connect() {
-    let ca = TestCa::generate().expect("test CA");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ca_file = ca.write_ca_file(dir.path()).expect("CA file");
-    let hole = BlackHole::start(Some(TlsAcceptor::from(ca.server_config()))).await;
+    let tls = Elsewhere::new();
+    let hole = BlackHole::start(Some(TlsAcceptor::from(tls.ca.server_config()))).await;
     let h = start(
         false,
         vec![
             ("FANFARE_APNS_ENDPOINT_PRODUCTION", hole.url()),
-            ("FANFARE_APNS_CA_FILE", ca_file.display().to_string()),
+            ("FANFARE_APNS_CA_FILE", tls.ca_file.display().to_string()),
         ],
     )
     .await;

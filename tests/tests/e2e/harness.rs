@@ -17,6 +17,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
+use fanfare_loadgen::mock::tls::TestCa;
+
 pub use fanfare_loadgen::mock::rig::TOPIC;
 pub const API_TOKEN: &str = "s3cret-api-token";
 
@@ -62,6 +64,24 @@ pub use fanfare_loadgen::mock::rig::Vendors;
 /// Package name the Xiaomi mock expects.
 pub use fanfare_loadgen::mock::rig::PACKAGE;
 
+/// A peer's own world: a test CA the engine trusts only through a `ca_file`, and the
+/// temp directory that file (and any key files) lives in. A second vendor mock, an
+/// https feedback receiver, a black hole speaking TLS.
+pub struct Elsewhere {
+    pub dir: tempfile::TempDir,
+    pub ca: TestCa,
+    pub ca_file: PathBuf,
+}
+
+impl Elsewhere {
+    pub fn new() -> Elsewhere {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = TestCa::generate().expect("test CA");
+        let ca_file = ca.write_ca_file(dir.path()).expect("CA file");
+        Elsewhere { dir, ca, ca_file }
+    }
+}
+
 pub async fn start() -> Harness {
     start_with(Options::default()).await
 }
@@ -70,6 +90,15 @@ pub async fn start() -> Harness {
 pub async fn start_with_vendors() -> Harness {
     start_with(Options {
         vendors: true,
+        ..Options::default()
+    })
+    .await
+}
+
+/// [`start`] with the API's bearer token required (`Options::api_token`).
+pub async fn start_with_token() -> Harness {
+    start_with(Options {
+        api_token: true,
         ..Options::default()
     })
     .await
@@ -274,6 +303,18 @@ impl Harness {
         let body = body.to_string().into_bytes();
         self.raw_full(Method::POST, path, body, self.token.as_deref())
             .await
+    }
+
+    /// `GET path` as text (`/metrics`, or a JSON body whose field order matters),
+    /// asserting `200 OK`.
+    pub async fn get_text(&self, path: &str) -> String {
+        let raw = self
+            .api
+            .request(Method::GET, path, None)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} answers: {e}"));
+        assert_eq!(raw.status, StatusCode::OK, "GET {path}");
+        String::from_utf8(raw.body.to_vec()).expect("the body is UTF-8")
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -89,12 +89,7 @@ async fn a_group_messages_ledger_counts_delivered_dead_and_unconfigured_targets(
     // The body is API.md's, field for field.
     let (s, v) = h.get("/v1/messages/m-1").await;
     assert_eq!(s, StatusCode::OK);
-    let raw = h
-        .api
-        .request(http::Method::GET, "/v1/messages/m-1", None)
-        .await
-        .expect("answers");
-    let text = String::from_utf8_lossy(&raw.body);
+    let text = h.get_text("/v1/messages/m-1").await;
     let at = |k: &str| text.find(&format!("\"{k}\":")).unwrap_or(usize::MAX);
     let order = [
         "message_id",

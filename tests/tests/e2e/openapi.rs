@@ -10,14 +10,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{apns_token, start_with, Harness, Options};
-
-fn with_token() -> Options {
-    Options {
-        api_token: true,
-        ..Options::default()
-    }
-}
+use crate::harness::{self, apns_token, Harness};
 
 /// `GET path` over a fresh HTTP/1.1 connection without any token: status, content
 /// type and body as sent.
@@ -82,7 +75,7 @@ fn spec_validator(doc: &Value) {
 
 #[tokio::test]
 async fn the_openapi_document_is_served_without_a_token_and_validates() {
-    let h = start_with(with_token()).await;
+    let h = harness::start_with_token().await;
     let doc = document(&h).await;
     assert!(
         doc["openapi"]
@@ -125,7 +118,7 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test]
 async fn every_documented_operation_is_served_and_every_other_method_is_refused() {
-    let h = start_with(with_token()).await;
+    let h = harness::start_with_token().await;
     let doc = document(&h).await;
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 20, "{} paths", paths.len());
@@ -232,7 +225,7 @@ impl Checker {
 
 #[tokio::test]
 async fn requests_and_answers_of_every_json_endpoint_match_the_document() {
-    let h = start_with(with_token()).await;
+    let h = harness::start_with_token().await;
     let mut c = Checker {
         doc: document(&h).await,
         checked: BTreeSet::new(),

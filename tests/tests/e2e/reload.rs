@@ -5,8 +5,10 @@
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::apps::{bind_app, delivered, Elsewhere};
-use crate::harness::{self, apns_token, assert_error, fcm_token, Harness, Options, WAIT};
+use crate::apps::{bind_app, delivered};
+use crate::harness::{
+    self, apns_token, assert_error, fcm_token, Elsewhere, Harness, Options, WAIT,
+};
 
 /// `POST /v1/admin/reload`: its status and body.
 async fn reload(h: &Harness) -> (StatusCode, Value) {
@@ -20,11 +22,7 @@ fn rewrite(h: &Harness, original: &str, more: &str) {
 
 #[tokio::test]
 async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
-    let h = harness::start_with(Options {
-        api_token: true,
-        ..Options::default()
-    })
-    .await;
+    let h = harness::start_with_token().await;
     let original = std::fs::read_to_string(&h.config_path).expect("config readable");
     bind_app(
         &h,

@@ -11,22 +11,6 @@ use serde_json::{json, Value};
 
 use crate::harness::{self, apns_token, Harness, Options, WAIT};
 
-/// `GET /metrics` as text.
-async fn metrics(h: &Harness) -> String {
-    let raw = h
-        .api
-        .send(
-            http::Request::builder()
-                .uri(format!("{}/metrics", h.base))
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("GET /metrics answers");
-    assert_eq!(raw.status, StatusCode::OK);
-    String::from_utf8(raw.body.to_vec()).expect("the exposition is UTF-8")
-}
-
 /// The value of the sample `series` (name and labels exactly as written), if present.
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -38,7 +22,7 @@ fn value(text: &str, series: &str) -> Option<f64> {
 async fn wait_metric(h: &Harness, series: &str, min: f64) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let text = metrics(h).await;
+        let text = h.get_text("/metrics").await;
         if value(&text, series).is_some_and(|v| v >= min) {
             return text;
         }
@@ -163,7 +147,7 @@ fn promtool_check(text: &str) {
 #[tokio::test]
 async fn every_counter_series_is_there_from_start_and_the_vendor_label_is_provider_everywhere() {
     let h = harness::start().await;
-    let text = metrics(&h).await;
+    let text = h.get_text("/metrics").await;
     for series in [
         "fanfare_pushes_rejected_total{provider=\"fcm\",cause=\"bad_device_token\"}",
         "fanfare_pushes_rejected_total{provider=\"apns_voip\",cause=\"payload_too_large\"}",

@@ -7,8 +7,8 @@
 
 use serde::Deserialize;
 
-use super::fanout::{call_into, cancel_request, cancelled, message_into, refused};
-use super::{ok, Resp};
+use super::fanout::{accept, cancel_request, cancelled, duplicate, refused};
+use super::Resp;
 use crate::api::error::ApiError;
 use crate::api::wire;
 use crate::cluster::work::Handoff;
@@ -35,30 +35,18 @@ pub(super) async fn accept_once(
     space: Space,
     body: &[u8],
 ) -> Result<Resp, ApiError> {
-    let accept = |h: Option<&mut Option<Handoff>>| match space {
-        Space::Message => message_into(engine, body, h),
-        Space::Call => call_into(engine, body, h),
-    };
+    let run = |h: Option<&mut Option<Handoff>>| accept(engine, space, body, h);
     let Some(id) = claimable(engine, space, body) else {
-        return shared(engine, node, accept).await;
+        return shared(engine, node, run).await;
     };
     if claim(node, space, &id).await? {
-        let answer = shared(engine, node, accept).await;
+        let answer = shared(engine, node, run).await;
         return refused_releases(node, space, &id, answer).await;
     }
-    match space {
-        Space::Message => {
-            inc(&engine.stats.messages_duplicate);
-            ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
-                duplicate: true,
-                message_id: id,
-            }))
-        }
-        Space::Call => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
-            call_id: id,
-            duplicate: true,
-        })),
+    if space == Space::Message {
+        inc(&engine.stats.messages_duplicate);
     }
+    duplicate(space, id)
 }
 
 /// Run the handler `accept`, then count the badge increments through the cluster

@@ -10,19 +10,74 @@ use super::{answer, ok, Resp};
 use crate::api::error::ApiError;
 use crate::api::wire::{self, parse};
 use crate::cluster::work::Handoff;
+use crate::fanout::dedup::Space;
 use crate::fanout::usecase::{self, Conversation, Outcome};
 use crate::Engine;
 
-pub(super) fn message(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
-    message_into(engine, body, None)
-}
-
-/// [`message`], leaving an accepted message's targets in `handoff` (cluster mode).
-pub(super) fn message_into(
+/// `POST /v1/messages` (`space` Message) or `POST /v1/calls` (Call): parse and check
+/// the request, run its use case and answer with its outcome; with `handoff` (cluster
+/// mode) an accepted request's targets are left in it.
+pub(super) fn accept(
     engine: &Engine,
+    space: Space,
     body: &[u8],
     handoff: Option<&mut Option<Handoff>>,
 ) -> Result<Resp, ApiError> {
+    let (id, outcome) = match space {
+        Space::Message => {
+            let m = message_request(body)?;
+            (
+                m.message_id.clone(),
+                usecase::accept_message(engine, m, handoff),
+            )
+        }
+        Space::Call => {
+            let c = call_request(body)?;
+            (c.call_id.clone(), usecase::accept_call(engine, c, handoff))
+        }
+    };
+    let id = id.to_string();
+    match (space, outcome.map_err(refused)?) {
+        (_, Outcome::Duplicate) => duplicate(space, id),
+        (Space::Message, Outcome::Accepted(a)) => {
+            accepted(wire::MessageAnswer::Accepted(wire::MessageAccepted {
+                message_id: id,
+                muted: a.summary.muted,
+                offline_recipients: a.summary.offline,
+                recipients: a.summary.recipients,
+                targets: a.targets,
+                unconfigured: a.unconfigured,
+            }))
+        }
+        (Space::Call, Outcome::Accepted(a)) => {
+            accepted(wire::CallAnswer::Accepted(wire::CallAccepted {
+                call_id: id,
+                muted: a.summary.muted,
+                offline_invitees: a.summary.offline,
+                targets: a.targets,
+                unconfigured: a.unconfigured,
+            }))
+        }
+    }
+}
+
+/// The answer to a message or call id seen within the dedup window: nothing is
+/// pushed again.
+pub(super) fn duplicate(space: Space, id: String) -> Result<Resp, ApiError> {
+    match space {
+        Space::Message => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
+            duplicate: true,
+            message_id: id,
+        })),
+        Space::Call => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
+            call_id: id,
+            duplicate: true,
+        })),
+    }
+}
+
+/// A `POST /v1/messages` body, parsed and checked.
+fn message_request(body: &[u8]) -> Result<usecase::Message, ApiError> {
     let req: wire::MessageRequest = parse(body)?;
     let message_id = wire::id("message_id", &req.message_id)?;
     let sender_id = wire::id("sender_id", &req.sender_id)?;
@@ -37,39 +92,16 @@ pub(super) fn message_into(
         }
     };
     let content = req.push.map(|p| p.into_content()).transpose()?;
-    let m = usecase::Message {
+    Ok(usecase::Message {
         message_id,
         sender_id,
         conversation,
         content,
-    };
-    let message_id = m.message_id.to_string();
-    match usecase::accept_message_into(engine, m, handoff).map_err(refused)? {
-        Outcome::Duplicate => ok(wire::MessageAnswer::Duplicate(wire::MessageDuplicate {
-            duplicate: true,
-            message_id,
-        })),
-        Outcome::Accepted(a) => accepted(wire::MessageAnswer::Accepted(wire::MessageAccepted {
-            message_id,
-            muted: a.summary.muted,
-            offline_recipients: a.summary.offline,
-            recipients: a.summary.recipients,
-            targets: a.targets,
-            unconfigured: a.unconfigured,
-        })),
-    }
+    })
 }
 
-pub(super) fn call(engine: &Engine, body: &[u8]) -> Result<Resp, ApiError> {
-    call_into(engine, body, None)
-}
-
-/// [`call`], leaving an accepted call's targets in `handoff` (cluster mode).
-pub(super) fn call_into(
-    engine: &Engine,
-    body: &[u8],
-    handoff: Option<&mut Option<Handoff>>,
-) -> Result<Resp, ApiError> {
+/// A `POST /v1/calls` body, parsed and checked.
+fn call_request(body: &[u8]) -> Result<usecase::Call, ApiError> {
     let req: wire::CallRequest = parse(body)?;
     let call_id = wire::id("call_id", &req.call_id)?;
     let inviter_id = wire::id("inviter_id", &req.inviter_id)?;
@@ -93,27 +125,13 @@ pub(super) fn call_into(
         .map(|p| p.into_content())
         .transpose()?
         .unwrap_or_default();
-    let c = usecase::Call {
+    Ok(usecase::Call {
         call_id,
         inviter_id,
         invitees,
         timeout_s: req.timeout_s,
         content,
-    };
-    let call_id = c.call_id.to_string();
-    match usecase::accept_call_into(engine, c, handoff).map_err(refused)? {
-        Outcome::Duplicate => ok(wire::CallAnswer::Duplicate(wire::CallDuplicate {
-            call_id,
-            duplicate: true,
-        })),
-        Outcome::Accepted(a) => accepted(wire::CallAnswer::Accepted(wire::CallAccepted {
-            call_id,
-            muted: a.summary.muted,
-            offline_invitees: a.summary.offline,
-            targets: a.targets,
-            unconfigured: a.unconfigured,
-        })),
-    }
+    })
 }
 
 /// `202 Accepted` with `body`: the request's pushes are queued, not yet sent.

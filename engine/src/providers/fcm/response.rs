@@ -105,17 +105,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn resp(status: u16, retry_after: Option<&str>, body: &str) -> Response {
-        let mut headers = http::HeaderMap::new();
-        if let Some(v) = retry_after {
-            headers.insert(http::header::RETRY_AFTER, v.parse().unwrap());
-        }
-        Response {
-            status: http::StatusCode::from_u16(status).unwrap(),
-            headers,
-            body: bytes::Bytes::from(body.to_string()),
-        }
-    }
+    use crate::providers::answer::response as resp;
 
     fn err(code: u16, status: &str, fcm: Option<&str>) -> String {
         let details = match fcm {

@@ -70,11 +70,11 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::oem::render_plain;
 
     #[test]
     fn body_is_valid_json() {
-        let c = Content::sample("t", "c", "p");
-        let t = render(&Kind::message(), &c, &Resource::default(), 5).unwrap();
+        let t = render_plain(render, &Content::sample("t", "c", "p"), 5);
         let v: serde_json::Value = serde_json::from_slice(&t.spliced.fill(&[b"TOK"])).unwrap();
         assert_eq!(v["token"][0], "TOK");
         assert_eq!(v["android"]["notification"]["clickAction"]["type"], 3);
@@ -84,11 +84,7 @@ mod tests {
 
     #[test]
     fn a_silent_push_is_a_data_message() {
-        let c = Content {
-            silent: true,
-            ..Content::sample("t", "c", "p")
-        };
-        let t = render(&Kind::message(), &c, &Resource::default(), 5).unwrap();
+        let t = render_plain(render, &Content::silent_sample(None), 5);
         let v: serde_json::Value = serde_json::from_slice(&t.spliced.fill(&[b"TOK"])).unwrap();
         assert!(v.get("notification").is_none());
         assert!(v["android"].get("notification").is_none());

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::providers::{answer, Cause, Outcome, Verdict};
 use crate::transport::Response;
 
 #[derive(Deserialize)]
@@ -16,14 +16,12 @@ struct Body {
 }
 
 pub fn classify(resp: &Response, dead_codes: &[i64], detail: bool) -> Verdict {
-    let status = resp.status.as_u16();
-    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
+    let (status, body, after) = answer::read::<Body>(resp);
     let code = body.as_ref().and_then(|b| match &b.code {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),
         _ => None,
     });
-    let after = retry_after(&resp.headers);
     let outcome = match (status, code) {
         (200, Some(200 | 80000000)) => Outcome::Delivered,
         (_, Some(c)) if dead_codes.contains(&c) => Outcome::TokenDead(Cause::BadDeviceToken),

@@ -84,6 +84,7 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::oem::render_plain;
     use serde_json::Value;
 
     fn fill(b: &Body, android: &[u8], notification: &[u8]) -> Value {
@@ -115,12 +116,7 @@ mod tests {
 
     #[test]
     fn a_silent_push_is_a_data_message_and_options_map() {
-        let c = Content {
-            silent: true,
-            collapse_id: Some("conv".into()),
-            ..Content::sample("t", "b", "p")
-        };
-        let t = render(&Kind::message(), &c, &Resource::default(), 5).unwrap();
+        let t = render_plain(render, &Content::silent_sample(Some("conv")), 5);
         let v = fill(&t, b"\"category\":\"IM\",", b"\"channel_id\":\"ch\",");
         assert!(v["message"]["android"].get("notification").is_none(), "{v}");
         assert!(v["message"].get("notification").is_none());

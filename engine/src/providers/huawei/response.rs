@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::providers::{answer, Cause, Outcome, Verdict};
 use crate::transport::Response;
 
 #[derive(Deserialize)]
@@ -17,10 +17,8 @@ struct Body {
 }
 
 pub fn classify(resp: &Response, token: &str, detail: bool) -> Verdict {
-    let status = resp.status.as_u16();
-    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
+    let (status, body, after) = answer::read::<Body>(resp);
     let code = body.as_ref().map_or("", |b| b.code.as_str());
-    let after = retry_after(&resp.headers);
     let outcome = match (status, code) {
         (200, "80000000") => Outcome::Delivered,
         // Some tokens failed: `msg` is a JSON string listing `illegal_tokens`.
@@ -47,14 +45,10 @@ pub fn classify(resp: &Response, token: &str, detail: bool) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::providers::answer::response;
 
     fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status: http::StatusCode::from_u16(status).unwrap(),
-            headers: http::HeaderMap::new(),
-            body: Bytes::from(body.to_string()),
-        }
+        response(status, None, body)
     }
 
     #[test]

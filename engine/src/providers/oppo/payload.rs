@@ -62,11 +62,11 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::oem::render_plain;
 
     #[test]
     fn form_carries_the_message_json() {
-        let c = Content::sample("t", "c", "{\"k\":1}");
-        let t = render(&Kind::message(), &c, &Resource::default(), 60).unwrap();
+        let t = render_plain(render, &Content::sample("t", "c", "{\"k\":1}"), 60);
         let client = urlencoding::encode(r#""channel_id":"ch","#).into_owned();
         let body = t
             .spliced
@@ -86,8 +86,7 @@ mod tests {
 
     #[test]
     fn a_now_or_never_push_is_not_stored_for_an_offline_device() {
-        let c = Content::sample("t", "c", "p");
-        let t = render(&Kind::message(), &c, &Resource::default(), 0).unwrap();
+        let t = render_plain(render, &Content::sample("t", "c", "p"), 0);
         let body = t.spliced.fill(&[b"CN_abc", t.client(0, b""), b"", b"tok"]);
         let body = std::str::from_utf8(&body).unwrap();
         let msg = body.split_once('&').unwrap().0;

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::providers::{answer, Cause, Outcome, Verdict};
 use crate::transport::Response;
 
 #[derive(Deserialize)]
@@ -16,9 +16,7 @@ struct Body {
 }
 
 pub fn classify(resp: &Response, dead_codes: &[i64], detail: bool) -> Verdict {
-    let status = resp.status.as_u16();
-    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
-    let after = retry_after(&resp.headers);
+    let (status, body, after) = answer::read::<Body>(resp);
     let code = body.as_ref().map(|b| b.code);
     let outcome = match (status, code) {
         (200, Some(0)) => Outcome::Delivered,

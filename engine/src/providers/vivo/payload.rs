@@ -52,11 +52,11 @@ pub fn render(kind: &Kind, c: &Content, rule: &Resource, ttl_s: u64) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::oem::render_plain;
 
     #[test]
     fn body_is_valid_json() {
-        let c = Content::sample("t".repeat(60), "c", "p");
-        let t = render(&Kind::message(), &c, &Resource::default(), 60).unwrap();
+        let t = render_plain(render, &Content::sample("t".repeat(60), "c", "p"), 60);
         let body = t.spliced.fill(&[
             br#""appId":1,"classification":1,"pushMode":0,"#,
             br#""12345678901234567890123""#,

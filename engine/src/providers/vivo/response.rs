@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::providers::{answer, Cause, Outcome, Verdict};
 use crate::transport::Response;
 
 #[derive(Deserialize)]
@@ -20,9 +20,7 @@ struct Body {
 pub const QUOTA_CODES: [i64; 3] = [10070, 10252, 10254];
 
 pub fn classify(resp: &Response, regid: &str, auth_codes: &[i64], detail: bool) -> Verdict {
-    let status = resp.status.as_u16();
-    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
-    let after = retry_after(&resp.headers);
+    let (status, body, after) = answer::read::<Body>(resp);
     let outcome = match (status, &body) {
         (200, Some(b)) if b.result == 0 => Outcome::Delivered,
         (_, Some(b)) if b.result == 10302 || b.invalid_user["userid"].as_str() == Some(regid) => {
@@ -43,14 +41,10 @@ pub fn classify(resp: &Response, regid: &str, auth_codes: &[i64], detail: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::providers::answer::response;
 
     fn resp(body: &str) -> Response {
-        Response {
-            status: http::StatusCode::OK,
-            headers: http::HeaderMap::new(),
-            body: Bytes::from(body.to_string()),
-        }
+        response(200, None, body)
     }
 
     #[test]

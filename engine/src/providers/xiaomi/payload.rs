@@ -114,12 +114,7 @@ mod tests {
 
     #[test]
     fn a_silent_push_passes_through_and_collapse_ids_become_notify_ids() {
-        let c = Content {
-            silent: true,
-            collapse_id: Some("conv-1".into()),
-            ..Content::sample("t", "c", "p")
-        };
-        let body = form(&c);
+        let body = form(&Content::silent_sample(Some("conv-1")));
         assert!(body.contains("pass_through=1"), "{body}");
         assert!(!body.contains("notify_type"), "{body}");
         assert!(!body.contains("channel_id"), "{body}");

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::providers::{retry_after, Cause, Outcome, Verdict};
+use crate::providers::{answer, Cause, Outcome, Verdict};
 use crate::transport::Response;
 
 #[derive(Deserialize)]
@@ -18,9 +18,7 @@ struct Body {
 }
 
 pub fn classify(resp: &Response, regid: &str, detail: bool) -> Verdict {
-    let status = resp.status.as_u16();
-    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
-    let after = retry_after(&resp.headers);
+    let (status, body, after) = answer::read::<Body>(resp);
     let outcome = match (status, &body) {
         // A multi-regId send lists the unknown ones in `data.bad_regids`.
         (200, Some(b)) if b.result == "ok" && b.code == 0 => match b.data["bad_regids"].as_str() {

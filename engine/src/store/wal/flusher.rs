@@ -3,7 +3,7 @@
 //! failure takes the round back and refuses writes until a probe write succeeds.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,20 +20,47 @@ enum Stop {
 /// The flusher thread's state: the segment, what is synced, what is durable, and the
 /// current failure incident.
 pub(super) struct Flusher {
-    pub(super) wal: Arc<Wal>,
-    pub(super) dir: PathBuf,
-    pub(super) seg: Segment,
-    pub(super) mode: Durability,
-    pub(super) interval: Duration,
-    pub(super) dirty: bool,
-    pub(super) last_sync: Instant,
+    wal: Arc<Wal>,
+    dir: PathBuf,
+    seg: Segment,
+    mode: Durability,
+    interval: Duration,
+    dirty: bool,
+    last_sync: Instant,
     /// Every record ≤ this is acknowledged (published) and never taken back.
-    pub(super) durable: u64,
-    pub(super) incident: Option<Incident>,
+    durable: u64,
+    incident: Option<Incident>,
 }
 
 impl Flusher {
-    pub(super) fn run(mut self) {
+    /// Start the flusher thread over the fresh segment `seg` of `dir`, syncing as
+    /// `(mode, interval)` ask; every record up to `durable` is already durable.
+    pub(super) fn spawn(
+        wal: Arc<Wal>,
+        dir: &Path,
+        seg: Segment,
+        (mode, interval): (Durability, Duration),
+        durable: u64,
+    ) -> Result<(), Error> {
+        let flusher = Self {
+            wal,
+            dir: dir.to_path_buf(),
+            seg,
+            mode,
+            interval,
+            dirty: false,
+            last_sync: Instant::now(),
+            durable,
+            incident: None,
+        };
+        std::thread::Builder::new()
+            .name("fanfare-wal".into())
+            .spawn(move || flusher.run())
+            .map_err(|e| Error::io(Path::new("fanfare-wal thread"), e))?;
+        Ok(())
+    }
+
+    fn run(mut self) {
         let mut spare = Vec::with_capacity(1 << 20);
         let mut spare_undo = Vec::with_capacity(1 << 12);
         let wal = self.wal.clone();

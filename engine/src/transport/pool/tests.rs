@@ -1,4 +1,5 @@
 use super::*;
+use http::HeaderValue;
 
 #[test]
 fn connect_backoff_doubles_with_jitter_up_to_the_cap() {
@@ -186,4 +187,189 @@ async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
     assert_eq!(warnings.len(), 1, "{text}");
     let cause = format!("tls handshake with https://127.0.0.1:{port} timed out after 100ms");
     assert!(warnings[0].contains(&cause), "{text}");
+}
+
+/// An h2c server answering `200` to every request; the requests each connection
+/// carried, by connection in accept order.
+async fn answers_everything(
+    listener: tokio::net::TcpListener,
+    per_conn: Arc<parking_lot::Mutex<Vec<usize>>>,
+) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let per_conn = per_conn.clone();
+        let i = {
+            let mut v = per_conn.lock();
+            v.push(0);
+            v.len() - 1
+        };
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                return;
+            };
+            while let Some(Ok((_, mut respond))) = conn.accept().await {
+                per_conn.lock()[i] += 1;
+                let answer = http::Response::new(());
+                let _ = respond.send_response(answer, true);
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn consecutive_requests_share_one_connection_for_a_run_and_runs_take_turns() {
+    let (listener, port) = silent_listener().await;
+    let per_conn = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let server = tokio::spawn(answers_everything(listener, per_conn.clone()));
+    let pool = pool(&format!("http://127.0.0.1:{port}"), opts(2));
+    let send = || async {
+        let r = tokio::time::timeout(WAIT, pool.send(get, Bytes::new()))
+            .await
+            .expect("bounded")
+            .expect("answered");
+        assert_eq!(r.status, StatusCode::OK);
+    };
+    for _ in 0..RUN {
+        send().await;
+    }
+    // Alternating slots per request would have opened the second connection at the
+    // second request.
+    assert_eq!(pool.connects(), 1, "a run stays on one connection");
+    for _ in 0..RUN * 3 {
+        send().await;
+    }
+    assert_eq!(pool.connects(), 2);
+    assert_eq!(
+        *per_conn.lock(),
+        vec![RUN * 2, RUN * 2],
+        "the runs take turns"
+    );
+    server.abort();
+}
+
+/// Counts the bytes read through it: what the client sent, as the server sees it.
+struct Counted<T> {
+    io: T,
+    read: Arc<AtomicUsize>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        self.read
+            .fetch_add(buf.filled().len() - before, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// An h2c server answering `200` to requests whose `authorization` is `want`
+/// (`403` otherwise), counting the bytes the client sent.
+async fn checks_authorization(
+    listener: tokio::net::TcpListener,
+    want: HeaderValue,
+    read: Arc<AtomicUsize>,
+) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let (want, read) = (want.clone(), read.clone());
+        tokio::spawn(async move {
+            let io = Counted { io: tcp, read };
+            let Ok(mut conn) = h2::server::handshake(io).await else {
+                return;
+            };
+            while let Some(Ok((request, mut respond))) = conn.accept().await {
+                let ok = request.headers().get(http::header::AUTHORIZATION) == Some(&want);
+                let mut answer = http::Response::new(());
+                if !ok {
+                    *answer.status_mut() = StatusCode::FORBIDDEN;
+                }
+                let _ = respond.send_response(answer, true);
+            }
+        });
+    }
+}
+
+/// Bytes the client sent for each of three requests carrying `auth`.
+async fn bytes_per_request(auth: HeaderValue) -> Vec<usize> {
+    let (listener, port) = silent_listener().await;
+    let read = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn(checks_authorization(listener, auth.clone(), read.clone()));
+    let pool = pool(&format!("http://127.0.0.1:{port}"), opts(1));
+    let make = || {
+        let mut r = Request::post("/3/device/00")
+            .body(())
+            .expect("request head");
+        r.headers_mut()
+            .insert(http::header::AUTHORIZATION, auth.clone());
+        r
+    };
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let before = read.load(Ordering::Relaxed);
+        let r = tokio::time::timeout(WAIT, pool.send(make, Bytes::from_static(b"{}")))
+            .await
+            .expect("bounded")
+            .expect("answered");
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "the server decoded the token as sent"
+        );
+        sizes.push(read.load(Ordering::Relaxed) - before);
+    }
+    server.abort();
+    sizes
+}
+
+/// A provider token like APNs' (a ~250-byte JWT).
+fn jwt_like() -> HeaderValue {
+    let token = format!(
+        "bearer eyJhbGciOiJFUzI1NiIsImtpZCI6IkFCQzEyMzQ1NjcifQ.{}",
+        "x".repeat(200)
+    );
+    HeaderValue::from_str(&token).expect("ascii")
+}
+
+#[tokio::test]
+async fn a_provider_token_is_hpack_indexed_so_later_requests_do_not_resend_it() {
+    let sizes = bytes_per_request(jwt_like()).await;
+    // First request: the whole token (Huffman-coded, > 150 bytes); later ones refer
+    // to its HPACK table entry (the vendored h2 patch, vendor/h2/PATCHES.md).
+    assert!(sizes[0] > 150, "{sizes:?}");
+    assert!(sizes[1] < 80 && sizes[2] < 80, "{sizes:?}");
+}
+
+#[tokio::test]
+async fn a_sensitive_authorization_value_is_never_indexed() {
+    let mut auth = jwt_like();
+    auth.set_sensitive(true);
+    let sizes = bytes_per_request(auth).await;
+    assert!(sizes.iter().all(|&n| n > 150), "{sizes:?}");
 }
