@@ -184,6 +184,19 @@ impl Browser {
         }
     }
 
+    /// Type `value` into the `field` of a form, press its `button` and wait (bounded)
+    /// until the text of `out` satisfies `ok`; returns that text.
+    async fn submit(
+        &self,
+        [field, value, button, out]: [&str; 4],
+        what: &str,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
+        self.type_into(field, value).await;
+        self.click(button).await;
+        self.wait_text(out, what, ok).await
+    }
+
     /// Close the session (chromedriver quits chromium); drop kills what is left.
     async fn close(mut self) {
         if let Some(c) = self.client.take() {
@@ -270,11 +283,8 @@ async fn the_console_shows_a_user_a_debug_push_verdict_a_ledger_and_the_redacted
         .await;
 
     // The user bound through the API.
-    b.type_into("#user-id", "u1").await;
-    b.click("#user-lookup").await;
-    let user = b
-        .wait_text("#user-result", "the user view", |t| t.contains("d2"))
-        .await;
+    let user = ["#user-id", "u1", "#user-lookup", "#user-result"];
+    let user = b.submit(user, "the user view", |t| t.contains("d2")).await;
     for want in ["d1", "apns", "production", "online (1 session)", "group:g7"] {
         assert!(user.contains(want), "{want:?} in {user:?}");
     }
@@ -283,27 +293,22 @@ async fn the_console_shows_a_user_a_debug_push_verdict_a_ledger_and_the_redacted
         "tokens show their first characters only: {user:?}"
     );
 
+    let push = |id| ["#push-id", id, "#push-send", "#push-verdict"];
     // An unknown push id is a clear 404.
-    b.type_into("#push-id", "nobody").await;
-    b.click("#push-send").await;
-    b.wait_text("#push-verdict", "the 404 of an unbound push id", |t| {
+    b.submit(push("nobody"), "the 404 of an unbound push id", |t| {
         t.contains("404") && t.contains("not bound")
     })
     .await;
     // A vendor's refusal is shown as such.
-    b.type_into("#push-id", "d2").await;
-    b.click("#push-send").await;
     let refused = b
-        .wait_text("#push-verdict", "the refused push's verdict", |t| {
+        .submit(push("d2"), "the refused push's verdict", |t| {
             t.contains("BadDeviceToken")
         })
         .await;
     assert_eq!(field(&refused, "status"), Some("400"), "{refused:?}");
     // A debug push: the mock APNs's verdict.
-    b.type_into("#push-id", "d1").await;
-    b.click("#push-send").await;
     let verdict = b
-        .wait_text("#push-verdict", "the debug push verdict", |t| {
+        .submit(push("d1"), "the debug push verdict", |t| {
             t.contains("delivered")
         })
         .await;
@@ -313,10 +318,9 @@ async fn the_console_shows_a_user_a_debug_push_verdict_a_ledger_and_the_redacted
     expect_pushes(&h.apns, 3, "the debug push").await;
 
     // The message's ledger.
-    b.type_into("#ledger-id", "m1").await;
-    b.click("#ledger-lookup").await;
+    let ledger = ["#ledger-id", "m1", "#ledger-lookup", "#ledger-result"];
     let ledger = b
-        .wait_text("#ledger-result", "the ledger", |t| t.contains("targets"))
+        .submit(ledger, "the ledger", |t| t.contains("targets"))
         .await;
     assert!(ledger.contains("delivered 2"), "{ledger:?}");
 
