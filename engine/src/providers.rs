@@ -467,10 +467,12 @@ impl Verdict {
         Self::failed(reason, Outcome::retry(Cause::Transport, None))
     }
 
-    /// The vendor's access token could not be had: retry later.
+    /// The vendor's access token could not be had: retry later. Not logged above debug
+    /// here, once per push: the failure log (`telemetry::health`) reports it with its
+    /// cause, rate-limited per provider, like any other vendor failure.
     pub fn auth_unavailable(vendor: &'static str, e: &token::Error) -> Self {
         let reason = error_chain(e);
-        tracing::warn!(vendor, error = %reason, "vendor access token unavailable");
+        tracing::debug!(provider = vendor, error = %reason, "vendor access token unavailable");
         Self::failed(reason, Outcome::retry(Cause::ProviderAuth, None))
     }
 

@@ -268,9 +268,10 @@ impl Stats {
                 .iter()
                 .map(|(key, _, _, f)| (key.to_string(), json!(load(f(s)))))
                 .collect();
+            // Every cause from the start, at zero, as in `/metrics`: a client sees the
+            // key before the first rejection.
             let rejected: Map<String, Value> = Cause::ALL
                 .iter()
-                .filter(|c| load(&s.rejected[c.index()]) > 0)
                 .map(|c| (c.as_str().to_string(), json!(load(&s.rejected[c.index()]))))
                 .collect();
             counters.insert("rejected".into(), rejected.into());
@@ -329,6 +330,9 @@ impl Stats {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// Log output captured for a test that asserts on log lines: the writer of a
 /// `tracing_subscriber::fmt` subscriber set as the test thread's default.
 #[cfg(test)]
@@ -337,6 +341,16 @@ pub(crate) struct CapturedLog(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
 
 #[cfg(test)]
 impl CapturedLog {
+    /// Capture the log of this thread (text, without colours) until the guard drops.
+    pub(crate) fn install() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
+        let log = CapturedLog::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
     /// Everything logged so far.
     pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock()).into_owned()

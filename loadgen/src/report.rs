@@ -1,5 +1,8 @@
 //! What a run measured: the JSON report (stable field names, documented in the
-//! README), the terminal table, and the SVG latency plot.
+//! README; fields are only ever added), the terminal table (latencies in ms) and the
+//! SVG latency plot ([`plot`]).
+
+mod plot;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,6 +69,19 @@ impl Errors {
     }
 }
 
+/// A latency of `us` µs in ms, to three significant digits (`0.412`, `4.12`, `41.2`,
+/// `412`): what the table and the plot print.
+pub fn fmt_ms(us: u64) -> String {
+    let ms = us as f64 / 1e3;
+    let decimals = match ms {
+        m if m < 1.0 => 3,
+        m if m < 10.0 => 2,
+        m if m < 100.0 => 1,
+        _ => 0,
+    };
+    format!("{ms:.decimals$}")
+}
+
 /// Latency percentiles, µs.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Latency {
@@ -94,25 +110,33 @@ impl Latency {
 /// The `bind` scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct BindReport {
+    /// `PUT /v1/push-ids` answered 200.
     pub binds_acked: u64,
+    /// `binds_acked` per second of binding.
     pub binds_per_s: f64,
     /// Engine VmRSS before and after binding.
     pub engine_rss_before_bytes: Option<u64>,
     pub engine_rss_after_bytes: Option<u64>,
     /// (after − before) / binds acked.
     pub engine_rss_bytes_per_binding: Option<f64>,
+    /// Engine CPU (utime + stime) over the binding, per bind acknowledged.
     pub engine_cpu_us_per_bind: Option<f64>,
 }
 
 /// The `presence` scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct PresenceReport {
+    /// Session events in the requests sent.
     pub events_sent: u64,
     /// Sum of the API's `applied`.
     pub events_applied: u64,
+    /// `events_applied` per second of churn.
     pub events_per_s: f64,
+    /// Events per `POST /v1/presence`.
     pub batch: usize,
+    /// TTL of each online event.
     pub session_ttl_s: u64,
+    /// Engine CPU over the churn per event applied (`presence` only).
     pub engine_cpu_us_per_event: Option<f64>,
     /// Users the engine counted online at the end (`/v1/stats` `online_users`).
     pub online_users_at_end: Option<u64>,
@@ -121,10 +145,12 @@ pub struct PresenceReport {
 /// One group of the `group` scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupReport {
+    /// The group's size; 10% of the members are online.
     pub members: u64,
     pub online_members: u64,
     /// Device pushes the API said it queued (`targets`).
     pub pushes_expected: u64,
+    /// Pushes the mock received within the drain timeout.
     pub pushes_delivered: u64,
     /// API request sent → `202` received.
     pub api_accept_ms: f64,
@@ -138,8 +164,45 @@ pub struct GroupReport {
     pub ceiling_cpu_ms_per_1k_pushes: Option<f64>,
     /// CPU of `h2load` sending as many pushes the same way, per 1k (issue 16).
     pub h2load_cpu_ms_per_1k_pushes: Option<f64>,
+    /// Engine CPU over the fan-out per 1k pushes delivered.
     pub engine_cpu_ms_per_1k_pushes: Option<f64>,
+    /// API request sent → each push received: the time to reach the n-th member.
     pub latency_us: Latency,
+}
+
+/// A kind of traffic whose pushes are timed apart (`mixed` sends all three; `peer`,
+/// `call` and `vendors` one each), because one blend would hide them: a group
+/// fan-out's latency is the time to reach its n-th member, a peer message's is one
+/// push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Group,
+    Peer,
+    Call,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Group, Class::Peer, Class::Call];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Group => "group",
+            Class::Peer => "peer",
+            Class::Call => "call",
+        }
+    }
+}
+
+/// One traffic class's pushes (`per_class`).
+#[derive(Debug, Serialize)]
+pub struct ClassReport {
+    /// Pushes received whose message or call was of this class.
+    pub pushes: u64,
+    /// API request (peer: scheduled send) → mock receipt.
+    pub latency_us: Latency,
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
 }
 
 /// What a run measured.
@@ -158,12 +221,17 @@ pub struct Report {
     pub binds_per_s: f64,
     pub messages_sent: u64,
     pub calls_sent: u64,
+    /// Sum of the API's `targets` over accepted messages and calls.
     pub pushes_expected: u64,
+    /// Pushes the mocks received in the measured phase.
     pub pushes_delivered: u64,
     /// Pushes each mock vendor accepted, by provider name.
     pub per_provider: BTreeMap<String, u64>,
+    /// Pushes to users reported online: must be 0.
     pub pushes_to_online_users: u64,
+    /// `pushes_delivered` / (first send → last receipt).
     pub pushes_per_s: f64,
+    /// The bare HTTP/2 client's pushes/s against the same mock APNs, same run.
     pub ceiling_pushes_per_s: Option<f64>,
     /// CPU of the ceiling client's own threads per 1k pushes (the mock's excluded).
     pub ceiling_cpu_ms_per_1k_pushes: Option<f64>,
@@ -177,13 +245,20 @@ pub struct Report {
     pub h2load_note: Option<&'static str>,
     /// Engine CPU seconds (utime + stime) during the measured phase.
     pub engine_cpu_s: Option<f64>,
+    /// `engine_cpu_s` per 1k pushes delivered.
     pub engine_cpu_ms_per_1k_pushes: Option<f64>,
+    /// VmHWM of the engine process at the end.
     pub engine_peak_rss_bytes: Option<u64>,
     /// The load generator's own process (driver + mock vendors + ceiling client).
     pub driver_cpu_ms_per_1k_pushes: Option<f64>,
     pub driver_peak_rss_bytes: u64,
     pub errors: Errors,
+    /// API request → mock receipt of every push of the run.
     pub latency_us: Latency,
+    /// Latency of each traffic class the run sent, apart (`mixed`, `peer`, `call`,
+    /// `vendors`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_class: BTreeMap<Class, ClassReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<BindReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,6 +301,7 @@ impl Report {
             driver_peak_rss_bytes: 0,
             errors: Errors::default(),
             latency_us: Latency::default(),
+            per_class: BTreeMap::new(),
             bind: None,
             presence: None,
             groups: Vec::new(),
@@ -248,6 +324,16 @@ impl Report {
     pub fn set_latency(&mut self, h: Histogram<u64>) {
         self.latency_us = Latency::of(&h);
         self.histogram = Some(h);
+    }
+
+    /// Report `class`'s latencies `h` apart.
+    pub fn set_class_latency(&mut self, class: Class, h: Histogram<u64>) {
+        let report = ClassReport {
+            pushes: h.len(),
+            latency_us: Latency::of(&h),
+            histogram: h,
+        };
+        self.per_class.insert(class, report);
     }
 
     /// A run is OK when nothing was lost, no online user was pushed and the API
@@ -311,13 +397,19 @@ impl Report {
             (
                 "latency p50 / p90 / p99",
                 format!(
-                    "{} / {} / {} µs",
-                    r.latency_us.p50, r.latency_us.p90, r.latency_us.p99
+                    "{} / {} / {} ms",
+                    fmt_ms(r.latency_us.p50),
+                    fmt_ms(r.latency_us.p90),
+                    fmt_ms(r.latency_us.p99)
                 ),
             ),
             (
                 "latency p99.9 / max",
-                format!("{} / {} µs", r.latency_us.p999, r.latency_us.max),
+                format!(
+                    "{} / {} ms",
+                    fmt_ms(r.latency_us.p999),
+                    fmt_ms(r.latency_us.max)
+                ),
             ),
             (
                 "engine CPU / per 1k pushes",
@@ -399,7 +491,7 @@ impl Report {
                 "pushes/s",
                 "ceiling/s",
                 "cpu/1k",
-                "p99 µs"
+                "p99 ms"
             );
             for g in &r.groups {
                 println!(
@@ -413,10 +505,11 @@ impl Report {
                         .map_or("n/a".into(), |c| format!("{c:.0}")),
                     g.engine_cpu_ms_per_1k_pushes
                         .map_or("n/a".into(), |c| format!("{c:.1}")),
-                    g.latency_us.p99
+                    fmt_ms(g.latency_us.p99)
                 );
             }
         }
+        self.print_classes();
         println!("{}", "-".repeat(72));
         println!(
             "{}: {} of {} expected pushes delivered, {} to online users, {} API errors",
@@ -428,71 +521,56 @@ impl Report {
         );
     }
 
-    /// Plot the latency distribution: latency (µs, log) against the percentile, on
-    /// the usual HDR x-axis 1/(1−q) (log), so the tail gets as much room as the body.
+    /// The latency of each traffic class, one line each, in ms.
+    fn print_classes(&self) {
+        if self.per_class.is_empty() {
+            return;
+        }
+        println!("{}", "-".repeat(72));
+        let head = [
+            "class", "pushes", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+        ];
+        println!(
+            "{:<8}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6]
+        );
+        for (class, c) in &self.per_class {
+            let l = &c.latency_us;
+            println!(
+                "{:<8}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                class.name(),
+                c.pushes,
+                fmt_ms(l.p50),
+                fmt_ms(l.p90),
+                fmt_ms(l.p99),
+                fmt_ms(l.p999),
+                fmt_ms(l.max)
+            );
+        }
+    }
+
+    /// Plot the latency distribution ([`plot`]): every push, and each traffic class
+    /// apart when the run sent more than one.
     pub fn write_svg(&self, path: &Path) -> anyhow::Result<()> {
-        use plotters::prelude::*;
         let title = format!(
             "fanfare-loadgen {}: end-to-end push latency",
             self.scenario.name()
         );
-        let points: Vec<(f64, f64)> = match &self.histogram {
-            Some(h) if !h.is_empty() => {
-                // The last quantile is 1 − 1/n: one sample in n is the maximum.
-                let top = 1.0 - 1.0 / h.len().max(2) as f64;
-                h.iter_quantiles(20)
-                    .map(|v| {
-                        let q = v.quantile_iterated_to().min(top);
-                        (1.0 / (1.0 - q), v.value_iterated_to().max(1) as f64)
-                    })
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        let x_max = points.iter().map(|p| p.0).fold(10.0, f64::max);
-        let y_min = points.iter().map(|p| p.1).fold(f64::MAX, f64::min);
-        let y_min = if y_min == f64::MAX {
-            1.0
-        } else {
-            (y_min / 2.0).max(1.0)
-        };
-        let y_max = points.iter().map(|p| p.1).fold(10.0, f64::max) * 1.5;
-        let l = &self.latency_us;
-        let subtitle = format!(
-            "p50 {} µs · p99 {} µs · p99.9 {} µs · max {} µs",
-            l.p50, l.p99, l.p999, l.max
-        );
-        let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..y_max).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc("percentile")
-            .y_desc("latency (µs)")
-            .x_label_formatter(&|x| {
-                let q = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
-                format!("{}%", q.trim_end_matches('0').trim_end_matches('.'))
-            })
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()?;
-        chart
-            .draw_series(LineSeries::new(points, &BLUE))?
-            .label(subtitle)
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()
-            .with_context(|| format!("write {}", path.display()))?;
-        Ok(())
+        let empty = histogram();
+        let mut series = vec![plot::Series {
+            name: "all",
+            latency: self.latency_us,
+            histogram: self.histogram.as_ref().unwrap_or(&empty),
+        }];
+        if self.per_class.len() > 1 {
+            series.extend(self.per_class.iter().map(|(class, c)| plot::Series {
+                name: class.name(),
+                latency: c.latency_us,
+                histogram: &c.histogram,
+            }));
+        }
+        let svg = plot::Figure::new(&title, &series).to_svg();
+        std::fs::write(path, svg).with_context(|| format!("write {}", path.display()))
     }
 }
 
@@ -524,6 +602,50 @@ mod tests {
             (1, 2, 1)
         );
         assert_eq!(e.api_total(), 4);
+    }
+
+    #[test]
+    fn latencies_print_in_ms_to_three_significant_digits() {
+        let cases = [
+            (0, "0.000"),
+            (7, "0.007"),
+            (412, "0.412"),
+            (4_123, "4.12"),
+            (41_234, "41.2"),
+            (412_345, "412"),
+        ];
+        for (us, ms) in cases {
+            assert_eq!(fmt_ms(us), ms, "{us} µs");
+        }
+    }
+
+    #[test]
+    fn a_mixed_report_has_each_traffic_class_apart_beside_the_blend() {
+        let mut r = Report::new(Scenario::Mixed);
+        let mut all = histogram();
+        for (class, base) in Class::ALL.into_iter().zip([1_800, 300, 900]) {
+            let mut h = histogram();
+            for i in 1..=100 {
+                h.record(base + i).unwrap();
+            }
+            all.add(&h).unwrap();
+            r.set_class_latency(class, h);
+        }
+        r.set_latency(all);
+        let v = serde_json::to_value(&r).unwrap();
+        // The blend stays where other programs read it.
+        assert_eq!(v["latency_us"]["max"], 1_900, "{v:#}");
+        for (class, p50) in [("group", 1_850), ("peer", 350), ("call", 950)] {
+            let c = &v["per_class"][class];
+            assert_eq!(c["pushes"], 100, "{class} in {v:#}");
+            assert_eq!(c["latency_us"]["p50"], p50, "{class} in {v:#}");
+            for q in ["p90", "p99", "p999", "max"] {
+                assert!(c["latency_us"][q].is_u64(), "{class}.{q} in {v:#}");
+            }
+        }
+        // A scenario without classes keeps its JSON as it was.
+        let v = serde_json::to_value(Report::new(Scenario::Bind)).unwrap();
+        assert!(v.get("per_class").is_none(), "{v:#}");
     }
 
     #[test]

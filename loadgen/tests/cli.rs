@@ -40,6 +40,7 @@ fn assert_svg(path: &Path) {
         svg.starts_with("<svg") || svg.starts_with("<?xml"),
         "{svg:.200}"
     );
+    assert!(svg.contains("latency (ms)"), "{svg:.200}");
 }
 
 fn u(v: &Value, field: &str) -> u64 {
@@ -185,6 +186,16 @@ fn mixed_blends_every_kind_of_traffic() {
     assert_eq!(u(&v, "calls_sent"), 200);
     assert!(u(&v["presence"], "events_applied") > 0);
     assert!(u(&v["per_provider"], "apns") > 0 && u(&v["per_provider"], "fcm") > 0);
+    // Each traffic class apart: the group fan-out, the peer messages, the calls.
+    let mut pushes = 0;
+    for class in ["group", "peer", "call"] {
+        let c = &v["per_class"][class];
+        assert!(u(c, "pushes") > 0, "{class} in {v:#}");
+        assert!(u(&c["latency_us"], "p50") > 0, "{class} in {v:#}");
+        assert!(u(&c["latency_us"], "max") >= u(&c["latency_us"], "p50"));
+        pushes += u(c, "pushes");
+    }
+    assert_eq!(pushes, u(&v, "pushes_delivered"), "{v:#}");
 }
 
 #[test]

@@ -459,5 +459,6 @@ mod paths {
     fn admin_config() {}
 }
 
+pub(crate) mod enums;
 #[cfg(test)]
 mod tests;

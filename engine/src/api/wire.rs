@@ -105,11 +105,13 @@ pub fn id(field: &str, value: &str) -> Result<Arc<str>, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
     pub user_id: String,
+    #[schema(schema_with = super::openapi::enums::provider)]
     pub provider: String,
     pub token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::openapi::enums::environment)]
     pub environment: Option<String>,
 }
 
@@ -324,6 +326,7 @@ impl PushConfig {
 pub struct MessageRequest {
     pub message_id: String,
     pub sender_id: String,
+    #[schema(schema_with = super::openapi::enums::conversation_type)]
     pub conversation_type: String,
     pub conversation_id: String,
     #[serde(

@@ -39,6 +39,7 @@ routes! {
     Healthz = "/healthz",
     Readyz = "/readyz",
     Metrics = "/metrics",
+    Docs = "/docs",
     PushId = "/v1/push-ids/{push_id}",
     UserPushIds = "/v1/users/{user_id}/push-ids",
     UserNotification = "/v1/users/{user_id}/conversations/{type}/{conversation_id}/notification",
@@ -55,6 +56,7 @@ routes! {
     DebugPush = "/v1/debug/push",
     Stats = "/v1/stats",
     Openapi = "/v1/openapi.json",
+    AdminReload = "/v1/admin/reload",
     Console = "/console",
     Other = "other",
 }
@@ -76,6 +78,7 @@ impl Route {
             ["healthz"] => Route::Healthz,
             ["readyz"] => Route::Readyz,
             ["metrics"] => Route::Metrics,
+            ["docs"] => Route::Docs,
             ["console", ..] => Route::Console,
             ["v1", rest @ ..] => match rest {
                 ["push-ids", _] => Route::PushId,
@@ -94,6 +97,7 @@ impl Route {
                 ["debug", "push"] => Route::DebugPush,
                 ["stats"] => Route::Stats,
                 ["openapi.json"] => Route::Openapi,
+                ["admin", "reload"] => Route::AdminReload,
                 _ => Route::Other,
             },
             _ => Route::Other,
@@ -183,6 +187,9 @@ mod tests {
             ("/v1/messages/m1", Route::Message),
             ("/v1/debug/push", Route::DebugPush),
             ("/v1/stats", Route::Stats),
+            ("/docs", Route::Docs),
+            ("/v1/admin/reload", Route::AdminReload),
+            ("/console", Route::Console),
             ("/console/app.js", Route::Console),
             ("/v1/nope", Route::Other),
             ("/a/b/c/d/e/f/g/h/i/j", Route::Other),
@@ -191,6 +198,29 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(Route::of(path), want, "{path}");
         }
+    }
+
+    /// A path's shape: its literal segments, and `{}` for each parameter.
+    fn shape(path: &str) -> Vec<&str> {
+        let param = |s: &&str| s.starts_with('{');
+        path.split('/')
+            .map(|s| if param(&s) { "{}" } else { s })
+            .collect()
+    }
+
+    #[test]
+    fn every_documented_path_has_a_route_label_of_its_own() {
+        let doc: serde_json::Value = serde_json::from_slice(crate::api::openapi::document())
+            .expect("the OpenAPI document is JSON");
+        let paths = doc["paths"].as_object().expect("the document has paths");
+        let mut labelled = std::collections::BTreeSet::new();
+        for path in paths.keys() {
+            let route = Route::of(path);
+            assert_ne!(route, Route::Other, "{path} is counted as `other`");
+            assert_eq!(shape(route.template()), shape(path), "{path}");
+            labelled.insert(route.template());
+        }
+        assert_eq!(labelled.len(), paths.len(), "one label per documented path");
     }
 
     #[test]

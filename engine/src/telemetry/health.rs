@@ -212,13 +212,7 @@ mod tests {
 
     #[test]
     fn the_first_failure_is_logged_at_once_then_one_line_per_period_with_the_count() {
-        let log = CapturedLog::default();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(log.clone())
-                .with_ansi(false)
-                .finish(),
-        );
+        let (log, _guard) = CapturedLog::install();
         let stats = Stats::default();
         let fail = |ms| {
             stats.vendor_failed(

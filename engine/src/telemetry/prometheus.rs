@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use super::api::Route;
 use super::process::Process;
-use super::{load, Gauges, Stats, LANE_METRICS, PROVIDER_COUNTERS};
+use super::{load, Gauges, Histogram, Stats, LANE_METRICS, PROVIDER_COUNTERS};
 use crate::fanout::plan::Lane;
 use crate::providers::Cause;
 use crate::state::ProviderKind;
@@ -132,39 +132,47 @@ impl Stats {
     }
 
     fn histograms(&self, out: &mut String) {
-        let name = "vendor_request_duration_seconds";
-        header(
+        histogram_family(
             out,
-            name,
-            "histogram",
+            "vendor_request_duration_seconds",
             "Time of a request to a vendor, from send to verdict (answer, timeout or transport error).",
+            ProviderKind::ALL.map(|p| {
+                let labels = format!("provider=\"{}\",", p.as_str());
+                (labels, &self.provider(p).request_seconds)
+            }),
         );
-        for p in ProviderKind::ALL {
-            let labels = format!("provider=\"{}\",", p.as_str());
-            self.provider(p)
-                .request_seconds
-                .render(out, &format!("fanfare_{name}"), &labels);
-        }
-        let name = "api_request_duration_seconds";
-        header(
+        histogram_family(
             out,
-            name,
-            "histogram",
+            "api_request_duration_seconds",
             "Time to answer an API request, by route template.",
+            Route::ALL.map(|r| {
+                (
+                    format!("route=\"{}\",", r.template()),
+                    &self.api[r as usize],
+                )
+            }),
         );
-        for r in Route::ALL {
-            let labels = format!("route=\"{}\",", r.template());
-            self.api[r as usize].render(out, &format!("fanfare_{name}"), &labels);
-        }
-        let name = "fanout_duration_seconds";
-        header(
+        histogram_family(
             out,
-            name,
-            "histogram",
+            "fanout_duration_seconds",
             "Time from a message's acceptance to the end of its last device push (delivered, failed or expired).",
+            [(String::new(), &self.fanout_seconds)],
         );
-        self.fanout_seconds
-            .render(out, &format!("fanfare_{name}"), "");
+    }
+}
+
+/// The family `fanfare_<name>` of `_seconds` histograms: its header, then each
+/// histogram with its labels (each followed by a comma; empty for none).
+fn histogram_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (String, &'a Histogram)>,
+) {
+    header(out, name, "histogram", help);
+    let full = format!("fanfare_{name}");
+    for (labels, h) in series {
+        h.render(out, &full, &labels);
     }
 }
 
@@ -187,18 +195,18 @@ fn storage(out: &mut String, g: &Gauges) {
         "Bytes appended to the write-ahead log since start.",
         s.wal_written_bytes.load(Ordering::Relaxed),
     );
-    let name = "storage_fsync_duration_seconds";
-    header(
+    histogram_family(
         out,
-        name,
-        "histogram",
+        "storage_fsync_duration_seconds",
         "Time of each fsync of the write-ahead log.",
+        [(String::new(), &s.fsync_seconds)],
     );
-    s.fsync_seconds.render(out, &format!("fanfare_{name}"), "");
-    let name = "storage_snapshot_duration_seconds";
-    header(out, name, "histogram", "Time to write a snapshot.");
-    s.snapshot_seconds
-        .render(out, &format!("fanfare_{name}"), "");
+    histogram_family(
+        out,
+        "storage_snapshot_duration_seconds",
+        "Time to write a snapshot.",
+        [(String::new(), &s.snapshot_seconds)],
+    );
     let last = s.last_snapshot_unix_ms.load(Ordering::Relaxed);
     let since = if last == 0 {
         s.opened_unix_ms.load(Ordering::Relaxed)

@@ -11,8 +11,9 @@
 //!   peer traffic;
 //! - call (`mixed`, `call`): 200 call invitations, one invitee each.
 //!
-//! Every push is attributed to its message by the `payload` sequence number, and to
-//! its user by its device token. At the end the ceiling client sends as many APNs
+//! Every push is attributed to its message by the `payload` sequence number (which
+//! gives its send time and traffic class: each class's latency is reported apart as
+//! well as together), and to its user by its device token. At the end the ceiling client sends as many APNs
 //! pushes as the engine delivered (at least 5,000) to the same mock, for reference.
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use fanfare::client::{request, Client, MembersRequest, PresenceEvent};
 
 use crate::ceiling;
 use crate::progress::{Progress, Sent};
-use crate::report::{self, PresenceReport, Report};
+use crate::report::{self, Class, PresenceReport, Report};
 use crate::scenarios::{bind_all, mark_online, Meter, Scenario};
 use crate::setup::Mocks;
 use crate::setup::{apns_device, apns_token, fcm_device, fcm_token, online_rule, Env};
@@ -150,8 +151,8 @@ struct Phase<'a> {
     env: &'a Env,
     args: &'a RunArgs,
     sent: Sent,
-    /// Payload sequence number → (scheduled) send instant.
-    sent_at: Vec<quanta::Instant>,
+    /// Payload sequence number → (scheduled) send instant and traffic class.
+    sent_at: Vec<(quanta::Instant, Class)>,
 }
 
 impl Phase<'_> {
@@ -169,7 +170,7 @@ impl Phase<'_> {
         }
         eprintln!("group: one message to a group of {users}");
         let seq = self.sent_at.len();
-        self.sent_at.push(quanta::Instant::now());
+        self.sent_at.push((quanta::Instant::now(), Class::Group));
         let mut push = request::push("group", "hello everyone", seq.to_string());
         if self.args.scenario == Scenario::Mixed {
             // The main job exercises the API 1.1 options: a per-recipient badge, a
@@ -206,7 +207,7 @@ impl Phase<'_> {
         let first_seq = self.sent_at.len();
         let t0 = quanta::Instant::now() + Duration::from_millis(10);
         self.sent_at
-            .extend((0..total).map(|k| t0 + interval.mul_f64(k as f64)));
+            .extend((0..total).map(|k| (t0 + interval.mul_f64(k as f64), Class::Peer)));
         let mut tasks = tokio::task::JoinSet::new();
         let tokio_t0 = tokio::time::Instant::now() + Duration::from_millis(10);
         for k in 0..total {
@@ -258,7 +259,7 @@ impl Phase<'_> {
         eprintln!("call: {n} call invitations");
         for c in 0..n {
             let seq = self.sent_at.len();
-            self.sent_at.push(quanta::Instant::now());
+            self.sent_at.push((quanta::Instant::now(), Class::Call));
             let invitee = (c * 7919) % users;
             let push = request::push("call", "ring", seq.to_string());
             let id = format!("lg-{}-call-{c}", self.args.run_id);
@@ -276,18 +277,19 @@ impl Phase<'_> {
     }
 }
 
-/// Attribute every received push to its message (latency from `sent_at`) and its
-/// user (online check); fills latency, per-provider counts and pushes/s (of
-/// `report.pushes_delivered`). Returns
-/// the APNs pushes, for the ceiling client.
+/// Attribute every received push to its message (latency from `sent_at`, all together
+/// and by traffic class) and its user (online check); fills latency, per-provider
+/// counts and pushes/s (of `report.pushes_delivered`). Returns the APNs pushes, for
+/// the ceiling client.
 fn attribute(
     mocks: &Mocks,
-    sent_at: &[quanta::Instant],
+    sent_at: &[(quanta::Instant, Class)],
     owners: &HashMap<String, u32>,
     is_online: impl Fn(u32) -> bool,
     report: &mut Report,
 ) -> Vec<fanfare_loadgen::mock::apns::ApnsPush> {
     let mut hist = report::histogram();
+    let mut by_class = Class::ALL.map(|_| report::histogram());
     let mut last: Option<quanta::Instant> = None;
     let mut to_online = 0;
     let mut record = |payload: Option<&str>, user: Option<u32>, at: quanta::Instant| {
@@ -297,8 +299,12 @@ fn attribute(
         let Some(seq) = payload.and_then(|p| p.parse::<usize>().ok()) else {
             return;
         };
-        let Some(t) = sent_at.get(seq) else { return };
-        let _ = hist.record((at.saturating_duration_since(*t).as_micros() as u64).max(1));
+        let Some(&(t, class)) = sent_at.get(seq) else {
+            return;
+        };
+        let us = (at.saturating_duration_since(t).as_micros() as u64).max(1);
+        let _ = hist.record(us);
+        let _ = by_class[class as usize].record(us);
         last = Some(last.map_or(at, |l: quanta::Instant| l.max(at)));
     };
     let apns_pushes = mocks.apns.take_received();
@@ -337,12 +343,17 @@ fn attribute(
             report.per_provider.insert(name.into(), n as u64);
         }
     }
-    let span = match (sent_at.iter().min(), last) {
-        (Some(f), Some(l)) => l.saturating_duration_since(*f).as_secs_f64().max(1e-3),
+    let span = match (sent_at.iter().map(|s| s.0).min(), last) {
+        (Some(f), Some(l)) => l.saturating_duration_since(f).as_secs_f64().max(1e-3),
         _ => 1.0,
     };
     report.pushes_per_s = report.pushes_delivered as f64 / span;
     report.set_latency(hist);
+    for (class, h) in Class::ALL.into_iter().zip(by_class) {
+        if sent_at.iter().any(|s| s.1 == class) {
+            report.set_class_latency(class, h);
+        }
+    }
     apns_pushes
 }
 

@@ -51,6 +51,8 @@ async fn traffic(h: &Harness) -> String {
     h.debug_push("d1", json!({"title": "debug"})).await;
     let (s, _) = h.get("/v1/users/u1/push-ids").await;
     assert_eq!(s, StatusCode::OK);
+    let (s, _) = h.raw(Method::GET, "/docs", Vec::new(), None).await;
+    assert_eq!(s, StatusCode::OK);
     wait_metric(h, "fanfare_fanout_duration_seconds_count", 1.0).await
 }
 
@@ -64,6 +66,7 @@ async fn metrics_after_traffic_pass_promtool_and_time_vendors_routes_and_fan_out
         "fanfare_api_request_duration_seconds_count{route=\"/v1/push-ids/{push_id}\"}",
         "fanfare_api_request_duration_seconds_count{route=\"/v1/users/{user_id}/push-ids\"}",
         "fanfare_api_request_duration_seconds_count{route=\"/v1/debug/push\"}",
+        "fanfare_api_request_duration_seconds_count{route=\"/docs\"}",
         "fanfare_fanout_duration_seconds_count",
         "fanfare_build_info{version=\"0.1.0\",profile=\"debug\"}",
         "process_resident_memory_bytes",
@@ -303,7 +306,7 @@ async fn a_vendor_outage_is_logged_at_once_with_its_cause_and_readyz_shows_the_l
     let text = log.text();
     let failing: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("vendor failing") && l.contains("provider=\"apns\""))
+        .filter(|l| l.contains("telemetry::health") && l.contains("provider=\"apns\""))
         .collect();
     assert!(!failing.is_empty(), "no failure line: {text}");
     let first = failing[0];
@@ -321,6 +324,10 @@ async fn a_vendor_outage_is_logged_at_once_with_its_cause_and_readyz_shows_the_l
         .find(|l| l.contains("circuit breaker opened"))
         .expect("the breaker logged its opening");
     assert!(opened.contains("apns unavailable (http 503)"), "{opened}");
+    assert!(
+        opened.contains("provider=\"apns\""),
+        "one vendor label: {opened}"
+    );
     assert!(!text.contains(harness::API_TOKEN), "no token in the log");
 
     // `/readyz` stays 200 (a vendor outage is not the engine's) and says which lane

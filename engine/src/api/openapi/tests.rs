@@ -266,3 +266,59 @@ fn an_optional_body_is_optional_and_never_null() {
     let bind = &doc["paths"]["/v1/push-ids/{push_id}"]["put"]["requestBody"];
     assert_eq!(bind["required"], true, "{bind}");
 }
+
+/// The `enum` of property `field` of schema `schema`.
+fn enum_of(doc: &Value, schema: &str, field: &str) -> Vec<String> {
+    let property = &doc["components"]["schemas"][schema]["properties"][field];
+    property["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{schema}.{field} is not an enum: {property}"))
+        .iter()
+        .map(|v| v.as_str().expect("a string value").to_string())
+        .collect()
+}
+
+#[test]
+fn fields_with_a_fixed_set_of_values_are_documented_as_enums() {
+    let doc = doc();
+    let providers: Vec<String> = crate::providers::ProviderKind::ALL
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
+    assert!(providers.contains(&"apns_voip".to_string()));
+    for schema in ["BindRequest", "BoundDevice", "DebugVerdict", "FailedTarget"] {
+        assert_eq!(enum_of(&doc, schema, "provider"), providers, "{schema}");
+    }
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let environments = strings(&["production", "sandbox"]);
+    assert_eq!(enum_of(&doc, "BindRequest", "environment"), environments);
+    assert_eq!(enum_of(&doc, "BoundDevice", "environment"), environments);
+    let kinds = strings(&["peer", "group"]);
+    assert_eq!(enum_of(&doc, "MessageRequest", "conversation_type"), kinds);
+    assert_eq!(
+        enum_of(&doc, "NotificationStatus", "conversation_type"),
+        kinds
+    );
+    let statuses = strings(&["do_not_disturb", "notify"]);
+    assert_eq!(enum_of(&doc, "NotificationRequest", "status"), statuses);
+    assert_eq!(enum_of(&doc, "NotificationStatus", "status"), statuses);
+    assert_eq!(
+        enum_of(&doc, "DebugVerdict", "outcome"),
+        strings(&["delivered", "retry", "token_dead", "rejected"])
+    );
+    assert_eq!(
+        enum_of(&doc, "FailedTarget", "outcome"),
+        strings(&[
+            "token_dead",
+            "rejected",
+            "expired",
+            "withdrawn",
+            "unconfigured"
+        ])
+    );
+    // Optional stays optional; required stays required.
+    let bind = &doc["components"]["schemas"]["BindRequest"]["required"];
+    let required = bind.as_array().expect("BindRequest has required fields");
+    assert!(required.contains(&Value::from("provider")), "{bind}");
+    assert!(!required.contains(&Value::from("environment")), "{bind}");
+}

@@ -42,8 +42,10 @@ pub struct Outcomes {
 #[serde(deny_unknown_fields)]
 pub struct FailedTarget {
     pub push_id: String,
+    #[schema(schema_with = crate::api::openapi::enums::provider)]
     pub provider: String,
     /// `token_dead`, `rejected`, `expired`, `withdrawn` or `unconfigured`.
+    #[schema(schema_with = crate::api::openapi::enums::failure_outcome)]
     pub outcome: String,
     /// The vendor's HTTP status; `null` when it did not answer.
     pub status: Option<u16>,

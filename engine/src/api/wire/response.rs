@@ -41,7 +41,9 @@ pub struct PushIds {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoundDevice {
     pub app_id: Option<String>,
+    #[schema(schema_with = crate::api::openapi::enums::environment)]
     pub environment: String,
+    #[schema(schema_with = crate::api::openapi::enums::provider)]
     pub provider: String,
     pub push_id: String,
     pub token_prefix: String,
@@ -169,7 +171,9 @@ pub struct CallCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DebugVerdict {
     /// `delivered`, `retry`, `token_dead` or `rejected`.
+    #[schema(schema_with = crate::api::openapi::enums::verdict_outcome)]
     pub outcome: String,
+    #[schema(schema_with = crate::api::openapi::enums::provider)]
     pub provider: String,
     pub reason: Option<String>,
     /// The vendor's HTTP status; `null` when no answer came (transport failure).

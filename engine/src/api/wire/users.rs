@@ -17,6 +17,7 @@ pub const NOTIFY: &str = "notify";
 #[serde(deny_unknown_fields)]
 pub struct NotificationRequest {
     /// `do_not_disturb` or `notify`.
+    #[schema(schema_with = crate::api::openapi::enums::notification_status)]
     pub status: String,
 }
 
@@ -37,7 +38,9 @@ impl NotificationRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct NotificationStatus {
     pub conversation_id: String,
+    #[schema(schema_with = crate::api::openapi::enums::conversation_type)]
     pub conversation_type: String,
+    #[schema(schema_with = crate::api::openapi::enums::notification_status)]
     pub status: String,
     pub user_id: String,
 }

@@ -107,7 +107,7 @@ impl<'a> Worker<'a> {
                 inc(&self.lane_stats.breaker_opened);
                 let last_failure = self.stats.last_failure(self.lane);
                 tracing::warn!(
-                    vendor = self.lane.name(),
+                    provider = self.lane.name(),
                     wait_ms = wait.as_millis() as u64,
                     last_failure = %last_failure.map_or_else(String::new, |f| f.to_string()),
                     "vendor failing: circuit breaker opened, pushes wait for a probe"
@@ -115,7 +115,7 @@ impl<'a> Worker<'a> {
             }
             Some(Change::Closed) => {
                 tracing::info!(
-                    vendor = self.lane.name(),
+                    provider = self.lane.name(),
                     "vendor answering again: circuit breaker closed"
                 )
             }
@@ -123,7 +123,7 @@ impl<'a> Worker<'a> {
         }
         if done.throttled && self.pace.throttled(now) {
             tracing::debug!(
-                vendor = self.lane.name(),
+                provider = self.lane.name(),
                 rps = self.pace.rps(),
                 "vendor throttling: pace lowered"
             );
