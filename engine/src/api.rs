@@ -7,8 +7,11 @@
 //! - [`wire`]: request bodies and their validation.
 //! - [`error`]: the JSON error answer.
 //! - [`openapi`]: the OpenAPI 3.1 document of the API, derived from [`wire`].
+//! - [`console`]: the operator's web console (`/console`) and the redacted running
+//!   configuration it shows (`GET /v1/admin/config`).
 
 pub mod connections;
+pub mod console;
 pub mod error;
 pub mod http_errors;
 pub mod openapi;

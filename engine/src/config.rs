@@ -136,6 +136,10 @@ pub struct Source {
     pub path: Option<PathBuf>,
     /// The `FANFARE_*` variables (values may be secrets: never shown).
     pub env: Vec<(String, String)>,
+    /// The file's keys with those overrides applied, as the running values were read
+    /// from them: what `GET /v1/admin/config` shows over the defaults, redacted.
+    /// Holds secrets: never shown as is.
+    pub tree: toml::Table,
 }
 
 impl std::fmt::Debug for Source {
@@ -239,6 +243,7 @@ impl Config {
             config.source = Source {
                 path: path.map(Path::to_path_buf),
                 env,
+                tree: loaded.tree,
             };
             Ok(config)
         } else {

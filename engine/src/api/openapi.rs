@@ -116,10 +116,13 @@ pub struct Readiness {
         paths::metrics,
         paths::docs,
         paths::openapi_json,
+        paths::console_page,
+        paths::console_asset,
         paths::bind,
         paths::unbind,
         paths::push_ids_of,
         paths::remove_user,
+        paths::user_overview,
         paths::notification_get,
         paths::notification_put,
         paths::badge_get,
@@ -137,6 +140,7 @@ pub struct Readiness {
         paths::debug_push,
         paths::stats,
         paths::reload,
+        paths::admin_config,
     ),
     components(schemas(super::wire::ErrorAnswer)),
     modifiers(&CommonErrors),
@@ -148,7 +152,8 @@ pub struct Readiness {
         (name = "groups", description = "Group membership"),
         (name = "messages", description = "Peer and group messages with offline push"),
         (name = "calls", description = "Call invitations with offline push"),
-        (name = "operations", description = "Debug push, statistics and configuration reload"),
+        (name = "operations", description = "Debug push, statistics, the running configuration and its reload"),
+        (name = "console", description = "The operator's web console (the page asks for the API token)"),
     )
 )]
 pub struct ApiDoc;
@@ -246,7 +251,7 @@ mod paths {
         CallRequest, CancelRequest, DebugPushRequest, DebugVerdict, DeliveryReport, ErrorAnswer,
         GroupDeleted, GroupSize, Health, MembersRequest, MessageAccepted, MessageDuplicate,
         MessageRequest, NotificationRequest, NotificationStatus, PresenceApplied, PresenceRequest,
-        PresenceStatus, PushIds, Reloaded, Unbound, UserRemoved,
+        PresenceStatus, PushIds, Reloaded, RunningConfig, Unbound, UserOverview, UserRemoved,
     };
 
     #[utoipa::path(get, path = "/healthz", tag = "health",
@@ -273,6 +278,19 @@ mod paths {
         responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
     fn openapi_json() {}
 
+    #[utoipa::path(get, path = "/console", tag = "console",
+        description = "The web console: live overview, a user, a ledger, a debug push and the running configuration. No token needed to load it; it asks for the API token and sends it on its own requests.",
+        responses((status = 200, description = "The console's page", body = String, content_type = "text/html")))]
+    fn console_page() {}
+
+    #[utoipa::path(get, path = "/console/{asset}", tag = "console",
+        params(("asset" = String, Path, description = "`console.js` or `console.css`")),
+        responses(
+            (status = 200, description = "The console's script or style", body = String, content_type = "text/javascript"),
+            (status = 404, body = ErrorAnswer, description = "no such file"),
+        ))]
+    fn console_asset() {}
+
     #[utoipa::path(put, path = "/v1/push-ids/{push_id}", tag = "push-ids",
         description = "Bind a device to a user; binding it to another user moves it. Idempotent; durable once answered.",
         params(("push_id" = String, Path, description = "The device's push id")),
@@ -293,6 +311,13 @@ mod paths {
         responses((status = 200, body = PushIds)),
         security(("bearer" = [])))]
     fn push_ids_of() {}
+
+    #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",
+        description = "Everything about one user in one answer: bindings (tokens by their first characters only), presence, badge and the conversations set to do-not-disturb. A user never seen answers the defaults.",
+        params(("user_id" = String, Path)),
+        responses((status = 200, body = UserOverview)),
+        security(("bearer" = [])))]
+    fn user_overview() {}
 
     #[utoipa::path(delete, path = "/v1/users/{user_id}/push-ids", tag = "push-ids",
         params(("user_id" = String, Path)),
@@ -426,6 +451,12 @@ mod paths {
         responses((status = 200, body = Reloaded), (status = 400, body = ErrorAnswer, description = "the file has problems; the running configuration stays")),
         security(("bearer" = [])))]
     fn reload() {}
+
+    #[utoipa::path(get, path = "/v1/admin/config", tag = "operations",
+        description = "The configuration the engine started with: every key at its value, defaults included, and every secret (API token, feedback secret, vendor keys and secrets, URL credentials) replaced by `<redacted>`. Paths of key files are shown.",
+        responses((status = 200, body = RunningConfig)),
+        security(("bearer" = [])))]
+    fn admin_config() {}
 }
 
 pub(crate) mod enums;

@@ -1,6 +1,6 @@
 //! Request routing and the handlers of every API.md endpoint (those of messages,
 //! calls and call cancel in [`fanout`], the delivery ledger's in [`ledger`], the
-//! reload in [`admin`]).
+//! reload in [`admin`], the per-user settings and the user overview in [`users`]).
 //!
 //! [`handle`] wraps the router with what every request gets: limits on the request
 //! target and header list, and, for HTTP/1.1, draining what is left of a body the
@@ -245,6 +245,13 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             }
             return Ok(super::openapi::serve(seg[0] == "docs"));
         }
+        // The console's page and assets hold only code: no token (the page asks for it).
+        ["console"] | ["console", _] => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed("GET"));
+            }
+            return super::console::serve(seg.get(1).copied());
+        }
         ["v1", ..] => {}
         _ => {
             return Err(ApiError::not_found(format!(
@@ -283,22 +290,9 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (_, ["push-ids", _]) => Err(ApiError::method_not_allowed("PUT, DELETE")),
         (&Method::GET, ["users", user_id, "push-ids"]) => {
             let user_id = wire::id("user_id", user_id)?;
-            let devices = match engine.state.users.pin().get(&user_id) {
-                Some(u) => engine.state.registry.devices_of(u),
-                None => Vec::new(),
-            };
-            let push_ids = devices
-                .iter()
-                .map(|d| wire::BoundDevice {
-                    app_id: d.app_id().map(str::to_string),
-                    environment: d.environment().as_str().into(),
-                    provider: d.provider().as_str().into(),
-                    push_id: d.push_id().into(),
-                    token_prefix: d.token().redacted(),
-                })
-                .collect();
+            let pin = engine.state.users.pin();
             ok(wire::PushIds {
-                push_ids,
+                push_ids: users::bound_devices(engine, pin.get(&user_id)),
                 user_id: user_id.to_string(),
             })
         }
@@ -317,6 +311,8 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
             })
         }
         (_, ["users", _, "push-ids"]) => Err(ApiError::method_not_allowed("GET, DELETE")),
+        (&Method::GET, ["users", user_id]) => users::overview(engine, user_id),
+        (_, ["users", _]) => Err(ApiError::method_not_allowed("GET")),
         (_, ["users", u, "conversations", t, c, "notification"]) => {
             users::notification(engine, conn, req, [u, t, c]).await
         }
@@ -328,13 +324,8 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (_, ["presence"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::GET, ["presence", user_id]) => {
             let user_id = wire::id("user_id", user_id)?;
-            let status = match engine.state.users.pin().get(&user_id) {
-                Some(u) => engine.state.presence.status(u),
-                None => crate::state::presence::Status {
-                    online: false,
-                    sessions: 0,
-                },
-            };
+            let pin = engine.state.users.pin();
+            let status = users::presence(engine, pin.get(&user_id));
             ok(wire::PresenceStatus {
                 online: status.online,
                 sessions: status.sessions,
@@ -411,6 +402,8 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (_, ["debug", "push"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::POST, ["admin", "reload"]) => admin::reload(engine).await,
         (_, ["admin", "reload"]) => Err(ApiError::method_not_allowed("POST")),
+        (&Method::GET, ["admin", "config"]) => ok(super::console::running::running(&engine.config)),
+        (_, ["admin", "config"]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::GET, ["stats"]) => ok(engine.stats.to_json(&engine.gauges())),
         (_, ["stats"]) => Err(ApiError::method_not_allowed("GET")),
         _ => Err(ApiError::not_found(format!(

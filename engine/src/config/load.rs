@@ -23,6 +23,9 @@ pub struct Loaded {
     /// Each problem as a sentence: where (line and column, or the environment
     /// variable), the key path, what is wrong.
     pub problems: Vec<String>,
+    /// The file's keys with the overrides applied: what `config` was read from
+    /// (secrets included; see [`super::Source::tree`]).
+    pub tree: toml::Table,
 }
 
 /// One step of a key path: a table key or an array index.
@@ -232,6 +235,11 @@ pub fn read(
         let (l, c) = line_col(&text, offset);
         Some(format!("line {l}, column {c}"))
     };
+    let tree = root.clone();
     let config = deserialize_all(toml::Value::Table(root), where_, &mut problems);
-    Ok(Loaded { config, problems })
+    Ok(Loaded {
+        config,
+        problems,
+        tree,
+    })
 }

@@ -141,6 +141,32 @@ impl Mutes {
         self.tables.read().users.get(&user).map_or(0, Muter::count)
     }
 
+    /// The conversations `user` muted, peers then groups, each part sorted by id (at
+    /// most [`MAX_MUTED_PER_USER`]). Finding the groups scans the muted groups under the
+    /// read lock, stopping once the user's count is found: for looking up one user
+    /// (the console), not for a hot path.
+    pub fn muted_by(&self, user: UserIdx) -> Vec<(Kind, Arc<str>)> {
+        let t = self.tables.read();
+        let Some(m) = t.users.get(&user) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(Kind, Arc<str>)> =
+            m.peers.iter().map(|p| (Kind::Peer, p.clone())).collect();
+        let mut left = m.groups as usize;
+        let first_group = out.len();
+        for (g, users) in &t.groups {
+            if left == 0 {
+                break;
+            }
+            if users.binary_search(&user).is_ok() {
+                out.push((Kind::Group, g.clone()));
+                left -= 1;
+            }
+        }
+        out[first_group..].sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        out
+    }
+
     /// Users with at least one mute.
     pub fn users(&self) -> usize {
         self.tables.read().users.len()
@@ -403,6 +429,35 @@ mod tests {
         assert!(m.hints.is_marked(2) && m.hints.is_marked(3));
         assert_eq!(m.users(), 0);
         assert!(m.drop_group("g").is_none());
+    }
+
+    #[test]
+    fn a_users_mutes_are_listed_peers_first_then_groups_each_sorted() {
+        let m = Mutes::default();
+        for g in ["g9", "g1", "g5"] {
+            m.set(1, group(g), true);
+        }
+        m.set(2, group("g1"), true);
+        m.set(2, group("g7"), true);
+        m.set(1, peer("u3"), true);
+        m.set(1, peer("u2"), true);
+        let listed = |u| -> Vec<(Kind, String)> {
+            let mutes = m.muted_by(u);
+            mutes
+                .into_iter()
+                .map(|(k, id)| (k, id.to_string()))
+                .collect()
+        };
+        let want = [
+            (Kind::Peer, "u2"),
+            (Kind::Peer, "u3"),
+            (Kind::Group, "g1"),
+            (Kind::Group, "g5"),
+            (Kind::Group, "g9"),
+        ];
+        assert_eq!(listed(1), want.map(|(k, id)| (k, id.to_string())));
+        assert_eq!(listed(2).len(), 2, "another user's mutes are theirs");
+        assert!(listed(3).is_empty());
     }
 
     #[test]

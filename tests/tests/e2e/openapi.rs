@@ -319,6 +319,17 @@ async fn requests_and_answers_of_every_json_endpoint_match_the_document() {
     .await;
     c.exchange(&h, M::GET, t, "/v1/users/u1/badge", None, S::OK)
         .await;
+    let t = "/v1/users/{user_id}";
+    let user = c.exchange(&h, M::GET, t, "/v1/users/u1", None, S::OK).await;
+    assert_eq!(
+        (&user["badge"], &user["push_ids"].as_array().map(Vec::len)),
+        (&json!(4), &Some(2)),
+        "{user}"
+    );
+    assert_eq!(
+        user["do_not_disturb"],
+        json!([{"conversation_id": "u5", "conversation_type": "peer"}])
+    );
 
     let push = json!({"title": "New message", "content": "hello", "payload": "{\"k\":1}",
                       "badge_increment": 1, "sound": "msg.caf", "silent": false,
@@ -397,6 +408,10 @@ async fn requests_and_answers_of_every_json_endpoint_match_the_document() {
     // The file the engine started with, read again: nothing changes.
     let t = "/v1/admin/reload";
     c.exchange(&h, M::POST, t, t, None, S::OK).await;
+    let t = "/v1/admin/config";
+    let running = c.exchange(&h, M::GET, t, t, None, S::OK).await;
+    assert_eq!(running["config"]["api"]["token"], "<redacted>", "{running}");
+    assert!(!running.to_string().contains(crate::harness::API_TOKEN));
 
     // Every operation that answers JSON has had an example checked.
     let mut missing = Vec::new();

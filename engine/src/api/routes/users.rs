@@ -1,4 +1,6 @@
-//! Per-user settings of API 1.1: do-not-disturb per conversation and the badge counter.
+//! Per-user settings of API 1.1: do-not-disturb per conversation and the badge
+//! counter; and `GET /v1/users/{user_id}`, everything about one user in one answer
+//! (the console's user view).
 //!
 //! Both are durable mutations (see `state::notify` and `state::badges`): a `PUT` is
 //! answered once its change is durable, like a binding, and a refused write changes
@@ -14,7 +16,9 @@ use super::{mutate, ok, Req, Resp};
 use crate::api::connections::Conn;
 use crate::api::error::ApiError;
 use crate::api::wire::{self, parse};
+use crate::state::ids::UserIdx;
 use crate::state::notify::{self, MAX_MUTED_PER_USER};
+use crate::state::presence::Status;
 use crate::state::{Applied, Mutation};
 use crate::Engine;
 
@@ -115,6 +119,58 @@ pub(super) async fn badge(
     };
     ok(wire::BadgeCount {
         count,
+        user_id: user_id.to_string(),
+    })
+}
+
+/// The bindings of `user` (an index found under a pin the caller still holds; `None`
+/// for a user the engine does not know), tokens by their first characters only.
+pub(super) fn bound_devices(engine: &Engine, user: Option<UserIdx>) -> Vec<wire::BoundDevice> {
+    let devices = user.map_or_else(Vec::new, |u| engine.state.registry.devices_of(u));
+    devices
+        .iter()
+        .map(|d| wire::BoundDevice {
+            app_id: d.app_id().map(str::to_string),
+            environment: d.environment().as_str().into(),
+            provider: d.provider().as_str().into(),
+            push_id: d.push_id().into(),
+            token_prefix: d.token().redacted(),
+        })
+        .collect()
+}
+
+/// The presence of `user` (found under a pin the caller still holds).
+pub(super) fn presence(engine: &Engine, user: Option<UserIdx>) -> Status {
+    match user {
+        Some(u) => engine.state.presence.status(u),
+        None => Status {
+            online: false,
+            sessions: 0,
+        },
+    }
+}
+
+/// `GET /v1/users/{user_id}`: bindings, presence, badge and do-not-disturb, read
+/// under one pin. A user the engine does not know answers the defaults, like each
+/// of those reads on its own.
+pub(super) fn overview(engine: &Engine, user_id: &str) -> Result<Resp, ApiError> {
+    let user_id = wire::id("user_id", user_id)?;
+    let pin = engine.state.users.pin();
+    let user = pin.get(&user_id);
+    let status = presence(engine, user);
+    let mutes = user.map_or_else(Vec::new, |u| engine.state.notify.muted_by(u));
+    ok(wire::UserOverview {
+        badge: user.map_or(0, |u| engine.state.badges.get(u)),
+        do_not_disturb: mutes
+            .into_iter()
+            .map(|(kind, id)| wire::MutedConversation {
+                conversation_id: id.to_string(),
+                conversation_type: kind.as_str().into(),
+            })
+            .collect(),
+        online: status.online,
+        push_ids: bound_devices(engine, user),
+        sessions: status.sessions,
         user_id: user_id.to_string(),
     })
 }

@@ -59,6 +59,31 @@ pub struct BadgeCount {
     pub user_id: String,
 }
 
+/// `GET /v1/users/{user_id}`: what the engine holds about one user, in one answer
+/// (the console's user view). A user the engine never saw answers the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct UserOverview {
+    /// The unread counter (`GET .../badge`).
+    pub badge: u32,
+    /// The conversations set to `do_not_disturb`: peers, then groups, each sorted.
+    pub do_not_disturb: Vec<MutedConversation>,
+    /// Whether a session is online (`GET /v1/presence/{user_id}`).
+    pub online: bool,
+    /// The bindings (`GET .../push-ids`); tokens by their first characters only.
+    pub push_ids: Vec<super::BoundDevice>,
+    /// Online sessions.
+    pub sessions: usize,
+    pub user_id: String,
+}
+
+/// One conversation a user set to `do_not_disturb`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct MutedConversation {
+    pub conversation_id: String,
+    /// `peer` or `group`.
+    pub conversation_type: String,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
