@@ -51,6 +51,9 @@ const FIXED: [&str; 6] = ["api", "storage", "presence", "messages", "cluster", "
 /// The reload's state: serialises reloads and owns the running feedback task.
 pub struct Reloader {
     current: tokio::sync::Mutex<Option<FeedbackTask>>,
+    /// The configuration tree in force after the last reload (`None` before one): the
+    /// file as re-read, with the restart-only ([`FIXED`]) sections as started.
+    applied: parking_lot::Mutex<Option<toml::Table>>,
     /// Stops every feedback task at engine shutdown.
     workers: Shutdown,
 }
@@ -76,8 +79,18 @@ impl Reloader {
             .transpose()?;
         Ok(Self {
             current: tokio::sync::Mutex::new(task),
+            applied: parking_lot::Mutex::new(None),
             workers,
         })
+    }
+
+    /// The configuration tree in force (`GET /v1/admin/config`): `started`'s, or the
+    /// last reloaded file's with the restart-only sections as `started` has them.
+    pub fn tree(&self, started: &Config) -> toml::Table {
+        let applied = self.applied.lock();
+        applied
+            .clone()
+            .unwrap_or_else(|| started.source.tree.clone())
     }
 
     /// Re-read the config file and apply it (see the module docs); logs the outcome.
@@ -129,6 +142,14 @@ impl Reloader {
             }
             *feedback = next;
         }
+        let mut tree = config.source.tree.clone();
+        for name in FIXED {
+            match engine.config.source.tree.get(name) {
+                Some(started) => tree.insert(name.to_owned(), started.clone()),
+                None => tree.remove(name),
+            };
+        }
+        *self.applied.lock() = Some(tree);
         Ok(Reloaded {
             needs_restart: fixed_changes(&engine.config, &config),
         })

@@ -453,7 +453,7 @@ mod paths {
     fn reload() {}
 
     #[utoipa::path(get, path = "/v1/admin/config", tag = "operations",
-        description = "The configuration the engine started with: every key at its value, defaults included, and every secret (API token, feedback secret, vendor keys and secrets, URL credentials) replaced by `<redacted>`. Paths of key files are shown.",
+        description = "The configuration in force (after a reload: the re-read file, with the restart-only sections as started): every key at its value, defaults included, and every secret (API token, feedback secret, vendor keys and secrets, URL credentials) replaced by `<redacted>`. Paths of key files are shown.",
         responses((status = 200, body = RunningConfig)),
         security(("bearer" = [])))]
     fn admin_config() {}

@@ -402,7 +402,10 @@ async fn route(engine: &Arc<Engine>, conn: &Conn, req: &mut Req) -> Result<Resp,
         (_, ["debug", "push"]) => Err(ApiError::method_not_allowed("POST")),
         (&Method::POST, ["admin", "reload"]) => admin::reload(engine).await,
         (_, ["admin", "reload"]) => Err(ApiError::method_not_allowed("POST")),
-        (&Method::GET, ["admin", "config"]) => ok(super::console::running::running(&engine.config)),
+        (&Method::GET, ["admin", "config"]) => {
+            let tree = engine.reload.tree(&engine.config);
+            ok(super::console::running::running(&engine.config, &tree))
+        }
         (_, ["admin", "config"]) => Err(ApiError::method_not_allowed("GET")),
         (&Method::GET, ["stats"]) => ok(engine.stats.to_json(&engine.gauges())),
         (_, ["stats"]) => Err(ApiError::method_not_allowed("GET")),

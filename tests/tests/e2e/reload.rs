@@ -40,6 +40,14 @@ async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
 
     let other = Elsewhere::new();
     let (fcm2, table) = other.fcm("com.example.other", "second-project");
+    let app_endpoint =
+        |v: &Value| v["config"]["apps"]["com.example.other"]["fcm"]["endpoint"].clone();
+    let (s, before) = h.get("/v1/admin/config").await;
+    assert_eq!(
+        (s, app_endpoint(&before)),
+        (StatusCode::OK, Value::Null),
+        "{before}"
+    );
     rewrite(&h, &original, &table);
     let refused = h
         .raw(Method::POST, "/v1/admin/reload", Vec::new(), None)
@@ -48,6 +56,12 @@ async fn a_reload_moves_an_app_to_another_fcm_project_for_the_next_pushes() {
     let (s, v) = reload(&h).await;
     assert_eq!((s, &v["reloaded"]), (StatusCode::OK, &json!(true)), "{v}");
     assert_eq!(v["needs_restart"], json!([]), "{v}");
+    let (_, after) = h.get("/v1/admin/config").await;
+    assert_eq!(
+        app_endpoint(&after),
+        json!(fcm2.url()),
+        "the view shows the reloaded file"
+    );
 
     h.message_to("m2", "u1", json!({"title": "t", "content": "c"}))
         .await;

@@ -16,8 +16,9 @@
 //! sources and checks that the rule covers its name, so a new secret is not shown by
 //! accident.
 //!
-//! `POST /v1/admin/reload` swaps the vendor clients but not `Engine::config`, so the
-//! view is the configuration as started.
+//! After a reload (`POST /v1/admin/reload`, SIGHUP) the view shows the re-read file,
+//! except the restart-only sections, which keep their values as started (they are what
+//! runs until a restart).
 
 use serde_json::Value;
 
@@ -37,12 +38,14 @@ const SECRET_PARTS: [&str; 6] = [
     "authorization",
 ];
 
-/// The running configuration of `config`, secrets redacted.
-pub fn running(config: &Config) -> RunningConfig {
+/// The running configuration: `over` (the file and env values in force, see
+/// [`crate::reload::Reloader::tree`]) over the defaults, secrets redacted; `config` names
+/// the file and the env overrides it was loaded with.
+pub fn running(config: &Config, over: &toml::Table) -> RunningConfig {
     let mut tree: toml::Table = config::REFERENCE
         .parse()
         .expect("the embedded reference is TOML (a config test parses it)");
-    overlay(&mut tree, &config.source.tree);
+    overlay(&mut tree, over);
     let mut config_json =
         serde_json::to_value(&tree).expect("a TOML table is representable as JSON");
     redact(&mut config_json);
@@ -211,7 +214,7 @@ oppo = { app_key = "SECRET-app-oppo-key-0015", master_secret = "SECRET-app-oppo-
     #[test]
     fn no_secret_of_a_config_with_every_secret_set_appears_in_the_view() {
         let config = config_with_every_secret();
-        let view = running(&config);
+        let view = running(&config, &config.source.tree);
         let text = serde_json::to_string(&view).expect("the view is JSON");
         // Every secret value starts with `SECRET-` (the env override's name does not).
         assert!(!text.contains("SECRET-"), "a secret is shown: {text}");
@@ -246,7 +249,7 @@ oppo = { app_key = "SECRET-app-oppo-key-0015", master_secret = "SECRET-app-oppo-
     #[test]
     fn the_view_holds_the_running_values_of_the_file_over_the_defaults() {
         let config = config_with_every_secret();
-        let c = running(&config).config;
+        let c = running(&config, &config.source.tree).config;
         assert_eq!(c["api"]["listen"], config.api.listen);
         assert_eq!(
             c["api"]["shutdown_grace_s"],
