@@ -93,12 +93,12 @@ fn apply(node: &Node, msg: &async_nats::jetstream::Message) {
             return;
         }
         if seq > *at + 1 {
-            // Trimming keeps what every live engine still needs (`join::trim`): only an
-            // engine that was not live while it fell behind gets here.
+            // A gap means records were removed from the stream (by an operator: the
+            // engine does not trim it) that this engine had not applied.
             tracing::error!(
                 applied = *at,
                 seq,
-                "the state stream was trimmed past what this engine had applied; restart it with an empty data directory to rejoin from the stored snapshot"
+                "the state stream lost records this engine had not applied; restart it with an empty data directory to rejoin from the stored snapshot"
             );
         }
         let applied = match decode(&msg.payload) {

@@ -14,12 +14,11 @@
 //! joined exactly and is an error.
 //!
 //! The live engine with the lowest node id puts each of its new snapshots in the
-//! object store, with the sequence in the object's metadata, and then trims the stream
-//! ([`trim`]): it purges what lies below the snapshot stored *before* this one (a
-//! joining engine that downloaded that one a moment ago still finds its successor) and
-//! below what every live engine has applied (their heartbeats say), so neither a
-//! joining nor a lagging engine misses a record. Without trimming the stream (and
-//! NATS' disk) would grow with every write for ever.
+//! object store, with the sequence in the object's metadata (never over a newer one).
+//! The state stream is not trimmed yet: a first version (purge below the previously
+//! stored snapshot and below every live engine's applied sequence) let a joining
+//! engine find the stream starting past the stored snapshot under a loaded test run,
+//! and was taken out until that race is understood.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -207,6 +206,14 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
     if info.seq <= node.uploaded.load(Ordering::Relaxed) || !node.is_uploader().await {
         return Ok(());
     }
+    // Another engine may have been the uploader since (the lowest live node id
+    // changes as engines come and go) and stored a newer snapshot, and trimmed the
+    // stream up to it: never replace that with an older one.
+    let stored = stored_seq(node).await;
+    if info.seq <= stored {
+        node.uploaded.fetch_max(stored, Ordering::Relaxed);
+        return Ok(());
+    }
     let started = Instant::now();
     let mut file = tokio::fs::File::open(&info.path)
         .await
@@ -220,37 +227,25 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
         .put(meta, &mut file)
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
-    let before = node.uploaded.swap(info.seq, Ordering::Relaxed);
+    node.uploaded.fetch_max(info.seq, Ordering::Relaxed);
     tracing::info!(
         seq = info.seq,
         bytes = info.bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot stored in the object store"
     );
-    trim(node, before).await;
     Ok(())
 }
 
-/// Purge the state stream below the previously stored snapshot `stored_before` and
-/// below what every live engine applied (module doc). Best effort: a failure leaves
-/// the records for the next snapshot's turn.
-async fn trim(node: &Node, stored_before: u64) {
-    if stored_before == 0 {
-        return;
-    }
-    let Some(lowest) = node.lowest_applied().await else {
-        return;
-    };
-    // Kept: every sequence from here on.
-    let keep_from = (stored_before + 1).min(lowest + 1);
-    match node.stream.purge().sequence(keep_from).await {
-        Ok(done) if done.purged > 0 => tracing::info!(
-            keep_from,
-            purged = done.purged,
-            "state stream trimmed below the stored snapshots"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot trim the state stream"),
+/// The sequence of the snapshot in the object store (0: none, or unreadable).
+async fn stored_seq(node: &Node) -> u64 {
+    match node.snapshots.info(names::SNAPSHOT_OBJECT).await {
+        Ok(info) => info
+            .metadata
+            .get("seq")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0),
+        Err(_) => 0,
     }
 }
 

@@ -3,7 +3,8 @@
 //! keys present are the live engines. Their count divides every lane's `max_rps`
 //! (each engine takes its share of the vendor's quota), and the lowest live id is the
 //! engine that stores snapshots in the object store. A heartbeat's value is the state
-//! stream sequence the engine had applied, which bounds trimming.
+//! stream sequence the engine had applied (for trimming the stream below what every
+//! live engine has applied, once trimming is back; see `join`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -65,17 +66,5 @@ impl Node {
             .await
             .and_then(|ids| ids.first().map(|first| *first == self.id))
             .unwrap_or(false)
-    }
-
-    /// The lowest state stream sequence any live engine has applied, as their last
-    /// heartbeats say; `None` when NATS cannot say or a heartbeat holds none.
-    pub(super) async fn lowest_applied(&self) -> Option<u64> {
-        let mut lowest = self.applied();
-        for id in live_ids(self).await? {
-            let entry = self.nodes.get(&id).await.ok()?;
-            let seq = std::str::from_utf8(&entry?).ok()?.parse::<u64>().ok()?;
-            lowest = lowest.min(seq);
-        }
-        Some(lowest)
     }
 }

@@ -111,32 +111,6 @@ async fn an_engine_with_an_empty_data_dir_joins_and_serves_the_same_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_state_stream_is_trimmed_an_empty_engine_still_joins_with_the_same_state() {
-    let mut c = Cluster::start(1, 0).await;
-    c.snapshot_interval_s = 1;
-    c.spawn(0).await;
-    c.spawn(1).await;
-    binds(&c, 0, 0..20).await;
-    c.api(0).set_badge("u2", 5).await.expect("badge");
-    // Writes between stored snapshots until e0 trims below the older one.
-    let mut next = 20;
-    eventually("e0 trims the state stream", || {
-        let (c, from) = (&c, next);
-        next += 5;
-        async move {
-            binds(c, 0, from..from + 5).await;
-            c.log(0).contains("state stream trimmed")
-        }
-    })
-    .await;
-    // After the trim, more through the other engine: they come from the stream's tail.
-    binds(&c, 1, next..next + 10).await;
-    c.api(1).unbind("p3").await.expect("unbind");
-    joins_from_the_object_store_as(&mut c, 2, &[]).await;
-    assert!(!c.log(2).contains("trimmed past"), "{}", c.log(2));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_one_of_three_nats_servers_under_concurrent_writes_loses_no_acknowledged_write()
 {
     let mut c = Cluster::start(3, 2).await;
