@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::object_store::ObjectMetadata;
+use async_nats::jetstream::object_store::{ObjectInfo, ObjectMetadata};
 use tokio::io::AsyncWriteExt;
 
 use super::{names, Error, Node};
@@ -84,10 +84,7 @@ pub(super) async fn load(node: &Arc<Node>) -> Result<Joined, Error> {
         }
     }
     if let Ok(info) = node.snapshots.info(names::SNAPSHOT_OBJECT).await {
-        let seq = info
-            .metadata
-            .get("seq")
-            .and_then(|s| s.parse::<u64>().ok())
+        let seq = covered_seq(&info)
             .ok_or_else(|| Error::Join("the stored snapshot has no sequence".into()))?;
         if reaches(seq) {
             let path = download(node, seq).await?;
@@ -239,14 +236,13 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
 
 /// The sequence of the snapshot in the object store (0: none, or unreadable).
 async fn stored_seq(node: &Node) -> u64 {
-    match node.snapshots.info(names::SNAPSHOT_OBJECT).await {
-        Ok(info) => info
-            .metadata
-            .get("seq")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0),
-        Err(_) => 0,
-    }
+    let info = node.snapshots.info(names::SNAPSHOT_OBJECT).await.ok();
+    info.as_ref().and_then(covered_seq).unwrap_or(0)
+}
+
+/// The stream sequence a stored snapshot covers, from its object's metadata.
+fn covered_seq(info: &ObjectInfo) -> Option<u64> {
+    info.metadata.get("seq").and_then(|s| s.parse().ok())
 }
 
 /// Every `interval` (0: never): a local snapshot when the state moved, then the
