@@ -194,6 +194,30 @@ impl Class {
     }
 }
 
+/// The open-loop driver's own lateness (`peer`, `mixed`): how long after its scheduled
+/// instant each peer send left (its task started and wrote the request), ms. Latency is
+/// counted from the schedule, so this part of it is the driver's, not the engine's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DriverLateness {
+    pub sends: u64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl DriverLateness {
+    /// From a histogram of lateness in µs (`None` when nothing was sent).
+    pub fn of(h: &Histogram<u64>) -> Option<Self> {
+        let ms = |us: u64| us as f64 / 1_000.0;
+        (!h.is_empty()).then(|| Self {
+            sends: h.len(),
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        })
+    }
+}
+
 /// One traffic class's pushes (`per_class`).
 #[derive(Debug, Serialize)]
 pub struct ClassReport {
@@ -259,6 +283,14 @@ pub struct Report {
     /// `vendors`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub per_class: BTreeMap<Class, ClassReport>,
+    /// `peer`, `mixed`: the driver's lateness against its schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_lateness_ms: Option<DriverLateness>,
+    /// `peer`, `mixed`: peer pushes' latency counted from when each send actually left
+    /// instead of its schedule (the engine's and the mock's share, without the
+    /// driver's lateness).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_latency_from_send_us: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<BindReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,6 +334,8 @@ impl Report {
             errors: Errors::default(),
             latency_us: Latency::default(),
             per_class: BTreeMap::new(),
+            driver_lateness_ms: None,
+            peer_latency_from_send_us: None,
             bind: None,
             presence: None,
             groups: Vec::new(),
@@ -547,6 +581,24 @@ impl Report {
                 fmt_ms(l.max)
             );
         }
+        if let Some(l) = &self.peer_latency_from_send_us {
+            println!(
+                "{:<8}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+                "  (sent)",
+                "",
+                fmt_ms(l.p50),
+                fmt_ms(l.p90),
+                fmt_ms(l.p99),
+                fmt_ms(l.p999),
+                fmt_ms(l.max)
+            );
+        }
+        if let Some(d) = &self.driver_lateness_ms {
+            println!(
+                "driver lateness over {} sends: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                d.sends, d.p50, d.p99, d.max
+            );
+        }
     }
 
     /// Plot the latency distribution ([`plot`]): every push, and each traffic class
@@ -646,6 +698,24 @@ mod tests {
         // A scenario without classes keeps its JSON as it was.
         let v = serde_json::to_value(Report::new(Scenario::Bind)).unwrap();
         assert!(v.get("per_class").is_none(), "{v:#}");
+    }
+
+    #[test]
+    fn the_driver_lateness_goes_into_the_json_in_ms_and_is_absent_without_peer_sends() {
+        let mut r = Report::new(Scenario::Peer);
+        let mut h = histogram();
+        for us in 1..=1000 {
+            h.record(us * 10).unwrap();
+        }
+        r.driver_lateness_ms = DriverLateness::of(&h);
+        let v = serde_json::to_value(&r).unwrap();
+        let d = &v["driver_lateness_ms"];
+        assert_eq!(d["sends"], 1000, "{v:#}");
+        assert_eq!(d["max"], 10.0, "{v:#}");
+        assert!((d["p99"].as_f64().unwrap() - 9.9).abs() < 0.01, "{v:#}");
+        assert!(DriverLateness::of(&histogram()).is_none());
+        let v = serde_json::to_value(Report::new(Scenario::Group)).unwrap();
+        assert!(v.get("driver_lateness_ms").is_none(), "{v:#}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - group (`mixed`, `vendors`): one message to a group of all users;
 //! - peer (`mixed`, `peer`): `--rate` messages/s for `--duration` s, open loop on a
 //!   fixed schedule, latency taken from each message's scheduled send time
-//!   (coordinated omission corrected);
+//!   (coordinated omission corrected); the driver's own lateness (send left vs
+//!   schedule) is reported apart, and so is the latency from the actual send;
 //! - presence churn (`mixed`): online/offline events for users outside the bound
 //!   range (they have no devices, so the push expectations stay exact) beside the
 //!   peer traffic;
@@ -45,6 +46,8 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
         args,
         sent: Sent::default(),
         sent_at: Vec::new(),
+        left_at: Vec::new(),
+        first_peer: 0,
     };
     let progress = Progress::spawn(
         args.scenario.name(),
@@ -77,7 +80,7 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
 
     let delivered = mocks.received_total() - before;
     report.pushes_delivered = delivered;
-    let apns_pushes = attribute(mocks, &phase.sent_at, &owners, is_online, &mut report);
+    let apns_pushes = attribute(mocks, &phase, &owners, is_online, &mut report);
     report.errors.lost = report.pushes_expected.saturating_sub(delivered);
     report.engine_cpu_s = cost.engine_cpu_s;
     report.engine_cpu_ms_per_1k_pushes = cost.engine_ms_per_1k(delivered);
@@ -153,6 +156,11 @@ struct Phase<'a> {
     sent: Sent,
     /// Payload sequence number → (scheduled) send instant and traffic class.
     sent_at: Vec<(quanta::Instant, Class)>,
+    /// Peer messages: payload sequence number − the first peer's → when the send
+    /// actually left (its task started writing the request).
+    left_at: Vec<Option<quanta::Instant>>,
+    /// The first peer message's payload sequence number.
+    first_peer: usize,
 }
 
 impl Phase<'_> {
@@ -224,16 +232,28 @@ impl Phase<'_> {
                     push.resources_id = Some("chat".into());
                 }
                 let m = request::message(id, "driver", "peer", format!("u{to}"), Some(push));
-                api.message(&m).await
+                let left = quanta::Instant::now();
+                (k, left, api.message(&m).await)
             });
             self.sent.add(1);
         }
+        // How late each send left against its schedule: the driver's own share of
+        // the latency (a late timer, a busy runtime), told apart from the engine's.
+        let mut lateness = report::histogram();
+        self.left_at = vec![None; total as usize];
         while let Some(r) = tasks.join_next().await {
-            if let Some(a) = report.errors.check_message(r?) {
+            let (k, left, r) = r?;
+            let scheduled = self.sent_at[first_seq + k as usize].0;
+            let _ = lateness
+                .record((left.saturating_duration_since(scheduled).as_micros() as u64).max(1));
+            self.left_at[k as usize] = Some(left);
+            if let Some(a) = report.errors.check_message(r) {
                 report.pushes_expected += a.targets as u64;
                 report.messages_sent += 1;
             }
         }
+        self.first_peer = first_seq;
+        report.driver_lateness_ms = report::DriverLateness::of(&lateness);
         if let Some(churn) = churn {
             let (events, applied, secs, errors) = churn.await?;
             report.errors.api_status_4xx += errors.api_status_4xx;
@@ -283,13 +303,15 @@ impl Phase<'_> {
 /// the ceiling client.
 fn attribute(
     mocks: &Mocks,
-    sent_at: &[(quanta::Instant, Class)],
+    phase: &Phase<'_>,
     owners: &HashMap<String, u32>,
     is_online: impl Fn(u32) -> bool,
     report: &mut Report,
 ) -> Vec<fanfare_loadgen::mock::apns::ApnsPush> {
+    let sent_at = &phase.sent_at[..];
     let mut hist = report::histogram();
     let mut by_class = Class::ALL.map(|_| report::histogram());
+    let mut from_send = report::histogram();
     let mut last: Option<quanta::Instant> = None;
     let mut to_online = 0;
     let mut record = |payload: Option<&str>, user: Option<u32>, at: quanta::Instant| {
@@ -305,6 +327,13 @@ fn attribute(
         let us = (at.saturating_duration_since(t).as_micros() as u64).max(1);
         let _ = hist.record(us);
         let _ = by_class[class as usize].record(us);
+        let left = seq
+            .checked_sub(phase.first_peer)
+            .and_then(|k| phase.left_at.get(k).copied().flatten());
+        if let Some(left) = left.filter(|_| class == Class::Peer) {
+            let _ =
+                from_send.record((at.saturating_duration_since(left).as_micros() as u64).max(1));
+        }
         last = Some(last.map_or(at, |l: quanta::Instant| l.max(at)));
     };
     let apns_pushes = mocks.apns.take_received();
@@ -349,6 +378,9 @@ fn attribute(
     };
     report.pushes_per_s = report.pushes_delivered as f64 / span;
     report.set_latency(hist);
+    if !from_send.is_empty() {
+        report.peer_latency_from_send_us = Some(report::Latency::of(&from_send));
+    }
     for (class, h) in Class::ALL.into_iter().zip(by_class) {
         if sent_at.iter().any(|s| s.1 == class) {
             report.set_class_latency(class, h);
