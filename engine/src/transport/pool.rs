@@ -1,10 +1,11 @@
 //! A pool of long-lived HTTP/2 connections to one vendor endpoint.
 //!
-//! Each slot holds at most one live connection; requests pick slots round-robin in
-//! runs of [`RUN`] consecutive requests per slot and wait in h2's `ready()` for a free
-//! stream, so a connection carries up to the peer's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS` requests at once and never provokes
-//! `REFUSED_STREAM` by over-opening. A slot whose connection died (GOAWAY, I/O error)
+//! Each slot holds at most one live connection. A request takes the first slot whose
+//! connection has a free stream (the peer's `SETTINGS_MAX_CONCURRENT_STREAMS`), so
+//! the next connection carries only what the ones before it cannot ([`Pool::pick`]);
+//! when all are full, slots take turns in runs of [`RUN`] requests, and the request
+//! waits in h2's `ready()` for a free stream, never provoking `REFUSED_STREAM` by
+//! over-opening. A slot whose connection died (GOAWAY, I/O error)
 //! reconnects on next use — after a failed connect only once its backoff (50 ms doubling
 //! to `connect_backoff_max`, jittered) has passed; until then requests on that slot fail
 //! at once with [`Error::Backoff`] (carrying the failure that caused it) instead of
@@ -34,7 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng as _;
 use tokio::time::Instant;
 
 use arc_swap::ArcSwapOption;
@@ -48,9 +48,12 @@ use tokio_rustls::TlsConnector;
 
 use super::Phase;
 
+mod backoff;
 mod endpoint;
 mod keepalive;
 
+pub use backoff::connect_backoff;
+pub(crate) use backoff::Backoff;
 pub use endpoint::{Endpoint, Error};
 use keepalive::{drive, KeepAlive};
 
@@ -98,63 +101,12 @@ impl Options {
     }
 }
 
-/// Consecutive requests sent to one slot before the next slot's turn. Alternating
-/// per request woke the other connection's task on every push, and with two
-/// connections the runtime's workers then woke each other: 10× the context switches
-/// and about 40% more CPU per push than one connection (BENCHMARKS.md, issue 16).
-/// A run keeps one connection task busy with a burst while the load still spreads
-/// evenly over the slots.
+/// When every connection is full: consecutive requests queued on one slot before the
+/// next slot's turn. Alternating per request woke the other connection's task on
+/// every push, and with two connections the runtime's workers then woke each other:
+/// 10× the context switches and about 40% more CPU per push than one connection
+/// (BENCHMARKS.md, issue 16).
 pub const RUN: usize = 64;
-
-/// First reconnect backoff after a failed connect.
-const CONNECT_BACKOFF_BASE: Duration = Duration::from_millis(50);
-
-/// Reconnect backoff after `failures` consecutive failed connects: the ceiling
-/// doubles from [`CONNECT_BACKOFF_BASE`] up to `max`; the wait is uniform in
-/// [ceiling/2, ceiling] so slots do not reconnect in lockstep.
-pub fn connect_backoff(failures: u32, max: Duration) -> Duration {
-    let ceiling = CONNECT_BACKOFF_BASE
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(max);
-    ceiling.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-}
-
-/// Failed connects in a row, when the next may be tried, and why the last one failed:
-/// one per pool slot, and one per origin of the [`super::auto`] client.
-pub(crate) struct Backoff<E> {
-    failures: u32,
-    until: Option<Instant>,
-    cause: Option<Arc<E>>,
-}
-
-impl<E> Default for Backoff<E> {
-    fn default() -> Self {
-        Self {
-            failures: 0,
-            until: None,
-            cause: None,
-        }
-    }
-}
-
-impl<E> Backoff<E> {
-    /// Record a failed connect: returns the failures in a row and the wait before the
-    /// next attempt ([`connect_backoff`], at most `max`).
-    pub(crate) fn failed(&mut self, cause: Arc<E>, max: Duration) -> (u32, Duration) {
-        self.failures += 1;
-        let wait = connect_backoff(self.failures, max);
-        self.until = Some(Instant::now() + wait);
-        self.cause = Some(cause);
-        (self.failures, wait)
-    }
-
-    /// While backing off: the time left and the failure that started it.
-    pub(crate) fn active(&self) -> Option<(Duration, Arc<E>)> {
-        let (until, cause) = (self.until?, self.cause.as_ref()?);
-        let now = Instant::now();
-        (until > now).then(|| (until - now, cause.clone()))
-    }
-}
 
 /// A complete vendor response.
 #[derive(Debug)]
@@ -166,6 +118,10 @@ pub struct Response {
 
 struct Conn {
     send: h2::client::SendRequest<Bytes>,
+    /// Requests on this connection now (waiting for a stream included).
+    in_flight: AtomicUsize,
+    /// The peer's `SETTINGS_MAX_CONCURRENT_STREAMS` as last read ([`Pool::pick`]).
+    max_streams: AtomicUsize,
     closed: Arc<AtomicBool>,
     /// Set by every request; the keep-alive clears it and PINGs when it was clear.
     used: Arc<AtomicBool>,
@@ -283,7 +239,7 @@ impl Pool {
         deadline_unix_s: u64,
     ) -> Result<Response, Error> {
         let n = self.inner.slots.len();
-        let first = self.inner.next.fetch_add(1, Ordering::Relaxed) / RUN % n;
+        let first = self.pick();
         let mut last_err: Option<Error> = None;
         for attempt in 0..2 {
             let slot = &self.inner.slots[(first + attempt) % n];
@@ -322,6 +278,39 @@ impl Pool {
             }
         }
         Err(last_err.expect("the first try connects or fails"))
+    }
+
+    /// The slot for a request: the first whose live connection is not full (see
+    /// [`spills`]), or that has no connection and may open one; when all are full,
+    /// runs of [`RUN`] in turn. Two connections sharing the load cost about 20% more
+    /// CPU per push than one carrying it (twice the socket wake-ups, and the
+    /// runtime's workers waking each other for them; BENCHMARKS.md, issue 16), so
+    /// the second carries only what the first cannot.
+    fn pick(&self) -> usize {
+        for (i, slot) in self.inner.slots.iter().enumerate() {
+            match &*slot.conn.load() {
+                Some(c) if !c.closed.load(Ordering::Relaxed) => {
+                    let n = c.in_flight.load(Ordering::Relaxed);
+                    if !spills(n, c.max_streams.load(Ordering::Relaxed)) {
+                        return i;
+                    }
+                    // Full by the limit last read; the peer may have raised it since
+                    // (APNs allows more streams once a connection's token is valid).
+                    let max = c.send.current_max_send_streams();
+                    c.max_streams.store(max, Ordering::Relaxed);
+                    if !spills(n, max) {
+                        return i;
+                    }
+                }
+                // Connect here, unless a failed connect has this slot backing off.
+                _ => {
+                    if slot.backoff.lock().active().is_none() {
+                        return i;
+                    }
+                }
+            }
+        }
+        self.inner.next.fetch_add(1, Ordering::Relaxed) / RUN % self.inner.slots.len()
     }
 
     fn invalidate(slot: &Slot, conn: &Arc<Conn>) {
@@ -438,6 +427,8 @@ impl Pool {
         };
         tracing::debug!(endpoint = %ep.base, "vendor connection established");
         Ok(Conn {
+            in_flight: AtomicUsize::new(0),
+            max_streams: AtomicUsize::new(send.current_max_send_streams()),
             send,
             closed,
             used,
@@ -551,6 +542,7 @@ impl Pool {
             }
         };
         conn.used.store(true, Ordering::Relaxed);
+        let _counted = InFlight::count(&conn.in_flight);
         let mut send = conn.send.clone().ready().await.map_err(not_processed)?;
         if deadline_unix_s != u64::MAX && crate::clock::unix_now_s() >= deadline_unix_s {
             return Err(Error::Expired {
@@ -575,6 +567,31 @@ impl Pool {
             headers: parts.headers,
             body: buf.freeze(),
         })
+    }
+}
+
+/// Whether a connection with `in_flight` requests and a peer limit of `max_streams`
+/// streams is full: a quarter more than the limit may wait there for a free stream
+/// (h2 opens them as streams end, at no cost) rather than open up another connection
+/// for a few requests.
+fn spills(in_flight: usize, max_streams: usize) -> bool {
+    in_flight >= max_streams.saturating_add(max_streams / 4)
+}
+
+/// One request counted in its connection's `in_flight` until it ends (or is dropped
+/// at its timeout).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn count(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

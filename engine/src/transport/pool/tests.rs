@@ -189,60 +189,92 @@ async fn an_unreachable_endpoint_is_logged_once_per_outage_naming_the_cause() {
     assert!(warnings[0].contains(&cause), "{text}");
 }
 
-/// An h2c server answering `200` to every request; the requests each connection
-/// carried, by connection in accept order.
-async fn answers_everything(
+/// An h2c server allowing `streams` streams at once per connection that answers no
+/// request until `hold` are open at once over all its connections, then every
+/// request; the requests each connection carried, by connection in accept order.
+async fn holds_until(
     listener: tokio::net::TcpListener,
+    streams: u32,
+    hold: usize,
     per_conn: Arc<parking_lot::Mutex<Vec<usize>>>,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let released = Arc::new(tokio::sync::watch::channel(false).0);
     while let Ok((tcp, _)) = listener.accept().await {
-        let per_conn = per_conn.clone();
+        let (per_conn, open, released) = (per_conn.clone(), open.clone(), released.clone());
         let i = {
             let mut v = per_conn.lock();
             v.push(0);
             v.len() - 1
         };
         tokio::spawn(async move {
-            let Ok(mut conn) = h2::server::handshake(tcp).await else {
+            let handshake = h2::server::Builder::new()
+                .max_concurrent_streams(streams)
+                .handshake::<_, Bytes>(tcp);
+            let Ok(mut conn) = handshake.await else {
                 return;
             };
             while let Some(Ok((_, mut respond))) = conn.accept().await {
                 per_conn.lock()[i] += 1;
-                let answer = http::Response::new(());
-                let _ = respond.send_response(answer, true);
+                let (open, released) = (open.clone(), released.clone());
+                let mut wait = released.subscribe();
+                tokio::spawn(async move {
+                    if open.fetch_add(1, Ordering::SeqCst) + 1 >= hold {
+                        released.send_replace(true);
+                    }
+                    let _ = wait.wait_for(|r| *r).await;
+                    let _ = respond.send_response(http::Response::new(()), true);
+                });
             }
         });
     }
 }
 
+/// Waits (bounded) until the server saw `want` requests per connection.
+async fn server_saw(per_conn: &parking_lot::Mutex<Vec<usize>>, want: &[usize]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while *per_conn.lock() != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server saw {:?}, want {want:?}",
+            per_conn.lock()
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
-async fn consecutive_requests_share_one_connection_for_a_run_and_runs_take_turns() {
+async fn a_second_connection_carries_only_what_the_first_has_no_free_stream_for() {
     let (listener, port) = silent_listener().await;
     let per_conn = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let server = tokio::spawn(answers_everything(listener, per_conn.clone()));
-    let pool = pool(&format!("http://127.0.0.1:{port}"), opts(2));
-    let send = || async {
-        let r = tokio::time::timeout(WAIT, pool.send(get, Bytes::new()))
+    let server = tokio::spawn(holds_until(listener, 2, 3, per_conn.clone()));
+    let mut o = opts(2);
+    o.request_timeout = WAIT;
+    let pool = pool(&format!("http://127.0.0.1:{port}"), o);
+    let send = |pool: Pool| async move {
+        let r = pool.send(get, Bytes::new()).await.expect("answered");
+        assert_eq!(r.status, StatusCode::OK);
+    };
+    // Two requests fill the first connection's two streams; the third would wait for
+    // one of them there, and the server answers nothing until it sees the third.
+    let first = tokio::spawn(send(pool.clone()));
+    server_saw(&per_conn, &[1]).await;
+    let second = tokio::spawn(send(pool.clone()));
+    server_saw(&per_conn, &[2]).await;
+    let third = tokio::spawn(send(pool.clone()));
+    for held in [first, second, third] {
+        tokio::time::timeout(WAIT, held)
             .await
             .expect("bounded")
             .expect("answered");
-        assert_eq!(r.status, StatusCode::OK);
-    };
-    for _ in 0..RUN {
-        send().await;
     }
-    // Alternating slots per request would have opened the second connection at the
-    // second request.
-    assert_eq!(pool.connects(), 1, "a run stays on one connection");
-    for _ in 0..RUN * 3 {
-        send().await;
+    assert_eq!(*per_conn.lock(), vec![2, 1], "the third spilled over");
+    // One at a time, the first connection has room for every request.
+    for _ in 0..RUN * 2 {
+        send(pool.clone()).await;
     }
     assert_eq!(pool.connects(), 2);
-    assert_eq!(
-        *per_conn.lock(),
-        vec![RUN * 2, RUN * 2],
-        "the runs take turns"
-    );
+    assert_eq!(*per_conn.lock(), vec![2 + RUN * 2, 1]);
     server.abort();
 }
 
