@@ -148,6 +148,10 @@ struct Ctx<V> {
     providers: arc_swap::ArcSwap<V>,
     /// Bumped by every swap, so each lane worker re-reads its limits once.
     generation: std::sync::atomic::AtomicU64,
+    /// Wakes every idle lane worker after a change to its limits (a reload, the
+    /// cluster's share), so that its pace and gauges follow at once and not only
+    /// when it next has work.
+    limits_changed: tokio::sync::watch::Sender<()>,
     state: Arc<State>,
     stats: Arc<Stats>,
     /// (provider, cause) pairs already logged at warn level; later ones are counted
@@ -181,6 +185,7 @@ impl<V: Vendors> Dispatcher<V> {
         let ctx = Arc::new(Ctx {
             providers: arc_swap::ArcSwap::new(providers),
             generation: Default::default(),
+            limits_changed: tokio::sync::watch::Sender::new(()),
             state,
             stats,
             logged: Default::default(),
@@ -238,6 +243,7 @@ impl<V: Vendors> Dispatcher<V> {
     pub fn set_providers(&self, providers: Arc<V>) {
         self.ctx.providers.store(providers);
         self.ctx.generation.fetch_add(1, Ordering::Release);
+        self.ctx.limits_changed.send_replace(());
     }
 
     /// Report dead tokens and permanent rejections to `queue` from now on.
