@@ -460,7 +460,7 @@ impl Dispatcher {
                 detail: true,
             })
             .await;
-        self.ctx.record(device, &v, started);
+        self.ctx.record(device, push, &v, started);
         v
     }
 }
@@ -487,7 +487,7 @@ impl<V: Vendors> Ctx<V> {
         let providers = self.providers.load_full();
         let started = quanta::Instant::now();
         let v = providers.send(&job.device, &job.push, job.badge).await;
-        let finished = self.record(&job.device, &v, started);
+        let finished = self.record(&job.device, &job.push, &v, started);
         done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
             Outcome::Retry {
@@ -523,7 +523,7 @@ impl<V: Vendors> Ctx<V> {
             if job.attempts >= retry.max_attempts {
                 inc(&s.failed);
                 if self.first(provider, cause) {
-                    tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
+                    tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), id = job.push.kind.id(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
                 }
                 job.finish(Final::Rejected, Some(&v));
                 return (done, true);
