@@ -65,8 +65,9 @@ impl Figure {
             let drawn = draw(&root, title, series).and_then(|l| root.present().map(|()| l));
             drawn.expect("drawing into a String with estimated fonts cannot fail")
         };
-        debug_assert!(legend[0].1 > plot[1].1, "the legend hides no data");
-        Figure { svg, plot, legend }
+        let f = Figure { svg, plot, legend };
+        debug_assert!(f.legend[0].1 > f.plot[1].1, "the legend hides no data");
+        f
     }
 
     pub fn to_svg(&self) -> String {
