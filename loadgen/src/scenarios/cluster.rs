@@ -79,6 +79,9 @@ pub struct ClusterReport {
     pub killed_after_pushes: Option<u64>,
     /// The chunks the killed engine had queued when it was killed (`full`).
     pub killed_engine_chunks: Option<u64>,
+    /// The work chunks each engine queued (`cluster.chunks`; a restarted engine's
+    /// since its restart).
+    pub chunks_per_engine: Vec<u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -196,6 +199,7 @@ pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterRepo
         pushes_per_s: None,
         killed_after_pushes: None,
         killed_engine_chunks: None,
+        chunks_per_engine: Vec::new(),
     };
     // The engine restarted (full) or added (join) with an empty data directory.
     let joiner = match args.shape {
@@ -217,6 +221,7 @@ pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterRepo
         report.join_s = Some(joined.elapsed().as_secs_f64());
     }
     report.redelivered_targets = engines.cluster_stat("duplicates").await?.iter().sum();
+    report.chunks_per_engine = engines.cluster_stat("chunks").await?;
     for p in engines.procs.iter_mut().filter_map(Option::take) {
         p.stop().await?;
     }
