@@ -180,7 +180,7 @@ impl Env {
             mocks: Arc::new(mocks),
             engine,
             api: api_client(&base),
-            nats: nats,
+            nats,
         })
     }
 
