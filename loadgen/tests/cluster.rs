@@ -64,37 +64,34 @@ fn the_cluster_scenario_redelivers_the_chunks_of_an_engine_killed_mid_fan_out_an
 
 #[test]
 fn cluster_flags_out_of_bounds_or_on_other_scenarios_are_refused() {
-    for (args, message) in [
+    let cases = [
+        ("cluster --engines 4", "--engines must be in 1..=3"),
+        ("cluster --nats 2", "--nats must be 1 or 3"),
         (
-            &["--scenario", "cluster", "--engines", "4"][..],
-            "--engines must be in 1..=3",
-        ),
-        (
-            &["--scenario", "cluster", "--nats", "2"][..],
-            "--nats must be 1 or 3",
-        ),
-        (
-            &["--scenario", "cluster", "--engines", "1"][..],
+            "cluster --engines 1",
             "--shape full needs --engines 2 or more",
         ),
         (
-            &["--scenario", "cluster", "--latency-ms", "10001"][..],
+            "cluster --latency-ms 10001",
             "--latency-ms must be in 0..=10000",
         ),
+        ("cluster --kill-at 1", "--kill-at must be in [0, 1)"),
+        ("group --latency-ms 5", "apply to the cluster scenario only"),
         (
-            &["--scenario", "group", "--latency-ms", "5"][..],
-            "apply to the cluster scenario only",
-        ),
-        (
-            &["--scenario", "group", "--nats", "3"][..],
+            "group --nats 3",
             "--nats must be 1 outside the cluster scenario",
         ),
         (
-            &["--scenario", "ceiling", "--nats", "1"][..],
+            "ceiling --nats 1",
             "--nats needs a scenario that drives an engine",
         ),
-    ] {
-        let out = loadgen(&[&["run"][..], args].concat());
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = ["run", "--scenario"]
+            .into_iter()
+            .chain(args.split_whitespace())
+            .collect();
+        let out = loadgen(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(err.contains(message), "{args:?}: {err}");
