@@ -145,7 +145,7 @@ struct Inner {
     opts: Options,
     connects: AtomicU64,
     connect_failures: AtomicU64,
-    pings: AtomicU64,
+    pings: Arc<AtomicU64>,
     /// The last connect attempt failed: the outage was logged at warn level and is
     /// not again until a connect succeeds.
     failing: AtomicBool,
@@ -194,7 +194,7 @@ impl Pool {
                 opts,
                 connects: AtomicU64::new(0),
                 connect_failures: AtomicU64::new(0),
-                pings: AtomicU64::new(0),
+                pings: Arc::new(AtomicU64::new(0)),
                 failing: AtomicBool::new(false),
             }),
         })
@@ -502,7 +502,7 @@ impl Pool {
             ping,
             used,
             suspect,
-            pool: self.inner.clone(),
+            pings: self.inner.pings.clone(),
         };
         tokio::spawn(async move {
             let ended = drive(connection, keepalive).await;

@@ -1,15 +1,13 @@
 //! Keep-alive: drives one HTTP/2 connection and PINGs it when it was idle for a whole
 //! interval or a request on it timed out; a PING left unanswered ends the connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-use super::Inner;
 
 pub(super) struct KeepAlive {
     /// PING after a whole interval without requests; `None` = only when suspect.
@@ -18,7 +16,9 @@ pub(super) struct KeepAlive {
     pub(super) ping: h2::PingPong,
     pub(super) used: Arc<AtomicBool>,
     pub(super) suspect: Arc<Notify>,
-    pub(super) pool: Arc<Inner>,
+    /// The pool's PING counter. Not the pool itself: its connections' send handles
+    /// would keep every connection (and this task) alive after the pool is dropped.
+    pub(super) pings: Arc<AtomicU64>,
 }
 
 /// Poll the connection until it ends; PING it whenever it was idle for a whole
@@ -45,7 +45,7 @@ where
             }
             _ = k.suspect.notified() => {}
         }
-        k.pool.pings.fetch_add(1, Ordering::Relaxed);
+        k.pings.fetch_add(1, Ordering::Relaxed);
         let probe = tokio::time::timeout(k.timeout, k.ping.ping(h2::Ping::opaque()));
         tokio::select! {
             r = connection.as_mut() => return r.map_err(|e| e.to_string()),

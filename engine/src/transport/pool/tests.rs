@@ -405,3 +405,32 @@ async fn a_sensitive_authorization_value_is_never_indexed() {
     let sizes = bytes_per_request(auth).await;
     assert!(sizes.iter().all(|&n| n > 150), "{sizes:?}");
 }
+
+#[tokio::test]
+async fn a_dropped_pool_closes_its_connections() {
+    // A reload replaces a vendor's client: the old pool's connections must end with
+    // it, not stay open (with their keep-alive tasks) for the life of the process.
+    let (listener, port) = silent_listener().await;
+    let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("the pool connects");
+        let mut conn = h2::server::handshake(tcp).await.expect("http/2 handshake");
+        while let Some(Ok((_, mut respond))) = conn.accept().await {
+            let _ = respond.send_response(http::Response::new(()), true);
+        }
+        // The client went away (GOAWAY or EOF).
+        let _ = ended_tx.send(());
+    });
+    let mut o = opts(1);
+    o.request_timeout = WAIT;
+    o.ping_interval = Some(Duration::from_millis(50));
+    let pool = pool(&format!("http://127.0.0.1:{port}"), o);
+    let r = pool.send(get, Bytes::new()).await.expect("answered");
+    assert_eq!(r.status, StatusCode::OK);
+    drop(pool);
+    tokio::time::timeout(WAIT, ended)
+        .await
+        .expect("the connection ended once its pool was dropped")
+        .expect("the server saw the end");
+    server.abort();
+}
