@@ -1,0 +1,132 @@
+//! Trimming the state stream: it really shrinks, an engine with an empty data
+//! directory still joins from the stored snapshot and the stream's tail, and no live
+//! engine — one that is behind, or one that is joining — loses a record it needs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_nats::jetstream;
+
+use super::durability::{binds, joins_from_the_object_store_as};
+use super::harness::{eventually, Cluster};
+
+/// The state stream's first and last sequence, read from NATS.
+async fn stream_bounds(js: &jetstream::Context) -> (u64, u64) {
+    let stream = js
+        .get_stream("FANFARE_STATE")
+        .await
+        .expect("the state stream exists");
+    let info = stream.get_info().await.expect("the state stream's info");
+    (info.state.first_sequence, info.state.last_sequence)
+}
+
+async fn jetstream_of(c: &Cluster) -> jetstream::Context {
+    let client = async_nats::connect(c.nats.url(0))
+        .await
+        .expect("the test reaches nats");
+    jetstream::new(client)
+}
+
+/// How many snapshots engine `i` has stored in the object store so far.
+fn stored(c: &Cluster, i: usize) -> usize {
+    c.log(i)
+        .matches("snapshot stored in the object store")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_state_stream_is_trimmed_an_empty_engine_joins_and_serves_the_same_state() {
+    let mut c = Cluster::start(1, 0).await;
+    c.snapshot_interval_s = 1;
+    c.spawn(0).await;
+    c.spawn(1).await;
+    let js = jetstream_of(&c).await;
+    binds(&c, 0, 0..20).await;
+    c.api(0).set_badge("u2", 5).await.expect("badge");
+    // Writes between stored snapshots until e0 has trimmed the stream.
+    let mut next = 20;
+    eventually("e0 trims the state stream", || {
+        let (c, js, from) = (&c, &js, next);
+        next += 5;
+        async move {
+            binds(c, 0, from..from + 5).await;
+            stream_bounds(js).await.0 > 1
+        }
+    })
+    .await;
+    // After the trim, more through the other engine: they come from the stream's tail.
+    binds(&c, 1, next..next + 10).await;
+    c.api(1).unbind("p3").await.expect("unbind");
+    joins_from_the_object_store_as(&mut c, 2, &[]).await;
+    let log = c.log(2);
+    assert!(!log.contains("lost records"), "{log}");
+    let (first, last) = stream_bounds(&js).await;
+    assert!(first > 1, "the stream stays trimmed: {first}..{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_engine_that_is_behind_or_joining_keeps_the_records_it_needs() {
+    let mut c = Cluster::start(1, 0).await;
+    c.snapshot_interval_s = 1;
+    c.spawn(0).await;
+    let js = jetstream_of(&c).await;
+    // A second engine as NATS sees it: its heartbeat, holding its floor. 0 is what an
+    // engine that is joining (or has applied nothing yet) says.
+    let nodes = js
+        .get_key_value("fanfare_nodes")
+        .await
+        .expect("the heartbeat bucket exists");
+    let floor = Arc::new(AtomicU64::new(0));
+    let beat = {
+        let (nodes, floor) = (nodes.clone(), floor.clone());
+        tokio::spawn(async move {
+            loop {
+                let value = floor.load(Ordering::SeqCst).to_string();
+                nodes.put("e9", value.into()).await.expect("heartbeat put");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let mut next = 0;
+    // While it says 0, e0 stores snapshots and trims nothing (the first version
+    // purged the whole stream here: `purge seq 1` means everything to nats-server).
+    let base = stored(&c, 0);
+    eventually("e0 stores three more snapshots", || {
+        let (c, from) = (&c, next);
+        next += 10;
+        async move {
+            binds(c, 0, from..from + 10).await;
+            stored(c, 0) >= base + 3
+        }
+    })
+    .await;
+    assert_eq!(stream_bounds(&js).await.0, 1, "{}", c.log(0));
+    // Behind at `held`: trimmed up to it and never past it.
+    let held = stream_bounds(&js).await.1 - 5;
+    floor.store(held, Ordering::SeqCst);
+    eventually("e0 trims up to the lagging engine's floor", || {
+        let (c, js, from) = (&c, &js, next);
+        next += 10;
+        async move {
+            binds(c, 0, from..from + 10).await;
+            let first = stream_bounds(js).await.0;
+            assert!(first <= held + 1, "trimmed past {held}: {first}");
+            first == held + 1
+        }
+    })
+    .await;
+    // Gone: trimming goes on past it, and a new engine still joins exactly.
+    beat.abort();
+    let _ = beat.await;
+    nodes.delete("e9").await.expect("heartbeat delete");
+    eventually("e0 trims past the departed engine's floor", || {
+        let (c, js, from) = (&c, &js, next);
+        next += 10;
+        async move {
+            binds(c, 0, from..from + 10).await;
+            stream_bounds(js).await.0 > held + 1
+        }
+    })
+    .await;
+    joins_from_the_object_store_as(&mut c, 1, &[]).await;
+}
