@@ -87,18 +87,27 @@ pub(super) async fn register(node: &Node) {
     }
 }
 
-/// The node ids with a live heartbeat, sorted; `None` when NATS cannot say.
+/// The node ids with a live heartbeat, sorted; `None` when NATS cannot say within
+/// [`names::HEARTBEAT`] (the bucket's key listing can stall while keys are being
+/// written; an unbounded wait would stall the snapshot loop with it).
 async fn live_ids(node: &Node) -> Option<Vec<String>> {
-    let mut keys = node.nodes.keys().await.ok()?;
-    let mut ids = Vec::new();
-    while let Some(k) = keys.next().await {
-        ids.push(k.ok()?);
-        if ids.len() >= MAX_NODES {
-            break;
+    let list = async {
+        let mut keys = node.nodes.keys().await.ok()?;
+        let mut ids = Vec::new();
+        while let Some(k) = keys.next().await {
+            ids.push(k.ok()?);
+            if ids.len() >= MAX_NODES {
+                break;
+            }
         }
+        ids.sort();
+        Some(ids)
+    };
+    let listed = tokio::time::timeout(names::HEARTBEAT, list).await;
+    if listed.is_err() {
+        tracing::debug!("listing the live engines timed out");
     }
-    ids.sort();
-    Some(ids)
+    listed.ok().flatten()
 }
 
 impl Node {
