@@ -45,8 +45,8 @@ async fn after_the_state_stream_is_trimmed_an_empty_engine_joins_and_serves_the_
     let mut c = Cluster::start(1, 0).await;
     c.snapshot_interval_s = 1;
     c.spawn(0).await;
-    c.spawn(1).await;
     let js = jetstream_of(&c).await;
+    c.spawn(1).await;
     binds(&c, 0, 0..20).await;
     c.api(0).set_badge("u2", 5).await.expect("badge");
     // Writes between stored snapshots until e0 has trimmed the stream.
