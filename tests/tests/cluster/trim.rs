@@ -20,11 +20,16 @@ async fn stream_bounds(js: &jetstream::Context) -> (u64, u64) {
     (info.state.first_sequence, info.state.last_sequence)
 }
 
-async fn jetstream_of(c: &Cluster) -> jetstream::Context {
+/// One NATS server and engine e0 storing a snapshot every second, and the test's
+/// own JetStream context on that server.
+async fn e0_snapshotting_every_second() -> (Cluster, jetstream::Context) {
+    let mut c = Cluster::start(1, 0).await;
+    c.snapshot_interval_s = 1;
+    c.spawn(0).await;
     let client = async_nats::connect(c.nats.url(0))
         .await
         .expect("the test reaches nats");
-    jetstream::new(client)
+    (c, jetstream::new(client))
 }
 
 /// The sequence the snapshot in the object store covers (0: none yet).
@@ -42,10 +47,7 @@ async fn stored_seq(js: &jetstream::Context) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_state_stream_is_trimmed_an_empty_engine_joins_and_serves_the_same_state() {
-    let mut c = Cluster::start(1, 0).await;
-    c.snapshot_interval_s = 1;
-    c.spawn(0).await;
-    let js = jetstream_of(&c).await;
+    let (mut c, js) = e0_snapshotting_every_second().await;
     c.spawn(1).await;
     binds(&c, 0, 0..20).await;
     c.api(0).set_badge("u2", 5).await.expect("badge");
@@ -72,10 +74,7 @@ async fn after_the_state_stream_is_trimmed_an_empty_engine_joins_and_serves_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_engine_that_is_behind_or_joining_keeps_the_records_it_needs() {
-    let mut c = Cluster::start(1, 0).await;
-    c.snapshot_interval_s = 1;
-    c.spawn(0).await;
-    let js = jetstream_of(&c).await;
+    let (mut c, js) = e0_snapshotting_every_second().await;
     // A second engine as NATS sees it: its heartbeat, holding its floor. 0 is what an
     // engine that is joining (or has applied nothing yet) says.
     let nodes = js
