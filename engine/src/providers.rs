@@ -189,8 +189,16 @@ pub struct TooLarge {
     pub limit: usize,
 }
 
-#[cfg(test)]
 impl Kind {
+    /// The message id or call id (for log lines about one push).
+    pub fn id(&self) -> &str {
+        match self {
+            Kind::Message { message_id } => message_id,
+            Kind::Call { call_id, .. } => call_id,
+        }
+    }
+
+    #[cfg(test)]
     /// A message in tests.
     pub(crate) fn message() -> Self {
         Kind::Message {

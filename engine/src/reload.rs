@@ -196,13 +196,12 @@ fn problems(e: crate::config::Error) -> Error {
 /// The [`FIXED`] sections whose value differs between `running` and `read`.
 fn fixed_changes(running: &Config, read: &Config) -> Vec<&'static str> {
     let differs = [
-        format!("{:?}", running.api) != format!("{:?}", read.api)
-            || running.api.token != read.api.token,
-        format!("{:?}", running.storage) != format!("{:?}", read.storage),
-        format!("{:?}", running.presence) != format!("{:?}", read.presence),
-        format!("{:?}", running.messages) != format!("{:?}", read.messages),
-        format!("{:?}", running.cluster) != format!("{:?}", read.cluster),
-        format!("{:?}", running.log) != format!("{:?}", read.log),
+        running.api != read.api,
+        running.storage != read.storage,
+        running.presence != read.presence,
+        running.messages != read.messages,
+        running.cluster != read.cluster,
+        running.log != read.log,
     ];
     FIXED
         .into_iter()

@@ -110,6 +110,31 @@ pub struct RunArgs {
     /// Seconds to wait for the --engine to become healthy.
     #[arg(long, default_value_t = 300.0)]
     pub engine_wait: f64,
+    /// cluster: engines (1..=3).
+    #[arg(long, default_value_t = 3)]
+    pub engines: usize,
+    /// cluster: NATS servers, 1 or 3 (the streams' replicas; default 3). Other
+    /// scenarios with a spawned engine: 1 runs that engine in cluster mode against one
+    /// local nats-server (replicas 1), for the A/B against the standalone engine (the
+    /// default, no NATS).
+    #[arg(long, value_name = "N")]
+    pub nats: Option<usize>,
+    /// cluster: delay every mock vendor adds before each answer, ms (0..=10000), so
+    /// that the vendor and not the CPU is the bottleneck.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// cluster: what runs after the binds and the replication lag. `full`: one group
+    /// message with one engine SIGKILLed while it holds chunks, then restarted with an
+    /// empty data directory (`join_s`); `fanout`: the group message, nobody killed (a
+    /// throughput run); `join`: no group message, an extra engine joins with an empty
+    /// data directory.
+    #[arg(long, value_enum, default_value = "full")]
+    pub shape: scenarios::cluster::Shape,
+    /// cluster `--shape full`: kill once this share of the pushes arrived, in [0, 1);
+    /// 0 kills as soon as an engine has queued a chunk (with --latency-ms, while its
+    /// pushes wait for their answers).
+    #[arg(long, default_value_t = 0.25)]
+    pub kill_at: f64,
     /// Tags message and call ids, so that runs against one --engine do not collide
     /// with its dedup window.
     #[arg(skip = format!("{:08x}", rand::random::<u32>()))]
@@ -161,6 +186,7 @@ impl RunArgs {
                 .all(|s| (1..=10_000_000).contains(s)),
             "--group-sizes must be in 1..=10000000"
         );
+        self.validate_cluster()?;
         if let Some(url) = &self.engine {
             let host = url
                 .strip_prefix("http://")
@@ -169,6 +195,56 @@ impl RunArgs {
             anyhow::ensure!(
                 host == "127.0.0.1" || host == "localhost" || host == "[::1]",
                 "--engine must be a loopback http:// URL (the load generator stays on loopback)"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl RunArgs {
+    /// The cluster flags: bounded, and only where they mean something.
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        use scenarios::cluster::Shape;
+        use scenarios::Scenario;
+        if self.scenario == Scenario::Cluster {
+            anyhow::ensure!(
+                (1..=3).contains(&self.engines),
+                "--engines must be in 1..=3"
+            );
+            anyhow::ensure!(
+                matches!(self.nats, None | Some(1) | Some(3)),
+                "--nats must be 1 or 3 for the cluster scenario"
+            );
+            anyhow::ensure!(
+                self.latency_ms <= 10_000,
+                "--latency-ms must be in 0..=10000"
+            );
+            anyhow::ensure!(
+                (0.0..1.0).contains(&self.kill_at),
+                "--kill-at must be in [0, 1)"
+            );
+            anyhow::ensure!(
+                self.shape != Shape::Full || self.engines > 1,
+                "--shape full needs --engines 2 or more (the others finish the killed engine's chunks)"
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            self.engines == 3
+                && self.latency_ms == 0
+                && self.shape == Shape::Full
+                && self.kill_at == 0.25,
+            "--engines, --latency-ms, --shape and --kill-at apply to the cluster scenario only"
+        );
+        if let Some(n) = self.nats {
+            anyhow::ensure!(n == 1, "--nats must be 1 outside the cluster scenario");
+            anyhow::ensure!(
+                !matches!(self.scenario, Scenario::Ceiling | Scenario::Faults),
+                "--nats needs a scenario that drives an engine (not ceiling or faults)"
+            );
+            anyhow::ensure!(
+                self.engine.is_none(),
+                "--nats needs a spawned engine (not --engine)"
             );
         }
         Ok(())

@@ -98,7 +98,12 @@ pub(crate) fn engine_choice(args: &RunArgs) -> anyhow::Result<EngineChoice> {
 /// Run one scenario (not `faults`) and report.
 pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     args.validate()?;
-    let env = Env::start(&engine_choice(&args)?, args.scenario == Scenario::Vendors).await?;
+    let nats = match args.nats {
+        Some(_) => Some(tokio::task::spawn_blocking(fanfare_loadgen::nats::Nats::single).await??),
+        None => None,
+    };
+    let choice = engine_choice(&args)?;
+    let env = Env::start_on(&choice, args.scenario == Scenario::Vendors, nats).await?;
     let started = quanta::Instant::now();
     let mut report = match args.scenario {
         Scenario::Bind => bind::run(&env, &args).await?,

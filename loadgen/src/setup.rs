@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use fanfare::client::Client;
 use fanfare_loadgen::mock::rig::{self, Rig};
+use fanfare_loadgen::nats::Nats;
 use serde_json::{json, Value};
 
 use crate::engine_proc::{EngineProc, ProcStats, Program};
@@ -54,13 +55,26 @@ fn start_mocks(dir: &Path, with_vendors: bool) -> anyhow::Result<Mocks> {
 }
 
 /// Write the engine's config file: the mocks, the API on `listen`, state in
-/// `dir/data` without durability (a load run keeps nothing).
-fn write_engine_config(mocks: &Mocks, dir: &Path, listen: &str) -> anyhow::Result<PathBuf> {
-    let more = json!({
+/// `dir/data` without durability (a load run keeps nothing); with `nats`, cluster mode
+/// on that one server (replicas 1; `--nats 1`).
+fn write_engine_config(
+    mocks: &Mocks,
+    dir: &Path,
+    listen: &str,
+    nats: Option<&Nats>,
+) -> anyhow::Result<PathBuf> {
+    let mut more = json!({
         "messages": {"queue_capacity": QUEUE_CAPACITY},
         "api": {"listen": listen},
         "storage": {"dir": dir.join("data"), "durability": "none"},
     });
+    if let Some(nats) = nats {
+        more["cluster"] = json!({
+            "nats_urls": nats.urls(),
+            "node_id": "e0",
+            "stream_replicas": nats.len(),
+        });
+    }
     let path = dir.join("engine.toml");
     mocks.write_engine_config(&path, &more)?;
     Ok(path)
@@ -81,18 +95,30 @@ pub(crate) struct Env {
     engine: Engine,
     /// The engine's API over h2c (`Client::base` is its URL).
     pub api: Client,
+    /// The NATS server of an engine in cluster mode (`--nats 1`); dropped (killed)
+    /// after the engine.
+    nats: Option<Nats>,
 }
 
 impl Env {
     /// Start the mocks and the chosen engine; returns once the engine is ready.
     pub async fn start(choice: &EngineChoice, with_vendors: bool) -> anyhow::Result<Env> {
+        Self::start_on(choice, with_vendors, None).await
+    }
+
+    /// [`Env::start`], a spawned engine in cluster mode on `nats` when given.
+    pub async fn start_on(
+        choice: &EngineChoice,
+        with_vendors: bool,
+        nats: Option<Nats>,
+    ) -> anyhow::Result<Env> {
         let tmp = tempfile::Builder::new()
             .prefix("fanfare-loadgen")
             .tempdir()?;
         let (mocks, engine, base) = match choice {
             EngineChoice::Spawn(program) => {
                 let mocks = start_mocks(tmp.path(), with_vendors)?;
-                let config = write_engine_config(&mocks, tmp.path(), "127.0.0.1:0")?;
+                let config = write_engine_config(&mocks, tmp.path(), "127.0.0.1:0", nats.as_ref())?;
                 let child = EngineProc::spawn(program, &config).await?;
                 let base = child.base_url();
                 (mocks, Engine::Child(Box::new(child)), base)
@@ -119,7 +145,7 @@ impl Env {
                     .with_context(|| format!("create {}", dir.display()))?;
                 let dir = std::fs::canonicalize(dir)?;
                 let mocks = start_mocks(&dir, with_vendors)?;
-                let config = write_engine_config(&mocks, &dir, listen)?;
+                let config = write_engine_config(&mocks, &dir, listen, None)?;
                 eprintln!(
                     "mocks are up; start the engine now (within {} s):\n  fanfare serve --config {}",
                     wait.as_secs(),
@@ -154,12 +180,14 @@ impl Env {
             mocks: Arc::new(mocks),
             engine,
             api: api_client(&base),
+            nats,
         })
     }
 
-    /// "spawned", "external" or "none".
+    /// "spawned" (with its cluster mode), "external" or "none".
     pub fn engine_mode(&self) -> &'static str {
         match self.engine {
+            Engine::Child(_) if self.nats.is_some() => "spawned, cluster mode on one nats-server",
             Engine::Child(_) => "spawned",
             Engine::External(_) => "external",
             Engine::None => "none",

@@ -15,7 +15,7 @@ pub const MIN_WORK_BYTES: u64 = 1 << 20;
 /// Largest `work_max_bytes` (JetStream's stream limit is an i64).
 pub const MAX_WORK_BYTES: u64 = 1 << 50;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cluster {
     /// The NATS servers to connect to (`nats://host:port`); any one of them is enough,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Api {
     /// Address to listen on (HTTP/1.1 and h2c on one port).
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Api {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// Directory for the write-ahead log and snapshots.
@@ -134,7 +134,7 @@ pub enum Durability {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceCfg {
     /// TTL of a session whose event gives no `ttl_s`; 0 = sessions never expire.
@@ -159,7 +159,7 @@ impl Default for PresenceCfg {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Messages {
     /// A repeated `message_id` within this many seconds is not pushed again.

@@ -148,6 +148,10 @@ struct Ctx<V> {
     providers: arc_swap::ArcSwap<V>,
     /// Bumped by every swap, so each lane worker re-reads its limits once.
     generation: std::sync::atomic::AtomicU64,
+    /// Wakes every idle lane worker after a change to its limits (a reload, the
+    /// cluster's share), so that its pace and gauges follow at once and not only
+    /// when it next has work.
+    limits_changed: tokio::sync::watch::Sender<()>,
     state: Arc<State>,
     stats: Arc<Stats>,
     /// (provider, cause) pairs already logged at warn level; later ones are counted
@@ -181,6 +185,7 @@ impl<V: Vendors> Dispatcher<V> {
         let ctx = Arc::new(Ctx {
             providers: arc_swap::ArcSwap::new(providers),
             generation: Default::default(),
+            limits_changed: tokio::sync::watch::Sender::new(()),
             state,
             stats,
             logged: Default::default(),
@@ -238,6 +243,7 @@ impl<V: Vendors> Dispatcher<V> {
     pub fn set_providers(&self, providers: Arc<V>) {
         self.ctx.providers.store(providers);
         self.ctx.generation.fetch_add(1, Ordering::Release);
+        self.ctx.limits_changed.send_replace(());
     }
 
     /// Report dead tokens and permanent rejections to `queue` from now on.
@@ -454,7 +460,7 @@ impl Dispatcher {
                 detail: true,
             })
             .await;
-        self.ctx.record(device, &v, started);
+        self.ctx.record(device, push, &v, started);
         v
     }
 }
@@ -481,7 +487,7 @@ impl<V: Vendors> Ctx<V> {
         let providers = self.providers.load_full();
         let started = quanta::Instant::now();
         let v = providers.send(&job.device, &job.push, job.badge).await;
-        let finished = self.record(&job.device, &v, started);
+        let finished = self.record(&job.device, &job.push, &v, started);
         done.signal = match v.outcome {
             Outcome::Retry { cause, .. } if cause.trips_breaker() => Signal::Down,
             Outcome::Retry {
@@ -517,7 +523,7 @@ impl<V: Vendors> Ctx<V> {
             if job.attempts >= retry.max_attempts {
                 inc(&s.failed);
                 if self.first(provider, cause) {
-                    tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
+                    tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), id = job.push.kind.id(), reason = ?v.reason, attempts = job.attempts, "push failed after its last attempt (further failures for this cause are counted in /v1/stats)");
                 }
                 job.finish(Final::Rejected, Some(&v));
                 return (done, true);

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 /// `[log]`: how the engine writes its log.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// `text` (human-readable lines) or `json` (one JSON object a line).

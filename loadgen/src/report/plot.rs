@@ -1,35 +1,40 @@
-//! The SVG latency plot (`--svg`): latency in ms (log) against the percentile on the
-//! usual HDR x-axis 1/(1−q) (log), so the tail gets as much room as the body; one line
-//! for every push and, when a run mixes traffic classes, one per class.
+//! The SVG latency plot (`--svg`), drawn with `plotters`: latency in ms (log) against
+//! the percentile on the usual HDR x-axis 1/(1−q) (log), so the tail gets as much room
+//! as the body; one line for every push and, when a run mixes traffic classes, one per
+//! class.
 //!
-//! The figure is laid out first ([`Figure`]: the plot area, the legend band, every
-//! text with the box it takes) and written out second, so that what a reader needs is
-//! checked rather than hoped for: every text lies inside the picture, the legend is a
-//! band of its own below the axes where it hides no data, and the p50 of all pushes is
-//! a dashed line across the plot with its value beside it. Text widths are estimated
-//! (0.6 em a character, wider than the average sans-serif glyph), which is what keeps
-//! long labels inside.
-
-use std::fmt::Write;
+//! The picture is split in two: the chart on top (with room on its right for the label
+//! of the p50 of all pushes, a dashed line across the plot), and the legend in a band of
+//! its own below, where it hides no data. plotters only estimates text widths (no font
+//! is loaded), so the legend and p50 texts get generous room of their own; the tests
+//! parse the SVG and check every text against a wider estimate than plotters'.
 
 use hdrhistogram::Histogram;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{fmt_ms, Latency};
 
 /// Picture width, px.
-const WIDTH: f64 = 900.0;
-/// Plot area: left edge (room for the y tick labels and the vertical axis title),
-/// top edge (room for the title), right margin (room for the p50 label), height.
-const PLOT_LEFT: f64 = 86.0;
-const PLOT_TOP: f64 = 48.0;
-const PLOT_RIGHT_MARGIN: f64 = 124.0;
-const PLOT_HEIGHT: f64 = 340.0;
+const WIDTH: u32 = 900;
+/// Height of the chart (title, axes, tick labels, axis titles), px.
+const CHART_HEIGHT: u32 = 460;
+/// Room right of the plot for the p50 label, px.
+const P50_ROOM: u32 = 130;
+/// Outer margin, px; the legend band's inset from the picture's sides.
+const MARGIN: i32 = 12;
 /// One legend line, px.
-const LEGEND_LINE: f64 = 20.0;
-/// Estimated advance of one character, in em.
-const CHAR_EM: f64 = 0.6;
+const LEGEND_LINE: i32 = 20;
 /// Colours of the lines: all pushes first, then the classes in order.
-const COLOURS: [&str; 4] = ["#1f4e9c", "#d95f02", "#1b9e77", "#7570b3"];
+const COLOURS: [RGBColor; 4] = [
+    RGBColor(0x1f, 0x4e, 0x9c),
+    RGBColor(0xd9, 0x5f, 0x02),
+    RGBColor(0x1b, 0x9e, 0x77),
+    RGBColor(0x75, 0x70, 0xb3),
+];
+/// The p50 line and its label.
+const P50_COLOUR: RGBColor = RGBColor(0x55, 0x55, 0x55);
 
 /// One line of the plot: a name for the legend, its percentiles and its histogram.
 pub(crate) struct Series<'a> {
@@ -38,301 +43,119 @@ pub(crate) struct Series<'a> {
     pub histogram: &'a Histogram<u64>,
 }
 
-/// An axis-aligned box, px.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Rect {
-    pub x: f64,
-    pub y: f64,
-    pub w: f64,
-    pub h: f64,
-}
+/// A box in pixels: top-left and bottom-right corners.
+type Px = [(i32, i32); 2];
 
-impl Rect {
-    fn right(self) -> f64 {
-        self.x + self.w
-    }
-
-    fn bottom(self) -> f64 {
-        self.y + self.h
-    }
-
-    /// Whether `self` lies entirely inside `outer`.
-    pub fn inside(self, outer: Rect) -> bool {
-        self.x >= outer.x
-            && self.y >= outer.y
-            && self.right() <= outer.right()
-            && self.bottom() <= outer.bottom()
-    }
-
-    /// Whether the two boxes share any area.
-    pub fn overlaps(self, other: Rect) -> bool {
-        self.x < other.right()
-            && other.x < self.right()
-            && self.y < other.bottom()
-            && other.y < self.bottom()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Anchor {
-    Start,
-    Middle,
-    End,
-}
-
-/// One text of the figure, at its anchor point (SVG `x`, `y` of the baseline).
-#[derive(Debug, Clone)]
-pub(crate) struct Text {
-    x: f64,
-    y: f64,
-    size: f64,
-    anchor: Anchor,
-    /// Turned 90° anticlockwise about its anchor point (the y-axis title).
-    vertical: bool,
-    pub text: String,
-}
-
-impl Text {
-    fn new(x: f64, y: f64, size: f64, anchor: Anchor, text: impl Into<String>) -> Text {
-        Text {
-            x,
-            y,
-            size,
-            anchor,
-            vertical: false,
-            text: text.into(),
-        }
-    }
-
-    /// The box the text takes (estimated width, ascent 0.8 em, descent 0.25 em).
-    pub fn bounds(&self) -> Rect {
-        let len = self.text.chars().count() as f64 * CHAR_EM * self.size;
-        let before = match self.anchor {
-            Anchor::Start => 0.0,
-            Anchor::Middle => len / 2.0,
-            Anchor::End => len,
-        };
-        let (ascent, descent) = (0.8 * self.size, 0.25 * self.size);
-        if self.vertical {
-            // Reads upwards from the anchor: along −y; the glyphs' tops point to −x.
-            Rect {
-                x: self.x - ascent,
-                y: self.y - (len - before),
-                w: ascent + descent,
-                h: len,
-            }
-        } else {
-            Rect {
-                x: self.x - before,
-                y: self.y - ascent,
-                w: len,
-                h: ascent + descent,
-            }
-        }
-    }
-
-    fn write(&self, svg: &mut String, fill: &str) {
-        let anchor = match self.anchor {
-            Anchor::Start => "start",
-            Anchor::Middle => "middle",
-            Anchor::End => "end",
-        };
-        let turn = if self.vertical {
-            format!(r#" transform="rotate(-90 {:.1} {:.1})""#, self.x, self.y)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-family="sans-serif" font-size="{}" text-anchor="{anchor}" fill="{fill}"{turn}>{}</text>"#,
-            self.x,
-            self.y,
-            self.size,
-            escape(&self.text)
-        );
-    }
-}
-
-/// A log scale from `lo..hi` (both > 0) onto `from..to` px.
-#[derive(Debug, Clone, Copy)]
-struct Log {
-    lo: f64,
-    hi: f64,
-    from: f64,
-    to: f64,
-}
-
-impl Log {
-    fn px(self, v: f64) -> f64 {
-        let t = (v.log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10());
-        self.from + t.clamp(0.0, 1.0) * (self.to - self.from)
-    }
-}
-
-/// The laid-out plot, ready to be written as SVG.
+/// The drawn plot.
 pub(crate) struct Figure {
-    /// The whole picture (the SVG `viewBox`).
-    view: Rect,
-    /// The axes' box, where the data is.
-    plot: Rect,
-    /// The legend's band, below the axes.
-    legend: Rect,
-    /// y of the p50 line (px), when there are samples.
-    p50_y: Option<f64>,
-    /// The p50 of all pushes, ms.
-    p50_ms: Option<f64>,
-    /// Every text: the title, tick labels, axis titles, legend, p50 label.
-    texts: Vec<Text>,
-    /// Grid, axes, lines and marks, as SVG elements.
-    shapes: String,
+    svg: String,
+    /// Where the data is.
+    plot: Px,
+    /// The legend's band, below the plot.
+    legend: Px,
 }
 
 impl Figure {
-    /// Lay out `series` (the first is every push; the others are drawn beside it).
+    /// Draw `series` (the first is every push; the others are drawn beside it).
     pub fn new(title: &str, series: &[Series<'_>]) -> Figure {
-        let points: Vec<Vec<(f64, f64)>> = series.iter().map(|s| points(s.histogram)).collect();
-        let all = points.iter().flatten();
-        let x_max = all.clone().map(|p| p.0).fold(10.0, f64::max);
-        let x_max = decade(x_max, true);
-        let (y_lo, y_hi) = all.fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-            (lo.min(p.1), hi.max(p.1))
-        });
-        let (y_lo, y_hi) = if y_lo > y_hi {
-            (0.1, 10.0)
-        } else {
-            let lo = decade(y_lo, false);
-            (lo, decade(y_hi * 1.05, true).max(lo * 10.0))
+        let height = CHART_HEIGHT + 2 * MARGIN as u32 + LEGEND_LINE as u32 * series.len() as u32;
+        let mut svg = String::new();
+        let (plot, legend) = {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+            let drawn = draw(&root, title, series).and_then(|l| root.present().map(|()| l));
+            drawn.expect("drawing into a String with estimated fonts cannot fail")
         };
-        let plot = Rect {
-            x: PLOT_LEFT,
-            y: PLOT_TOP,
-            w: WIDTH - PLOT_LEFT - PLOT_RIGHT_MARGIN,
-            h: PLOT_HEIGHT,
-        };
-        let xs = Log {
-            lo: 1.0,
-            hi: x_max,
-            from: plot.x,
-            to: plot.right(),
-        };
-        let ys = Log {
-            lo: y_lo,
-            hi: y_hi,
-            from: plot.bottom(),
-            to: plot.y,
-        };
-        let legend = Rect {
-            x: PLOT_LEFT,
-            y: plot.bottom() + 56.0,
-            w: plot.w,
-            h: 10.0 + LEGEND_LINE * series.len().max(1) as f64,
-        };
-        let view = Rect {
-            x: 0.0,
-            y: 0.0,
-            w: WIDTH,
-            h: legend.bottom() + 12.0,
-        };
-        let mut f = Figure {
-            view,
-            plot,
-            legend,
-            p50_y: None,
-            p50_ms: None,
-            texts: Vec::new(),
-            shapes: String::new(),
-        };
-        f.texts
-            .push(Text::new(WIDTH / 2.0, 28.0, 18.0, Anchor::Middle, title));
-        f.axes(xs, ys);
-        for (i, (s, pts)) in series.iter().zip(&points).enumerate() {
-            f.line(pts, xs, ys, COLOURS[i % COLOURS.len()]);
-            f.legend_entry(i, s);
-        }
-        match series.first() {
-            Some(s) if !s.histogram.is_empty() => {
-                let us = s.latency.p50;
-                f.p50_mark(us, ys.px((us as f64 / 1e3).max(y_lo)));
-            }
-            _ => f.texts.push(Text::new(
-                plot.x + plot.w / 2.0,
-                plot.y + plot.h / 2.0,
-                14.0,
-                Anchor::Middle,
-                "no latency samples",
-            )),
-        }
-        debug_assert!(!f.legend.overlaps(f.plot), "the legend hides no data");
-        debug_assert!(
-            f.texts.iter().all(|t| t.bounds().inside(f.view)),
-            "every text is inside the picture"
-        );
+        let f = Figure { svg, plot, legend };
+        debug_assert!(f.legend[0].1 > f.plot[1].1, "the legend hides no data");
         f
     }
 
-    /// The grid, tick labels and axis titles.
-    fn axes(&mut self, xs: Log, ys: Log) {
-        let p = self.plot;
-        let grid = |s: &mut String, x1: f64, y1: f64, x2: f64, y2: f64| {
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="#dddddd"/>"##
-            );
-        };
-        for x in x_ticks(xs.hi) {
-            let px = xs.px(x);
-            grid(&mut self.shapes, px, p.y, px, p.bottom());
-            let label = format!("{}%", trim(&format!("{:.4}", 100.0 * (1.0 - 1.0 / x))));
-            let t = Text::new(px, p.bottom() + 18.0, 12.0, Anchor::Middle, label);
-            self.texts.push(t);
-        }
-        for y in y_ticks(ys.lo, ys.hi) {
-            let py = ys.px(y);
-            grid(&mut self.shapes, p.x, py, p.right(), py);
-            let t = Text::new(p.x - 6.0, py + 4.0, 12.0, Anchor::End, tick_ms(y));
-            self.texts.push(t);
-        }
-        let _ = writeln!(
-            self.shapes,
-            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="black"/>"#,
-            p.x, p.y, p.w, p.h
-        );
-        self.texts.push(Text::new(
-            p.x + p.w / 2.0,
-            p.bottom() + 40.0,
-            13.0,
-            Anchor::Middle,
-            "percentile",
-        ));
-        let mut y_title = Text::new(18.0, p.y + p.h / 2.0, 13.0, Anchor::Middle, "latency (ms)");
-        y_title.vertical = true;
-        self.texts.push(y_title);
+    pub fn to_svg(&self) -> String {
+        self.svg.clone()
     }
+}
 
-    fn line(&mut self, pts: &[(f64, f64)], xs: Log, ys: Log, colour: &str) {
-        if pts.is_empty() {
-            return;
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type DrawResult<T> = Result<T, DrawingAreaErrorKind<std::io::Error>>;
+
+/// Draw the chart and the legend on `root`; the plot's and the legend's boxes.
+fn draw(root: &Area<'_>, title: &str, series: &[Series<'_>]) -> DrawResult<(Px, Px)> {
+    root.fill(&WHITE)?;
+    let (upper, lower) = root.split_vertically(CHART_HEIGHT);
+    let points: Vec<Vec<(f64, f64)>> = series.iter().map(|s| points(s.histogram)).collect();
+    let all = points.iter().flatten();
+    let x_max = decade(all.clone().map(|p| p.0).fold(10.0, f64::max), true);
+    let (y_lo, y_hi) = match all.fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    }) {
+        (lo, hi) if lo > hi => (0.1, 10.0),
+        (lo, hi) => {
+            let lo = decade(lo, false);
+            (lo, decade(hi * 1.05, true).max(lo * 10.0))
         }
-        let mut d = String::with_capacity(pts.len() * 16);
-        for (x, y) in pts {
-            let _ = write!(d, "{:.1},{:.1} ", xs.px(*x), ys.px(*y));
-        }
-        let _ = writeln!(
-            self.shapes,
-            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
-            d.trim_end()
-        );
+    };
+    let mut chart = ChartBuilder::on(&upper)
+        .caption(title, ("sans-serif", 22))
+        .margin(MARGIN as u32)
+        .margin_right(P50_ROOM)
+        .x_label_area_size(52)
+        .y_label_area_size(72)
+        .build_cartesian_2d(
+            (1.0..x_max).log_scale().with_key_points(x_ticks(x_max)),
+            (y_lo..y_hi)
+                .log_scale()
+                .with_key_points(y_ticks(y_lo, y_hi)),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .x_label_formatter(&|x| format!("{}%", trim(&format!("{:.4}", 100.0 * (1.0 - 1.0 / x)))))
+        .y_label_formatter(&|y| tick_ms(*y))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+    for (i, pts) in points.iter().enumerate() {
+        let style = COLOURS[i % COLOURS.len()].stroke_width(2);
+        chart.draw_series(LineSeries::new(pts.iter().copied(), style))?;
     }
-
-    fn legend_entry(&mut self, i: usize, s: &Series<'_>) {
-        let y = self.legend.y + 5.0 + LEGEND_LINE * (i as f64 + 0.5);
-        let x = self.legend.x + 10.0;
-        let colour = COLOURS[i % COLOURS.len()];
-        let _ = writeln!(
-            self.shapes,
-            r#"<line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{colour}" stroke-width="2"/>"#,
-            x + 24.0
+    let (xr, yr) = chart.plotting_area().get_pixel_range();
+    let plot = [(xr.start, yr.start), (xr.end, yr.end)];
+    let font = |size| ("sans-serif", size).into_font().color(&BLACK);
+    let left_middle = Pos::new(HPos::Left, VPos::Center);
+    match series.first() {
+        Some(s) if !s.histogram.is_empty() => {
+            let ms = (s.latency.p50 as f64 / 1e3).max(y_lo);
+            let style = P50_COLOUR.stroke_width(1);
+            chart.draw_series(DashedLineSeries::new([(1.0, ms), (x_max, ms)], 6, 4, style))?;
+            let (x, y) = chart.backend_coord(&(x_max, ms));
+            let label = format!("p50 {} ms", fmt_ms(s.latency.p50));
+            upper.draw(&Text::new(label, (x + 6, y), font(15).pos(left_middle)))?;
+        }
+        _ => {
+            let centre = ((xr.start + xr.end) / 2, (yr.start + yr.end) / 2);
+            let style = font(17).pos(Pos::new(HPos::Center, VPos::Center));
+            upper.draw(&Text::new("no latency samples", centre, style))?;
+        }
+    }
+    // The legend, in the band below the chart (its own coordinates).
+    let band = [
+        (MARGIN, MARGIN / 2),
+        (
+            WIDTH as i32 - MARGIN,
+            MARGIN / 2 + LEGEND_LINE * series.len() as i32 + 4,
+        ),
+    ];
+    lower.draw(&Rectangle::new(band, BLACK.stroke_width(1)))?;
+    for (i, s) in series.iter().enumerate() {
+        let (x, y) = (
+            band[0].0 + 10,
+            band[0].1 + 2 + LEGEND_LINE * i as i32 + LEGEND_LINE / 2,
         );
+        let colour = COLOURS[i % COLOURS.len()].stroke_width(2);
+        lower.draw(&PathElement::new([(x, y), (x + 24, y)], colour))?;
         let l = &s.latency;
         let label = format!(
             "{}: p50 {} · p90 {} · p99 {} · p99.9 {} · max {} ms ({} pushes)",
@@ -344,57 +167,11 @@ impl Figure {
             fmt_ms(l.max),
             s.histogram.len()
         );
-        self.texts
-            .push(Text::new(x + 32.0, y + 4.0, 12.0, Anchor::Start, label));
+        lower.draw(&Text::new(label, (x + 32, y), font(15).pos(left_middle)))?;
     }
-
-    /// A dashed line across the plot at the p50 of all pushes, its value to the right.
-    fn p50_mark(&mut self, us: u64, y: f64) {
-        let p = self.plot;
-        let _ = writeln!(
-            self.shapes,
-            r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555555" stroke-dasharray="6 4" class="p50"/>"##,
-            p.x,
-            p.right()
-        );
-        let label = format!("p50 {} ms", fmt_ms(us));
-        self.texts.push(Text::new(
-            p.right() + 6.0,
-            y + 4.0,
-            12.0,
-            Anchor::Start,
-            label,
-        ));
-        self.p50_y = Some(y);
-        self.p50_ms = Some(us as f64 / 1e3);
-    }
-
-    pub fn to_svg(&self) -> String {
-        let v = self.view;
-        let mut svg = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#,
-            w = v.w,
-            h = v.h
-        );
-        svg.push('\n');
-        let _ = writeln!(
-            svg,
-            r#"<rect x="0" y="0" width="{}" height="{}" fill="white"/>"#,
-            v.w, v.h
-        );
-        let l = self.legend;
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="white" stroke="black" class="legend"/>"#,
-            l.x, l.y, l.w, l.h
-        );
-        svg.push_str(&self.shapes);
-        for t in &self.texts {
-            t.write(&mut svg, "black");
-        }
-        svg.push_str("</svg>\n");
-        svg
-    }
+    let top = CHART_HEIGHT as i32;
+    let legend = [(band[0].0, band[0].1 + top), (band[1].0, band[1].1 + top)];
+    Ok((plot, legend))
 }
 
 /// The plot's points of `h`: (1/(1−q), ms). The last quantile is 1 − 1/n: one sample
@@ -472,12 +249,6 @@ fn decade(v: f64, up: bool) -> f64 {
     })
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +292,79 @@ mod tests {
         (all, classes)
     }
 
+    /// A box `[x0, y0, x1, y1]`, px.
+    type Bounds = [f64; 4];
+
+    fn inside(b: Bounds, outer: Bounds) -> bool {
+        b[0] >= outer[0] && b[1] >= outer[1] && b[2] <= outer[2] && b[3] <= outer[3]
+    }
+
+    fn overlaps(a: Bounds, b: Bounds) -> bool {
+        a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
+    }
+
+    fn px(b: Px) -> Bounds {
+        [b[0].0, b[0].1, b[1].0, b[1].1].map(f64::from)
+    }
+
+    /// One `<text>` of the SVG.
+    #[derive(Debug)]
+    struct SvgText {
+        text: String,
+        /// The box it takes: 0.6 em a character (wider than the average sans-serif
+        /// glyph, and than plotters' estimate), ascent 0.8 em, descent 0.25 em.
+        bounds: Bounds,
+    }
+
+    fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        tag[at..].split('"').next()
+    }
+
+    fn num(tag: &str, name: &str) -> f64 {
+        let v = attr(tag, name).unwrap_or_else(|| panic!("{name} in {tag}"));
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} in {tag}"))
+    }
+
+    fn texts(svg: &str) -> Vec<SvgText> {
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                let (tag, rest) = t.split_once('>').expect("a text tag ends");
+                let text = rest.split("</text>").next().expect("a text element").trim();
+                let text = text.replace("&amp;", "&").replace("&lt;", "<");
+                let (x, y, size) = (num(tag, "x"), num(tag, "y"), num(tag, "font-size"));
+                let len = text.chars().count() as f64 * 0.6 * size;
+                let before = match attr(tag, "text-anchor") {
+                    Some("middle") => len / 2.0,
+                    Some("end") => len,
+                    _ => 0.0,
+                };
+                let dy = match attr(tag, "dy") {
+                    Some("0.76em") => 0.76 * size,
+                    Some("0.5ex") => 0.25 * size,
+                    Some("-0.5ex") => -0.25 * size,
+                    _ => 0.0,
+                };
+                // Relative to the anchor point, before any rotation.
+                let (u0, u1, v0, v1) = (-before, len - before, dy - 0.8 * size, dy + 0.25 * size);
+                let bounds = match attr(tag, "transform") {
+                    None => [x + u0, y + v0, x + u1, y + v1],
+                    // Turned a quarter anticlockwise: (u, v) → (v, −u).
+                    Some(r) if r.starts_with("rotate(270") => [x + v0, y - u1, x + v1, y - u0],
+                    Some(r) => panic!("unexpected transform {r}"),
+                };
+                SvgText { text, bounds }
+            })
+            .collect()
+    }
+
+    fn view_box(svg: &str) -> Bounds {
+        let tag = svg.split('>').next().expect("an svg tag");
+        [0.0, 0.0, num(tag, "width"), num(tag, "height")]
+    }
+
     #[test]
     fn every_text_of_the_plot_lies_inside_the_picture() {
         let (all, classes) = mixed();
@@ -532,19 +376,14 @@ mod tests {
             Figure::new("no samples", &[series("all", &empty)]),
         ];
         for f in figures {
-            assert!(f.texts.len() > 5);
-            for t in &f.texts {
-                assert!(
-                    t.bounds().inside(f.view),
-                    "{:?} at {:?} leaves {:?}",
-                    t.text,
-                    t.bounds(),
-                    f.view
-                );
-            }
             let svg = f.to_svg();
-            assert_eq!(svg.matches("<text ").count(), f.texts.len());
-            assert!(svg.contains(&format!(r#"viewBox="0 0 {} {}""#, f.view.w, f.view.h)));
+            let view = view_box(&svg);
+            assert!(svg.contains(&format!(r#"viewBox="0 0 {} {}""#, view[2], view[3])));
+            let texts = texts(&svg);
+            assert!(texts.len() > 5, "{texts:?}");
+            for t in &texts {
+                assert!(inside(t.bounds, view), "{t:?} leaves {view:?}");
+            }
         }
     }
 
@@ -552,10 +391,11 @@ mod tests {
     fn the_legend_is_a_band_of_its_own_below_the_plot() {
         let (all, classes) = mixed();
         let f = mixed_figure(&all, &classes);
-        assert!(!f.legend.overlaps(f.plot), "{:?} {:?}", f.legend, f.plot);
-        assert!(f.legend.inside(f.view));
-        let entries: Vec<&Text> = f
-            .texts
+        let (plot, legend) = (px(f.plot), px(f.legend));
+        assert!(legend[1] > plot[3], "{legend:?} below {plot:?}");
+        assert!(inside(legend, view_box(&f.svg)));
+        let texts = texts(&f.svg);
+        let entries: Vec<&SvgText> = texts
             .iter()
             .filter(|t| t.text.contains("pushes)"))
             .collect();
@@ -563,41 +403,66 @@ mod tests {
         for (t, name) in entries.iter().zip(["all:", "group:", "peer:", "call:"]) {
             assert!(t.text.starts_with(name), "{}", t.text);
             assert!(
-                t.bounds().inside(f.legend),
-                "{:?} outside the legend",
-                t.text
+                inside(t.bounds, legend),
+                "{t:?} outside the legend {legend:?}"
             );
-            assert!(!t.bounds().overlaps(f.plot));
         }
-        // No text but the "no samples" note is drawn over the data.
-        assert!(f.texts.iter().all(|t| !t.bounds().overlaps(f.plot)));
+        // No text is drawn over the data.
+        for t in &texts {
+            assert!(!overlaps(t.bounds, plot), "{t:?} over the plot {plot:?}");
+        }
     }
 
     #[test]
-    fn the_p50_of_all_pushes_is_marked_at_its_latency() {
+    fn the_p50_of_all_pushes_is_a_dashed_line_across_the_plot_with_its_value() {
         let h = hist(1..=1_000); // p50 = 500 µs = 0.5 ms
         let f = Figure::new("peer", &[series("all", &h)]);
-        assert_eq!(f.p50_ms, Some(0.5));
+        let plot = px(f.plot);
         // The y scale runs over whole decades: 0.001 ms .. 10 ms here (1 µs .. 1 ms
         // of samples, ×1.05 headroom), log, top to bottom.
         let (lo, hi) = (0.001f64, 10.0f64);
         let t = (0.5f64.log10() - lo.log10()) / (hi.log10() - lo.log10());
-        let want = f.plot.bottom() - t * f.plot.h;
-        let y = f.p50_y.expect("a p50 mark");
-        assert!((y - want).abs() < 0.01, "p50 at y {y}, want {want}");
-        let svg = f.to_svg();
-        assert!(svg.contains(&format!(r#"y1="{y:.1}" x2="#)), "{svg}");
-        assert!(svg.contains(r#"class="p50""#));
-        let label = f.texts.iter().find(|t| t.text == "p50 0.500 ms");
+        let want = plot[3] - t * (plot[3] - plot[1]);
+        let grey = format!("stroke=\"#{:02X}{:02X}{:02X}\"", 0x55, 0x55, 0x55);
+        let dashes: Vec<Vec<(f64, f64)>> = f
+            .svg
+            .split("<polyline")
+            .skip(1)
+            .filter(|d| d.split('>').next().is_some_and(|tag| tag.contains(&grey)))
+            .map(|d| {
+                let points = attr(d, "points").expect("points");
+                let xy = |p: &str| {
+                    p.split_once(',')
+                        .map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap()))
+                };
+                points.split_whitespace().filter_map(xy).collect()
+            })
+            .collect();
+        assert!(dashes.len() > 10, "a dashed line: {dashes:?}\n{}", f.svg);
+        let xs = dashes.iter().flatten().map(|p| p.0);
+        let (left, right) = xs.fold((f64::MAX, f64::MIN), |(l, r), x| (l.min(x), r.max(x)));
+        assert!(
+            left - plot[0] < 8.0 && plot[2] - right < 8.0,
+            "{left}..{right} across {plot:?}"
+        );
+        for (_, y) in dashes.iter().flatten() {
+            assert!((y - want).abs() <= 1.5, "p50 at y {y}, want {want}");
+        }
+        let texts = texts(&f.svg);
+        let label = texts.iter().find(|t| t.text == "p50 0.500 ms");
         let label = label.expect("the p50 value is written beside its line");
-        assert!((label.bounds().y - (y - 5.6)).abs() < 1.0);
+        let b = label.bounds;
+        assert!(
+            b[0] >= plot[2] && b[1] < want && want < b[3],
+            "{b:?} beside y {want}"
+        );
     }
 
     #[test]
     fn the_axes_are_in_ms_and_percentiles() {
         let h = hist((1..=10_000).map(|i| i * 10));
         let f = Figure::new("peer", &[series("all", &h)]);
-        let texts: Vec<&str> = f.texts.iter().map(|t| t.text.as_str()).collect();
+        let texts: Vec<String> = texts(&f.svg).into_iter().map(|t| t.text).collect();
         for want in [
             "latency (ms)",
             "percentile",
@@ -607,8 +472,27 @@ mod tests {
             "1",
             "100",
         ] {
-            assert!(texts.contains(&want), "{want:?} not in {texts:?}");
+            assert!(texts.iter().any(|t| t == want), "{want:?} not in {texts:?}");
         }
         assert!(!texts.iter().any(|t| t.contains("µs")), "{texts:?}");
+    }
+
+    /// Not a check: writes the pictures for a look (`FANFARE_PLOT_DIR=/tmp/x`).
+    #[test]
+    fn the_pictures_can_be_written_for_a_look() {
+        let Ok(dir) = std::env::var("FANFARE_PLOT_DIR") else {
+            return;
+        };
+        let (all, classes) = mixed();
+        let one = hist(1..=1_000);
+        let empty = histogram();
+        let figures = [
+            ("mixed", mixed_figure(&all, &classes)),
+            ("one", Figure::new("peer", &[series("all", &one)])),
+            ("empty", Figure::new("no samples", &[series("all", &empty)])),
+        ];
+        for (name, f) in figures {
+            std::fs::write(format!("{dir}/{name}.svg"), f.to_svg()).unwrap();
+        }
     }
 }

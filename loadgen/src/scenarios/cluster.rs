@@ -1,19 +1,26 @@
-//! The `cluster` scenario (issue 14): three NATS servers in one JetStream cluster
-//! (replicas 3) and three engines on loopback, the mocks as in every scenario. Members
-//! are bound through the three engines in turn; the replication lag is measured (a
-//! bind acknowledged by engine 0, engine 1 polled until it shows it); then one group
-//! message to every member is sent through engine 0 and engine 1 is SIGKILLed once a
-//! quarter of the pushes arrived (its unacknowledged chunks go to the others after the
-//! work stream's ack wait, 30 s); once every member was pushed (or the drain timeout
-//! passed), engine 1 is restarted with an EMPTY data directory and `join_s` is the
-//! time until it is ready.
+//! The `cluster` scenario (issue 14): NATS servers in one JetStream cluster (`--nats`,
+//! 3 by default, replicas = that) and engines (`--engines`, 3 by default) on loopback,
+//! the mocks as in every scenario (each answer delayed by `--latency-ms`). Members are
+//! bound through the engines in turn; the replication lag is measured (a bind
+//! acknowledged by engine 0, the last engine polled until it shows it). Then, by
+//! `--shape`:
 //!
-//! The report (JSON): `engines`, `members`, `targets`, `lost` (members the mock never
-//! got a push for; must be 0), `duplicates` (pushes past the first per member, and the
-//! engines' own `cluster.duplicates`), `replication_lag_ms` {p50, p99}, `join_s`,
-//! `binds_per_s`, `fanout_s`. Everything is bounded: `--users` members (default
-//! 100,000), a lag sample of [`LAG_SAMPLES`], waits bounded by `--drain-timeout` plus
-//! the ack wait.
+//! - `full` (the default): one group message to every member is sent through engine 0;
+//!   once a quarter of the pushes arrived, the engine holding the most chunks is
+//!   SIGKILLed (its unacknowledged chunks go to the others after the work stream's ack
+//!   wait, 30 s); once every member was pushed (or the drain timeout passed), it is
+//!   restarted with an EMPTY data directory and `join_s` is the time until it is ready.
+//! - `fanout`: the same group message, nobody killed: `pushes_per_s` is a throughput.
+//! - `join`: no group message; one more engine starts with an empty data directory and
+//!   `join_s` is the time until it is ready (the object-store snapshot plus the tail).
+//!
+//! The report (JSON): `engines`, `nats_servers`, `shape`, `latency_ms`, `members`,
+//! `targets`, `lost` (members the mock never got a push for; must be 0), `duplicates`
+//! (pushes past the first per member, and the engines' own `cluster.duplicates`),
+//! `replication_lag_ms` {p50, p99}, `join_s`, `binds_per_s`, `fanout_s` (accept → the
+//! last distinct push), `pushes_per_s`. Everything is bounded: `--users` members
+//! (default 100,000), a lag sample of [`LAG_SAMPLES`], waits bounded by
+//! `--drain-timeout` plus the ack wait.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -30,8 +37,6 @@ use serde_json::json;
 use crate::engine_proc::{EngineProc, Program};
 use crate::RunArgs;
 
-/// Engines and NATS servers.
-const ENGINES: usize = 3;
 /// Binds timed for the replication lag.
 const LAG_SAMPLES: usize = 200;
 /// Binds and member updates in flight.
@@ -41,11 +46,23 @@ const MEMBERS_PER_UPDATE: usize = 10_000;
 /// How long a chunk of a dead engine waits before another engine gets it.
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// What runs after the binds (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    Full,
+    Fanout,
+    Join,
+}
+
 /// The scenario's report.
 #[derive(Debug, serde::Serialize)]
 pub struct ClusterReport {
     pub scenario: &'static str,
+    pub shape: Shape,
     pub engines: usize,
+    pub nats_servers: usize,
+    pub latency_ms: u64,
     pub members: u64,
     pub targets: u64,
     pub lost: u64,
@@ -53,10 +70,18 @@ pub struct ClusterReport {
     /// Targets the engines counted as delivered again (`cluster.duplicates`).
     pub redelivered_targets: u64,
     pub replication_lag_ms: Lag,
-    pub join_s: f64,
+    pub join_s: Option<f64>,
     pub binds_per_s: f64,
-    pub fanout_s: f64,
-    pub killed_after_pushes: u64,
+    pub fanout_s: Option<f64>,
+    /// Distinct members pushed per second of `fanout_s`.
+    pub pushes_per_s: Option<f64>,
+    /// Pushes the mock had when an engine was killed (`full`).
+    pub killed_after_pushes: Option<u64>,
+    /// The chunks the killed engine had queued when it was killed (`full`).
+    pub killed_engine_chunks: Option<u64>,
+    /// The work chunks each engine queued (`cluster.chunks`; a restarted engine's
+    /// since its restart).
+    pub chunks_per_engine: Vec<u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -65,10 +90,12 @@ pub struct Lag {
     pub p99: f64,
 }
 
-/// The three engines: their configs and processes.
+/// The engines: their configs and processes.
 struct Engines {
     program: Program,
     dir: PathBuf,
+    /// Stream replicas: the NATS servers.
+    replicas: usize,
     procs: Vec<Option<EngineProc>>,
     apis: Vec<Client>,
 }
@@ -85,7 +112,7 @@ impl Engines {
                 "cluster": {
                     "nats_urls": nats.urls(),
                     "node_id": format!("e{i}"),
-                    "stream_replicas": ENGINES,
+                    "stream_replicas": self.replicas,
                 },
             }),
         )?;
@@ -102,31 +129,114 @@ impl Engines {
         self.apis[i] = api;
         Ok(())
     }
+
+    /// Each live engine's `cluster.<field>` from `/v1/stats` (0 for a dead one).
+    async fn cluster_stat(&self, field: &str) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(self.apis.len());
+        for (api, proc) in self.apis.iter().zip(&self.procs) {
+            out.push(match proc {
+                Some(_) => api.stats().await?["cluster"][field].as_u64().unwrap_or(0),
+                None => 0,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The group fan-out's outcome.
+struct Fanout {
+    targets: u64,
+    distinct: u64,
+    pushes: u64,
+    secs: f64,
 }
 
 pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterReport> {
+    args.validate()?;
     anyhow::ensure!(
         fanfare_loadgen::nats::available(),
         "nats-server is not installed (apt-get install nats-server)"
     );
+    let servers = args.nats.unwrap_or(3);
     let dir = tempfile::Builder::new()
         .prefix("fanfare-cluster")
         .tempdir()?;
-    let nats = tokio::task::spawn_blocking(|| Nats::start(ENGINES)).await??;
-    let rig = Rig::start(dir.path(), &rig::Options::default())?;
+    let nats = tokio::task::spawn_blocking(move || Nats::start(servers)).await??;
+    let options = rig::Options {
+        latency: Duration::from_millis(args.latency_ms),
+        ..rig::Options::default()
+    };
+    let rig = Rig::start(dir.path(), &options)?;
     let mut engines = Engines {
         program,
         dir: dir.path().to_path_buf(),
+        replicas: servers,
         procs: Vec::new(),
         apis: Vec::new(),
     };
-    for i in 0..ENGINES {
+    for i in 0..args.engines {
         let data = dir.path().join(format!("data{i}"));
         engines.start(&rig, &nats, i, &data).await?;
     }
     let members = u64::from(args.users);
     let binds_per_s = bind_members(&engines.apis, members).await?;
     let replication_lag_ms = lag(&engines.apis).await?;
+    let mut report = ClusterReport {
+        scenario: "cluster",
+        shape: args.shape,
+        engines: args.engines,
+        nats_servers: servers,
+        latency_ms: args.latency_ms,
+        members,
+        targets: 0,
+        lost: 0,
+        duplicates: 0,
+        redelivered_targets: 0,
+        replication_lag_ms,
+        join_s: None,
+        binds_per_s,
+        fanout_s: None,
+        pushes_per_s: None,
+        killed_after_pushes: None,
+        killed_engine_chunks: None,
+        chunks_per_engine: Vec::new(),
+    };
+    // The engine restarted (full) or added (join) with an empty data directory.
+    let joiner = match args.shape {
+        Shape::Full | Shape::Fanout => {
+            let f = fanout(args, &rig, &mut engines, &mut report).await?;
+            report.targets = f.targets;
+            report.lost = f.targets.saturating_sub(f.distinct);
+            report.duplicates = f.pushes.saturating_sub(f.distinct);
+            report.fanout_s = Some(f.secs);
+            report.pushes_per_s = Some(f.distinct as f64 / f.secs.max(1e-9));
+            engines.procs.iter().position(Option::is_none)
+        }
+        Shape::Join => Some(args.engines),
+    };
+    if let Some(i) = joiner {
+        let joined = Instant::now();
+        let fresh = dir.path().join(format!("data{i}-fresh"));
+        engines.start(&rig, &nats, i, &fresh).await?;
+        report.join_s = Some(joined.elapsed().as_secs_f64());
+    }
+    report.redelivered_targets = engines.cluster_stat("duplicates").await?.iter().sum();
+    report.chunks_per_engine = engines.cluster_stat("chunks").await?;
+    for p in engines.procs.iter_mut().filter_map(Option::take) {
+        p.stop().await?;
+    }
+    Ok(report)
+}
+
+/// One group message to every member through engine 0; in the `full` shape the engine
+/// that queued the most chunks is SIGKILLed once `--kill-at` of the pushes arrived.
+async fn fanout(
+    args: &RunArgs,
+    rig: &Rig,
+    engines: &mut Engines,
+    report: &mut ClusterReport,
+) -> anyhow::Result<Fanout> {
+    let members = report.members;
     group(&engines.apis[0], members).await?;
     for api in &engines.apis {
         wait_for(Duration::from_secs(60), || async {
@@ -138,7 +248,6 @@ pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterRepo
         .await
         .context("every engine knows the group")?;
     }
-    // The fan-out, with engine 1 SIGKILLed a quarter of the way.
     let id = format!("cluster-{}", args.run_id);
     let m = request::message(
         &id,
@@ -147,62 +256,68 @@ pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterRepo
         "g",
         Some(request::push("hi", "there", "{}")),
     );
-    let started = Instant::now();
+    let fcm = rig.fcm();
+    let before = fcm.received_count() as u64;
+    let started = quanta::Instant::now();
     let targets = match engines.apis[0].message(&m).await? {
         MessageAnswer::Accepted(a) => a.targets as u64,
         other => anyhow::bail!("the group message was not accepted: {other:?}"),
     };
-    let fcm = rig.fcm();
-    wait_for(Duration::from_secs(60), || async {
-        fcm.received_count() as u64 * 4 >= targets
-    })
-    .await
-    .ok();
-    let killed_after_pushes = fcm.received_count() as u64;
-    if let Some(p) = engines.procs[1].take() {
-        p.kill().await;
+    if args.shape == Shape::Full {
+        // At `--kill-at` 0, as soon as an engine has queued a chunk (with a slow mock,
+        // its pushes are then still waiting for their answers).
+        let share = (targets as f64 * args.kill_at) as u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let chunks = loop {
+            if fcm.received_count() as u64 - before >= share {
+                let chunks = engines.cluster_stat("chunks").await?;
+                if chunks.iter().any(|&c| c > 0) || Instant::now() >= deadline {
+                    break chunks;
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no push arrived within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        report.killed_after_pushes = Some(fcm.received_count() as u64 - before);
+        let (victim, held) = chunks
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by_key(|&(i, c)| (c, std::cmp::Reverse(i)))
+            .expect("at least one engine");
+        report.killed_engine_chunks = Some(held);
+        if let Some(p) = engines.procs[victim].take() {
+            p.kill().await;
+        }
     }
-    let drain = Duration::from_secs_f64(args.drain_timeout) + ACK_WAIT;
-    let deadline = Instant::now() + drain;
+    let redelivery = match args.shape {
+        Shape::Full => ACK_WAIT,
+        _ => Duration::ZERO,
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout) + redelivery;
     let mut distinct = 0;
     while Instant::now() < deadline {
-        if fcm.received_count() as u64 >= targets {
-            distinct = distinct_tokens(&rig);
+        if fcm.received_count() as u64 - before >= targets {
+            distinct = distinct_tokens(rig);
             if distinct >= targets {
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    distinct = distinct.max(distinct_tokens(&rig));
-    let fanout_s = started.elapsed().as_secs_f64();
-    let pushes = fcm.received_count() as u64;
-    // Rejoin with an empty data directory.
-    let joined = Instant::now();
-    let fresh = dir.path().join("data1-fresh");
-    engines.start(&rig, &nats, 1, &fresh).await?;
-    let join_s = joined.elapsed().as_secs_f64();
-    let mut redelivered_targets = 0;
-    for api in &engines.apis {
-        let s = api.stats().await?;
-        redelivered_targets += s["cluster"]["duplicates"].as_u64().unwrap_or(0);
-    }
-    for p in engines.procs.iter_mut().filter_map(Option::take) {
-        p.stop().await?;
-    }
-    Ok(ClusterReport {
-        scenario: "cluster",
-        engines: ENGINES,
-        members,
+    let received = fcm.received();
+    distinct = distinct.max(distinct_tokens(rig));
+    let last = received
+        .iter()
+        .filter(|p| !p.token.starts_with("tok-lag"))
+        .map(|p| p.received_at)
+        .max()
+        .unwrap_or(started);
+    Ok(Fanout {
         targets,
-        lost: targets.saturating_sub(distinct),
-        duplicates: pushes.saturating_sub(distinct),
-        redelivered_targets,
-        replication_lag_ms,
-        join_s,
-        binds_per_s,
-        fanout_s,
-        killed_after_pushes,
+        distinct,
+        pushes: received.len() as u64 - before,
+        secs: last.saturating_duration_since(started).as_secs_f64(),
     })
 }
 
@@ -242,7 +357,8 @@ async fn group(api: &Client, members: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds acknowledged by engine 0, engine 1 polled back to back until it shows each.
+/// Binds acknowledged by engine 0, the last engine polled back to back until it shows
+/// each (with one engine: the write's own visibility).
 async fn lag(apis: &[Client]) -> anyhow::Result<Lag> {
     let mut ms = Vec::with_capacity(LAG_SAMPLES);
     for i in 0..LAG_SAMPLES {
@@ -251,13 +367,13 @@ async fn lag(apis: &[Client]) -> anyhow::Result<Lag> {
         apis[0].bind(&format!("lag{i}"), &req).await?;
         let acked = Instant::now();
         wait_for(Duration::from_secs(10), || async {
-            apis[1]
+            apis[apis.len() - 1]
                 .push_ids(&user)
                 .await
                 .is_ok_and(|l| !l.push_ids.is_empty())
         })
         .await
-        .context("engine 1 shows a bind made through engine 0")?;
+        .context("the last engine shows a bind made through engine 0")?;
         ms.push(acked.elapsed().as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);

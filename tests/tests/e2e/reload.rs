@@ -184,3 +184,28 @@ async fn reloads_under_load_lose_no_push() {
     assert!(h.apns.rejections().is_empty(), "{:?}", h.apns.rejections());
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reload_names_restart_only_sections_whose_values_changed_and_no_others() {
+    let h = harness::start_with_token().await;
+    let original = std::fs::read_to_string(&h.config_path).expect("config readable");
+    // Defaults spelled out are no change.
+    rewrite(
+        &h,
+        &original,
+        "[log]\nformat = \"text\"\naccess = false\n[presence]\ndefault_ttl_s = 0\n",
+    );
+    let (s, v) = reload(&h).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["needs_restart"], json!([]), "{v}");
+    // Changed values of restart-only sections are named, in the documented order.
+    rewrite(
+        &h,
+        &original,
+        "[log]\nformat = \"json\"\n[presence]\ndefault_ttl_s = 45\n",
+    );
+    let (s, v) = reload(&h).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["needs_restart"], json!(["presence", "log"]), "{v}");
+    h.shutdown().await;
+}

@@ -346,3 +346,43 @@ async fn a_vendor_outage_is_logged_at_once_with_its_cause_and_readyz_shows_the_l
     h.apns.faults().set_unavailable(0.0, 0);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn dead_tokens_are_logged_with_their_message_id() {
+    let log = Captured::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish(),
+    );
+    let h = harness::start().await;
+    h.bind("gone-ios", "u1", "apns", &apns_token(1)).await;
+    h.bind("other-sender", "u1", "fcm", &harness::fcm_token(1))
+        .await;
+    h.apns.set_token_verdict(
+        &apns_token(1),
+        fanfare_loadgen::mock::apns::ApnsVerdict::Unregistered,
+    );
+    h.fcm.set_token_verdict(
+        &harness::fcm_token(1),
+        fanfare_loadgen::mock::fcm::FcmVerdict::SenderIdMismatch,
+    );
+    h.message_to("m-logged-7", "u1", json!({"title": "t"}))
+        .await;
+    h.wait_stats("both dead tokens removed", |s| {
+        s["invalid_tokens_removed"] == 2
+    })
+    .await;
+    let text = log.text();
+    let dead: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("dead token; binding removed"))
+        .collect();
+    assert_eq!(dead.len(), 2, "one line per dead token: {text}");
+    for line in dead {
+        assert!(line.contains("id=\"m-logged-7\""), "{line}");
+    }
+    h.shutdown().await;
+}

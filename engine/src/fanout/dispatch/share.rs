@@ -31,12 +31,12 @@ impl Default for Hooks {
 
 impl<V: Vendors> Dispatcher<V> {
     /// `engines` share every lane's `max_rps`; each lane paces at its share from its
-    /// next turn.
+    /// next turn (an idle lane is woken for it, so its `pace_rps` gauge follows).
     pub fn set_share(&self, engines: usize) {
-        self.ctx
-            .cluster
-            .share
-            .store(engines.max(1), Ordering::Relaxed);
+        let engines = engines.max(1);
+        if self.ctx.cluster.share.swap(engines, Ordering::Relaxed) != engines {
+            self.ctx.limits_changed.send_replace(());
+        }
     }
 
     /// Dead-token removals go to `writer` instead of changing this engine's memory

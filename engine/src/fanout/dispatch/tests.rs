@@ -371,3 +371,34 @@ fn a_push_in_flight_stays_small() {
     let size = future_size(|(c, j): (&'static Ctx<Providers>, Job)| c.attempt(j, false));
     assert!(size < 3 * 1024, "Ctx::attempt future is {size} bytes");
 }
+
+/// The FCM lane's `pace_rps` gauge once it reads `want` (bounded: the worker is
+/// idle, so only a wake-up from the change itself can move it).
+async fn pace_reaches(rig: &Rig, want: u64) -> u64 {
+    let gauge = &rig.stats.lane(Lane::Fcm).pace_rps;
+    for _ in 0..1_000 {
+        if gauge.load(Ordering::Relaxed) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    gauge.load(Ordering::Relaxed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_lane_takes_its_cluster_share_of_max_rps_at_once() {
+    let rig = rig(4, 1_000, 5, 1_000, &[]);
+    assert_eq!(
+        pace_reaches(&rig, 1_000).await,
+        1_000,
+        "alone: all of max_rps"
+    );
+    rig.dispatcher.set_share(4);
+    assert_eq!(
+        pace_reaches(&rig, 250).await,
+        250,
+        "a lane with no work paces at its share as soon as the engines change"
+    );
+    rig.dispatcher.set_share(1);
+    assert_eq!(pace_reaches(&rig, 1_000).await, 1_000);
+}

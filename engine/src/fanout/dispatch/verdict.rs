@@ -8,14 +8,21 @@ use std::sync::Arc;
 
 use super::{Ctx, Vendors};
 use crate::feedback::{Event, Kind};
-use crate::providers::{Cause, Outcome, Verdict};
+use crate::providers::{Cause, Outcome, Push, Verdict};
 use crate::state::{Device, ProviderKind};
 use crate::telemetry::inc;
 
 impl<V: Vendors> Ctx<V> {
-    /// Count and time a verdict (its request left at `started`), log a vendor failure
-    /// (rate-limited), act on a dead token. Returns true when the push is finished.
-    pub(super) fn record(&self, device: &Device, v: &Verdict, started: quanta::Instant) -> bool {
+    /// Count and time a verdict on `push` (its request left at `started`), log a vendor
+    /// failure (rate-limited; the lines name the message or call id), act on a dead
+    /// token. Returns true when the push is finished.
+    pub(super) fn record(
+        &self,
+        device: &Device,
+        push: &Push,
+        v: &Verdict,
+        started: quanta::Instant,
+    ) -> bool {
         let provider = device.provider();
         let s = self.stats.provider(provider);
         self.stats.verdict(provider, v, started, &self.state.clock);
@@ -36,6 +43,7 @@ impl<V: Vendors> Ctx<V> {
                 tracing::debug!(
                     provider = provider.as_str(),
                     cause = cause.as_str(),
+                    id = push.kind.id(),
                     "vendor reported a dead token; binding removed"
                 );
                 true
@@ -49,9 +57,9 @@ impl<V: Vendors> Ctx<V> {
                     inc(&s.rejected[cause.index()]);
                     self.report(Kind::PushRejected, device, None, v);
                     if self.first(provider, cause) {
-                        tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push; not retried (further rejections for this cause are counted in /v1/stats)");
+                        tracing::warn!(provider = provider.as_str(), cause = cause.as_str(), id = push.kind.id(), status = ?v.status, reason = ?v.reason, "vendor rejected a push; not retried (further rejections for this cause are counted in /v1/stats)");
                     } else {
-                        tracing::debug!(provider = provider.as_str(), cause = cause.as_str(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
+                        tracing::debug!(provider = provider.as_str(), cause = cause.as_str(), id = push.kind.id(), status = ?v.status, reason = ?v.reason, "vendor rejected a push");
                     }
                 }
                 true

@@ -283,6 +283,7 @@ pub(super) async fn run<V: Vendors>(
     mut shutdown: Shutdown,
 ) {
     let mut worker = Worker::new(lane, &ctx, &depth);
+    let mut limits_changed = ctx.limits_changed.subscribe();
     // The lane's sends in flight, driven by this task itself: no task, channel or
     // semaphore per push (they cost more CPU than building the request did).
     let mut inflight = FuturesUnordered::new();
@@ -311,6 +312,8 @@ pub(super) async fn run<V: Vendors>(
                 worker.settle(done, Instant::now());
             }
             _ = sleep_until(wake_at), if wake_at.is_some() => {}
+            // The sender lives in `ctx`, held here: this never ends in an error.
+            _ = limits_changed.changed() => {}
             _ = shutdown.wait() => return,
         }
     }
