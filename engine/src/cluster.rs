@@ -42,6 +42,7 @@ mod nodes;
 pub mod presence;
 mod scatter;
 mod setup;
+mod trim;
 pub mod work;
 pub mod work_cancel;
 pub mod work_codec;
@@ -169,6 +170,8 @@ pub struct Node {
     dropped: AtomicU64,
     /// Newest snapshot sequence in the object store, as far as this engine knows.
     uploaded: AtomicU64,
+    /// Keeps this engine's heartbeat floor down while it stores a snapshot (`trim`).
+    hold: nodes::Hold,
     /// The work chunks this engine ran, for the cluster-wide ledger.
     chunks: work_ledger::Chunks,
     /// The data directory's lock, held for the life of the node.
@@ -357,6 +360,7 @@ pub async fn start(
         outbound_rx: Mutex::new(Some(outbound_rx)),
         dropped: AtomicU64::new(0),
         uploaded: AtomicU64::new(0),
+        hold: nodes::Hold::default(),
         chunks: work_ledger::Chunks::new(
             (engine.config.messages.ledger_retention_s)
                 .unwrap_or(engine.config.messages.dedup_window_s),

@@ -10,6 +10,8 @@ mod fanout;
 mod harness;
 #[path = "cluster/ledger.rs"]
 mod ledger;
+#[path = "cluster/trim.rs"]
+mod trim;
 #[path = "cluster/work.rs"]
 mod work;
 

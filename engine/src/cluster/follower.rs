@@ -93,8 +93,9 @@ fn apply(node: &Node, msg: &async_nats::jetstream::Message) {
             return;
         }
         if seq > *at + 1 {
-            // A gap means records were removed from the stream (by an operator: the
-            // engine does not trim it) that this engine had not applied.
+            // A gap: records this engine had not applied were removed from the stream
+            // (trimming keeps every live engine's tail, so it was not live for a
+            // while, or an operator purged the stream).
             tracing::error!(
                 applied = *at,
                 seq,

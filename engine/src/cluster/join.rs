@@ -13,12 +13,15 @@
 //! state when the stream holds everything from sequence 1. Anything else cannot be
 //! joined exactly and is an error.
 //!
+//! Before reading anything this engine announces itself with floor 0
+//! ([`super::nodes::register`]): no engine trims the stream while it joins, so the
+//! snapshot it reads still meets the stream when it follows on. The sequence of a
+//! downloaded snapshot is read from the object it downloaded (a newer one may have
+//! been stored since the first look).
+//!
 //! The live engine with the lowest node id puts each of its new snapshots in the
-//! object store, with the sequence in the object's metadata (never over a newer one).
-//! The state stream is not trimmed yet: a first version (purge below the previously
-//! stored snapshot and below every live engine's applied sequence) let a joining
-//! engine find the stream starting past the stored snapshot under a loaded test run,
-//! and was taken out until that race is understood.
+//! object store, with the sequence in the object's metadata (never over a newer one),
+//! and then trims the stream below it ([`super::trim`]).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -52,6 +55,7 @@ pub struct Joined {
 
 /// Choose and install the starting snapshot (module doc). The state must be fresh.
 pub(super) async fn load(node: &Arc<Node>) -> Result<Joined, Error> {
+    super::nodes::register(node).await;
     let info = node
         .stream
         .get_info()
@@ -87,10 +91,17 @@ pub(super) async fn load(node: &Arc<Node>) -> Result<Joined, Error> {
         let seq = covered_seq(&info)
             .ok_or_else(|| Error::Join("the stored snapshot has no sequence".into()))?;
         if reaches(seq) {
-            let path = download(node, seq).await?;
+            let (seq, path) = download(node).await?;
+            // A newer one stored since still meets the stream (nothing is trimmed
+            // while this engine joins); an older one must be checked again.
+            if seq + 1 < first {
+                return Err(Error::Join(format!(
+                    "the state stream starts at sequence {first} and the downloaded snapshot covers {seq}"
+                )));
+            }
             let bindings = install(node, &path).await?;
-            node.uploaded.store(seq, Ordering::Relaxed);
-            return Ok(joined("object store", seq, last, bindings));
+            node.uploaded.fetch_max(seq, Ordering::Relaxed);
+            return Ok(joined("object store", seq, last.max(seq), bindings));
         }
         tracing::warn!(
             seq,
@@ -133,8 +144,9 @@ async fn install(node: &Arc<Node>, path: &Path) -> Result<u64, Error> {
     .map_err(|_| Error::Join("installing a snapshot panicked".into()))?
 }
 
-/// Fetch the object store's snapshot into the data directory as `seq`'s file.
-async fn download(node: &Node, seq: u64) -> Result<std::path::PathBuf, Error> {
+/// Fetch the object store's snapshot into the data directory as the file of the
+/// sequence it covers (read from the object fetched); returns that sequence.
+async fn download(node: &Node) -> Result<(u64, std::path::PathBuf), Error> {
     let started = Instant::now();
     let fail = |e: String| Error::Join(format!("cannot download the stored snapshot: {e}"));
     let mut object = node
@@ -142,6 +154,8 @@ async fn download(node: &Node, seq: u64) -> Result<std::path::PathBuf, Error> {
         .get(names::SNAPSHOT_OBJECT)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let seq = covered_seq(object.info())
+        .ok_or_else(|| Error::Join("the stored snapshot has no sequence".into()))?;
     let path = snapshot::path(&node.dir, seq);
     let tmp = path.with_extension("rkyv.tmp");
     let mut file = tokio::fs::File::create(&tmp)
@@ -162,7 +176,7 @@ async fn download(node: &Node, seq: u64) -> Result<std::path::PathBuf, Error> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot downloaded from the object store"
     );
-    Ok(path)
+    Ok((seq, path))
 }
 
 /// Capture the state at the follower's sequence and write it to the data directory;
@@ -205,7 +219,7 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
     }
     // Another engine may have been the uploader since (the lowest live node id
     // changes as engines come and go) and stored a newer snapshot, and trimmed the
-    // stream up to it: never replace that with an older one.
+    // stream below it: never replace that with an older one.
     let stored = stored_seq(node).await;
     if info.seq <= stored {
         node.uploaded.fetch_max(stored, Ordering::Relaxed);
@@ -231,6 +245,7 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "snapshot stored in the object store"
     );
+    super::trim::after_upload(node, stored, info.seq).await;
     Ok(())
 }
 
@@ -241,7 +256,7 @@ async fn stored_seq(node: &Node) -> u64 {
 }
 
 /// The stream sequence a stored snapshot covers, from its object's metadata.
-fn covered_seq(info: &ObjectInfo) -> Option<u64> {
+pub(super) fn covered_seq(info: &ObjectInfo) -> Option<u64> {
     info.metadata.get("seq").and_then(|s| s.parse().ok())
 }
 
@@ -262,6 +277,8 @@ pub(super) async fn snapshots(node: Arc<Node>, interval: Duration, mut shutdown:
         if node.applied() == last && last <= node.uploaded.load(Ordering::Relaxed) {
             continue;
         }
+        // Held from before the capture until the copy is stored (`nodes::Hold`).
+        node.hold.set(node.applied());
         match snapshot_now(&node).await {
             Ok(info) => {
                 last = info.seq;
@@ -280,5 +297,6 @@ pub(super) async fn snapshots(node: Arc<Node>, interval: Duration, mut shutdown:
                 tracing::error!(error = %crate::providers::error_chain(&e), "snapshot failed")
             }
         }
+        node.hold.clear();
     }
 }

@@ -27,7 +27,7 @@ async fn view(api: &Client, users: &[String], groups: &[&str]) -> Vec<String> {
 }
 
 /// Binds `p<i>` → `u<i % 10>` for `range`, through engine `e`.
-async fn binds(c: &Cluster, e: usize, range: std::ops::Range<usize>) {
+pub(super) async fn binds(c: &Cluster, e: usize, range: std::ops::Range<usize>) {
     for i in range {
         c.bind(e, &format!("p{i}"), &format!("u{}", i % 10)).await;
     }
@@ -35,7 +35,7 @@ async fn binds(c: &Cluster, e: usize, range: std::ops::Range<usize>) {
 
 /// Start engine `i` on an empty data directory: it joins from the object store and
 /// shows what engine 0 shows of users `u0..u9` and `groups`.
-async fn joins_from_the_object_store_as(c: &mut Cluster, i: usize, groups: &[&str]) {
+pub(super) async fn joins_from_the_object_store_as(c: &mut Cluster, i: usize, groups: &[&str]) {
     c.spawn(i).await;
     assert!(
         c.log(i).contains("source=\"object store\""),
