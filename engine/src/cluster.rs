@@ -174,6 +174,8 @@ pub struct Node {
     hold: nodes::Hold,
     /// The work chunks this engine ran, for the cluster-wide ledger.
     chunks: work_ledger::Chunks,
+    /// The engine's stop-with-failure signal ([`crate::Running::failure`]).
+    fatal: Arc<watch::Sender<Option<String>>>,
     /// The data directory's lock, held for the life of the node.
     _lock: File,
 }
@@ -365,6 +367,7 @@ pub async fn start(
             (engine.config.messages.ledger_retention_s)
                 .unwrap_or(engine.config.messages.dedup_window_s),
         ),
+        fatal: engine.fatal.clone(),
         _lock: lock,
     });
     let mut joined = join::load(&node).await?;

@@ -100,6 +100,9 @@ pub struct Engine {
     /// Cluster mode: this engine's node, once it has joined.
     cluster: OnceLock<Arc<cluster::Node>>,
     ready: AtomicBool,
+    /// Set when the engine can no longer serve correctly and must stop (cluster mode:
+    /// the state stream lost records it had not applied); [`Running::failure`].
+    fatal: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl Engine {
@@ -244,6 +247,7 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         store: OnceLock::new(),
         cluster: OnceLock::new(),
         ready: AtomicBool::new(false),
+        fatal: Arc::new(tokio::sync::watch::Sender::new(None)),
     });
     let api_task = tokio::spawn(api::server::run(listener, engine.clone(), api_shutdown));
     tracing::info!(%addr, "fanfare API listening (ready after recovery)");
@@ -411,6 +415,19 @@ impl Running {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// Resolves, with the reason, once the engine found it can no longer serve
+    /// correctly and must stop (the process exits with a failure, and a supervisor
+    /// restarts it: cluster mode then rejoins from the stored snapshot).
+    pub async fn failure(&self) -> String {
+        let mut fatal = self.engine.fatal.subscribe();
+        let reason = match fatal.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The sender lives in the engine, held here.
+            Err(_) => std::future::pending().await,
+        };
+        reason
     }
 
     /// Resolves once recovery has finished (or failed).

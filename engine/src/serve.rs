@@ -42,10 +42,19 @@ pub fn main(config: Option<&Path>) -> ExitCode {
         };
         tracing::info!(addr = %running.local_addr(), "fanfare ready");
         let reloads = tokio::spawn(reload_on_hangup(running.engine().clone()));
-        wait_for_signal().await;
+        let failed = tokio::select! {
+            _ = wait_for_signal() => None,
+            reason = running.failure() => Some(reason),
+        };
         reloads.abort();
-        tracing::info!("shutdown requested");
+        match &failed {
+            None => tracing::info!("shutdown requested"),
+            Some(reason) => tracing::error!(reason, "stopping: the engine cannot go on serving"),
+        }
         running.shutdown().await;
+        if failed.is_some() {
+            return ExitCode::FAILURE;
+        }
         ExitCode::SUCCESS
     })
 }

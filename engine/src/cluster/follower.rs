@@ -48,7 +48,11 @@ pub(super) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
                     return;
                 };
                 match next {
-                    Ok(Some(Ok(msg))) => apply(&node, &msg),
+                    Ok(Some(Ok(msg))) => {
+                        if !apply(&node, &msg) {
+                            return;
+                        }
+                    }
                     Ok(Some(Err(e))) => {
                         tracing::warn!(error = %e, applied = node.applied(), "state stream consumer failed; following again");
                         break;
@@ -80,27 +84,32 @@ pub(super) async fn run(node: Arc<Node>, mut shutdown: Shutdown) {
     }
 }
 
-/// Apply one stream message (if it is the next one) and wake its writer.
-fn apply(node: &Node, msg: &async_nats::jetstream::Message) {
+/// Apply one stream message (if it is the next one) and wake its writer. False when
+/// the engine must stop following: the stream lost records it had not applied.
+fn apply(node: &Node, msg: &async_nats::jetstream::Message) -> bool {
     let Ok(info) = msg.info() else {
         tracing::error!("a state stream message without its stream sequence; skipped");
-        return;
+        return true;
     };
     let seq = info.stream_sequence;
     let applied = {
         let mut at = node.applied.lock();
         if seq <= *at {
-            return;
+            return true;
         }
         if seq > *at + 1 {
             // A gap: records this engine had not applied were removed from the stream
-            // (trimming keeps every live engine's tail, so it was not live for a
-            // while, or an operator purged the stream).
-            tracing::error!(
-                applied = *at,
-                seq,
-                "the state stream lost records this engine had not applied; restart it with an empty data directory to rejoin from the stored snapshot"
+            // (trimming keeps every live engine's tail, so it was cut off from NATS
+            // for longer than a heartbeat's lifetime, or an operator purged the
+            // stream). Applying past it would serve a state no other engine has:
+            // stop, and let the restart rejoin from the stored snapshot.
+            let reason = format!(
+                "the state stream lost records this engine had not applied (applied {}, next {seq}); restart to rejoin from the stored snapshot",
+                *at
             );
+            tracing::error!(applied = *at, seq, "{reason}");
+            node.fatal.send_replace(Some(reason));
+            return false;
         }
         let applied = match decode(&msg.payload) {
             Ok(m) => Some(node.state.apply_replicated(&m)),
@@ -115,7 +124,7 @@ fn apply(node: &Node, msg: &async_nats::jetstream::Message) {
     };
     node.progress.send_replace(seq);
     let Some(applied) = applied else {
-        return;
+        return true;
     };
     let mine = msg
         .headers
@@ -128,6 +137,7 @@ fn apply(node: &Node, msg: &async_nats::jetstream::Message) {
             let _ = tx.send(applied);
         }
     }
+    true
 }
 
 fn decode(body: &[u8]) -> Result<Mutation, &'static str> {

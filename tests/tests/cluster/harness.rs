@@ -131,6 +131,16 @@ impl Cluster {
         proc.child.kill().await.expect("the engine is ours to kill");
     }
 
+    /// Wait (bounded) for engine `i` to exit by itself: its exit status and log.
+    pub async fn exited(&mut self, i: usize) -> (std::process::ExitStatus, String) {
+        let log = |p: &EngineProc| p.log.lock().expect("log lock").join("\n");
+        let mut proc = self.engines[i].take().expect("engine is running");
+        let Ok(status) = tokio::time::timeout(DEADLINE, proc.child.wait()).await else {
+            panic!("engine {i} did not exit: {}", log(&proc));
+        };
+        (status.expect("the engine is ours to wait for"), log(&proc))
+    }
+
     /// Engine `i`'s log so far (for a failing test's message).
     pub fn log(&self, i: usize) -> String {
         self.engines[i]

@@ -140,3 +140,78 @@ async fn a_live_engine_that_is_behind_or_joining_keeps_the_records_it_needs() {
     .await;
     joins_from_the_object_store_as(&mut c, 1, &[]).await;
 }
+
+/// A TCP proxy to a NATS server that the test can cut off: while cut, its open
+/// connections are dropped and new ones closed at once (an engine cut off from NATS).
+async fn cuttable_proxy(to: String) -> (String, tokio::sync::watch::Sender<bool>) {
+    let upstream = to.trim_start_matches("nats://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let up = tokio::sync::watch::Sender::new(true);
+    let state = up.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if !*state.borrow() {
+                continue;
+            }
+            let mut cut = state.subscribe();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = cut.wait_for(|up| !*up) => {}
+                }
+            });
+        }
+    });
+    (format!("nats://{addr}"), up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_cut_off_while_the_stream_is_trimmed_past_it_stops_and_rejoins_on_restart() {
+    let (mut c, js) = e0_snapshotting_every_second().await;
+    // e1 reaches NATS through a proxy the test can cut.
+    let (proxied, link) = cuttable_proxy(c.nats.url(0)).await;
+    c.more = serde_json::json!({"cluster": {"nats_urls": [proxied]}});
+    c.spawn(1).await;
+    c.more = serde_json::json!({});
+    binds(&c, 1, 0..10).await;
+    // Cut off: its heartbeat lapses (deleted here rather than waiting out its TTL)
+    // and e0 trims the stream past everything e1 has.
+    link.send_replace(false);
+    let (_, cut_at) = stream_bounds(&js).await;
+    js.get_key_value("fanfare_nodes")
+        .await
+        .expect("the heartbeat bucket exists")
+        .delete("e1")
+        .await
+        .expect("heartbeat delete");
+    let mut next = 10;
+    eventually("e0 trims the stream past where e1 was cut off", || {
+        let (c, js, from) = (&c, &js, next);
+        next += 5;
+        async move {
+            binds(c, 0, from..from + 5).await;
+            stream_bounds(js).await.0 > cut_at + 1
+        }
+    })
+    .await;
+    // Back on NATS, e1 finds the gap: it stops instead of serving a state no other
+    // engine has, and its restart on the same data directory rejoins exactly.
+    link.send_replace(true);
+    let (status, log) = c.exited(1).await;
+    assert!(
+        !status.success(),
+        "a failure exit for the supervisor: {log}"
+    );
+    assert!(log.contains("lost records"), "{log}");
+    assert!(log.contains("stopping"), "{log}");
+    c.more = serde_json::json!({"cluster": {"nats_urls": [c.nats.url(0)]}});
+    joins_from_the_object_store_as(&mut c, 1, &[]).await;
+}
