@@ -250,13 +250,13 @@ async fn upload(node: &Arc<Node>, info: &SnapshotInfo) -> Result<(), Error> {
 }
 
 /// The sequence of the snapshot in the object store (0: none, or unreadable).
-async fn stored_seq(node: &Node) -> u64 {
+pub(super) async fn stored_seq(node: &Node) -> u64 {
     let info = node.snapshots.info(names::SNAPSHOT_OBJECT).await.ok();
     info.as_ref().and_then(covered_seq).unwrap_or(0)
 }
 
 /// The stream sequence a stored snapshot covers, from its object's metadata.
-pub(super) fn covered_seq(info: &ObjectInfo) -> Option<u64> {
+fn covered_seq(info: &ObjectInfo) -> Option<u64> {
     info.metadata.get("seq").and_then(|s| s.parse().ok())
 }
 

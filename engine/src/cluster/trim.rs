@@ -21,7 +21,7 @@
 //! could not join. Here a purge is only ever sent with a sequence of 2 or more,
 //! above the stream's first, and the floors make the bounds hold under races.
 
-use super::{names, Node};
+use super::Node;
 
 /// The first sequence to keep, or `None` when nothing may be purged: `stored_before`
 /// (0: no snapshot was stored before this one), `stored_now` (read back after the
@@ -45,12 +45,11 @@ pub(super) async fn after_upload(node: &Node, stored_before: u64, uploaded: u64)
     if stored_before == 0 {
         return;
     }
-    let Ok(stored) = node.snapshots.info(names::SNAPSHOT_OBJECT).await else {
+    let stored_now = super::join::stored_seq(node).await;
+    if stored_now == 0 {
+        // Unreadable (or gone): nothing to trim below.
         return;
-    };
-    let Some(stored_now) = super::join::covered_seq(&stored) else {
-        return;
-    };
+    }
     let Some(floor) = node.lowest_floor().await else {
         return;
     };
