@@ -175,7 +175,7 @@ pub struct Node {
     /// The work chunks this engine ran, for the cluster-wide ledger.
     chunks: work_ledger::Chunks,
     /// The engine's stop-with-failure signal ([`crate::Running::failure`]).
-    fatal: Arc<watch::Sender<Option<String>>>,
+    fatal: watch::Sender<Option<String>>,
     /// The data directory's lock, held for the life of the node.
     _lock: File,
 }

@@ -102,7 +102,7 @@ pub struct Engine {
     ready: AtomicBool,
     /// Set when the engine can no longer serve correctly and must stop (cluster mode:
     /// the state stream lost records it had not applied); [`Running::failure`].
-    fatal: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Engine {
@@ -247,7 +247,7 @@ pub async fn start_background(config: Config) -> Result<Running, Error> {
         store: OnceLock::new(),
         cluster: OnceLock::new(),
         ready: AtomicBool::new(false),
-        fatal: Arc::new(tokio::sync::watch::Sender::new(None)),
+        fatal: tokio::sync::watch::Sender::new(None),
     });
     let api_task = tokio::spawn(api::server::run(listener, engine.clone(), api_shutdown));
     tracing::info!(%addr, "fanfare API listening (ready after recovery)");
