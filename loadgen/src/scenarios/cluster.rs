@@ -94,8 +94,6 @@ pub struct Lag {
 struct Engines {
     program: Program,
     dir: PathBuf,
-    /// Stream replicas: the NATS servers.
-    replicas: usize,
     procs: Vec<Option<EngineProc>>,
     apis: Vec<Client>,
 }
@@ -112,7 +110,7 @@ impl Engines {
                 "cluster": {
                     "nats_urls": nats.urls(),
                     "node_id": format!("e{i}"),
-                    "stream_replicas": self.replicas,
+                    "stream_replicas": nats.len(),
                 },
             }),
         )?;
@@ -170,7 +168,6 @@ pub async fn run(args: &RunArgs, program: Program) -> anyhow::Result<ClusterRepo
     let mut engines = Engines {
         program,
         dir: dir.path().to_path_buf(),
-        replicas: servers,
         procs: Vec::new(),
         apis: Vec::new(),
     };
