@@ -328,18 +328,16 @@ impl Head {
 
 /// `h2load` sending `total` pushes of `body` with `head` over `tokens` to the run's
 /// mock APNs, with the engine's connections and streams in flight and a fresh
-/// provider token; `None` when h2load is not on `PATH`. The mock's records are
-/// emptied meanwhile, as for the ceiling client.
+/// provider token, with the h2load binary `bin` ([`h2load::find`]). The mock's
+/// records are emptied meanwhile, as for the ceiling client.
 pub(crate) async fn reference(
+    bin: &std::path::Path,
     mocks: &Arc<Mocks>,
     head: &Head,
     tokens: &[String],
     body: &[u8],
     total: u64,
-) -> anyhow::Result<Option<h2load::Run>> {
-    let Some(bin) = h2load::find() else {
-        return Ok(None);
-    };
+) -> anyhow::Result<h2load::Run> {
     let (connections, in_flight) = mocks.apns_limits();
     let jwt = mocks
         .creds
@@ -355,7 +353,7 @@ pub(crate) async fn reference(
         in_flight,
     };
     let discard = Discard::spawn(mocks.clone());
-    let run = h2load::run(&bin, &load).await;
+    let run = h2load::run(bin, &load).await;
     discard.finish().await;
     let run = run?;
     eprintln!(
@@ -365,5 +363,5 @@ pub(crate) async fn reference(
         run.cpu_ms_per_1k()
             .map_or("n/a".into(), |c| format!("{c:.2}"))
     );
-    Ok(Some(run))
+    Ok(run)
 }

@@ -253,10 +253,10 @@ traffic: 1.82MB (1908321) total, 996.15KB (1020054) headers (space savings 92.14
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn h2load_sends_the_engines_request_head_and_the_mock_apns_accepts_every_push() {
-        if find().is_none() {
+        let Some(bin) = find() else {
             eprintln!("h2load is not on PATH: skipped");
             return;
-        }
+        };
         let dir = tempfile::tempdir().expect("temporary directory");
         let options = fanfare_loadgen::mock::rig::Options {
             fcm: false,
@@ -269,6 +269,7 @@ traffic: 1.82MB (1908321) total, 996.15KB (1020054) headers (space savings 92.14
         let body = br#"{"aps":{"alert":{"title":"group","body":"hello everyone"}}}"#;
         let before = mocks.apns.received_count();
         let run = super::super::reference(
+            &bin,
             &mocks,
             &super::super::Head::ceiling(),
             &tokens,
@@ -276,8 +277,7 @@ traffic: 1.82MB (1908321) total, 996.15KB (1020054) headers (space savings 92.14
             20_000,
         )
         .await
-        .expect("h2load runs")
-        .expect("h2load is on PATH");
+        .expect("h2load runs");
         assert_eq!((run.ok, run.failed), (20_000, 0), "{run:?}");
         assert_eq!(mocks.apns.received_count() - before, 20_000);
         assert_eq!(mocks.rejections(), 0);

@@ -60,11 +60,14 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
     progress.finish().await;
     let cost = meter.stop(env);
     let head = ceiling::Head::ceiling();
-    let reference = ceiling::reference(&env.mocks, &head, &tokens, &body, args.pushes).await?;
-    report.set_h2load(
-        ceiling::h2load::find().is_some(),
-        reference.and_then(|r| r.cpu_ms_per_1k()),
-    );
+    let h2load = ceiling::h2load::find();
+    let reference = match &h2load {
+        Some(bin) => {
+            Some(ceiling::reference(bin, &env.mocks, &head, &tokens, &body, args.pushes).await?)
+        }
+        None => None,
+    };
+    report.set_h2load(h2load.is_some(), reference.and_then(|r| r.cpu_ms_per_1k()));
     report.pushes_expected = args.pushes;
     report.pushes_delivered = b.ok;
     report.errors.lost = args.pushes.saturating_sub(b.ok);

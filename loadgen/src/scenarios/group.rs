@@ -193,10 +193,11 @@ pub async fn run(env: &Env, args: &RunArgs) -> anyhow::Result<Report> {
                 ceiling_ok += b.ok;
                 ceiling_s += b.secs;
                 ceiling_cpu = ceiling_cpu.zip(b.cpu_s).map(|(a, c)| a + c);
-                let reference = match h2load {
-                    Some(_) => {
-                        ceiling::reference(&env.mocks, &head, &tokens, &body, delivered).await?
-                    }
+                let reference = match &h2load {
+                    Some(bin) => Some(
+                        ceiling::reference(bin, &env.mocks, &head, &tokens, &body, delivered)
+                            .await?,
+                    ),
                     None => None,
                 };
                 if let Some(r) = reference {
